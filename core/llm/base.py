@@ -1,0 +1,163 @@
+"""The contract between the engine and any language model: messages, the client protocol, errors.
+
+Everything that talks to a model (the OpenAI-compatible HTTP client, the offline demo model,
+the test fake) implements `LLMClient`. Callers pass OpenAI-style chat messages and name the
+*purpose* of every call ("narrate", "addressee", "scene_close", ...), so logs, tests and the
+fake server can tell calls apart. `role` picks the model: the narrative model writes prose,
+the classifier model answers short structured questions.
+
+Errors are typed so callers can react without parsing strings:
+
+    LLMError
+    ├── LLMTimeoutError        no answer (or no next chunk) within the timeout
+    ├── LLMConnectionError     could not connect, or the connection broke before any text
+    ├── LLMRateLimitedError    HTTP 429, after the retries ran out (`retry_after_s` if known)
+    ├── LLMServerError         HTTP 5xx, after the retries ran out
+    ├── LLMRequestError        any other HTTP 4xx (bad key, unknown model, bad request)
+    └── LLMResponseError       the provider answered, but not with a usable completion
+        └── LLMStreamError     an error object, or malformed data, inside an SSE stream
+            └── LLMTruncatedError  the stream stopped early; `partial_text` holds what came
+
+Cancellation is plain `asyncio.CancelledError` (or `aclose()` on the stream iterator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Literal, Protocol, TypedDict, runtime_checkable
+
+from pydantic import BaseModel
+
+ModelRole = Literal["narrative", "classifier"]
+"""Which configured model serves a call: prose ("narrative") or short structured answers."""
+
+
+class ChatMessage(TypedDict):
+    """One OpenAI-style chat message."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    """What the engine needs from a language model."""
+
+    async def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        purpose: str,
+        role: ModelRole = "narrative",
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        response_schema: type[BaseModel] | None = None,
+    ) -> str:
+        """Return the whole reply text. With `response_schema` the reply should be JSON for it
+        (not guaranteed: use `core.llm.structured.generate_json` to validate)."""
+        ...
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        purpose: str,
+        role: ModelRole = "narrative",
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        """Yield the reply as text deltas. Close the iterator (`aclose()`, or
+        `contextlib.aclosing`) or cancel the task to stop generating."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections. Safe to call more than once."""
+        ...
+
+
+class LLMError(Exception):
+    """Base of every error a model client raises on purpose."""
+
+    def __init__(self, message: str, *, purpose: str | None = None) -> None:
+        super().__init__(message)
+        self.purpose = purpose
+
+
+class LLMTimeoutError(LLMError):
+    """No response, or no next stream chunk, within the configured timeout."""
+
+
+class LLMConnectionError(LLMError):
+    """The provider could not be reached, or the connection broke before any text arrived."""
+
+
+class LLMHTTPError(LLMError):
+    """The provider answered with an HTTP error status."""
+
+    def __init__(
+        self, message: str, *, status_code: int, body: str = "", purpose: str | None = None
+    ) -> None:
+        super().__init__(message, purpose=purpose)
+        self.status_code = status_code
+        self.body = body
+
+
+class LLMRateLimitedError(LLMHTTPError):
+    """HTTP 429. `retry_after_s` is the provider's Retry-After, when it sent one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 429,
+        body: str = "",
+        retry_after_s: float | None = None,
+        purpose: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, body=body, purpose=purpose)
+        self.retry_after_s = retry_after_s
+
+
+class LLMServerError(LLMHTTPError):
+    """HTTP 5xx (or a 200 whose body is an error object). `retry_after_s` as for 429."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: str = "",
+        retry_after_s: float | None = None,
+        purpose: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, body=body, purpose=purpose)
+        self.retry_after_s = retry_after_s
+
+
+class LLMRequestError(LLMHTTPError):
+    """HTTP 4xx other than 429: the request itself is wrong (key, model name, parameters)."""
+
+
+class LLMResponseError(LLMError):
+    """The provider answered, but the answer is not a usable completion."""
+
+
+class LLMStreamError(LLMResponseError):
+    """An error object or malformed data inside a stream. `partial_text` is what came before."""
+
+    def __init__(self, message: str, *, partial_text: str = "", purpose: str | None = None) -> None:
+        super().__init__(message, purpose=purpose)
+        self.partial_text = partial_text
+
+
+class LLMTruncatedError(LLMStreamError):
+    """The stream ended (or the connection dropped) without `[DONE]` or a finish_reason,
+    after some text had arrived or the body ended cleanly. `partial_text` holds the text."""
+
+
+RETRYABLE_ERRORS: tuple[type[LLMError], ...] = (
+    LLMConnectionError,
+    LLMRateLimitedError,
+    LLMServerError,
+)
+"""Errors worth another attempt, as long as no text has been handed to the caller yet."""

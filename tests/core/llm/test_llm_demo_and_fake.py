@@ -1,0 +1,173 @@
+"""The offline demo model, the purpose-routed FakeLLM and the client factory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from pydantic import BaseModel
+
+from core.llm import (
+    DemoLLM,
+    FakeLLM,
+    LLMClient,
+    LLMStreamError,
+    LLMTimeoutError,
+    OpenAICompatibleClient,
+    UnplannedLLMCallError,
+    make_llm_client,
+)
+
+CARD = (
+    "You are playing a character.\n"
+    "Character: Mira\n"
+    "Personality: curious, sharp-tongued, kind\n"
+    "Scenario: A rain-soaked lighthouse at dusk\n"
+    "User: Sam"
+)
+
+
+def conversation(user_line: str) -> list[dict]:
+    return [{"role": "system", "content": CARD}, {"role": "user", "content": user_line}]
+
+
+async def test_demo_is_deterministic_and_in_character():
+    line = "I found an old map of the smugglers' caves."
+    first = await DemoLLM(word_delay_s=0).generate(conversation(line), purpose="narrate")
+    second = await DemoLLM(word_delay_s=0).generate(conversation(line), purpose="narrate")
+    assert first == second
+    assert "Mira" in first
+    assert "an old map" in first.lower()
+    replies = {
+        await DemoLLM(word_delay_s=0).generate(
+            conversation(f"Tell me about the {thing}."), purpose="narrate"
+        )
+        for thing in ("storm", "captain", "lantern", "ship", "harbour", "letter")
+    }
+    assert len(replies) > 1
+
+
+async def test_demo_streams_the_same_text_word_by_word():
+    demo = DemoLLM(word_delay_s=0)
+    messages = conversation("Do you trust the captain?")
+    deltas = [delta async for delta in demo.stream(messages, purpose="narrate")]
+    assert len(deltas) > 5
+    assert "".join(deltas) == await demo.generate(messages, purpose="narrate")
+    assert isinstance(demo, LLMClient)
+
+
+async def test_demo_greets_summarises_and_answers_classifiers():
+    demo = DemoLLM(word_delay_s=0)
+    greeting = await demo.generate([{"role": "system", "content": CARD}], purpose="greeting")
+    assert "Mira" in greeting
+    summary = await demo.generate(
+        conversation("We should leave before the tide."), purpose="scene_close"
+    )
+    assert "Key quotes" in summary and "Mira" in summary
+
+    class Choice(BaseModel):
+        speaker: str
+        confident: bool = True
+
+    raw = await demo.generate(
+        conversation("hi"), purpose="addressee", role="classifier", response_schema=Choice
+    )
+    assert Choice.model_validate(json.loads(raw)) == Choice(speaker="", confident=True)
+
+
+async def test_fake_routes_by_purpose_and_records_calls():
+    class Pick(BaseModel):
+        speaker: str
+
+    fake = FakeLLM(
+        {
+            "narrate": "Mira smiles.",
+            "addressee": Pick(speaker="mira"),
+            "summary": lambda messages: f"{len(messages)} messages",
+        }
+    )
+    assert await fake.generate(conversation("x"), purpose="summary") == "2 messages"
+    assert json.loads(
+        await fake.generate(conversation("x"), purpose="addressee", role="classifier")
+    ) == {"speaker": "mira"}
+    assert (
+        "".join([d async for d in fake.stream(conversation("hello"), purpose="narrate")])
+        == "Mira smiles."
+    )
+    assert fake.purposes == ["summary", "addressee", "narrate"]
+    narrate = fake.calls_for("narrate")[0]
+    assert (
+        narrate.streamed
+        and narrate.last_user_message == "hello"
+        and "Mira" in narrate.system_prompt
+    )
+    assert fake.calls_for("addressee")[0].role == "classifier"
+    assert isinstance(fake, LLMClient)
+
+
+async def test_fake_rejects_unplanned_purposes():
+    fake = FakeLLM({"narrate": "ok"})
+    with pytest.raises(UnplannedLLMCallError, match="threads"):
+        await fake.generate(conversation("x"), purpose="threads")
+    with pytest.raises(UnplannedLLMCallError):
+        async for _ in fake.stream(conversation("x"), purpose="meanwhile"):
+            pass
+    assert [call.purpose for call in fake.unplanned] == ["threads", "meanwhile"]
+
+
+async def test_fake_delays_errors_and_chunks():
+    fake = FakeLLM(
+        {"narrate": "abcdefgh", "lifecycle": "{}"},
+        delays={"lifecycle": 0.2},
+        errors={"summary": LLMTimeoutError("too slow")},
+        chunk_size=3,
+    )
+    started = time.monotonic()
+    await fake.generate(conversation("x"), purpose="lifecycle")
+    assert time.monotonic() - started >= 0.19
+    with pytest.raises(LLMTimeoutError):
+        await fake.generate(conversation("x"), purpose="summary")
+    assert [d async for d in fake.stream(conversation("x"), purpose="narrate")] == [
+        "abc",
+        "def",
+        "gh",
+    ]
+
+    fake.set_error("narrate", LLMStreamError("cut", partial_text="abc"), after_chunks=1)
+    received: list[str] = []
+    with pytest.raises(LLMStreamError):
+        async for delta in fake.stream(conversation("x"), purpose="narrate"):
+            received.append(delta)
+    assert received == ["abc"]
+    fake.set_error("narrate", None)
+    assert await fake.generate(conversation("x"), purpose="narrate") == "abcdefgh"
+
+
+async def test_fake_supports_async_routes_and_cancellation():
+    async def slow(messages):
+        await asyncio.sleep(5)
+        return "never"
+
+    fake = FakeLLM({"narrate": slow})
+    task = asyncio.create_task(fake.generate(conversation("x"), purpose="narrate"))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_factory_builds_each_provider():
+    demo = make_llm_client(
+        "demo", provider="demo", base_url="http://unused", api_key="", narrative_model="m"
+    )
+    assert isinstance(demo, DemoLLM)
+    client = make_llm_client(
+        "OpenAI", base_url="http://127.0.0.1:1/v1", narrative_model="n", classifier_model=""
+    )
+    assert isinstance(client, OpenAICompatibleClient)
+    assert client.model_for("classifier") == "n"  # falls back to the narrative model
+    await client.aclose()
+    with pytest.raises(ValueError, match="unknown LLM provider"):
+        make_llm_client("llama")
