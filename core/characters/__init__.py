@@ -1,0 +1,1 @@
+"""Characters: Character Card V2/V3 import (JSON or PNG) and the built-in cast."""

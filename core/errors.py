@@ -1,0 +1,108 @@
+"""Typed errors raised by the rpbot core.
+
+Every failure the engine or an adapter may want to tell apart has its own class
+here, under one base class, so callers never have to parse messages.  Errors
+raised while appending an event always mean nothing was written.
+"""
+
+from __future__ import annotations
+
+
+class RpbotError(Exception):
+    """Base class of every error the core raises on purpose."""
+
+
+# --- the event log -----------------------------------------------------------
+
+
+class EventLogError(RpbotError):
+    """An event could not be appended or applied; the transaction was rolled back."""
+
+
+class UnknownEventKindError(EventLogError):
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"unknown event kind {kind!r}")
+        self.kind = kind
+
+
+class InvalidPayloadError(EventLogError):
+    """The payload does not fit the pydantic model of its event kind."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"invalid payload for event {kind!r}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+class SchemaVersionError(RpbotError):
+    """The database was written by a newer rpbot than this one."""
+
+
+# --- missing or conflicting entities ------------------------------------------
+
+
+class NotFoundError(RpbotError):
+    """An event or a read referred to something that does not exist."""
+
+    entity = "entity"
+
+    def __init__(self, ident: object, detail: str = "") -> None:
+        message = f"{self.entity} {ident!r} not found"
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.ident = ident
+
+
+class ChatNotFoundError(NotFoundError):
+    entity = "chat"
+
+
+class CharacterNotFoundError(NotFoundError):
+    entity = "character"
+
+
+class SceneNotFoundError(NotFoundError):
+    entity = "scene"
+
+
+class TurnNotFoundError(NotFoundError):
+    entity = "turn"
+
+
+class MemoryNotFoundError(NotFoundError):
+    entity = "memory"
+
+
+class ThreadNotFoundError(NotFoundError):
+    entity = "plot thread"
+
+
+class WorldEventNotFoundError(NotFoundError):
+    entity = "world event"
+
+
+class DigestNotFoundError(NotFoundError):
+    entity = "digest"
+
+
+class ConflictError(RpbotError):
+    """The event would create something that already exists (a chat id, a turn source id)."""
+
+
+class IllegalTransitionError(RpbotError):
+    """A lifecycle change that the current state does not allow."""
+
+    def __init__(self, entity: str, ident: object, current: str, requested: str) -> None:
+        super().__init__(
+            f"{entity} {ident!r}: cannot go from {current!r} to {requested!r}"
+        )
+        self.entity = entity
+        self.ident = ident
+        self.current = current
+        self.requested = requested
+
+
+# --- characters ----------------------------------------------------------------
+
+
+class CardImportError(RpbotError):
+    """A character card could not be read (bad JSON, no card in the PNG, not a PNG...)."""

@@ -1,0 +1,324 @@
+"""Event kinds and their pydantic payload models, in one registry.
+
+Every state change is one of these events.  `EVENT_MODELS` maps the kind name
+(stored in the log) to its payload model; `parse_payload` turns a dict or a
+model into a validated payload or raises `UnknownEventKindError` /
+`InvalidPayloadError`.  Payloads are immutable and forbid unknown fields.
+
+Story times (`StoryTime`) are chat-clock datetimes, never wall-clock: naive,
+whole seconds.  Fields left as None that name a time, a scene or similar are
+filled in by the projection from the chat's state when the event is applied
+(e.g. the chat clock), which is deterministic on replay because events are
+re-applied in the same order.
+
+Events that change a value carry the new absolute value (edge_set,
+memory_significance_set, clock_set), so a compensating event can restore the
+old one; memory_retracted / memory_restored, scene_reopened, thread_reopened
+and world_event_reverted undo the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from core.errors import InvalidPayloadError, UnknownEventKindError
+
+USER = "you"  # the witness / speaker id of the human player
+
+
+def _normalize_story_time(value: datetime) -> datetime:
+    return value.replace(tzinfo=None, microsecond=0)
+
+
+StoryTime = Annotated[datetime, AfterValidator(_normalize_story_time)]
+Ident = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Significance = Annotated[int, Field(ge=1, le=3)]
+Score = Annotated[int, Field(ge=-100, le=100)]
+RowId = Annotated[int, Field(ge=1)]
+Role = Literal["user", "assistant", "narration"]
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+IdentList = Annotated[list[Ident], AfterValidator(_unique)]
+
+
+class EventPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: ClassVar[str] = ""
+
+
+class ChatEvent(EventPayload):
+    """An event about one chat; appending it for an unknown chat raises ChatNotFoundError."""
+
+    chat_id: Ident
+
+
+EVENT_MODELS: dict[str, type[EventPayload]] = {}
+
+
+def event_kind(name: str):
+    def register(model: type[EventPayload]) -> type[EventPayload]:
+        if name in EVENT_MODELS:
+            raise RuntimeError(f"event kind {name!r} registered twice")
+        model.kind = name
+        EVENT_MODELS[name] = model
+        return model
+
+    return register
+
+
+def parse_payload(kind: str, payload: EventPayload | Mapping[str, Any]) -> EventPayload:
+    model = EVENT_MODELS.get(kind)
+    if model is None:
+        raise UnknownEventKindError(kind)
+    if isinstance(payload, EventPayload):
+        if type(payload) is not model:
+            raise InvalidPayloadError(kind, f"expected {model.__name__}, got {type(payload).__name__}")
+        return payload
+    if not isinstance(payload, Mapping):
+        raise InvalidPayloadError(kind, f"expected a mapping, got {type(payload).__name__}")
+    try:
+        return model.model_validate(dict(payload))
+    except ValidationError as error:
+        raise InvalidPayloadError(kind, str(error)) from error
+
+
+# --- characters and chats -------------------------------------------------------
+
+
+@event_kind("character_registered")
+class CharacterRegistered(EventPayload):
+    """Adds a character, or replaces one with the same id (re-import)."""
+
+    character_id: Ident
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    description: str = ""
+    personality: str = ""
+    scenario: str = ""
+    first_mes: str = ""
+    mes_example: str = ""
+    system_prompt: str = ""
+    post_history_instructions: str = ""
+    creator_notes: str = ""
+    alternate_greetings: list[str] = []
+    tags: list[str] = []
+    creator: str = ""
+    character_version: str = ""
+    spec: str = "manual"  # "builtin", "chara_card_v1", "chara_card_v2", "chara_card_v3", "manual"
+    raw_card: dict[str, Any] | None = None
+
+
+@event_kind("chat_created")
+class ChatCreated(ChatEvent):
+    owner: Ident
+    host: Ident
+    guest: Ident | None = None
+    title: str = ""
+    clock: StoryTime
+
+
+@event_kind("chat_title_set")
+class ChatTitleSet(ChatEvent):
+    title: str
+
+
+@event_kind("chat_guest_set")
+class ChatGuestSet(ChatEvent):
+    guest: Ident | None
+
+
+@event_kind("clock_set")
+class ClockSet(ChatEvent):
+    """Sets the chat clock to an absolute story time (skips, jumps, and their undo)."""
+
+    clock: StoryTime
+    reason: str = ""
+
+
+# --- scenes ----------------------------------------------------------------------
+
+
+@event_kind("scene_opened")
+class SceneOpened(ChatEvent):
+    """Opens a scene at the chat clock. A chat has at most one open 'main' scene."""
+
+    scene_kind: Literal["main", "meanwhile"] = "main"
+    title: str = ""
+    present: IdentList = []
+
+
+@event_kind("scene_presence_set")
+class ScenePresenceSet(ChatEvent):
+    scene_id: RowId
+    present: IdentList
+
+
+@event_kind("scene_closed")
+class SceneClosed(ChatEvent):
+    scene_id: RowId
+
+
+@event_kind("scene_reopened")
+class SceneReopened(ChatEvent):
+    scene_id: RowId
+
+
+# --- turns -------------------------------------------------------------------------
+
+
+@event_kind("turn_recorded")
+class TurnRecorded(ChatEvent):
+    """A turn of the story. `supersedes` makes it a new swipe of that (assistant) turn."""
+
+    role: Role
+    speaker: Ident  # a character id, or "you"
+    text: str
+    source_id: Ident | None = None  # adapter idempotency key (Matrix event id); unique per chat
+    scene_id: RowId | None = None  # None: the open main scene, if any (or the superseded turn's)
+    story_time: StoryTime | None = None  # None: the chat clock (or the superseded turn's time)
+    truncated: bool = False
+    supersedes: RowId | None = None
+
+
+@event_kind("turn_truncated")
+class TurnTruncated(ChatEvent):
+    """A generation was stopped: keep the partial text, mark the turn truncated."""
+
+    turn_id: RowId
+    text: str
+
+
+@event_kind("turn_superseded")
+class TurnSuperseded(ChatEvent):
+    """Makes `by_turn_id` the shown sibling of its swipe group; the others become superseded."""
+
+    turn_id: RowId
+    by_turn_id: RowId
+
+
+# --- memory and relationships ------------------------------------------------------
+
+
+@event_kind("memory_recorded")
+class MemoryRecorded(ChatEvent):
+    text: Annotated[str, StringConstraints(min_length=1)]
+    witnesses: Annotated[IdentList, Field(min_length=1)]  # "you" and/or character ids
+    significance: Significance = 2
+    memory_kind: Literal["event", "summary"] = "event"
+    pov: Ident | None = None  # whose point of view a summary is written from
+    scene_id: RowId | None = None  # None: the open main scene, if any
+    story_time: StoryTime | None = None  # None: the chat clock
+    source_turn_id: RowId | None = None
+
+
+@event_kind("memory_retracted")
+class MemoryRetracted(ChatEvent):
+    memory_id: RowId
+    reason: str = ""
+
+
+@event_kind("memory_restored")
+class MemoryRestored(ChatEvent):
+    memory_id: RowId
+
+
+@event_kind("memory_significance_set")
+class MemorySignificanceSet(ChatEvent):
+    memory_id: RowId
+    significance: Significance
+
+
+@event_kind("edge_set")
+class EdgeSet(ChatEvent):
+    """The new absolute state of the directed relationship from_id -> to_id."""
+
+    from_id: Ident
+    to_id: Ident
+    affinity: Score
+    trust: Score
+    summary: str = ""
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _not_a_self_edge(self) -> "EdgeSet":
+        if self.from_id == self.to_id:
+            raise ValueError("an edge needs two different ends")
+        return self
+
+
+# --- plot: threads, planned world events, meanwhile digests ------------------------
+
+
+@event_kind("thread_opened")
+class ThreadOpened(ChatEvent):
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    summary: str = ""
+
+
+@event_kind("thread_updated")
+class ThreadUpdated(ChatEvent):
+    thread_id: RowId
+    summary: str
+    title: str | None = None
+
+
+@event_kind("thread_closed")
+class ThreadClosed(ChatEvent):
+    thread_id: RowId
+    resolution: str = ""
+
+
+@event_kind("thread_reopened")
+class ThreadReopened(ChatEvent):
+    thread_id: RowId
+
+
+@event_kind("world_event_planned")
+class WorldEventPlanned(ChatEvent):
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    description: str = ""
+    due_at: StoryTime | None = None
+
+
+@event_kind("world_event_transitioned")
+class WorldEventTransitioned(ChatEvent):
+    """planned -> started | cancelled; started -> completed | cancelled."""
+
+    world_event_id: RowId
+    to: Literal["started", "completed", "cancelled"]
+
+
+@event_kind("world_event_reverted")
+class WorldEventReverted(ChatEvent):
+    """Compensation: started -> planned; completed -> started; cancelled -> planned | started."""
+
+    world_event_id: RowId
+    to: Literal["planned", "started"]
+
+
+@event_kind("digest_created")
+class DigestCreated(ChatEvent):
+    text: Annotated[str, StringConstraints(min_length=1)]
+    scene_id: RowId | None = None
+    participants: IdentList = []
+
+
+@event_kind("digest_consumed")
+class DigestConsumed(ChatEvent):
+    digest_id: RowId
+    turn_id: RowId | None = None

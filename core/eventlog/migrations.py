@@ -1,0 +1,255 @@
+"""Numbered schema migrations for engine.sqlite3, in one registered list.
+
+Each migration is registered in order with `@migration("description")`; its
+number is its position in `MIGRATIONS` (1-based) and is stored in SQLite's
+`PRAGMA user_version` in the same transaction as its DDL, so a crash leaves the
+database at one version or the next, never in between.  A database written by a
+newer rpbot (a version above the last migration) is refused.
+
+To change the schema, append a new migration at the end of this file; never
+edit one that has shipped.  If the change touches a projection, keep
+`PROJECTION_TABLES` in step: replay clears exactly those tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiosqlite
+
+from core.errors import SchemaVersionError
+
+MigrationStep = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    step: MigrationStep
+
+
+MIGRATIONS: list[Migration] = []
+
+# Projection tables in an order that is safe to clear (children before parents).
+# The event log (`events`) is the truth and is never in this list.
+PROJECTION_TABLES: tuple[str, ...] = (
+    "digests",
+    "world_events",
+    "plot_threads",
+    "edges",
+    "memory_witnesses",
+    "memories",
+    "turns",
+    "scenes",
+    "chats",
+    "characters",
+)
+
+
+def migration(description: str) -> Callable[[MigrationStep], MigrationStep]:
+    def register(step: MigrationStep) -> MigrationStep:
+        MIGRATIONS.append(Migration(len(MIGRATIONS) + 1, description, step))
+        return step
+
+    return register
+
+
+def latest_version() -> int:
+    return len(MIGRATIONS)
+
+
+async def schema_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0])
+
+
+async def upgrade_schema(conn: aiosqlite.Connection) -> int:
+    """Bring the database to the latest version; returns the version it ends at.
+
+    `conn` must be in autocommit mode (isolation_level=None) and not shared yet.
+    """
+    current = await schema_version(conn)
+    if current > latest_version():
+        raise SchemaVersionError(
+            f"database schema version {current} is newer than this rpbot "
+            f"(knows up to {latest_version()})"
+        )
+    for pending in MIGRATIONS[current:]:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await pending.step(conn)
+            await conn.execute(f"PRAGMA user_version = {pending.version:d}")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+    return latest_version()
+
+
+async def _run(conn: aiosqlite.Connection, statements: list[str]) -> None:
+    # executescript would COMMIT first, so statements go one by one.
+    for statement in statements:
+        await conn.execute(statement)
+
+
+@migration("event log, world, turns, memory with witnesses and FTS5, edges, plot")
+async def _initial_schema(conn: aiosqlite.Connection) -> None:
+    await _run(conn, [
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            chat_id TEXT,
+            payload TEXT NOT NULL,
+            recorded_at REAL NOT NULL  -- wall clock, for audit only; story times live in payloads
+        )""",
+        "CREATE INDEX events_by_chat ON events (chat_id, seq)",
+        """CREATE TABLE characters (
+            character_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL,
+            personality TEXT NOT NULL,
+            scenario TEXT NOT NULL,
+            first_mes TEXT NOT NULL,
+            mes_example TEXT NOT NULL,
+            system_prompt TEXT NOT NULL,
+            post_history_instructions TEXT NOT NULL,
+            creator_notes TEXT NOT NULL,
+            alternate_greetings TEXT NOT NULL,  -- JSON list
+            tags TEXT NOT NULL,                 -- JSON list
+            creator TEXT NOT NULL,
+            character_version TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            raw_card TEXT,                      -- the whole imported card, unknown fields kept
+            registered_seq INTEGER NOT NULL
+        )""",
+        # chat_num is a dense number used to give each chat its own memory rowid range.
+        """CREATE TABLE chats (
+            chat_id TEXT PRIMARY KEY,
+            chat_num INTEGER NOT NULL UNIQUE,
+            owner TEXT NOT NULL,
+            host TEXT NOT NULL REFERENCES characters (character_id),
+            guest TEXT REFERENCES characters (character_id),
+            title TEXT NOT NULL,
+            clock TEXT NOT NULL,
+            created_seq INTEGER NOT NULL
+        )""",
+        "CREATE INDEX chats_by_owner ON chats (owner)",
+        """CREATE TABLE scenes (
+            scene_id INTEGER PRIMARY KEY,
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            kind TEXT NOT NULL CHECK (kind IN ('main', 'meanwhile')),
+            title TEXT NOT NULL,
+            present TEXT NOT NULL,  -- JSON list of character ids (and "you")
+            started_at TEXT NOT NULL,
+            closed_at TEXT
+        )""",
+        "CREATE INDEX scenes_by_chat ON scenes (chat_id, kind, closed_at)",
+        """CREATE TABLE turns (
+            turn_id INTEGER PRIMARY KEY,
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            scene_id INTEGER REFERENCES scenes (scene_id),
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'narration')),
+            speaker TEXT NOT NULL,
+            text TEXT NOT NULL,
+            source_id TEXT,
+            story_time TEXT NOT NULL,
+            truncated INTEGER NOT NULL DEFAULT 0,
+            sibling_group INTEGER NOT NULL,
+            superseded_by INTEGER REFERENCES turns (turn_id)
+        )""",
+        "CREATE INDEX turns_by_chat ON turns (chat_id, turn_id)",
+        "CREATE INDEX turns_by_group ON turns (sibling_group)",
+        "CREATE INDEX turns_by_scene ON turns (scene_id, turn_id)",
+        "CREATE UNIQUE INDEX turns_by_source ON turns (chat_id, source_id) WHERE source_id IS NOT NULL",
+        # memory_id = (chat_num << 32) | n-th memory of the chat, so a chat's memories
+        # are one contiguous rowid range that FTS5 can seek into.
+        """CREATE TABLE memories (
+            memory_id INTEGER PRIMARY KEY,
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            scene_id INTEGER REFERENCES scenes (scene_id),
+            kind TEXT NOT NULL CHECK (kind IN ('event', 'summary')),
+            pov TEXT,
+            text TEXT NOT NULL,
+            significance INTEGER NOT NULL CHECK (significance BETWEEN 1 AND 3),
+            story_time TEXT NOT NULL,
+            source_turn_id INTEGER REFERENCES turns (turn_id),
+            retracted INTEGER NOT NULL DEFAULT 0,
+            recorded_seq INTEGER NOT NULL
+        )""",
+        "CREATE INDEX memories_by_source_turn ON memories (source_turn_id) WHERE source_turn_id IS NOT NULL",
+        """CREATE TABLE memory_witnesses (
+            memory_id INTEGER NOT NULL REFERENCES memories (memory_id),
+            witness TEXT NOT NULL,
+            PRIMARY KEY (memory_id, witness)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX memory_witnesses_by_witness ON memory_witnesses (witness, memory_id)",
+        """CREATE VIRTUAL TABLE memories_fts USING fts5 (
+            text, content = 'memories', content_rowid = 'memory_id',
+            tokenize = 'porter unicode61 remove_diacritics 2'
+        )""",
+        # Only live (not retracted) memories are indexed, so never run FTS5 'rebuild'
+        # (it would index retracted rows too); replay rebuilds the index correctly.
+        """CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories WHEN new.retracted = 0 BEGIN
+            INSERT INTO memories_fts (rowid, text) VALUES (new.memory_id, new.text);
+        END""",
+        """CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories WHEN old.retracted = 0 BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.memory_id, old.text);
+        END""",
+        """CREATE TRIGGER memories_fts_update AFTER UPDATE OF text, retracted ON memories BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, text)
+                SELECT 'delete', old.memory_id, old.text WHERE old.retracted = 0;
+            INSERT INTO memories_fts (rowid, text)
+                SELECT new.memory_id, new.text WHERE new.retracted = 0;
+        END""",
+        """CREATE TABLE edges (
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            from_id TEXT NOT NULL,
+            to_id TEXT NOT NULL,
+            affinity INTEGER NOT NULL,
+            trust INTEGER NOT NULL,
+            summary TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            updated_seq INTEGER NOT NULL,
+            PRIMARY KEY (chat_id, from_id, to_id)
+        )""",
+        """CREATE TABLE plot_threads (
+            thread_id INTEGER PRIMARY KEY,
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            title TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+            opened_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            closed_at TEXT,
+            resolution TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX plot_threads_by_chat ON plot_threads (chat_id, status)",
+        """CREATE TABLE world_events (
+            world_event_id INTEGER PRIMARY KEY,
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            title TEXT NOT NULL,
+            description TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('planned', 'started', 'completed', 'cancelled')),
+            due_at TEXT,
+            planned_at TEXT NOT NULL,
+            started_at TEXT,
+            ended_at TEXT
+        )""",
+        "CREATE INDEX world_events_by_chat ON world_events (chat_id, status, due_at)",
+        """CREATE TABLE digests (
+            digest_id INTEGER PRIMARY KEY,
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            scene_id INTEGER REFERENCES scenes (scene_id),
+            text TEXT NOT NULL,
+            participants TEXT NOT NULL,  -- JSON list
+            status TEXT NOT NULL CHECK (status IN ('pending', 'consumed')),
+            created_at TEXT NOT NULL,
+            consumed_at TEXT,
+            consumed_by_turn INTEGER REFERENCES turns (turn_id)
+        )""",
+        "CREATE INDEX digests_by_chat ON digests (chat_id, status)",
+    ])

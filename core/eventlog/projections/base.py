@@ -1,0 +1,94 @@
+"""The projector registry and the small lookups projectors share.
+
+A projector is `async def(conn, seq, payload) -> created row id | None`; it runs
+inside the write transaction of the event, on the writer connection, and raises
+a typed error (rolling the event back) when the event does not fit the state.
+Ids of created rows are the event's `seq`, except memory ids, which are packed
+per chat (see `memory_id_range`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from core.errors import ChatNotFoundError, NotFoundError, SceneNotFoundError
+from core.eventlog.events import EventPayload
+
+P = TypeVar("P", bound=EventPayload)
+Projector = Callable[[aiosqlite.Connection, int, Any], Awaitable[int | None]]
+
+PROJECTORS: dict[str, Projector] = {}
+
+MEMORY_ID_BITS = 32
+
+
+def projects(model: type[P]) -> Callable[[Callable[[aiosqlite.Connection, int, P], Awaitable[int | None]]], Projector]:
+    def register(fn: Projector) -> Projector:
+        if model.kind in PROJECTORS:
+            raise RuntimeError(f"two projectors for {model.kind!r}")
+        PROJECTORS[model.kind] = fn
+        return fn
+
+    return register
+
+
+def memory_id_range(chat_num: int) -> tuple[int, int]:
+    """The inclusive memory_id (= FTS rowid) range that belongs to one chat."""
+    low = chat_num << MEMORY_ID_BITS
+    return low, low + (1 << MEMORY_ID_BITS) - 1
+
+
+def story_time_text(value: datetime) -> str:
+    return value.isoformat(timespec="seconds")
+
+
+def json_list(values: Sequence[str]) -> str:
+    return json.dumps(list(values), ensure_ascii=False)
+
+
+async def fetch_one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    # One round trip to the connection's thread (execute + fetchone + close would be three).
+    rows = await conn.execute_fetchall(sql, params)
+    return next(iter(rows), None)
+
+
+async def chat_clock(conn: aiosqlite.Connection, chat_id: str) -> str:
+    row = await fetch_one(conn, "SELECT clock FROM chats WHERE chat_id = ?", (chat_id,))
+    if row is None:
+        raise ChatNotFoundError(chat_id)
+    return row["clock"]
+
+
+async def require_row(
+    conn: aiosqlite.Connection,
+    error: type[NotFoundError],
+    table: str,
+    key: str,
+    ident: int,
+    chat_id: str,
+) -> aiosqlite.Row:
+    """The row `table.key == ident`, which must belong to `chat_id`."""
+    row = await fetch_one(conn, f"SELECT * FROM {table} WHERE {key} = ?", (ident,))
+    if row is None:
+        raise error(ident)
+    if row["chat_id"] != chat_id:
+        raise error(ident, f"it belongs to another chat than {chat_id!r}")
+    return row
+
+
+async def scene_or_open_main(conn: aiosqlite.Connection, chat_id: str, scene_id: int | None) -> int | None:
+    """An explicit scene (checked to be in the chat) or the chat's open main scene, if any."""
+    if scene_id is not None:
+        await require_row(conn, SceneNotFoundError, "scenes", "scene_id", scene_id, chat_id)
+        return scene_id
+    row = await fetch_one(
+        conn,
+        "SELECT scene_id FROM scenes WHERE chat_id = ? AND kind = 'main' AND closed_at IS NULL",
+        (chat_id,),
+    )
+    return None if row is None else row["scene_id"]

@@ -1,0 +1,142 @@
+"""Projectors for memories (with their witnesses) and directed relationship edges.
+
+A memory's id packs the chat number and the memory's position in the chat
+(`memory_id_range`), so each chat's memories form one rowid range of the FTS5
+index.  Retracted memories stay in the table (flagged) but leave the FTS index.
+
+`memory_recorded` is the bulk of all writes, so it is projected in two
+statements: an INSERT ... SELECT that checks everything it depends on in its
+WHERE clause (no row inserted means a check failed, and only then are the
+checks run one by one to raise the right typed error), then the witnesses.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from core.errors import CharacterNotFoundError, IllegalTransitionError, MemoryNotFoundError, TurnNotFoundError
+from core.eventlog.events import (
+    USER,
+    EdgeSet,
+    MemoryRecorded,
+    MemoryRestored,
+    MemoryRetracted,
+    MemorySignificanceSet,
+)
+from core.eventlog.projections.base import (
+    MEMORY_ID_BITS,
+    chat_clock,
+    json_list,
+    projects,
+    require_row,
+    scene_or_open_main,
+    story_time_text,
+)
+
+
+async def _require_characters(conn: aiosqlite.Connection, ids: list[str]) -> None:
+    characters = [i for i in ids if i != USER]
+    if not characters:
+        return
+    marks = ", ".join("?" * len(characters))
+    rows = await conn.execute_fetchall(
+        f"SELECT character_id FROM characters WHERE character_id IN ({marks})", characters
+    )
+    known = {row[0] for row in rows}
+    for character_id in characters:
+        if character_id not in known:
+            raise CharacterNotFoundError(character_id)
+
+
+_INSERT_MEMORY = f"""
+    INSERT INTO memories (memory_id, chat_id, scene_id, kind, pov, text, significance,
+                          story_time, source_turn_id, recorded_seq)
+    SELECT COALESCE((SELECT MAX(m.memory_id) FROM memories m
+                     WHERE m.memory_id BETWEEN c.chat_num << {MEMORY_ID_BITS}
+                                           AND ((c.chat_num + 1) << {MEMORY_ID_BITS}) - 1),
+                    c.chat_num << {MEMORY_ID_BITS}) + 1,
+           c.chat_id,
+           COALESCE(:scene_id, (SELECT s.scene_id FROM scenes s
+                                WHERE s.chat_id = c.chat_id AND s.kind = 'main' AND s.closed_at IS NULL)),
+           :kind, :pov, :text, :significance, COALESCE(:story_time, c.clock), :source_turn_id, :seq
+    FROM chats c
+    WHERE c.chat_id = :chat_id
+      AND NOT EXISTS (SELECT 1 FROM json_each(:witnesses) j
+                      WHERE j.value != :user
+                        AND NOT EXISTS (SELECT 1 FROM characters ch WHERE ch.character_id = j.value))
+      AND (:scene_id IS NULL
+           OR EXISTS (SELECT 1 FROM scenes s WHERE s.scene_id = :scene_id AND s.chat_id = c.chat_id))
+      AND (:source_turn_id IS NULL
+           OR EXISTS (SELECT 1 FROM turns t WHERE t.turn_id = :source_turn_id AND t.chat_id = c.chat_id))
+    RETURNING memory_id"""
+
+
+async def _explain_rejected_memory(conn: aiosqlite.Connection, p: MemoryRecorded) -> None:
+    await chat_clock(conn, p.chat_id)
+    await _require_characters(conn, p.witnesses)
+    await scene_or_open_main(conn, p.chat_id, p.scene_id)
+    if p.source_turn_id is not None:
+        await require_row(conn, TurnNotFoundError, "turns", "turn_id", p.source_turn_id, p.chat_id)
+    raise RuntimeError(f"memory_recorded rejected for no known reason: {p!r}")
+
+
+@projects(MemoryRecorded)
+async def _memory_recorded(conn: aiosqlite.Connection, seq: int, p: MemoryRecorded) -> int:
+    inserted = await conn.execute_fetchall(_INSERT_MEMORY, {
+        "chat_id": p.chat_id, "scene_id": p.scene_id, "kind": p.memory_kind, "pov": p.pov, "text": p.text,
+        "significance": p.significance,
+        "story_time": None if p.story_time is None else story_time_text(p.story_time),
+        "source_turn_id": p.source_turn_id, "seq": seq, "witnesses": json_list(p.witnesses), "user": USER,
+    })
+    if not inserted:
+        await _explain_rejected_memory(conn, p)
+    memory_id = int(next(iter(inserted))[0])
+    await conn.executemany(
+        "INSERT INTO memory_witnesses (memory_id, witness) VALUES (?, ?)",
+        [(memory_id, witness) for witness in p.witnesses],
+    )
+    return memory_id
+
+
+async def _set_retracted(conn: aiosqlite.Connection, chat_id: str, memory_id: int, retracted: bool) -> None:
+    memory = await require_row(conn, MemoryNotFoundError, "memories", "memory_id", memory_id, chat_id)
+    if bool(memory["retracted"]) == retracted:
+        state = "retracted" if retracted else "live"
+        raise IllegalTransitionError("memory", memory_id, state, state)
+    await conn.execute("UPDATE memories SET retracted = ? WHERE memory_id = ?", (int(retracted), memory_id))
+
+
+@projects(MemoryRetracted)
+async def _memory_retracted(conn: aiosqlite.Connection, seq: int, p: MemoryRetracted) -> None:
+    await _set_retracted(conn, p.chat_id, p.memory_id, True)
+    return None
+
+
+@projects(MemoryRestored)
+async def _memory_restored(conn: aiosqlite.Connection, seq: int, p: MemoryRestored) -> None:
+    await _set_retracted(conn, p.chat_id, p.memory_id, False)
+    return None
+
+
+@projects(MemorySignificanceSet)
+async def _memory_significance_set(conn: aiosqlite.Connection, seq: int, p: MemorySignificanceSet) -> None:
+    await require_row(conn, MemoryNotFoundError, "memories", "memory_id", p.memory_id, p.chat_id)
+    await conn.execute(
+        "UPDATE memories SET significance = ? WHERE memory_id = ?", (p.significance, p.memory_id)
+    )
+    return None
+
+
+@projects(EdgeSet)
+async def _edge_set(conn: aiosqlite.Connection, seq: int, p: EdgeSet) -> None:
+    await _require_characters(conn, [p.from_id, p.to_id])
+    await conn.execute(
+        """INSERT INTO edges (chat_id, from_id, to_id, affinity, trust, summary, updated_at, updated_seq)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (chat_id, from_id, to_id) DO UPDATE SET
+               affinity = excluded.affinity, trust = excluded.trust, summary = excluded.summary,
+               updated_at = excluded.updated_at, updated_seq = excluded.updated_seq""",
+        (p.chat_id, p.from_id, p.to_id, p.affinity, p.trust, p.summary,
+         await chat_clock(conn, p.chat_id), seq),
+    )
+    return None

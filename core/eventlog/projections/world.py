@@ -1,0 +1,160 @@
+"""Projectors for the world: characters, chats, the chat clock and scenes."""
+
+from __future__ import annotations
+
+import json
+
+import aiosqlite
+
+from core.errors import CharacterNotFoundError, IllegalTransitionError, SceneNotFoundError
+from core.eventlog.events import (
+    USER,
+    CharacterRegistered,
+    ChatCreated,
+    ChatGuestSet,
+    ChatTitleSet,
+    ClockSet,
+    SceneClosed,
+    SceneOpened,
+    ScenePresenceSet,
+    SceneReopened,
+)
+from core.eventlog.projections.base import (
+    chat_clock,
+    fetch_one,
+    json_list,
+    projects,
+    require_row,
+    story_time_text,
+)
+
+
+async def _require_character(conn: aiosqlite.Connection, character_id: str) -> None:
+    if await fetch_one(conn, "SELECT 1 FROM characters WHERE character_id = ?", (character_id,)) is None:
+        raise CharacterNotFoundError(character_id)
+
+
+@projects(CharacterRegistered)
+async def _character_registered(conn: aiosqlite.Connection, seq: int, p: CharacterRegistered) -> None:
+    await conn.execute(
+        """INSERT INTO characters (
+               character_id, name, description, personality, scenario, first_mes, mes_example,
+               system_prompt, post_history_instructions, creator_notes, alternate_greetings, tags,
+               creator, character_version, spec, raw_card, registered_seq)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (character_id) DO UPDATE SET
+               name = excluded.name, description = excluded.description,
+               personality = excluded.personality, scenario = excluded.scenario,
+               first_mes = excluded.first_mes, mes_example = excluded.mes_example,
+               system_prompt = excluded.system_prompt,
+               post_history_instructions = excluded.post_history_instructions,
+               creator_notes = excluded.creator_notes,
+               alternate_greetings = excluded.alternate_greetings, tags = excluded.tags,
+               creator = excluded.creator, character_version = excluded.character_version,
+               spec = excluded.spec, raw_card = excluded.raw_card,
+               registered_seq = excluded.registered_seq""",
+        (
+            p.character_id, p.name, p.description, p.personality, p.scenario, p.first_mes,
+            p.mes_example, p.system_prompt, p.post_history_instructions, p.creator_notes,
+            json_list(p.alternate_greetings), json_list(p.tags), p.creator, p.character_version,
+            p.spec, None if p.raw_card is None else json.dumps(p.raw_card, ensure_ascii=False),
+            seq,
+        ),
+    )
+    return None
+
+
+@projects(ChatCreated)
+async def _chat_created(conn: aiosqlite.Connection, seq: int, p: ChatCreated) -> None:
+    await _require_character(conn, p.host)
+    if p.guest is not None:
+        await _require_character(conn, p.guest)
+    row = await fetch_one(conn, "SELECT COALESCE(MAX(chat_num), 0) + 1 AS next FROM chats")
+    await conn.execute(
+        """INSERT INTO chats (chat_id, chat_num, owner, host, guest, title, clock, created_seq)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+        (p.chat_id, row["next"], p.owner, p.host, p.guest, p.title, story_time_text(p.clock), seq),
+    )
+    return None
+
+
+@projects(ChatTitleSet)
+async def _chat_title_set(conn: aiosqlite.Connection, seq: int, p: ChatTitleSet) -> None:
+    await conn.execute("UPDATE chats SET title = ? WHERE chat_id = ?", (p.title, p.chat_id))
+    return None
+
+
+@projects(ChatGuestSet)
+async def _chat_guest_set(conn: aiosqlite.Connection, seq: int, p: ChatGuestSet) -> None:
+    if p.guest is not None:
+        await _require_character(conn, p.guest)
+    await conn.execute("UPDATE chats SET guest = ? WHERE chat_id = ?", (p.guest, p.chat_id))
+    return None
+
+
+@projects(ClockSet)
+async def _clock_set(conn: aiosqlite.Connection, seq: int, p: ClockSet) -> None:
+    await conn.execute("UPDATE chats SET clock = ? WHERE chat_id = ?", (story_time_text(p.clock), p.chat_id))
+    return None
+
+
+async def _check_present(conn: aiosqlite.Connection, present: list[str]) -> None:
+    for participant in present:
+        if participant != USER:
+            await _require_character(conn, participant)
+
+
+@projects(SceneOpened)
+async def _scene_opened(conn: aiosqlite.Connection, seq: int, p: SceneOpened) -> int:
+    await _check_present(conn, p.present)
+    if p.scene_kind == "main":
+        open_main = await fetch_one(
+            conn,
+            "SELECT scene_id FROM scenes WHERE chat_id = ? AND kind = 'main' AND closed_at IS NULL",
+            (p.chat_id,),
+        )
+        if open_main is not None:
+            raise IllegalTransitionError("main scene", open_main["scene_id"], "open", "second open main scene")
+    await conn.execute(
+        """INSERT INTO scenes (scene_id, chat_id, kind, title, present, started_at)
+           VALUES (?, ?, ?, ?, ?, ?)""",
+        (seq, p.chat_id, p.scene_kind, p.title, json_list(p.present), await chat_clock(conn, p.chat_id)),
+    )
+    return seq
+
+
+@projects(ScenePresenceSet)
+async def _scene_presence_set(conn: aiosqlite.Connection, seq: int, p: ScenePresenceSet) -> None:
+    await require_row(conn, SceneNotFoundError, "scenes", "scene_id", p.scene_id, p.chat_id)
+    await _check_present(conn, p.present)
+    await conn.execute("UPDATE scenes SET present = ? WHERE scene_id = ?", (json_list(p.present), p.scene_id))
+    return None
+
+
+@projects(SceneClosed)
+async def _scene_closed(conn: aiosqlite.Connection, seq: int, p: SceneClosed) -> None:
+    scene = await require_row(conn, SceneNotFoundError, "scenes", "scene_id", p.scene_id, p.chat_id)
+    if scene["closed_at"] is not None:
+        raise IllegalTransitionError("scene", p.scene_id, "closed", "closed")
+    await conn.execute(
+        "UPDATE scenes SET closed_at = ? WHERE scene_id = ?",
+        (await chat_clock(conn, p.chat_id), p.scene_id),
+    )
+    return None
+
+
+@projects(SceneReopened)
+async def _scene_reopened(conn: aiosqlite.Connection, seq: int, p: SceneReopened) -> None:
+    scene = await require_row(conn, SceneNotFoundError, "scenes", "scene_id", p.scene_id, p.chat_id)
+    if scene["closed_at"] is None:
+        raise IllegalTransitionError("scene", p.scene_id, "open", "open")
+    if scene["kind"] == "main":
+        other = await fetch_one(
+            conn,
+            "SELECT scene_id FROM scenes WHERE chat_id = ? AND kind = 'main' AND closed_at IS NULL",
+            (p.chat_id,),
+        )
+        if other is not None:
+            raise IllegalTransitionError("main scene", other["scene_id"], "open", "second open main scene")
+    await conn.execute("UPDATE scenes SET closed_at = NULL WHERE scene_id = ?", (p.scene_id,))
+    return None

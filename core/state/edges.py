@@ -1,0 +1,128 @@
+"""Directed relationship edges: how `from_id` feels about `to_id`, per chat.
+
+A->B and B->A are independent records (affinity and trust in -100..100, and a
+short summary).  Each change is an `edge_set` event carrying the new absolute
+values, so `edge_history` is read straight from the log and a compensating
+event can restore any earlier value.  An edge never set reads as neutral.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from core.eventlog import Readable, Writable, append_and_apply, writing
+from core.state.rows import fetch_all, fetch_one, story_time
+
+SCORE_MIN, SCORE_MAX = -100, 100
+
+
+@dataclass(frozen=True)
+class Edge:
+    chat_id: str
+    from_id: str
+    to_id: str
+    affinity: int
+    trust: int
+    summary: str
+    updated_at: datetime | None  # story time of the last change; None if never set
+
+
+@dataclass(frozen=True)
+class EdgeChange:
+    seq: int
+    affinity: int
+    trust: int
+    summary: str
+    reason: str
+
+
+def _edge(row: Any) -> Edge:
+    return Edge(row["chat_id"], row["from_id"], row["to_id"], row["affinity"], row["trust"],
+                row["summary"], story_time(row["updated_at"]))
+
+
+def _clamp(value: int) -> int:
+    return max(SCORE_MIN, min(SCORE_MAX, value))
+
+
+async def get_edge(source: Readable, chat_id: str, from_id: str, to_id: str) -> Edge:
+    row = await fetch_one(
+        source, "SELECT * FROM edges WHERE chat_id = ? AND from_id = ? AND to_id = ?", (chat_id, from_id, to_id)
+    )
+    return Edge(chat_id, from_id, to_id, 0, 0, "", None) if row is None else _edge(row)
+
+
+async def edges_from(source: Readable, chat_id: str, from_id: str) -> list[Edge]:
+    rows = await fetch_all(
+        source, "SELECT * FROM edges WHERE chat_id = ? AND from_id = ? ORDER BY to_id", (chat_id, from_id)
+    )
+    return [_edge(r) for r in rows]
+
+
+async def edges_in_chat(source: Readable, chat_id: str) -> list[Edge]:
+    rows = await fetch_all(source, "SELECT * FROM edges WHERE chat_id = ? ORDER BY from_id, to_id", (chat_id,))
+    return [_edge(r) for r in rows]
+
+
+async def set_edge(
+    target: Writable,
+    chat_id: str,
+    from_id: str,
+    to_id: str,
+    *,
+    affinity: int,
+    trust: int,
+    summary: str = "",
+    reason: str = "",
+) -> Edge:
+    """Set the absolute state of from_id -> to_id (the other direction is untouched)."""
+    async with writing(target) as tx:
+        await append_and_apply(tx, "edge_set", {
+            "chat_id": chat_id, "from_id": from_id, "to_id": to_id,
+            "affinity": affinity, "trust": trust, "summary": summary, "reason": reason,
+        })
+        return await get_edge(tx, chat_id, from_id, to_id)
+
+
+async def adjust_edge(
+    target: Writable,
+    chat_id: str,
+    from_id: str,
+    to_id: str,
+    *,
+    affinity_delta: int = 0,
+    trust_delta: int = 0,
+    summary: str | None = None,
+    reason: str = "",
+) -> Edge:
+    """Move an edge by deltas (clamped to -100..100), read and written in one transaction."""
+    async with writing(target) as tx:
+        current = await get_edge(tx, chat_id, from_id, to_id)
+        return await set_edge(
+            tx, chat_id, from_id, to_id,
+            affinity=_clamp(current.affinity + affinity_delta),
+            trust=_clamp(current.trust + trust_delta),
+            summary=current.summary if summary is None else summary,
+            reason=reason,
+        )
+
+
+async def edge_history(source: Readable, chat_id: str, from_id: str, to_id: str) -> list[EdgeChange]:
+    """Every change of from_id -> to_id, oldest first, from the event log."""
+    rows = await fetch_all(
+        source,
+        """SELECT seq, payload FROM events
+           WHERE chat_id = ? AND kind = 'edge_set'
+             AND json_extract(payload, '$.from_id') = ? AND json_extract(payload, '$.to_id') = ?
+           ORDER BY seq""",
+        (chat_id, from_id, to_id),
+    )
+    changes = []
+    for row in rows:
+        payload = json.loads(row["payload"])
+        changes.append(EdgeChange(row["seq"], payload["affinity"], payload["trust"],
+                                  payload["summary"], payload["reason"]))
+    return changes

@@ -1,0 +1,120 @@
+"""Planned world events ("the festival starts at dusk") and their lifecycle.
+
+planned -> started -> completed, or -> cancelled from planned or started; any
+other change raises IllegalTransitionError and writes nothing.  A compensating
+`revert_world_event` steps one transition back (for rolling back a regenerated
+turn).  `due_at` and the lifecycle times are chat-clock story times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from core.errors import WorldEventNotFoundError
+from core.eventlog import Readable, Writable, append_and_apply, writing
+from core.eventlog.projections.plot import WORLD_EVENT_REVERSIONS, WORLD_EVENT_TRANSITIONS
+from core.state.rows import fetch_all, fetch_one, story_time
+
+WorldEventStatus = Literal["planned", "started", "completed", "cancelled"]
+
+__all__ = [
+    "WORLD_EVENT_REVERSIONS",
+    "WORLD_EVENT_TRANSITIONS",
+    "WorldEvent",
+    "WorldEventStatus",
+    "due_world_events",
+    "get_world_event",
+    "list_world_events",
+    "plan_world_event",
+    "require_world_event",
+    "revert_world_event",
+    "transition_world_event",
+]
+
+
+@dataclass(frozen=True)
+class WorldEvent:
+    world_event_id: int
+    chat_id: str
+    title: str
+    description: str
+    status: WorldEventStatus
+    due_at: datetime | None
+    planned_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+def _world_event(row: Any) -> WorldEvent:
+    return WorldEvent(
+        row["world_event_id"], row["chat_id"], row["title"], row["description"], row["status"],
+        story_time(row["due_at"]), datetime.fromisoformat(row["planned_at"]),
+        story_time(row["started_at"]), story_time(row["ended_at"]),
+    )
+
+
+async def plan_world_event(
+    target: Writable, chat_id: str, title: str, *, description: str = "", due_at: datetime | None = None
+) -> WorldEvent:
+    async with writing(target) as tx:
+        event = await append_and_apply(tx, "world_event_planned", {
+            "chat_id": chat_id, "title": title, "description": description, "due_at": due_at,
+        })
+        assert event.ref is not None
+        return await require_world_event(tx, event.ref)
+
+
+async def transition_world_event(
+    target: Writable, chat_id: str, world_event_id: int, to: Literal["started", "completed", "cancelled"]
+) -> None:
+    await append_and_apply(target, "world_event_transitioned", {
+        "chat_id": chat_id, "world_event_id": world_event_id, "to": to,
+    })
+
+
+async def revert_world_event(
+    target: Writable, chat_id: str, world_event_id: int, to: Literal["planned", "started"]
+) -> None:
+    await append_and_apply(target, "world_event_reverted", {
+        "chat_id": chat_id, "world_event_id": world_event_id, "to": to,
+    })
+
+
+async def get_world_event(source: Readable, world_event_id: int) -> WorldEvent | None:
+    row = await fetch_one(source, "SELECT * FROM world_events WHERE world_event_id = ?", (world_event_id,))
+    return None if row is None else _world_event(row)
+
+
+async def require_world_event(source: Readable, world_event_id: int) -> WorldEvent:
+    event = await get_world_event(source, world_event_id)
+    if event is None:
+        raise WorldEventNotFoundError(world_event_id)
+    return event
+
+
+async def list_world_events(
+    source: Readable, chat_id: str, statuses: Iterable[WorldEventStatus] | None = None
+) -> list[WorldEvent]:
+    wanted = ["planned", "started", "completed", "cancelled"] if statuses is None else list(statuses)
+    marks = ", ".join("?" * len(wanted))
+    rows = await fetch_all(
+        source,
+        f"SELECT * FROM world_events WHERE chat_id = ? AND status IN ({marks}) ORDER BY world_event_id",
+        (chat_id, *wanted),
+    )
+    return [_world_event(r) for r in rows]
+
+
+async def due_world_events(source: Readable, chat_id: str, until: datetime) -> list[WorldEvent]:
+    """Planned events whose due time is at or before `until` (story time), soonest first."""
+    rows = await fetch_all(
+        source,
+        """SELECT * FROM world_events
+           WHERE chat_id = ? AND status = 'planned' AND due_at IS NOT NULL AND due_at <= ?
+           ORDER BY due_at, world_event_id""",
+        (chat_id, until.replace(tzinfo=None, microsecond=0).isoformat(timespec="seconds")),
+    )
+    return [_world_event(r) for r in rows]

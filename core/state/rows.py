@@ -1,0 +1,29 @@
+"""Small SQL helpers shared by the read models: fetching rows and decoding columns."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from core.eventlog.db import Readable, read_connection
+
+
+async def fetch_one(source: Readable, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    rows = await read_connection(source).execute_fetchall(sql, params)
+    return next(iter(rows), None)
+
+
+async def fetch_all(source: Readable, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+    return list(await read_connection(source).execute_fetchall(sql, params))
+
+
+def story_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def json_tuple(text: str | None) -> tuple[Any, ...]:
+    return () if text is None else tuple(json.loads(text))

@@ -1,0 +1,155 @@
+"""The turns read model: what was said, in order, with swipes and truncation.
+
+A user turn carries the adapter's `source_id` (the Matrix event id): recording
+the same source id twice in a chat returns the existing turn and writes nothing.
+Regenerating records a new assistant turn with `supersedes=<old turn id>`: both
+stay as siblings of one group and only the newest is shown
+(`superseded_by IS NULL`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from core.errors import TurnNotFoundError
+from core.eventlog import Readable, Writable, append_and_apply, writing
+from core.state.rows import fetch_all, fetch_one
+
+Role = Literal["user", "assistant", "narration"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    turn_id: int
+    chat_id: str
+    scene_id: int | None
+    role: Role
+    speaker: str  # a character id, or "you"
+    text: str
+    source_id: str | None
+    story_time: datetime
+    truncated: bool
+    sibling_group: int
+    superseded_by: int | None
+
+    @property
+    def is_shown(self) -> bool:
+        return self.superseded_by is None
+
+
+def _turn(row: Any) -> Turn:
+    return Turn(
+        row["turn_id"], row["chat_id"], row["scene_id"], row["role"], row["speaker"], row["text"],
+        row["source_id"], datetime.fromisoformat(row["story_time"]), bool(row["truncated"]),
+        row["sibling_group"], row["superseded_by"],
+    )
+
+
+async def record_turn(
+    target: Writable,
+    chat_id: str,
+    role: Role,
+    speaker: str,
+    text: str,
+    *,
+    source_id: str | None = None,
+    scene_id: int | None = None,
+    story_time: datetime | None = None,
+    truncated: bool = False,
+    supersedes: int | None = None,
+) -> tuple[Turn, bool]:
+    """Record a turn; returns (turn, created). created is False when source_id was seen before."""
+    async with writing(target) as tx:
+        if source_id is not None:
+            existing = await get_turn_by_source(tx, chat_id, source_id)
+            if existing is not None:
+                return existing, False
+        event = await append_and_apply(tx, "turn_recorded", {
+            "chat_id": chat_id, "role": role, "speaker": speaker, "text": text, "source_id": source_id,
+            "scene_id": scene_id, "story_time": story_time, "truncated": truncated, "supersedes": supersedes,
+        })
+        assert event.ref is not None
+        return await require_turn(tx, event.ref), True
+
+
+async def truncate_turn(target: Writable, chat_id: str, turn_id: int, text: str) -> None:
+    """Keep the partial text of a stopped generation and mark the turn truncated."""
+    await append_and_apply(target, "turn_truncated", {"chat_id": chat_id, "turn_id": turn_id, "text": text})
+
+
+async def show_sibling(target: Writable, chat_id: str, shown_turn_id: int, sibling_turn_id: int) -> None:
+    """Swipe: show `sibling_turn_id` instead of `shown_turn_id` (same sibling group)."""
+    await append_and_apply(target, "turn_superseded", {
+        "chat_id": chat_id, "turn_id": shown_turn_id, "by_turn_id": sibling_turn_id,
+    })
+
+
+async def get_turn(source: Readable, turn_id: int) -> Turn | None:
+    row = await fetch_one(source, "SELECT * FROM turns WHERE turn_id = ?", (turn_id,))
+    return None if row is None else _turn(row)
+
+
+async def require_turn(source: Readable, turn_id: int) -> Turn:
+    turn = await get_turn(source, turn_id)
+    if turn is None:
+        raise TurnNotFoundError(turn_id)
+    return turn
+
+
+async def get_turn_by_source(source: Readable, chat_id: str, source_id: str) -> Turn | None:
+    row = await fetch_one(
+        source, "SELECT * FROM turns WHERE chat_id = ? AND source_id = ?", (chat_id, source_id)
+    )
+    return None if row is None else _turn(row)
+
+
+async def recent_turns(source: Readable, chat_id: str, limit: int = 20) -> list[Turn]:
+    """The last `limit` shown (not superseded) turns of the chat, oldest first."""
+    rows = await fetch_all(
+        source,
+        """SELECT * FROM turns WHERE chat_id = ? AND superseded_by IS NULL
+           ORDER BY turn_id DESC LIMIT ?""",
+        (chat_id, limit),
+    )
+    return [_turn(r) for r in reversed(rows)]
+
+
+async def last_assistant_turn(source: Readable, chat_id: str) -> Turn | None:
+    """The latest shown assistant turn of the chat (what a regenerate would replace)."""
+    row = await fetch_one(
+        source,
+        """SELECT * FROM turns WHERE chat_id = ? AND role = 'assistant' AND superseded_by IS NULL
+           ORDER BY turn_id DESC LIMIT 1""",
+        (chat_id,),
+    )
+    return None if row is None else _turn(row)
+
+
+async def last_turn(source: Readable, chat_id: str) -> Turn | None:
+    row = await fetch_one(
+        source,
+        "SELECT * FROM turns WHERE chat_id = ? AND superseded_by IS NULL ORDER BY turn_id DESC LIMIT 1",
+        (chat_id,),
+    )
+    return None if row is None else _turn(row)
+
+
+async def sibling_turns(source: Readable, turn_id: int) -> list[Turn]:
+    """Every swipe in the turn's sibling group, oldest first (the turn included)."""
+    rows = await fetch_all(
+        source,
+        """SELECT * FROM turns WHERE sibling_group = (SELECT sibling_group FROM turns WHERE turn_id = ?)
+           ORDER BY turn_id""",
+        (turn_id,),
+    )
+    return [_turn(r) for r in rows]
+
+
+async def scene_turns(source: Readable, scene_id: int) -> list[Turn]:
+    """The shown turns of one scene, oldest first (for scene-close summaries)."""
+    rows = await fetch_all(
+        source, "SELECT * FROM turns WHERE scene_id = ? AND superseded_by IS NULL ORDER BY turn_id", (scene_id,)
+    )
+    return [_turn(r) for r in rows]

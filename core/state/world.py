@@ -1,0 +1,243 @@
+"""The world read model: characters, chats, each chat's story clock, and scenes.
+
+Reads take any `Readable` (the Database reads committed state through its
+reader connection; a Transaction sees its own writes).  Writes take a
+`Writable` (the Database, or a Transaction to join) and go through the event log.
+The chat clock is story time: the time of the story, never the wall clock.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from core.errors import ChatNotFoundError, SceneNotFoundError
+from core.eventlog import Readable, Writable, append_and_apply, writing
+from core.eventlog.events import CharacterRegistered
+from core.state.rows import fetch_all, fetch_one, json_tuple, story_time
+
+
+@dataclass(frozen=True)
+class Character:
+    character_id: str
+    name: str
+    description: str
+    personality: str
+    scenario: str
+    first_mes: str
+    mes_example: str
+    system_prompt: str
+    post_history_instructions: str
+    creator_notes: str
+    alternate_greetings: tuple[str, ...]
+    tags: tuple[str, ...]
+    creator: str
+    character_version: str
+    spec: str
+    raw_card: dict[str, Any] | None  # the imported card as it was, unknown fields included
+
+
+@dataclass(frozen=True)
+class Chat:
+    chat_id: str
+    owner: str
+    host: str
+    guest: str | None
+    title: str
+    clock: datetime
+
+
+@dataclass(frozen=True)
+class Scene:
+    scene_id: int
+    chat_id: str
+    kind: Literal["main", "meanwhile"]
+    title: str
+    present: tuple[str, ...]
+    started_at: datetime
+    closed_at: datetime | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+
+def _character(row: Any) -> Character:
+    return Character(
+        character_id=row["character_id"], name=row["name"], description=row["description"],
+        personality=row["personality"], scenario=row["scenario"], first_mes=row["first_mes"],
+        mes_example=row["mes_example"], system_prompt=row["system_prompt"],
+        post_history_instructions=row["post_history_instructions"],
+        creator_notes=row["creator_notes"], alternate_greetings=json_tuple(row["alternate_greetings"]),
+        tags=json_tuple(row["tags"]), creator=row["creator"],
+        character_version=row["character_version"], spec=row["spec"],
+        raw_card=None if row["raw_card"] is None else json.loads(row["raw_card"]),
+    )
+
+
+def _chat(row: Any) -> Chat:
+    return Chat(row["chat_id"], row["owner"], row["host"], row["guest"], row["title"],
+                datetime.fromisoformat(row["clock"]))
+
+
+def _scene(row: Any) -> Scene:
+    return Scene(row["scene_id"], row["chat_id"], row["kind"], row["title"], json_tuple(row["present"]),
+                 datetime.fromisoformat(row["started_at"]), story_time(row["closed_at"]))
+
+
+# --- characters ------------------------------------------------------------------
+
+
+async def register_character(target: Writable, character: CharacterRegistered) -> Character:
+    """Add a character, or replace the one with the same id."""
+    async with writing(target) as tx:
+        await append_and_apply(tx, "character_registered", character)
+        found = await get_character(tx, character.character_id)
+    assert found is not None
+    return found
+
+
+async def get_character(source: Readable, character_id: str) -> Character | None:
+    row = await fetch_one(source, "SELECT * FROM characters WHERE character_id = ?", (character_id,))
+    return None if row is None else _character(row)
+
+
+async def list_characters(source: Readable) -> list[Character]:
+    return [_character(r) for r in await fetch_all(source, "SELECT * FROM characters ORDER BY name, character_id")]
+
+
+# --- chats and the clock -------------------------------------------------------------
+
+
+async def create_chat(
+    target: Writable,
+    *,
+    owner: str,
+    host: str,
+    clock: datetime,
+    guest: str | None = None,
+    title: str = "",
+    chat_id: str | None = None,
+) -> Chat:
+    """Create a chat (a story); `chat_id` defaults to a new random id."""
+    chat_id = chat_id or f"chat-{uuid.uuid4().hex[:16]}"
+    async with writing(target) as tx:
+        await append_and_apply(tx, "chat_created", {
+            "chat_id": chat_id, "owner": owner, "host": host, "guest": guest, "title": title, "clock": clock,
+        })
+        return await require_chat(tx, chat_id)
+
+
+async def get_chat(source: Readable, chat_id: str) -> Chat | None:
+    row = await fetch_one(source, "SELECT * FROM chats WHERE chat_id = ?", (chat_id,))
+    return None if row is None else _chat(row)
+
+
+async def require_chat(source: Readable, chat_id: str) -> Chat:
+    chat = await get_chat(source, chat_id)
+    if chat is None:
+        raise ChatNotFoundError(chat_id)
+    return chat
+
+
+async def list_chats(source: Readable, owner: str | None = None) -> list[Chat]:
+    if owner is None:
+        rows = await fetch_all(source, "SELECT * FROM chats ORDER BY chat_num")
+    else:
+        rows = await fetch_all(source, "SELECT * FROM chats WHERE owner = ? ORDER BY chat_num", (owner,))
+    return [_chat(r) for r in rows]
+
+
+async def set_chat_title(target: Writable, chat_id: str, title: str) -> None:
+    await append_and_apply(target, "chat_title_set", {"chat_id": chat_id, "title": title})
+
+
+async def set_guest(target: Writable, chat_id: str, guest: str | None) -> None:
+    await append_and_apply(target, "chat_guest_set", {"chat_id": chat_id, "guest": guest})
+
+
+async def get_clock(source: Readable, chat_id: str) -> datetime:
+    return (await require_chat(source, chat_id)).clock
+
+
+async def set_clock(target: Writable, chat_id: str, clock: datetime, reason: str = "") -> None:
+    await append_and_apply(target, "clock_set", {"chat_id": chat_id, "clock": clock, "reason": reason})
+
+
+async def advance_clock(target: Writable, chat_id: str, delta: timedelta, reason: str = "") -> datetime:
+    """Move the chat clock by `delta` (read and write in one transaction); returns the new time."""
+    async with writing(target) as tx:
+        new_clock = await get_clock(tx, chat_id) + delta
+        await set_clock(tx, chat_id, new_clock, reason)
+    return new_clock.replace(microsecond=0)
+
+
+# --- scenes ---------------------------------------------------------------------------
+
+
+async def open_scene(
+    target: Writable,
+    chat_id: str,
+    *,
+    kind: Literal["main", "meanwhile"] = "main",
+    title: str = "",
+    present: Iterable[str] = (),
+) -> Scene:
+    """Open a scene at the chat clock; a second open main scene raises IllegalTransitionError."""
+    async with writing(target) as tx:
+        event = await append_and_apply(tx, "scene_opened", {
+            "chat_id": chat_id, "scene_kind": kind, "title": title, "present": list(present),
+        })
+        assert event.ref is not None
+        return await require_scene(tx, event.ref)
+
+
+async def close_scene(target: Writable, chat_id: str, scene_id: int) -> Scene:
+    """Close a scene at the chat clock; closing a closed scene changes nothing."""
+    async with writing(target) as tx:
+        scene = await require_scene(tx, scene_id)
+        if scene.chat_id != chat_id:
+            raise SceneNotFoundError(scene_id, f"it belongs to another chat than {chat_id!r}")
+        if scene.is_open:
+            await append_and_apply(tx, "scene_closed", {"chat_id": chat_id, "scene_id": scene_id})
+            scene = await require_scene(tx, scene_id)
+        return scene
+
+
+async def reopen_scene(target: Writable, chat_id: str, scene_id: int) -> None:
+    await append_and_apply(target, "scene_reopened", {"chat_id": chat_id, "scene_id": scene_id})
+
+
+async def set_scene_presence(target: Writable, chat_id: str, scene_id: int, present: Iterable[str]) -> None:
+    await append_and_apply(target, "scene_presence_set", {
+        "chat_id": chat_id, "scene_id": scene_id, "present": list(present),
+    })
+
+
+async def get_scene(source: Readable, scene_id: int) -> Scene | None:
+    row = await fetch_one(source, "SELECT * FROM scenes WHERE scene_id = ?", (scene_id,))
+    return None if row is None else _scene(row)
+
+
+async def require_scene(source: Readable, scene_id: int) -> Scene:
+    scene = await get_scene(source, scene_id)
+    if scene is None:
+        raise SceneNotFoundError(scene_id)
+    return scene
+
+
+async def current_scene(source: Readable, chat_id: str) -> Scene | None:
+    """The chat's open main scene, if any."""
+    row = await fetch_one(
+        source, "SELECT * FROM scenes WHERE chat_id = ? AND kind = 'main' AND closed_at IS NULL", (chat_id,)
+    )
+    return None if row is None else _scene(row)
+
+
+async def list_scenes(source: Readable, chat_id: str, *, open_only: bool = False) -> list[Scene]:
+    sql = "SELECT * FROM scenes WHERE chat_id = ?" + (" AND closed_at IS NULL" if open_only else "")
+    return [_scene(r) for r in await fetch_all(source, sql + " ORDER BY scene_id", (chat_id,))]

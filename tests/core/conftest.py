@@ -1,0 +1,78 @@
+"""Fixtures and helpers for the engine-store tests: a fresh database, a small cast, table dumps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from core.eventlog import Database, open_database
+from core.eventlog.events import CharacterRegistered
+from core.eventlog.migrations import PROJECTION_TABLES
+from core.state import world
+
+STORY_START = datetime(1890, 10, 3, 20, 0)
+CAST = ("ada", "bram", "cora", "dov")
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await open_database(tmp_path / "engine.sqlite3")
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def add_cast(target, names=CAST) -> None:
+    for name in names:
+        await world.register_character(target, CharacterRegistered(character_id=name, name=name.title()))
+
+
+@pytest.fixture
+async def chat(db: Database) -> world.Chat:
+    """A chat hosted by 'ada' with guest 'bram'; the whole CAST is registered."""
+    await add_cast(db)
+    return await world.create_chat(
+        db, owner="@player:localhost", host="ada", guest="bram", clock=STORY_START, chat_id="chat-1"
+    )
+
+
+async def row_counts(db: Database) -> dict[str, int]:
+    counts = {}
+    for table in ("events", *PROJECTION_TABLES):
+        rows = await db.reader.execute_fetchall(f"SELECT count(*) FROM {table}")
+        counts[table] = rows[0][0]
+    return counts
+
+
+async def dump_projections(db: Database) -> dict[str, list[tuple]]:
+    """Every row of every projection table (and the FTS index's rowids), in a stable order."""
+    dump = {}
+    for table in PROJECTION_TABLES:
+        rows = await db.reader.execute_fetchall(f"SELECT * FROM {table} ORDER BY 1, 2")
+        dump[table] = [tuple(row) for row in rows]
+    dump["memories_fts"] = await dump_fts_index(db)
+    return dump
+
+
+async def dump_fts_index(db: Database) -> list[tuple]:
+    """The FTS index itself (term, rowid, offset), not the external content it points to."""
+    await db.writer.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memories_fts_instances USING fts5vocab(main, memories_fts, instance)"
+    )
+    rows = await db.writer.execute_fetchall(
+        "SELECT term, doc, offset FROM temp.memories_fts_instances ORDER BY term, doc, offset"
+    )
+    return [tuple(row) for row in rows]
+
+
+async def check_fts_index(db: Database) -> None:
+    """The FTS index is internally sound and holds exactly the live (not retracted) memories."""
+    async with db.transaction() as tx:
+        await tx.conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('integrity-check')")
+    indexed = {doc for _, doc, _ in await dump_fts_index(db)}
+    live = await db.reader.execute_fetchall("SELECT memory_id FROM memories WHERE retracted = 0")
+    assert indexed == {r[0] for r in live}
