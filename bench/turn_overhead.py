@@ -1,0 +1,125 @@
+"""Benchmark: engine time per turn, excluding the model, in a chat with 10,000 prior turns.
+
+Not a test (never run by pytest). Usage:
+
+    .venv/bin/python bench/turn_overhead.py [--prior-turns 10000] [--turns 200] [--guest]
+
+Builds a chat with `--prior-turns` turns (half player lines, half replies, each
+exchange with its memory and edge change, as the pipeline writes them) in one
+transaction, then times `Engine.post_turn` end to end for `--turns` new turns
+with a zero-latency FakeLLM, so the figure is the engine's own overhead: user
+turn, routing (a classifier call only with `--guest`), prompt assembly, stream
+relay, and the reply transaction (turn, memory, edge, digests).  Prints p50, p90,
+p99 and max in milliseconds, and one regenerate's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.engine import Engine  # noqa: E402
+from core.eventlog import USER  # noqa: E402
+from core.llm import FakeLLM  # noqa: E402
+from core.services.addressee import AddresseeDecision  # noqa: E402
+from core.services.memory_write import record_turn_memory  # noqa: E402
+from core.services.relationships import apply_exchange_edges  # noqa: E402
+from core.state import turns as turn_state  # noqa: E402
+
+HOST, GUEST = "wren-halloway", "odile-marchetti"
+STOPWORDS = "the a and to of i you it in that is was he she for on with as at but my your we".split()
+SYLLABLES = "ba be bo ca ce co da de do fa fe fi ga go ha he la le lo ma me mi na ne no ra re ri sa se so ta te to".split()
+VOCABULARY_SIZE = 3000
+ZIPF_EXPONENT = 1.07  # word frequencies in conversation follow Zipf's law
+
+
+def vocabulary(rng: random.Random) -> tuple[list[str], list[float]]:
+    """Pseudo-words with Zipfian frequencies (no dictionary file needed), and cumulative weights."""
+    words = list(dict.fromkeys("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4)))
+                               for _ in range(VOCABULARY_SIZE * 2)))[:VOCABULARY_SIZE]
+    cumulative, total = [], 0.0
+    for rank in range(1, len(words) + 1):
+        total += 1 / rank ** ZIPF_EXPONENT
+        cumulative.append(total)
+    return words, cumulative
+
+
+WORDS, CUMULATIVE = vocabulary(random.Random(1))
+REPLY = "*Wren glances at the window.* The rain will not stop tonight, I think. Stay a while."
+
+
+def line(rng: random.Random, n: int) -> str:
+    """About `n` words: content words drawn by Zipf frequency, every third one a stopword."""
+    words = [rng.choice(STOPWORDS) if i % 3 == 2 else rng.choices(WORDS, cum_weights=CUMULATIVE)[0]
+             for i in range(n)]
+    return " ".join(words).capitalize() + "."
+
+
+async def build_history(engine: Engine, chat_id: str, prior_turns: int, rng: random.Random) -> None:
+    async with engine.db.transaction() as tx:
+        for i in range(prior_turns // 2):
+            user, _ = await turn_state.record_turn(tx, chat_id, "user", USER, line(rng, 12), source_id=f"$old{i}")
+            reply, _ = await turn_state.record_turn(
+                tx, chat_id, "assistant", HOST, line(rng, 30), source_id=f"$old{i}#reply"
+            )
+            await record_turn_memory(tx, chat_id, user_turn=user, reply_turn=reply, speaker_name="Wren",
+                                     present=[HOST])
+            await apply_exchange_edges(tx, chat_id, reply.turn_id, HOST)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def run(prior_turns: int, turns: int, guest: bool) -> None:
+    rng = random.Random(7)
+    fake = FakeLLM(routes={"narrate": REPLY, "addressee": AddresseeDecision(speaker=HOST, confidence="high")})
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = await Engine.open(Path(tmp) / "bench.sqlite3", fake)
+        try:
+            chat = await engine.create_chat(owner="@bench:hs", host=HOST, guest=GUEST if guest else None)
+            started = time.perf_counter()
+            await build_history(engine, chat.chat_id, prior_turns, rng)
+            print(f"built {prior_turns} prior turns in {time.perf_counter() - started:.1f} s")
+            for i in range(5):  # warm-up
+                [_ async for _ in engine.post_turn(chat.chat_id, line(rng, 12), f"$warm{i}")]
+            timings = []
+            for i in range(turns):
+                text = line(rng, 12)
+                t0 = time.perf_counter()
+                async for update in engine.post_turn(chat.chat_id, text, f"$new{i}"):
+                    pass
+                timings.append((time.perf_counter() - t0) * 1000)
+                assert update.done
+            t0 = time.perf_counter()
+            [_ async for _ in engine.regenerate(chat.chat_id)]
+            regenerate_ms = (time.perf_counter() - t0) * 1000
+        finally:
+            await engine.close()
+    print(f"chat: {'host + guest (one classifier call)' if guest else 'one character'}; "
+          f"{turns} turns after {prior_turns} prior turns")
+    print(f"engine time per turn (ms): p50 {percentile(timings, 50):.1f}  p90 {percentile(timings, 90):.1f}  "
+          f"p99 {percentile(timings, 99):.1f}  max {max(timings):.1f}  mean {statistics.mean(timings):.1f}")
+    print(f"one regenerate (ms): {regenerate_ms:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prior-turns", type=int, default=10_000)
+    parser.add_argument("--turns", type=int, default=200)
+    parser.add_argument("--guest", action="store_true", help="a two-character chat (adds the routing call)")
+    args = parser.parse_args()
+    asyncio.run(run(args.prior_turns, args.turns, args.guest))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Shared reads of the turn pipeline: the cast of a chat, recent dialogue, causes.
+
+One implementation used by posting a turn, regenerating one (and later by scene
+close), so each step sees the story the same way:
+
+- `load_cast`: the chat and the characters present (the host, and the guest if any).
+- `recent_dialogue`: the shown turns up to a given turn, oldest first.
+- `shown_reply_for_source`: the reply (current swipe) made for a player's source id.
+- `exchange_to_regenerate`: which user turn a regenerate answers, and which turn it replaces.
+- `cause_tag`: the marker that ties an event (an edge change) to the turn that caused it,
+  so a regenerate can find and undo exactly what that turn did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import CharacterNotFoundError, TurnNotFoundError
+from core.eventlog import USER, Readable
+from core.state import turns as turn_state
+from core.state import world
+from core.state.turns import Turn
+
+PLAYER_NAME = "You"
+REPLY_SUFFIX = "#reply"
+
+
+@dataclass(frozen=True)
+class Cast:
+    """A chat and the characters present in its main story (host first)."""
+
+    chat: world.Chat
+    characters: tuple[world.Character, ...]
+
+    @property
+    def host(self) -> world.Character:
+        return self.characters[0]
+
+    @property
+    def present_ids(self) -> list[str]:
+        return [c.character_id for c in self.characters]
+
+    def get(self, character_id: str) -> world.Character | None:
+        return next((c for c in self.characters if c.character_id == character_id), None)
+
+    def name_of(self, speaker_id: str) -> str:
+        if speaker_id == USER:
+            return PLAYER_NAME
+        character = self.get(speaker_id)
+        return character.name if character else speaker_id
+
+
+async def require_character(source: Readable, character_id: str) -> world.Character:
+    character = await world.get_character(source, character_id)
+    if character is None:
+        raise CharacterNotFoundError(character_id)
+    return character
+
+
+async def load_cast(source: Readable, chat_id: str) -> Cast:
+    chat = await world.require_chat(source, chat_id)
+    ids = [chat.host] + ([chat.guest] if chat.guest and chat.guest != chat.host else [])
+    return Cast(chat, tuple([await require_character(source, i) for i in ids]))
+
+
+async def recent_dialogue(
+    source: Readable, chat_id: str, *, limit: int, up_to_turn_id: int | None = None
+) -> list[Turn]:
+    """The last `limit` shown turns of the chat with turn_id <= `up_to_turn_id`, oldest first.
+
+    `up_to_turn_id` leaves out what follows the turn being answered (the reply a
+    regenerate replaces is the only turn after it, so one extra row is fetched).
+    """
+    turns = await turn_state.recent_turns(source, chat_id, limit + 1)
+    if up_to_turn_id is not None:
+        turns = [t for t in turns if t.turn_id <= up_to_turn_id]
+    return turns[-limit:] if limit > 0 else []
+
+
+def reply_source(user_source_id: str) -> str:
+    """The source id of the reply to the player's line `user_source_id`."""
+    return user_source_id + REPLY_SUFFIX
+
+
+async def shown_reply_for_source(source: Readable, chat_id: str, user_source_id: str) -> Turn | None:
+    """The shown swipe of the reply made for `user_source_id`, if a reply was recorded."""
+    first = await turn_state.get_turn_by_source(source, chat_id, reply_source(user_source_id))
+    if first is None or first.is_shown:
+        return first
+    siblings = await turn_state.sibling_turns(source, first.turn_id)
+    return next((t for t in siblings if t.is_shown), first)
+
+
+@dataclass(frozen=True)
+class ExchangeToRegenerate:
+    user_turn: Turn | None  # the player's line the new reply answers (None: the greeting)
+    replaced: Turn | None  # the shown assistant turn the new reply supersedes, if any
+
+
+async def exchange_to_regenerate(source: Readable, chat_id: str) -> ExchangeToRegenerate:
+    """What a regenerate answers: the last shown assistant turn and the user turn before it,
+    or (when the last shown turn is the player's, e.g. after a failed reply) just that turn."""
+    last = await turn_state.last_turn(source, chat_id)
+    if last is None:
+        raise TurnNotFoundError(f"chat {chat_id!r} has no turn to regenerate")
+    if last.role == "user":
+        return ExchangeToRegenerate(last, None)
+    turns = await turn_state.recent_turns(source, chat_id, 8)
+    user_turn = next((t for t in reversed(turns) if t.role == "user" and t.turn_id < last.turn_id), None)
+    if last.role != "assistant":
+        return ExchangeToRegenerate(user_turn, None)
+    return ExchangeToRegenerate(user_turn, last)
+
+
+CAUSE_PREFIX = "turn:"
+
+
+def cause_tag(turn_id: int) -> str:
+    """The `reason` prefix of an event caused by turn `turn_id` ("turn:<id>;")."""
+    return f"{CAUSE_PREFIX}{turn_id};"

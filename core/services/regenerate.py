@@ -1,0 +1,94 @@
+"""Rolling back what a turn caused, by compensating events (for regenerate / swipes).
+
+What a turn caused, and how each is found exactly:
+- memories: `source_turn_id` = the turn (`memories_from_turn`) -> `memory_retracted`;
+- edges: `edge_set` events whose reason carries the turn's cause tag
+  (`relationships.edge_changes_caused_by`) -> `edge_set` back to the prior value;
+- world-event lifecycle transitions: `world_event_transitioned` events recorded
+  after the turn and before the chat's next turn (the engine finishes a turn's
+  after-work before the chat's next turn starts, so that window holds exactly the
+  transitions the turn's after-work made) -> `world_event_reverted`, newest first.
+  (The event payload has no turn reference; a `cause_turn_id` field on it would
+  make this independent of the window.)
+
+`roll_back_turn` runs inside the caller's transaction, so the rollback and the new
+swipe that supersedes the turn are one atomic change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.eventlog import Transaction
+from core.eventlog.db import Readable
+from core.services.relationships import restore_edges_caused_by
+from core.state import memory as memory_state
+from core.state import plans
+from core.state.rows import fetch_all, fetch_one
+
+# The step back that undoes each transition (cancelled goes back to what it was before).
+UNDO_OF_TRANSITION = {"started": "planned", "completed": "started"}
+
+
+@dataclass(frozen=True)
+class WorldTransitionRef:
+    seq: int
+    world_event_id: int
+    to: str
+
+
+@dataclass(frozen=True)
+class RollbackSummary:
+    memories_retracted: int
+    edges_restored: int
+    world_events_reverted: int
+
+
+async def world_transitions_caused_by(source: Readable, chat_id: str, turn_id: int) -> list[WorldTransitionRef]:
+    """Lifecycle transitions recorded after `turn_id` and before the chat's next turn, in log order."""
+    rows = await fetch_all(
+        source,
+        """SELECT seq, json_extract(payload, '$.world_event_id') AS world_event_id,
+                  json_extract(payload, '$.to') AS target
+           FROM events
+           WHERE chat_id = :chat AND seq > :turn AND kind = 'world_event_transitioned'
+             AND seq < coalesce((SELECT min(seq) FROM events
+                                 WHERE chat_id = :chat AND seq > :turn AND kind = 'turn_recorded'), 9e18)
+           ORDER BY seq""",
+        {"chat": chat_id, "turn": turn_id},
+    )
+    return [WorldTransitionRef(r["seq"], r["world_event_id"], r["target"]) for r in rows]
+
+
+async def _status_before(source: Readable, chat_id: str, world_event_id: int, seq: int) -> str:
+    """The world event's status just before event `seq` (its plan event's seq is its id)."""
+    row = await fetch_one(
+        source,
+        """SELECT json_extract(payload, '$.to') AS status FROM events
+           WHERE chat_id = ? AND seq < ? AND seq > ?
+             AND kind IN ('world_event_transitioned', 'world_event_reverted')
+             AND json_extract(payload, '$.world_event_id') = ?
+           ORDER BY seq DESC LIMIT 1""",
+        (chat_id, seq, world_event_id, world_event_id),
+    )
+    return "planned" if row is None else row["status"]
+
+
+async def revert_world_transitions_caused_by(tx: Transaction, chat_id: str, turn_id: int) -> int:
+    transitions = await world_transitions_caused_by(tx, chat_id, turn_id)
+    for transition in reversed(transitions):
+        target = UNDO_OF_TRANSITION.get(transition.to) or await _status_before(
+            tx, chat_id, transition.world_event_id, transition.seq
+        )
+        await plans.revert_world_event(tx, chat_id, transition.world_event_id, target)  # type: ignore[arg-type]
+    return len(transitions)
+
+
+async def roll_back_turn(tx: Transaction, chat_id: str, turn_id: int) -> RollbackSummary:
+    """Undo, by compensating events, everything turn `turn_id` caused (see the module docstring)."""
+    world_events = await revert_world_transitions_caused_by(tx, chat_id, turn_id)
+    memories = await memory_state.memories_from_turn(tx, chat_id, turn_id)
+    for memory in memories:
+        await memory_state.retract_memory(tx, chat_id, memory.memory_id, reason=f"turn {turn_id} regenerated")
+    edges = await restore_edges_caused_by(tx, chat_id, turn_id)
+    return RollbackSummary(len(memories), edges, world_events)
