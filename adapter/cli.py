@@ -1,0 +1,171 @@
+"""The `rpbot` command: `run` against any homeserver, `dev` with an embedded local one.
+
+`rpbot dev` starts Synapse on loopback (data in `.rpbot-dev/`), registers the
+bot and a player with generated passwords (kept for the next `dev`), starts the
+bot and prints how to sign in with Element. Ctrl-C stops the bot, then Synapse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+from adapter.config import Config, ConfigError, load_config
+
+log = logging.getLogger("rpbot")
+
+DEV_PORT = 8008
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rpbot", description="A roleplay bot with long-term, per-character memory, played through Matrix.")
+    parser.add_argument("--log-level", default=os.environ.get("RPBOT_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="run the bot against a homeserver, as configured")
+    run.add_argument("--config", required=True, type=Path, help="the TOML config file (see README)")
+    dev = commands.add_parser("dev", help="start a local Synapse and the bot, and print how to sign in with Element")
+    dev.add_argument("--dir", type=Path, default=Path(".rpbot-dev"), help="where the local homeserver and bot keep their data (default .rpbot-dev)")
+    dev.add_argument("--config", type=Path, default=None, help="a TOML file whose [llm] section to use (default: ./rpbot.toml if present, else the offline demo model)")
+    dev.add_argument("--port", type=int, default=DEV_PORT, help=f"homeserver port on 127.0.0.1 (default {DEV_PORT}, or a free one if taken)")
+    return parser
+
+
+def make_llm(config: Config):
+    from core.llm import make_llm_client
+
+    llm = config.llm
+    if llm.provider == "demo":
+        return make_llm_client("demo")
+    return make_llm_client(
+        "openai",
+        base_url=llm.base_url,
+        api_key=llm.api_key,
+        narrative_model=llm.narrative_model,
+        classifier_model=llm.classifier_model,
+        timeout_s=llm.timeout_s,
+    )
+
+
+async def run_bot(config: Config) -> None:
+    from adapter.matrix.bot import MatrixBot
+    from core.engine import Engine
+
+    data_dir = Path(config.storage.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if config.llm.provider == "demo":
+        log.warning("llm.provider is \"demo\": characters answer from the offline demo model")
+    engine = await Engine.open(data_dir / "engine.sqlite3", make_llm(config))
+    bot = MatrixBot(config, engine)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, bot.stop)
+    try:
+        await bot.run()
+    finally:
+        await engine.close()
+
+
+def _dev_credentials(directory: Path) -> dict[str, str]:
+    path = directory / "credentials.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    creds = {"bot_password": secrets.token_urlsafe(16), "player_password": secrets.token_urlsafe(12)}
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(creds))
+    path.chmod(0o600)
+    return creds
+
+
+def _port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def dev(args: argparse.Namespace) -> int:
+    from adapter.devserver import LocalHomeserver
+
+    directory = args.dir.resolve()
+    creds = _dev_credentials(directory)
+    port = args.port if _port_is_free(args.port) else None
+    homeserver = LocalHomeserver(directory / "synapse", port=port, relaxed_rate_limits=True)
+    print(f"Starting a local Synapse on {homeserver.url} (data in {directory}) ...", flush=True)
+    homeserver.start()
+    try:
+        bot_user = homeserver.register("rpbot", creds["bot_password"])
+        player = homeserver.register("player", creds["player_password"])
+        llm_file = args.config or (Path("rpbot.toml") if Path("rpbot.toml").exists() else None)
+        llm_section = {}
+        if llm_file is not None:
+            import tomllib
+
+            llm_section = tomllib.loads(llm_file.read_text()).get("llm", {})
+        os.environ.update(
+            {
+                "RPBOT_MATRIX__HOMESERVER": homeserver.url,
+                "RPBOT_MATRIX__USER_ID": bot_user.user_id,
+                "RPBOT_MATRIX__PASSWORD": creds["bot_password"],
+                "RPBOT_MATRIX__ALLOWED_USERS": json.dumps([player.user_id]),
+                "RPBOT_STORAGE__DATA_DIR": str(directory / "bot"),
+            }
+        )
+        for key, value in llm_section.items():
+            os.environ.setdefault(f"RPBOT_LLM__{key.upper()}", str(value))
+        config = load_config(None)
+        print(
+            "\n".join(
+                [
+                    "",
+                    "rpbot is starting. Sign in with Element (https://app.element.io or the desktop app):",
+                    f"  homeserver:  {homeserver.url}",
+                    f"  username:    {player.localpart}   (full id {player.user_id})",
+                    f"  password:    {creds['player_password']}",
+                    f"  then invite: {bot_user.user_id}   (start a chat with it); it makes you a Space with your stories",
+                    f"  LLM:         {config.llm.provider}" + (f" ({config.llm.narrative_model} at {config.llm.base_url})" if config.llm.provider == "openai" else " (offline demo model)"),
+                    "Press Ctrl-C to stop the bot and the homeserver.",
+                    "",
+                ]
+            ),
+            flush=True,
+        )
+        asyncio.run(run_bot(config))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("Stopping the homeserver ...", flush=True)
+        homeserver.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("nio", "peewee", "httpx", "aiohttp", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "run":
+            asyncio.run(run_bot(load_config(args.config)))
+            return 0
+        if args.command == "dev":
+            return dev(args)
+    except ConfigError as exc:
+        print(f"rpbot: {exc}", file=sys.stderr)
+        return 2
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

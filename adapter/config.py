@@ -1,0 +1,160 @@
+"""rpbot's configuration: a TOML file, every key overridable by `RPBOT_<SECTION>__<KEY>`.
+
+`load_config(path)` returns a validated `Config` or raises `ConfigError` whose
+message names each bad or missing key the way an operator writes it
+(`matrix.homeserver`) together with the environment variable that sets it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+_MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]+)?$")
+_toml_data: ContextVar[dict[str, Any]] = ContextVar("_toml_data", default={})
+
+
+class ConfigError(ValueError):
+    """The configuration is unreadable or has bad or missing values; the message names them."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MatrixConfig(_Section):
+    homeserver: str
+    user_id: str
+    password: str = ""
+    access_token: str = ""
+    device_name: str = "rpbot"
+    allowed_users: list[str] = Field(default_factory=list)
+    encryption: bool = True
+
+    @field_validator("homeserver")
+    @classmethod
+    def _homeserver_is_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL, like http://127.0.0.1:8008")
+        return value.rstrip("/")
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_id_is_mxid(cls, value: str) -> str:
+        if not _MXID.match(value):
+            raise ValueError("must be a full Matrix user id, like @rpbot:example.org")
+        return value
+
+    @model_validator(mode="after")
+    def _has_credentials(self) -> "MatrixConfig":
+        if not self.password and not self.access_token:
+            raise ValueError("set matrix.password or matrix.access_token")
+        return self
+
+    def is_allowed(self, user_id: str) -> bool:
+        """Whether `user_id` may use the bot: it matches one of the glob patterns."""
+        return any(fnmatch.fnmatchcase(user_id, pattern) for pattern in self.allowed_users)
+
+
+class StorageConfig(_Section):
+    data_dir: Path = Path("./rpbot-data")
+
+
+class LLMConfig(_Section):
+    provider: Literal["openai", "demo"] = "demo"
+    base_url: str = "http://127.0.0.1:11434/v1"
+    api_key: str = ""
+    narrative_model: str = ""
+    classifier_model: str = ""
+    timeout_s: float = Field(default=60, gt=0)
+
+    @model_validator(mode="after")
+    def _openai_needs_a_model(self) -> "LLMConfig":
+        if self.provider == "openai" and not self.narrative_model:
+            raise ValueError("llm.narrative_model is required when llm.provider is \"openai\"")
+        if not self.classifier_model:
+            self.classifier_model = self.narrative_model
+        return self
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RPBOT_", env_nested_delimiter="__", extra="forbid")
+
+    matrix: MatrixConfig
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file, which wins over defaults.
+        return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=_toml_data.get())
+
+
+def _describe(loc: tuple[Any, ...]) -> tuple[str, str]:
+    parts = [str(p) for p in loc if not str(p).startswith("function-")]
+    key = ".".join(parts)
+    env = "RPBOT_" + "__".join(p.upper() for p in parts)
+    return key, env
+
+
+def load_config(path: Path | str | None) -> Config:
+    """Read the TOML file (if given) plus the environment; raise ConfigError naming every problem."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    token = _toml_data.set(data)
+    try:
+        return Config()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            key, env = _describe(error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                lines.append(f"  {key}: unknown key")
+            elif key:
+                lines.append(f"  {key}: {message} (set it in the file or with {env})")
+            else:
+                lines.append(f"  {message}")
+        where = f" in {path}" if path is not None else ""
+        raise ConfigError(f"bad configuration{where}:\n" + "\n".join(lines)) from None
+    finally:
+        _toml_data.reset(token)
+
+
+def environment_overrides() -> dict[str, str]:
+    """The RPBOT_* variables in the environment (for diagnostics; values of secrets are hidden)."""
+    return {k: ("***" if "PASSWORD" in k or "TOKEN" in k or "KEY" in k else v) for k, v in os.environ.items() if k.startswith("RPBOT_")}
