@@ -1,0 +1,292 @@
+"""MatrixBot: login, startup order, and the sync loop.
+
+Startup: login (the session in `data_dir/session.json` is reused, so a restart
+is not a new device) -> `prepare_live_sync` (a full-state sync) ->
+reconciliation of the cache from room state -> redelivery of replies owed ->
+the live sync loop. The loop backs off on errors (nio's `sync_forever` does
+not), does nio's E2EE housekeeping, hands each response to the dispatcher, and
+saves the sync token only after the dispatcher has recorded what it covers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import uuid
+import weakref
+from pathlib import Path
+
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    LoginError,
+    MatrixRoom,
+    SyncError,
+    SyncResponse,
+    WhoamiError,
+)
+
+from adapter.config import Config
+from adapter.matrix.context import BotContext
+from adapter.matrix.dispatcher import Dispatcher
+from adapter.matrix.outgoing import MatrixSender, OutgoingEvent
+from adapter.matrix.reconciliation import reconcile_from_space_topology
+from adapter.matrix.store import (
+    RoomMeta,
+    StateStore,
+    get_room_meta,
+    get_sync_token,
+    set_room_meta,
+    set_sync_token,
+)
+from core.engine import Engine
+
+log = logging.getLogger(__name__)
+
+SYNC_TIMEOUT_MS = 30_000
+CATCH_UP_TIMELINE_LIMIT = 40
+
+
+def catch_up_filter() -> dict:
+    """The startup sync's filter, unique per call.
+
+    Synapse caches a sync response for about two minutes, keyed by the request
+    (user, device, since, filter, full_state, timeout): a restart within that
+    time would otherwise get the previous start's snapshot back (seen: a
+    token-less restart answered with no rooms). A never-matching `not_types`
+    nonce makes each request distinct without changing what is returned.
+    """
+    nonce = f"org.rpbot.sync-nonce.{uuid.uuid4().hex}"
+    return {"room": {"timeline": {"limit": CATCH_UP_TIMELINE_LIMIT}}, "presence": {"not_types": [nonce]}}
+_full_syncs: "weakref.WeakKeyDictionary[AsyncClient, SyncResponse]" = weakref.WeakKeyDictionary()
+
+
+class LoginFailed(RuntimeError):
+    """The homeserver refused the bot's credentials."""
+
+
+async def prepare_live_sync(client: AsyncClient) -> str | None:
+    """One full-state sync (from the saved token if the client has one); return its next_batch.
+
+    The response is kept for `initial_sync_response`, so reconciliation reads
+    state from it and events that arrived while the bot was down are handled.
+    """
+    since = client.next_batch or None
+    log.info("full-state sync %s", f"since {since}" if since else "from the start")
+    response = await client.sync(timeout=0, full_state=True, since=since, sync_filter=catch_up_filter())
+    if isinstance(response, SyncError):
+        log.warning("full-state sync failed: %s", response.message)
+        return None
+    _full_syncs[client] = response
+    return response.next_batch
+
+
+def initial_sync_response(client: AsyncClient) -> SyncResponse | None:
+    return _full_syncs.get(client)
+
+
+class MatrixBot:
+    def __init__(self, config: Config, engine: Engine) -> None:
+        self.config = config
+        self.engine = engine
+        self.data_dir = Path(config.storage.data_dir)
+        self.store: StateStore | None = None
+        self.client: AsyncClient | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    @property
+    def session_path(self) -> Path:
+        return self.data_dir / "session.json"
+
+    def _make_client(self, device_id: str | None) -> AsyncClient:
+        crypto_dir = self.data_dir / "crypto"
+        crypto_dir.mkdir(parents=True, exist_ok=True)
+        client_config = AsyncClientConfig(
+            encryption_enabled=self.config.matrix.encryption,
+            store_sync_tokens=False,
+            max_limit_exceeded=0,  # rate limits are waited out by MatrixSender, per room
+            max_timeouts=2,  # connection errors come back to our loop, which backs off
+            request_timeout=SYNC_TIMEOUT_MS / 1000 + 30,
+        )
+        return AsyncClient(
+            self.config.matrix.homeserver,
+            self.config.matrix.user_id,
+            device_id=device_id,
+            store_path=str(crypto_dir),
+            config=client_config,
+        )
+
+    async def login(self) -> AsyncClient:
+        """Reuse the saved session if it still works; else log in once and save it."""
+        matrix = self.config.matrix
+        saved = self._read_session()
+        if saved is not None:
+            client = self._make_client(saved["device_id"])
+            client.restore_login(saved["user_id"], saved["device_id"], saved["access_token"])
+            if not isinstance(await client.whoami(), WhoamiError):
+                return client
+            log.warning("saved session no longer works; logging in again")
+            await client.close()
+        if matrix.access_token:
+            client = self._make_client(None)
+            client.access_token = matrix.access_token
+            who = await client.whoami()
+            if isinstance(who, WhoamiError):
+                await client.close()
+                raise LoginFailed(f"matrix.access_token was refused: {who.message}")
+            await client.close()
+            client = self._make_client(who.device_id)
+            client.restore_login(who.user_id, who.device_id, matrix.access_token)
+        else:
+            client = self._make_client(None)
+            response = await client.login(matrix.password, device_name=matrix.device_name)
+            if isinstance(response, LoginError):
+                await client.close()
+                raise LoginFailed(f"login as {matrix.user_id} failed: {response.message}")
+        self._write_session(client)
+        return client
+
+    def _read_session(self) -> dict[str, str] | None:
+        try:
+            saved = json.loads(self.session_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        if saved.get("user_id") != self.config.matrix.user_id or saved.get("homeserver") != self.config.matrix.homeserver:
+            return None
+        return saved
+
+    def _write_session(self, client: AsyncClient) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.session_path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps(
+                {
+                    "homeserver": self.config.matrix.homeserver,
+                    "user_id": client.user_id,
+                    "device_id": client.device_id,
+                    "access_token": client.access_token,
+                }
+            )
+        )
+        os.chmod(tmp, 0o600)
+        tmp.replace(self.session_path)
+
+    async def start(self) -> None:
+        """Everything before the live loop, in the order DESIGN.md section 3 gives."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = await StateStore.open(self.data_dir / "adapter.sqlite3")
+        self.client = await self.login()
+        sender = MatrixSender(self.client)
+        ctx = BotContext(self.client, self.config, self.store, self.engine, sender)
+        self.dispatcher = Dispatcher(ctx)
+        self.dispatcher.bootstrap_unregistered_room = self._bootstrap_room_by_id
+        saved_token = await get_sync_token(self.store)
+        self.client.next_batch = saved_token  # type: ignore[assignment]
+        next_batch = None
+        while next_batch is None and not self._stopping.is_set():
+            next_batch = await prepare_live_sync(self.client)
+            if next_batch is None:
+                await asyncio.sleep(2)
+        await self._e2ee_housekeeping()
+        full_sync = initial_sync_response(self.client)
+        await reconcile_from_space_topology(ctx, full_sync)
+        await self.dispatcher.redeliver_pending()
+        if full_sync is not None:
+            await self.dispatcher.dispatch_sync(full_sync, include_timeline=False)  # invites that came while we were away
+            await self.dispatcher.catch_up(full_sync)
+        if next_batch is not None:
+            await set_sync_token(self.store, next_batch)
+        self.ready.set()
+        log.info("ready as %s (device %s)", self.client.user_id, self.client.device_id)
+
+    async def _bootstrap_room_by_id(self, room_id: str, sender: str) -> list[OutgoingEvent] | None:
+        assert self.client is not None
+        room = self.client.rooms.get(room_id)
+        return None if room is None else await self._bootstrap_unregistered_room(room, sender)
+
+    async def _bootstrap_unregistered_room(self, room: MatrixRoom, sender: str) -> list[OutgoingEvent] | None:
+        """Bind a genuinely new room the bot is in: one it has no record of after reconciliation.
+
+        Rooms with an rpbot identity are rebuilt by reconciliation and never come here. A room
+        an allowed player talks in (their original invite room, say, after the cache was lost)
+        becomes their invite room again, where the Lobby commands work. Returns what to send
+        (nothing), or None if the room stays unbound (the sender is not allowed).
+        """
+        assert self.store is not None
+        if sender == self.config.matrix.user_id or not self.config.matrix.is_allowed(sender):
+            return None
+        if await get_room_meta(self.store, room.room_id) is not None:
+            return None
+        await set_room_meta(self.store, RoomMeta(room.room_id, "invite", sender))
+        log.info("bound %s as an invite room of %s", room.room_id, sender)
+        return []
+
+    async def _e2ee_housekeeping(self) -> None:
+        client = self.client
+        assert client is not None
+        if not client.olm:
+            return
+        await client.send_to_device_messages()
+        if client.should_upload_keys:
+            await client.keys_upload()
+        if client.should_query_keys:
+            await client.keys_query()
+        if client.should_claim_keys:
+            await client.keys_claim(client.get_users_for_key_claiming())
+
+    async def sync_loop(self) -> None:
+        assert self.client is not None and self.store is not None and self.dispatcher is not None
+        backoff = 1.0
+        while not self._stopping.is_set():
+            try:
+                response = await self.client.sync(timeout=SYNC_TIMEOUT_MS, since=self.client.next_batch)
+            except Exception as exc:  # connection refused, timeouts: the homeserver is away
+                response = SyncError(str(exc))
+            if isinstance(response, SyncError):
+                log.warning("sync failed (%s); retrying in %.0fs", response.message, backoff)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, 60)
+                continue
+            backoff = 1.0
+            await self._e2ee_housekeeping()
+            await self.dispatcher.dispatch_sync(response)
+            await set_sync_token(self.store, response.next_batch)
+
+    async def run(self) -> None:
+        """Start, then sync until `stop()`; the long-poll in flight is cancelled at once."""
+        try:
+            start = asyncio.create_task(self.start())
+            stop = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait({start, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not start.done():
+                start.cancel()
+            else:
+                start.result()
+                loop = asyncio.create_task(self.sync_loop())
+                await asyncio.wait({loop, stop}, return_when=asyncio.FIRST_COMPLETED)
+                loop.cancel()
+                await asyncio.gather(loop, return_exceptions=True)
+            stop.cancel()
+        finally:
+            await self.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def close(self) -> None:
+        if self.dispatcher is not None:
+            try:
+                await asyncio.wait_for(self.dispatcher.idle(), 10)
+            except TimeoutError:
+                log.warning("in-flight work did not finish before shutdown")
+        if self.client is not None:
+            await self.client.close()
+        if self.store is not None:
+            await self.store.close()

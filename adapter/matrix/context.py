@@ -1,0 +1,32 @@
+"""What every handler is given: the client, config, cache store, engine and sender."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from nio import AsyncClient
+
+from adapter.config import Config
+from adapter.matrix.outgoing import MatrixSender
+from adapter.matrix.store import StateStore
+from core.engine import Engine
+
+
+@dataclass
+class BotContext:
+    client: AsyncClient
+    config: Config
+    store: StateStore
+    engine: Engine
+    sender: MatrixSender
+    user_locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+
+    @property
+    def bot_user_id(self) -> str:
+        return self.client.user_id
+
+    @property
+    def server_name(self) -> str:
+        return self.client.user_id.split(":", 1)[1]

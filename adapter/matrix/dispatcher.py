@@ -1,0 +1,187 @@
+"""Routes Matrix events from each sync response to handlers, never waiting on them.
+
+`dispatch_sync` runs inside the sync loop: it only decides and records (a
+player line is written to the deliveries table before the sync token that
+covers it is saved) and starts tasks. Work for one room runs one task at a
+time, in order; rooms run concurrently. The bot's own events, rooms it has not
+bound, and senders who do not own the room are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nio import (
+    InviteMemberEvent,
+    MegolmEvent,
+    MessageDirection,
+    ReactionEvent,
+    RoomMessagesError,
+    RoomMessageText,
+    SyncResponse,
+)
+
+from adapter.matrix.context import BotContext
+from adapter.matrix.handlers.auth import handle_invite
+from adapter.matrix.handlers.commands import handle_command
+from adapter.matrix.handlers.messages import run_regenerate, run_turn
+from adapter.matrix.outgoing import SendMessage, txn_id_for
+from adapter.matrix.render import notice
+from adapter.matrix.store import (
+    get_room_meta,
+    latest_reply_event,
+    pending_deliveries,
+    record_pending_delivery,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(self, ctx: BotContext) -> None:
+        self.ctx = ctx
+        self._room_queues: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._invites_seen: set[tuple[str, str]] = set()
+        self._strangers_told: set[tuple[str, str]] = set()
+        # Set by MatrixBot: binds a genuinely new room (no identity, not in the cache) or returns None.
+        self.bootstrap_unregistered_room: Callable[[str, str], Awaitable[list[Any] | None]] | None = None
+
+    def spawn(self, key: str, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """Run `work` after earlier work with the same key; log what it raises."""
+        lock = self._room_queues.setdefault(key, asyncio.Lock())
+
+        async def runner() -> None:
+            async with lock:
+                try:
+                    await work()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("work for %s failed", key)
+
+        task = asyncio.create_task(runner(), name=f"rpbot:{key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def idle(self) -> None:
+        """Wait for every started task (tests and clean shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def dispatch_sync(self, response: SyncResponse, *, include_timeline: bool = True) -> None:
+        for room_id, info in response.rooms.invite.items():
+            for event in info.invite_state:
+                if isinstance(event, InviteMemberEvent) and event.state_key == self.ctx.bot_user_id and event.membership == "invite":
+                    self.dispatch_invite(room_id, event.sender)
+        if include_timeline:
+            for room_id, info in response.rooms.join.items():
+                for event in info.timeline.events:
+                    await self.dispatch_event(room_id, event)
+
+    def dispatch_invite(self, room_id: str, inviter: str) -> None:
+        if (room_id, inviter) in self._invites_seen:
+            return
+        self._invites_seen.add((room_id, inviter))
+        self.spawn(f"user:{inviter}", lambda: handle_invite(self.ctx, room_id, inviter))
+
+    async def dispatch_event(self, room_id: str, event: Any) -> None:
+        sender = getattr(event, "sender", None)
+        if sender == self.ctx.bot_user_id:
+            return
+        if isinstance(event, MegolmEvent):
+            log.warning("could not decrypt %s in %s (session %s)", event.event_id, room_id, event.session_id)
+            return
+        if isinstance(event, ReactionEvent):
+            await self.dispatch_reaction(room_id, event)
+            return
+        if not isinstance(event, RoomMessageText):
+            return
+        meta = await get_room_meta(self.ctx.store, room_id)
+        if meta is None:
+            if self.bootstrap_unregistered_room is None or await self.bootstrap_unregistered_room(room_id, sender) is None:
+                return
+            meta = await get_room_meta(self.ctx.store, room_id)
+            if meta is None:
+                return
+        if sender != meta.matrix_user_id:
+            self._tell_stranger_once(meta.room_id, meta.matrix_user_id, sender, event.event_id)
+            return
+        text = event.body.strip()
+        if text.split(" ", 1)[0].lower() == "!stop":
+            # Not queued behind the reply it is meant to stop.
+            self.spawn(f"stop:{room_id}", lambda: self._run_command(meta, text, event.event_id, sender))
+            return
+        if text.startswith("!"):
+            self.spawn(room_id, lambda: self._run_command(meta, text, event.event_id, sender))
+            return
+        if meta.room_type != "chat" or meta.chat_id is None:
+            return
+        if await record_pending_delivery(self.ctx.store, event.event_id, room_id, meta.chat_id, text):
+            self.spawn(room_id, lambda: run_turn(self.ctx, meta, text, event.event_id))
+
+    async def dispatch_reaction(self, room_id: str, event: ReactionEvent) -> None:
+        """🔄 on the newest reply redoes it; ⏹ stops the reply being written."""
+        meta = await get_room_meta(self.ctx.store, room_id)
+        if meta is None or meta.room_type != "chat" or meta.chat_id is None or event.sender != meta.matrix_user_id:
+            return
+        key = event.key.replace("\ufe0f", "")
+        if key == "⏹":
+            self.spawn(f"stop:{room_id}", lambda: self.ctx.engine.cancel(meta.chat_id))  # type: ignore[arg-type,return-value]
+        elif key == "🔄":
+            if event.reacts_to != await latest_reply_event(self.ctx.store, room_id):
+                return  # only the newest reply can be redone
+            self.spawn(room_id, lambda: run_regenerate(self.ctx, meta, event.event_id))
+
+    async def _run_command(self, meta, text: str, source_event_id: str, sender: str) -> None:
+        await self.ctx.sender.send_all(await handle_command(self.ctx, meta, text, source_event_id, sender))
+
+    def _tell_stranger_once(self, room_id: str, owner: str, sender: str, source_event_id: str) -> None:
+        if (room_id, sender) in self._strangers_told:
+            return
+        self._strangers_told.add((room_id, sender))
+        text = f"This story belongs to {owner}; only they can play here. Invite me to your own room to start yours."
+        message = SendMessage(room_id, notice(text), txn_id_for(source_event_id, "stranger"))
+        self.spawn(room_id, lambda: self.ctx.sender.send(message))  # type: ignore[arg-type,return-value]
+
+    async def catch_up(self, response: SyncResponse, max_pages: int = 5) -> int:
+        """Handle what players said while the bot was away: in each bound room, every event after
+        the bot's own last one (the bot answers everything, so those are unanswered). Paginates
+        back when the sync's timeline was cut short. Returns how many events were dispatched."""
+        dispatched = 0
+        for room_id, info in response.rooms.join.items():
+            meta = await get_room_meta(self.ctx.store, room_id)
+            if meta is None or meta.room_type not in ("chat", "lobby", "invite"):
+                continue
+            events = list(info.timeline.events)
+            start = info.timeline.prev_batch
+            pages = 0
+            while info.timeline.limited and start and pages < max_pages and not self._has_bot_event(events):
+                older = await self.ctx.client.room_messages(room_id, start=start, direction=MessageDirection.back, limit=50)
+                if isinstance(older, RoomMessagesError) or not older.chunk:
+                    break
+                events = list(reversed(older.chunk)) + events
+                start = older.end
+                pages += 1
+            last_bot = max((i for i, e in enumerate(events) if getattr(e, "sender", None) == self.ctx.bot_user_id), default=-1)
+            for event in events[last_bot + 1 :]:
+                await self.dispatch_event(room_id, event)
+                dispatched += 1
+        return dispatched
+
+    def _has_bot_event(self, events: list[Any]) -> bool:
+        return any(getattr(e, "sender", None) == self.ctx.bot_user_id for e in events)
+
+    async def redeliver_pending(self) -> int:
+        """Start the turns owed from before a restart (the engine returns finished ones without regenerating)."""
+        owed = await pending_deliveries(self.ctx.store)
+        for delivery in owed:
+            meta = await get_room_meta(self.ctx.store, delivery.room_id)
+            if meta is None or meta.chat_id is None:
+                continue
+            self.spawn(delivery.room_id, lambda m=meta, d=delivery: run_turn(self.ctx, m, d.text, d.source_event_id))
+        return len(owed)

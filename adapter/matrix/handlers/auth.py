@@ -1,0 +1,76 @@
+"""Invites and onboarding: who may use the bot, and giving a new player their Space.
+
+An invite from a user not in `allowed_users` is rejected with a reason. An
+allowed user's invite is accepted; if they have no Space yet, the bot builds
+the Space, its lobby and a first story room. Everything for one user runs
+under that user's lock, so concurrent invites never make a second Space, and a
+half-finished onboarding (Space made, rooms not yet) is completed, not redone.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from adapter.matrix.context import BotContext
+from adapter.matrix.outgoing import LeaveRoom, SendFailed, SendMessage, txn_id_for
+from adapter.matrix.render import notice
+from adapter.matrix.spaces import create_lobby, create_space, create_story_room
+from adapter.matrix.store import (
+    RoomMeta,
+    get_room_meta,
+    get_user_meta,
+    rooms_of_user,
+    set_room_meta,
+)
+
+log = logging.getLogger(__name__)
+
+NOT_ALLOWED_REASON = "This bot is private: your account is not on its list of allowed users."
+
+
+async def handle_invite(ctx: BotContext, room_id: str, inviter: str) -> None:
+    """React to the bot being invited to `room_id` by `inviter`."""
+    if not ctx.config.matrix.is_allowed(inviter):
+        log.info("rejecting invite to %s from %s: not allowed", room_id, inviter)
+        await ctx.sender.send(LeaveRoom(room_id, NOT_ALLOWED_REASON))
+        return
+    async with ctx.user_locks[inviter]:
+        known = await get_room_meta(ctx.store, room_id)
+        if not await ctx.sender.join(room_id):
+            return
+        if known is None:
+            await set_room_meta(ctx.store, RoomMeta(room_id, "invite", inviter))
+        elif known.room_type != "invite":
+            return  # one of the player's own rooms (a re-invite after leaving): nothing to build
+        space_id = await ensure_onboarded(ctx, inviter, notify_room=room_id)
+        await ctx.sender.send(SendMessage(room_id, notice(welcome_text(ctx, space_id)), txn_id_for(room_id, f"welcome:{space_id}")))
+
+
+async def ensure_onboarded(ctx: BotContext, user_id: str, notify_room: str | None = None) -> str:
+    """Make sure `user_id` has a Space with a lobby and at least one story; return the Space id.
+
+    Must be called under the user's lock. Each step is recorded as soon as it is
+    done, so an interrupted onboarding resumes where it stopped.
+    """
+    meta = await get_user_meta(ctx.store, user_id)
+    if meta is None or meta.space_id is None:
+        meta = await create_space(ctx, user_id, notify_room)
+    assert meta.space_id is not None
+    if meta.lobby_room_id is None:
+        await create_lobby(ctx, user_id, meta.space_id, notify_room)
+    stories = [room for room in await rooms_of_user(ctx.store, user_id) if room.room_type == "chat"]
+    if not stories:
+        characters = await ctx.engine.list_characters()
+        try:
+            await create_story_room(ctx, user_id, meta.space_id, host=characters[0].character_id, notify_room=notify_room)
+        except SendFailed:
+            log.exception("first story room for %s could not be made", user_id)
+    return meta.space_id
+
+
+def welcome_text(ctx: BotContext, space_id: str) -> str:
+    return (
+        "Welcome! I've made you a Space with a **Lobby** and your first story room.\n\n"
+        f"Accept the invite to the Space (`{space_id}`), open the story room and just type to talk "
+        "with its character. In the Lobby, `!new` starts another story and `!characters` lists who you can meet."
+    )

@@ -1,0 +1,95 @@
+"""Text from a player: commands (`!...`) and in-story turns.
+
+`run_turn` is what a room's worker runs for one player line: the engine's
+streamed reply goes out as one message per character turn, with a typing
+notice while it is written. An engine failure becomes a short notice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from adapter.matrix.context import BotContext
+from adapter.matrix.outgoing import SendMessage, SetTyping, txn_id_for
+from adapter.matrix.render import notice
+from adapter.matrix.store import (
+    RoomMeta,
+    get_reply_message,
+    latest_reply_event,
+    mark_delivered,
+    mark_failed,
+    set_reply_message,
+)
+from adapter.matrix.streaming import StreamingReply
+from core.llm.base import LLMError
+
+log = logging.getLogger(__name__)
+
+async def _reply_stream(ctx: BotContext, meta: RoomMeta, source_event_id: str, speaker: str) -> StreamingReply:
+    """The message this speaker's reply goes into: the one already shown for this source, if any."""
+
+    async def remember(event_id: str) -> None:
+        await set_reply_message(ctx.store, source_event_id, speaker, event_id)
+
+    shown = await get_reply_message(ctx.store, source_event_id, speaker)
+    return StreamingReply(ctx.sender, meta.room_id, source_event_id, speaker, event_id=shown, on_first_shown=remember)
+
+
+async def run_turn(ctx: BotContext, meta: RoomMeta, text: str, source_event_id: str) -> None:
+    """Answer one in-story line: stream the character's reply into the room."""
+    assert meta.chat_id is not None
+    await ctx.sender.send(SetTyping(meta.room_id, True))
+    reply: StreamingReply | None = None
+    try:
+        async for update in ctx.engine.post_turn(meta.chat_id, text, source_event_id):
+            if reply is None or reply.speaker != update.speaker:
+                if reply is not None:
+                    await reply.finish(reply.latest_text)
+                reply = await _reply_stream(ctx, meta, source_event_id, update.speaker)
+            if update.done:
+                event_id = await reply.finish(update.text, truncated=update.truncated)
+                await mark_delivered(ctx.store, source_event_id, event_id, update.turn_id)
+            else:
+                reply.push(update.text)
+    except LLMError as exc:
+        log.warning("turn failed in %s: %s", meta.room_id, exc)
+        await mark_failed(ctx.store, source_event_id)
+        await ctx.sender.send(
+            SendMessage(
+                meta.room_id,
+                notice(f"The story paused: the language model did not answer ({exc.__class__.__name__}). Send your line again to retry."),
+                txn_id_for(source_event_id, "error"),
+            )
+        )
+    finally:
+        await ctx.sender.send(SetTyping(meta.room_id, False))
+
+
+async def run_regenerate(ctx: BotContext, meta: RoomMeta, source_event_id: str) -> None:
+    """A new swipe of the newest reply, shown in place: edits of the same message."""
+    assert meta.chat_id is not None
+    target = await latest_reply_event(ctx.store, meta.room_id)
+    if target is None:
+        await ctx.sender.send(SendMessage(meta.room_id, notice("There is no reply to redo yet."), txn_id_for(source_event_id, "regen")))
+        return
+    await ctx.sender.send(SetTyping(meta.room_id, True))
+    try:
+        reply: StreamingReply | None = None
+        async for update in ctx.engine.regenerate(meta.chat_id):
+            if reply is None:
+                reply = StreamingReply(ctx.sender, meta.room_id, source_event_id, update.speaker, event_id=target)
+            if update.done:
+                await reply.finish(update.text, truncated=update.truncated)
+            else:
+                reply.push(update.text)
+    except LLMError as exc:
+        log.warning("regenerate failed in %s: %s", meta.room_id, exc)
+        await ctx.sender.send(
+            SendMessage(
+                meta.room_id,
+                notice(f"Could not redo the reply: the language model did not answer ({exc.__class__.__name__}). Try `!regen` again."),
+                txn_id_for(source_event_id, "regen-error"),
+            )
+        )
+    finally:
+        await ctx.sender.send(SetTyping(meta.room_id, False))

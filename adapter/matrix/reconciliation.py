@@ -1,0 +1,186 @@
+"""Rebuilding the adapter's cache from the Space topology, before any live event is handled.
+
+Matrix is the truth: each Space carries `org.rpbot.space` and each lobby or
+story room `org.rpbot.room`, written by the bot. `plan_reconciliation` reads
+them from the full-state sync (its `state` and `timeline` sections both: recent
+state events arrive in the timeline), trusts only those the bot itself sent,
+compares them with the store and decides what to write; it does no I/O.
+`reconcile_from_space_topology` (called by startup) applies the plan:
+
+- store rows that are missing or differ are written (a healthy store: none);
+- the platform-chat-id counter is raised past every id in use;
+- legacy story rooms whose `org.rpbot.room` lacks `platform_chat_id` get one,
+  derived deterministically from the room id (`mx-legacy-<12 hex of sha256>`),
+  written to the store and to the room state before anything is routed;
+- a room that names a Space but is not yet its child is linked
+  (`m.space.child`), and a player whose Space has no lobby or story is
+  finished off by the normal onboarding steps, which skip what exists.
+
+Nothing is created for a room that already has an identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from nio import SyncResponse
+
+from adapter.matrix.context import BotContext
+from adapter.matrix.outgoing import SendState
+from adapter.matrix.spaces import ROOM_STATE, SPACE_STATE
+from adapter.matrix.store import (
+    RoomMeta,
+    StateStore,
+    UserMeta,
+    all_room_meta,
+    all_user_meta,
+    raise_counter_to,
+    set_room_meta,
+    set_user_meta,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    rooms_seen: int
+    rooms_restored: int
+    users_restored: int
+    backfilled: int = 0
+    links_added: int = 0
+    onboardings_resumed: int = 0
+
+
+@dataclass
+class ReconcilePlan:
+    room_writes: list[RoomMeta] = field(default_factory=list)
+    user_writes: list[UserMeta] = field(default_factory=list)
+    state_writes: list[SendState] = field(default_factory=list)  # sent before anything is routed
+    highest_platform_number: int = 0
+    users_to_finish: list[str] = field(default_factory=list)
+    rooms_seen: int = 0
+    backfilled: int = 0
+    links_added: int = 0
+
+
+def legacy_platform_chat_id(room_id: str) -> str:
+    """The documented, deterministic platform chat id of a legacy room that has none."""
+    return "mx-legacy-" + hashlib.sha256(room_id.encode()).hexdigest()[:12]
+
+
+def identity_events(response: SyncResponse, bot_user_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """room_id -> (event type, content) of the newest `org.rpbot.*` state the bot sent there."""
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for room_id, info in response.rooms.join.items():
+        for event in [*info.state, *info.timeline.events]:
+            source = getattr(event, "source", {}) or {}
+            if source.get("type") not in (SPACE_STATE, ROOM_STATE) or source.get("state_key") != "":
+                continue
+            if source.get("sender") != bot_user_id:
+                log.warning("ignoring %s in %s sent by %s", source.get("type"), room_id, source.get("sender"))
+                continue
+            content = source.get("content")
+            if isinstance(content, dict) and content:
+                found[room_id] = (source["type"], content)
+    return found
+
+
+def space_children(response: SyncResponse) -> dict[str, set[str]]:
+    """space_id -> child room ids linked with a `via` (an unlinked child has empty content)."""
+    children: dict[str, dict[str, bool]] = {}
+    for room_id, info in response.rooms.join.items():
+        for event in [*info.state, *info.timeline.events]:
+            source = getattr(event, "source", {}) or {}
+            if source.get("type") == "m.space.child" and source.get("state_key"):
+                children.setdefault(room_id, {})[source["state_key"]] = bool((source.get("content") or {}).get("via"))
+    return {space: {child for child, linked in kids.items() if linked} for space, kids in children.items()}
+
+
+def _platform_number(platform_chat_id: str | None) -> int:
+    if platform_chat_id and platform_chat_id.startswith("mx-") and platform_chat_id[3:].isdigit():
+        return int(platform_chat_id[3:])
+    return 0
+
+
+async def plan_reconciliation(store: StateStore, response: SyncResponse, bot_user_id: str, server_name: str) -> ReconcilePlan:
+    plan = ReconcilePlan()
+    identities = identity_events(response, bot_user_id)
+    linked = space_children(response)
+    plan.rooms_seen = len(identities)
+    cached_rooms = await all_room_meta(store)
+    cached_users = await all_user_meta(store)
+    spaces_of: dict[str, str] = {}
+    lobbies_of: dict[str, str] = {}
+    stories_of: dict[str, int] = {}
+    for room_id, (event_type, content) in sorted(identities.items()):
+        owner = content.get("owner")
+        if not isinstance(owner, str):
+            continue
+        if event_type == SPACE_STATE:
+            wanted = RoomMeta(room_id, "space", owner, space_id=room_id)
+            spaces_of[owner] = room_id
+        else:
+            room_type = content.get("room_type")
+            space_id = content.get("space_id")
+            if room_type not in ("lobby", "chat") or not isinstance(space_id, str):
+                continue
+            platform_chat_id = content.get("platform_chat_id")
+            if room_type == "chat" and not platform_chat_id:
+                platform_chat_id = legacy_platform_chat_id(room_id)
+                plan.state_writes.append(SendState(room_id, ROOM_STATE, {**content, "platform_chat_id": platform_chat_id}))
+                plan.backfilled += 1
+            wanted = RoomMeta(room_id, room_type, owner, space_id, content.get("chat_id"), platform_chat_id)
+            if room_type == "lobby":
+                lobbies_of[owner] = room_id
+            else:
+                stories_of[owner] = stories_of.get(owner, 0) + 1
+            if space_id in identities and room_id not in linked.get(space_id, set()):
+                order = "0000" if room_type == "lobby" else "1" + room_id
+                plan.state_writes.append(
+                    SendState(space_id, "m.space.child", {"via": [server_name], "order": order[:50], "suggested": True}, state_key=room_id)
+                )
+                plan.links_added += 1
+            plan.highest_platform_number = max(plan.highest_platform_number, _platform_number(platform_chat_id))
+        if cached_rooms.get(room_id) != wanted:
+            plan.room_writes.append(wanted)
+    for owner, space_id in spaces_of.items():
+        current = cached_users.get(owner)
+        wanted_user = UserMeta(owner, space_id, lobbies_of.get(owner) or (current.lobby_room_id if current else None))
+        if current != wanted_user:
+            plan.user_writes.append(wanted_user)
+        if owner not in lobbies_of or not stories_of.get(owner):
+            plan.users_to_finish.append(owner)
+    return plan
+
+
+async def reconcile_from_space_topology(ctx: BotContext, response: SyncResponse | None) -> ReconcileReport:
+    """Rebuild the cache from Matrix state; called at startup before any live event is handled."""
+    if response is None:
+        return ReconcileReport(0, 0, 0)
+    log.info("reconciling from a full-state sync of %d joined rooms", len(response.rooms.join))
+    plan = await plan_reconciliation(ctx.store, response, ctx.bot_user_id, ctx.server_name)
+    for state in plan.state_writes:
+        await ctx.sender.send(state)
+    for room in plan.room_writes:
+        await set_room_meta(ctx.store, room)
+    for user in plan.user_writes:
+        await set_user_meta(ctx.store, user)
+    if plan.highest_platform_number:
+        await raise_counter_to(ctx.store, "platform_chat_id", plan.highest_platform_number)
+    resumed = 0
+    if plan.users_to_finish:
+        from adapter.matrix.handlers.auth import ensure_onboarded
+
+        for owner in plan.users_to_finish:
+            async with ctx.user_locks[owner]:
+                await ensure_onboarded(ctx, owner)
+            resumed += 1
+    report = ReconcileReport(
+        plan.rooms_seen, len(plan.room_writes), len(plan.user_writes), plan.backfilled, plan.links_added, resumed
+    )
+    log.info("reconciled: %s", report)
+    return report

@@ -1,0 +1,172 @@
+"""Building a player's Space, lobby and story rooms, with the state that identifies them.
+
+The identity of each room lives in Matrix state written by the bot
+(`org.rpbot.space`, `org.rpbot.room`, DESIGN.md section 3); the adapter's
+store is a cache of it. Power levels keep those events (and the Space links)
+at 100, so only the bot can write them; the player gets 50.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nio import RoomPreset, RoomVisibility
+
+from adapter.matrix.context import BotContext
+from adapter.matrix.outgoing import CreateRoom, SendMessage, SendState, txn_id_for
+from adapter.matrix.render import character_reply
+from adapter.matrix.store import (
+    RoomMeta,
+    UserMeta,
+    next_platform_chat_id,
+    set_room_meta,
+    set_user_meta,
+)
+
+log = logging.getLogger(__name__)
+
+SPACE_STATE = "org.rpbot.space"
+ROOM_STATE = "org.rpbot.room"
+STATE_VERSION = 1
+ROOM_VERSION = "10"  # restricted joins need 8+; 10 is stable on every current homeserver
+
+_BOT_ONLY_EVENTS = (
+    SPACE_STATE,
+    ROOM_STATE,
+    "m.space.child",
+    "m.space.parent",
+    "m.room.power_levels",
+    "m.room.join_rules",
+    "m.room.encryption",
+    "m.room.history_visibility",
+    "m.room.tombstone",
+    "m.room.server_acl",
+)
+
+
+def power_levels(bot_user_id: str, owner: str) -> dict[str, Any]:
+    """Bot 100, player 50; the bot's identity and topology events need 100."""
+    return {
+        "users": {bot_user_id: 100, owner: 50},
+        "users_default": 0,
+        "events_default": 0,
+        "state_default": 50,
+        "invite": 50,
+        "kick": 100,
+        "ban": 100,
+        "redact": 50,
+        "events": {event_type: 100 for event_type in _BOT_ONLY_EVENTS},
+    }
+
+
+def space_request(ctx: BotContext, owner: str) -> CreateRoom:
+    localpart = owner.split(":", 1)[0].lstrip("@")
+    return CreateRoom(
+        {
+            "space": True,
+            "name": f"Stories of {localpart}",
+            "topic": "Your rpbot stories: the Lobby starts new ones, each other room is one story.",
+            "visibility": RoomVisibility.private,
+            "preset": RoomPreset.private_chat,
+            "invite": [owner],
+            "power_level_override": power_levels(ctx.bot_user_id, owner),
+            "initial_state": [{"type": SPACE_STATE, "state_key": "", "content": {"owner": owner, "version": STATE_VERSION}}],
+        }
+    )
+
+
+def child_room_request(
+    ctx: BotContext, owner: str, space_id: str, *, name: str, topic: str, identity: dict[str, Any]
+) -> CreateRoom:
+    initial_state: list[dict[str, Any]] = [
+        {"type": "m.space.parent", "state_key": space_id, "content": {"canonical": True, "via": [ctx.server_name]}},
+        {
+            "type": "m.room.join_rules",
+            "state_key": "",
+            "content": {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space_id}]},
+        },
+        {"type": ROOM_STATE, "state_key": "", "content": identity},
+    ]
+    if ctx.config.matrix.encryption:
+        initial_state.append({"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}})
+    return CreateRoom(
+        {
+            "name": name,
+            "topic": topic,
+            "room_version": ROOM_VERSION,
+            "visibility": RoomVisibility.private,
+            "preset": RoomPreset.private_chat,
+            "invite": [owner],
+            "power_level_override": power_levels(ctx.bot_user_id, owner),
+            "initial_state": initial_state,
+        }
+    )
+
+
+async def link_child(ctx: BotContext, space_id: str, room_id: str, order: str) -> None:
+    await ctx.sender.send(
+        SendState(space_id, "m.space.child", {"via": [ctx.server_name], "order": order, "suggested": True}, state_key=room_id)
+    )
+
+
+async def create_space(ctx: BotContext, owner: str, notify_room: str | None = None) -> UserMeta:
+    space_id = await ctx.sender.create_room(space_request(ctx, owner), notify_room=notify_room)
+    meta = UserMeta(user_id=owner, space_id=space_id)
+    await set_user_meta(ctx.store, meta)
+    await set_room_meta(ctx.store, RoomMeta(space_id, "space", owner, space_id=space_id))
+    log.info("created space %s for %s", space_id, owner)
+    return meta
+
+
+async def create_lobby(ctx: BotContext, owner: str, space_id: str, notify_room: str | None = None) -> str:
+    identity = {"owner": owner, "room_type": "lobby", "space_id": space_id, "chat_id": None, "platform_chat_id": None, "version": STATE_VERSION}
+    room_id = await ctx.sender.create_room(
+        child_room_request(
+            ctx,
+            owner,
+            space_id,
+            name="Lobby",
+            topic="Start a story here: !new [character] [with character] · !characters · !help",
+            identity=identity,
+        ),
+        notify_room=notify_room,
+    )
+    await set_room_meta(ctx.store, RoomMeta(room_id, "lobby", owner, space_id=space_id))
+    await link_child(ctx, space_id, room_id, order="0000")
+    await set_user_meta(ctx.store, UserMeta(owner, space_id, room_id))
+    return room_id
+
+
+async def create_story_room(
+    ctx: BotContext, owner: str, space_id: str, host: str, guest: str | None = None, notify_room: str | None = None
+) -> str:
+    """A new story: engine chat, room in the Space, and the host's greeting as its first line."""
+    chat = await ctx.engine.create_chat(owner=owner, host=host, guest=guest)
+    platform_chat_id = await next_platform_chat_id(ctx.store)
+    identity = {
+        "owner": owner,
+        "room_type": "chat",
+        "space_id": space_id,
+        "chat_id": chat.chat_id,
+        "platform_chat_id": platform_chat_id,
+        "version": STATE_VERSION,
+    }
+    cast = chat.host_name + (f" & {chat.guest_name}" if chat.guest_name else "")
+    room_id = await ctx.sender.create_room(
+        child_room_request(
+            ctx,
+            owner,
+            space_id,
+            name=chat.title,
+            topic=f"A story with {cast}. Type to talk; !help lists commands.",
+            identity=identity,
+        ),
+        notify_room=notify_room,
+    )
+    await set_room_meta(ctx.store, RoomMeta(room_id, "chat", owner, space_id, chat.chat_id, platform_chat_id))
+    await link_child(ctx, space_id, room_id, order=f"1{platform_chat_id.removeprefix('mx-').zfill(8)}")
+    greeting = await ctx.engine.greeting(chat.chat_id)
+    await ctx.sender.send(SendMessage(room_id, character_reply(greeting.speaker, greeting.text), txn_id_for(room_id, "greeting")))
+    log.info("created story room %s (chat %s) for %s", room_id, chat.chat_id, owner)
+    return room_id

@@ -1,0 +1,268 @@
+"""The adapter's cache (`adapter.sqlite3`): which rooms and Spaces belong to whom.
+
+Everything here can be rebuilt from Matrix room state (`org.rpbot.*` events the
+bot wrote); `engine.sqlite3` holds the stories. Tables: user_meta (a user's
+Space and lobby), room_meta (what each room is for and which chat it shows),
+counters, the sync token, and deliveries (replies owed, for exactly-once).
+Plain SQL in small named functions taking the `StateStore` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+# One numbered list: index + 1 is the schema version each step brings the file to.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE user_meta (
+        user_id TEXT PRIMARY KEY,
+        space_id TEXT,
+        lobby_room_id TEXT
+    );
+    CREATE TABLE room_meta (
+        room_id TEXT PRIMARY KEY,
+        room_type TEXT NOT NULL CHECK (room_type IN ('space', 'lobby', 'chat', 'invite')),
+        matrix_user_id TEXT NOT NULL,
+        space_id TEXT,
+        chat_id TEXT,
+        platform_chat_id TEXT UNIQUE
+    );
+    CREATE INDEX room_meta_by_user ON room_meta (matrix_user_id);
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE deliveries (
+        source_event_id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        turn_id TEXT,
+        text TEXT NOT NULL,
+        reply_event_id TEXT,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'generated', 'delivered', 'failed'))
+    );
+    """,
+    # 2: the message each speaker's reply to a source event lives in, so a redelivered
+    # turn edits it instead of posting a second message after the homeserver forgot the txn id.
+    """
+    CREATE TABLE reply_messages (
+        source_event_id TEXT NOT NULL,
+        speaker TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        PRIMARY KEY (source_event_id, speaker)
+    );
+    """,
+]
+
+
+@dataclass(frozen=True)
+class UserMeta:
+    user_id: str
+    space_id: str | None = None
+    lobby_room_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RoomMeta:
+    room_id: str
+    room_type: str  # "space" | "lobby" | "chat" | "invite" (a room the user invited the bot to)
+    matrix_user_id: str
+    space_id: str | None = None
+    chat_id: str | None = None
+    platform_chat_id: str | None = None
+
+
+class StateStore:
+    """One aiosqlite connection to adapter.sqlite3, with a lock so writes never interleave."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        self.write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> "StateStore":
+        conn = await aiosqlite.connect(str(path))
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=FULL")
+        store = cls(conn)
+        await migrate(store)
+        return store
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+async def migrate(store: StateStore) -> int:
+    """Bring the file to the newest schema version; return that version."""
+    async with store.conn.execute("PRAGMA user_version") as cursor:
+        (version,) = await cursor.fetchone()
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        await store.conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    return len(MIGRATIONS)
+
+
+async def get_user_meta(store: StateStore, user_id: str) -> UserMeta | None:
+    async with store.conn.execute("SELECT * FROM user_meta WHERE user_id = ?", (user_id,)) as cursor:
+        row = await cursor.fetchone()
+    return UserMeta(**dict(row)) if row else None
+
+
+async def set_user_meta(store: StateStore, meta: UserMeta) -> None:
+    async with store.write_lock:
+        await store.conn.execute(
+            "INSERT INTO user_meta (user_id, space_id, lobby_room_id) VALUES (?, ?, ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET space_id = excluded.space_id, lobby_room_id = excluded.lobby_room_id",
+            (meta.user_id, meta.space_id, meta.lobby_room_id),
+        )
+        await store.conn.commit()
+
+
+async def get_room_meta(store: StateStore, room_id: str) -> RoomMeta | None:
+    async with store.conn.execute("SELECT * FROM room_meta WHERE room_id = ?", (room_id,)) as cursor:
+        row = await cursor.fetchone()
+    return RoomMeta(**dict(row)) if row else None
+
+
+async def set_room_meta(store: StateStore, meta: RoomMeta) -> None:
+    async with store.write_lock:
+        await store.conn.execute(
+            "INSERT INTO room_meta (room_id, room_type, matrix_user_id, space_id, chat_id, platform_chat_id)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (room_id) DO UPDATE SET room_type = excluded.room_type,"
+            " matrix_user_id = excluded.matrix_user_id, space_id = excluded.space_id,"
+            " chat_id = excluded.chat_id, platform_chat_id = excluded.platform_chat_id",
+            (meta.room_id, meta.room_type, meta.matrix_user_id, meta.space_id, meta.chat_id, meta.platform_chat_id),
+        )
+        await store.conn.commit()
+
+
+async def all_room_meta(store: StateStore) -> dict[str, RoomMeta]:
+    async with store.conn.execute("SELECT * FROM room_meta") as cursor:
+        return {row["room_id"]: RoomMeta(**dict(row)) for row in await cursor.fetchall()}
+
+
+async def all_user_meta(store: StateStore) -> dict[str, UserMeta]:
+    async with store.conn.execute("SELECT * FROM user_meta") as cursor:
+        return {row["user_id"]: UserMeta(**dict(row)) for row in await cursor.fetchall()}
+
+
+async def rooms_of_user(store: StateStore, user_id: str) -> list[RoomMeta]:
+    async with store.conn.execute(
+        "SELECT * FROM room_meta WHERE matrix_user_id = ? ORDER BY rowid", (user_id,)
+    ) as cursor:
+        return [RoomMeta(**dict(row)) for row in await cursor.fetchall()]
+
+
+async def next_platform_chat_id(store: StateStore) -> str:
+    """A platform chat id never handed out before by this store (`mx-<n>`)."""
+    async with store.write_lock:
+        await store.conn.execute(
+            "INSERT INTO counters (name, value) VALUES ('platform_chat_id', 1)"
+            " ON CONFLICT (name) DO UPDATE SET value = value + 1"
+        )
+        async with store.conn.execute("SELECT value FROM counters WHERE name = 'platform_chat_id'") as cursor:
+            (value,) = await cursor.fetchone()
+        await store.conn.commit()
+    return f"mx-{value}"
+
+
+async def raise_counter_to(store: StateStore, name: str, at_least: int) -> None:
+    """Make sure the counter is at least `at_least` (after a rebuild, ids already in use stay unused)."""
+    async with store.write_lock:
+        await store.conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+            (name, at_least),
+        )
+        await store.conn.commit()
+
+
+async def get_sync_token(store: StateStore) -> str | None:
+    async with store.conn.execute("SELECT value FROM kv WHERE key = 'sync_token'") as cursor:
+        row = await cursor.fetchone()
+    return row[0] if row else None
+
+
+async def set_sync_token(store: StateStore, token: str) -> None:
+    async with store.write_lock:
+        await store.conn.execute(
+            "INSERT INTO kv (key, value) VALUES ('sync_token', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (token,),
+        )
+        await store.conn.commit()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    source_event_id: str
+    room_id: str
+    chat_id: str
+    text: str
+    status: str
+    turn_id: str | None = None
+    reply_event_id: str | None = None
+
+
+async def record_pending_delivery(store: StateStore, source_event_id: str, room_id: str, chat_id: str, text: str) -> bool:
+    """Note that `source_event_id` is owed a reply; False if it was already known."""
+    async with store.write_lock:
+        cursor = await store.conn.execute(
+            "INSERT INTO deliveries (source_event_id, room_id, chat_id, text, status) VALUES (?, ?, ?, ?, 'pending')"
+            " ON CONFLICT (source_event_id) DO NOTHING",
+            (source_event_id, room_id, chat_id, text),
+        )
+        await store.conn.commit()
+    return cursor.rowcount == 1
+
+
+async def mark_delivered(store: StateStore, source_event_id: str, reply_event_id: str | None, turn_id: str | None) -> None:
+    async with store.write_lock:
+        await store.conn.execute(
+            "UPDATE deliveries SET status = 'delivered', reply_event_id = ?, turn_id = ? WHERE source_event_id = ?",
+            (reply_event_id, turn_id, source_event_id),
+        )
+        await store.conn.commit()
+
+
+async def mark_failed(store: StateStore, source_event_id: str) -> None:
+    async with store.write_lock:
+        await store.conn.execute("UPDATE deliveries SET status = 'failed' WHERE source_event_id = ?", (source_event_id,))
+        await store.conn.commit()
+
+
+async def pending_deliveries(store: StateStore) -> list[Delivery]:
+    async with store.conn.execute(
+        "SELECT source_event_id, room_id, chat_id, text, status, turn_id, reply_event_id FROM deliveries"
+        " WHERE status IN ('pending', 'generated') ORDER BY rowid"
+    ) as cursor:
+        return [Delivery(**dict(row)) for row in await cursor.fetchall()]
+
+
+async def get_reply_message(store: StateStore, source_event_id: str, speaker: str) -> str | None:
+    async with store.conn.execute(
+        "SELECT event_id FROM reply_messages WHERE source_event_id = ? AND speaker = ?", (source_event_id, speaker)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return row[0] if row else None
+
+
+async def set_reply_message(store: StateStore, source_event_id: str, speaker: str, event_id: str) -> None:
+    async with store.write_lock:
+        await store.conn.execute(
+            "INSERT INTO reply_messages (source_event_id, speaker, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            (source_event_id, speaker, event_id),
+        )
+        await store.conn.commit()
+
+
+async def latest_reply_event(store: StateStore, room_id: str) -> str | None:
+    """The message holding the room's newest delivered reply (what a regenerate replaces)."""
+    async with store.conn.execute(
+        "SELECT reply_event_id FROM deliveries WHERE room_id = ? AND status = 'delivered' AND reply_event_id IS NOT NULL"
+        " ORDER BY rowid DESC LIMIT 1",
+        (room_id,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return row[0] if row else None

@@ -1,0 +1,107 @@
+"""One streamed reply: a single message, updated by `m.replace` edits while the model writes.
+
+The model's text is pushed here as it grows; a pump sends the newest text,
+never more often than `min_interval_s` and at most `max_edits` times, so a rate
+limit or a slow homeserver just means fewer, larger edits (the newest text
+always wins). `finish` sends the complete text: as the only message if nothing
+was shown yet, else as the final edit. Transaction ids derive from the source
+event, so a replayed turn cannot post a second message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from adapter.matrix.outgoing import MatrixSender, SendMessage, txn_id_for
+from adapter.matrix.render import character_reply, edit_of
+
+log = logging.getLogger(__name__)
+
+
+class StreamingReply:
+    def __init__(
+        self,
+        sender: MatrixSender,
+        room_id: str,
+        source_event_id: str,
+        speaker: str,
+        *,
+        min_interval_s: float = 1.0,
+        max_edits: int = 20,
+        event_id: str | None = None,
+        on_first_shown: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self.sender = sender
+        self.room_id = room_id
+        self.source_event_id = source_event_id
+        self.speaker = speaker
+        self.min_interval_s = min_interval_s
+        self.max_edits = max_edits
+        self.event_id = event_id  # set when resuming a reply already shown before a restart
+        self.on_first_shown = on_first_shown
+        self.edits_sent = 0
+        self._latest = ""
+        self._shown = ""
+        self._last_send = 0.0
+        self._changed = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+
+    @property
+    def latest_text(self) -> str:
+        return self._latest
+
+    def push(self, text: str) -> None:
+        """The text so far; never blocks."""
+        if not text.strip():
+            return
+        self._latest = text
+        self._changed.set()
+        if self._pump is None:
+            self._pump = asyncio.create_task(self._run_pump())
+
+    async def _run_pump(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            wait = self.min_interval_s - (time.monotonic() - self._last_send)
+            if self.event_id is not None and wait > 0:
+                await asyncio.sleep(wait)
+            if self.event_id is not None and self.edits_sent >= self.max_edits:
+                return  # the final edit carries the rest
+            text = self._latest
+            if text == self._shown:
+                continue
+            await self._show(text, final=False)
+
+    async def _show(self, text: str, *, final: bool, truncated: bool = False) -> None:
+        content = character_reply(self.speaker, text, truncated=truncated)
+        if self.event_id is None:
+            self.event_id = await self.sender.send(
+                SendMessage(self.room_id, content, txn_id_for(self.source_event_id, f"reply:{self.speaker}"))
+            )
+            if self.on_first_shown is not None and self.event_id is not None:
+                await self.on_first_shown(self.event_id)
+        else:
+            purpose = f"final:{self.speaker}" if final else f"edit:{self.speaker}:{self.edits_sent}"
+            await self.sender.send(SendMessage(self.room_id, edit_of(self.event_id, content), txn_id_for(self.source_event_id, purpose)))
+            if not final:
+                self.edits_sent += 1
+        self._shown = text
+        self._last_send = time.monotonic()
+
+    async def finish(self, text: str, *, truncated: bool = False) -> str | None:
+        """Show the complete text; return the reply's event id."""
+        if self._pump is not None:
+            self._pump.cancel()
+            try:
+                await self._pump
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("streaming edit failed in %s; the final text is sent anyway", self.room_id)
+        if self.event_id is None or text != self._shown or truncated:
+            await self._show(text, final=True, truncated=truncated)
+        return self.event_id

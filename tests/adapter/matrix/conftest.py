@@ -1,0 +1,90 @@
+"""Fixtures for adapter tests against a real Synapse: start the real bot process, make players."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.bot_process import BotProcess, write_config
+from tests.support.matrix_user import MatrixUser
+from tests.support.synapse import SynapseServer
+
+
+class RunningBot:
+    def __init__(self, process: BotProcess, user_id: str, server: SynapseServer) -> None:
+        self.process = process
+        self.user_id = user_id
+        self.server = server
+
+    def player(self, prefix: str = "player") -> MatrixUser:
+        return MatrixUser(self.server.url, self.server.register(prefix))
+
+    def rooms_created(self) -> list[dict[str, Any]]:
+        return rooms_created_by(self.server, self.user_id)
+
+
+def rooms_created_by(server: SynapseServer, user_id: str) -> list[dict[str, Any]]:
+    response = httpx.get(
+        f"{server.url}/_synapse/admin/v1/rooms",
+        params={"limit": 1000},
+        headers={"Authorization": f"Bearer {server.admin.access_token}"},
+    )
+    return [room for room in response.json()["rooms"] if room["creator"] == user_id]
+
+
+def _starter(server: SynapseServer, tmp_path: Path, started: list[BotProcess]) -> Callable[..., RunningBot]:
+    def start(*, allowed: tuple[str, ...] = ("@player-*:localhost",), llm: dict | None = None, encryption: bool = False) -> RunningBot:
+        account = server.register("rpbot")
+        config = write_config(
+            tmp_path / "rpbot.toml",
+            homeserver=server.url,
+            user_id=account.user_id,
+            password=account.password,
+            allowed_users=list(allowed),
+            data_dir=tmp_path / "data",
+            llm=llm,
+            encryption=encryption,
+        )
+        process = BotProcess(config, tmp_path / "rpbot.log").start()
+        started.append(process)
+        return RunningBot(process, account.user_id, server)
+
+    return start
+
+
+@pytest.fixture
+def start_bot(synapse: SynapseServer, tmp_path: Path) -> Iterator[Callable[..., RunningBot]]:
+    started: list[BotProcess] = []
+    yield _starter(synapse, tmp_path, started)
+    for process in started:
+        assert process.stop() == 0, process.log_text()[-3000:]
+
+
+@pytest.fixture
+def start_bot_default_limits(synapse_default_limits: SynapseServer, tmp_path: Path) -> Iterator[Callable[..., RunningBot]]:
+    started: list[BotProcess] = []
+    yield _starter(synapse_default_limits, tmp_path, started)
+    for process in started:
+        assert process.stop() == 0, process.log_text()[-3000:]
+
+
+def onboard(bot: RunningBot, player: MatrixUser, timeout_s: float = 60) -> tuple[str, str, str]:
+    """Invite the bot as a new player would; join the Space and its rooms; return (space, lobby, story)."""
+    player.invite_room = player.create_room(invite=[bot.user_id])  # type: ignore[attr-defined]
+    space_id = player.wait_for_invite(room_type="m.space", timeout_s=timeout_s)
+    player.join(space_id)
+
+    def children() -> dict[str, dict]:
+        found = {room["room_id"]: room for room in player.hierarchy(space_id) if room["room_id"] != space_id}
+        return found if len(found) >= 2 else {}
+
+    rooms = player.wait_for(children, timeout_s=timeout_s, what="the lobby and the story room in the Space")
+    lobby = next(room_id for room_id, room in rooms.items() if room.get("name") == "Lobby")
+    story = next(room_id for room_id, room in rooms.items() if room.get("name") != "Lobby")
+    player.join(lobby)
+    player.join(story)
+    return space_id, lobby, story

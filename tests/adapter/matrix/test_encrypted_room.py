@@ -1,0 +1,89 @@
+"""With `encryption = true` (the default) story rooms are encrypted, and the bot reads and answers there.
+
+The player is a real E2EE client (matrix-nio with vodozemac), as Element would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from nio import AsyncClient, AsyncClientConfig, MegolmEvent, RoomMessageText
+
+from tests.support.bot_process import BotProcess, write_config
+from tests.support.synapse import SynapseServer
+
+pytestmark = pytest.mark.synapse
+
+
+async def e2ee_player(synapse: SynapseServer, store: Path) -> AsyncClient:
+    account = synapse.register("player")
+    store.mkdir()
+    client = AsyncClient(synapse.url, account.user_id, device_id=account.device_id, store_path=str(store), config=AsyncClientConfig(encryption_enabled=True))
+    client.restore_login(account.user_id, account.device_id, account.access_token)
+    await client.keys_upload()
+    await client.sync(timeout=0, full_state=True)
+    return client
+
+
+async def sync_until(client: AsyncClient, predicate, timeout_s: float = 60.0):
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        result = predicate()
+        if result:
+            return result
+        await client.sync(timeout=500)
+        if client.should_query_keys:
+            await client.keys_query()
+    raise AssertionError("timed out")
+
+
+async def test_an_encrypted_story_room_is_answered_encrypted(synapse: SynapseServer, tmp_path: Path) -> None:
+    bot_account = synapse.register("rpbot")
+    config = write_config(
+        tmp_path / "rpbot.toml",
+        homeserver=synapse.url,
+        user_id=bot_account.user_id,
+        password=bot_account.password,
+        allowed_users=["@player-*:localhost"],
+        data_dir=tmp_path / "data",
+        encryption=True,
+    )
+    bot = BotProcess(config, tmp_path / "rpbot.log")
+    await asyncio.to_thread(bot.start)
+    player = await e2ee_player(synapse, tmp_path / "player-store")
+    received: list[tuple[str, object]] = []
+    player.add_event_callback(lambda room, event: received.append((room.room_id, event)), (RoomMessageText, MegolmEvent))
+    try:
+        await player.room_create(invite=[bot_account.user_id], is_direct=True)
+        space_id = await sync_until(player, lambda: next((r for r, room in player.invited_rooms.items() if (room.name or "").startswith("Stories of")), None))  # nio keeps no room type for invites
+        await player.join(space_id)
+        rooms = await sync_until(
+            player, lambda: [r for r in player.rooms.get(space_id).children] if space_id in player.rooms and len(player.rooms[space_id].children) == 2 else None
+        )
+        story_id = None
+        for room_id in rooms:
+            await player.join(room_id)
+        await player.sync(timeout=0)
+        story_id = next(r for r in rooms if player.rooms[r].name != "Lobby")
+        assert player.rooms[story_id].encrypted
+
+        greeting = await sync_until(player, lambda: [e for r, e in received if r == story_id and isinstance(e, RoomMessageText)])
+        assert greeting[0].decrypted and greeting[0].sender == bot_account.user_id
+
+        await player.room_send(story_id, "m.room.message", {"msgtype": "m.text", "body": "Is anyone here?"}, ignore_unverified_devices=True)
+
+        def reply() -> list[RoomMessageText]:
+            return [
+                e for r, e in received
+                if r == story_id and isinstance(e, RoomMessageText) and e.sender == bot_account.user_id and e is not greeting[0]
+            ]
+
+        answers = await sync_until(player, reply)
+        assert answers[0].decrypted  # it came encrypted and the player could read it
+        assert not [e for r, e in received if isinstance(e, MegolmEvent)], "the player could not decrypt something"
+    finally:
+        await player.close()
+        await asyncio.to_thread(bot.stop)
+    assert "could not decrypt" not in bot.log_text()

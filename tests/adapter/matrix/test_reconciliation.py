@@ -1,0 +1,221 @@
+"""Unit tests of `reconcile_from_space_topology`: the cache rebuilt from Matrix state, and nothing more.
+
+Sync responses are real nio `SyncResponse`s parsed from sync JSON; the store is a
+real `adapter.sqlite3`; the sender records instead of sending.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nio import SyncResponse
+
+from adapter.matrix.reconciliation import legacy_platform_chat_id, plan_reconciliation, reconcile_from_space_topology
+from adapter.matrix.store import (
+    RoomMeta,
+    StateStore,
+    UserMeta,
+    get_room_meta,
+    get_user_meta,
+    next_platform_chat_id,
+    set_room_meta,
+)
+
+BOT = "@rpbot:localhost"
+ALICE = "@alice:localhost"
+_ids = itertools.count(1)
+
+
+def state_event(event_type: str, content: dict[str, Any], *, state_key: str = "", sender: str = BOT) -> dict[str, Any]:
+    return {
+        "type": event_type,
+        "state_key": state_key,
+        "content": content,
+        "sender": sender,
+        "event_id": f"$e{next(_ids)}",
+        "origin_server_ts": 1,
+    }
+
+
+def sync(rooms: dict[str, dict[str, list[dict[str, Any]]]]) -> SyncResponse:
+    """rooms: room_id -> {"state": [...], "timeline": [...]} (either may be missing)."""
+    join = {
+        room_id: {
+            "state": {"events": parts.get("state", [])},
+            "timeline": {"events": parts.get("timeline", []), "limited": False, "prev_batch": "p"},
+            "ephemeral": {"events": []},
+            "account_data": {"events": []},
+            "summary": {},
+            "unread_notifications": {},
+        }
+        for room_id, parts in rooms.items()
+    }
+    response = SyncResponse.from_dict({"next_batch": "s1", "rooms": {"join": join, "invite": {}, "leave": {}}})
+    assert isinstance(response, SyncResponse), response
+    return response
+
+
+def alice_topology(*, legacy: bool = False, unlinked_story: bool = False) -> SyncResponse:
+    story_identity = {"owner": ALICE, "room_type": "chat", "space_id": "!space", "chat_id": "chat-a", "platform_chat_id": "mx-7", "version": 1}
+    if legacy:
+        del story_identity["platform_chat_id"]
+    space_state = [
+        state_event("org.rpbot.space", {"owner": ALICE, "version": 1}),
+        state_event("m.space.child", {"via": ["localhost"]}, state_key="!lobby"),
+    ]
+    if not unlinked_story:
+        space_state.append(state_event("m.space.child", {"via": ["localhost"]}, state_key="!story"))
+    return sync(
+        {
+            "!space": {"state": space_state},
+            "!lobby": {"state": [state_event("org.rpbot.room", {"owner": ALICE, "room_type": "lobby", "space_id": "!space", "chat_id": None, "platform_chat_id": None, "version": 1})]},
+            # A recent state event arrives in the timeline section, not in state.
+            "!story": {"timeline": [state_event("org.rpbot.room", story_identity)]},
+        }
+    )
+
+
+class RecordingSender:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def send(self, event: Any) -> str:
+        self.sent.append(event)
+        return f"$sent{len(self.sent)}"
+
+
+class Context:
+    """Just what reconciliation uses of BotContext."""
+
+    def __init__(self, store: StateStore) -> None:
+        import asyncio
+        from collections import defaultdict
+
+        self.store = store
+        self.sender = RecordingSender()
+        self.bot_user_id = BOT
+        self.server_name = "localhost"
+        self.user_locks = defaultdict(asyncio.Lock)
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    opened = await StateStore.open(tmp_path / "adapter.sqlite3")
+    yield opened
+    await opened.close()
+
+
+async def test_an_empty_store_is_rebuilt_from_topology_without_sending(store: StateStore) -> None:
+    ctx = Context(store)
+    report = await reconcile_from_space_topology(ctx, alice_topology())  # type: ignore[arg-type]
+
+    assert report.rooms_restored == 3 and report.users_restored == 1
+    assert await get_user_meta(store, ALICE) == UserMeta(ALICE, "!space", "!lobby")
+    assert await get_room_meta(store, "!story") == RoomMeta("!story", "chat", ALICE, "!space", "chat-a", "mx-7")
+    assert await get_room_meta(store, "!lobby") == RoomMeta("!lobby", "lobby", ALICE, "!space")
+    assert ctx.sender.sent == []
+    assert await next_platform_chat_id(store) == "mx-8"  # a new chat never reuses an id in use
+
+
+async def test_a_healthy_store_is_left_alone(store: StateStore) -> None:
+    ctx = Context(store)
+    await reconcile_from_space_topology(ctx, alice_topology())  # type: ignore[arg-type]
+    plan = await plan_reconciliation(store, alice_topology(), BOT, "localhost")
+    assert plan.room_writes == [] and plan.user_writes == [] and plan.state_writes == [] and plan.users_to_finish == []
+    report = await reconcile_from_space_topology(ctx, alice_topology())  # type: ignore[arg-type]
+    assert (report.rooms_restored, report.users_restored) == (0, 0)
+    assert ctx.sender.sent == []
+
+
+async def test_a_partial_store_is_completed(store: StateStore) -> None:
+    await set_room_meta(store, RoomMeta("!lobby", "lobby", ALICE, "!space"))
+    report = await reconcile_from_space_topology(Context(store), alice_topology())  # type: ignore[arg-type]
+    assert report.rooms_restored == 2
+    assert await get_room_meta(store, "!story") is not None
+
+
+async def test_identity_state_from_anyone_but_the_bot_is_not_trusted(store: StateStore) -> None:
+    forged = sync(
+        {
+            "!evil": {
+                "state": [
+                    state_event(
+                        "org.rpbot.room",
+                        {"owner": "@mallory:localhost", "room_type": "chat", "space_id": "!space", "chat_id": "chat-a", "platform_chat_id": "mx-7", "version": 1},
+                        sender="@mallory:localhost",
+                    )
+                ]
+            }
+        }
+    )
+    report = await reconcile_from_space_topology(Context(store), forged)  # type: ignore[arg-type]
+    assert report.rooms_seen == 0
+    assert await get_room_meta(store, "!evil") is None
+
+
+async def test_a_legacy_room_gets_a_deterministic_platform_chat_id_persisted_before_routing(store: StateStore) -> None:
+    ctx = Context(store)
+    report = await reconcile_from_space_topology(ctx, alice_topology(legacy=True))  # type: ignore[arg-type]
+
+    expected = legacy_platform_chat_id("!story")
+    assert expected == legacy_platform_chat_id("!story") and expected.startswith("mx-legacy-")
+    assert report.backfilled == 1
+    (state,) = ctx.sender.sent
+    assert (state.room_id, state.event_type) == ("!story", "org.rpbot.room")
+    assert state.content["platform_chat_id"] == expected and state.content["chat_id"] == "chat-a"
+    assert (await get_room_meta(store, "!story")).platform_chat_id == expected
+
+
+async def test_a_room_not_yet_linked_into_its_space_is_linked_not_recreated(store: StateStore) -> None:
+    ctx = Context(store)
+    report = await reconcile_from_space_topology(ctx, alice_topology(unlinked_story=True))  # type: ignore[arg-type]
+    assert report.links_added == 1
+    (link,) = ctx.sender.sent
+    assert (link.room_id, link.event_type, link.state_key) == ("!space", "m.space.child", "!story")
+    assert link.content["via"] == ["localhost"]
+
+
+async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """MatrixBot.start: login -> prepare_live_sync -> reconcile -> redeliver -> catch up; the live loop only after."""
+    import adapter.matrix.bot as bot_module
+    from adapter.config import Config, MatrixConfig, StorageConfig
+
+    calls: list[str] = []
+
+    class FakeClient:
+        user_id, device_id, next_batch, olm, rooms = BOT, "DEV", None, None, {}
+
+        async def close(self) -> None:
+            pass
+
+    async def fake_login(self):  # noqa: ANN001
+        calls.append("login")
+        return FakeClient()
+
+    async def fake_prepare(client):  # noqa: ANN001
+        calls.append("prepare_live_sync")
+        bot_module._full_syncs[client] = alice_topology()
+        return "s1"
+
+    async def fake_reconcile(ctx, response):  # noqa: ANN001
+        calls.append("reconcile")
+
+    monkeypatch.setattr(bot_module.MatrixBot, "login", fake_login)
+    monkeypatch.setattr(bot_module, "prepare_live_sync", fake_prepare)
+    monkeypatch.setattr(bot_module, "reconcile_from_space_topology", fake_reconcile)
+    monkeypatch.setattr(bot_module.Dispatcher, "redeliver_pending", lambda self: _record(calls, "redeliver"))
+    monkeypatch.setattr(bot_module.Dispatcher, "dispatch_sync", lambda self, r, include_timeline=True: _record(calls, f"dispatch(timeline={include_timeline})"))
+    monkeypatch.setattr(bot_module.Dispatcher, "catch_up", lambda self, r: _record(calls, "catch_up"))
+    config = Config(matrix=MatrixConfig(homeserver="http://127.0.0.1:1", user_id=BOT, password="x"), storage=StorageConfig(data_dir=tmp_path))
+    bot = bot_module.MatrixBot(config, engine=None)  # type: ignore[arg-type]
+    await bot.start()
+    await bot.store.close()
+    assert calls == ["login", "prepare_live_sync", "reconcile", "redeliver", "dispatch(timeline=False)", "catch_up"]
+
+
+async def _record(calls: list[str], name: str) -> int:
+    calls.append(name)
+    return 0

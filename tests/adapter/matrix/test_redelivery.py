@@ -1,0 +1,66 @@
+"""A turn redelivered after a crash finishes the message already shown, even once the homeserver
+has forgotten the transaction id (about 30 minutes): the reply's event id is kept in the store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from adapter.matrix.handlers.messages import run_turn
+from adapter.matrix.store import RoomMeta, StateStore, get_reply_message, pending_deliveries, record_pending_delivery
+from core.engine import TurnUpdate
+
+
+class ForgetfulSender:
+    """Records sends; every send makes a new event (no transaction-id memory at all)."""
+
+    def __init__(self) -> None:
+        self.sent = []
+
+    async def send(self, event):
+        self.sent.append(event)
+        if not hasattr(event, "content"):
+            return None  # a typing notice
+        return f"$event{sum(hasattr(e, 'content') for e in self.sent)}"
+
+
+class ScriptedEngine:
+    def __init__(self, updates: list[TurnUpdate], hang_after: bool = False) -> None:
+        self.updates = updates
+        self.hang_after = hang_after
+
+    async def post_turn(self, chat_id: str, text: str, source_id: str):
+        for update in self.updates:
+            yield update
+            await asyncio.sleep(0)
+        if self.hang_after:
+            await asyncio.Event().wait()
+
+
+class Ctx:
+    def __init__(self, store: StateStore, engine: ScriptedEngine) -> None:
+        self.store, self.engine, self.sender = store, engine, ForgetfulSender()
+
+
+async def test_a_redelivered_turn_edits_the_message_shown_before_the_crash(tmp_path: Path) -> None:
+    store = await StateStore.open(tmp_path / "adapter.sqlite3")
+    meta = RoomMeta("!story", "chat", "@alice:localhost", "!space", "chat-1", "mx-1")
+    await record_pending_delivery(store, "$line", "!story", "chat-1", "hello")
+    partial = TurnUpdate("Mira", "mira", "The first half", done=False)
+    crashed = Ctx(store, ScriptedEngine([partial], hang_after=True))
+    task = asyncio.create_task(run_turn(crashed, meta, "hello", "$line"))  # type: ignore[arg-type]
+    while not [e for e in crashed.sender.sent if hasattr(e, "content")]:
+        await asyncio.sleep(0.01)
+    task.cancel()  # the crash
+    await asyncio.gather(task, return_exceptions=True)
+    assert await get_reply_message(store, "$line", "Mira") == "$event1"
+
+    done = TurnUpdate("Mira", "mira", "The first half, and the rest.", done=True, turn_id="7")
+    restarted = Ctx(store, ScriptedEngine([done]))
+    await run_turn(restarted, meta, "hello", "$line")  # type: ignore[arg-type]
+    messages = [e for e in restarted.sender.sent if hasattr(e, "content")]
+    assert len(messages) == 1
+    assert messages[0].content["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$event1"}
+    assert messages[0].content["m.new_content"]["body"] == "Mira: The first half, and the rest."
+    assert await pending_deliveries(store) == []
+    await store.close()
