@@ -1,0 +1,160 @@
+"""Restart cost: how long from login to ready with many players, against the bare full-state sync.
+
+Builds USERS players x ROOMS rooms (a Space, a Lobby and story rooms, each with the
+identity state the bot writes) on a throwaway local Synapse with relaxed limits,
+through the bot's own account, then starts the real MatrixBot three times:
+with an empty cache (full rebuild), and twice with a healthy cache. Reports the
+time of each startup phase, the time of a bare full-state sync done alone, and the
+HTTP requests reconciliation made. Not a test: run it by hand.
+
+    .venv/bin/python bench/restart.py --users 100 --rooms 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from nio import AsyncClient
+
+from adapter.config import Config, LLMConfig, MatrixConfig, StorageConfig
+from adapter.devserver import LocalHomeserver
+from adapter.matrix import bot as bot_module
+from adapter.matrix.bot import MatrixBot, catch_up_filter
+from adapter.matrix.spaces import ROOM_STATE, SPACE_STATE
+from core.engine import Engine
+from core.llm import make_llm_client
+
+
+async def build_topology(url: str, bot_id: str, token: str, device: str, users: int, rooms: int) -> None:
+    client = AsyncClient(url, bot_id)
+    client.restore_login(bot_id, device, token)
+    semaphore = asyncio.Semaphore(8)
+
+    async def one_user(index: int) -> None:
+        owner = f"@bench-player-{index}:localhost"
+        async with semaphore:
+            space = (await client.room_create(space=True, name=f"Stories of {index}", initial_state=[
+                {"type": SPACE_STATE, "state_key": "", "content": {"owner": owner, "version": 1}}])).room_id
+            for number in range(rooms):
+                room_type = "lobby" if number == 0 else "chat"
+                identity = {"owner": owner, "room_type": room_type, "space_id": space, "version": 1,
+                            "chat_id": None if room_type == "lobby" else f"chat-{index}-{number}",
+                            "platform_chat_id": None if room_type == "lobby" else f"mx-{index * rooms + number}"}
+                room = (await client.room_create(name="Lobby" if number == 0 else f"Story {number}", initial_state=[
+                    {"type": ROOM_STATE, "state_key": "", "content": identity},
+                    {"type": "m.space.parent", "state_key": space, "content": {"canonical": True, "via": ["localhost"]}}])).room_id
+                await client.room_put_state(space, "m.space.child", {"via": ["localhost"]}, state_key=room)
+
+    started = time.monotonic()
+    await asyncio.gather(*(one_user(i) for i in range(users)))
+    print(f"built {users} users x {rooms} rooms in {time.monotonic() - started:.0f}s", flush=True)
+    await client.close()
+
+
+class RequestCounter:
+    """Counts nio HTTP requests by path while enabled."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.paths: list[str] = []
+        original = AsyncClient._send
+
+        async def counting(client, response_class, method, path, *args, **kwargs):  # noqa: ANN001
+            if self.enabled:
+                self.paths.append(f"{method} {path.split('?')[0]}")
+            return await original(client, response_class, method, path, *args, **kwargs)
+
+        AsyncClient._send = counting  # type: ignore[method-assign]
+
+
+async def timed_start(config: Config, counter: RequestCounter) -> dict[str, float | int]:
+    Path(config.storage.data_dir).mkdir(parents=True, exist_ok=True)
+    engine = await Engine.open(Path(config.storage.data_dir) / "engine.sqlite3", make_llm_client("demo"))
+    bot = MatrixBot(config, engine)
+    phases: dict[str, float | int] = {}
+    original_prepare, original_reconcile = bot_module.prepare_live_sync, bot_module.reconcile_from_space_topology
+
+    async def prepare(client):  # noqa: ANN001
+        t = time.monotonic()
+        result = await original_prepare(client)
+        phases["full_state_sync_s"] = time.monotonic() - t
+        return result
+
+    async def reconcile(ctx, response):  # noqa: ANN001
+        counter.paths.clear()
+        counter.enabled = True
+        t = time.monotonic()
+        report = await original_reconcile(ctx, response)
+        phases["reconcile_s"] = time.monotonic() - t
+        counter.enabled = False
+        phases["reconcile_requests"] = len(counter.paths)
+        phases["rooms_restored"] = report.rooms_restored
+        return report
+
+    bot_module.prepare_live_sync, bot_module.reconcile_from_space_topology = prepare, reconcile
+    try:
+        t = time.monotonic()
+        await bot.start()
+        phases["login_to_ready_s"] = time.monotonic() - t
+    finally:
+        bot_module.prepare_live_sync, bot_module.reconcile_from_space_topology = original_prepare, original_reconcile
+        await bot.close()
+        await engine.close()
+    return phases
+
+
+async def bare_sync(url: str, bot_id: str, token: str, device: str) -> float:
+    client = AsyncClient(url, bot_id)
+    client.restore_login(bot_id, device, token)
+    t = time.monotonic()
+    await client.sync(timeout=0, full_state=True, sync_filter=catch_up_filter())
+    elapsed = time.monotonic() - t
+    await client.close()
+    return elapsed
+
+
+async def main(users: int, rooms: int) -> None:
+    counter = RequestCounter()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = LocalHomeserver(Path(tmp) / "hs", relaxed_rate_limits=True)
+        server.start()
+        try:
+            account = server.register("rpbot")
+            await build_topology(server.url, account.user_id, account.access_token, account.device_id, users, rooms)
+            data = Path(tmp) / "data"
+            config = Config(
+                matrix=MatrixConfig(homeserver=server.url, user_id=account.user_id, password=account.password,
+                                    allowed_users=["@bench-*:localhost"], encryption=False),
+                storage=StorageConfig(data_dir=data),
+                llm=LLMConfig(provider="demo"),
+            )
+            runs = {"empty cache": await timed_start(config, counter)}
+            runs["healthy cache"] = await timed_start(config, counter)
+            runs["healthy cache (again)"] = await timed_start(config, counter)
+            bare = [await bare_sync(server.url, account.user_id, account.access_token, account.device_id) for _ in range(3)]
+        finally:
+            server.stop()
+    cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
+    print(f"\nmachine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, Python {platform.python_version()}")
+    print(f"{users} users x {rooms} rooms = {users * rooms} rooms")
+    print(f"bare full-state sync alone: median {statistics.median(bare):.2f}s (runs: {', '.join(f'{b:.2f}' for b in bare)})")
+    for name, phases in runs.items():
+        overhead = phases["reconcile_s"] / phases["full_state_sync_s"] * 100
+        print(f"{name}: login->ready {phases['login_to_ready_s']:.2f}s, full-state sync {phases['full_state_sync_s']:.2f}s, "
+              f"reconcile {phases['reconcile_s']:.3f}s ({overhead:.1f}% of the sync), "
+              f"reconcile HTTP requests {phases['reconcile_requests']}, rooms restored {phases['rooms_restored']}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--rooms", type=int, default=10, help="rooms per user, Space excluded (a Lobby and stories)")
+    args = parser.parse_args()
+    asyncio.run(main(args.users, args.rooms))
