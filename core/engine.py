@@ -9,6 +9,17 @@ one caused), and `cancel` stops a chat's in-flight generation, keeping the
 partial reply marked truncated.  The pipeline itself lives in core/services
 (`core.services.talk`); state changes go through the event log (core/state,
 core/eventlog).
+
+Story actions (issue 5): `skip` / `jump` move the chat clock with a short
+narration; `close_scene` writes each present character's own summary of the
+scene; `meanwhile` plays two characters off-screen and queues a digest the
+player sees on the next turn; `plan_event`, `list_threads`,
+`list_world_events`, `search_memory`, `status` and `context` read or shape the
+story.  A turn may also ask for a skip, a jump or a scene close in plain words;
+the routing call detects it (see `core.services.addressee`).  Errors are typed
+(core.errors): ChatNotFoundError, UnknownCharacterError, InvalidCastError,
+InvalidTimeError, TurnNotFoundError (nothing to regenerate); model failures raise
+`core.llm.LLMError`.
 """
 
 from __future__ import annotations
@@ -17,17 +28,36 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from core.characters.builtin import install_builtin_characters
+from core.characters.cards import import_card
+from core.errors import InvalidTimeError
 from core.eventlog.db import Database, open_database
 from core.llm.base import LLMClient
-from core.services.dialogue import REPLY_SUFFIX, require_character
-from core.services.prompt import DEFAULT_BUDGET_TOKENS, fill_placeholders, system_prompt
+from core.services import reports, scenes, timeskip
+from core.services.dialogue import REPLY_SUFFIX, load_cast, require_character
+from core.services.meanwhile import resolve_character, run_meanwhile
+from core.services.prompt import (
+    DEFAULT_BUDGET_TOKENS,
+    assemble_prompt,
+    fill_placeholders,
+    system_prompt,
+)
+from core.services.reports import (
+    ChatStatus,
+    ContextReport,
+    ContextSection,
+    MemoryInfo,
+    ThreadInfo,
+    WorldEventInfo,
+)
+from core.services.scenes import SceneCloseResult
 from core.services.talk import AfterTurn, AfterTurnStep, TurnPipeline, TurnUpdate
+from core.services.timeskip import SkipResult
+from core.state import plans, world
 from core.state import turns as turn_state
-from core.state import world
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +71,16 @@ __all__ = [
     "AfterTurnStep",
     "CharacterInfo",
     "ChatInfo",
+    "ChatStatus",
+    "ContextReport",
+    "ContextSection",
     "Engine",
+    "MemoryInfo",
+    "SceneCloseResult",
+    "SkipResult",
+    "ThreadInfo",
     "TurnUpdate",
+    "WorldEventInfo",
     "system_prompt",
 ]
 
@@ -72,7 +110,7 @@ class Engine:
         self.pipeline = TurnPipeline(db, llm, budget_tokens=budget_tokens)
 
     @classmethod
-    async def open(cls, path: Path | str, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS) -> "Engine":
+    async def open(cls, path: Path | str, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS) -> Engine:
         db = await open_database(path)
         await install_builtin_characters(db)
         return cls(db, llm, budget_tokens=budget_tokens)
@@ -90,6 +128,14 @@ class Engine:
     async def list_characters(self) -> list[CharacterInfo]:
         return [CharacterInfo(c.character_id, c.name, c.description) for c in await world.list_characters(self.db)]
 
+    async def import_character(self, data: bytes | str) -> CharacterInfo:
+        """Register the character of a Character Card V2/V3 (JSON, or PNG with a `chara`/`ccv3` chunk).
+
+        Raises CardImportError for anything that is not a readable card; nothing is written then.
+        """
+        character = await import_card(self.db, data)
+        return CharacterInfo(character.character_id, character.name, character.description)
+
     async def create_chat(self, *, owner: str, host: str, guest: str | None = None, title: str | None = None) -> ChatInfo:
         host_character = await require_character(self.db, host)
         guest_character = await require_character(self.db, guest) if guest else None
@@ -105,7 +151,11 @@ class Engine:
         chat = await world.require_chat(self.db, chat_id)
         host = await require_character(self.db, chat.host)
         text = fill_placeholders(host.first_mes, host) or f"*{host.name} looks up.* Oh, hello."
-        turn, _ = await turn_state.record_turn(self.db, chat_id, "assistant", host.character_id, text, source_id=GREETING_SOURCE)
+        async with self.db.transaction() as tx:
+            await scenes.ensure_scene(tx, await load_cast(tx, chat_id))
+            turn, _ = await turn_state.record_turn(
+                tx, chat_id, "assistant", host.character_id, text, source_id=GREETING_SOURCE
+            )
         return TurnUpdate(host.name, host.character_id, turn.text, done=True, turn_id=str(turn.turn_id))
 
     async def post_turn(self, chat_id: str, text: str, source_id: str) -> AsyncIterator[TurnUpdate]:
@@ -143,3 +193,81 @@ class Engine:
         the reply (marked truncated).  No task of the generation is left running.
         """
         return self.pipeline.cancel(chat_id)
+
+    # -- story actions (issue 5) ------------------------------------------------------
+
+    async def chat_clock(self, chat_id: str) -> datetime:
+        return await world.get_clock(self.db, chat_id)
+
+    async def skip(self, chat_id: str, duration: timedelta) -> SkipResult:
+        """Elide `duration` of story time with a short narration (purpose "skip"); the clock moves.
+
+        InvalidTimeError for a duration that is not positive; a model error propagates
+        and nothing changes."""
+        async with self.pipeline.exclusive(chat_id):
+            cast = await load_cast(self.db, chat_id)
+            target = await timeskip.skip_target(self.db, chat_id, duration)
+            result, _ = await timeskip.move_clock(self.db, self.llm, cast, target, reason=f"skip {duration}")
+            return result
+
+    async def jump(self, chat_id: str, when: datetime) -> SkipResult:
+        """Set the story clock to `when` with a short narration; InvalidTimeError if not in the future."""
+        async with self.pipeline.exclusive(chat_id):
+            cast = await load_cast(self.db, chat_id)
+            result, _ = await timeskip.move_clock(self.db, self.llm, cast, when, reason="jump")
+            return result
+
+    async def close_scene(self, chat_id: str) -> SceneCloseResult | None:
+        """Close the open main scene: one summary per present character, from its own point of
+        view (with "Key quotes"), then plot-thread detection.  None if no scene is open.
+        A model error in a summary propagates and leaves the scene open (retry later)."""
+        async with self.pipeline.exclusive(chat_id):
+            await world.require_chat(self.db, chat_id)
+            scene = await world.current_scene(self.db, chat_id)
+            if scene is None:
+                return None
+            # Summaries first: if the model fails, the error propagates and the scene stays open.
+            result = await scenes.apply_scene_close_summary(self.db, self.llm, chat_id, scene.scene_id)
+            await world.close_scene(self.db, chat_id, scene.scene_id)
+            return result
+
+    async def list_threads(self, chat_id: str) -> list[ThreadInfo]:
+        await world.require_chat(self.db, chat_id)
+        return await reports.thread_infos(self.db, chat_id)
+
+    async def list_world_events(self, chat_id: str) -> list[WorldEventInfo]:
+        await world.require_chat(self.db, chat_id)
+        return await reports.world_event_infos(self.db, chat_id)
+
+    async def plan_event(self, chat_id: str, what: str, when: datetime) -> WorldEventInfo:
+        """Plan a world event due at story time `when` (InvalidTimeError if before the chat clock)."""
+        clock = await world.get_clock(self.db, chat_id)
+        if when.replace(tzinfo=None, microsecond=0) < clock:
+            raise InvalidTimeError(f"{when:%Y-%m-%d %H:%M} is before the chat clock {clock:%Y-%m-%d %H:%M}")
+        event = await plans.plan_world_event(self.db, chat_id, what.strip() or "Something", due_at=when)
+        return reports.world_event_info(event)
+
+    async def meanwhile(self, chat_id: str, a: str, b: str, premise: str = "") -> AsyncIterator[TurnUpdate]:
+        """A short off-screen scene between characters `a` and `b` (ids or names), streamed line by
+        line (kind "reply"); remembered by those two only; ends after the digest is queued.
+        UnknownCharacterError / InvalidCastError for a bad cast; `cancel` stops it."""
+        async with self.pipeline.exclusive(chat_id, cancellable=True) as control:
+            lines = run_meanwhile(self.db, self.llm, chat_id, a, b, premise, control)
+            async with aclosing(lines) as written:
+                async for line, done in written:
+                    yield TurnUpdate(line.speaker.name, line.speaker.character_id, line.text, done, line.truncated)
+
+    async def search_memory(self, chat_id: str, character: str, query: str, limit: int = 5) -> list[MemoryInfo]:
+        """What `character` (id, name, or "you") witnessed and matches `query`, best first."""
+        await world.require_chat(self.db, chat_id)
+        who = reports.player_or(character) or (await resolve_character(self.db, character)).character_id
+        return await reports.search_memory_infos(self.db, chat_id, who, query, limit)
+
+    async def status(self, chat_id: str) -> ChatStatus:
+        return await reports.chat_status(self.db, await load_cast(self.db, chat_id))
+
+    async def context(self, chat_id: str) -> ContextReport:
+        """What the host's next prompt would hold, section by section (estimated tokens, items)."""
+        cast = await load_cast(self.db, chat_id)
+        prompt = await assemble_prompt(self.db, cast, cast.host, user_turn=None, budget_tokens=self.pipeline.budget_tokens)
+        return reports.context_report(cast.host.name, prompt)

@@ -106,3 +106,26 @@ class IllegalTransitionError(RpbotError):
 
 class CardImportError(RpbotError):
     """A character card could not be read (bad JSON, no card in the PNG, not a PNG...)."""
+
+
+class UnknownCharacterError(CharacterNotFoundError):
+    """A character named by an adapter (id or display name) is neither in the story nor registered."""
+
+
+class InvalidCastError(RpbotError):
+    """A scene was asked for with an impossible cast (e.g. a meanwhile scene of one character with itself)."""
+
+
+# --- story flow ------------------------------------------------------------------
+
+
+class NoOpenSceneError(RpbotError):
+    """An action needs the chat's open main scene and there is none."""
+
+    def __init__(self, chat_id: str) -> None:
+        super().__init__(f"chat {chat_id!r} has no open scene")
+        self.chat_id = chat_id
+
+
+class InvalidTimeError(RpbotError):
+    """A time skip or jump that does not move the story forward (a jump into the past, a zero skip)."""

@@ -9,6 +9,11 @@ separate reader connection (WAL mode), so a long query never queues the writer.
 Read functions in core/state accept any `Readable`: the `Database` (reads the
 committed state through the reader), a `Transaction` (sees its own uncommitted
 writes), or a bare aiosqlite connection.
+
+Run SQL with `execute_fetchall` / `execute_insert`, never bare `execute`: the
+cursor of `execute` lives on and may be freed on the event-loop thread while
+the connection's own thread runs another statement, and sqlite3 then fails
+with "bad parameter or other API misuse".
 """
 
 from __future__ import annotations
@@ -72,19 +77,19 @@ class Database:
 
     @asynccontextmanager
     async def _immediate(self) -> AsyncIterator[Transaction]:
-        await self.writer.execute("BEGIN IMMEDIATE")
+        await self.writer.execute_fetchall("BEGIN IMMEDIATE")
         try:
             yield Transaction(self)
         except BaseException:
             # Shielded so that a cancelled caller still leaves no transaction open.
-            await asyncio.shield(self.writer.execute("ROLLBACK"))
+            await asyncio.shield(self.writer.execute_fetchall("ROLLBACK"))
             raise
         try:
-            await asyncio.shield(self.writer.execute("COMMIT"))
+            await asyncio.shield(self.writer.execute_fetchall("COMMIT"))
         except Exception:
             # (On cancellation the shielded COMMIT still runs, queued before any later BEGIN.)
             if self.writer.in_transaction:
-                await asyncio.shield(self.writer.execute("ROLLBACK"))
+                await asyncio.shield(self.writer.execute_fetchall("ROLLBACK"))
             raise
 
     async def close(self) -> None:
@@ -119,18 +124,22 @@ async def writing(target: Writable) -> AsyncIterator[Transaction]:
 async def _ensure_math_functions(conn: aiosqlite.Connection) -> None:
     # Memory search uses ln(); SQLite builds without SQLITE_ENABLE_MATH_FUNCTIONS lack it.
     try:
-        await conn.execute("SELECT ln(2)")
+        await conn.execute_fetchall("SELECT ln(2)")
     except sqlite3.OperationalError:
         await conn.create_function("ln", 1, math.log, deterministic=True)
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
-    conn.row_factory = aiosqlite.Row
-    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-    await conn.execute(f"PRAGMA cache_size = -{CACHE_SIZE_KIB:d}")
-    await conn.execute(f"PRAGMA mmap_size = {MMAP_SIZE_BYTES:d}")
-    await _ensure_math_functions(conn)
+    try:
+        conn.row_factory = aiosqlite.Row
+        await conn.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        await conn.execute_fetchall(f"PRAGMA cache_size = -{CACHE_SIZE_KIB:d}")
+        await conn.execute_fetchall(f"PRAGMA mmap_size = {MMAP_SIZE_BYTES:d}")
+        await _ensure_math_functions(conn)
+    except BaseException:
+        await conn.close()  # its thread would otherwise keep the process alive
+        raise
     return conn
 
 
@@ -139,13 +148,18 @@ async def open_database(path: str | Path) -> Database:
     path = Path(path)
     writer = await _connect(path)
     try:
-        await writer.execute("PRAGMA journal_mode = WAL")
-        await writer.execute("PRAGMA synchronous = NORMAL")
-        await writer.execute("PRAGMA foreign_keys = ON")
+        await writer.execute_fetchall("PRAGMA journal_mode = WAL")
+        await writer.execute_fetchall("PRAGMA synchronous = NORMAL")
+        await writer.execute_fetchall("PRAGMA foreign_keys = ON")
         await upgrade_schema(writer)
         reader = await _connect(path)
     except BaseException:
         await writer.close()
         raise
-    await reader.execute("PRAGMA query_only = ON")
-    return Database(path, writer, reader)
+    database = Database(path, writer, reader)
+    try:
+        await reader.execute_fetchall("PRAGMA query_only = ON")
+    except BaseException:
+        await database.close()
+        raise
+    return database

@@ -13,8 +13,8 @@ re-applied in the same order.
 
 Events that change a value carry the new absolute value (edge_set,
 memory_significance_set, clock_set), so a compensating event can restore the
-old one; memory_retracted / memory_restored, scene_reopened, thread_reopened
-and world_event_reverted undo the others.
+old one; memory_retracted / memory_restored, scene_reopened, thread_reopened,
+world_event_reverted and world_event_withdrawn undo the others.
 """
 
 from __future__ import annotations
@@ -293,6 +293,7 @@ class WorldEventPlanned(ChatEvent):
     title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
     description: str = ""
     due_at: StoryTime | None = None
+    cause_turn_id: RowId | None = None  # detected from this turn (withdrawn if the turn is regenerated)
 
 
 @event_kind("world_event_transitioned")
@@ -301,6 +302,7 @@ class WorldEventTransitioned(ChatEvent):
 
     world_event_id: RowId
     to: Literal["started", "completed", "cancelled"]
+    cause_turn_id: RowId | None = None  # the turn whose after-work made the change (undone on regenerate)
 
 
 @event_kind("world_event_reverted")
@@ -309,6 +311,13 @@ class WorldEventReverted(ChatEvent):
 
     world_event_id: RowId
     to: Literal["planned", "started"]
+
+
+@event_kind("world_event_withdrawn")
+class WorldEventWithdrawn(ChatEvent):
+    """Compensation for `world_event_planned`: the still-planned event is removed (its turn was regenerated)."""
+
+    world_event_id: RowId
 
 
 @event_kind("digest_created")

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
 from core.errors import ChatNotFoundError, ConflictError
-from core.eventlog.db import Database, Transaction, Writable, writing
+from core.eventlog.db import Database, Transaction, Writable
 from core.eventlog.events import ChatCreated, ChatEvent, EventPayload, parse_payload
 from core.eventlog.migrations import PROJECTION_TABLES
 from core.eventlog.projections import PROJECTORS
@@ -84,10 +84,16 @@ async def append_and_apply(
     target: Writable, kind: str, payload: EventPayload | Mapping[str, Any]
 ) -> Event:
     """Append one event and apply it atomically; returns the stored event with its `ref`."""
-    async with writing(target) as tx:
-        event = await append_event(tx, kind, payload)
-        ref = await apply_event(tx, event)
-    return replace(event, ref=ref)
+    if isinstance(target, Transaction):
+        return await _append_and_apply(target, kind, payload)
+    async with target.transaction() as tx:
+        return await _append_and_apply(tx, kind, payload)
+
+
+async def _append_and_apply(tx: Transaction, kind: str, payload: EventPayload | Mapping[str, Any]) -> Event:
+    event = await append_event(tx, kind, payload)
+    ref = await apply_event(tx, event)
+    return Event(event.seq, event.kind, event.chat_id, event.payload, event.recorded_at, ref)
 
 
 def _event_from_row(row: aiosqlite.Row) -> Event:
@@ -116,7 +122,7 @@ async def iter_events(
 async def clear_projections(tx: Transaction) -> None:
     """Empty every projection table (the FTS index follows through its triggers)."""
     for table in PROJECTION_TABLES:
-        await tx.conn.execute(f"DELETE FROM {table}")
+        await tx.conn.execute_fetchall(f"DELETE FROM {table}")
 
 
 async def replay(db: Database) -> int:

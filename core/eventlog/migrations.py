@@ -61,9 +61,8 @@ def latest_version() -> int:
 
 
 async def schema_version(conn: aiosqlite.Connection) -> int:
-    async with conn.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
-    return int(row[0])
+    rows = await conn.execute_fetchall("PRAGMA user_version")
+    return int(next(iter(rows))[0])
 
 
 async def upgrade_schema(conn: aiosqlite.Connection) -> int:
@@ -78,21 +77,21 @@ async def upgrade_schema(conn: aiosqlite.Connection) -> int:
             f"(knows up to {latest_version()})"
         )
     for pending in MIGRATIONS[current:]:
-        await conn.execute("BEGIN IMMEDIATE")
+        await conn.execute_fetchall("BEGIN IMMEDIATE")
         try:
             await pending.step(conn)
-            await conn.execute(f"PRAGMA user_version = {pending.version:d}")
+            await conn.execute_fetchall(f"PRAGMA user_version = {pending.version:d}")
         except BaseException:
-            await conn.execute("ROLLBACK")
+            await conn.execute_fetchall("ROLLBACK")
             raise
-        await conn.execute("COMMIT")
+        await conn.execute_fetchall("COMMIT")
     return latest_version()
 
 
 async def _run(conn: aiosqlite.Connection, statements: list[str]) -> None:
     # executescript would COMMIT first, so statements go one by one.
     for statement in statements:
-        await conn.execute(statement)
+        await conn.execute_fetchall(statement)
 
 
 @migration("event log, world, turns, memory with witnesses and FTS5, edges, plot")

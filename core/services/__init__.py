@@ -3,12 +3,17 @@
 - `dialogue`: shared reads every step uses (who is present, recent dialogue, the
   causes tag that ties an event to the turn that caused it).
 - `recall`: witness-filtered memory reads for a prompt (per-POV summaries, digests).
-- `addressee`: the routing classifier (which character answers).
+- `addressee`: the routing classifier (which character answers, and any skip / jump / scene close).
 - `prompt`: prompt assembly within a token budget (`tokens` holds the estimate).
 - `generation`: one cancellable streamed generation.
 - `memory_write`, `relationships`: what an exchange leaves behind (memories, edges).
 - `regenerate`: rolling back what a superseded turn caused, by compensating events.
 - `talk`: the pipeline itself (post a turn, regenerate), used by `core.engine.Engine`.
+- `scenes`: opening the main scene, closing it with per-POV summaries ("Key quotes").
+- `plot`: the thread detector (on scene close) and the lifecycle classifier (after a reply).
+- `timeskip`: skips and jumps of the chat clock, narrated.
+- `meanwhile`: two characters off-screen, remembered by them only, digested for the player.
+- `reports`: read-only views for adapters (threads, world events, memory search, status, context).
 
 Dependency direction: services -> state -> eventlog; nothing here imports an adapter.
 """

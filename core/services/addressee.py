@@ -1,7 +1,13 @@
-"""Which character answers the player's line: the one routing call before narration.
+"""Routing the player's line: who answers, and whether it asks for a time skip or a scene close.
 
-Only asked when more than one character is present (DESIGN: latency rule). It is
-ONE classifier request, purpose "addressee", answered as an `AddresseeDecision`.
+This is the one routing call allowed before narration (DESIGN: latency rule). It
+is ONE classifier request, purpose "addressee", answered as an `AddresseeDecision`
+that carries the addressee AND the intent (a skip of a duration, a jump to a time,
+closing the scene).  It is asked when more than one character is present, or, with
+one character, only when `may_carry_intent` (a local regex, no model) says the
+text may carry such intent; otherwise no call is made at all.
+The safe answer is "no intent": every intent field defaults to nothing, and a
+duration or time the classifier gives that `core.timeparse` cannot read is ignored.
 Anything unusable falls back to a safe choice and is logged, never raised:
 invalid JSON or an unknown speaker -> the host; an unreachable model -> the host;
 "low" confidence -> whoever spoke last (the player is most likely still talking
@@ -11,7 +17,10 @@ to them), else the host.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
@@ -21,6 +30,7 @@ from core.llm.structured import generate_json
 from core.services.dialogue import Cast
 from core.state import world
 from core.state.turns import Turn
+from core.timeparse import parse_duration, parse_story_time
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +42,38 @@ LINE_CHARS = 300
 class AddresseeDecision(BaseModel):
     """The classifier's answer: the id (or name) of the character who should answer."""
 
-    speaker: str
+    speaker: str = ""
     confidence: Literal["high", "medium", "low"] = "medium"
+    time: Literal["none", "skip", "jump"] = "none"  # safe option first
+    amount: str = ""  # skip: a duration ("8h", "an hour"); jump: a time ("tomorrow 9am")
+    close_scene: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    """Who answers, and what the line asks of the story besides an answer."""
+
+    speaker: world.Character
+    skip: timedelta | None = None
+    jump: datetime | None = None
+    close_scene: bool = False
+
+    @property
+    def has_intent(self) -> bool:
+        return self.close_scene or self.skip is not None or self.jump is not None
+
+
+_INTENT_WORDS = re.compile(
+    r"\b(sleep|slept|asleep|nap|rest|later|tomorrow|tonight|morning|noon|afternoon|evening|night|midnight|dawn|dusk"
+    r"|hours?|minutes?|days?|weeks?|months?|years?|skip|jump|fast[- ]forward|time passes|meanwhile|wait(?:s|ed)? (?:for|until|till)"
+    r"|until|till|end (?:the |this )?scene|scene ends|close (?:the |this )?scene|fade (?:out|to black)|\d+ ?(?:h|m|d|am|pm)\b)",
+    re.IGNORECASE,
+)
+
+
+def may_carry_intent(text: str) -> bool:
+    """A cheap local check: could `text` ask for a time skip / jump or a scene close?"""
+    return _INTENT_WORDS.search(text) is not None
 
 
 def addressee_messages(cast: Cast, dialogue: Sequence[Turn], text: str) -> list[ChatMessage]:
@@ -43,10 +83,15 @@ def addressee_messages(cast: Cast, dialogue: Sequence[Turn], text: str) -> list[
     )
     context = "\n".join(f"{cast.name_of(t.speaker)}: {t.text[:LINE_CHARS]}" for t in dialogue[-CONTEXT_TURNS:])
     system = (
-        "You route a roleplay chat. Several characters are present; decide which one the player's "
-        "latest line is addressed to, i.e. who should answer it.\n"
+        "You route a roleplay chat. Decide which present character the player's latest line is "
+        "addressed to, i.e. who should answer it.\n"
         f"Characters present:\n{roster}\n"
-        'Answer with JSON only: {"speaker": "<character id>", "confidence": "high" | "medium" | "low"}.'
+        "Also decide whether the line moves the story in time: \"skip\" when time passes by a duration "
+        "(amount: a duration such as \"8h\" or \"30m\"), \"jump\" when the story goes to a given time "
+        "(amount: a time such as \"tomorrow 7am\"), else \"none\"; and whether the line ends the scene "
+        "(close_scene). When unsure, answer none / false.\n"
+        'Answer with JSON only: {"speaker": "<character id>", "confidence": "high" | "medium" | "low", '
+        '"time": "none" | "skip" | "jump", "amount": "", "close_scene": false}.'
     )
     user = (f"Recent lines:\n{context}\n\n" if context else "") + f"The player's latest line:\n{text}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -60,23 +105,51 @@ def _resolve(cast: Cast, answer: str) -> world.Character | None:
     return None
 
 
+def _pick_speaker(cast: Cast, dialogue: Sequence[Turn], decision: AddresseeDecision, is_fallback: bool) -> world.Character:
+    if len(cast.characters) == 1:
+        return cast.host
+    chosen = _resolve(cast, decision.speaker)
+    if chosen is None:
+        level = logging.WARNING if decision.speaker.strip() else logging.INFO
+        log.log(level, "addressee: no such speaker %r; the host answers", decision.speaker)
+        return cast.host
+    if decision.confidence == "low" and not is_fallback:
+        last_speaker = next((cast.get(t.speaker) for t in reversed(dialogue) if t.role == "assistant"), None)
+        return last_speaker or cast.host
+    return chosen
+
+
+def _intent(decision: AddresseeDecision, now: datetime) -> tuple[timedelta | None, datetime | None]:
+    if decision.time == "skip":
+        duration = parse_duration(decision.amount)
+        if duration is None:
+            log.warning("routing: unreadable skip duration %r; no skip", decision.amount)
+        return duration, None
+    if decision.time == "jump":
+        when = parse_story_time(decision.amount, now)
+        if when is None or when <= now:
+            log.warning("routing: unusable jump time %r (now %s); no jump", decision.amount, now)
+            return None, None
+        return None, when
+    return None, None
+
+
+async def route(llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str) -> Route:
+    """One classifier request: who answers `text`, and any skip / jump / scene close it asks for."""
+    fallback = AddresseeDecision(speaker=cast.host.character_id, confidence="low")
+    decision = await generate_json(
+        llm, addressee_messages(cast, dialogue, text), purpose=PURPOSE, schema=AddresseeDecision,
+        default=fallback, role="classifier", max_tokens=100, default_on_llm_error=True,
+    )
+    speaker = _pick_speaker(cast, dialogue, decision, decision is fallback)
+    skip, jump = _intent(decision, cast.chat.clock)
+    return Route(speaker, skip, jump, decision.close_scene)
+
+
 async def choose_addressee(
     llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str
 ) -> world.Character:
     """The character who answers `text`; the host without any model call if it is alone."""
     if len(cast.characters) == 1:
         return cast.host
-    fallback = AddresseeDecision(speaker=cast.host.character_id, confidence="low")
-    decision = await generate_json(
-        llm, addressee_messages(cast, dialogue, text), purpose=PURPOSE, schema=AddresseeDecision,
-        default=fallback, role="classifier", max_tokens=60, default_on_llm_error=True,
-    )
-    chosen = _resolve(cast, decision.speaker)
-    if chosen is None:
-        level = logging.WARNING if decision.speaker.strip() else logging.INFO
-        log.log(level, "addressee: no such speaker %r; the host answers", decision.speaker)
-        return cast.host
-    if decision.confidence == "low" and decision is not fallback:
-        last_speaker = next((cast.get(t.speaker) for t in reversed(dialogue) if t.role == "assistant"), None)
-        return last_speaker or cast.host
-    return chosen
+    return (await route(llm, cast, dialogue, text)).speaker

@@ -105,6 +105,8 @@ async def exchange_to_regenerate(source: Readable, chat_id: str) -> ExchangeToRe
         raise TurnNotFoundError(f"chat {chat_id!r} has no turn to regenerate")
     if last.role == "user":
         return ExchangeToRegenerate(last, None)
+    if last.role == "narration":
+        raise TurnNotFoundError(f"chat {chat_id!r} ends with a narration (a time skip): no reply to regenerate")
     turns = await turn_state.recent_turns(source, chat_id, 8)
     user_turn = next((t for t in reversed(turns) if t.role == "user" and t.turn_id < last.turn_id), None)
     if last.role != "assistant":

@@ -61,6 +61,7 @@ class AssembledPrompt:
     messages: list[ChatMessage]
     budget_tokens: int
     section_tokens: dict[str, int] = field(default_factory=dict)
+    section_items: dict[str, int] = field(default_factory=dict)  # lines (or turns) kept per section
     dialogue_turns: int = 0
     dropped_turns: int = 0
 
@@ -160,6 +161,10 @@ async def assemble_prompt(
         "memories": sum(estimate_tokens(x) + 1 for x in memory_lines),
         "digests": sum(estimate_tokens(x) + 1 for x in digest_lines),
     }
+    report.section_items = {
+        "card": 1, "edges": len(edge_lines), "summaries": len(summary_lines),
+        "memories": len(memory_lines), "digests": len(digest_lines),
+    }
     remaining = budget_tokens - estimate_tokens(system) - MESSAGE_OVERHEAD
     chosen: list[ChatMessage] = []
     for index, turn in enumerate(reversed(dialogue)):
@@ -172,6 +177,6 @@ async def assemble_prompt(
     chosen.reverse()
     report.messages = [{"role": "system", "content": system}, *chosen]
     report.section_tokens["dialogue"] = sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD for m in chosen)
-    report.dialogue_turns = len(chosen)
+    report.section_items["dialogue"] = report.dialogue_turns = len(chosen)
     report.dropped_turns = len(dialogue) - len(chosen)
     return report

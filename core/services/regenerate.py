@@ -4,12 +4,14 @@ What a turn caused, and how each is found exactly:
 - memories: `source_turn_id` = the turn (`memories_from_turn`) -> `memory_retracted`;
 - edges: `edge_set` events whose reason carries the turn's cause tag
   (`relationships.edge_changes_caused_by`) -> `edge_set` back to the prior value;
-- world-event lifecycle transitions: `world_event_transitioned` events recorded
+- world-event lifecycle transitions: `world_event_transitioned` events whose
+  `cause_turn_id` is the turn (exact, wherever they sit in the log) ->
+  `world_event_reverted`, newest first.  Transitions recorded without a cause
+  (by an after-turn step that does not name one) are attributed by position: those
   after the turn and before the chat's next turn (the engine finishes a turn's
-  after-work before the chat's next turn starts, so that window holds exactly the
-  transitions the turn's after-work made) -> `world_event_reverted`, newest first.
-  (The event payload has no turn reference; a `cause_turn_id` field on it would
-  make this independent of the window.)
+  after-work before the chat's next turn starts);
+- world events planned from the turn (`world_event_planned` with its
+  `cause_turn_id`) -> `world_event_withdrawn`, after the transitions are reverted.
 
 `roll_back_turn` runs inside the caller's transaction, so the rollback and the new
 swipe that supersedes the turn are one atomic change.
@@ -45,15 +47,18 @@ class RollbackSummary:
 
 
 async def world_transitions_caused_by(source: Readable, chat_id: str, turn_id: int) -> list[WorldTransitionRef]:
-    """Lifecycle transitions recorded after `turn_id` and before the chat's next turn, in log order."""
+    """Lifecycle transitions caused by `turn_id`, in log order: those naming it as their
+    `cause_turn_id`, and untagged ones recorded after it and before the chat's next turn."""
     rows = await fetch_all(
         source,
         """SELECT seq, json_extract(payload, '$.world_event_id') AS world_event_id,
                   json_extract(payload, '$.to') AS target
            FROM events
            WHERE chat_id = :chat AND seq > :turn AND kind = 'world_event_transitioned'
-             AND seq < coalesce((SELECT min(seq) FROM events
-                                 WHERE chat_id = :chat AND seq > :turn AND kind = 'turn_recorded'), 9e18)
+             AND (json_extract(payload, '$.cause_turn_id') = :turn
+                  OR (json_extract(payload, '$.cause_turn_id') IS NULL
+                      AND seq < coalesce((SELECT min(seq) FROM events
+                                          WHERE chat_id = :chat AND seq > :turn AND kind = 'turn_recorded'), 9e18)))
            ORDER BY seq""",
         {"chat": chat_id, "turn": turn_id},
     )
@@ -84,9 +89,25 @@ async def revert_world_transitions_caused_by(tx: Transaction, chat_id: str, turn
     return len(transitions)
 
 
+async def world_events_planned_by(source: Readable, chat_id: str, turn_id: int) -> list[int]:
+    """Ids of the still-present world events planned from `turn_id` (the plan event's seq is the id)."""
+    rows = await fetch_all(
+        source,
+        """SELECT e.seq FROM events e JOIN world_events w ON w.world_event_id = e.seq
+           WHERE e.chat_id = ? AND e.seq > ? AND e.kind = 'world_event_planned'
+             AND json_extract(e.payload, '$.cause_turn_id') = ?
+           ORDER BY e.seq""",
+        (chat_id, turn_id, turn_id),
+    )
+    return [r["seq"] for r in rows]
+
+
 async def roll_back_turn(tx: Transaction, chat_id: str, turn_id: int) -> RollbackSummary:
     """Undo, by compensating events, everything turn `turn_id` caused (see the module docstring)."""
     world_events = await revert_world_transitions_caused_by(tx, chat_id, turn_id)
+    for world_event_id in reversed(await world_events_planned_by(tx, chat_id, turn_id)):
+        await plans.withdraw_world_event(tx, chat_id, world_event_id)
+        world_events += 1
     memories = await memory_state.memories_from_turn(tx, chat_id, turn_id)
     for memory in memories:
         await memory_state.retract_memory(tx, chat_id, memory.memory_id, reason=f"turn {turn_id} regenerated")

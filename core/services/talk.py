@@ -1,8 +1,12 @@
 """The turn pipeline: post a player's line, regenerate a reply, cancel a generation.
 
-post:        record the user turn (idempotent by source id) -> addressee (one classifier
-             request, only with a guest) -> prompt -> streamed reply -> one transaction:
-             the reply turn, its memory for those present, the edge rule, digests consumed.
+post:        one transaction: the open main scene (opened if none), the user turn (idempotent
+             by source id), pending meanwhile digests consumed -> each digest yielded first
+             (kind "digest") -> routing (`addressee.route`: one classifier request, only with
+             a guest or when a local check sees skip / scene-close words) -> either the story
+             moves (scene closed, kind "scene", summaries deferred; then a skip / jump
+             narrated, kind "narration") or prompt -> streamed reply -> one transaction: the
+             reply turn, its memory for those present, the edge rule.
 regenerate:  prompt without the replaced reply -> streamed reply -> one transaction:
              rollback of what the replaced reply caused + the new swipe (+ its effects).
              If the model fails, nothing changed: regenerate again to retry.
@@ -12,8 +16,10 @@ cancel:      stops the in-flight generation of a chat; the partial text is recor
 Memory and edge writes are deterministic (no model call) and are written in the same
 transaction as the reply turn, after its text is complete: nothing runs before the
 first words but the routing call.  Extra after-turn work (`AfterTurnStep`, e.g. a
-lifecycle classifier) runs as a task per chat after the reply; the chat's next turn
-or regenerate waits for it, so its events belong to that reply (see `regenerate`).
+lifecycle classifier, `plot.detect_lifecycle`, always run; then the added steps) runs
+as a task per chat after the reply (`defer`); the chat's next turn or regenerate waits
+for it, so its events belong to that reply (see `regenerate`).  `exclusive` gives other
+story actions (skip, jump, scene close, meanwhile) the same per-chat serialization.
 
 Turns of one chat are serialized by a per-chat lock; different chats run concurrently.
 """
@@ -24,13 +30,13 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
 from core.eventlog import USER, Database
 from core.llm.base import LLMClient
-from core.services import addressee
+from core.services import addressee, plot, scenes, timeskip
 from core.services.dialogue import (
     Cast,
     exchange_to_regenerate,
@@ -41,7 +47,7 @@ from core.services.dialogue import (
     shown_reply_for_source,
 )
 from core.services.generation import Generation
-from core.services.memory_write import record_turn_memory
+from core.services.memory_write import exchange_text, record_turn_memory
 from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
 from core.services.regenerate import roll_back_turn
 from core.services.relationships import apply_exchange_edges
@@ -65,6 +71,7 @@ class TurnUpdate:
     done: bool
     truncated: bool = False
     turn_id: str | None = None
+    kind: str = "reply"  # "reply" | "narration" | "digest" | "scene"; non-reply kinds come as one done update
 
 
 @dataclass(frozen=True)
@@ -116,11 +123,21 @@ class TurnPipeline:
             if finished is not None:
                 yield _done(cast, finished)
                 return
-            user_turn, _ = await turn_state.record_turn(self.db, chat_id, "user", USER, text, source_id=source_id)
+            async with self.db.transaction() as tx:
+                await scenes.ensure_scene(tx, cast)
+                user_turn, _ = await turn_state.record_turn(tx, chat_id, "user", USER, text, source_id=source_id)
+                surfaced = await digest_state.consume_pending_digests(tx, chat_id, user_turn.turn_id)
+            for digest in surfaced:
+                yield TurnUpdate("Meanwhile", "", digest.text, True, kind="digest")
             control = self._in_flight[chat_id] = _InFlight()
             try:
-                speaker = await self._addressee(cast, user_turn)
-                reply = self._reply(cast, speaker, user_turn, None, reply_source(source_id), control)
+                route = await self._route(cast, user_turn)
+                if route.has_intent:
+                    async with aclosing(self._move_story(cast, user_turn, route)) as moves:
+                        async for update in moves:
+                            yield update
+                    return
+                reply = self._reply(cast, route.speaker, user_turn, None, reply_source(source_id), control)
                 async with aclosing(reply) as updates:
                     async for update in updates:
                         yield update
@@ -157,7 +174,66 @@ class TurnPipeline:
         for chat_id in list(self._after_work):
             await self._settle(chat_id)
 
+    @asynccontextmanager
+    async def exclusive(self, chat_id: str, *, cancellable: bool = False) -> AsyncIterator[_InFlight]:
+        """Hold the chat's turn lock (after its pending after-work); with `cancellable`, the
+        yielded handle is what `cancel(chat_id)` stops."""
+        async with self._locks[chat_id]:
+            await self._settle(chat_id)
+            control = _InFlight()
+            if cancellable:
+                self._in_flight[chat_id] = control
+            try:
+                yield control
+            finally:
+                if cancellable:
+                    self._in_flight.pop(chat_id, None)
+
+    def defer(self, chat_id: str, work: Callable[[], Awaitable[object]], what: str = "after-turn work") -> None:
+        """Run `work` as the chat's after-work (after any already pending); failures are logged."""
+        previous = self._after_work.pop(chat_id, None)
+
+        async def run() -> None:
+            if previous is not None:
+                await previous
+            try:
+                await work()
+            except Exception:
+                log.exception("%s failed for chat %s", what, chat_id)
+
+        self._after_work[chat_id] = asyncio.create_task(run())
+
     # -- steps -------------------------------------------------------------------------
+
+    async def _route(self, cast: Cast, user_turn: Turn) -> addressee.Route:
+        """At most one classifier call: none with one character unless the text may carry intent."""
+        if len(cast.characters) == 1 and not addressee.may_carry_intent(user_turn.text):
+            return addressee.Route(cast.host)
+        dialogue = await recent_dialogue(
+            self.db, cast.chat.chat_id, limit=addressee.CONTEXT_TURNS, up_to_turn_id=user_turn.turn_id - 1
+        )
+        return await addressee.route(self.llm, cast, dialogue, user_turn.text)
+
+    async def _move_story(self, cast: Cast, user_turn: Turn, route: addressee.Route) -> AsyncIterator[TurnUpdate]:
+        """Scene close first (summaries deferred past the reply), then the skip or jump, narrated."""
+        chat_id = cast.chat.chat_id
+        closed = None
+        if route.close_scene:
+            closed = await scenes.close_open_scene(self.db, chat_id)
+            if closed is not None:
+                scene_id = closed.scene_id
+                self.defer(chat_id, partial(scenes.apply_scene_close_summary, self.db, self.llm, chat_id, scene_id),
+                           "scene summary")
+                yield TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, "The scene closes.", True, kind="scene")
+        target = route.jump or (cast.chat.clock + route.skip if route.skip is not None else None)
+        if target is not None:
+            source = reply_source(user_turn.source_id) if user_turn.source_id else None
+            result, turn = await timeskip.move_clock(
+                self.db, self.llm, cast, target, reason=f"turn:{user_turn.turn_id};",
+                source_id=source, scene_closed=closed is not None,
+            )
+            yield TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, result.narration, True,
+                             turn_id=str(turn.turn_id), kind="narration")
 
     async def _addressee(self, cast: Cast, user_turn: Turn) -> world.Character:
         if len(cast.characters) == 1:
@@ -221,20 +297,25 @@ class TurnPipeline:
                 tx, chat_id, "assistant", speaker.character_id, text, source_id=source_id,
                 truncated=truncated, supersedes=replaced.turn_id if replaced else None,
             )
-            if user_turn is not None:
-                await digest_state.consume_pending_digests(tx, chat_id, user_turn.turn_id)
             if text.strip():
                 await record_turn_memory(
                     tx, chat_id, user_turn=user_turn, reply_turn=reply, speaker_name=speaker.name,
                     present=cast.present_ids, you_present=True,
                 )
                 await apply_exchange_edges(tx, chat_id, reply.turn_id, speaker.character_id)
-        if self.after_turn_steps:
+        exchange = exchange_text(user_turn, reply.text, speaker.name)
+        if self.after_turn_steps or (reply.text.strip() and await plot.needs_lifecycle(self.db, chat_id, exchange)):
             after = AfterTurn(self.db, self.llm, chat_id, user_turn, reply, tuple(cast.present_ids))
-            self._after_work[chat_id] = asyncio.create_task(self._run_after_turn(after))
+            self.defer(chat_id, partial(self._run_after_turn, after, speaker.name))
         return reply
 
-    async def _run_after_turn(self, after: AfterTurn) -> None:
+    async def _run_after_turn(self, after: AfterTurn, speaker_name: str) -> None:
+        if after.reply_turn.text.strip():
+            try:
+                exchange = exchange_text(after.user_turn, after.reply_turn.text, speaker_name)
+                await plot.detect_lifecycle(after.db, after.llm, after.chat_id, exchange, after.reply_turn.turn_id)
+            except Exception:
+                log.exception("lifecycle detection failed for turn %s", after.reply_turn.turn_id)
         for step in self.after_turn_steps:
             try:
                 await step(after)
@@ -249,4 +330,7 @@ class TurnPipeline:
 
 
 def _done(cast: Cast, turn: Turn) -> TurnUpdate:
+    if turn.role == "narration":
+        return TurnUpdate(timeskip.NARRATOR_NAME, turn.speaker, turn.text, True, turn.truncated, str(turn.turn_id),
+                          kind="narration")
     return TurnUpdate(cast.name_of(turn.speaker), turn.speaker, turn.text, True, turn.truncated, str(turn.turn_id))

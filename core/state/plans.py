@@ -15,7 +15,10 @@ from typing import Any, Literal
 
 from core.errors import WorldEventNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
-from core.eventlog.projections.plot import WORLD_EVENT_REVERSIONS, WORLD_EVENT_TRANSITIONS
+from core.eventlog.projections.plot import (
+    WORLD_EVENT_REVERSIONS,
+    WORLD_EVENT_TRANSITIONS,
+)
 from core.state.rows import fetch_all, fetch_one, story_time
 
 WorldEventStatus = Literal["planned", "started", "completed", "cancelled"]
@@ -32,6 +35,7 @@ __all__ = [
     "require_world_event",
     "revert_world_event",
     "transition_world_event",
+    "withdraw_world_event",
 ]
 
 
@@ -57,21 +61,35 @@ def _world_event(row: Any) -> WorldEvent:
 
 
 async def plan_world_event(
-    target: Writable, chat_id: str, title: str, *, description: str = "", due_at: datetime | None = None
+    target: Writable,
+    chat_id: str,
+    title: str,
+    *,
+    description: str = "",
+    due_at: datetime | None = None,
+    cause_turn_id: int | None = None,
 ) -> WorldEvent:
+    """Plan an event; `cause_turn_id` names the turn it was detected in (regenerating it withdraws it)."""
     async with writing(target) as tx:
         event = await append_and_apply(tx, "world_event_planned", {
             "chat_id": chat_id, "title": title, "description": description, "due_at": due_at,
+            "cause_turn_id": cause_turn_id,
         })
         assert event.ref is not None
         return await require_world_event(tx, event.ref)
 
 
 async def transition_world_event(
-    target: Writable, chat_id: str, world_event_id: int, to: Literal["started", "completed", "cancelled"]
+    target: Writable,
+    chat_id: str,
+    world_event_id: int,
+    to: Literal["started", "completed", "cancelled"],
+    *,
+    cause_turn_id: int | None = None,
 ) -> None:
+    """One lifecycle step; `cause_turn_id` names the turn that caused it (regenerating that turn undoes it)."""
     await append_and_apply(target, "world_event_transitioned", {
-        "chat_id": chat_id, "world_event_id": world_event_id, "to": to,
+        "chat_id": chat_id, "world_event_id": world_event_id, "to": to, "cause_turn_id": cause_turn_id,
     })
 
 
@@ -81,6 +99,11 @@ async def revert_world_event(
     await append_and_apply(target, "world_event_reverted", {
         "chat_id": chat_id, "world_event_id": world_event_id, "to": to,
     })
+
+
+async def withdraw_world_event(target: Writable, chat_id: str, world_event_id: int) -> None:
+    """Remove a still-planned event (compensation for the turn that planned it)."""
+    await append_and_apply(target, "world_event_withdrawn", {"chat_id": chat_id, "world_event_id": world_event_id})
 
 
 async def get_world_event(source: Readable, world_event_id: int) -> WorldEvent | None:

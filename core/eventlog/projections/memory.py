@@ -91,9 +91,9 @@ async def _memory_recorded(conn: aiosqlite.Connection, seq: int, p: MemoryRecord
     if not inserted:
         await _explain_rejected_memory(conn, p)
     memory_id = int(next(iter(inserted))[0])
-    await conn.executemany(
-        "INSERT INTO memory_witnesses (memory_id, witness) VALUES (?, ?)",
-        [(memory_id, witness) for witness in p.witnesses],
+    await conn.execute_fetchall(
+        "INSERT INTO memory_witnesses (memory_id, witness) SELECT ?, value FROM json_each(?)",
+        (memory_id, json_list(p.witnesses)),
     )
     return memory_id
 
@@ -103,7 +103,7 @@ async def _set_retracted(conn: aiosqlite.Connection, chat_id: str, memory_id: in
     if bool(memory["retracted"]) == retracted:
         state = "retracted" if retracted else "live"
         raise IllegalTransitionError("memory", memory_id, state, state)
-    await conn.execute("UPDATE memories SET retracted = ? WHERE memory_id = ?", (int(retracted), memory_id))
+    await conn.execute_fetchall("UPDATE memories SET retracted = ? WHERE memory_id = ?", (int(retracted), memory_id))
 
 
 @projects(MemoryRetracted)
@@ -121,7 +121,7 @@ async def _memory_restored(conn: aiosqlite.Connection, seq: int, p: MemoryRestor
 @projects(MemorySignificanceSet)
 async def _memory_significance_set(conn: aiosqlite.Connection, seq: int, p: MemorySignificanceSet) -> None:
     await require_row(conn, MemoryNotFoundError, "memories", "memory_id", p.memory_id, p.chat_id)
-    await conn.execute(
+    await conn.execute_fetchall(
         "UPDATE memories SET significance = ? WHERE memory_id = ?", (p.significance, p.memory_id)
     )
     return None
@@ -130,7 +130,7 @@ async def _memory_significance_set(conn: aiosqlite.Connection, seq: int, p: Memo
 @projects(EdgeSet)
 async def _edge_set(conn: aiosqlite.Connection, seq: int, p: EdgeSet) -> None:
     await _require_characters(conn, [p.from_id, p.to_id])
-    await conn.execute(
+    await conn.execute_fetchall(
         """INSERT INTO edges (chat_id, from_id, to_id, affinity, trust, summary, updated_at, updated_seq)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (chat_id, from_id, to_id) DO UPDATE SET

@@ -4,7 +4,8 @@ Lifecycles are enforced here, so an illegal change raises
 `IllegalTransitionError` and its event is never written:
 - threads: open -> closed (thread_closed), closed -> open (thread_reopened);
   thread_updated only while open;
-- world events: see `WORLD_EVENT_TRANSITIONS` and `WORLD_EVENT_REVERSIONS`;
+- world events: see `WORLD_EVENT_TRANSITIONS` and `WORLD_EVENT_REVERSIONS`; a
+  still-planned event can be withdrawn (compensation for the turn that planned it);
 - digests: pending -> consumed, exactly once.
 """
 
@@ -29,6 +30,7 @@ from core.eventlog.events import (
     WorldEventPlanned,
     WorldEventReverted,
     WorldEventTransitioned,
+    WorldEventWithdrawn,
 )
 from core.eventlog.projections.base import (
     chat_clock,
@@ -61,7 +63,7 @@ async def _thread(conn: aiosqlite.Connection, chat_id: str, thread_id: int) -> a
 @projects(ThreadOpened)
 async def _thread_opened(conn: aiosqlite.Connection, seq: int, p: ThreadOpened) -> int:
     now = await chat_clock(conn, p.chat_id)
-    await conn.execute(
+    await conn.execute_fetchall(
         """INSERT INTO plot_threads (thread_id, chat_id, title, summary, status, opened_at, updated_at)
            VALUES (?, ?, ?, ?, 'open', ?, ?)""",
         (seq, p.chat_id, p.title, p.summary, now, now),
@@ -74,7 +76,7 @@ async def _thread_updated(conn: aiosqlite.Connection, seq: int, p: ThreadUpdated
     thread = await _thread(conn, p.chat_id, p.thread_id)
     if thread["status"] != "open":
         raise IllegalTransitionError("plot thread", p.thread_id, thread["status"], "updated")
-    await conn.execute(
+    await conn.execute_fetchall(
         "UPDATE plot_threads SET summary = ?, title = COALESCE(?, title), updated_at = ? WHERE thread_id = ?",
         (p.summary, p.title, await chat_clock(conn, p.chat_id), p.thread_id),
     )
@@ -87,7 +89,7 @@ async def _thread_closed(conn: aiosqlite.Connection, seq: int, p: ThreadClosed) 
     if thread["status"] != "open":
         raise IllegalTransitionError("plot thread", p.thread_id, thread["status"], "closed")
     now = await chat_clock(conn, p.chat_id)
-    await conn.execute(
+    await conn.execute_fetchall(
         """UPDATE plot_threads SET status = 'closed', resolution = ?, closed_at = ?, updated_at = ?
            WHERE thread_id = ?""",
         (p.resolution, now, now, p.thread_id),
@@ -100,7 +102,7 @@ async def _thread_reopened(conn: aiosqlite.Connection, seq: int, p: ThreadReopen
     thread = await _thread(conn, p.chat_id, p.thread_id)
     if thread["status"] != "closed":
         raise IllegalTransitionError("plot thread", p.thread_id, thread["status"], "open")
-    await conn.execute(
+    await conn.execute_fetchall(
         """UPDATE plot_threads SET status = 'open', resolution = '', closed_at = NULL, updated_at = ?
            WHERE thread_id = ?""",
         (await chat_clock(conn, p.chat_id), p.thread_id),
@@ -110,7 +112,7 @@ async def _thread_reopened(conn: aiosqlite.Connection, seq: int, p: ThreadReopen
 
 @projects(WorldEventPlanned)
 async def _world_event_planned(conn: aiosqlite.Connection, seq: int, p: WorldEventPlanned) -> int:
-    await conn.execute(
+    await conn.execute_fetchall(
         """INSERT INTO world_events (world_event_id, chat_id, title, description, status, due_at, planned_at)
            VALUES (?, ?, ?, ?, 'planned', ?, ?)""",
         (seq, p.chat_id, p.title, p.description,
@@ -136,7 +138,7 @@ async def _world_event_transitioned(conn: aiosqlite.Connection, seq: int, p: Wor
     else:
         sql = "UPDATE world_events SET status = ?, ended_at = ? WHERE world_event_id = ?"
     params = (now, p.world_event_id) if p.to == "started" else (p.to, now, p.world_event_id)
-    await conn.execute(sql, params)
+    await conn.execute_fetchall(sql, params)
     return None
 
 
@@ -149,14 +151,23 @@ async def _world_event_reverted(conn: aiosqlite.Connection, seq: int, p: WorldEv
         sql = "UPDATE world_events SET status = 'planned', started_at = NULL, ended_at = NULL WHERE world_event_id = ?"
     else:
         sql = "UPDATE world_events SET status = 'started', ended_at = NULL WHERE world_event_id = ?"
-    await conn.execute(sql, (p.world_event_id,))
+    await conn.execute_fetchall(sql, (p.world_event_id,))
+    return None
+
+
+@projects(WorldEventWithdrawn)
+async def _world_event_withdrawn(conn: aiosqlite.Connection, seq: int, p: WorldEventWithdrawn) -> None:
+    event = await _world_event(conn, p.chat_id, p.world_event_id)
+    if event["status"] != "planned":
+        raise IllegalTransitionError("world event", p.world_event_id, event["status"], "withdrawn")
+    await conn.execute_fetchall("DELETE FROM world_events WHERE world_event_id = ?", (p.world_event_id,))
     return None
 
 
 @projects(DigestCreated)
 async def _digest_created(conn: aiosqlite.Connection, seq: int, p: DigestCreated) -> int:
     scene_id = await scene_or_open_main(conn, p.chat_id, p.scene_id) if p.scene_id is not None else None
-    await conn.execute(
+    await conn.execute_fetchall(
         """INSERT INTO digests (digest_id, chat_id, scene_id, text, participants, status, created_at)
            VALUES (?, ?, ?, ?, ?, 'pending', ?)""",
         (seq, p.chat_id, scene_id, p.text, json_list(p.participants), await chat_clock(conn, p.chat_id)),
@@ -171,7 +182,7 @@ async def _digest_consumed(conn: aiosqlite.Connection, seq: int, p: DigestConsum
         raise IllegalTransitionError("digest", p.digest_id, digest["status"], "consumed")
     if p.turn_id is not None:
         await require_row(conn, TurnNotFoundError, "turns", "turn_id", p.turn_id, p.chat_id)
-    await conn.execute(
+    await conn.execute_fetchall(
         "UPDATE digests SET status = 'consumed', consumed_at = ?, consumed_by_turn = ? WHERE digest_id = ?",
         (await chat_clock(conn, p.chat_id), p.turn_id, p.digest_id),
     )

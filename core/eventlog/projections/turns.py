@@ -48,7 +48,7 @@ async def _turn_recorded(conn: aiosqlite.Connection, seq: int, p: TurnRecorded) 
     else:
         time_text = await chat_clock(conn, p.chat_id)
     sibling_group = seq if old is None else old["sibling_group"]
-    await conn.execute(
+    await conn.execute_fetchall(
         """INSERT INTO turns (turn_id, chat_id, scene_id, role, speaker, text, source_id,
                               story_time, truncated, sibling_group)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -56,14 +56,14 @@ async def _turn_recorded(conn: aiosqlite.Connection, seq: int, p: TurnRecorded) 
          int(p.truncated), sibling_group),
     )
     if p.supersedes is not None:
-        await conn.execute("UPDATE turns SET superseded_by = ? WHERE turn_id = ?", (seq, p.supersedes))
+        await conn.execute_fetchall("UPDATE turns SET superseded_by = ? WHERE turn_id = ?", (seq, p.supersedes))
     return seq
 
 
 @projects(TurnTruncated)
 async def _turn_truncated(conn: aiosqlite.Connection, seq: int, p: TurnTruncated) -> None:
     await require_row(conn, TurnNotFoundError, "turns", "turn_id", p.turn_id, p.chat_id)
-    await conn.execute("UPDATE turns SET text = ?, truncated = 1 WHERE turn_id = ?", (p.text, p.turn_id))
+    await conn.execute_fetchall("UPDATE turns SET text = ?, truncated = 1 WHERE turn_id = ?", (p.text, p.turn_id))
     return None
 
 
@@ -73,9 +73,9 @@ async def _turn_superseded(conn: aiosqlite.Connection, seq: int, p: TurnSupersed
     new = await require_row(conn, TurnNotFoundError, "turns", "turn_id", p.by_turn_id, p.chat_id)
     if old["sibling_group"] != new["sibling_group"] or p.turn_id == p.by_turn_id:
         raise IllegalTransitionError("turn", p.turn_id, "sibling group", f"superseded by turn {p.by_turn_id}")
-    await conn.execute(
+    await conn.execute_fetchall(
         "UPDATE turns SET superseded_by = ? WHERE sibling_group = ? AND turn_id != ?",
         (p.by_turn_id, new["sibling_group"], p.by_turn_id),
     )
-    await conn.execute("UPDATE turns SET superseded_by = NULL WHERE turn_id = ?", (p.by_turn_id,))
+    await conn.execute_fetchall("UPDATE turns SET superseded_by = NULL WHERE turn_id = ?", (p.by_turn_id,))
     return None

@@ -36,7 +36,7 @@ async def _require_character(conn: aiosqlite.Connection, character_id: str) -> N
 
 @projects(CharacterRegistered)
 async def _character_registered(conn: aiosqlite.Connection, seq: int, p: CharacterRegistered) -> None:
-    await conn.execute(
+    await conn.execute_fetchall(
         """INSERT INTO characters (
                character_id, name, description, personality, scenario, first_mes, mes_example,
                system_prompt, post_history_instructions, creator_notes, alternate_greetings, tags,
@@ -70,7 +70,7 @@ async def _chat_created(conn: aiosqlite.Connection, seq: int, p: ChatCreated) ->
     if p.guest is not None:
         await _require_character(conn, p.guest)
     row = await fetch_one(conn, "SELECT COALESCE(MAX(chat_num), 0) + 1 AS next FROM chats")
-    await conn.execute(
+    await conn.execute_fetchall(
         """INSERT INTO chats (chat_id, chat_num, owner, host, guest, title, clock, created_seq)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
         (p.chat_id, row["next"], p.owner, p.host, p.guest, p.title, story_time_text(p.clock), seq),
@@ -80,7 +80,7 @@ async def _chat_created(conn: aiosqlite.Connection, seq: int, p: ChatCreated) ->
 
 @projects(ChatTitleSet)
 async def _chat_title_set(conn: aiosqlite.Connection, seq: int, p: ChatTitleSet) -> None:
-    await conn.execute("UPDATE chats SET title = ? WHERE chat_id = ?", (p.title, p.chat_id))
+    await conn.execute_fetchall("UPDATE chats SET title = ? WHERE chat_id = ?", (p.title, p.chat_id))
     return None
 
 
@@ -88,13 +88,13 @@ async def _chat_title_set(conn: aiosqlite.Connection, seq: int, p: ChatTitleSet)
 async def _chat_guest_set(conn: aiosqlite.Connection, seq: int, p: ChatGuestSet) -> None:
     if p.guest is not None:
         await _require_character(conn, p.guest)
-    await conn.execute("UPDATE chats SET guest = ? WHERE chat_id = ?", (p.guest, p.chat_id))
+    await conn.execute_fetchall("UPDATE chats SET guest = ? WHERE chat_id = ?", (p.guest, p.chat_id))
     return None
 
 
 @projects(ClockSet)
 async def _clock_set(conn: aiosqlite.Connection, seq: int, p: ClockSet) -> None:
-    await conn.execute("UPDATE chats SET clock = ? WHERE chat_id = ?", (story_time_text(p.clock), p.chat_id))
+    await conn.execute_fetchall("UPDATE chats SET clock = ? WHERE chat_id = ?", (story_time_text(p.clock), p.chat_id))
     return None
 
 
@@ -115,7 +115,7 @@ async def _scene_opened(conn: aiosqlite.Connection, seq: int, p: SceneOpened) ->
         )
         if open_main is not None:
             raise IllegalTransitionError("main scene", open_main["scene_id"], "open", "second open main scene")
-    await conn.execute(
+    await conn.execute_fetchall(
         """INSERT INTO scenes (scene_id, chat_id, kind, title, present, started_at)
            VALUES (?, ?, ?, ?, ?, ?)""",
         (seq, p.chat_id, p.scene_kind, p.title, json_list(p.present), await chat_clock(conn, p.chat_id)),
@@ -127,7 +127,7 @@ async def _scene_opened(conn: aiosqlite.Connection, seq: int, p: SceneOpened) ->
 async def _scene_presence_set(conn: aiosqlite.Connection, seq: int, p: ScenePresenceSet) -> None:
     await require_row(conn, SceneNotFoundError, "scenes", "scene_id", p.scene_id, p.chat_id)
     await _check_present(conn, p.present)
-    await conn.execute("UPDATE scenes SET present = ? WHERE scene_id = ?", (json_list(p.present), p.scene_id))
+    await conn.execute_fetchall("UPDATE scenes SET present = ? WHERE scene_id = ?", (json_list(p.present), p.scene_id))
     return None
 
 
@@ -136,7 +136,7 @@ async def _scene_closed(conn: aiosqlite.Connection, seq: int, p: SceneClosed) ->
     scene = await require_row(conn, SceneNotFoundError, "scenes", "scene_id", p.scene_id, p.chat_id)
     if scene["closed_at"] is not None:
         raise IllegalTransitionError("scene", p.scene_id, "closed", "closed")
-    await conn.execute(
+    await conn.execute_fetchall(
         "UPDATE scenes SET closed_at = ? WHERE scene_id = ?",
         (await chat_clock(conn, p.chat_id), p.scene_id),
     )
@@ -156,5 +156,5 @@ async def _scene_reopened(conn: aiosqlite.Connection, seq: int, p: SceneReopened
         )
         if other is not None:
             raise IllegalTransitionError("main scene", other["scene_id"], "open", "second open main scene")
-    await conn.execute("UPDATE scenes SET closed_at = NULL WHERE scene_id = ?", (p.scene_id,))
+    await conn.execute_fetchall("UPDATE scenes SET closed_at = NULL WHERE scene_id = ?", (p.scene_id,))
     return None

@@ -1,0 +1,137 @@
+"""Meanwhile scenes: two characters, off-screen, without the player.
+
+`run_meanwhile` opens a scene of kind "meanwhile" with the two characters present
+(not the player), writes `LINES` alternating lines (one streamed narrative call each,
+purpose "meanwhile"), each recorded as a memory witnessed by those two only (the
+player never recalls it: `record_turn_memory(..., you_present=False)` shape, no "you"
+witness), closes the scene and queues a digest for the player.  The lines are not
+turns of the main story (they never show up in its dialogue or its regenerate).
+The digest is surfaced on the player's next turn and consumed exactly once
+(`talk.TurnPipeline.post_turn`).  A cancel stops the line being written; what was
+said is kept (the last line marked truncated) and the digest is still queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import InvalidCastError, UnknownCharacterError
+from core.eventlog import USER, Database
+from core.llm.base import ChatMessage, LLMClient
+from core.services.generation import Generation
+from core.services.prompt import system_prompt
+from core.state import digests as digest_state
+from core.state import memory as memory_state
+from core.state import world
+
+PURPOSE = "meanwhile"
+LINES = 4
+LINE_CHARS = 400
+DIGEST_LINE_CHARS = 160
+
+
+@dataclass(frozen=True)
+class MeanwhileLine:
+    speaker: world.Character
+    text: str
+    truncated: bool = False
+
+
+async def resolve_character(db: Database, ident: str) -> world.Character:
+    """A registered character by id or display name (case-insensitive), else UnknownCharacterError."""
+    wanted = ident.strip().lower()
+    for character in await world.list_characters(db):
+        if wanted in (character.character_id.lower(), character.name.lower()):
+            return character
+    raise UnknownCharacterError(ident)
+
+
+def line_messages(
+    speaker: world.Character, other: world.Character, premise: str, lines: list[MeanwhileLine]
+) -> list[ChatMessage]:
+    system = (
+        system_prompt(speaker)
+        + f"\n\nMeanwhile, away from the player, {speaker.name} is with {other.name}."
+        + (f" Situation: {premise}" if premise else "")
+        + f"\nWrite {speaker.name}'s next line only: one short paragraph of speech and action."
+    )
+    messages: list[ChatMessage] = [{"role": "system", "content": system}]
+    for line in lines:
+        if line.speaker.character_id == speaker.character_id:
+            messages.append({"role": "assistant", "content": line.text})
+        else:
+            messages.append({"role": "user", "content": f"[{line.speaker.name}] {line.text}"})
+    if not lines:
+        messages.append({"role": "user", "content": f"[Scene] {premise or 'The two of them talk.'}"})
+    return messages
+
+
+def digest_text(a: world.Character, b: world.Character, premise: str, lines: list[MeanwhileLine]) -> str:
+    said = " / ".join(
+        f'{line.speaker.name}: "{" ".join(line.text.split())[:DIGEST_LINE_CHARS]}"' for line in lines[:2]
+    )
+    head = f"Meanwhile, {a.name} and {b.name}" + (f" ({premise})" if premise else "")
+    return head + (f": {said}" if said else ".")
+
+
+async def run_meanwhile(
+    db: Database, llm: LLMClient, chat_id: str, a: str, b: str, premise: str, control: Any
+) -> AsyncIterator[tuple[MeanwhileLine, bool]]:
+    """Yield (line so far, done) as the lines are written; `control` is the chat's in-flight
+    handle (`cancel_requested`, `generation`), so a cancel stops the scene."""
+    await world.require_chat(db, chat_id)
+    first, second = await resolve_character(db, a), await resolve_character(db, b)
+    if first.character_id == second.character_id:
+        raise InvalidCastError(f"a meanwhile scene needs two different characters, got {a!r} twice")
+    scene = await world.open_scene(db, chat_id, kind="meanwhile", title=premise[:200],
+                                   present=[first.character_id, second.character_id])
+    lines: list[MeanwhileLine] = []
+    try:
+        for index in range(LINES):
+            if control.cancel_requested:
+                break
+            speaker, other = (first, second) if index % 2 == 0 else (second, first)
+            generation = control.generation = Generation(
+                llm, line_messages(speaker, other, premise, lines), purpose=PURPOSE, max_tokens=300
+            )
+            if control.cancel_requested:
+                generation.cancel()
+            so_far = ""
+            try:
+                async with aclosing(generation.deltas()) as deltas:
+                    async for delta in deltas:
+                        so_far += delta
+                        yield MeanwhileLine(speaker, so_far), False
+            finally:
+                await generation.aclose()
+            text = so_far if generation.stopped else so_far.strip()
+            if text.strip():
+                line = MeanwhileLine(speaker, text[:LINE_CHARS * 4], generation.stopped)
+                lines.append(line)
+                yield line, True
+            if generation.stopped:
+                break
+    finally:
+        await asyncio.shield(_record(db, chat_id, scene.scene_id, first, second, premise, lines))
+
+
+async def _record(
+    db: Database, chat_id: str, scene_id: int, a: world.Character, b: world.Character, premise: str,
+    lines: list[MeanwhileLine],
+) -> None:
+    witnesses = [a.character_id, b.character_id]
+    assert USER not in witnesses
+    async with db.transaction() as tx:
+        for line in lines:
+            clipped = " ".join(line.text.split())[:LINE_CHARS]
+            await memory_state.record_memory(
+                tx, chat_id, f'{line.speaker.name} said: "{clipped}"', witnesses, significance=2, scene_id=scene_id,
+            )
+        await world.close_scene(tx, chat_id, scene_id)
+        await digest_state.create_digest(
+            tx, chat_id, digest_text(a, b, premise, lines), scene_id=scene_id, participants=witnesses,
+        )

@@ -1,0 +1,189 @@
+"""Plot threads and world-event lifecycles, detected by classifiers after the fact.
+
+- `detect_threads` (purpose "threads", classifier): given the transcript of one closed
+  scene and the chat's open threads, proposes threads to open, update and close.
+  Validated as `ThreadChanges`; the safe default (bad output) is no change.  A change
+  that does not fit the state (unknown or closed thread) is skipped and logged.
+  Transport errors propagate to the caller (scene close), which logs them.
+- `detect_lifecycle` (purpose "lifecycle", classifier): after-turn work, run after the
+  reply is delivered, only when the chat has planned or started world events or the
+  exchange mentions a future time (`may_mention_plan`, a local regex).  It proposes
+  transitions (start / complete / cancel) and newly planned events, recorded with
+  `cause_turn_id` = the reply, so regenerating that reply reverts / withdraws exactly
+  them (`regenerate.roll_back_turn`).
+
+Times of every change are the chat clock (set by the projections), never wall-clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Literal
+
+from pydantic import BaseModel
+
+from core.errors import IllegalTransitionError, NotFoundError
+from core.eventlog import Database
+from core.llm.base import ChatMessage, LLMClient
+from core.llm.structured import generate_json
+from core.state import plans, world
+from core.state import threads as thread_state
+from core.timeparse import parse_story_time
+
+log = logging.getLogger(__name__)
+
+THREADS_PURPOSE = "threads"
+LIFECYCLE_PURPOSE = "lifecycle"
+EXCHANGE_CHARS = 800
+
+
+class NewThread(BaseModel):
+    title: str
+    summary: str = ""
+
+
+class ThreadUpdate(BaseModel):
+    thread_id: int
+    summary: str
+    title: str | None = None
+
+
+class ThreadClose(BaseModel):
+    thread_id: int
+    resolution: str = ""
+
+
+class ThreadChanges(BaseModel):
+    """The thread detector's answer; the default (all empty) is the safe "no change"."""
+
+    open: list[NewThread] = []
+    update: list[ThreadUpdate] = []
+    close: list[ThreadClose] = []
+
+
+class Transition(BaseModel):
+    world_event_id: int
+    to: Literal["started", "completed", "cancelled"]
+
+
+class NewWorldEvent(BaseModel):
+    title: str
+    when: str = ""  # a story time ("tomorrow at noon"); unreadable -> no due time
+    description: str = ""
+
+
+class LifecycleChanges(BaseModel):
+    """The lifecycle classifier's answer; the default (empty) is the safe "nothing happened"."""
+
+    transitions: list[Transition] = []
+    planned: list[NewWorldEvent] = []
+
+
+_PLAN_WORDS = re.compile(
+    r"\b(tomorrow|tonight|next (?:day|week|month|year|morning|evening|night)|at (?:dawn|dusk|noon|midnight)"
+    r"|\d{1,2} ?(?:am|pm)|o'clock|in (?:an?|\w+) (?:minutes?|hours?|days?|weeks?)|(?:mon|tues|wednes|thurs|fri|satur|sun)day"
+    r"|festival|wedding|ceremony|market day|arrives?|will (?:start|begin|open|arrive))\b",
+    re.IGNORECASE,
+)
+
+
+def may_mention_plan(text: str) -> bool:
+    """A cheap local check: could `text` announce a future world event?"""
+    return _PLAN_WORDS.search(text) is not None
+
+
+async def needs_lifecycle(db: Database, chat_id: str, exchange: str) -> bool:
+    """Whether the lifecycle classifier is worth a call for this exchange (no call otherwise)."""
+    return may_mention_plan(exchange) or bool(await plans.list_world_events(db, chat_id, ["planned", "started"]))
+
+
+def thread_messages(open_threads: list[thread_state.PlotThread], scene_text: str) -> list[ChatMessage]:
+    known = "\n".join(f"- id {t.thread_id}: {t.title} — {t.summary}" for t in open_threads) or "(none)"
+    system = (
+        "You track the plot threads (open story questions) of a roleplay. Given the scene that just "
+        "ended and the open threads, say which new threads the scene opened, which open threads it "
+        "advanced (a new one-line summary) and which it resolved. Only clear cases; when unsure, no change.\n"
+        'Answer with JSON only: {"open": [{"title": "", "summary": ""}], '
+        '"update": [{"thread_id": 0, "summary": ""}], "close": [{"thread_id": 0, "resolution": ""}]}.'
+    )
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": f"Open threads:\n{known}\n\nThe scene:\n{scene_text}"}]
+
+
+async def detect_threads(db: Database, llm: LLMClient, chat_id: str, scene_text: str) -> ThreadChanges:
+    """Ask the detector about one scene's transcript and apply what fits; returns the answer."""
+    open_threads = await thread_state.list_threads(db, chat_id, "open")
+    changes = await generate_json(
+        llm, thread_messages(open_threads, scene_text), purpose=THREADS_PURPOSE, schema=ThreadChanges,
+        default=ThreadChanges(), role="classifier", max_tokens=400,
+    )
+    # One transaction per change: a change that does not fit is rolled back alone (no savepoints).
+    for new in changes.open:
+        if new.title.strip():
+            await thread_state.open_thread(db, chat_id, new.title.strip(), new.summary)
+    for update in changes.update:
+        await _guarded(thread_state.update_thread(db, chat_id, update.thread_id, update.summary, update.title),
+                       "update", update.thread_id)
+    for close in changes.close:
+        await _guarded(thread_state.close_thread(db, chat_id, close.thread_id, close.resolution),
+                       "close", close.thread_id)
+    return changes
+
+
+async def _guarded(change, what: str, ident: int) -> bool:
+    try:
+        await change
+        return True
+    except (IllegalTransitionError, NotFoundError) as error:
+        log.warning("skipping %s of %s: %s", what, ident, error)
+        return False
+
+
+def lifecycle_messages(events: list[plans.WorldEvent], exchange: str) -> list[ChatMessage]:
+    listed = "\n".join(
+        f"- id {e.world_event_id}: {e.title} ({e.status}"
+        + (f", due {e.due_at:%b %d %H:%M}" if e.due_at else "") + ")" + (f" — {e.description}" if e.description else "")
+        for e in events
+    )
+    system = (
+        "You track planned world events of a roleplay. Given the latest exchange, say which events it "
+        "clearly started, completed or cancelled (planned -> started | cancelled; started -> completed | "
+        "cancelled), and which new future events it clearly announced (title, when). When unsure, nothing.\n"
+        'Answer with JSON only: {"transitions": [{"world_event_id": 0, "to": "started"}], '
+        '"planned": [{"title": "", "when": "", "description": ""}]}.'
+    )
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": f"World events:\n{listed}\n\nThe latest exchange:\n{exchange}"}]
+
+
+async def detect_lifecycle(
+    db: Database, llm: LLMClient, chat_id: str, exchange: str, cause_turn_id: int
+) -> list[Transition]:
+    """Transitions the exchange caused (and events it planned), recorded with `cause_turn_id`."""
+    events = await plans.list_world_events(db, chat_id, ["planned", "started"])
+    if not events and not may_mention_plan(exchange):
+        return []
+    changes = await generate_json(
+        llm, lifecycle_messages(events, exchange[:EXCHANGE_CHARS * 2]), purpose=LIFECYCLE_PURPOSE,
+        schema=LifecycleChanges, default=LifecycleChanges(), role="classifier", max_tokens=200,
+        default_on_llm_error=True,
+    )
+    applied = []
+    for transition in changes.transitions:
+        change = plans.transition_world_event(
+            db, chat_id, transition.world_event_id, transition.to, cause_turn_id=cause_turn_id
+        )
+        if await _guarded(change, f"transition to {transition.to}", transition.world_event_id):
+            applied.append(transition)
+    known = {e.title.strip().lower() for e in events}
+    clock = await world.get_clock(db, chat_id)
+    for new in changes.planned:
+        title = new.title.strip()
+        if not title or title.lower() in known:
+            continue
+        due = parse_story_time(new.when, clock) if new.when.strip() else None
+        await plans.plan_world_event(db, chat_id, title[:200], description=new.description,
+                                     due_at=due if due is None or due >= clock else None, cause_turn_id=cause_turn_id)
+        known.add(title.lower())
+    return applied

@@ -1,0 +1,145 @@
+"""Read-only views of a story for the adapters: threads, world events, memories, status, context.
+
+Each view is a small frozen dataclass built from the read models (core/state);
+counts are plain SQL in small named functions.  Memory search is the existing
+witness-filtered FTS search (`core.state.memory.search_memories`), so a
+character (or the player, "you") only ever finds what it witnessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from core.eventlog import USER, Readable
+from core.services.dialogue import Cast
+from core.services.prompt import AssembledPrompt
+from core.state import memory as memory_state
+from core.state import plans
+from core.state import threads as thread_state
+from core.state.rows import fetch_one
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    thread_id: int
+    title: str
+    summary: str
+    status: Literal["open", "closed"]
+    opened_at: datetime
+    updated_at: datetime | None
+    closed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WorldEventInfo:
+    world_event_id: int
+    title: str
+    description: str
+    due_at: datetime | None
+    status: Literal["planned", "started", "completed", "cancelled"]
+
+
+@dataclass(frozen=True)
+class MemoryInfo:
+    text: str
+    story_time: datetime
+    significance: int
+
+
+@dataclass(frozen=True)
+class ChatStatus:
+    title: str
+    host_name: str
+    guest_name: str | None
+    clock: datetime
+    scene_open: bool
+    turns: int
+    memories: int
+    open_threads: int
+    upcoming_events: int
+
+
+@dataclass(frozen=True)
+class ContextSection:
+    name: str
+    tokens: int
+    items: int
+
+
+@dataclass(frozen=True)
+class ContextReport:
+    speaker_name: str
+    budget_tokens: int
+    sections: list[ContextSection]
+
+
+def world_event_info(event: plans.WorldEvent) -> WorldEventInfo:
+    return WorldEventInfo(event.world_event_id, event.title, event.description, event.due_at, event.status)
+
+
+async def thread_infos(source: Readable, chat_id: str) -> list[ThreadInfo]:
+    return [
+        ThreadInfo(t.thread_id, t.title, t.summary, t.status, t.opened_at, t.updated_at, t.closed_at)
+        for t in await thread_state.list_threads(source, chat_id)
+    ]
+
+
+async def world_event_infos(source: Readable, chat_id: str) -> list[WorldEventInfo]:
+    return [world_event_info(e) for e in await plans.list_world_events(source, chat_id)]
+
+
+async def search_memory_infos(source: Readable, chat_id: str, who: str, query: str, limit: int) -> list[MemoryInfo]:
+    hits = await memory_state.search_memories(source, chat_id, who, query, limit)
+    return [MemoryInfo(h.memory.text, h.memory.story_time, h.memory.significance) for h in hits]
+
+
+async def _count(source: Readable, sql: str, chat_id: str) -> int:
+    row = await fetch_one(source, sql, (chat_id,))
+    return 0 if row is None else int(row[0])
+
+
+async def count_shown_turns(source: Readable, chat_id: str) -> int:
+    return await _count(source, "SELECT count(*) FROM turns WHERE chat_id = ? AND superseded_by IS NULL", chat_id)
+
+
+async def count_live_memories(source: Readable, chat_id: str) -> int:
+    return await _count(source, "SELECT count(*) FROM memories WHERE chat_id = ? AND retracted = 0", chat_id)
+
+
+async def count_open_threads(source: Readable, chat_id: str) -> int:
+    return await _count(source, "SELECT count(*) FROM plot_threads WHERE chat_id = ? AND status = 'open'", chat_id)
+
+
+async def count_upcoming_events(source: Readable, chat_id: str) -> int:
+    return await _count(source, "SELECT count(*) FROM world_events WHERE chat_id = ? AND status = 'planned'", chat_id)
+
+
+async def has_open_scene(source: Readable, chat_id: str) -> bool:
+    return bool(await _count(
+        source, "SELECT count(*) FROM scenes WHERE chat_id = ? AND kind = 'main' AND closed_at IS NULL", chat_id
+    ))
+
+
+async def chat_status(source: Readable, cast: Cast) -> ChatStatus:
+    chat_id = cast.chat.chat_id
+    guest = cast.characters[1].name if len(cast.characters) > 1 else None
+    return ChatStatus(
+        cast.chat.title, cast.host.name, guest, cast.chat.clock, await has_open_scene(source, chat_id),
+        await count_shown_turns(source, chat_id), await count_live_memories(source, chat_id),
+        await count_open_threads(source, chat_id), await count_upcoming_events(source, chat_id),
+    )
+
+
+def context_report(speaker_name: str, prompt: AssembledPrompt) -> ContextReport:
+    sections = [
+        ContextSection(name, prompt.section_tokens.get(name, 0), prompt.section_items.get(name, 0))
+        for name in prompt.section_tokens
+    ]
+    return ContextReport(speaker_name, prompt.budget_tokens, sections)
+
+
+def player_or(ident: str) -> str | None:
+    """USER for the player's own names, else None (a character to resolve)."""
+    return USER if ident.strip().lower() in (USER, "me", "player", "user") else None

@@ -1,0 +1,166 @@
+"""Scenes of the main story: opening one when the story goes on, closing one with per-POV summaries.
+
+- `ensure_scene`: the chat's open main scene, opened (player + cast present) if there is none.
+- `close_open_scene`: the `scene_closed` event only (no model call), for the turn pipeline,
+  which closes a scene before a skip and summarizes it after the reply.
+- `apply_scene_close_summary`: for each character present, ONE narrative call (purpose
+  "scene_close") writing the scene from that character's point of view; recorded as a
+  memory of kind "summary", pov = the character, witnessed by that character (and by the
+  player, "you", if the player was present).  A "Key quotes" suffix follows, built from the
+  immutable text of the scene's turns whose memories (witnessed by that character) have
+  significance >= 2, each quote cut at `QUOTE_CHARS`.  Summarizing the same scene again
+  retracts the earlier summary first and strips any "Key quotes" the model echoed, so the
+  suffix is never doubled (idempotent).  Then the thread detector (`plot.detect_threads`)
+  reads the transcript of this scene only; its failure is logged with the exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from core.eventlog import USER, Database, Readable, Writable, writing
+from core.llm.base import ChatMessage, LLMClient
+from core.services import plot
+from core.services.dialogue import Cast, load_cast
+from core.services.prompt import system_prompt
+from core.state import memory as memory_state
+from core.state import turns as turn_state
+from core.state import world
+from core.state.rows import fetch_all
+from core.state.turns import Turn
+
+log = logging.getLogger(__name__)
+
+PURPOSE = "scene_close"
+KEY_QUOTES_HEADER = "Key quotes:"
+QUOTE_CHARS = 200
+KEY_QUOTES = 3
+TRANSCRIPT_LINE_CHARS = 600
+TRANSCRIPT_TURNS = 60
+
+
+@dataclass(frozen=True)
+class SceneCloseResult:
+    """A closed scene and the summary each present character wrote of it (name -> summary)."""
+
+    scene_id: int
+    summaries: dict[str, str]
+
+
+async def ensure_scene(target: Writable, cast: Cast) -> world.Scene:
+    """The chat's open main scene; if none is open, one opens now with the player and the cast."""
+    async with writing(target) as tx:
+        scene = await world.current_scene(tx, cast.chat.chat_id)
+        if scene is None:
+            scene = await world.open_scene(tx, cast.chat.chat_id, present=[USER, *cast.present_ids])
+        return scene
+
+
+async def close_open_scene(target: Writable, chat_id: str) -> world.Scene | None:
+    """Close the chat's open main scene (event only, no summary); None if none was open."""
+    async with writing(target) as tx:
+        scene = await world.current_scene(tx, chat_id)
+        if scene is None:
+            return None
+        return await world.close_scene(tx, chat_id, scene.scene_id)
+
+
+def transcript(cast: Cast, turns: list[Turn]) -> str:
+    lines = [f"{cast.name_of(t.speaker)}: {t.text[:TRANSCRIPT_LINE_CHARS]}" for t in turns if t.text.strip()]
+    return "\n".join(lines[-TRANSCRIPT_TURNS:])
+
+
+def strip_key_quotes(text: str) -> str:
+    """`text` without any "Key quotes" section (a model may echo an earlier summary)."""
+    index = text.find(KEY_QUOTES_HEADER)
+    return (text[:index] if index >= 0 else text).strip()
+
+
+@dataclass(frozen=True)
+class KeyQuote:
+    turn_id: int
+    speaker: str
+    text: str
+
+
+async def key_quotes(source: Readable, scene_id: int, pov: str, limit: int = KEY_QUOTES) -> list[KeyQuote]:
+    """Shown turns of the scene whose live memories, witnessed by `pov`, have significance >= 2:
+    the most significant (then latest) `limit`, in story order."""
+    rows = await fetch_all(
+        source,
+        """SELECT t.turn_id, t.speaker, t.text, max(m.significance) AS significance
+           FROM turns t
+           JOIN memories m ON m.source_turn_id = t.turn_id AND m.retracted = 0 AND m.significance >= 2
+           JOIN memory_witnesses w ON w.memory_id = m.memory_id AND w.witness = :pov
+           WHERE t.scene_id = :scene AND t.superseded_by IS NULL AND t.text != ''
+           GROUP BY t.turn_id ORDER BY significance DESC, t.turn_id DESC LIMIT :limit""",
+        {"scene": scene_id, "pov": pov, "limit": limit},
+    )
+    return sorted((KeyQuote(r["turn_id"], r["speaker"], r["text"]) for r in rows), key=lambda q: q.turn_id)
+
+
+def key_quotes_suffix(cast: Cast, quotes: list[KeyQuote]) -> str:
+    if not quotes:
+        return ""
+    lines = [f'- {cast.name_of(q.speaker)}: "{" ".join(q.text.split())[:QUOTE_CHARS]}"' for q in quotes]
+    return f"\n\n{KEY_QUOTES_HEADER}\n" + "\n".join(lines)
+
+
+def summary_messages(character: world.Character, scene_text: str, others: list[str]) -> list[ChatMessage]:
+    system = (
+        system_prompt(character)
+        + "\n\nThe scene has just ended. Write a short summary of it (at most five sentences), in the first "
+        f"person, from {character.name}'s own point of view: only what {character.name} saw, heard and felt, "
+        "and what it means to them. No omniscient narration."
+    )
+    who = ", ".join(others) if others else "nobody else"
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": f"Also there: {who}.\nThe scene:\n{scene_text}"}]
+
+
+async def _summary_for(
+    db: Database, llm: LLMClient, cast: Cast, scene: world.Scene, character: world.Character, scene_text: str
+) -> str:
+    others = [cast.name_of(p) for p in scene.present if p != character.character_id]
+    reply = await llm.generate(summary_messages(character, scene_text, others), purpose=PURPOSE, role="narrative")
+    body = strip_key_quotes(reply.strip() if isinstance(reply, str) else str(reply)) or "(nothing to tell)"
+    return body + key_quotes_suffix(cast, await key_quotes(db, scene.scene_id, character.character_id))
+
+
+async def _previous_summaries(source: Readable, scene_id: int, pov: str) -> list[int]:
+    rows = await fetch_all(
+        source,
+        "SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND pov = ? AND retracted = 0",
+        (scene_id, pov),
+    )
+    return [r["memory_id"] for r in rows]
+
+
+async def apply_scene_close_summary(db: Database, llm: LLMClient, chat_id: str, scene_id: int) -> SceneCloseResult:
+    """Write (or rewrite) each present character's summary of a scene, then detect plot threads."""
+    cast = await load_cast(db, chat_id)
+    scene = await world.require_scene(db, scene_id)
+    turns = await turn_state.scene_turns(db, scene_id)
+    scene_text = transcript(cast, turns)
+    characters = [c for c in [await world.get_character(db, p) for p in scene.present if p != USER] if c]
+    names = {c.character_id: c.name for c in characters}
+    cast = Cast(cast.chat, tuple({c.character_id: c for c in (*cast.characters, *characters)}.values()))
+    texts = await asyncio.gather(*(_summary_for(db, llm, cast, scene, c, scene_text) for c in characters))
+    summaries: dict[str, str] = {}
+    async with db.transaction() as tx:
+        for character, text in zip(characters, texts):
+            who = character.character_id
+            for old in await _previous_summaries(tx, scene_id, who):
+                await memory_state.retract_memory(tx, chat_id, old, reason="scene summarized again")
+            witnesses = [who] + ([USER] if USER in scene.present else [])
+            await memory_state.record_memory(
+                tx, chat_id, text, witnesses, significance=3, kind="summary", pov=who, scene_id=scene_id,
+            )
+            summaries[names[who]] = text
+    try:
+        await plot.detect_threads(db, llm, chat_id, scene_text)
+    except Exception:
+        log.exception("thread detection failed for scene %s of chat %s", scene_id, chat_id)
+    return SceneCloseResult(scene_id, summaries)

@@ -1,0 +1,91 @@
+"""Time skips: elision ("an hour later...") and jumps ("the next morning, 9am").
+
+`move_clock` writes a short narration of the passing time (ONE narrative call,
+purpose "skip") and then, in one transaction, records it as a narration turn and
+sets the chat clock.  If the model fails (a timeout, an unreachable server) the
+error propagates to the caller and nothing changes.  A move that does not go
+forward in story time raises `InvalidTimeError` before any model call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from core.errors import InvalidTimeError
+from core.eventlog import Database
+from core.llm.base import ChatMessage, LLMClient
+from core.services.dialogue import Cast, recent_dialogue
+from core.state import turns as turn_state
+from core.state import world
+from core.state.turns import Turn
+
+PURPOSE = "skip"
+NARRATOR = "narrator"  # the speaker id of narration turns
+NARRATOR_NAME = "Narrator"
+CONTEXT_TURNS = 6
+LINE_CHARS = 300
+
+
+@dataclass(frozen=True)
+class SkipResult:
+    """A time skip or jump: its narration, the new chat clock, and whether the scene closed first."""
+
+    narration: str
+    clock: datetime
+    scene_closed: bool
+
+
+def describe(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in ((days, "day"), (hours, "hour"), (minutes, "minute")) if n]
+    return ", ".join(parts) or "a moment"
+
+
+def skip_messages(cast: Cast, dialogue: list[Turn], old: datetime, new: datetime) -> list[ChatMessage]:
+    names = ", ".join(c.name for c in cast.characters)
+    context = "\n".join(f"{cast.name_of(t.speaker)}: {t.text[:LINE_CHARS]}" for t in dialogue if t.text.strip())
+    system = (
+        "You are the narrator of a roleplay. Time passes in the story: write one to three sentences of "
+        "narration bridging the gap (an elision), in the present tense, without dialogue and without "
+        "deciding anything for the player.\n"
+        f"Characters: {names}."
+    )
+    user = (
+        (f"Recent lines:\n{context}\n\n" if context else "")
+        + f"Time passes: {describe(new - old)}, from {old:%A %b %d, %H:%M} to {new:%A %b %d, %H:%M}."
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+async def move_clock(
+    db: Database,
+    llm: LLMClient,
+    cast: Cast,
+    new_clock: datetime,
+    *,
+    reason: str,
+    source_id: str | None = None,
+    scene_closed: bool = False,
+) -> tuple[SkipResult, Turn]:
+    """Narrate the passing time, record the narration turn and set the clock to `new_clock`."""
+    chat_id = cast.chat.chat_id
+    old = await world.get_clock(db, chat_id)
+    new_clock = new_clock.replace(tzinfo=None, microsecond=0)
+    if new_clock <= old:
+        raise InvalidTimeError(f"story time {new_clock:%Y-%m-%d %H:%M} is not after the chat clock {old:%Y-%m-%d %H:%M}")
+    dialogue = await recent_dialogue(db, chat_id, limit=CONTEXT_TURNS)
+    text = (await llm.generate(skip_messages(cast, dialogue, old, new_clock), purpose=PURPOSE, max_tokens=200)).strip()
+    text = text or f"{describe(new_clock - old).capitalize()} later."
+    async with db.transaction() as tx:
+        await world.set_clock(tx, chat_id, new_clock, reason)
+        turn, _ = await turn_state.record_turn(tx, chat_id, "narration", NARRATOR, text, source_id=source_id)
+    return SkipResult(text, new_clock, scene_closed), turn
+
+
+async def skip_target(db: Database, chat_id: str, duration: timedelta) -> datetime:
+    if duration <= timedelta(0):
+        raise InvalidTimeError(f"a skip must move time forward, not by {duration}")
+    return await world.get_clock(db, chat_id) + duration
