@@ -26,6 +26,7 @@ from nio import (
 
 from adapter.matrix.context import BotContext
 from adapter.matrix.handlers.auth import handle_invite
+from adapter.matrix.handlers import story_commands  # noqa: F401  (registers the story-room commands)
 from adapter.matrix.handlers.commands import handle_command
 from adapter.matrix.handlers.messages import run_regenerate, run_turn
 from adapter.matrix.outgoing import SendMessage, txn_id_for
@@ -38,6 +39,17 @@ from adapter.matrix.store import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def strip_reply_fallback(body: str) -> str:
+    """Drop the quoted `> ...` lines a client puts before the typed text of a reply."""
+    lines = body.split("\n")
+    if not lines or not lines[0].startswith("> "):
+        return body
+    index = 0
+    while index < len(lines) and lines[index].startswith(">"):
+        index += 1
+    return "\n".join(lines[index:]).lstrip("\n")
 
 
 class Dispatcher:
@@ -111,13 +123,19 @@ class Dispatcher:
         if sender != meta.matrix_user_id:
             self._tell_stranger_once(meta.room_id, meta.matrix_user_id, sender, event.event_id)
             return
-        text = event.body.strip()
+        relates_to = event.source.get("content", {}).get("m.relates_to") or {}
+        if relates_to.get("rel_type") == "m.replace":
+            return  # an edit of a line already taken: the story keeps what was said
+        reply_to = (relates_to.get("m.in_reply_to") or {}).get("event_id")
+        text = (strip_reply_fallback(event.body) if reply_to else event.body).strip()
+        if not text:
+            return
         if text.split(" ", 1)[0].lower() == "!stop":
             # Not queued behind the reply it is meant to stop.
             self.spawn(f"stop:{room_id}", lambda: self._run_command(meta, text, event.event_id, sender))
             return
         if text.startswith("!"):
-            self.spawn(room_id, lambda: self._run_command(meta, text, event.event_id, sender))
+            self.spawn(room_id, lambda: self._run_command(meta, text, event.event_id, sender, reply_to))
             return
         if meta.room_type != "chat" or meta.chat_id is None:
             return
@@ -137,8 +155,8 @@ class Dispatcher:
                 return  # only the newest reply can be redone
             self.spawn(room_id, lambda: run_regenerate(self.ctx, meta, event.event_id))
 
-    async def _run_command(self, meta, text: str, source_event_id: str, sender: str) -> None:
-        await self.ctx.sender.send_all(await handle_command(self.ctx, meta, text, source_event_id, sender))
+    async def _run_command(self, meta, text: str, source_event_id: str, sender: str, reply_to: str | None = None) -> None:
+        await self.ctx.sender.send_all(await handle_command(self.ctx, meta, text, source_event_id, sender, reply_to))
 
     def _tell_stranger_once(self, room_id: str, owner: str, sender: str, source_event_id: str) -> None:
         if (room_id, sender) in self._strangers_told:

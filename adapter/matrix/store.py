@@ -85,8 +85,8 @@ class StateStore:
     async def open(cls, path: Path | str) -> "StateStore":
         conn = await aiosqlite.connect(str(path))
         conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=FULL")
+        await conn.execute_fetchall("PRAGMA journal_mode=WAL")
+        await conn.execute_fetchall("PRAGMA synchronous=FULL")
         store = cls(conn)
         await migrate(store)
         return store
@@ -96,11 +96,17 @@ class StateStore:
 
 
 async def migrate(store: StateStore) -> int:
-    """Bring the file to the newest schema version; return that version."""
+    """Bring the file to the newest schema version; return that version.
+
+    Statements run through `execute_fetchall` or `async with ... as cursor`, never a bare
+    `execute` whose cursor is left to the garbage collector (aiosqlite can then free it
+    while its thread runs another statement: "bad parameter or other API misuse").
+    """
     async with store.conn.execute("PRAGMA user_version") as cursor:
         (version,) = await cursor.fetchone()
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        await store.conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        async with store.conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;"):
+            pass
     return len(MIGRATIONS)
 
 
@@ -112,7 +118,7 @@ async def get_user_meta(store: StateStore, user_id: str) -> UserMeta | None:
 
 async def set_user_meta(store: StateStore, meta: UserMeta) -> None:
     async with store.write_lock:
-        await store.conn.execute(
+        await store.conn.execute_fetchall(
             "INSERT INTO user_meta (user_id, space_id, lobby_room_id) VALUES (?, ?, ?)"
             " ON CONFLICT (user_id) DO UPDATE SET space_id = excluded.space_id, lobby_room_id = excluded.lobby_room_id",
             (meta.user_id, meta.space_id, meta.lobby_room_id),
@@ -128,7 +134,7 @@ async def get_room_meta(store: StateStore, room_id: str) -> RoomMeta | None:
 
 async def set_room_meta(store: StateStore, meta: RoomMeta) -> None:
     async with store.write_lock:
-        await store.conn.execute(
+        await store.conn.execute_fetchall(
             "INSERT INTO room_meta (room_id, room_type, matrix_user_id, space_id, chat_id, platform_chat_id)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (room_id) DO UPDATE SET room_type = excluded.room_type,"
             " matrix_user_id = excluded.matrix_user_id, space_id = excluded.space_id,"
@@ -158,7 +164,7 @@ async def rooms_of_user(store: StateStore, user_id: str) -> list[RoomMeta]:
 async def next_platform_chat_id(store: StateStore) -> str:
     """A platform chat id never handed out before by this store (`mx-<n>`)."""
     async with store.write_lock:
-        await store.conn.execute(
+        await store.conn.execute_fetchall(
             "INSERT INTO counters (name, value) VALUES ('platform_chat_id', 1)"
             " ON CONFLICT (name) DO UPDATE SET value = value + 1"
         )
@@ -171,7 +177,7 @@ async def next_platform_chat_id(store: StateStore) -> str:
 async def raise_counter_to(store: StateStore, name: str, at_least: int) -> None:
     """Make sure the counter is at least `at_least` (after a rebuild, ids already in use stay unused)."""
     async with store.write_lock:
-        await store.conn.execute(
+        await store.conn.execute_fetchall(
             "INSERT INTO counters (name, value) VALUES (?, ?)"
             " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
             (name, at_least),
@@ -187,7 +193,7 @@ async def get_sync_token(store: StateStore) -> str | None:
 
 async def set_sync_token(store: StateStore, token: str) -> None:
     async with store.write_lock:
-        await store.conn.execute(
+        await store.conn.execute_fetchall(
             "INSERT INTO kv (key, value) VALUES ('sync_token', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (token,),
         )
@@ -208,18 +214,19 @@ class Delivery:
 async def record_pending_delivery(store: StateStore, source_event_id: str, room_id: str, chat_id: str, text: str) -> bool:
     """Note that `source_event_id` is owed a reply; False if it was already known."""
     async with store.write_lock:
-        cursor = await store.conn.execute(
+        async with store.conn.execute(
             "INSERT INTO deliveries (source_event_id, room_id, chat_id, text, status) VALUES (?, ?, ?, ?, 'pending')"
             " ON CONFLICT (source_event_id) DO NOTHING",
             (source_event_id, room_id, chat_id, text),
-        )
+        ) as cursor:
+            inserted = cursor.rowcount == 1
         await store.conn.commit()
-    return cursor.rowcount == 1
+    return inserted
 
 
 async def mark_delivered(store: StateStore, source_event_id: str, reply_event_id: str | None, turn_id: str | None) -> None:
     async with store.write_lock:
-        await store.conn.execute(
+        await store.conn.execute_fetchall(
             "UPDATE deliveries SET status = 'delivered', reply_event_id = ?, turn_id = ? WHERE source_event_id = ?",
             (reply_event_id, turn_id, source_event_id),
         )
@@ -228,7 +235,7 @@ async def mark_delivered(store: StateStore, source_event_id: str, reply_event_id
 
 async def mark_failed(store: StateStore, source_event_id: str) -> None:
     async with store.write_lock:
-        await store.conn.execute("UPDATE deliveries SET status = 'failed' WHERE source_event_id = ?", (source_event_id,))
+        await store.conn.execute_fetchall("UPDATE deliveries SET status = 'failed' WHERE source_event_id = ?", (source_event_id,))
         await store.conn.commit()
 
 
@@ -250,7 +257,7 @@ async def get_reply_message(store: StateStore, source_event_id: str, speaker: st
 
 async def set_reply_message(store: StateStore, source_event_id: str, speaker: str, event_id: str) -> None:
     async with store.write_lock:
-        await store.conn.execute(
+        await store.conn.execute_fetchall(
             "INSERT INTO reply_messages (source_event_id, speaker, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (source_event_id, speaker, event_id),
         )

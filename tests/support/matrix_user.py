@@ -61,6 +61,15 @@ class MatrixUser:
             "PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{txn}", json={"msgtype": "m.text", "body": text}
         )["event_id"]
 
+    def upload(self, data: bytes, filename: str, content_type: str) -> str:
+        response = self.http.post("/_matrix/media/v3/upload", params={"filename": filename}, content=data, headers={"Content-Type": content_type})
+        assert response.status_code == 200, response.text
+        return response.json()["content_uri"]
+
+    def send_content(self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message") -> str:
+        txn = uuid.uuid4().hex
+        return self._call("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/{event_type}/{txn}", json=content)["event_id"]
+
     def react(self, room_id: str, event_id: str, key: str) -> str:
         txn = uuid.uuid4().hex
         content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}

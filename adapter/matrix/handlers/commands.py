@@ -35,6 +35,7 @@ class Invocation:
     args: str
     source_event_id: str
     sender: str
+    reply_to: str | None = None  # the event this command line replies to, if any
 
     def reply(self, text: str, purpose: str = "command") -> list[OutgoingEvent]:
         return [SendMessage(self.meta.room_id, notice(text), txn_id_for(self.source_event_id, purpose))]
@@ -72,11 +73,13 @@ def help_text(room_type: str) -> str:
     return "\n".join(lines)
 
 
-async def handle_command(ctx: BotContext, meta: RoomMeta, text: str, source_event_id: str, sender: str) -> list[OutgoingEvent]:
+async def handle_command(
+    ctx: BotContext, meta: RoomMeta, text: str, source_event_id: str, sender: str, reply_to: str | None = None
+) -> list[OutgoingEvent]:
     """Decide the answer to one `!command` line."""
     name, _, args = text[1:].strip().partition(" ")
     name = name.lower()
-    invocation = Invocation(ctx, meta, name, args.strip(), source_event_id, sender)
+    invocation = Invocation(ctx, meta, name, args.strip(), source_event_id, sender, reply_to)
     found = REGISTRY.get(name)
     if found is None:
         return invocation.reply(f"Unknown command `!{name}`.\n\n{help_text(meta.room_type)}")
@@ -149,6 +152,23 @@ async def _new(inv: Invocation) -> list[OutgoingEvent]:
         )
     cast = host.name + (f" and {guest.name}" if guest else "")
     return inv.reply(f"Your new story with {cast} is ready in your Space: https://matrix.to/#/{room_id}")
+
+
+@command("import", "!import", "reply with this to an uploaded character card (.png or .json, V2 or V3)", LOBBY_ROOMS)
+async def _import(inv: Invocation) -> list[OutgoingEvent]:
+    from adapter.matrix.media import MediaError, fetch_uploaded_file
+    from core.errors import CardImportError
+
+    if inv.reply_to is None:
+        raise CommandError("Upload a card, then reply to it with `!import`.")
+    try:
+        _name, data = await fetch_uploaded_file(inv.ctx.client, inv.meta.room_id, inv.reply_to)
+        character = await inv.ctx.engine.import_character(data)
+    except MediaError as exc:
+        raise CommandError(str(exc)) from exc
+    except CardImportError as exc:
+        raise CommandError(f"That is not a character card I can read: {exc}") from exc
+    return inv.reply(f"Imported **{character.name}** (`{character.character_id}`). Start a story with `!new {character.character_id}`.")
 
 
 # --- a story room ---------------------------------------------------------------------

@@ -25,6 +25,14 @@ from core.llm.base import LLMError
 
 log = logging.getLogger(__name__)
 
+NOTICE_HEADINGS = {"digest": "Meanwhile…", "narration": "Time passes…", "scene": "The scene closes."}
+
+
+def notice_text(kind: str, text: str) -> str:
+    heading = NOTICE_HEADINGS.get(kind)
+    return f"*{heading}*\n\n{text}" if heading else text
+
+
 async def _reply_stream(ctx: BotContext, meta: RoomMeta, source_event_id: str, speaker: str) -> StreamingReply:
     """The message this speaker's reply goes into: the one already shown for this source, if any."""
 
@@ -41,7 +49,13 @@ async def run_turn(ctx: BotContext, meta: RoomMeta, text: str, source_event_id: 
     await ctx.sender.send(SetTyping(meta.room_id, True))
     reply: StreamingReply | None = None
     try:
+        notices = 0
         async for update in ctx.engine.post_turn(meta.chat_id, text, source_event_id):
+            kind = getattr(update, "kind", "reply")
+            if kind != "reply":  # a meanwhile digest, skip narration or a scene closing: shown as a notice
+                notices += 1
+                await ctx.sender.send(SendMessage(meta.room_id, notice(notice_text(kind, update.text)), txn_id_for(source_event_id, f"{kind}:{notices}")))
+                continue
             if reply is None or reply.speaker != update.speaker:
                 if reply is not None:
                     await reply.finish(reply.latest_text)

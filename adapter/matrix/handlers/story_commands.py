@@ -1,0 +1,179 @@
+"""Story-room commands that act on the story itself: time, scenes, threads, plans, memory, status.
+
+Each parses its arguments (durations and times with core.timeparse, characters by
+id or name), calls the engine, and answers with a notice. Bad arguments raise
+CommandError, which the registry turns into the reason plus the usage line; the
+engine's typed errors become a short message, never a traceback.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from adapter.matrix.handlers.commands import STORY_ROOMS, CommandError, Invocation, command, find_character
+from adapter.matrix.outgoing import OutgoingEvent
+from core.errors import RpbotError
+from core.llm.base import LLMError
+from core.timeparse import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time
+
+
+def story_time(value: datetime) -> str:
+    return value.strftime("%A %d %B %Y, %H:%M").replace(" 0", " ")
+
+
+def chat_id_of(inv: Invocation) -> str:
+    assert inv.meta.chat_id is not None
+    return inv.meta.chat_id
+
+
+async def engine_call(inv: Invocation, call):  # noqa: ANN001, ANN201
+    """Await an engine call; its typed errors become a CommandError-like notice."""
+    try:
+        return await call
+    except LLMError as exc:
+        raise CommandError(f"The language model did not answer ({exc.__class__.__name__}); try again.") from exc
+    except RpbotError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+@command("skip", "!skip <duration>", "let time pass, e.g. `!skip 2h`", STORY_ROOMS)
+async def _skip(inv: Invocation) -> list[OutgoingEvent]:
+    duration = parse_duration(inv.args)
+    if duration is None:
+        what = f"`{inv.args}` is not a duration" if inv.args else "Say how long"
+        raise CommandError(f"{what}. A duration looks like {DURATION_EXAMPLES}.")
+    result = await engine_call(inv, inv.ctx.engine.skip(chat_id_of(inv), duration))
+    closed = "The scene closes. " if result.scene_closed else ""
+    return inv.reply(f"*{closed}Time passes… it is now {story_time(result.clock)}.*\n\n{result.narration}")
+
+
+@command("jump", "!jump <time>", "jump to a moment, e.g. `!jump tomorrow 9am`", STORY_ROOMS)
+async def _jump(inv: Invocation) -> list[OutgoingEvent]:
+    if not inv.args:
+        raise CommandError(f"Say when. A time looks like {TIME_EXAMPLES}.")
+    now = await engine_call(inv, inv.ctx.engine.chat_clock(chat_id_of(inv)))
+    when = parse_story_time(inv.args, now)
+    if when is None:
+        raise CommandError(f"`{inv.args}` is not a time I can read. A time looks like {TIME_EXAMPLES}.")
+    if when <= now:
+        raise CommandError(f"{story_time(when)} is not after the story's clock ({story_time(now)}).")
+    result = await engine_call(inv, inv.ctx.engine.jump(chat_id_of(inv), when))
+    return inv.reply(f"*It is now {story_time(result.clock)}.*\n\n{result.narration}")
+
+
+@command("scene", "!scene close", "close the current scene (each character keeps its own summary)", STORY_ROOMS)
+async def _scene(inv: Invocation) -> list[OutgoingEvent]:
+    if inv.args.lower() != "close":
+        raise CommandError("`!scene` only knows `close`.")
+    result = await engine_call(inv, inv.ctx.engine.close_scene(chat_id_of(inv)))
+    if result is None:
+        return inv.reply("No scene is open right now.")
+    names = ", ".join(result.summaries) or "nobody"
+    return inv.reply(f"*The scene closes.* Each of {names} will remember it their own way.")
+
+
+@command("threads", "!threads", "the plot threads so far", STORY_ROOMS)
+async def _threads(inv: Invocation) -> list[OutgoingEvent]:
+    if inv.args:
+        raise CommandError("`!threads` takes no arguments.")
+    threads = await engine_call(inv, inv.ctx.engine.list_threads(chat_id_of(inv)))
+    if not threads:
+        return inv.reply("No plot threads yet.")
+    lines = ["**Plot threads:**", ""]
+    for thread in threads:
+        mark = "open" if thread.status == "open" else f"closed {story_time(thread.closed_at)}" if thread.closed_at else "closed"
+        lines.append(f"- **{thread.title}** ({mark}): {thread.summary}")
+    return inv.reply("\n".join(lines))
+
+
+@command("events", "!events", "planned and running world events", STORY_ROOMS)
+async def _events(inv: Invocation) -> list[OutgoingEvent]:
+    if inv.args:
+        raise CommandError("`!events` takes no arguments.")
+    events = await engine_call(inv, inv.ctx.engine.list_world_events(chat_id_of(inv)))
+    if not events:
+        return inv.reply("Nothing is planned. Plan something with `!plan <what> at <when>`.")
+    lines = ["**World events:**", ""]
+    for event in events:
+        due = f", due {story_time(event.due_at)}" if event.due_at else ""
+        lines.append(f"- **{event.title}** ({event.status}{due})")
+    return inv.reply("\n".join(lines))
+
+
+@command("plan", "!plan <what> at <when>", "plan a world event, e.g. `!plan the harvest fair at saturday noon`", STORY_ROOMS)
+async def _plan(inv: Invocation) -> list[OutgoingEvent]:
+    what, separator, when_text = inv.args.rpartition(" at ")
+    if not separator or not what.strip() or not when_text.strip():
+        raise CommandError("Say what and when, separated by ` at `.")
+    now = await engine_call(inv, inv.ctx.engine.chat_clock(chat_id_of(inv)))
+    when = parse_story_time(when_text, now)
+    if when is None:
+        raise CommandError(f"`{when_text}` is not a time I can read. A time looks like {TIME_EXAMPLES}.")
+    event = await engine_call(inv, inv.ctx.engine.plan_event(chat_id_of(inv), what.strip(), when))
+    return inv.reply(f"Planned: **{event.title}**, {story_time(when)}.")
+
+
+@command("meanwhile", "!meanwhile <character> <character> [premise]", "a scene between two characters, without you", STORY_ROOMS)
+async def _meanwhile(inv: Invocation) -> list[OutgoingEvent]:
+    words = inv.args.split()
+    if len(words) < 2:
+        raise CommandError("Name two characters.")
+    characters = await inv.ctx.engine.list_characters()
+    first, second = find_character(characters, words[0]), find_character(characters, words[1])
+    if first.character_id == second.character_id:
+        raise CommandError("A meanwhile scene needs two different characters.")
+    premise = " ".join(words[2:])
+    try:
+        async for _ in inv.ctx.engine.meanwhile(chat_id_of(inv), first.character_id, second.character_id, premise):
+            pass  # the player was not there: they hear of it on their next turn
+    except LLMError as exc:
+        raise CommandError(f"The language model did not answer ({exc.__class__.__name__}); try again.") from exc
+    except RpbotError as exc:
+        raise CommandError(str(exc)) from exc
+    return inv.reply(f"*Meanwhile, {first.name} and {second.name} meet somewhere you are not.* You will hear of it on your next turn.")
+
+
+@command("memory", "!memory <character> <query>", "what a character remembers about something", STORY_ROOMS)
+async def _memory(inv: Invocation) -> list[OutgoingEvent]:
+    who, _, query = inv.args.partition(" ")
+    if not who or not query.strip():
+        raise CommandError("Name a character (or `you`) and what to look for.")
+    if who.lower() in ("you", "me"):
+        character_id, name = "you", "You"
+    else:
+        character = find_character(await inv.ctx.engine.list_characters(), who)
+        character_id, name = character.character_id, character.name
+    memories = await engine_call(inv, inv.ctx.engine.search_memory(chat_id_of(inv), character_id, query.strip()))
+    if not memories:
+        return inv.reply(f"{name} remembers nothing about “{query.strip()}”.")
+    lines = [f"**{name} remembers:**", ""]
+    lines += [f"- {story_time(m.story_time)}: {m.text}" for m in memories]
+    return inv.reply("\n".join(lines))
+
+
+@command("status", "!status", "the story's clock, scene, threads and size", STORY_ROOMS)
+async def _status(inv: Invocation) -> list[OutgoingEvent]:
+    status = await engine_call(inv, inv.ctx.engine.status(chat_id_of(inv)))
+    cast = status.host_name + (f" and {status.guest_name}" if status.guest_name else "")
+    return inv.reply(
+        "\n".join(
+            [
+                f"**{status.title}** with {cast}",
+                "",
+                f"- Story time: {story_time(status.clock)}",
+                f"- Scene: {'open' if status.scene_open else 'none open'}",
+                f"- Turns: {status.turns}, memories: {status.memories}",
+                f"- Open threads: {status.open_threads}, upcoming events: {status.upcoming_events}",
+                f"- Platform chat id: `{inv.meta.platform_chat_id}`",
+            ]
+        )
+    )
+
+
+@command("context", "!context", "what the next prompt holds, and the tokens each part uses", STORY_ROOMS)
+async def _context(inv: Invocation) -> list[OutgoingEvent]:
+    report = await engine_call(inv, inv.ctx.engine.context(chat_id_of(inv)))
+    used = sum(section.tokens for section in report.sections)
+    lines = [f"**Next prompt for {report.speaker_name}:** {used} of {report.budget_tokens} tokens", ""]
+    lines += [f"- {section.name}: {section.tokens} tokens ({section.items} items)" for section in report.sections]
+    return inv.reply("\n".join(lines))

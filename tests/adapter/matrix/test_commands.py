@@ -1,0 +1,140 @@
+"""Commands: arguments parsed, bad ones answered with the reason and the usage line, nothing crashes.
+
+The engine here is a stand-in with the Engine's signatures (what the commands call);
+the real engine behind them is exercised end to end in test_story_commands_e2e.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adapter.matrix.handlers import story_commands  # noqa: F401  (registers the story commands)
+from adapter.matrix.handlers.commands import REGISTRY, handle_command
+from adapter.matrix.store import RoomMeta
+from core.engine import CharacterInfo
+from core.errors import ChatNotFoundError
+
+CLOCK = datetime(2026, 4, 1, 9, 0)
+STORY = RoomMeta("!story", "chat", "@alice:localhost", "!space", "chat-1", "mx-1")
+LOBBY = RoomMeta("!lobby", "lobby", "@alice:localhost", "!space")
+
+
+@dataclass
+class Result:
+    narration: str = "The hours slip by."
+    clock: datetime = CLOCK
+    scene_closed: bool = False
+
+
+@dataclass
+class StandInEngine:
+    calls: list[tuple] = field(default_factory=list)
+    fail_with: Exception | None = None
+
+    async def list_characters(self) -> list[CharacterInfo]:
+        return [CharacterInfo("wren", "Wren Halloway", "A lighthouse keeper."), CharacterInfo("odile", "Captain Odile Marchetti", "A captain.")]
+
+    async def chat_clock(self, chat_id: str) -> datetime:
+        return CLOCK
+
+    async def skip(self, chat_id: str, duration: timedelta) -> Result:
+        self.calls.append(("skip", chat_id, duration))
+        if self.fail_with:
+            raise self.fail_with
+        return Result(clock=CLOCK + duration)
+
+    async def jump(self, chat_id: str, when: datetime) -> Result:
+        self.calls.append(("jump", chat_id, when))
+        return Result(clock=when)
+
+    async def plan_event(self, chat_id: str, what: str, when: datetime):
+        self.calls.append(("plan", chat_id, what, when))
+        return type("Event", (), {"title": what})()
+
+    async def meanwhile(self, chat_id: str, a: str, b: str, premise: str = ""):
+        self.calls.append(("meanwhile", chat_id, a, b, premise))
+        if False:
+            yield None
+
+    async def search_memory(self, chat_id: str, character: str, query: str, limit: int = 5) -> list:
+        self.calls.append(("memory", chat_id, character, query))
+        return []
+
+    async def close_scene(self, chat_id: str):
+        return None
+
+    async def list_threads(self, chat_id: str) -> list:
+        return []
+
+    async def list_world_events(self, chat_id: str) -> list:
+        return []
+
+
+class Ctx:
+    def __init__(self, engine: StandInEngine) -> None:
+        self.engine = engine
+
+
+async def answer(engine: StandInEngine, text: str, meta: RoomMeta = STORY) -> str:
+    (sent,) = await handle_command(Ctx(engine), meta, text, "$source", meta.matrix_user_id)  # type: ignore[arg-type]
+    return sent.content["body"]
+
+
+async def test_skip_reads_durations_and_says_what_a_duration_looks_like() -> None:
+    engine = StandInEngine()
+    assert "Time passes" in await answer(engine, "!skip 2h30m")
+    assert engine.calls == [("skip", "chat-1", timedelta(hours=2, minutes=30))]
+    body = await answer(engine, "!skip banana")
+    assert "`banana` is not a duration" in body and "`2h`" in body and "Usage: `!skip <duration>`" in body
+    assert len(engine.calls) == 1  # nothing reached the engine
+
+
+async def test_jump_is_relative_to_the_story_clock_and_never_backwards() -> None:
+    engine = StandInEngine()
+    await answer(engine, "!jump tomorrow 9am")
+    assert engine.calls == [("jump", "chat-1", datetime(2026, 4, 2, 9, 0))]
+    assert "not a time I can read" in await answer(engine, "!jump whenever-ish")
+    assert "Usage: `!jump <time>`" in await answer(engine, "!jump")
+
+
+async def test_plan_splits_on_the_last_at() -> None:
+    engine = StandInEngine()
+    await answer(engine, "!plan dinner at the inn at 8pm")
+    assert engine.calls == [("plan", "chat-1", "dinner at the inn", datetime(2026, 4, 1, 20, 0))]
+    assert "Say what and when" in await answer(engine, "!plan a party")
+
+
+async def test_meanwhile_and_memory_find_characters_by_name() -> None:
+    engine = StandInEngine()
+    assert "You will hear of it" in await answer(engine, "!meanwhile wren odile a quarrel about the lamp")
+    assert engine.calls[-1] == ("meanwhile", "chat-1", "wren", "odile", "a quarrel about the lamp")
+    assert "two different" in await answer(engine, "!meanwhile wren wren")
+    assert "No character called `zed`" in await answer(engine, "!meanwhile wren zed")
+    assert "remembers nothing" in await answer(engine, "!memory captain the storm")
+    assert engine.calls[-1] == ("memory", "chat-1", "odile", "the storm")
+
+
+async def test_engine_errors_become_a_short_message() -> None:
+    engine = StandInEngine(fail_with=ChatNotFoundError("chat-1"))
+    body = await answer(engine, "!skip 1h")
+    assert "chat 'chat-1' not found" in body and "Traceback" not in body
+
+
+async def test_commands_answer_only_where_they_belong() -> None:
+    assert "works in a story room" in await answer(StandInEngine(), "!skip 1h", LOBBY)
+    assert "works in the Lobby" in await answer(StandInEngine(), "!new wren", STORY)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(sorted(REGISTRY) + ["", "unknown", "SKIP"]), args=st.text(max_size=80))
+@pytest.mark.parametrize("meta", [STORY, LOBBY])
+async def test_no_command_line_crashes(meta: RoomMeta, name: str, args: str) -> None:
+    if name in ("new", "regen", "stop", "status", "context"):
+        return  # these need a real Space or engine: covered end to end
+    body = await answer(StandInEngine(), f"!{name} {args}", meta)
+    assert body.strip()
