@@ -144,9 +144,10 @@ async def _memory(inv: Invocation) -> list[OutgoingEvent]:
         character = find_character(await inv.ctx.engine.list_characters(), who)
         character_id, name = character.character_id, character.name
     memories = await engine_call(inv, inv.ctx.engine.search_memory(chat_id_of(inv), character_id, query.strip()))
+    verb = "remember" if character_id == "you" else "remembers"
     if not memories:
-        return inv.reply(f"{name} remembers nothing about “{query.strip()}”.")
-    lines = [f"**{name} remembers:**", ""]
+        return inv.reply(f"{name} {verb} nothing about “{query.strip()}”.")
+    lines = [f"**{name} {verb}:**", ""]
     lines += [f"- {story_time(m.story_time)}: {m.text}" for m in memories]
     return inv.reply("\n".join(lines))
 

@@ -83,6 +83,13 @@ async def test_an_encrypted_story_room_is_answered_encrypted(synapse: SynapseSer
         answers = await sync_until(player, reply)
         assert answers[0].decrypted  # it came encrypted and the player could read it
         assert not [e for r, e in received if isinstance(e, MegolmEvent)], "the player could not decrypt something"
+
+        # Keys survive a restart: same device, same keys, still reads and answers.
+        await asyncio.to_thread(bot.stop)
+        await asyncio.to_thread(bot.start)
+        await player.room_send(story_id, "m.room.message", {"msgtype": "m.text", "body": "Still there?"}, ignore_unverified_devices=True)
+        await sync_until(player, lambda: len(reply()) >= 2)
+        assert not [e for r, e in received if isinstance(e, MegolmEvent)], "the player could not decrypt something after the restart"
     finally:
         await player.close()
         await asyncio.to_thread(bot.stop)

@@ -1,0 +1,155 @@
+"""The dispatcher decides and records inside the sync loop, and runs the work as tasks.
+
+Events are real nio events parsed from event JSON; the store is a real adapter.sqlite3;
+the engine and sender are stand-ins that record and can be slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nio import RoomMessageText, SyncResponse
+
+from adapter.matrix.dispatcher import Dispatcher
+from adapter.matrix.store import RoomMeta, StateStore, pending_deliveries, set_room_meta
+from core.engine import TurnUpdate
+
+BOT = "@rpbot:localhost"
+ALICE = "@alice:localhost"
+_ids = itertools.count(1)
+
+
+def text_event(sender: str, body: str, event_id: str | None = None) -> RoomMessageText:
+    return RoomMessageText.from_dict(
+        {
+            "type": "m.room.message",
+            "sender": sender,
+            "event_id": event_id or f"$m{next(_ids)}",
+            "origin_server_ts": 1,
+            "content": {"msgtype": "m.text", "body": body},
+        }
+    )
+
+
+class SlowEngine:
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.turns: list[tuple[str, str, float, float]] = []  # chat, text, start, end
+        self.cancelled: list[str] = []
+        self.running: dict[str, asyncio.Event] = {}
+
+    async def post_turn(self, chat_id: str, text: str, source_id: str):
+        started = time.monotonic()
+        stop = self.running.setdefault(chat_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(stop.wait(), self.delay_s)
+            truncated = True
+        except TimeoutError:
+            truncated = False
+        self.running.pop(chat_id, None)
+        self.turns.append((chat_id, text, started, time.monotonic()))
+        yield TurnUpdate("Mira", "mira", f"Re: {text}", done=True, truncated=truncated, turn_id="1")
+
+    async def cancel(self, chat_id: str) -> bool:
+        self.cancelled.append(chat_id)
+        if chat_id in self.running:
+            self.running[chat_id].set()
+            return True
+        return False
+
+
+class RecordingSender:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def send(self, event: Any) -> str | None:
+        self.sent.append(event)
+        return f"$out{len(self.sent)}" if hasattr(event, "content") else None
+
+    async def send_all(self, events: list[Any]) -> list[str | None]:
+        return [await self.send(e) for e in events]
+
+    def bodies(self, room_id: str) -> list[str]:
+        return [e.content["body"] for e in self.sent if getattr(e, "room_id", None) == room_id and hasattr(e, "content")]
+
+
+class Ctx:
+    def __init__(self, store: StateStore, engine: SlowEngine) -> None:
+        self.store, self.engine, self.sender = store, engine, RecordingSender()
+        self.bot_user_id = BOT
+        self.user_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    opened = await StateStore.open(tmp_path / "adapter.sqlite3")
+    for number in (1, 2):
+        await set_room_meta(opened, RoomMeta(f"!story{number}", "chat", ALICE, "!space", f"chat-{number}", f"mx-{number}"))
+    yield opened
+    await opened.close()
+
+
+def sync_with(events_by_room: dict[str, list[Any]]) -> SyncResponse:
+    response = SyncResponse.from_dict({"next_batch": "s", "rooms": {"join": {}, "invite": {}, "leave": {}}})
+    for room_id, events in events_by_room.items():
+        info = SyncResponse.from_dict({"next_batch": "s", "rooms": {"join": {room_id: {"timeline": {"events": []}, "state": {"events": []}}}}}).rooms.join[room_id]
+        info.timeline.events.extend(events)
+        response.rooms.join[room_id] = info
+    return response
+
+
+async def test_own_events_unbound_rooms_and_strangers(store: StateStore) -> None:
+    ctx = Ctx(store, SlowEngine())
+    dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
+    await dispatcher.dispatch_event("!story1", text_event(BOT, "my own reply"))
+    await dispatcher.dispatch_event("!unknown", text_event(ALICE, "hello?"))
+    await dispatcher.dispatch_event("!story1", text_event("@bob:localhost", "let me in"))
+    await dispatcher.dispatch_event("!story1", text_event("@bob:localhost", "please"))
+    await dispatcher.idle()
+    assert ctx.engine.turns == []
+    assert len([b for b in ctx.sender.bodies("!story1") if "belongs to" in b]) == 1
+
+
+async def test_deliveries_are_recorded_before_dispatch_returns(store: StateStore) -> None:
+    ctx = Ctx(store, SlowEngine(delay_s=0.5))
+    dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
+    await dispatcher.dispatch_sync(sync_with({"!story1": [text_event(ALICE, "one"), text_event(ALICE, "two")]}))
+    # The sync loop saves the token right after this: the lines are already durably owed.
+    assert [d.text for d in await pending_deliveries(store)] == ["one", "two"]
+    await dispatcher.idle()
+    assert await pending_deliveries(store) == []
+
+
+async def test_one_room_in_order_rooms_concurrently_and_a_replayed_event_once(store: StateStore) -> None:
+    ctx = Ctx(store, SlowEngine(delay_s=0.3))
+    dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
+    repeated = text_event(ALICE, "first", event_id="$same")
+    started = time.monotonic()
+    await dispatcher.dispatch_sync(sync_with({"!story1": [repeated, text_event(ALICE, "second")], "!story2": [text_event(ALICE, "elsewhere")]}))
+    await dispatcher.dispatch_sync(sync_with({"!story1": [repeated]}))  # the same event again, as after a replay
+    await dispatcher.idle()
+    elapsed = time.monotonic() - started
+
+    in_room_one = [(text, start, end) for chat, text, start, end in ctx.engine.turns if chat == "chat-1"]
+    assert [text for text, _, _ in in_room_one] == ["first", "second"]
+    assert in_room_one[1][1] >= in_room_one[0][2]  # the second waited for the first
+    assert elapsed < 0.9  # room two ran alongside room one (serially all three would take 0.9 s)
+
+
+async def test_stop_is_not_queued_behind_the_turn_it_stops(store: StateStore) -> None:
+    ctx = Ctx(store, SlowEngine(delay_s=5))
+    dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
+    await dispatcher.dispatch_event("!story1", text_event(ALICE, "a very long story please"))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await dispatcher.dispatch_event("!story1", text_event(ALICE, "!stop"))
+    await dispatcher.idle()
+    assert time.monotonic() - started < 1
+    assert ctx.engine.cancelled == ["chat-1"]
+    assert any(b.endswith("…(stopped)") for b in ctx.sender.bodies("!story1"))
