@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from core.engine import Engine
+
 from core.eventlog import Database, open_database
 from core.eventlog.events import CharacterRegistered
 from core.eventlog.migrations import PROJECTION_TABLES
@@ -76,3 +78,18 @@ async def check_fts_index(db: Database) -> None:
     indexed = {doc for _, doc, _ in await dump_fts_index(db)}
     live = await db.reader.execute_fetchall("SELECT memory_id FROM memories WHERE retracted = 0")
     assert indexed == {r[0] for r in live}
+
+
+@pytest.fixture
+async def open_engine(tmp_path):
+    """`await open_engine(llm, name=...)`: an Engine on a fresh database, closed after the test."""
+    engines: list[Engine] = []
+
+    async def _open(llm, name: str = "engine.sqlite3", **kwargs) -> Engine:
+        engine = await Engine.open(tmp_path / name, llm, **kwargs)
+        engines.append(engine)
+        return engine
+
+    yield _open
+    for engine in engines:
+        await engine.close()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import pytest
 
-from core.engine import Engine, TurnUpdate
+from core.engine import TurnUpdate
 from core.llm import OpenAICompatibleClient, RetryPolicy
 
 HOST = "wren-halloway"
@@ -29,17 +28,3 @@ def http_client(server, **overrides) -> OpenAICompatibleClient:
 async def collect(updates: AsyncIterator[TurnUpdate]) -> list[TurnUpdate]:
     return [update async for update in updates]
 
-
-@pytest.fixture
-async def open_engine(tmp_path):
-    """`await open_engine(llm, name=...)`: an Engine on a fresh database, closed after the test."""
-    engines: list[Engine] = []
-
-    async def _open(llm, name: str = "engine.sqlite3", **kwargs) -> Engine:
-        engine = await Engine.open(tmp_path / name, llm, **kwargs)
-        engines.append(engine)
-        return engine
-
-    yield _open
-    for engine in engines:
-        await engine.close()

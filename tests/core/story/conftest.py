@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import pytest
 
 from core.engine import Engine, TurnUpdate
 from core.state import world
@@ -31,17 +30,3 @@ async def open_scene_id(engine: Engine, chat_id: str) -> int | None:
     scene = await world.current_scene(engine.db, chat_id)
     return None if scene is None else scene.scene_id
 
-
-@pytest.fixture
-async def open_engine(tmp_path):
-    """`await open_engine(llm, name=...)`: an Engine on a fresh database, closed after the test."""
-    engines: list[Engine] = []
-
-    async def _open(llm, name: str = "story.sqlite3", **kwargs) -> Engine:
-        engine = await Engine.open(tmp_path / name, llm, **kwargs)
-        engines.append(engine)
-        return engine
-
-    yield _open
-    for engine in engines:
-        await engine.close()
