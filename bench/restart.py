@@ -103,11 +103,20 @@ async def timed_start(config: Config, counter: RequestCounter) -> dict[str, floa
         t = time.monotonic()
         await bot.start()
         phases["login_to_ready_s"] = time.monotonic() - t
+        phases["rss_mb"] = rss_mb()
     finally:
         bot_module.prepare_live_sync, bot_module.reconcile_from_space_topology = original_prepare, original_reconcile
         await bot.close()
         await engine.close()
     return phases
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (the bot runs in-process here, with every room bound)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 async def bare_sync(url: str, bot_id: str, token: str, device: str) -> float:
@@ -149,7 +158,8 @@ async def main(users: int, rooms: int) -> None:
         overhead = phases["reconcile_s"] / phases["full_state_sync_s"] * 100
         print(f"{name}: login->ready {phases['login_to_ready_s']:.2f}s, full-state sync {phases['full_state_sync_s']:.2f}s, "
               f"reconcile {phases['reconcile_s']:.3f}s ({overhead:.1f}% of the sync), "
-              f"reconcile HTTP requests {phases['reconcile_requests']}, rooms restored {phases['rooms_restored']}")
+              f"reconcile HTTP requests {phases['reconcile_requests']}, rooms restored {phases['rooms_restored']}, "
+              f"RSS when ready {phases['rss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,118 @@
+"""Time from a player's line to the character's first words, rpbot against a minimal nio bot.
+
+One local Synapse (relaxed limits), one OpenAI-compatible fake whose every call takes
+--ttft seconds to its first token, the real `rpbot run` process and bench/baseline_bot.py
+(receive, one LLM call, reply). The same script of lines goes to: rpbot in a
+one-character story, rpbot in a two-character story, and the baseline bot. Reports
+send -> first visible text and send -> final text, p50/p95, and the ratio to the
+baseline. Not a test: run it by hand on a quiet machine.
+
+    .venv/bin/python bench/latency.py --lines 20 --ttft 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from adapter.devserver import LocalHomeserver  # noqa: E402
+from tests.adapter.matrix.conftest import RunningBot, onboard  # noqa: E402
+from tests.support.bot_process import BotProcess, write_config  # noqa: E402
+from tests.support.fake_openai import FakeOpenAIServer, Reply  # noqa: E402
+from tests.support.matrix_user import MatrixUser  # noqa: E402
+from tests.support.synapse import SynapseServer  # noqa: E402
+
+
+def measure(player: MatrixUser, room: str, bot_id: str, line: str, final_suffix: str) -> tuple[float, float]:
+    """(seconds to the first new bot message, seconds until a bot message reads complete)."""
+    before = set(player.final_texts(room, bot_id))
+    started = time.monotonic()
+    player.send_text(room, line)
+    first = final = None
+    while final is None and time.monotonic() - started < 60:
+        player.sync_once(timeout_ms=200)
+        texts = player.final_texts(room, bot_id)
+        new = {event_id: text for event_id, text in texts.items() if event_id not in before}
+        if new and first is None:
+            first = time.monotonic() - started
+        if any(text.endswith(final_suffix) for text in new.values()):
+            final = time.monotonic() - started
+    if first is None or final is None:
+        raise RuntimeError(f"no complete answer to {line!r} in {room}")
+    return first, final
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(values, n=20, method="inclusive")
+    return statistics.median(values), cuts[18]
+
+
+def main(lines: int, ttft: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp, FakeOpenAIServer() as llm:
+        llm.default_reply = Reply(first_token_delay_s=ttft, chunk_size=12, chunk_delay_s=0.01)
+        server = LocalHomeserver(Path(tmp) / "hs", relaxed_rate_limits=True)
+        server.start()
+        baseline = None
+        bot = None
+        try:
+            synapse = SynapseServer(server)
+            account = synapse.register("rpbot")
+            config = write_config(Path(tmp) / "rpbot.toml", homeserver=server.url, user_id=account.user_id,
+                                  password=account.password, allowed_users=["@player-*:localhost"], data_dir=Path(tmp) / "data",
+                                  llm={"provider": "openai", "base_url": llm.base_url, "narrative_model": "m", "timeout_s": 60})
+            bot = BotProcess(config, Path(tmp) / "rpbot.log").start()
+            running = RunningBot(bot, account.user_id, synapse)
+            player = running.player()
+            space, lobby, one_character = onboard(running, player)
+            player.send_text(lobby, "!new wren with odile")
+            two_characters = player.wait_for(
+                lambda: next((r["room_id"] for r in player.hierarchy(space) if r.get("name") == "Wren Halloway & Captain Odile Marchetti"), None),
+                timeout_s=60, what="the two-character story")
+            player.join(two_characters)
+
+            base_account = synapse.register("baseline")
+            baseline = subprocess.Popen([sys.executable, str(REPO / "bench" / "baseline_bot.py"), server.url, base_account.user_id,
+                                         base_account.password, llm.base_url], stdout=subprocess.PIPE, text=True)
+            assert baseline.stdout is not None and "ready" in baseline.stdout.readline()
+            base_room = player.create_room(invite=[base_account.user_id])
+            player.wait_for(lambda: player.members(base_room).get(base_account.user_id) == "join", what="the baseline bot to join")
+
+            results: dict[str, list[tuple[float, float]]] = {"baseline bot": [], "rpbot, one character": [], "rpbot, two characters": []}
+            for index in range(lines):
+                line = f"Line {index}: the lamp flickers and I ask what happened here."
+                results["baseline bot"].append(measure(player, base_room, base_account.user_id, line, f"Echo: {line}"))
+                results["rpbot, one character"].append(measure(player, one_character, account.user_id, line, f"Echo: {line}"))
+                results["rpbot, two characters"].append(measure(player, two_characters, account.user_id, line, f"Echo: {line}"))
+        finally:
+            if baseline is not None:
+                baseline.terminate()
+            if bot is not None:
+                bot.stop()
+            server.stop()
+
+    cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
+    print(f"machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, Python {platform.python_version()}")
+    print(f"{lines} lines per case, LLM time to first token {ttft:.2f}s per call")
+    base_first = percentiles([first for first, _ in results["baseline bot"]])
+    for name, samples in results.items():
+        first_p50, first_p95 = percentiles([first for first, _ in samples])
+        final_p50, final_p95 = percentiles([final for _, final in samples])
+        print(f"{name:24s} first text p50 {first_p50:.3f}s p95 {first_p95:.3f}s | final text p50 {final_p50:.3f}s p95 {final_p95:.3f}s"
+              f" | first-text ratio to baseline p50 {first_p50 / base_first[0]:.2f}x")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=20)
+    parser.add_argument("--ttft", type=float, default=0.5, help="the fake model's time to first token, per call")
+    args = parser.parse_args()
+    main(args.lines, args.ttft)
