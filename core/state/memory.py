@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from core.errors import ChatNotFoundError, MemoryNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
-from core.eventlog.projections import memory_id_range
+from core.eventlog.projections.base import MEMORY_ID_BITS
 from core.state.rows import fetch_all, fetch_one
 
 # FTS5 query shaping.
@@ -31,7 +31,7 @@ MAX_TERM_LENGTH = 64
 # cost of very common words however large a chat grows; what is dropped is the
 # old tail of a word found in thousands of memories, which a word that common
 # (low IDF) and the recency re-rank would rank low anyway.
-MAX_HITS_PER_TERM = 1500
+MAX_HITS_PER_TERM = 1000
 # English function words and conversational filler ("do you remember what she
 # said about...") carry no topic and match half of everything.
 STOPWORDS = frozenset(
@@ -149,11 +149,21 @@ async def memories_from_turn(source: Readable, chat_id: str, turn_id: int) -> li
     return [_memory(r) for r in rows]
 
 
-async def _chat_range(source: Readable, chat_id: str) -> tuple[int, int]:
-    row = await fetch_one(source, "SELECT chat_num FROM chats WHERE chat_id = ?", (chat_id,))
-    if row is None:
+# The chat's memory-id range, computed inside each query (one round trip, not two);
+# queries use it as :low / :high through `_in_chat`.
+_CHAT_BOUNDS = f"""bounds(low, high) AS MATERIALIZED (
+    SELECT chat_num << {MEMORY_ID_BITS}, ((chat_num + 1) << {MEMORY_ID_BITS}) - 1
+    FROM chats WHERE chat_id = :chat_id)"""
+
+
+def _in_chat(sql: str) -> str:
+    return sql.replace(":low", "(SELECT low FROM bounds)").replace(":high", "(SELECT high FROM bounds)")
+
+
+async def _require_chat_exists(source: Readable, chat_id: str) -> None:
+    # Only asked when a read came back empty, to tell "nothing" from "no such chat".
+    if await fetch_one(source, "SELECT 1 FROM chats WHERE chat_id = ?", (chat_id,)) is None:
         raise ChatNotFoundError(chat_id)
-    return memory_id_range(row["chat_num"])
 
 
 async def recent_memories_for(
@@ -170,18 +180,19 @@ async def recent_memories_for(
     The witness and the chat constrain the SQL (join on memory_witnesses by
     witness, within the chat's memory-id range); nothing is filtered in Python.
     """
-    low, high = await _chat_range(source, chat_id)
     rows = await fetch_all(
         source,
-        f"""SELECT m.*, {_WITNESSES_COLUMN}
+        _in_chat(f"""WITH {_CHAT_BOUNDS}
+            SELECT m.*, {_WITNESSES_COLUMN}
             FROM memory_witnesses w JOIN memories m ON m.memory_id = w.memory_id
             WHERE w.witness = :who AND w.memory_id BETWEEN :low AND :high
               AND m.retracted = 0 AND m.significance >= :min_significance
               AND (:kind IS NULL OR m.kind = :kind)
-            ORDER BY w.memory_id DESC LIMIT :limit""",
-        {"who": character, "low": low, "high": high, "min_significance": min_significance,
-         "kind": kind, "limit": limit},
+            ORDER BY w.memory_id DESC LIMIT :limit"""),
+        {"chat_id": chat_id, "who": character, "min_significance": min_significance, "kind": kind, "limit": limit},
     )
+    if not rows:
+        await _require_chat_exists(source, chat_id)
     return [_memory(r) for r in reversed(rows)]
 
 
@@ -214,8 +225,9 @@ def _search_sql(term_count: int) -> str:
                 ORDER BY memories_fts.rowid DESC LIMIT :per_term)"""
         for i in range(term_count)
     )
-    return f"""
-        WITH hits(memory_id, term) AS ({hits}),
+    return _in_chat(f"""
+        WITH {_CHAT_BOUNDS},
+        hits(memory_id, term) AS ({hits}),
         known(n) AS (
             SELECT count(*) FROM memory_witnesses
             WHERE witness = :who AND memory_id BETWEEN :low AND :high),
@@ -230,7 +242,7 @@ def _search_sql(term_count: int) -> str:
         FROM relevance JOIN memories m ON m.memory_id = relevance.memory_id
         WHERE m.retracted = 0
         ORDER BY relevance DESC, m.memory_id DESC
-        LIMIT :candidates"""
+        LIMIT :candidates""")
 
 
 async def search_memories(
@@ -260,12 +272,12 @@ async def search_memories(
     terms = fts_terms(query)
     if not terms or limit <= 0:
         return []
-    low, high = await _chat_range(source, chat_id)
     params: dict[str, Any] = {f"t{i}": term for i, term in enumerate(terms)}
-    params.update(low=low, high=high, who=character, bias=SIGNIFICANCE_BIAS, per_term=MAX_HITS_PER_TERM,
+    params.update(chat_id=chat_id, who=character, bias=SIGNIFICANCE_BIAS, per_term=MAX_HITS_PER_TERM,
                   candidates=limit * CANDIDATE_FACTOR)
     rows = await fetch_all(source, _search_sql(len(terms)), params)
     if not rows:
+        await _require_chat_exists(source, chat_id)
         return []
     candidates = [(_memory(row), float(row["relevance"])) for row in rows]
     reference = now.replace(tzinfo=None) if now else max(memory.story_time for memory, _ in candidates)
