@@ -1,8 +1,12 @@
-"""The `rpbot` command: `run` against any homeserver, `dev` with an embedded local one.
+"""The `rpbot` command: `run` against any homeserver, `dev` with an embedded local one,
+and the operator's tools `doctor`, `reconcile --dry-run` and `export`.
 
 `rpbot dev` starts Synapse on loopback (data in `.rpbot-dev/`), registers the
 bot and a player with generated passwords (kept for the next `dev`), starts the
 bot and prints how to sign in with Element. Ctrl-C stops the bot, then Synapse.
+`rpbot run` stops cleanly on SIGTERM or SIGINT (see `MatrixBot.close`).
+The operator tools live in adapter/doctor.py, adapter/reconcile_preview.py and
+adapter/export.py; logging is set up by adapter/logs.py.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 from pathlib import Path
 
 from adapter.config import Config, ConfigError, load_config
+from adapter.logs import LOG_FORMATS, setup_logging
 
 log = logging.getLogger("rpbot")
 
@@ -26,7 +31,8 @@ DEV_PORT = 8008
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rpbot", description="A roleplay bot with long-term, per-character memory, played through Matrix.")
-    parser.add_argument("--log-level", default=os.environ.get("RPBOT_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument("--log-level", default=os.environ.get("RPBOT_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING or ERROR (default $RPBOT_LOG_LEVEL or INFO; message text is logged only at DEBUG)")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default=os.environ.get("RPBOT_LOG_FORMAT", "text"), help="text or json, one JSON object per line (default $RPBOT_LOG_FORMAT or text)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="run the bot against a homeserver, as configured")
     run.add_argument("--config", required=True, type=Path, help="the TOML config file (see README)")
@@ -34,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--dir", type=Path, default=Path(".rpbot-dev"), help="where the local homeserver and bot keep their data (default .rpbot-dev)")
     dev.add_argument("--config", type=Path, default=None, help="a TOML file whose [llm] section to use (default: ./rpbot.toml if present, else the offline demo model)")
     dev.add_argument("--port", type=int, default=DEV_PORT, help=f"homeserver port on 127.0.0.1 (default {DEV_PORT}, or a free one if taken)")
+    doctor = commands.add_parser("doctor", help="check the config, the homeserver, the bot's login and rate limits, and the LLM endpoint")
+    doctor.add_argument("--config", required=True, type=Path, help="the TOML config file")
+    doctor.add_argument("--admin-token", default=os.environ.get("RPBOT_ADMIN_TOKEN"), help="a Synapse admin's access token, to read the bot's rate-limit override (default $RPBOT_ADMIN_TOKEN)")
+    reconcile = commands.add_parser("reconcile", help="show what the next start would rebuild from Matrix (with --dry-run)")
+    reconcile.add_argument("--config", required=True, type=Path, help="the TOML config file")
+    reconcile.add_argument("--dry-run", action="store_true", required=True, help="only print the plan; change nothing (required: the real reconciliation runs at every start)")
+    export = commands.add_parser("export", help="write one story as Markdown")
+    export.add_argument("--config", required=True, type=Path, help="the TOML config file")
+    export.add_argument("--chat", required=True, help="the engine chat id, or the platform chat id (mx-N) shown by !status")
+    export.add_argument("--out", type=Path, default=None, help="write to this file instead of standard output")
     return parser
 
 
@@ -145,12 +161,54 @@ def dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def doctor(args: argparse.Namespace) -> int:
+    from adapter.doctor import format_checks, run_checks
+
+    checks = asyncio.run(run_checks(args.config, args.admin_token))
+    print(format_checks(checks), flush=True)
+    failed = [check.name for check in checks if check.verdict == "FAIL"]
+    print(f"\n{len(failed)} failed: {', '.join(failed)}" if failed else "\nAll checks passed (see any WARN above).")
+    return 1 if failed else 0
+
+
+def reconcile_dry_run(args: argparse.Namespace) -> int:
+    from adapter.operator_session import SessionError
+    from adapter.reconcile_preview import DryRunError, format_plan, plan_restart
+
+    config = load_config(args.config)
+    try:
+        plan, joined = asyncio.run(plan_restart(config))
+    except (SessionError, DryRunError) as exc:
+        print(f"rpbot: {exc}", file=sys.stderr)
+        return 1
+    print(format_plan(plan, joined))
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from adapter.export import ExportError, export_story, render_markdown
+
+    config = load_config(args.config)
+    try:
+        markdown = render_markdown(asyncio.run(export_story(config, args.chat)))
+    except ExportError as exc:
+        print(f"rpbot: {exc}", file=sys.stderr)
+        return 1
+    if args.out is None:
+        sys.stdout.write(markdown)
+    else:
+        args.out.write_text(markdown)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("nio", "peewee", "httpx", "aiohttp", "aiosqlite", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    try:
+        setup_logging(args.log_level, args.log_format)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.command is None:
         parser.print_help()
         return 2
@@ -160,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "dev":
             return dev(args)
+        if args.command == "doctor":
+            return doctor(args)
+        if args.command == "reconcile":
+            return reconcile_dry_run(args)
+        if args.command == "export":
+            return export(args)
     except ConfigError as exc:
         print(f"rpbot: {exc}", file=sys.stderr)
         return 2

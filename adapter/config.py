@@ -43,13 +43,15 @@ class _Section(BaseModel):
 
 
 class MatrixConfig(_Section):
-    homeserver: str
-    user_id: str
-    password: str = ""
-    access_token: str = ""
-    device_name: str = "rpbot"
-    allowed_users: list[str] = Field(default_factory=list)
-    encryption: bool = True
+    """[matrix]: the homeserver and the bot's account."""
+
+    homeserver: str = Field(description="Base URL of the homeserver's client API, like `https://matrix.example.org`.")
+    user_id: str = Field(description="The bot's full Matrix user id, like `@rpbot:example.org`.")
+    password: str = Field(default="", description="The bot account's password; used once to log in (the session is then kept in `data_dir/session.json`).")
+    access_token: str = Field(default="", description="An access token for the bot account, instead of `password`.")
+    device_name: str = Field(default="rpbot", description="Display name of the device the bot logs in as.")
+    allowed_users: list[str] = Field(default_factory=list, description="Glob patterns of user ids who may use the bot (`@*:example.org`); an empty list allows nobody.")
+    encryption: bool = Field(default=True, description="Create end-to-end encrypted rooms and answer in encrypted rooms (keys in `data_dir/crypto/`).")
 
     @field_validator("homeserver")
     @classmethod
@@ -77,16 +79,20 @@ class MatrixConfig(_Section):
 
 
 class StorageConfig(_Section):
-    data_dir: Path = Path("./rpbot-data")
+    """[storage]: where data is kept."""
+
+    data_dir: Path = Field(default=Path("./rpbot-data"), description="Where the bot keeps its data: `engine.sqlite3` (the stories: back it up), `adapter.sqlite3` (a cache rebuilt from Matrix), `session.json` and `crypto/`.")
 
 
 class LLMConfig(_Section):
-    provider: Literal["openai", "demo"] = "demo"
-    base_url: str = "http://127.0.0.1:11434/v1"
-    api_key: str = ""
-    narrative_model: str = ""
-    classifier_model: str = ""
-    timeout_s: float = Field(default=60, gt=0)
+    """[llm]: the language model endpoint."""
+
+    provider: Literal["openai", "demo"] = Field(default="demo", description="`openai` for any OpenAI-compatible endpoint, or `demo` for the offline demo model.")
+    base_url: str = Field(default="http://127.0.0.1:11434/v1", description="The endpoint's OpenAI base URL, ending in `/v1` (see the README for providers).")
+    api_key: str = Field(default="", description="The endpoint's API key, sent as a Bearer token; empty for local servers.")
+    narrative_model: str = Field(default="", description="The model that writes the characters' replies; required with provider `openai`.")
+    classifier_model: str = Field(default="", description="The model for routing, summaries and other short calls; defaults to `narrative_model`.")
+    timeout_s: float = Field(default=60, gt=0, description="Seconds to wait for the endpoint before a call counts as failed.")
 
     @model_validator(mode="after")
     def _openai_needs_a_model(self) -> "LLMConfig":
@@ -100,9 +106,9 @@ class LLMConfig(_Section):
 class Config(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RPBOT_", env_nested_delimiter="__", extra="forbid")
 
-    matrix: MatrixConfig
-    storage: StorageConfig = Field(default_factory=StorageConfig)
-    llm: LLMConfig = Field(default_factory=LLMConfig)
+    matrix: MatrixConfig = Field(description="The homeserver and the bot's account.")
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="Where data is kept.")
+    llm: LLMConfig = Field(default_factory=LLMConfig, description="The language model endpoint.")
 
     @classmethod
     def settings_customise_sources(

@@ -20,6 +20,8 @@ the routing call detects it (see `core.services.addressee`).  Errors are typed
 (core.errors): ChatNotFoundError, UnknownCharacterError, InvalidCastError,
 InvalidTimeError, TurnNotFoundError (nothing to regenerate); model failures raise
 `core.llm.LLMError`.
+
+`export_story` reads a whole story as the player saw it (for `rpbot export`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from core.services.talk import AfterTurn, AfterTurnStep, TurnPipeline, TurnUpdat
 from core.services.timeskip import SkipResult
 from core.state import plans, world
 from core.state import turns as turn_state
+from core.state.rows import fetch_all
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +78,12 @@ __all__ = [
     "ContextReport",
     "ContextSection",
     "Engine",
+    "ExportedScene",
+    "ExportedTurn",
     "MemoryInfo",
     "SceneCloseResult",
     "SkipResult",
+    "StoryExport",
     "ThreadInfo",
     "TurnUpdate",
     "WorldEventInfo",
@@ -101,6 +107,43 @@ class CharacterInfo:
     character_id: str
     name: str
     description: str
+
+
+@dataclass(frozen=True)
+class ExportedTurn:
+    """One shown turn of the story, as the player saw it (superseded swipes are left out)."""
+
+    role: str  # "user", "assistant" or "narration"
+    speaker_name: str
+    text: str
+    story_time: datetime
+    scene_id: int | None
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class ExportedScene:
+    """A main scene, with each present character's own summary once it was closed."""
+
+    scene_id: int
+    title: str
+    started_at: datetime
+    closed_at: datetime | None
+    summaries: tuple[tuple[str, str], ...]  # (character name, summary from its point of view)
+
+
+@dataclass(frozen=True)
+class StoryExport:
+    """A whole story for the player: read by `Engine.export_story`, rendered by adapters."""
+
+    chat_id: str
+    title: str
+    owner: str
+    clock: datetime
+    cast: tuple[CharacterInfo, ...]
+    turns: tuple[ExportedTurn, ...]
+    scenes: tuple[ExportedScene, ...]
+    threads: tuple[ThreadInfo, ...]
 
 
 class Engine:
@@ -271,3 +314,49 @@ class Engine:
         cast = await load_cast(self.db, chat_id)
         prompt = await assemble_prompt(self.db, cast, cast.host, user_turn=None, budget_tokens=self.pipeline.budget_tokens)
         return reports.context_report(cast.host.name, prompt)
+
+    # -- reading a whole story (issue 9) ----------------------------------------------
+
+    async def export_story(self, chat_id: str) -> StoryExport:
+        """The story as the player saw it: cast, shown turns in order (no superseded swipes,
+        no off-screen meanwhile lines), main scenes with their per-POV summaries, and
+        plot threads.  Reads only; ChatNotFoundError for an unknown chat."""
+        chat = await world.require_chat(self.db, chat_id)
+        cast_ids = [chat.host] + ([chat.guest] if chat.guest else [])
+        characters = {c.character_id: c for c in await world.list_characters(self.db)}
+        cast = tuple(
+            CharacterInfo(cid, characters[cid].name, characters[cid].description) for cid in cast_ids if cid in characters
+        )
+
+        def name_of(speaker: str) -> str:
+            if speaker == "you":
+                return "You"
+            character = characters.get(speaker)
+            return character.name if character else speaker
+
+        rows = await fetch_all(
+            self.db,
+            """SELECT t.* FROM turns t LEFT JOIN scenes s ON s.scene_id = t.scene_id
+               WHERE t.chat_id = ? AND t.superseded_by IS NULL AND (s.kind IS NULL OR s.kind = 'main')
+               ORDER BY t.turn_id""",
+            (chat_id,),
+        )
+        turns = tuple(
+            ExportedTurn(r["role"], name_of(r["speaker"]), r["text"], datetime.fromisoformat(r["story_time"]),
+                         r["scene_id"], bool(r["truncated"]))
+            for r in rows
+        )
+        scenes_out = []
+        for scene in await world.list_scenes(self.db, chat_id):
+            if scene.kind != "main":
+                continue
+            summary_rows = await fetch_all(
+                self.db,
+                """SELECT pov, text FROM memories WHERE scene_id = ? AND kind = 'summary' AND retracted = 0
+                   ORDER BY memory_id""",
+                (scene.scene_id,),
+            )
+            summaries = tuple((name_of(r["pov"] or "you"), r["text"]) for r in summary_rows)
+            scenes_out.append(ExportedScene(scene.scene_id, scene.title, scene.started_at, scene.closed_at, summaries))
+        threads = tuple(await reports.thread_infos(self.db, chat_id))
+        return StoryExport(chat_id, chat.title, chat.owner, chat.clock, cast, turns, tuple(scenes_out), threads)

@@ -1,0 +1,154 @@
+"""`rpbot doctor`: check a deployment before (or while) running it, one verdict per check.
+
+Checks, in order: the config file; who may use the bot; the data directory; that the homeserver
+answers; that the bot account logs in (reusing `data_dir/session.json`, see
+`adapter.operator_session`, so no device is left behind); whether Synapse
+rate-limits the bot (readable only with an admin token: `--admin-token` or
+`RPBOT_ADMIN_TOKEN`; otherwise "unknown"); and that the LLM endpoint answers
+a one-token request. Each check prints OK, WARN or FAIL; the command exits 1
+if any check failed. Secrets are never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+import httpx
+
+from adapter.config import Config, ConfigError, LLMConfig, load_config
+from adapter.operator_session import SessionError, bot_session
+
+Verdict = Literal["OK", "WARN", "FAIL"]
+HTTP_TIMEOUT_S = 15.0
+
+
+def lift_limits_hint(user_id: str, homeserver: str = "https://matrix.example.org") -> str:
+    """How an operator lifts the bot's rate limits (Synapse admin API), as a shell command."""
+    return (
+        "curl -X POST -H \"Authorization: Bearer $ADMIN_TOKEN\" "
+        f"-d '{{\"messages_per_second\": 0, \"burst_count\": 0}}' "
+        f"{homeserver}/_synapse/admin/v1/users/{user_id}/override_ratelimit"
+    )
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    verdict: Verdict
+    detail: str
+
+
+def format_checks(checks: list[Check]) -> str:
+    width = max(len(check.name) for check in checks)
+    return "\n".join(f"{check.verdict:<4}  {check.name:<{width}}  {check.detail}" for check in checks)
+
+
+def check_data_dir(config: Config) -> Check:
+    data_dir = Path(config.storage.data_dir)
+    if not data_dir.exists():
+        parent = data_dir.resolve().parent
+        if os.access(parent, os.W_OK):
+            return Check("data_dir", "WARN", f"{data_dir} does not exist yet; the bot will create it")
+        return Check("data_dir", "FAIL", f"{data_dir} does not exist and {parent} is not writable")
+    if not os.access(data_dir, os.W_OK):
+        return Check("data_dir", "FAIL", f"{data_dir} is not writable by this user")
+    stories = "engine.sqlite3 present" if (data_dir / "engine.sqlite3").exists() else "no engine.sqlite3 yet (a new install)"
+    return Check("data_dir", "OK", f"{data_dir} ({stories})")
+
+
+async def check_rate_limit(http: httpx.AsyncClient, user_id: str, token: str, admin_token: str | None) -> Check:
+    path = f"/_synapse/admin/v1/users/{quote(user_id, safe='@:')}/override_ratelimit"
+    hint = lift_limits_hint(user_id, str(http.base_url).rstrip("/"))
+    response = await http.get(path, headers={"Authorization": f"Bearer {admin_token or token}"})
+    if response.status_code == 200:
+        body = response.json()
+        if body.get("messages_per_second") == 0 and body.get("burst_count") == 0:
+            return Check("rate limits", "OK", f"{user_id} is exempt from message rate limits")
+        if body:
+            return Check("rate limits", "WARN", f"{user_id} has an override {body}; lift it fully with: {hint}")
+        return Check("rate limits", "WARN", f"{user_id} is rate limited (Synapse's defaults, about 12 events a minute); lift with: {hint}")
+    if response.status_code in (401, 403):
+        return Check(
+            "rate limits",
+            "WARN",
+            "unknown (needs an admin token: pass --admin-token or set RPBOT_ADMIN_TOKEN); "
+            f"if the bot is limited, lift with: {hint}",
+        )
+    return Check("rate limits", "WARN", f"unknown (the homeserver answered {response.status_code}; not Synapse?)")
+
+
+async def check_llm(llm: LLMConfig) -> list[Check]:
+    if llm.provider == "demo":
+        return [Check("llm", "OK", "provider \"demo\": the offline demo model (no endpoint to check)")]
+    headers = {"Authorization": f"Bearer {llm.api_key}"} if llm.api_key else {}
+    base = llm.base_url.rstrip("/")
+    checks: list[Check] = []
+    async with httpx.AsyncClient(timeout=min(llm.timeout_s, 60), headers=headers) as http:
+        try:
+            models = await http.get(f"{base}/models")
+        except httpx.HTTPError as exc:
+            return [Check("llm endpoint", "FAIL", f"{base} does not answer: {exc.__class__.__name__}: {exc}")]
+        if models.status_code == 200:
+            try:
+                listed = {entry.get("id") for entry in models.json().get("data", [])}
+            except (ValueError, AttributeError):
+                listed = set()
+            missing = [m for m in {llm.narrative_model, llm.classifier_model} if m and listed and m not in listed]
+            if missing:
+                checks.append(Check("llm models", "WARN", f"{', '.join(sorted(missing))} not in {base}/models ({len(listed)} listed)"))
+            else:
+                checks.append(Check("llm models", "OK", f"{base}/models answers ({len(listed)} models)"))
+        elif models.status_code in (401, 403):
+            return [Check("llm endpoint", "FAIL", f"{base}/models refused the key ({models.status_code}): check llm.api_key")]
+        else:
+            checks.append(Check("llm models", "WARN", f"{base}/models answered {models.status_code} (some servers do not list models)"))
+        body = {"model": llm.narrative_model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 1, "stream": False}
+        try:
+            completion = await http.post(f"{base}/chat/completions", json=body, headers={"X-RPBot-Purpose": "doctor"})
+        except httpx.HTTPError as exc:
+            checks.append(Check("llm completion", "FAIL", f"one-token request failed: {exc.__class__.__name__}: {exc}"))
+            return checks
+        if completion.status_code == 200:
+            checks.append(Check("llm completion", "OK", f"{llm.narrative_model} answered a one-token request"))
+        else:
+            checks.append(Check("llm completion", "FAIL", f"{llm.narrative_model} answered {completion.status_code}: {completion.text[:200]}"))
+    return checks
+
+
+async def run_checks(config_path: Path, admin_token: str | None = None) -> list[Check]:
+    """Every check, in order; stops early only when a later check cannot run."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        return [Check("config", "FAIL", str(exc).replace("\n", " "))]
+    checks = [Check("config", "OK", f"{config_path} (bot {config.matrix.user_id}, llm {config.llm.provider})")]
+    if config.matrix.allowed_users:
+        checks.append(Check("allowed_users", "OK", ", ".join(config.matrix.allowed_users)))
+    else:
+        checks.append(Check("allowed_users", "WARN", "empty: nobody may use the bot (set matrix.allowed_users, e.g. [\"@*:example.org\"])"))
+    checks.append(check_data_dir(config))
+    homeserver = config.matrix.homeserver
+    async with httpx.AsyncClient(base_url=homeserver, timeout=HTTP_TIMEOUT_S) as http:
+        try:
+            versions = await http.get("/_matrix/client/versions")
+            versions.raise_for_status()
+            checks.append(Check("homeserver", "OK", f"{homeserver} answers (spec versions up to {versions.json().get('versions', ['?'])[-1]})"))
+        except (httpx.HTTPError, ValueError) as exc:
+            checks.append(Check("homeserver", "FAIL", f"{homeserver} does not answer as a Matrix homeserver: {exc}"))
+            checks.extend(await check_llm(config.llm))
+            return checks
+        try:
+            async with bot_session(config, http) as session:
+                device = f", device {session.device_id}" if session.device_id else ""
+                checks.append(Check("login", "OK", f"{session.user_id} via {session.how}{device}"))
+                checks.append(await check_rate_limit(http, session.user_id, session.access_token, admin_token))
+        except SessionError as exc:
+            checks.append(Check("login", "FAIL", str(exc)))
+        except httpx.HTTPError as exc:
+            checks.append(Check("login", "FAIL", f"the homeserver did not answer the login: {exc}"))
+    checks.extend(await check_llm(config.llm))
+    return checks

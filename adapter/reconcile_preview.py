@@ -1,0 +1,116 @@
+"""`rpbot reconcile --dry-run`: what the next start would rebuild in the cache, changing nothing.
+
+It does what startup does up to the decision: one full-state sync as the bot
+(reusing its saved session, see `adapter.operator_session`), then the pure
+`plan_reconciliation` against a private copy of `adapter.sqlite3`, so neither
+the store nor any room state is touched. It prints the store rows that would
+be written (rooms, users), the room-state events that would be sent, and the
+players whose onboarding would be finished. Safe while the bot runs: the sync
+starts from the sync token the bot has already saved (so it acknowledges
+nothing the bot has not seen) and its response is never followed up.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+from contextlib import closing
+from pathlib import Path
+
+import httpx
+from nio import AsyncClient, AsyncClientConfig
+
+from adapter.config import Config
+from adapter.matrix.bot import initial_sync_response, prepare_live_sync
+from adapter.matrix.reconciliation import ReconcilePlan, plan_reconciliation
+from adapter.matrix.store import StateStore, get_sync_token
+from adapter.operator_session import bot_session
+
+
+class DryRunError(RuntimeError):
+    """The dry run could not sync with the homeserver."""
+
+
+def read_only_uri(path: Path) -> str:
+    """An SQLite URI that reads `path` without creating or changing any file next to it.
+
+    With no WAL file present (the bot is stopped, or checkpointed), `immutable=1` keeps
+    SQLite from creating empty -wal/-shm files; with one present, plain read-only mode
+    reads the WAL too (the bot may be running)."""
+    wal = path.with_name(path.name + "-wal")
+    return f"file:{path}?mode=ro" if wal.exists() else f"file:{path}?immutable=1"
+
+
+def copy_store(source: Path, target: Path) -> None:
+    """A consistent copy of adapter.sqlite3 (WAL included) through SQLite's backup API, read-only at the source."""
+    if not source.exists():
+        return
+    with closing(sqlite3.connect(read_only_uri(source), uri=True)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+
+
+async def plan_restart(config: Config) -> tuple[ReconcilePlan, int]:
+    """The plan a restart would apply now, and how many joined rooms the sync saw."""
+    data_dir = Path(config.storage.data_dir)
+    scratch = Path(tempfile.mkdtemp(prefix="rpbot-dry-run-"))
+    try:
+        copy_store(data_dir / "adapter.sqlite3", scratch / "adapter.sqlite3")
+        store = await StateStore.open(scratch / "adapter.sqlite3")
+        try:
+            async with httpx.AsyncClient(base_url=config.matrix.homeserver, timeout=30) as http:
+                async with bot_session(config, http) as session:
+                    client = AsyncClient(
+                        config.matrix.homeserver,
+                        session.user_id,
+                        device_id=session.device_id or "",
+                        store_path=str(scratch),
+                        config=AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False),
+                    )
+                    try:
+                        client.restore_login(session.user_id, session.device_id or "", session.access_token)
+                        client.next_batch = await get_sync_token(store)  # type: ignore[assignment]
+                        next_batch = await prepare_live_sync(client)
+                        if next_batch is None:
+                            raise DryRunError("the full-state sync failed; see the log")
+                        response = initial_sync_response(client)
+                        assert response is not None
+                        server_name = session.user_id.split(":", 1)[1]
+                        plan = await plan_reconciliation(store, response, session.user_id, server_name)
+                        return plan, len(response.rooms.join)
+                    finally:
+                        await client.close()
+        finally:
+            await store.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def format_plan(plan: ReconcilePlan, joined_rooms: int) -> str:
+    lines = [
+        "Dry run: nothing was changed.",
+        f"Full-state sync: {joined_rooms} joined rooms, {plan.rooms_seen} with an rpbot identity.",
+    ]
+    lines.append(f"Room writes ({len(plan.room_writes)}):")
+    for room in plan.room_writes:
+        extra = "".join(
+            f" {label}={value}"
+            for label, value in (("space", room.space_id), ("chat", room.chat_id), ("platform", room.platform_chat_id))
+            if value and not (label == "space" and value == room.room_id)
+        )
+        lines.append(f"  {room.room_id}  {room.room_type}  owner={room.matrix_user_id}{extra}")
+    lines.append(f"User writes ({len(plan.user_writes)}):")
+    for user in plan.user_writes:
+        lines.append(f"  {user.user_id}  space={user.space_id}  lobby={user.lobby_room_id}")
+    lines.append(f"State writes ({len(plan.state_writes)}):")
+    for state in plan.state_writes:
+        key = f" state_key={state.state_key}" if state.state_key else ""
+        lines.append(f"  {state.room_id}  {state.event_type}{key}")
+    lines.append(f"Unfinished onboardings ({len(plan.users_to_finish)}):")
+    for owner in plan.users_to_finish:
+        lines.append(f"  {owner}")
+    if plan.highest_platform_number:
+        lines.append(f"Platform chat id counter: at least {plan.highest_platform_number}.")
+    if not (plan.room_writes or plan.user_writes or plan.state_writes or plan.users_to_finish):
+        lines.append("The cache is in step with Matrix: a restart would rebuild nothing.")
+    return "\n".join(lines)
