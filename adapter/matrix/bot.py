@@ -31,6 +31,7 @@ from nio import (
 from adapter.config import Config
 from adapter.matrix.context import BotContext
 from adapter.matrix.dispatcher import Dispatcher
+from adapter.matrix.handlers.auth import resume_onboarding
 from adapter.matrix.outgoing import MatrixSender, OutgoingEvent
 from adapter.matrix.reconciliation import reconcile_from_space_topology
 from adapter.matrix.store import (
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 
 SYNC_TIMEOUT_MS = 30_000
 CATCH_UP_TIMELINE_LIMIT = 40
+# Sync retries back off 1, 2, 4, 8, 15, 15... s: at most four requests a minute to a dead
+# homeserver, and a player waits at most ~15 s after it is back (60 s made it half a minute).
+MAX_SYNC_BACKOFF_S = 15.0
 
 
 def catch_up_filter() -> dict:
@@ -193,13 +197,16 @@ class MatrixBot:
                 await asyncio.sleep(2)
         await self._e2ee_housekeeping()
         full_sync = initial_sync_response(self.client)
-        await reconcile_from_space_topology(ctx, full_sync)
+        reconciled = await reconcile_from_space_topology(ctx, full_sync)
         await self.dispatcher.redeliver_pending()
+        await self.dispatcher.retry_undecrypted()
         if full_sync is not None:
             await self.dispatcher.dispatch_sync(full_sync, include_timeline=False)  # invites that came while we were away
-            await self.dispatcher.catch_up(full_sync)
+            await self.dispatcher.catch_up(full_sync, since_saved_token=saved_token is not None)
         if next_batch is not None:
             await set_sync_token(self.store, next_batch)
+        for owner in reconciled.users_to_finish:  # its new rooms need the live sync: not awaited here
+            self.dispatcher.spawn(f"user:{owner}", lambda owner=owner: resume_onboarding(ctx, owner))
         self.ready.set()
         log.info("ready as %s (device %s)", self.client.user_id, self.client.device_id)
 
@@ -252,11 +259,13 @@ class MatrixBot:
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 except TimeoutError:
                     pass
-                backoff = min(backoff * 2, 60)
+                backoff = min(backoff * 2, MAX_SYNC_BACKOFF_S)
                 continue
             backoff = 1.0
             await self._e2ee_housekeeping()
             await self.dispatcher.dispatch_sync(response)
+            if response.to_device_events:  # keys may have come for messages we could not read
+                await self.dispatcher.retry_undecrypted()
             await set_sync_token(self.store, response.next_batch)
 
     async def run(self) -> None:

@@ -10,7 +10,9 @@ bound, and senders who do not own the room are ignored.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,10 +34,13 @@ from adapter.matrix.handlers.messages import run_regenerate, run_turn
 from adapter.matrix.outgoing import SendMessage, txn_id_for
 from adapter.matrix.render import notice
 from adapter.matrix.store import (
+    forget_undecrypted,
     get_room_meta,
+    keep_undecrypted,
     latest_reply_event,
     pending_deliveries,
     record_pending_delivery,
+    undecrypted_events,
 )
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,14 @@ def strip_reply_fallback(body: str) -> str:
     while index < len(lines) and lines[index].startswith(">"):
         index += 1
     return "\n".join(lines[index:]).lstrip("\n")
+
+
+def _is_story_line(event: Any) -> bool:
+    """A plain in-story line (not a command, not an edit): safe to dispatch twice."""
+    if not isinstance(event, RoomMessageText):
+        return False
+    relates_to = event.source.get("content", {}).get("m.relates_to") or {}
+    return relates_to.get("rel_type") != "m.replace" and not event.body.strip().startswith("!")
 
 
 class Dispatcher:
@@ -106,7 +119,7 @@ class Dispatcher:
         if sender == self.ctx.bot_user_id:
             return
         if isinstance(event, MegolmEvent):
-            log.warning("could not decrypt %s in %s (session %s)", event.event_id, room_id, event.session_id)
+            await self.wait_for_key(room_id, event)
             return
         if isinstance(event, ReactionEvent):
             await self.dispatch_reaction(room_id, event)
@@ -166,10 +179,16 @@ class Dispatcher:
         message = SendMessage(room_id, notice(text), txn_id_for(source_event_id, "stranger"))
         self.spawn(room_id, lambda: self.ctx.sender.send(message))  # type: ignore[arg-type,return-value]
 
-    async def catch_up(self, response: SyncResponse, max_pages: int = 5) -> int:
+    async def catch_up(self, response: SyncResponse, max_pages: int = 5, *, since_saved_token: bool = False) -> int:
         """Handle what players said while the bot was away: in each bound room, every event after
         the bot's own last one (the bot answers everything, so those are unanswered). Paginates
-        back when the sync's timeline was cut short. Returns how many events were dispatched."""
+        back when the sync's timeline was cut short. Returns how many events were dispatched.
+
+        With `since_saved_token` (the cache survived) the timeline holds only events the bot may
+        not have recorded, so story lines *before* its last event are dispatched too: a line that
+        arrived just before the bot's edit of an earlier reply, then a crash, was otherwise lost
+        (seen in the crash loop). The deliveries table drops the ones already taken; commands and
+        reactions there are not repeated (they are not idempotent)."""
         dispatched = 0
         for room_id, info in response.rooms.join.items():
             meta = await get_room_meta(self.ctx.store, room_id)
@@ -186,6 +205,11 @@ class Dispatcher:
                 start = older.end
                 pages += 1
             last_bot = max((i for i, e in enumerate(events) if getattr(e, "sender", None) == self.ctx.bot_user_id), default=-1)
+            if since_saved_token and meta.room_type == "chat":
+                for event in events[: last_bot + 1]:
+                    if _is_story_line(event):
+                        await self.dispatch_event(room_id, event)
+                        dispatched += 1
             for event in events[last_bot + 1 :]:
                 await self.dispatch_event(room_id, event)
                 dispatched += 1
@@ -193,6 +217,32 @@ class Dispatcher:
 
     def _has_bot_event(self, events: list[Any]) -> bool:
         return any(getattr(e, "sender", None) == self.ctx.bot_user_id for e in events)
+
+    async def wait_for_key(self, room_id: str, event: MegolmEvent) -> None:
+        """Keep an event we cannot decrypt yet (durably, before the sync token moves) and ask for its key."""
+        if await keep_undecrypted(self.ctx.store, room_id, event.event_id, json.dumps(event.source), time.time()):
+            log.warning("waiting for the key of %s in %s (session %s)", event.event_id, room_id, event.session_id)
+            try:
+                await self.ctx.client.request_room_key(event)
+            except Exception:  # noqa: BLE001  (a key request is best effort; the sender may share it anyway)
+                log.debug("room key request for %s failed", event.event_id, exc_info=True)
+
+    async def retry_undecrypted(self) -> int:
+        """Dispatch every kept event whose key has arrived since; return how many."""
+        done = 0
+        for room_id, event_id, event_json in await undecrypted_events(self.ctx.store):
+            encrypted = MegolmEvent.from_dict(json.loads(event_json))
+            encrypted.room_id = room_id
+            try:
+                decrypted = self.ctx.client.decrypt_event(encrypted)
+            except Exception:  # noqa: BLE001  (nio raises EncryptionError and friends while the key is missing)
+                continue
+            if isinstance(decrypted, MegolmEvent):
+                continue
+            await forget_undecrypted(self.ctx.store, event_id)
+            await self.dispatch_event(room_id, decrypted)
+            done += 1
+        return done
 
     async def redeliver_pending(self) -> int:
         """Start the turns owed from before a restart (the engine returns finished ones without regenerating)."""

@@ -53,6 +53,9 @@ class ReconcileReport:
     backfilled: int = 0
     links_added: int = 0
     onboardings_resumed: int = 0
+    # Owners whose onboarding a crash cut short (a Space without its lobby or first story). The
+    # caller finishes them once the live sync runs: a new room is only usable after a sync shows it.
+    users_to_finish: tuple[str, ...] = ()
 
 
 @dataclass
@@ -171,16 +174,9 @@ async def reconcile_from_space_topology(ctx: BotContext, response: SyncResponse 
         await set_user_meta(ctx.store, user)
     if plan.highest_platform_number:
         await raise_counter_to(ctx.store, "platform_chat_id", plan.highest_platform_number)
-    resumed = 0
-    if plan.users_to_finish:
-        from adapter.matrix.handlers.auth import ensure_onboarded
-
-        for owner in plan.users_to_finish:
-            async with ctx.user_locks[owner]:
-                await ensure_onboarded(ctx, owner)
-            resumed += 1
     report = ReconcileReport(
-        plan.rooms_seen, len(plan.room_writes), len(plan.user_writes), plan.backfilled, plan.links_added, resumed
+        plan.rooms_seen, len(plan.room_writes), len(plan.user_writes), plan.backfilled, plan.links_added,
+        len(plan.users_to_finish), tuple(plan.users_to_finish),
     )
     log.info("reconciled: %s", report)
     return report

@@ -8,6 +8,7 @@ writes can inject markup into a client.
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
 
 import nh3
@@ -23,16 +24,39 @@ def markdown_to_html(text: str) -> str:
     return nh3.clean(rendered, tags=_ALLOWED_TAGS, attributes={"a": {"href"}}, link_rel=None)
 
 
+# Synapse refuses events over 64 KiB (M_TOO_LARGE), signatures included. A reply's content is kept
+# under MAX_CONTENT_BYTES so that its edit (the new content plus a short fallback) fits as well.
+MAX_CONTENT_BYTES = 28_000
+EDIT_FALLBACK_CHARS = 1_000
+CUT_NOTE = "\n\n…(cut here: too long for one Matrix message)"
+
+
+def content_bytes(content: dict[str, Any]) -> int:
+    return len(json.dumps(content, ensure_ascii=False).encode())
+
+
 def character_reply(speaker: str, text: str, *, truncated: bool = False) -> dict[str, Any]:
-    """One character's turn as a message: the name shown first, markdown rendered."""
+    """One character's turn as a message: the name shown first, markdown rendered.
+
+    A reply too big for one Matrix event is shown as plain text, and if still too big, cut with
+    a note (the engine keeps the whole text); the homeserver would refuse it otherwise.
+    """
     suffix = " …(stopped)" if truncated else ""
     body_text = text if text else "…"
-    return {
+    content = {
         "msgtype": "m.text",
         "body": f"{speaker}: {body_text}{suffix}",
         "format": "org.matrix.custom.html",
         "formatted_body": f"<strong>{html.escape(speaker)}</strong>: {_inline(markdown_to_html(body_text))}{html.escape(suffix)}",
     }
+    if content_bytes(content) <= MAX_CONTENT_BYTES:
+        return content
+    plain = {"msgtype": "m.text", "body": content["body"]}
+    keep = len(body_text)
+    while content_bytes(plain) > MAX_CONTENT_BYTES and keep > 0:
+        keep = keep * 3 // 4
+        plain["body"] = f"{speaker}: {body_text[:keep]}{CUT_NOTE}{suffix}"
+    return plain
 
 
 def _inline(rendered: str) -> str:
@@ -50,9 +74,14 @@ def notice(text: str) -> dict[str, Any]:
 def edit_of(event_id: str, new_content: dict[str, Any]) -> dict[str, Any]:
     """An `m.replace` edit of `event_id` carrying the whole new content."""
     content = dict(new_content)
-    content["body"] = "* " + new_content["body"]
+    body = new_content["body"]
+    content["body"] = "* " + (body if len(body) <= EDIT_FALLBACK_CHARS else body[:EDIT_FALLBACK_CHARS] + "…")
     if "formatted_body" in new_content:
-        content["formatted_body"] = "* " + new_content["formatted_body"]
+        if len(new_content["formatted_body"]) <= EDIT_FALLBACK_CHARS:
+            content["formatted_body"] = "* " + new_content["formatted_body"]
+        else:  # clients without edits get the short plain fallback; the event stays small
+            content.pop("formatted_body")
+            content.pop("format", None)
     content["m.new_content"] = new_content
     content["m.relates_to"] = {"rel_type": "m.replace", "event_id": event_id}
     return content

@@ -115,7 +115,7 @@ async def create_space(ctx: BotContext, owner: str, notify_room: str | None = No
     meta = UserMeta(user_id=owner, space_id=space_id)
     await set_user_meta(ctx.store, meta)
     await set_room_meta(ctx.store, RoomMeta(space_id, "space", owner, space_id=space_id))
-    log.info("created space %s for %s", space_id, owner)
+    log.info("created space %s", space_id, extra={"room_id": space_id, "user_id": owner})
     return meta
 
 
@@ -168,5 +168,5 @@ async def create_story_room(
     await link_child(ctx, space_id, room_id, order=f"1{platform_chat_id.removeprefix('mx-').zfill(8)}")
     greeting = await ctx.engine.greeting(chat.chat_id)
     await ctx.sender.send(SendMessage(room_id, character_reply(greeting.speaker, greeting.text), txn_id_for(room_id, "greeting")))
-    log.info("created story room %s (chat %s) for %s", room_id, chat.chat_id, owner)
+    log.info("created story room %s", room_id, extra={"room_id": room_id, "chat_id": chat.chat_id, "user_id": owner})
     return room_id

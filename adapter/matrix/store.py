@@ -54,6 +54,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (source_event_id, speaker)
     );
     """,
+    # 3: messages that could not be decrypted yet, kept (as received) until their key arrives.
+    """
+    CREATE TABLE undecrypted (
+        event_id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        event_json TEXT NOT NULL,
+        first_seen REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -264,6 +273,17 @@ async def set_reply_message(store: StateStore, source_event_id: str, speaker: st
         await store.conn.commit()
 
 
+async def newest_failed_delivery(store: StateStore, room_id: str) -> Delivery | None:
+    """The room's newest player line if its turn failed (no reply came): what `!regen` answers first."""
+    async with store.conn.execute(
+        "SELECT source_event_id, room_id, chat_id, text, status, turn_id, reply_event_id FROM deliveries"
+        " WHERE room_id = ? ORDER BY rowid DESC LIMIT 1",
+        (room_id,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return Delivery(**dict(row)) if row is not None and row["status"] == "failed" else None
+
+
 async def latest_reply_event(store: StateStore, room_id: str) -> str | None:
     """The message holding the room's newest delivered reply (what a regenerate replaces)."""
     async with store.conn.execute(
@@ -273,3 +293,27 @@ async def latest_reply_event(store: StateStore, room_id: str) -> str | None:
     ) as cursor:
         row = await cursor.fetchone()
     return row[0] if row else None
+
+
+async def keep_undecrypted(store: StateStore, room_id: str, event_id: str, event_json: str, now: float) -> bool:
+    """Remember an event whose key has not arrived; False if it was already kept."""
+    async with store.write_lock:
+        async with store.conn.execute(
+            "INSERT INTO undecrypted (event_id, room_id, event_json, first_seen) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (event_id, room_id, event_json, now),
+        ) as cursor:
+            inserted = cursor.rowcount == 1
+        await store.conn.commit()
+    return inserted
+
+
+async def undecrypted_events(store: StateStore) -> list[tuple[str, str, str]]:
+    """(room_id, event_id, event_json) of every event still waiting for its key, oldest first."""
+    rows = await store.conn.execute_fetchall("SELECT room_id, event_id, event_json FROM undecrypted ORDER BY first_seen")
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+async def forget_undecrypted(store: StateStore, event_id: str) -> None:
+    async with store.write_lock:
+        await store.conn.execute_fetchall("DELETE FROM undecrypted WHERE event_id = ?", (event_id,))
+        await store.conn.commit()

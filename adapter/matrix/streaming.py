@@ -47,6 +47,7 @@ class StreamingReply:
         self._shown = ""
         self._last_send = 0.0
         self._changed = asyncio.Event()
+        self._show_lock = asyncio.Lock()  # one send at a time: the pump's edit, then the final one
         self._pump: asyncio.Task[None] | None = None
 
     @property
@@ -74,6 +75,13 @@ class StreamingReply:
             text = self._latest
             if text == self._shown:
                 continue
+            # Shielded: `finish` cancels the pump, and a send cut off half way (the homeserver has
+            # the message, we do not have its id) would make `finish` re-send under the same
+            # transaction id and get the stale first chunk back as "the" message, never edited.
+            await asyncio.shield(self._show_locked(text))
+
+    async def _show_locked(self, text: str) -> None:
+        async with self._show_lock:
             await self._show(text, final=False)
 
     async def _show(self, text: str, *, final: bool, truncated: bool = False) -> None:
@@ -102,6 +110,7 @@ class StreamingReply:
                 pass
             except Exception:
                 log.exception("streaming edit failed in %s; the final text is sent anyway", self.room_id)
-        if self.event_id is None or text != self._shown or truncated:
-            await self._show(text, final=True, truncated=truncated)
+        async with self._show_lock:  # waits for an edit still in flight, so its event id is known
+            if self.event_id is None or text != self._shown or truncated:
+                await self._show(text, final=True, truncated=truncated)
         return self.event_id

@@ -31,7 +31,7 @@ NOT_ALLOWED_REASON = "This bot is private: your account is not on its list of al
 async def handle_invite(ctx: BotContext, room_id: str, inviter: str) -> None:
     """React to the bot being invited to `room_id` by `inviter`."""
     if not ctx.config.matrix.is_allowed(inviter):
-        log.info("rejecting invite to %s from %s: not allowed", room_id, inviter)
+        log.info("rejecting invite: inviter not allowed", extra={"room_id": room_id, "user_id": inviter})
         await ctx.sender.send(LeaveRoom(room_id, NOT_ALLOWED_REASON))
         return
     async with ctx.user_locks[inviter]:
@@ -64,8 +64,15 @@ async def ensure_onboarded(ctx: BotContext, user_id: str, notify_room: str | Non
         try:
             await create_story_room(ctx, user_id, meta.space_id, host=characters[0].character_id, notify_room=notify_room)
         except SendFailed:
-            log.exception("first story room for %s could not be made", user_id)
+            log.exception("first story room could not be made", extra={"user_id": user_id})
     return meta.space_id
+
+
+async def resume_onboarding(ctx: BotContext, user_id: str) -> None:
+    """Finish an onboarding a crash cut short (found by reconciliation); run once the live sync runs."""
+    async with ctx.user_locks[user_id]:
+        space_id = await ensure_onboarded(ctx, user_id)
+    log.info("resumed the onboarding of %s in %s", user_id, space_id)
 
 
 def welcome_text(ctx: BotContext, space_id: str) -> str:

@@ -18,6 +18,7 @@ from adapter.matrix.store import (
     latest_reply_event,
     mark_delivered,
     mark_failed,
+    newest_failed_delivery,
     set_reply_message,
 )
 from adapter.matrix.streaming import StreamingReply
@@ -43,9 +44,16 @@ async def _reply_stream(ctx: BotContext, meta: RoomMeta, source_event_id: str, s
     return StreamingReply(ctx.sender, meta.room_id, source_event_id, speaker, event_id=shown, on_first_shown=remember)
 
 
-async def run_turn(ctx: BotContext, meta: RoomMeta, text: str, source_event_id: str) -> None:
-    """Answer one in-story line: stream the character's reply into the room."""
+async def run_turn(ctx: BotContext, meta: RoomMeta, text: str, source_event_id: str, attempt_event_id: str | None = None) -> None:
+    """Answer one in-story line: stream the character's reply into the room.
+
+    `attempt_event_id` is the event asking for a retry of a failed line (a `!regen`): a second
+    failure notice gets its own transaction id, so the homeserver does not swallow it as a repeat.
+    """
     assert meta.chat_id is not None
+    where = {"room_id": meta.room_id, "chat_id": meta.chat_id, "event_id": source_event_id}
+    log.info("turn started", extra=where)
+    log.debug("turn text: %r", text, extra=where)  # message bodies only at DEBUG
     await ctx.sender.send(SetTyping(meta.room_id, True))
     reply: StreamingReply | None = None
     try:
@@ -63,16 +71,17 @@ async def run_turn(ctx: BotContext, meta: RoomMeta, text: str, source_event_id: 
             if update.done:
                 event_id = await reply.finish(update.text, truncated=update.truncated)
                 await mark_delivered(ctx.store, source_event_id, event_id, update.turn_id)
+                log.info("reply delivered%s", " (truncated)" if update.truncated else "", extra=where)
             else:
                 reply.push(update.text)
     except LLMError as exc:
-        log.warning("turn failed in %s: %s", meta.room_id, exc)
+        log.warning("turn failed: %s", exc, extra=where)
         await mark_failed(ctx.store, source_event_id)
         await ctx.sender.send(
             SendMessage(
                 meta.room_id,
-                notice(f"The story paused: the language model did not answer ({exc.__class__.__name__}). Send your line again to retry."),
-                txn_id_for(source_event_id, "error"),
+                notice(f"The story paused: the language model did not answer ({exc.__class__.__name__}). Send `!regen` to try again."),
+                txn_id_for(attempt_event_id or source_event_id, "error"),
             )
         )
     finally:
@@ -82,6 +91,10 @@ async def run_turn(ctx: BotContext, meta: RoomMeta, text: str, source_event_id: 
 async def run_regenerate(ctx: BotContext, meta: RoomMeta, source_event_id: str) -> None:
     """A new swipe of the newest reply, shown in place: edits of the same message."""
     assert meta.chat_id is not None
+    failed = await newest_failed_delivery(ctx.store, meta.room_id)
+    if failed is not None:  # the newest line never got its reply: answer it, never over an older reply
+        await run_turn(ctx, meta, failed.text, failed.source_event_id, attempt_event_id=source_event_id)
+        return
     target = await latest_reply_event(ctx.store, meta.room_id)
     if target is None:
         await ctx.sender.send(SendMessage(meta.room_id, notice("There is no reply to redo yet."), txn_id_for(source_event_id, "regen")))
@@ -97,7 +110,7 @@ async def run_regenerate(ctx: BotContext, meta: RoomMeta, source_event_id: str) 
             else:
                 reply.push(update.text)
     except LLMError as exc:
-        log.warning("regenerate failed in %s: %s", meta.room_id, exc)
+        log.warning("regenerate failed: %s", exc, extra={"room_id": meta.room_id, "chat_id": meta.chat_id})
         await ctx.sender.send(
             SendMessage(
                 meta.room_id,

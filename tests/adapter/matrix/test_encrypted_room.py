@@ -6,10 +6,14 @@ The player is a real E2EE client (matrix-nio with vodozemac), as Element would b
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
-from nio import AsyncClient, AsyncClientConfig, MegolmEvent, RoomMessageText
+
+from nio import AsyncClient, AsyncClientConfig, MegolmEvent, RoomMessageText, RoomSendResponse
+from nio.api import Api
 
 from tests.support.bot_process import BotProcess, write_config
 from tests.support.synapse import SynapseServer
@@ -25,6 +29,12 @@ async def e2ee_player(synapse: SynapseServer, store: Path) -> AsyncClient:
     await client.keys_upload()
     await client.sync(timeout=0, full_state=True)
     return client
+
+
+def delivery_status(adapter_db: Path, event_id: str) -> str | None:
+    with sqlite3.connect(adapter_db) as conn:
+        row = conn.execute("SELECT status FROM deliveries WHERE source_event_id = ?", (event_id,)).fetchone()
+    return row[0] if row else None
 
 
 async def sync_until(client: AsyncClient, predicate, timeout_s: float = 60.0):
@@ -90,6 +100,28 @@ async def test_an_encrypted_story_room_is_answered_encrypted(synapse: SynapseSer
         await player.room_send(story_id, "m.room.message", {"msgtype": "m.text", "body": "Still there?"}, ignore_unverified_devices=True)
         await sync_until(player, lambda: len(reply()) >= 2)
         assert not [e for r, e in received if isinstance(e, MegolmEvent)], "the player could not decrypt something after the restart"
+
+        # A line whose key arrives late is kept and answered once the key comes, not dropped.
+        await player.joined_members(story_id)
+        player.olm.rotate_outbound_group_session(story_id)
+        session = player.olm.outbound_group_sessions[story_id]
+        session.shared = True  # pretend: the key is withheld from the bot for now
+        key_at_index_0 = session.session_key
+
+        class KeyAsBeforeTheMessage(type(session)):  # what a real late share carries: the key from index 0
+            @property
+            def session_key(self) -> str:
+                return key_at_index_0
+
+        session.__class__ = KeyAsBeforeTheMessage
+        message_type, content = player.encrypt(story_id, "m.room.message", {"msgtype": "m.text", "body": "A line with a late key."})
+        method, path, data = Api.room_send(player.access_token, story_id, message_type, content, uuid.uuid4())
+        late = await player._send(RoomSendResponse, method, path, data, (story_id,))
+        await asyncio.to_thread(bot.wait_for_log, "waiting for the key", 20)
+        assert delivery_status(tmp_path / "data" / "adapter.sqlite3", late.event_id) is None  # not answered blind
+        session.shared = False
+        await player.share_group_session(story_id, ignore_unverified_devices=True)
+        await sync_until(player, lambda: delivery_status(tmp_path / "data" / "adapter.sqlite3", late.event_id) == "delivered")
     finally:
         await player.close()
         await asyncio.to_thread(bot.stop)

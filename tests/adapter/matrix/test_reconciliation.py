@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from nio import SyncResponse
 
-from adapter.matrix.reconciliation import legacy_platform_chat_id, plan_reconciliation, reconcile_from_space_topology
+from adapter.matrix.reconciliation import ReconcileReport, legacy_platform_chat_id, plan_reconciliation, reconcile_from_space_topology
 from adapter.matrix.store import (
     RoomMeta,
     StateStore,
@@ -202,13 +202,14 @@ async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatc
 
     async def fake_reconcile(ctx, response):  # noqa: ANN001
         calls.append("reconcile")
+        return ReconcileReport(0, 0, 0)
 
     monkeypatch.setattr(bot_module.MatrixBot, "login", fake_login)
     monkeypatch.setattr(bot_module, "prepare_live_sync", fake_prepare)
     monkeypatch.setattr(bot_module, "reconcile_from_space_topology", fake_reconcile)
     monkeypatch.setattr(bot_module.Dispatcher, "redeliver_pending", lambda self: _record(calls, "redeliver"))
     monkeypatch.setattr(bot_module.Dispatcher, "dispatch_sync", lambda self, r, include_timeline=True: _record(calls, f"dispatch(timeline={include_timeline})"))
-    monkeypatch.setattr(bot_module.Dispatcher, "catch_up", lambda self, r: _record(calls, "catch_up"))
+    monkeypatch.setattr(bot_module.Dispatcher, "catch_up", lambda self, r, **kwargs: _record(calls, "catch_up"))
     config = Config(matrix=MatrixConfig(homeserver="http://127.0.0.1:1", user_id=BOT, password="x"), storage=StorageConfig(data_dir=tmp_path))
     bot = bot_module.MatrixBot(config, engine=None)  # type: ignore[arg-type]
     await bot.start()
