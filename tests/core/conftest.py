@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from core.engine import Engine
-
 from core.eventlog import Database, open_database
 from core.eventlog.events import CharacterRegistered
 from core.eventlog.migrations import PROJECTION_TABLES

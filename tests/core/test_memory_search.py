@@ -15,7 +15,9 @@ from tests.core.conftest import STORY_START, check_fts_index
 
 
 async def test_search_finds_witnessed_memories_by_words_and_stems(db, chat):
-    kept = await memory.record_memory(db, "chat-1", "Ada hid the silver key under the lighthouse stairs.", ["you", "ada"])
+    kept = await memory.record_memory(
+        db, "chat-1", "Ada hid the silver key under the lighthouse stairs.", ["you", "ada"]
+    )
     await memory.record_memory(db, "chat-1", "Bram sang a song about the sea.", ["you", "bram"])
     hits = await memory.search_memories(db, "chat-1", "ada", "Where are the keys hidden?")
     assert [h.memory.memory_id for h in hits] == [kept.memory_id]
@@ -70,7 +72,8 @@ async def test_retracted_memories_are_never_read_and_can_be_restored(db, chat):
     with pytest.raises(IllegalTransitionError):
         await memory.retract_memory(db, "chat-1", secret.memory_id)
     await memory.restore_memory(db, "chat-1", secret.memory_id)
-    assert [h.memory.memory_id for h in await memory.search_memories(db, "chat-1", "ada", "heron")] == [secret.memory_id]
+    restored = await memory.search_memories(db, "chat-1", "ada", "heron")
+    assert [h.memory.memory_id for h in restored] == [secret.memory_id]
     await check_fts_index(db)
     with pytest.raises(MemoryNotFoundError):
         await memory.retract_memory(db, "chat-1", 12345)

@@ -18,7 +18,9 @@ async def play_long_story(db: Database) -> None:
     await world.set_chat_title(db, one.chat_id, "The lighthouse")
     scene = await world.open_scene(db, one.chat_id, title="Harbour", present=["you", "ada", "bram"])
     quest = await threads.open_thread(db, one.chat_id, "Who stole the maps?", "Three maps gone in a week.")
-    festival = await plans.plan_world_event(db, one.chat_id, "Lantern festival", due_at=STORY_START + timedelta(hours=5))
+    festival = await plans.plan_world_event(
+        db, one.chat_id, "Lantern festival", due_at=STORY_START + timedelta(hours=5)
+    )
     storm = await plans.plan_world_event(db, one.chat_id, "Storm", due_at=STORY_START + timedelta(hours=2))
     for i in range(12):
         user, _ = await turns.record_turn(db, one.chat_id, "user", "you", f"I ask about the maps, take {i}",
@@ -69,7 +71,7 @@ async def play_long_story(db: Database) -> None:
     # The second chat runs interleaved with its own clock and memories.
     await world.open_scene(db, two.chat_id, present=["you", "cora"])
     for i in range(5):
-        await turns.record_turn(db, two.chat_id, "user", "you", f"Cora, what about the maps {i}?", source_id=f"$user{i}")
+        await turns.record_turn(db, two.chat_id, "user", "you", f"Cora, the maps {i}?", source_id=f"$user{i}")
         await memory.record_memory(db, two.chat_id, f"Cora heard about maps {i}.", ["you", "cora"])
     await world.set_clock(db, two.chat_id, STORY_START + timedelta(days=4), reason="jump")
 
