@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any
 
 from core.eventlog import clear_projections, open_database, replay
 from tests.core.conftest import dump_projections
@@ -21,23 +20,7 @@ class WatchingPlayer(MatrixUser):
     Synapse caps the limit at 100 events a room (`filter_timeline_limit`): sync at least that often.
     """
 
-    TIMELINE_FILTER = '{"room": {"timeline": {"limit": 1000}}}'
-
-    def sync_once(self, timeout_ms: int = 1000) -> None:
-        params: dict[str, Any] = {"timeout": timeout_ms, "filter": self.TIMELINE_FILTER}
-        if self.since:
-            params["since"] = self.since
-        body = self._call("GET", "/_matrix/client/v3/sync", params=params, timeout=timeout_ms / 1000 + 30)
-        self.since = body["next_batch"]
-        rooms = body.get("rooms", {})
-        for room_id, info in rooms.get("join", {}).items():
-            self.timeline.setdefault(room_id, []).extend(info.get("timeline", {}).get("events", []))
-            self.invites.pop(room_id, None)
-        for room_id, info in rooms.get("invite", {}).items():
-            self.invites[room_id] = info.get("invite_state", {}).get("events", [])
-        for room_id in rooms.get("leave", {}):
-            self.left.add(room_id)
-            self.invites.pop(room_id, None)
+    SYNC_FILTER = '{"room": {"timeline": {"limit": 1000}}}'
 
 
 def openai_llm(server: FakeOpenAIServer, timeout_s: float = 30) -> dict:

@@ -98,8 +98,12 @@ class MatrixUser:
         chunk = self._call("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/members")["chunk"]
         return {event["state_key"]: event["content"]["membership"] for event in chunk}
 
+    SYNC_FILTER: str | None = None  # a subclass may ask for longer timelines
+
     def sync_once(self, timeout_ms: int = 1000) -> None:
         params: dict[str, Any] = {"timeout": timeout_ms}
+        if self.SYNC_FILTER:
+            params["filter"] = self.SYNC_FILTER
         if self.since:
             params["since"] = self.since
         body = self._call("GET", "/_matrix/client/v3/sync", params=params, timeout=timeout_ms / 1000 + 30)
