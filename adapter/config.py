@@ -8,7 +8,6 @@ message names each bad or missing key the way an operator writes it
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import tomllib
 from contextvars import ContextVar
@@ -159,8 +158,3 @@ def load_config(path: Path | str | None) -> Config:
         raise ConfigError(f"bad configuration{where}:\n" + "\n".join(lines)) from None
     finally:
         _toml_data.reset(token)
-
-
-def environment_overrides() -> dict[str, str]:
-    """The RPBOT_* variables in the environment (for diagnostics; values of secrets are hidden)."""
-    return {k: ("***" if "PASSWORD" in k or "TOKEN" in k or "KEY" in k else v) for k, v in os.environ.items() if k.startswith("RPBOT_")}

@@ -119,13 +119,5 @@ class InvalidCastError(RpbotError):
 # --- story flow ------------------------------------------------------------------
 
 
-class NoOpenSceneError(RpbotError):
-    """An action needs the chat's open main scene and there is none."""
-
-    def __init__(self, chat_id: str) -> None:
-        super().__init__(f"chat {chat_id!r} has no open scene")
-        self.chat_id = chat_id
-
-
 class InvalidTimeError(RpbotError):
     """A time skip or jump that does not move the story forward (a jump into the past, a zero skip)."""

@@ -22,6 +22,7 @@ Nothing is created for a room that already has an identity.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,31 +76,35 @@ def legacy_platform_chat_id(room_id: str) -> str:
     return "mx-legacy-" + hashlib.sha256(room_id.encode()).hexdigest()[:12]
 
 
+def state_sources(response: SyncResponse) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(room_id, raw event) for every event of every joined room, `state` section then `timeline`
+    (recent state events arrive in the timeline), oldest first, so later ones win."""
+    for room_id, info in response.rooms.join.items():
+        for event in [*info.state, *info.timeline.events]:
+            yield room_id, getattr(event, "source", {}) or {}
+
+
 def identity_events(response: SyncResponse, bot_user_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
     """room_id -> (event type, content) of the newest `org.rpbot.*` state the bot sent there."""
     found: dict[str, tuple[str, dict[str, Any]]] = {}
-    for room_id, info in response.rooms.join.items():
-        for event in [*info.state, *info.timeline.events]:
-            source = getattr(event, "source", {}) or {}
-            if source.get("type") not in (SPACE_STATE, ROOM_STATE) or source.get("state_key") != "":
-                continue
-            if source.get("sender") != bot_user_id:
-                log.warning("ignoring %s in %s sent by %s", source.get("type"), room_id, source.get("sender"))
-                continue
-            content = source.get("content")
-            if isinstance(content, dict) and content:
-                found[room_id] = (source["type"], content)
+    for room_id, source in state_sources(response):
+        if source.get("type") not in (SPACE_STATE, ROOM_STATE) or source.get("state_key") != "":
+            continue
+        if source.get("sender") != bot_user_id:
+            log.warning("ignoring %s in %s sent by %s", source.get("type"), room_id, source.get("sender"))
+            continue
+        content = source.get("content")
+        if isinstance(content, dict) and content:
+            found[room_id] = (source["type"], content)
     return found
 
 
 def space_children(response: SyncResponse) -> dict[str, set[str]]:
     """space_id -> child room ids linked with a `via` (an unlinked child has empty content)."""
     children: dict[str, dict[str, bool]] = {}
-    for room_id, info in response.rooms.join.items():
-        for event in [*info.state, *info.timeline.events]:
-            source = getattr(event, "source", {}) or {}
-            if source.get("type") == "m.space.child" and source.get("state_key"):
-                children.setdefault(room_id, {})[source["state_key"]] = bool((source.get("content") or {}).get("via"))
+    for room_id, source in state_sources(response):
+        if source.get("type") == "m.space.child" and source.get("state_key"):
+            children.setdefault(room_id, {})[source["state_key"]] = bool((source.get("content") or {}).get("via"))
     return {space: {child for child, linked in kids.items() if linked} for space, kids in children.items()}
 
 

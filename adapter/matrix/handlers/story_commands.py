@@ -8,6 +8,8 @@ engine's typed errors become a short message, never a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from adapter.matrix.handlers.commands import STORY_ROOMS, CommandError, Invocation, command, find_character
@@ -26,14 +28,21 @@ def chat_id_of(inv: Invocation) -> str:
     return inv.meta.chat_id
 
 
-async def engine_call(inv: Invocation, call):  # noqa: ANN001, ANN201
-    """Await an engine call; its typed errors become a CommandError-like notice."""
+@contextmanager
+def engine_errors() -> Iterator[None]:
+    """The engine's typed errors, and a model that did not answer, become a CommandError."""
     try:
-        return await call
+        yield
     except LLMError as exc:
         raise CommandError(f"The language model did not answer ({exc.__class__.__name__}); try again.") from exc
     except RpbotError as exc:
         raise CommandError(str(exc)) from exc
+
+
+async def engine_call(inv: Invocation, call):  # noqa: ANN001, ANN201
+    """Await an engine call under `engine_errors`."""
+    with engine_errors():
+        return await call
 
 
 @command("skip", "!skip <duration>", "let time pass, e.g. `!skip 2h`", STORY_ROOMS)
@@ -123,13 +132,9 @@ async def _meanwhile(inv: Invocation) -> list[OutgoingEvent]:
     if first.character_id == second.character_id:
         raise CommandError("A meanwhile scene needs two different characters.")
     premise = " ".join(words[2:])
-    try:
+    with engine_errors():
         async for _ in inv.ctx.engine.meanwhile(chat_id_of(inv), first.character_id, second.character_id, premise):
             pass  # the player was not there: they hear of it on their next turn
-    except LLMError as exc:
-        raise CommandError(f"The language model did not answer ({exc.__class__.__name__}); try again.") from exc
-    except RpbotError as exc:
-        raise CommandError(str(exc)) from exc
     return inv.reply(f"*Meanwhile, {first.name} and {second.name} meet somewhere you are not.* You will hear of it on your next turn.")
 
 
