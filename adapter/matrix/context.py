@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from nio import AsyncClient
@@ -12,6 +10,7 @@ from adapter.config import Config
 from adapter.matrix.outgoing import MatrixSender
 from adapter.matrix.store import StateStore
 from core.engine import Engine
+from core.keyed_locks import KeyedLocks
 
 
 @dataclass
@@ -21,7 +20,7 @@ class BotContext:
     store: StateStore
     engine: Engine
     sender: MatrixSender
-    user_locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    user_locks: KeyedLocks = field(default_factory=KeyedLocks)
 
     @property
     def bot_user_id(self) -> str:

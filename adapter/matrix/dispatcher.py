@@ -13,7 +13,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from nio import (
@@ -42,6 +43,7 @@ from adapter.matrix.store import (
     record_pending_delivery,
     undecrypted_events,
 )
+from core.keyed_locks import KeyedLocks
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +67,43 @@ def _is_story_line(event: Any) -> bool:
     return relates_to.get("rel_type") != "m.replace" and not event.body.strip().startswith("!")
 
 
+class RecentlySeen:
+    """Remembers the last `capacity` keys (oldest forgotten first): repeat suppression with bounded memory."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._keys: OrderedDict[Hashable, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._keys
+
+    def add(self, key: Hashable) -> None:
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        while len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+
+
 class Dispatcher:
-    def __init__(self, ctx: BotContext) -> None:
+    def __init__(self, ctx: BotContext, *, seen_capacity: int = 10_000) -> None:
         self.ctx = ctx
-        self._room_queues: dict[str, asyncio.Lock] = {}
+        self._work_queues = KeyedLocks()  # work under one key (a room, a user) runs in order
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._invites_seen: set[tuple[str, str]] = set()
-        self._strangers_told: set[tuple[str, str]] = set()
+        # Invites repeat in every sync until acted on; strangers are told once. Both bounded:
+        # a flood of invites or strangers must not grow the process for ever.
+        self._invites_seen = RecentlySeen(seen_capacity)
+        self._strangers_told = RecentlySeen(seen_capacity)
         # Set by MatrixBot: binds a genuinely new room (no identity, not in the cache) or returns None.
         self.bootstrap_unregistered_room: Callable[[str, str], Awaitable[list[Any] | None]] | None = None
 
     def spawn(self, key: str, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         """Run `work` after earlier work with the same key; log what it raises."""
-        lock = self._room_queues.setdefault(key, asyncio.Lock())
 
         async def runner() -> None:
-            async with lock:
+            async with self._work_queues.hold(key):
                 try:
                     await work()
                 except asyncio.CancelledError:
@@ -92,6 +115,10 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def keys_held(self) -> int:
+        """Rooms and users with work running or queued (nothing is kept for idle ones)."""
+        return len(self._work_queues)
 
     async def idle(self) -> None:
         """Wait for every started task (tests and clean shutdown)."""

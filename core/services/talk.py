@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
 from core.eventlog import USER, Database
+from core.keyed_locks import KeyedLocks
 from core.llm.base import LLMClient
 from core.services import addressee, plot, scenes, timeskip
 from core.services.dialogue import (
@@ -109,14 +109,14 @@ class TurnPipeline:
     llm: LLMClient
     budget_tokens: int = DEFAULT_BUDGET_TOKENS
     after_turn_steps: list[AfterTurnStep] = field(default_factory=list)
-    _locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    _locks: KeyedLocks = field(default_factory=KeyedLocks)
     _in_flight: dict[str, _InFlight] = field(default_factory=dict)
     _after_work: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     # -- entry points ----------------------------------------------------------------
 
     async def post_turn(self, chat_id: str, text: str, source_id: str) -> AsyncIterator[TurnUpdate]:
-        async with self._locks[chat_id]:
+        async with self._locks.hold(chat_id):
             await self._settle(chat_id)
             cast = await load_cast(self.db, chat_id)
             finished = await shown_reply_for_source(self.db, chat_id, source_id)
@@ -145,7 +145,7 @@ class TurnPipeline:
                 self._in_flight.pop(chat_id, None)
 
     async def regenerate(self, chat_id: str) -> AsyncIterator[TurnUpdate]:
-        async with self._locks[chat_id]:
+        async with self._locks.hold(chat_id):
             await self._settle(chat_id)
             cast = await load_cast(self.db, chat_id)
             exchange = await exchange_to_regenerate(self.db, chat_id)
@@ -164,6 +164,10 @@ class TurnPipeline:
             finally:
                 self._in_flight.pop(chat_id, None)
 
+    def chats_held(self) -> int:
+        """Chats this pipeline keeps anything for (a lock, a generation, after-work): only those in flight."""
+        return len(set(self._locks.keys()) | set(self._in_flight) | set(self._after_work))
+
     def cancel(self, chat_id: str) -> bool:
         control = self._in_flight.get(chat_id)
         return control.cancel() if control is not None else False
@@ -178,7 +182,7 @@ class TurnPipeline:
     async def exclusive(self, chat_id: str, *, cancellable: bool = False) -> AsyncIterator[_InFlight]:
         """Hold the chat's turn lock (after its pending after-work); with `cancellable`, the
         yielded handle is what `cancel(chat_id)` stops."""
-        async with self._locks[chat_id]:
+        async with self._locks.hold(chat_id):
             await self._settle(chat_id)
             control = _InFlight()
             if cancellable:
@@ -201,7 +205,12 @@ class TurnPipeline:
             except Exception:
                 log.exception("%s failed for chat %s", what, chat_id)
 
-        self._after_work[chat_id] = asyncio.create_task(run())
+        task = self._after_work[chat_id] = asyncio.create_task(run())
+        task.add_done_callback(lambda done: self._forget_after_work(chat_id, done))
+
+    def _forget_after_work(self, chat_id: str, task: asyncio.Task[None]) -> None:
+        if self._after_work.get(chat_id) is task:  # nothing newer queued behind it: keep nothing for this chat
+            del self._after_work[chat_id]
 
     # -- steps -------------------------------------------------------------------------
 

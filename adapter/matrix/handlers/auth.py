@@ -34,7 +34,7 @@ async def handle_invite(ctx: BotContext, room_id: str, inviter: str) -> None:
         log.info("rejecting invite: inviter not allowed", extra={"room_id": room_id, "user_id": inviter})
         await ctx.sender.send(LeaveRoom(room_id, NOT_ALLOWED_REASON))
         return
-    async with ctx.user_locks[inviter]:
+    async with ctx.user_locks.hold(inviter):
         known = await get_room_meta(ctx.store, room_id)
         if not await ctx.sender.join(room_id):
             return
@@ -70,7 +70,7 @@ async def ensure_onboarded(ctx: BotContext, user_id: str, notify_room: str | Non
 
 async def resume_onboarding(ctx: BotContext, user_id: str) -> None:
     """Finish an onboarding a crash cut short (found by reconciliation); run once the live sync runs."""
-    async with ctx.user_locks[user_id]:
+    async with ctx.user_locks.hold(user_id):
         space_id = await ensure_onboarded(ctx, user_id)
     log.info("resumed the onboarding of %s in %s", user_id, space_id)
 

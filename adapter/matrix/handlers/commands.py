@@ -144,7 +144,7 @@ async def _new(inv: Invocation) -> list[OutgoingEvent]:
     guest = find_character(characters, guest_text) if guest_text.strip() else None
     if guest is not None and guest.character_id == host.character_id:
         raise CommandError(f"{host.name} cannot be their own guest.")
-    async with inv.ctx.user_locks[inv.meta.matrix_user_id]:
+    async with inv.ctx.user_locks.hold(inv.meta.matrix_user_id):
         user = await get_user_meta(inv.ctx.store, inv.meta.matrix_user_id)
         space_id = user.space_id if user and user.space_id else await ensure_onboarded(inv.ctx, inv.meta.matrix_user_id, inv.meta.room_id)
         room_id = await create_story_room(

@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 from nio import RoomMessageText, SyncResponse
 
-from adapter.matrix.dispatcher import Dispatcher
+from adapter.matrix.dispatcher import Dispatcher, RecentlySeen
 from adapter.matrix.store import RoomMeta, StateStore, pending_deliveries, set_room_meta
 from core.engine import TurnUpdate
+from core.keyed_locks import KeyedLocks
 
 BOT = "@rpbot:localhost"
 ALICE = "@alice:localhost"
@@ -83,7 +83,7 @@ class Ctx:
     def __init__(self, store: StateStore, engine: SlowEngine) -> None:
         self.store, self.engine, self.sender = store, engine, RecordingSender()
         self.bot_user_id = BOT
-        self.user_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.user_locks = KeyedLocks()
 
 
 @pytest.fixture
@@ -153,3 +153,42 @@ async def test_stop_is_not_queued_behind_the_turn_it_stops(store: StateStore) ->
     assert time.monotonic() - started < 1
     assert ctx.engine.cancelled == ["chat-1"]
     assert any(b.endswith("…(stopped)") for b in ctx.sender.bodies("!story1"))
+
+
+async def test_nothing_is_kept_for_rooms_whose_work_is_done(store: StateStore) -> None:
+    """Work queues exist only while work runs: a process serving many rooms for months does not grow with them."""
+    for number in range(3, 41):
+        await set_room_meta(store, RoomMeta(f"!story{number}", "chat", ALICE, "!space", f"chat-{number}", f"mx-{number}"))
+    ctx = Ctx(store, SlowEngine(delay_s=30))
+    dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
+    await dispatcher.dispatch_sync(sync_with({f"!story{n}": [text_event(ALICE, f"line {n}")] for n in range(1, 41)}))
+    while len(ctx.engine.running) < 40:  # every room's turn under way
+        await asyncio.sleep(0.01)
+    assert dispatcher.keys_held() == 40
+    for turn_may_end in list(ctx.engine.running.values()):
+        turn_may_end.set()
+    await dispatcher.idle()
+    assert len(ctx.engine.turns) == 40
+    assert dispatcher.keys_held() == 0
+
+
+async def test_strangers_and_invites_remembered_are_bounded(store: StateStore) -> None:
+    ctx = Ctx(store, SlowEngine())
+    dispatcher = Dispatcher(ctx, seen_capacity=50)  # type: ignore[arg-type]
+    for number in range(200):
+        await dispatcher.dispatch_event("!story1", text_event(f"@stranger{number}:localhost", "let me in"))
+    await dispatcher.idle()
+    assert len(dispatcher._strangers_told) == 50
+    assert len([b for b in ctx.sender.bodies("!story1") if "belongs to" in b]) == 200  # each told once
+    await dispatcher.dispatch_event("!story1", text_event("@stranger199:localhost", "again"))
+    await dispatcher.idle()
+    assert len([b for b in ctx.sender.bodies("!story1") if "belongs to" in b]) == 200  # a recent one is not told twice
+
+
+def test_recently_seen_forgets_the_oldest_first() -> None:
+    seen = RecentlySeen(3)
+    for key in ("a", "b", "c"):
+        seen.add(key)
+    seen.add("a")  # seen again: now the newest
+    seen.add("d")
+    assert len(seen) == 3 and "b" not in seen and all(k in seen for k in ("a", "c", "d"))

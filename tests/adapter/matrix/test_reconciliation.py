@@ -23,6 +23,7 @@ from adapter.matrix.store import (
     next_platform_chat_id,
     set_room_meta,
 )
+from core.keyed_locks import KeyedLocks
 
 BOT = "@rpbot:localhost"
 ALICE = "@alice:localhost"
@@ -91,14 +92,12 @@ class Context:
     """Just what reconciliation uses of BotContext."""
 
     def __init__(self, store: StateStore) -> None:
-        import asyncio
-        from collections import defaultdict
 
         self.store = store
         self.sender = RecordingSender()
         self.bot_user_id = BOT
         self.server_name = "localhost"
-        self.user_locks = defaultdict(asyncio.Lock)
+        self.user_locks = KeyedLocks()
 
 
 @pytest.fixture

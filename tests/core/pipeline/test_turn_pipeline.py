@@ -238,3 +238,27 @@ async def test_full_text_recall_brings_back_an_old_memory(open_engine):
 
     assert "brass compass" in prompt_text(fake.calls_for("narrate")[-1])
     assert "brass compass" not in prompt_text(fake.calls_for("narrate")[-2])  # recent memories alone miss it
+
+
+async def test_nothing_is_kept_per_chat_once_its_turns_and_after_work_are_done(open_engine):
+    """Memory follows the turns in flight, not every chat ever played: no lock, generation or task is left."""
+    fake = FakeLLM(routes={"narrate": "Noted."})
+    engine = await open_engine(fake)
+    after_work_done = 0
+
+    async def after_turn(_after) -> None:
+        nonlocal after_work_done
+        await asyncio.sleep(0.01)
+        after_work_done += 1
+
+    engine.add_after_turn_step(after_turn)
+    chats = [await engine.create_chat(owner="@p:hs", host=HOST) for _ in range(30)]
+    await asyncio.gather(*(collect(engine.post_turn(chat.chat_id, "Hello there.", f"$line-{i}")) for i, chat in enumerate(chats)))
+    assert engine.pipeline.chats_held() > 0  # the after-turn work is still running
+    for _ in range(200):
+        if after_work_done == 30:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0)
+    assert after_work_done == 30
+    assert engine.pipeline.chats_held() == 0
