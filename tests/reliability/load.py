@@ -54,7 +54,8 @@ class LoadResult:
         }
 
 
-def _onboard_player(bot: RunningBot, server: SynapseServer, rooms: int, out: list, index: int) -> None:
+def onboard_player(bot: RunningBot, server: SynapseServer, rooms: int) -> tuple[WatchingPlayer, list[str]]:
+    """A new player, onboarded, with `rooms` story rooms joined (the first story and `!new` ones)."""
     player = WatchingPlayer(server.url, server.register("player"))
     space, lobby, story = onboard(bot, player, timeout_s=120)
     for extra in range(rooms - 1):
@@ -64,7 +65,11 @@ def _onboard_player(bot: RunningBot, server: SynapseServer, rooms: int, out: lis
     for room in stories:
         if room != story:
             player.join(room)
-    out[index] = (player, stories)
+    return player, stories
+
+
+def _onboard_into(bot: RunningBot, server: SynapseServer, rooms: int, out: list, index: int) -> None:
+    out[index] = onboard_player(bot, server, rooms)
 
 
 def _talk(player: WatchingPlayer, stories: list[str], bot_id: str, user_index: int, rounds: int, result: LoadResult, lock: threading.Lock) -> None:
@@ -100,7 +105,7 @@ def run_load(server: SynapseServer, fake: FakeOpenAIServer, workdir: Path, *, us
     result = LoadResult(users, rooms_per_user, rounds)
     try:
         players: list = [None] * users
-        threads = [threading.Thread(target=_onboard_player, args=(bot, server, rooms_per_user, players, i)) for i in range(users)]
+        threads = [threading.Thread(target=_onboard_into, args=(bot, server, rooms_per_user, players, i)) for i in range(users)]
         for thread in threads:
             thread.start()
         for thread in threads:

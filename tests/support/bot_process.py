@@ -40,8 +40,9 @@ def write_config(path: Path, *, homeserver: str, user_id: str, password: str, al
 
 
 class BotProcess:
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(self, config_path: Path, log_path: Path, *, log_level: str = "DEBUG") -> None:
         self.config_path = config_path
+        self.log_level = log_level
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -50,7 +51,7 @@ class BotProcess:
         log = open(self.log_path, "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "adapter.cli", "--log-level", "DEBUG", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "adapter.cli", "--log-level", self.log_level, "run", "--config", str(self.config_path)],
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
