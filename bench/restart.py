@@ -5,7 +5,10 @@ identity state the bot writes) on a throwaway local Synapse with relaxed limits,
 through the bot's own account, then starts the real MatrixBot three times:
 with an empty cache (full rebuild), and twice with a healthy cache. Reports the
 time of each startup phase, the time of a bare full-state sync done alone, and the
-HTTP requests reconciliation made. Not a test: run it by hand.
+HTTP requests reconciliation made. Last, the real `rpbot run` process (default
+config: E2EE on, INFO logs) starts on the same data and its resident memory is read
+once it is ready with every room bound, and again after a minute idle. Not a test:
+run it by hand.
 
     .venv/bin/python bench/restart.py --users 100 --rooms 10
 """
@@ -17,6 +20,7 @@ import asyncio
 import platform
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +34,9 @@ from adapter.matrix.bot import MatrixBot, catch_up_filter
 from adapter.matrix.spaces import ROOM_STATE, SPACE_STATE
 from core.engine import Engine
 from core.llm import make_llm_client
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.bot_process import BotProcess, write_config  # noqa: E402
 
 
 async def build_topology(url: str, bot_id: str, token: str, device: str, users: int, rooms: int) -> None:
@@ -111,12 +118,27 @@ async def timed_start(config: Config, counter: RequestCounter) -> dict[str, floa
     return phases
 
 
-def rss_mb() -> float:
-    """This process's resident memory now (the bot runs in-process here, with every room bound)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def rss_mb(pid: int | str = "self", field: str = "VmRSS") -> float:
+    """A process's resident memory now (VmRSS) or at its peak (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def real_process_rss(url: str, account, data: Path, work: Path, idle_s: float) -> dict[str, float]:  # noqa: ANN001
+    """Start `rpbot run` on the built data (E2EE on, as configured by default); its RSS when ready and after idling."""
+    config = write_config(work / "rpbot.toml", homeserver=url, user_id=account.user_id, password=account.password,
+                          allowed_users=["@bench-*:localhost"], data_dir=data, encryption=True)
+    process = BotProcess(config, work / "rpbot.log", log_level="INFO").start(timeout_s=300)
+    try:
+        pid = process.process.pid
+        figures = {"ready_rss_mb": rss_mb(pid), "ready_peak_mb": rss_mb(pid, "VmHWM")}
+        time.sleep(idle_s)
+        figures.update(idle_rss_mb=rss_mb(pid), idle_peak_mb=rss_mb(pid, "VmHWM"))
+        return figures
+    finally:
+        process.stop()
 
 
 async def bare_sync(url: str, bot_id: str, token: str, device: str) -> float:
@@ -148,6 +170,7 @@ async def main(users: int, rooms: int) -> None:
             runs["healthy cache"] = await timed_start(config, counter)
             runs["healthy cache (again)"] = await timed_start(config, counter)
             bare = [await bare_sync(server.url, account.user_id, account.access_token, account.device_id) for _ in range(3)]
+            real = real_process_rss(server.url, account, data, Path(tmp), idle_s=60)
         finally:
             server.stop()
     cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
@@ -159,7 +182,9 @@ async def main(users: int, rooms: int) -> None:
         print(f"{name}: login->ready {phases['login_to_ready_s']:.2f}s, full-state sync {phases['full_state_sync_s']:.2f}s, "
               f"reconcile {phases['reconcile_s']:.3f}s ({overhead:.1f}% of the sync), "
               f"reconcile HTTP requests {phases['reconcile_requests']}, rooms restored {phases['rooms_restored']}, "
-              f"RSS when ready {phases['rss_mb']:.0f} MB")
+              f"RSS when ready {phases['rss_mb']:.0f} MB (in-process, the bench's own objects included)")
+    print(f"`rpbot run` with {users * (rooms + 1)} rooms bound: RSS when ready {real['ready_rss_mb']:.1f} MB "
+          f"(peak {real['ready_peak_mb']:.1f} MB), after 60 s idle {real['idle_rss_mb']:.1f} MB (peak {real['idle_peak_mb']:.1f} MB)")
 
 
 if __name__ == "__main__":
