@@ -65,6 +65,20 @@ root:
 disable_existing_loggers: false
 """
 
+# With `access_log`: every client request (who, method, path) in access.log, for tests that count requests.
+_ACCESS_LOG_CONFIG = """
+  access:
+    class: logging.FileHandler
+    formatter: precise
+    filename: {access_file}
+    encoding: utf8
+loggers:
+  synapse.access.http:
+    level: INFO
+    handlers: [access]
+    propagate: false
+"""
+
 
 class HomeserverError(RuntimeError):
     """The local homeserver could not be set up, started or used."""
@@ -85,7 +99,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_config(data_dir: Path, port: int, *, relaxed_rate_limits: bool) -> Path:
+def write_config(data_dir: Path, port: int, *, relaxed_rate_limits: bool, access_log: bool = False) -> Path:
     """Write homeserver.yaml (once) for a loopback Synapse with SQLite; return its path.
 
     An existing config keeps its secrets; only the port is rewritten.
@@ -98,7 +112,10 @@ def write_config(data_dir: Path, port: int, *, relaxed_rate_limits: bool) -> Pat
         shared_secret, macaroon, form = (secrets.token_hex(24) for _ in range(3))
         secrets_file.write_text(f"{shared_secret} {macaroon} {form}\n")
         secrets_file.chmod(0o600)
-    (data_dir / "log.config").write_text(_LOG_CONFIG.replace("{log_file}", str(data_dir / "homeserver.log")))
+    log_config = _LOG_CONFIG.replace("{log_file}", str(data_dir / "homeserver.log"))
+    if access_log:
+        log_config = log_config.replace("root:", _ACCESS_LOG_CONFIG.replace("{access_file}", str(data_dir / "access.log")).strip("\n") + "\nroot:")
+    (data_dir / "log.config").write_text(log_config)
     config = f"""
 server_name: "{SERVER_NAME}"
 public_baseurl: "http://127.0.0.1:{port}/"
@@ -140,12 +157,17 @@ presence:
 class LocalHomeserver:
     """A Synapse child process on 127.0.0.1 with SQLite storage."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, relaxed_rate_limits: bool = True) -> None:
+    def __init__(self, data_dir: Path, *, port: int | None = None, relaxed_rate_limits: bool = True, access_log: bool = False) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.relaxed_rate_limits = relaxed_rate_limits
         self.process: subprocess.Popen[bytes] | None = None
-        self.config_path = write_config(self.data_dir, self.port, relaxed_rate_limits=relaxed_rate_limits)
+        self.config_path = write_config(self.data_dir, self.port, relaxed_rate_limits=relaxed_rate_limits, access_log=access_log)
+
+    @property
+    def access_log(self) -> Path:
+        """Client requests, one line each (only with `access_log=True`)."""
+        return self.data_dir / "access.log"
 
     @property
     def url(self) -> str:

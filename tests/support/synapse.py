@@ -33,7 +33,7 @@ class SynapseServer:
 
 
 def _start(tmp_path_factory: pytest.TempPathFactory, name: str, *, relaxed: bool) -> Iterator[SynapseServer]:
-    server = LocalHomeserver(tmp_path_factory.mktemp(name), relaxed_rate_limits=relaxed)
+    server = LocalHomeserver(tmp_path_factory.mktemp(name), relaxed_rate_limits=relaxed, access_log=True)
     server.start()
     try:
         yield SynapseServer(server)
