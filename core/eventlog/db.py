@@ -31,10 +31,13 @@ import aiosqlite
 from core.eventlog.migrations import upgrade_schema
 
 BUSY_TIMEOUT_MS = 10_000
-# Per connection.  The default 2 MB page cache thrashes once the memory indexes
-# outgrow it; memory-mapped reads skip a system call per page.
-CACHE_SIZE_KIB = 32 * 1024
-MMAP_SIZE_BYTES = 256 * 1024 * 1024
+# Per connection (a writer and a reader).  The default 2 MB page cache thrashes once the
+# memory indexes outgrow it.  No memory-mapped reads: mapped pages count in the process's
+# resident memory as the log grows (32 MB cache + 256 MB mmap peaked at 329 MB on a
+# 1M-memory database; 16 MB and no mmap at 58 MB, memory search p99 7.6 ms either way:
+# bench/RESULTS.md, "Memory: the database's caches").
+CACHE_SIZE_KIB = 16 * 1024
+MMAP_SIZE_BYTES = 0
 
 
 class Transaction:

@@ -54,6 +54,18 @@ async def test_database_from_a_newer_rpbot_is_refused(tmp_path):
         await open_database(path)
 
 
+async def test_the_engines_database_memory_is_bounded(db):
+    """Page caches plus memory-mapped pages of both connections: at most 48 MB however large the log
+    grows, so a bot serving 1,000 rooms for months stays under its 150 MB budget (bench/RESULTS.md)."""
+    total_bytes = 0
+    for conn in (db.writer, db.reader):
+        [[cache]] = await conn.execute_fetchall("PRAGMA cache_size")
+        [[page_size]] = await conn.execute_fetchall("PRAGMA page_size")
+        [[mmap]] = await conn.execute_fetchall("PRAGMA mmap_size")
+        total_bytes += (-cache * 1024 if cache < 0 else cache * page_size) + mmap
+    assert total_bytes <= 48 * 1024 * 1024
+
+
 async def test_reader_connection_cannot_write(db):
     with pytest.raises(sqlite3.OperationalError):
         await db.reader.execute("INSERT INTO events (kind, payload, recorded_at) VALUES ('x', '{}', 0)")
