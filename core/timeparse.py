@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-import dateparser
 from pytimeparse import parse as parse_seconds
 
 DURATION_EXAMPLES = "`30m`, `2h`, `1h30m`, `an hour`, `half an hour`, `3 days`"
@@ -61,6 +60,8 @@ def parse_story_time(text: str, now: datetime) -> datetime | None:
     """The story time `text` names, relative to the chat clock `now`; None if unreadable."""
     if not text.strip():
         return None
+    import dateparser  # ~12 MB resident: loaded on the first time expression, not by every process at start
+
     return dateparser.parse(
         text,
         languages=["en"],
