@@ -13,7 +13,7 @@ Steps run in the order given (repeat a figure to watch memory at a steady load).
 plus 1 s. The run stops at the first such step; the capacity is the last step under it.
 Reported per step: rooms talking, turns per minute, first/final text p50/p95/p99, the bot's
 CPU (share of one core) and RSS, Synapse's CPU, the load generator's CPU. With --profile DIR,
-py-spy samples the bot during every step and the hottest frames are printed.
+py-spy samples the bot during every step and where its time goes is printed.
 
 Not a test: run it by hand on a quiet machine.
 
@@ -26,11 +26,9 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -44,7 +42,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from adapter.devserver import LocalHomeserver, RegisteredUser
+from adapter.devserver import RegisteredUser
+from bench.measure import cpu_seconds, machine, memory_mb, throwaway_homeserver
 from tests.adapter.matrix.conftest import RunningBot
 from tests.reliability.load import onboard_player
 from tests.reliability.support import LINE_TAG, openai_llm
@@ -61,22 +60,6 @@ def narration(request: RecordedRequest) -> str:
     tag = LINE_TAG.search(request.last_user_message)
     name = tag.group(0) if tag else "untagged"
     return f"Answering {name}: " + FILLER * 3 + f"[end {name}]"
-
-
-# ---------------------------------------------------------------------------- process figures
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) in MB: resident now and the peak so far."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            values[line.split(":")[0]] = int(line.split()[1]) / 1024
-    return values["VmRSS"], values["VmHWM"]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -233,7 +216,7 @@ async def run_step(url: str, players: list[tuple[RegisteredUser, list[str]]], bo
                            for p, client in enumerate(clients) for r, room in enumerate(client.rooms)))
     seconds = time.monotonic() - started
     cpu_after = (cpu_seconds(bot_pid), cpu_seconds(synapse_pid), cpu_seconds(os.getpid()))
-    rss, peak = memory_mb(bot_pid)
+    rss, peak = memory_mb(bot_pid), memory_mb(bot_pid, "VmHWM")
     if profiler is not None:
         profiler.send_signal(2)
         profiler.wait(30)
@@ -251,10 +234,26 @@ async def run_step(url: str, players: list[tuple[RegisteredUser, list[str]]], bo
 
 # ---------------------------------------------------------------------------- profile summary
 
-def hottest_frames(raw_profile: Path, top: int = 15) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-    """From py-spy's raw (collapsed) output: (own-time top frames, inclusive top frames in core/ and adapter/), as % of samples."""
+# Where a stack's sample goes: the first rule whose marker is in the stack (py-spy raw lines,
+# "frame;frame;...;leaf count", each frame "function (path:line)"). Waiting counts as idle.
+PROFILE_CATEGORIES = (
+    ("idle: aiosqlite worker threads waiting", "aiosqlite/core.py:59)"),
+    ("idle: event loop in epoll", "EpollSelector.select"),
+    ("nio: receiving and parsing syncs", "AsyncClient.sync ("),
+    ("nio: receiving and parsing syncs", "receive_response"),
+    ("model's SSE stream", "openai_client.py"),
+    ("sending to Matrix (outgoing.py, nio, aiohttp)", "outgoing.py"),
+    ("SQL in aiosqlite's threads", "aiosqlite/core.py:63)"),
+    ("engine Python (core/)", "(core/"),
+    ("rendering markdown", "render.py"),
+    ("dispatcher", "dispatcher.py"),
+)
+
+
+def where_time_goes(raw_profile: Path, top: int = 12) -> tuple[int, list[tuple[str, float]], list[tuple[str, float]]]:
+    """From py-spy's raw output: (samples, % per category, % of the top own-time frames)."""
+    categories: Counter[str] = Counter()
     own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
     total = 0
     for line in raw_profile.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -262,13 +261,12 @@ def hottest_frames(raw_profile: Path, top: int = 15) -> tuple[list[tuple[str, fl
             continue
         count = int(count_text)
         total += count
-        frames = stack.split(";")
-        own[frames[-1]] += count
-        for frame in set(frames):
-            if "(core/" in frame or "(adapter/" in frame:
-                inclusive[frame] += count
+        own[stack.rsplit(";", 1)[-1]] += count
+        category = next((name for name, marker in PROFILE_CATEGORIES if marker in stack),
+                        "event loop, aiohttp/httpx plumbing, other")
+        categories[category] += count
     scale = 100 / max(1, total)
-    return ([(f, c * scale) for f, c in own.most_common(top)], [(f, c * scale) for f, c in inclusive.most_common(top)])
+    return (total, [(c, n * scale) for c, n in categories.most_common()], [(f, n * scale) for f, n in own.most_common(top)])
 
 
 # ---------------------------------------------------------------------------- main
@@ -306,17 +304,13 @@ def main(args: argparse.Namespace) -> int:
     if profile_to is not None:
         profile_to.mkdir(parents=True, exist_ok=True)
     results: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="rpbot-capacity-") as tmp, FakeOpenAIServer() as llm:
-        work = Path(tmp)
+    with throwaway_homeserver("rpbot-capacity-") as (work, server), FakeOpenAIServer() as llm:
         llm.add_rule(Reply(text=narration, first_token_delay_s=args.ttft, chunk_size=16, chunk_delay_s=0.1), purpose="narrate")
-        homeserver = LocalHomeserver(work / "synapse", relaxed_rate_limits=True)
-        homeserver.start()
         process = None
         try:
-            server = SynapseServer(homeserver)
             account = server.register("rpbot")
-            exempt_from_rate_limits(homeserver.url, server.register("admin", admin=True), account.user_id)
-            config = write_config(work / "rpbot.toml", homeserver=homeserver.url, user_id=account.user_id, password=account.password,
+            exempt_from_rate_limits(server.url, server.admin, account.user_id)
+            config = write_config(work / "rpbot.toml", homeserver=server.url, user_id=account.user_id, password=account.password,
                                   allowed_users=["@player-*:localhost"], data_dir=work / "data", llm=openai_llm(llm, timeout_s=60))
             if args.asyncio_debug:  # the bot (only) then logs every callback that holds its event loop over 100 ms
                 os.environ["PYTHONASYNCIODEBUG"] = "1"
@@ -326,10 +320,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"onboarding {args.players} players x {args.rooms} story rooms ...", flush=True)
             players = onboard_all(bot, server, args.players, args.rooms)
             bot_pid = process.process.pid
-            synapse_pid = homeserver.process.pid
-            print(f"bot RSS with {args.players * (args.rooms + 2)} rooms bound, idle: {memory_mb(bot_pid)[0]:.1f} MB", flush=True)
+            synapse_pid = server.server.process.pid
+            print(f"bot RSS with {args.players * (args.rooms + 2)} rooms bound, idle: {memory_mb(bot_pid):.1f} MB", flush=True)
             for step, count in enumerate(steps):
-                result = asyncio.run(run_step(homeserver.url, players[:count], account.user_id, bot_pid, synapse_pid, llm, step=step,
+                result = asyncio.run(run_step(server.url, players[:count], account.user_id, bot_pid, synapse_pid, llm, step=step,
                                               turns=args.turns, think_s=args.think, ttft_s=args.ttft, profile_to=profile_to))
                 row = result.row()
                 results.append(row)
@@ -338,18 +332,15 @@ def main(args: argparse.Namespace) -> int:
                     print(f"  error: {error}", flush=True)
                 if (row["first_p99_s"] > threshold or result.errors) and not args.every_step:
                     break
-            final_rss = memory_mb(bot_pid)
+            final_rss = memory_mb(bot_pid), memory_mb(bot_pid, "VmHWM")
         finally:
             if process is not None:
                 process.stop()
                 if args.bot_log:
                     Path(args.bot_log).write_text(process.log_text())
                 slow_callbacks = [line for line in process.log_text().splitlines() if "asyncio" in line and "Executing" in line]
-            homeserver.stop()
 
-    cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
-    print(f"\nmachine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; Synapse, the bot, the fake model "
-          f"and the players all on this machine")
+    print(f"\nmachine: {machine()}; Synapse, the bot, the fake model and the players all on this machine")
     print(f"model: {args.ttft:.2f}s to first token, ~2.5s streaming; players think {args.think:.1f}s (x0.5-1.5) between lines, "
           f"{args.turns} lines per room per step; threshold: p99 first text > {threshold:.2f}s")
     under = [r for r in results if r["first_p99_s"] <= threshold and not r["errors"]]
@@ -367,12 +358,12 @@ def main(args: argparse.Namespace) -> int:
             print(f"  {line[:300]}")
     if profile_to is not None:
         for raw in sorted(profile_to.glob("step-*.txt"), key=lambda p: int(p.name.split("-")[1])):
-            own, inclusive = hottest_frames(raw)
-            print(f"\nprofile {raw.name}: own time")
+            samples, categories, own = where_time_goes(raw)
+            print(f"\nprofile {raw.name} ({samples} samples): where the time goes")
+            for name, share in categories:
+                print(f"  {share:5.1f}%  {name}")
+            print("  top frames by own time:")
             for frame, share in own:
-                print(f"  {share:5.1f}%  {frame}")
-            print("  inclusive, rpbot code:")
-            for frame, share in inclusive:
                 print(f"  {share:5.1f}%  {frame}")
     return 0
 

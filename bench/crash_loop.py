@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapter.devserver import LocalHomeserver
+from bench.measure import machine, throwaway_homeserver
 from tests.reliability.scenarios import run_crash_loop
 from tests.support.fake_openai import FakeOpenAIServer
-from tests.support.synapse import SynapseServer
 
 
 def main() -> int:
@@ -32,23 +28,16 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=50)
     parser.add_argument("--seed", type=int, default=50)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="rpbot-crash-loop-") as tmp:
-        work = Path(tmp)
-        homeserver = LocalHomeserver(work / "synapse", relaxed_rate_limits=True)
-        homeserver.start()
-        try:
-            with FakeOpenAIServer() as fake:
-                (work / "bot").mkdir()
-                result = run_crash_loop(SynapseServer(homeserver), fake, work / "bot", kills=args.kills, seed=args.seed)
-        finally:
-            homeserver.stop()
+    with throwaway_homeserver("rpbot-crash-loop-") as (work, server), FakeOpenAIServer() as fake:
+        (work / "bot").mkdir()
+        result = run_crash_loop(server, fake, work / "bot", kills=args.kills, seed=args.seed)
     summary = asdict(result)
     summary["restart_seconds"] = {
         "median": round(statistics.median(result.restart_seconds), 2) if result.restart_seconds else None,
         "max": round(max(result.restart_seconds), 2) if result.restart_seconds else None,
     }
     summary["ok"] = result.ok
-    summary["machine"] = f"{platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} python {platform.python_version()}"
+    summary["machine"] = machine()
     print(json.dumps(summary, indent=2))
     return 0 if result.ok else 1
 

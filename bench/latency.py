@@ -13,23 +13,20 @@ baseline. Not a test: run it by hand on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from adapter.devserver import LocalHomeserver  # noqa: E402
+from bench.measure import machine, throwaway_homeserver  # noqa: E402
 from tests.adapter.matrix.conftest import RunningBot, onboard  # noqa: E402
 from tests.support.bot_process import BotProcess, write_config  # noqa: E402
 from tests.support.fake_openai import FakeOpenAIServer, Reply  # noqa: E402
 from tests.support.matrix_user import MatrixUser  # noqa: E402
-from tests.support.synapse import SynapseServer  # noqa: E402
 
 
 def measure(player: MatrixUser, room: str, bot_id: str, line: str, final_suffix: str) -> tuple[float, float]:
@@ -57,19 +54,16 @@ def percentiles(values: list[float]) -> tuple[float, float]:
 
 
 def main(lines: int, ttft: float) -> None:
-    with tempfile.TemporaryDirectory() as tmp, FakeOpenAIServer() as llm:
+    with throwaway_homeserver("rpbot-latency-") as (work, synapse), FakeOpenAIServer() as llm:
         llm.default_reply = Reply(first_token_delay_s=ttft, chunk_size=12, chunk_delay_s=0.01)
-        server = LocalHomeserver(Path(tmp) / "hs", relaxed_rate_limits=True)
-        server.start()
         baseline = None
         bot = None
         try:
-            synapse = SynapseServer(server)
             account = synapse.register("rpbot")
-            config = write_config(Path(tmp) / "rpbot.toml", homeserver=server.url, user_id=account.user_id,
-                                  password=account.password, allowed_users=["@player-*:localhost"], data_dir=Path(tmp) / "data",
+            config = write_config(work / "rpbot.toml", homeserver=synapse.url, user_id=account.user_id,
+                                  password=account.password, allowed_users=["@player-*:localhost"], data_dir=work / "data",
                                   llm={"provider": "openai", "base_url": llm.base_url, "narrative_model": "m", "timeout_s": 60})
-            bot = BotProcess(config, Path(tmp) / "rpbot.log").start()
+            bot = BotProcess(config, work / "rpbot.log").start()
             running = RunningBot(bot, account.user_id, synapse)
             player = running.player()
             space, lobby, one_character = onboard(running, player)
@@ -80,7 +74,7 @@ def main(lines: int, ttft: float) -> None:
             player.join(two_characters)
 
             base_account = synapse.register("baseline")
-            baseline = subprocess.Popen([sys.executable, str(REPO / "bench" / "baseline_bot.py"), server.url, base_account.user_id,
+            baseline = subprocess.Popen([sys.executable, str(REPO / "bench" / "baseline_bot.py"), synapse.url, base_account.user_id,
                                          base_account.password, llm.base_url], stdout=subprocess.PIPE, text=True)
             assert baseline.stdout is not None and "ready" in baseline.stdout.readline()
             base_room = player.create_room(invite=[base_account.user_id])
@@ -97,10 +91,8 @@ def main(lines: int, ttft: float) -> None:
                 baseline.terminate()
             if bot is not None:
                 bot.stop()
-            server.stop()
 
-    cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
-    print(f"machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, Python {platform.python_version()}")
+    print(f"machine: {machine()}")
     print(f"{lines} lines per case, LLM time to first token {ttft:.2f}s per call")
     base_first = percentiles([first for first, _ in results["baseline bot"]])
     for name, samples in results.items():

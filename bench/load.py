@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapter.devserver import LocalHomeserver
+from bench.measure import machine, throwaway_homeserver
 from tests.reliability.load import run_load
 from tests.support.fake_openai import FakeOpenAIServer
-from tests.support.synapse import SynapseServer
 
 
 def main() -> int:
@@ -33,19 +29,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--first-token-delay", type=float, default=0.8)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="rpbot-load-") as tmp:
-        work = Path(tmp)
-        homeserver = LocalHomeserver(work / "synapse", relaxed_rate_limits=True)
-        homeserver.start()
-        try:
-            with FakeOpenAIServer() as fake:
-                (work / "bot").mkdir()
-                result = run_load(SynapseServer(homeserver), fake, work / "bot", users=args.users, rooms_per_user=args.rooms,
-                                  rounds=args.rounds, first_token_delay_s=args.first_token_delay)
-        finally:
-            homeserver.stop()
+    with throwaway_homeserver("rpbot-load-") as (work, server), FakeOpenAIServer() as fake:
+        (work / "bot").mkdir()
+        result = run_load(server, fake, work / "bot", users=args.users, rooms_per_user=args.rooms,
+                          rounds=args.rounds, first_token_delay_s=args.first_token_delay)
     summary = result.summary()
-    summary["machine"] = f"{platform.machine()} cpus={os.cpu_count()} python {platform.python_version()} {platform.system()} {platform.release()}"
+    summary["machine"] = machine()
     print(json.dumps(summary, indent=2))
     return 0 if not result.errors and not result.wrong_lines and summary["replies_complete"] == summary["lines_sent"] else 1
 

@@ -17,26 +17,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from nio import AsyncClient
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from adapter.config import Config, LLMConfig, MatrixConfig, StorageConfig
-from adapter.devserver import LocalHomeserver
 from adapter.matrix import bot as bot_module
 from adapter.matrix.bot import MatrixBot, catch_up_filter
 from adapter.matrix.spaces import ROOM_STATE, SPACE_STATE
+from bench.measure import machine, memory_mb, throwaway_homeserver
 from core.engine import Engine
 from core.llm import make_llm_client
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.bot_process import BotProcess, write_config  # noqa: E402
+from tests.support.bot_process import BotProcess, write_config
 
 
 async def build_topology(url: str, bot_id: str, token: str, device: str, users: int, rooms: int) -> None:
@@ -110,20 +107,12 @@ async def timed_start(config: Config, counter: RequestCounter) -> dict[str, floa
         t = time.monotonic()
         await bot.start()
         phases["login_to_ready_s"] = time.monotonic() - t
-        phases["rss_mb"] = rss_mb()
+        phases["rss_mb"] = memory_mb()
     finally:
         bot_module.prepare_live_sync, bot_module.reconcile_from_space_topology = original_prepare, original_reconcile
         await bot.close()
         await engine.close()
     return phases
-
-
-def rss_mb(pid: int | str = "self", field: str = "VmRSS") -> float:
-    """A process's resident memory now (VmRSS) or at its peak (VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def real_process_rss(url: str, account, data: Path, work: Path, idle_s: float) -> dict[str, float]:  # noqa: ANN001
@@ -133,9 +122,9 @@ def real_process_rss(url: str, account, data: Path, work: Path, idle_s: float) -
     process = BotProcess(config, work / "rpbot.log", log_level="INFO").start(timeout_s=300)
     try:
         pid = process.process.pid
-        figures = {"ready_rss_mb": rss_mb(pid), "ready_peak_mb": rss_mb(pid, "VmHWM")}
+        figures = {"ready_rss_mb": memory_mb(pid), "ready_peak_mb": memory_mb(pid, "VmHWM")}
         time.sleep(idle_s)
-        figures.update(idle_rss_mb=rss_mb(pid), idle_peak_mb=rss_mb(pid, "VmHWM"))
+        figures.update(idle_rss_mb=memory_mb(pid), idle_peak_mb=memory_mb(pid, "VmHWM"))
         return figures
     finally:
         process.stop()
@@ -153,29 +142,23 @@ async def bare_sync(url: str, bot_id: str, token: str, device: str) -> float:
 
 async def main(users: int, rooms: int) -> None:
     counter = RequestCounter()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = LocalHomeserver(Path(tmp) / "hs", relaxed_rate_limits=True)
-        server.start()
-        try:
-            account = server.register("rpbot")
-            await build_topology(server.url, account.user_id, account.access_token, account.device_id, users, rooms)
-            data = Path(tmp) / "data"
-            config = Config(
-                matrix=MatrixConfig(homeserver=server.url, user_id=account.user_id, password=account.password,
-                                    allowed_users=["@bench-*:localhost"], encryption=False),
-                storage=StorageConfig(data_dir=data),
-                llm=LLMConfig(provider="demo"),
-            )
-            runs = {"empty cache": await timed_start(config, counter)}
-            runs["healthy cache"] = await timed_start(config, counter)
-            runs["healthy cache (again)"] = await timed_start(config, counter)
-            bare = [await bare_sync(server.url, account.user_id, account.access_token, account.device_id) for _ in range(3)]
-            real = real_process_rss(server.url, account, data, Path(tmp), idle_s=60)
-        finally:
-            server.stop()
-    cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
-    print(f"\nmachine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, Python {platform.python_version()}")
-    print(f"{users} users x {rooms} rooms = {users * rooms} rooms")
+    with throwaway_homeserver("rpbot-restart-") as (work, server):
+        account = server.register("rpbot")
+        await build_topology(server.url, account.user_id, account.access_token, account.device_id, users, rooms)
+        data = work / "data"
+        config = Config(
+            matrix=MatrixConfig(homeserver=server.url, user_id=account.user_id, password=account.password,
+                                allowed_users=["@bench-*:localhost"], encryption=False),
+            storage=StorageConfig(data_dir=data),
+            llm=LLMConfig(provider="demo"),
+        )
+        runs = {"empty cache": await timed_start(config, counter)}
+        runs["healthy cache"] = await timed_start(config, counter)
+        runs["healthy cache (again)"] = await timed_start(config, counter)
+        bare = [await bare_sync(server.url, account.user_id, account.access_token, account.device_id) for _ in range(3)]
+        real = real_process_rss(server.url, account, data, work, idle_s=60)
+    print(f"\nmachine: {machine()}")
+    print(f"{users} users x ({rooms} rooms + a Space) = {users * (rooms + 1)} rooms")
     print(f"bare full-state sync alone: median {statistics.median(bare):.2f}s (runs: {', '.join(f'{b:.2f}' for b in bare)})")
     for name, phases in runs.items():
         overhead = phases["reconcile_s"] / phases["full_state_sync_s"] * 100

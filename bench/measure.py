@@ -1,0 +1,47 @@
+"""What the benchmark scripts share: a throwaway homeserver, the machine's description, a process's CPU and memory."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from adapter.devserver import LocalHomeserver
+from tests.support.synapse import SynapseServer
+
+
+@contextmanager
+def throwaway_homeserver(prefix: str) -> Iterator[tuple[Path, SynapseServer]]:
+    """(a temporary work directory, a started local Synapse with relaxed limits in it); both gone after."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = Path(tmp)
+        homeserver = LocalHomeserver(work / "synapse", relaxed_rate_limits=True)
+        homeserver.start()
+        try:
+            yield work, SynapseServer(homeserver)
+        finally:
+            homeserver.stop()
+
+
+def machine() -> str:
+    """CPU model, cores, Python and kernel, as recorded beside every figure in bench/RESULTS.md."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or platform.machine())
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mb(pid: int | str = "self", field: str = "VmRSS") -> float:
+    """A process's resident memory now (VmRSS) or at its peak so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no {field} in /proc/{pid}/status")
