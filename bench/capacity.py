@@ -312,10 +312,9 @@ def main(args: argparse.Namespace) -> int:
             exempt_from_rate_limits(server.url, server.admin, account.user_id)
             config = write_config(work / "rpbot.toml", homeserver=server.url, user_id=account.user_id, password=account.password,
                                   allowed_users=["@player-*:localhost"], data_dir=work / "data", llm=openai_llm(llm, timeout_s=60))
-            if args.asyncio_debug:  # the bot (only) then logs every callback that holds its event loop over 100 ms
-                os.environ["PYTHONASYNCIODEBUG"] = "1"
-            process = BotProcess(config, work / "rpbot.log", log_level="INFO").start()
-            os.environ.pop("PYTHONASYNCIODEBUG", None)
+            # In asyncio debug mode the bot logs every callback that holds its event loop over 100 ms.
+            debug = {"PYTHONASYNCIODEBUG": "1"} if args.asyncio_debug else {}
+            process = BotProcess(config, work / "rpbot.log", log_level="INFO", env=debug).start()
             bot = RunningBot(process, account.user_id, server)
             print(f"onboarding {args.players} players x {args.rooms} story rooms ...", flush=True)
             players = onboard_all(bot, server, args.players, args.rooms)

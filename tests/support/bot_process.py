@@ -40,16 +40,17 @@ def write_config(path: Path, *, homeserver: str, user_id: str, password: str, al
 
 
 class BotProcess:
-    def __init__(self, config_path: Path, log_path: Path, *, log_level: str = "DEBUG") -> None:
+    def __init__(self, config_path: Path, log_path: Path, *, log_level: str = "DEBUG", env: dict[str, str] | None = None) -> None:
         self.config_path = config_path
         self.log_level = log_level
+        self.extra_env = env or {}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 60.0) -> "BotProcess":
         readies_before = self.log_text().count("ready as")
         log = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "adapter.cli", "--log-level", self.log_level, "run", "--config", str(self.config_path)],
             cwd=REPO_ROOT,
