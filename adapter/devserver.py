@@ -4,6 +4,11 @@ Used by `rpbot dev` (data kept in `.rpbot-dev/`) and by the test fixtures in
 `tests/support/` (data in a temporary directory). Synapse comes from the
 `homeserver` extra and runs as a child process with SQLite; users are
 registered through the shared-secret admin API, as an operator would.
+
+Its config is the one `synapse --generate-config` writes, as a new operator
+starts from, with only these differences: the listener (a free loopback port),
+our log files, the relaxed rate limits when asked for, and any `settings` a
+test names on purpose (tests/support/synapse.py lists them with their reasons).
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 SERVER_NAME = "localhost"
 
-# Synapse's own defaults (1.163) are kept in the "default" flavour; the relaxed
+# Synapse's own rate limits are kept in the "default" flavour; the relaxed
 # flavour lifts every limit a test or a single local player could hit.
 _RELAXED_RATE_LIMITS = """
 rc_message: {per_second: 1000, burst_count: 1000}
@@ -99,70 +105,89 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_config(data_dir: Path, port: int, *, relaxed_rate_limits: bool, access_log: bool = False) -> Path:
-    """Write homeserver.yaml (once) for a loopback Synapse with SQLite; return its path.
+def write_config(
+    data_dir: Path,
+    port: int,
+    *,
+    relaxed_rate_limits: bool,
+    access_log: bool = False,
+    settings: dict[str, Any] | None = None,
+) -> Path:
+    """Write homeserver.yaml for a loopback Synapse: Synapse's own generated config plus LOCAL_DIFFERENCES.
 
-    An existing config keeps its secrets; only the port is rewritten.
+    The base is what `--generate-config` writes (made once, kept in
+    `homeserver.generated.yaml`, so secrets and the signing key survive restarts):
+    every setting a real operator starts from. On top come only the listener
+    (this port, loopback only), our log files, the relaxed rate limits when asked
+    for, and `settings` a test names on purpose.
     """
+    import yaml  # from the homeserver extra, as Synapse is
+
     data_dir.mkdir(parents=True, exist_ok=True)
-    secrets_file = data_dir / "secrets.txt"
-    if secrets_file.exists():
-        shared_secret, macaroon, form = secrets_file.read_text().split()
-    else:
-        shared_secret, macaroon, form = (secrets.token_hex(24) for _ in range(3))
-        secrets_file.write_text(f"{shared_secret} {macaroon} {form}\n")
-        secrets_file.chmod(0o600)
+    generated = data_dir / "homeserver.generated.yaml"
+    if not generated.exists():
+        result = subprocess.run(
+            [
+                sys.executable, "-m", "synapse.app.homeserver", "--generate-config", "--report-stats=no",
+                "--server-name", SERVER_NAME, "--config-path", str(generated), "--data-directory", str(data_dir),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise HomeserverError(f"synapse --generate-config failed: {result.stderr[-2000:]}")
+    config: dict[str, Any] = yaml.safe_load(generated.read_text())
+    for listener in config["listeners"]:
+        listener["port"] = port
+        listener["bind_addresses"] = ["127.0.0.1"]
     log_config = _LOG_CONFIG.replace("{log_file}", str(data_dir / "homeserver.log"))
     if access_log:
         log_config = log_config.replace("root:", _ACCESS_LOG_CONFIG.replace("{access_file}", str(data_dir / "access.log")).strip("\n") + "\nroot:")
     (data_dir / "log.config").write_text(log_config)
-    config = f"""
-server_name: "{SERVER_NAME}"
-public_baseurl: "http://127.0.0.1:{port}/"
-pid_file: "{data_dir / 'homeserver.pid'}"
-listeners:
-  - port: {port}
-    bind_addresses: ['127.0.0.1']
-    type: http
-    tls: false
-    x_forwarded: false
-    resources:
-      - names: [client]
-        compress: false
-database:
-  name: sqlite3
-  args:
-    database: "{data_dir / 'homeserver.db'}"
-log_config: "{data_dir / 'log.config'}"
-media_store_path: "{data_dir / 'media_store'}"
-signing_key_path: "{data_dir / 'signing.key'}"
-registration_shared_secret: "{shared_secret}"
-macaroon_secret_key: "{macaroon}"
-form_secret: "{form}"
-report_stats: false
-enable_registration: false
-trusted_key_servers: []
-suppress_key_server_warning: true
-default_room_version: "10"
-presence:
-  enabled: false
-"""
+    config["log_config"] = str(data_dir / "log.config")
+    config.update(_legacy_secrets(data_dir))
     if relaxed_rate_limits:
-        config += _RELAXED_RATE_LIMITS
+        config.update(yaml.safe_load(_RELAXED_RATE_LIMITS))
+    config.update(settings or {})
     path = data_dir / "homeserver.yaml"
-    path.write_text(config)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
     return path
+
+
+def _legacy_secrets(data_dir: Path) -> dict[str, str]:
+    """A data directory made before configs were generated keeps its secrets and signing key (its tokens stay valid)."""
+    secrets_file, signing_key = data_dir / "secrets.txt", data_dir / "signing.key"
+    if not (secrets_file.exists() and signing_key.exists()):
+        return {}
+    shared_secret, macaroon, form = secrets_file.read_text().split()
+    return {
+        "registration_shared_secret": shared_secret,
+        "macaroon_secret_key": macaroon,
+        "form_secret": form,
+        "signing_key_path": str(signing_key),
+    }
 
 
 class LocalHomeserver:
     """A Synapse child process on 127.0.0.1 with SQLite storage."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, relaxed_rate_limits: bool = True, access_log: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        relaxed_rate_limits: bool = True,
+        access_log: bool = False,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.relaxed_rate_limits = relaxed_rate_limits
         self.process: subprocess.Popen[bytes] | None = None
-        self.config_path = write_config(self.data_dir, self.port, relaxed_rate_limits=relaxed_rate_limits, access_log=access_log)
+        self.config_path = write_config(
+            self.data_dir, self.port, relaxed_rate_limits=relaxed_rate_limits, access_log=access_log, settings=settings
+        )
 
     @property
     def access_log(self) -> Path:
@@ -175,15 +200,11 @@ class LocalHomeserver:
 
     @property
     def shared_secret(self) -> str:
-        return (self.data_dir / "secrets.txt").read_text().split()[0]
+        import yaml
+
+        return str(yaml.safe_load(self.config_path.read_text())["registration_shared_secret"])
 
     def start(self, timeout_s: float = 60.0) -> None:
-        if not (self.data_dir / "signing.key").exists():
-            subprocess.run(
-                [sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.config_path), "--generate-keys"],
-                check=True,
-                capture_output=True,
-            )
         stderr_log = open(self.data_dir / "stderr.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.config_path)],
