@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from adapter.config import Config, ConfigError, load_config
+from adapter.errors import StartupError
 from adapter.logs import LOG_FORMATS, setup_logging
 
 log = logging.getLogger("rpbot")
@@ -227,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"rpbot: {exc}", file=sys.stderr)
         return 2
+    except StartupError as exc:
+        print(f"rpbot: cannot start: {exc}", file=sys.stderr)
+        return 1
     parser.print_help()
     return 2
 

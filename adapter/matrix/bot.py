@@ -1,7 +1,8 @@
 """MatrixBot: login, startup order, and the sync loop.
 
 Startup: login (the session in `data_dir/session.json` is reused, so a restart
-is not a new device) -> `prepare_live_sync` (a full-state sync) ->
+is not a new device) -> the room version for new rooms, from the homeserver's
+capabilities -> `prepare_live_sync` (a full-state sync) ->
 reconciliation of the cache from room state -> redelivery of replies owed ->
 the live sync loop. The loop backs off on errors (nio's `sync_forever` does
 not), does nio's E2EE housekeeping, hands each response to the dispatcher, and
@@ -17,6 +18,7 @@ import os
 import uuid
 import weakref
 from pathlib import Path
+from typing import Any
 
 from nio import (
     AsyncClient,
@@ -29,11 +31,13 @@ from nio import (
 )
 
 from adapter.config import Config
+from adapter.errors import StartupError
 from adapter.matrix.context import BotContext
 from adapter.matrix.dispatcher import Dispatcher
 from adapter.matrix.handlers.auth import resume_onboarding
 from adapter.matrix.outgoing import MatrixSender, OutgoingEvent
 from adapter.matrix.reconciliation import reconcile_from_space_topology
+from adapter.matrix.room_versions import CAPABILITIES_PATH, NoUsableRoomVersion, choose_room_version, stable_versions
 from adapter.matrix.store import (
     RoomMeta,
     StateStore,
@@ -67,8 +71,31 @@ def catch_up_filter() -> dict:
 _full_syncs: "weakref.WeakKeyDictionary[AsyncClient, SyncResponse]" = weakref.WeakKeyDictionary()
 
 
-class LoginFailed(RuntimeError):
+class LoginFailed(StartupError):
     """The homeserver refused the bot's credentials."""
+
+
+async def fetch_capabilities(client: AsyncClient) -> dict[str, Any]:
+    """The homeserver's `/capabilities` body (empty for a server that has no such endpoint)."""
+    response = await client.send("GET", CAPABILITIES_PATH, headers={"Authorization": f"Bearer {client.access_token}"})
+    if response.status == 404:
+        return {}
+    if response.status != 200:
+        raise StartupError(f"the homeserver answered {response.status} to {CAPABILITIES_PATH}: {(await response.text())[:200]}")
+    body = await response.json()
+    return body if isinstance(body, dict) else {}
+
+
+async def room_version_for(client: AsyncClient) -> str:
+    """The room version new rooms are made in; StartupError when the homeserver offers none usable."""
+    capabilities = await fetch_capabilities(client)
+    try:
+        version = choose_room_version(capabilities)
+    except NoUsableRoomVersion as exc:
+        raise StartupError(str(exc)) from exc
+    default, _ = stable_versions(capabilities)
+    log.info("new rooms are made in room version %s (the homeserver's default: %s)", version, default)
+    return version
 
 
 async def prepare_live_sync(client: AsyncClient) -> str | None:
@@ -184,8 +211,9 @@ class MatrixBot:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = await StateStore.open(self.data_dir / "adapter.sqlite3")
         self.client = await self.login()
+        room_version = await room_version_for(self.client)  # before anything is made: a refusal leaves nothing half-made
         sender = MatrixSender(self.client)
-        ctx = BotContext(self.client, self.config, self.store, self.engine, sender)
+        ctx = BotContext(self.client, self.config, self.store, self.engine, sender, room_version)
         self.dispatcher = Dispatcher(ctx)
         self.dispatcher.bootstrap_unregistered_room = self._bootstrap_room_by_id
         saved_token = await get_sync_token(self.store)

@@ -1,4 +1,4 @@
-"""What every handler is given: the client, config, cache store, engine and sender."""
+"""What every handler is given: the client, config, cache store, engine, sender and the room version for new rooms."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class BotContext:
     store: StateStore
     engine: Engine
     sender: MatrixSender
+    room_version: str  # new rooms are made in it (chosen at start from the homeserver's capabilities)
     user_locks: KeyedLocks = field(default_factory=KeyedLocks)
 
     @property

@@ -1,9 +1,10 @@
 """Building a player's Space, lobby and story rooms, with the state that identifies them.
 
 The identity of each room lives in Matrix state written by the bot
-(`org.rpbot.space`, `org.rpbot.room`, DESIGN.md section 3); the adapter's
-store is a cache of it. Power levels keep those events (and the Space links)
-at 100, so only the bot can write them; the player gets 50.
+(`org.rpbot.space`, `org.rpbot.room`); the adapter's store is a cache of it.
+Power levels keep those events (and the Space links) at 100, so only the bot
+can write them; the player gets 50. Rooms are made in the room version chosen
+at start (`adapter.matrix.room_versions`); a Space may hold rooms of several.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from nio import RoomPreset, RoomVisibility
 from adapter.matrix.context import BotContext
 from adapter.matrix.outgoing import CreateRoom, SendMessage, SendState, txn_id_for
 from adapter.matrix.render import character_reply
+from adapter.matrix.room_versions import creators_have_unlimited_power
 from adapter.matrix.store import (
     RoomMeta,
     UserMeta,
@@ -29,7 +31,6 @@ log = logging.getLogger(__name__)
 SPACE_STATE = "org.rpbot.space"
 ROOM_STATE = "org.rpbot.room"
 STATE_VERSION = 1
-ROOM_VERSION = "10"  # restricted joins need 8+; 10 is stable on every current homeserver
 
 _BOT_ONLY_EVENTS = (
     SPACE_STATE,
@@ -45,10 +46,14 @@ _BOT_ONLY_EVENTS = (
 )
 
 
-def power_levels(bot_user_id: str, owner: str) -> dict[str, Any]:
-    """Bot 100, player 50; the bot's identity and topology events need 100."""
+def power_levels(bot_user_id: str, owner: str, room_version: str) -> dict[str, Any]:
+    """Bot 100 (from room version 12 on: the bot is the creator, unlimited and unlisted), player 50.
+
+    The bot's identity and topology events need 100, more than the player has.
+    """
+    users = {owner: 50} if creators_have_unlimited_power(room_version) else {bot_user_id: 100, owner: 50}
     return {
-        "users": {bot_user_id: 100, owner: 50},
+        "users": users,
         "users_default": 0,
         "events_default": 0,
         "state_default": 50,
@@ -67,10 +72,11 @@ def space_request(ctx: BotContext, owner: str) -> CreateRoom:
             "space": True,
             "name": f"Stories of {localpart}",
             "topic": "Your rpbot stories: the Lobby starts new ones, each other room is one story.",
+            "room_version": ctx.room_version,
             "visibility": RoomVisibility.private,
             "preset": RoomPreset.private_chat,
             "invite": [owner],
-            "power_level_override": power_levels(ctx.bot_user_id, owner),
+            "power_level_override": power_levels(ctx.bot_user_id, owner, ctx.room_version),
             "initial_state": [{"type": SPACE_STATE, "state_key": "", "content": {"owner": owner, "version": STATE_VERSION}}],
         }
     )
@@ -94,11 +100,11 @@ def child_room_request(
         {
             "name": name,
             "topic": topic,
-            "room_version": ROOM_VERSION,
+            "room_version": ctx.room_version,
             "visibility": RoomVisibility.private,
             "preset": RoomPreset.private_chat,
             "invite": [owner],
-            "power_level_override": power_levels(ctx.bot_user_id, owner),
+            "power_level_override": power_levels(ctx.bot_user_id, owner, ctx.room_version),
             "initial_state": initial_state,
         }
     )

@@ -36,7 +36,7 @@ def rooms_created_by(server: SynapseServer, user_id: str) -> list[dict[str, Any]
     return [room for room in response.json()["rooms"] if room["creator"] == user_id]
 
 
-def _starter(server: SynapseServer, tmp_path: Path, started: list[BotProcess]) -> Callable[..., RunningBot]:
+def bot_starter(server: SynapseServer, tmp_path: Path, started: list[BotProcess]) -> Callable[..., RunningBot]:
     def start(*, allowed: tuple[str, ...] = ("@player-*:localhost",), llm: dict | None = None, encryption: bool = False) -> RunningBot:
         account = server.register("rpbot")
         config = write_config(
@@ -59,7 +59,7 @@ def _starter(server: SynapseServer, tmp_path: Path, started: list[BotProcess]) -
 @pytest.fixture
 def start_bot(synapse: SynapseServer, tmp_path: Path) -> Iterator[Callable[..., RunningBot]]:
     started: list[BotProcess] = []
-    yield _starter(synapse, tmp_path, started)
+    yield bot_starter(synapse, tmp_path, started)
     for process in started:
         assert process.stop() == 0, process.log_text()[-3000:]
 
@@ -67,7 +67,7 @@ def start_bot(synapse: SynapseServer, tmp_path: Path) -> Iterator[Callable[..., 
 @pytest.fixture
 def start_bot_default_limits(synapse_default_limits: SynapseServer, tmp_path: Path) -> Iterator[Callable[..., RunningBot]]:
     started: list[BotProcess] = []
-    yield _starter(synapse_default_limits, tmp_path, started)
+    yield bot_starter(synapse_default_limits, tmp_path, started)
     for process in started:
         assert process.stop() == 0, process.log_text()[-3000:]
 

@@ -48,9 +48,13 @@ def test_invite_space_story_room_and_a_reply(synapse: SynapseServer, start_bot, 
     assert story_identity["chat_id"] and story_identity["platform_chat_id"]
     player.join(lobby_id)
     assert player.state_event(lobby_id, "org.rpbot.room")["room_type"] == "lobby"
-    power = player.state_event(story_id, "m.room.power_levels")
-    assert power["users"][bot_id] == 100 and power["users"][player.user_id] == 50
-    assert power["events"]["org.rpbot.room"] == 100
+    # Synapse's stock default room version is 12: the bot is the rooms' creator, unlimited and unlisted.
+    for room_id in (space_id, lobby_id, story_id):
+        create = player.state_event(room_id, "m.room.create")
+        assert create["room_version"] == "12"
+        power = player.state_event(room_id, "m.room.power_levels")
+        assert bot_id not in power["users"] and power["users"][player.user_id] == 50
+        assert power["events"]["org.rpbot.room"] == 100
 
     greeting = player.wait_for(lambda: player.final_texts(story_id, bot_id), what="the greeting")
     assert len(greeting) == 1
