@@ -2,7 +2,8 @@
 
 Checks, in order: the config file; who may use the bot; the data directory; that the homeserver
 answers; that the bot account logs in (reusing `data_dir/session.json`, see
-`adapter.operator_session`, so no device is left behind); whether Synapse
+`adapter.operator_session`, so no device is left behind); which room version new
+rooms will be made in (FAIL when the homeserver offers none with restricted joins); whether Synapse
 rate-limits the bot (readable only with an admin token: `--admin-token` or
 `RPBOT_ADMIN_TOKEN`; otherwise "unknown"); and that the LLM endpoint answers
 a one-token request. Each check prints OK, WARN or FAIL; the command exits 1
@@ -20,6 +21,13 @@ from urllib.parse import quote
 import httpx
 
 from adapter.config import Config, ConfigError, LLMConfig, load_config
+from adapter.matrix.room_versions import (
+    CAPABILITIES_PATH,
+    NoUsableRoomVersion,
+    choose_room_version,
+    creators_have_unlimited_power,
+    stable_versions,
+)
 from adapter.operator_session import SessionError, bot_session
 
 Verdict = Literal["OK", "WARN", "FAIL"]
@@ -79,6 +87,21 @@ async def check_rate_limit(http: httpx.AsyncClient, user_id: str, token: str, ad
             f"if the bot is limited, lift with: {hint}",
         )
     return Check("rate limits", "WARN", f"unknown (the homeserver answered {response.status_code}; not Synapse?)")
+
+
+async def check_room_versions(http: httpx.AsyncClient, token: str) -> Check:
+    response = await http.get(CAPABILITIES_PATH, headers={"Authorization": f"Bearer {token}"})
+    if response.status_code not in (200, 404):
+        return Check("room versions", "FAIL", f"the homeserver answered {response.status_code} to {CAPABILITIES_PATH}")
+    capabilities = response.json() if response.status_code == 200 else {}
+    default, _ = stable_versions(capabilities)
+    try:
+        version = choose_room_version(capabilities)
+    except NoUsableRoomVersion as exc:
+        return Check("room versions", "FAIL", f"{exc} The bot refuses to start and makes nothing.")
+    how = "the homeserver's default" if version == default else f"the highest stable one with restricted joins; the default {default} has none"
+    creator = "the bot is each room's creator, with unlimited power" if creators_have_unlimited_power(version) else "the bot holds power 100"
+    return Check("room versions", "OK", f"new rooms are made in room version {version} ({how}; {creator})")
 
 
 async def check_llm(llm: LLMConfig) -> list[Check]:
@@ -145,6 +168,7 @@ async def run_checks(config_path: Path, admin_token: str | None = None) -> list[
             async with bot_session(config, http) as session:
                 device = f", device {session.device_id}" if session.device_id else ""
                 checks.append(Check("login", "OK", f"{session.user_id} via {session.how}{device}"))
+                checks.append(await check_room_versions(http, session.access_token))
                 checks.append(await check_rate_limit(http, session.user_id, session.access_token, admin_token))
         except SessionError as exc:
             checks.append(Check("login", "FAIL", str(exc)))
