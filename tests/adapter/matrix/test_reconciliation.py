@@ -178,7 +178,7 @@ async def test_a_room_not_yet_linked_into_its_space_is_linked_not_recreated(stor
 
 
 async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """MatrixBot.start: login -> prepare_live_sync -> reconcile -> redeliver -> catch up; the live loop only after."""
+    """MatrixBot.start: login -> room version -> prepare_live_sync -> reconcile -> redeliver -> catch up; the live loop only after."""
     import adapter.matrix.bot as bot_module
     from adapter.config import Config, MatrixConfig, StorageConfig
 
@@ -194,6 +194,10 @@ async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatc
         calls.append("login")
         return FakeClient()
 
+    async def fake_room_version(client):  # noqa: ANN001
+        calls.append("room_version")
+        return "12"
+
     async def fake_prepare(client):  # noqa: ANN001
         calls.append("prepare_live_sync")
         bot_module._full_syncs[client] = alice_topology()
@@ -204,6 +208,7 @@ async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatc
         return ReconcileReport(0, 0, 0)
 
     monkeypatch.setattr(bot_module.MatrixBot, "login", fake_login)
+    monkeypatch.setattr(bot_module, "room_version_for", fake_room_version)
     monkeypatch.setattr(bot_module, "prepare_live_sync", fake_prepare)
     monkeypatch.setattr(bot_module, "reconcile_from_space_topology", fake_reconcile)
     monkeypatch.setattr(bot_module.Dispatcher, "redeliver_pending", lambda self: _record(calls, "redeliver"))
@@ -213,7 +218,7 @@ async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatc
     bot = bot_module.MatrixBot(config, engine=None)  # type: ignore[arg-type]
     await bot.start()
     await bot.store.close()
-    assert calls == ["login", "prepare_live_sync", "reconcile", "redeliver", "dispatch(timeline=False)", "catch_up"]
+    assert calls == ["login", "room_version", "prepare_live_sync", "reconcile", "redeliver", "dispatch(timeline=False)", "catch_up"]
 
 
 async def _record(calls: list[str], name: str) -> int:
