@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from nio import (
     RoomCreateError,
     RoomCreateResponse,
     RoomLeaveResponse,
+    UploadResponse,
 )
 from nio.api import Api
 
@@ -169,6 +171,19 @@ class MatrixSender:
 
     async def send_all(self, events: list[OutgoingEvent]) -> list[str | None]:
         return [await self.send(event) for event in events]
+
+    async def upload(self, data: bytes, content_type: str, filename: str) -> str:
+        """Upload a file to the media repository (unencrypted: avatars are public to the room); return its mxc URI."""
+        response = await self._with_rate_limit("upload", "(media)", lambda: self._upload(data, content_type, filename))
+        if not isinstance(response, UploadResponse):
+            raise SendFailed("upload", response)
+        return response.content_uri
+
+    async def _upload(self, data: bytes, content_type: str, filename: str) -> Any:
+        response, _ = await self.client.upload(
+            lambda *_: io.BytesIO(data), content_type=content_type, filename=filename, filesize=len(data)
+        )
+        return response
 
     async def join(self, room_id: str) -> bool:
         """Join `room_id`, waiting out rate limits; False if the homeserver refuses for another reason."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import nh3
 from markdown_it import MarkdownIt
@@ -35,23 +37,56 @@ def content_bytes(content: dict[str, Any]) -> int:
     return len(json.dumps(content, ensure_ascii=False).encode())
 
 
-def character_reply(speaker: str, text: str, *, truncated: bool = False) -> dict[str, Any]:
+PER_MESSAGE_PROFILE = "com.beeper.per_message_profile"  # MSC4144's unstable key, as clients read it today
+_PROFILE_FIELD_BYTES = 255
+
+
+@dataclass(frozen=True)
+class SpeakerProfile:
+    """Who a character's message is from, for clients that show per-message profiles."""
+
+    profile_id: str  # opaque and stable: the character id
+    displayname: str
+    avatar_url: str | None = None
+
+    def content(self) -> dict[str, Any]:
+        profile: dict[str, Any] = {
+            "id": _clip_utf8(self.profile_id, _PROFILE_FIELD_BYTES),
+            "displayname": _clip_utf8(self.displayname, _PROFILE_FIELD_BYTES),
+            "has_fallback": True,
+        }
+        if self.avatar_url:
+            profile["avatar_url"] = self.avatar_url
+        return profile
+
+
+def _clip_utf8(text: str, limit: int) -> str:
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+def character_reply(speaker: str, text: str, *, truncated: bool = False, profile: SpeakerProfile | None = None) -> dict[str, Any]:
     """One character's turn as a message: the name shown first, markdown rendered.
 
-    A reply too big for one Matrix event is shown as plain text, and if still too big, cut with
-    a note (the engine keeps the whole text); the homeserver would refuse it otherwise.
+    The name at the start is a fallback for clients without per-message profiles, marked
+    (`data-mx-profile-fallback`) so that clients which show the profile hide it. A reply too big
+    for one Matrix event is shown as plain text, and if still too big, cut with a note (the engine
+    keeps the whole text); the homeserver would refuse it otherwise.
     """
     suffix = " …(stopped)" if truncated else ""
     body_text = text if text else "…"
-    content = {
+    content: dict[str, Any] = {
         "msgtype": "m.text",
         "body": f"{speaker}: {body_text}{suffix}",
         "format": "org.matrix.custom.html",
-        "formatted_body": f"<strong>{html.escape(speaker)}</strong>: {_inline(markdown_to_html(body_text))}{html.escape(suffix)}",
+        "formatted_body": (
+            f"<strong data-mx-profile-fallback>{html.escape(speaker)}: </strong>{_inline(markdown_to_html(body_text))}{html.escape(suffix)}"
+        ),
     }
+    if profile is not None:
+        content[PER_MESSAGE_PROFILE] = profile.content()
     if content_bytes(content) <= MAX_CONTENT_BYTES:
         return content
-    plain = {"msgtype": "m.text", "body": content["body"]}
+    plain = {key: value for key, value in content.items() if key not in ("format", "formatted_body")}
     keep = len(body_text)
     while content_bytes(plain) > MAX_CONTENT_BYTES and keep > 0:
         keep = keep * 3 // 4
@@ -64,6 +99,11 @@ def _inline(rendered: str) -> str:
     if rendered.startswith("<p>") and rendered.endswith("</p>") and rendered.count("<p>") == 1:
         return rendered[3:-4]
     return rendered
+
+
+def room_link(room_id: str, server_name: str, text: str) -> str:
+    """A markdown link to a room or Space that Element shows as a pill (a matrix.to permalink with a `via`)."""
+    return f"[{text}](https://matrix.to/#/{quote(room_id, safe='!:')}?via={quote(server_name)})"
 
 
 def notice(text: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ The identity of each room lives in Matrix state written by the bot
 Power levels keep those events (and the Space links) at 100, so only the bot
 can write them; the player gets 50. Rooms are made in the room version chosen
 at start (`adapter.matrix.room_versions`); a Space may hold rooms of several.
+The Space, the Lobby and each story room have a picture (the story's is its host's face).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from nio import RoomPreset, RoomVisibility
 
+from adapter.matrix.avatars import avatar_state, place_avatar, speaker_profile
 from adapter.matrix.context import BotContext
 from adapter.matrix.outgoing import CreateRoom, SendMessage, SendState, txn_id_for
 from adapter.matrix.render import character_reply
@@ -65,7 +67,7 @@ def power_levels(bot_user_id: str, owner: str, room_version: str) -> dict[str, A
     }
 
 
-def space_request(ctx: BotContext, owner: str) -> CreateRoom:
+def space_request(ctx: BotContext, owner: str, avatar: str | None = None) -> CreateRoom:
     localpart = owner.split(":", 1)[0].lstrip("@")
     return CreateRoom(
         {
@@ -77,13 +79,16 @@ def space_request(ctx: BotContext, owner: str) -> CreateRoom:
             "preset": RoomPreset.private_chat,
             "invite": [owner],
             "power_level_override": power_levels(ctx.bot_user_id, owner, ctx.room_version),
-            "initial_state": [{"type": SPACE_STATE, "state_key": "", "content": {"owner": owner, "version": STATE_VERSION}}],
+            "initial_state": [
+                {"type": SPACE_STATE, "state_key": "", "content": {"owner": owner, "version": STATE_VERSION}},
+                *avatar_state(avatar),
+            ],
         }
     )
 
 
 def child_room_request(
-    ctx: BotContext, owner: str, space_id: str, *, name: str, topic: str, identity: dict[str, Any]
+    ctx: BotContext, owner: str, space_id: str, *, name: str, topic: str, identity: dict[str, Any], avatar: str | None = None
 ) -> CreateRoom:
     initial_state: list[dict[str, Any]] = [
         {"type": "m.space.parent", "state_key": space_id, "content": {"canonical": True, "via": [ctx.server_name]}},
@@ -93,6 +98,7 @@ def child_room_request(
             "content": {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space_id}]},
         },
         {"type": ROOM_STATE, "state_key": "", "content": identity},
+        *avatar_state(avatar),
     ]
     if ctx.config.matrix.encryption:
         initial_state.append({"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}})
@@ -117,7 +123,7 @@ async def link_child(ctx: BotContext, space_id: str, room_id: str, order: str) -
 
 
 async def create_space(ctx: BotContext, owner: str, notify_room: str | None = None) -> UserMeta:
-    space_id = await ctx.sender.create_room(space_request(ctx, owner), notify_room=notify_room)
+    space_id = await ctx.sender.create_room(space_request(ctx, owner, await place_avatar(ctx, "space")), notify_room=notify_room)
     meta = UserMeta(user_id=owner, space_id=space_id)
     await set_user_meta(ctx.store, meta)
     await set_room_meta(ctx.store, RoomMeta(space_id, "space", owner, space_id=space_id))
@@ -135,6 +141,7 @@ async def create_lobby(ctx: BotContext, owner: str, space_id: str, notify_room: 
             name="Lobby",
             topic="Start a story here: !new [character] [with character] · !characters · !help",
             identity=identity,
+            avatar=await place_avatar(ctx, "lobby"),
         ),
         notify_room=notify_room,
     )
@@ -159,6 +166,7 @@ async def create_story_room(
         "version": STATE_VERSION,
     }
     cast = chat.host_name + (f" & {chat.guest_name}" if chat.guest_name else "")
+    host = await speaker_profile(ctx, chat.host_id, chat.host_name)
     room_id = await ctx.sender.create_room(
         child_room_request(
             ctx,
@@ -167,12 +175,14 @@ async def create_story_room(
             name=chat.title,
             topic=f"A story with {cast}. Type to talk; !help lists commands.",
             identity=identity,
+            avatar=host.avatar_url,
         ),
         notify_room=notify_room,
     )
     await set_room_meta(ctx.store, RoomMeta(room_id, "chat", owner, space_id, chat.chat_id, platform_chat_id))
     await link_child(ctx, space_id, room_id, order=f"1{platform_chat_id.removeprefix('mx-').zfill(8)}")
     greeting = await ctx.engine.greeting(chat.chat_id)
-    await ctx.sender.send(SendMessage(room_id, character_reply(greeting.speaker, greeting.text), txn_id_for(room_id, "greeting")))
+    profile = await speaker_profile(ctx, greeting.speaker_id, greeting.speaker)
+    await ctx.sender.send(SendMessage(room_id, character_reply(greeting.speaker, greeting.text, profile=profile), txn_id_for(room_id, "greeting")))
     log.info("created story room %s", room_id, extra={"room_id": room_id, "chat_id": chat.chat_id, "user_id": owner})
     return room_id

@@ -209,6 +209,21 @@ async def set_sync_token(store: StateStore, token: str) -> None:
         await store.conn.commit()
 
 
+async def get_uploaded_media(store: StateStore, digest: str) -> str | None:
+    """The mxc URI an image with this SHA-256 was uploaded as, if it was."""
+    async with store.conn.execute("SELECT value FROM kv WHERE key = ?", (f"media:{digest}",)) as cursor:
+        row = await cursor.fetchone()
+    return row[0] if row else None
+
+
+async def set_uploaded_media(store: StateStore, digest: str, uri: str) -> None:
+    async with store.write_lock:
+        await store.conn.execute_fetchall(
+            "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (f"media:{digest}", uri)
+        )
+        await store.conn.commit()
+
+
 @dataclass(frozen=True)
 class Delivery:
     source_event_id: str

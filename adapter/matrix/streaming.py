@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from adapter.matrix.outgoing import MatrixSender, SendMessage, txn_id_for
-from adapter.matrix.render import character_reply, edit_of
+from adapter.matrix.render import SpeakerProfile, character_reply, edit_of
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class StreamingReply:
         max_edits: int = 20,
         event_id: str | None = None,
         on_first_shown: Callable[[str], Awaitable[None]] | None = None,
+        profile: SpeakerProfile | None = None,
     ) -> None:
         self.sender = sender
         self.room_id = room_id
@@ -42,6 +43,7 @@ class StreamingReply:
         self.max_edits = max_edits
         self.event_id = event_id  # set when resuming a reply already shown before a restart
         self.on_first_shown = on_first_shown
+        self.profile = profile
         self.edits_sent = 0
         self._latest = ""
         self._shown = ""
@@ -85,7 +87,7 @@ class StreamingReply:
             await self._show(text, final=False)
 
     async def _show(self, text: str, *, final: bool, truncated: bool = False) -> None:
-        content = character_reply(self.speaker, text, truncated=truncated)
+        content = character_reply(self.speaker, text, truncated=truncated, profile=self.profile)
         if self.event_id is None:
             self.event_id = await self.sender.send(
                 SendMessage(self.room_id, content, txn_id_for(self.source_event_id, f"reply:{self.speaker}"))

@@ -13,7 +13,7 @@ import logging
 
 from adapter.matrix.context import BotContext
 from adapter.matrix.outgoing import LeaveRoom, SendFailed, SendMessage, txn_id_for
-from adapter.matrix.render import notice
+from adapter.matrix.render import notice, room_link
 from adapter.matrix.spaces import create_lobby, create_space, create_story_room
 from adapter.matrix.store import (
     RoomMeta,
@@ -78,6 +78,6 @@ async def resume_onboarding(ctx: BotContext, user_id: str) -> None:
 def welcome_text(ctx: BotContext, space_id: str) -> str:
     return (
         "Welcome! I've made you a Space with a **Lobby** and your first story room.\n\n"
-        f"Accept the invite to the Space (`{space_id}`), open the story room and just type to talk "
+        f"Accept the invite to {room_link(space_id, ctx.server_name, 'your Space')}, open the story room and just type to talk "
         "with its character. In the Lobby, `!new` starts another story and `!characters` lists who you can meet."
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from adapter.matrix.context import BotContext
 from adapter.matrix.outgoing import OutgoingEvent, SendMessage, txn_id_for
-from adapter.matrix.render import notice
+from adapter.matrix.render import notice, room_link
 from adapter.matrix.store import RoomMeta, get_user_meta
 from core.engine import CharacterInfo
 
@@ -151,7 +151,7 @@ async def _new(inv: Invocation) -> list[OutgoingEvent]:
             inv.ctx, inv.meta.matrix_user_id, space_id, host.character_id, guest.character_id if guest else None, notify_room=inv.meta.room_id
         )
     cast = host.name + (f" and {guest.name}" if guest else "")
-    return inv.reply(f"Your new story with {cast} is ready in your Space: https://matrix.to/#/{room_id}")
+    return inv.reply(f"Your new story with {cast} is ready in your Space: {room_link(room_id, inv.ctx.server_name, cast)}")
 
 
 @command("import", "!import", "reply with this to an uploaded character card (.png or .json, V2 or V3)", LOBBY_ROOMS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from adapter.matrix.avatars import speaker_profile
 from adapter.matrix.context import BotContext
 from adapter.matrix.outgoing import SendMessage, SetTyping, txn_id_for
 from adapter.matrix.render import notice
@@ -34,14 +35,15 @@ def notice_text(kind: str, text: str) -> str:
     return f"*{heading}*\n\n{text}" if heading else text
 
 
-async def _reply_stream(ctx: BotContext, meta: RoomMeta, source_event_id: str, speaker: str) -> StreamingReply:
+async def _reply_stream(ctx: BotContext, meta: RoomMeta, source_event_id: str, speaker: str, speaker_id: str) -> StreamingReply:
     """The message this speaker's reply goes into: the one already shown for this source, if any."""
 
     async def remember(event_id: str) -> None:
         await set_reply_message(ctx.store, source_event_id, speaker, event_id)
 
     shown = await get_reply_message(ctx.store, source_event_id, speaker)
-    return StreamingReply(ctx.sender, meta.room_id, source_event_id, speaker, event_id=shown, on_first_shown=remember)
+    profile = await speaker_profile(ctx, speaker_id, speaker)
+    return StreamingReply(ctx.sender, meta.room_id, source_event_id, speaker, event_id=shown, on_first_shown=remember, profile=profile)
 
 
 async def run_turn(ctx: BotContext, meta: RoomMeta, text: str, source_event_id: str, attempt_event_id: str | None = None) -> None:
@@ -67,7 +69,7 @@ async def run_turn(ctx: BotContext, meta: RoomMeta, text: str, source_event_id: 
             if reply is None or reply.speaker != update.speaker:
                 if reply is not None:
                     await reply.finish(reply.latest_text)
-                reply = await _reply_stream(ctx, meta, source_event_id, update.speaker)
+                reply = await _reply_stream(ctx, meta, source_event_id, update.speaker, update.speaker_id)
             if update.done:
                 event_id = await reply.finish(update.text, truncated=update.truncated)
                 await mark_delivered(ctx.store, source_event_id, event_id, update.turn_id)
@@ -104,7 +106,8 @@ async def run_regenerate(ctx: BotContext, meta: RoomMeta, source_event_id: str) 
         reply: StreamingReply | None = None
         async for update in ctx.engine.regenerate(meta.chat_id):
             if reply is None:
-                reply = StreamingReply(ctx.sender, meta.room_id, source_event_id, update.speaker, event_id=target)
+                profile = await speaker_profile(ctx, update.speaker_id, update.speaker)
+                reply = StreamingReply(ctx.sender, meta.room_id, source_event_id, update.speaker, event_id=target, profile=profile)
             if update.done:
                 await reply.finish(update.text, truncated=update.truncated)
             else:

@@ -87,6 +87,6 @@ def test_markdown_is_rendered_and_html_injection_is_removed() -> None:
 def test_a_reply_shows_the_name_escaped_and_edits_carry_new_content() -> None:
     content = character_reply("<b>Eve</b>", "Hi *there*")
     assert content["body"] == "<b>Eve</b>: Hi *there*"
-    assert content["formatted_body"].startswith("<strong>&lt;b&gt;Eve&lt;/b&gt;</strong>: Hi <em>there</em>")
+    assert content["formatted_body"].startswith("<strong data-mx-profile-fallback>&lt;b&gt;Eve&lt;/b&gt;: </strong>Hi <em>there</em>")
     edit = edit_of("$orig", content)
     assert edit["body"].startswith("* ") and edit["m.new_content"] == content

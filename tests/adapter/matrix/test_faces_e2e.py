@@ -1,0 +1,85 @@
+"""Faces and links against a real Synapse: room avatars, per-message profiles, pills, one upload per image."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.adapter.matrix.conftest import onboard
+from tests.adapter.matrix.test_requests_per_turn import bot_requests
+from tests.adapter.matrix.test_restart_persistence import openai_llm, say_and_wait
+from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.matrix_user import MatrixUser
+
+pytestmark = pytest.mark.synapse
+
+PROFILE = "com.beeper.per_message_profile"
+ROOM_ID = re.compile(r"![A-Za-z0-9._=\-]+:[A-Za-z0-9.\-]+|![A-Za-z0-9_\-]{43}")  # versions 1-11, and 12 (a hash, no server)
+MATRIX_TO = re.compile(r"https://matrix\.to/#/![^\s)\"<]+")
+
+
+def avatar(player: MatrixUser, room_id: str) -> str:
+    url = player.state_event(room_id, "m.room.avatar")["url"]
+    assert url.startswith("mxc://")
+    return url
+
+
+def download(player: MatrixUser, mxc: str) -> bytes:
+    server, media_id = mxc.removeprefix("mxc://").split("/", 1)
+    response = player.http.get(f"/_matrix/client/v1/media/download/{server}/{media_id}")
+    response.raise_for_status()
+    return response.content
+
+
+def uploads(bot) -> int:
+    return sum(1 for method, path in bot_requests(bot.server.server.access_log.read_text(), bot.user_id) if method == "POST" and path.endswith("/upload"))
+
+
+def raw_room_ids(text: str) -> list[str]:
+    """Room ids in `text` outside matrix.to links."""
+    return [match.group(0) for match in ROOM_ID.finditer(MATRIX_TO.sub("", text))]
+
+
+def test_rooms_and_replies_have_faces_and_messages_link_rooms_as_pills(start_bot, fake_openai: FakeOpenAIServer) -> None:
+    bot = start_bot(llm=openai_llm(fake_openai))
+    player = bot.player()
+    space_id, lobby, story = onboard(bot, player)
+
+    space_face, lobby_face, story_face = avatar(player, space_id), avatar(player, lobby), avatar(player, story)
+    assert len({space_face, lobby_face, story_face}) == 3
+    for mxc in (space_face, lobby_face, story_face):
+        assert download(player, mxc).startswith(b"\x89PNG")
+
+    host = player.state_event(story, "org.rpbot.room")
+    greeting = player.wait_for(lambda: player.messages_from(story, bot.user_id), what="the greeting")[0]["content"]
+    profile = greeting[PROFILE]
+    assert profile["avatar_url"] == story_face and profile["has_fallback"] is True
+    assert profile["id"] and profile["displayname"] and greeting["body"].startswith(profile["displayname"] + ": ")
+    assert greeting["formatted_body"].startswith(f"<strong data-mx-profile-fallback>{profile['displayname']}: </strong>")
+    assert host["chat_id"]
+
+    say_and_wait(player, story, bot, "Hello there.", "Echo: Hello there.")
+    for event in player.messages_from(story, bot.user_id):
+        content = event["content"].get("m.new_content", event["content"])
+        if content.get("msgtype") == "m.text":
+            assert content[PROFILE]["id"] == profile["id"] and content[PROFILE]["avatar_url"] == story_face
+
+    # Every room named to the player is a matrix.to pill; no raw room id anywhere.
+    player.send_text(lobby, "!new odile")
+    player.wait_for(lambda: any("matrix.to" in e["content"]["body"] for e in player.messages_from(lobby, bot.user_id)), what="the new story's link")
+    told = [e["content"] for room in (player.invite_room, lobby, story) for e in player.messages_from(room, bot.user_id)]
+    assert told
+    for content in told:
+        for field in ("body", "formatted_body"):
+            assert not raw_room_ids(content.get(field, "")), content
+    welcome = player.messages_from(player.invite_room, bot.user_id)[0]["content"]
+    assert f'href="https://matrix.to/#/{space_id}?via=localhost"' in welcome["formatted_body"]
+    assert uploads(bot) == 4  # the Space, the Lobby, the first host and Odile: each once
+
+    assert bot.process.stop() == 0
+    bot.process.start()
+    player.send_text(lobby, "!new odile")  # a face uploaded before the restart
+    player.wait_for(lambda: len(player.hierarchy(space_id)) == 5, timeout_s=60, what="a third story")
+    say_and_wait(player, story, bot, "After the restart.", "Echo: After the restart.")
+    assert uploads(bot) == 4  # a restart uploads nothing again
