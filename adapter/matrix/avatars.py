@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from pathlib import Path
 
 from adapter.matrix.context import BotContext
-from adapter.matrix.faces import character_face, place_face
+from adapter.matrix.faces import card_portrait, character_face, place_face
 from adapter.matrix.outgoing import SendFailed
 from adapter.matrix.render import SpeakerProfile
 from adapter.matrix.store import get_uploaded_media, set_uploaded_media
 
 log = logging.getLogger(__name__)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 async def uploaded(ctx: BotContext, png: bytes, filename: str) -> str | None:
@@ -35,9 +38,25 @@ async def uploaded(ctx: BotContext, png: bytes, filename: str) -> str | None:
     return uri
 
 
+def imported_face_path(ctx: BotContext, character_id: str) -> Path:
+    """Where the picture of a character imported from a PNG card is kept: with the stories, not in the cache."""
+    return Path(ctx.config.storage.data_dir) / "faces" / f"{hashlib.sha256(character_id.encode()).hexdigest()[:32]}.png"
+
+
+def keep_card_face(ctx: BotContext, character_id: str, card: bytes) -> None:
+    """Keep a PNG card's picture as the character's face (a JSON card has none: the character gets a monogram)."""
+    face = card_portrait(card) if card.startswith(PNG_SIGNATURE) else None
+    if face is None:
+        return
+    path = imported_face_path(ctx, character_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(face)
+
+
 async def speaker_profile(ctx: BotContext, character_id: str, name: str) -> SpeakerProfile:
     """Who a message is from, as the per-message profile shows it."""
-    avatar = await uploaded(ctx, character_face(character_id, name), f"{character_id}.png")
+    face = character_face(character_id, name, imported_face_path(ctx, character_id))
+    avatar = await uploaded(ctx, face, f"{character_id}.png")
     return SpeakerProfile(profile_id=character_id, displayname=name, avatar_url=avatar)
 
 

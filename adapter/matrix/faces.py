@@ -3,7 +3,8 @@
 Built-in characters have portraits drawn here (a head-and-shoulders figure in each one's own
 colours, with the thing they are known by: Wren's compass, Odile's goggles, Tamsin's tea bowl,
 Ilse's playing card); any other character gets a monogram in colours derived from its name.
-Everything is drawn with pillow, deterministically, so the same character always has the same
+A character imported from a PNG card wears the card's own picture.
+Everything else is drawn with pillow, deterministically, so the same character always has the same
 face and an image is uploaded to the media repository only once (see `adapter.matrix.media`).
 """
 
@@ -14,6 +15,7 @@ import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -135,8 +137,22 @@ def monogram(name: str, *, seed: str | None = None) -> bytes:
     return _png(image)
 
 
-def character_face(character_id: str, name: str) -> bytes:
-    """What a character looks like: its portrait, or its monogram."""
+def card_portrait(data: bytes) -> bytes | None:
+    """A PNG card's own picture, squared and scaled to a face, with the card's text chunks left out; None if it is no image."""
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            picture = picture.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    side = min(picture.size)
+    left, top = (picture.width - side) // 2, 0  # cards are portraits: keep the top, where the face is
+    return _png(picture.crop((left, top, left + side, top + side)).resize((SIZE, SIZE), Image.Resampling.LANCZOS))
+
+
+def character_face(character_id: str, name: str, imported: Path | None = None) -> bytes:
+    """What a character looks like: its card's picture (kept in `imported`), its portrait, or its monogram."""
+    if imported is not None and imported.exists():
+        return imported.read_bytes()
     return builtin_portrait(character_id) or monogram(name, seed=character_id)
 
 

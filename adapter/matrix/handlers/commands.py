@@ -156,6 +156,7 @@ async def _new(inv: Invocation) -> list[OutgoingEvent]:
 
 @command("import", "!import", "reply with this to an uploaded character card (.png or .json, V2 or V3)", LOBBY_ROOMS)
 async def _import(inv: Invocation) -> list[OutgoingEvent]:
+    from adapter.matrix.avatars import keep_card_face
     from adapter.matrix.media import MediaError, fetch_uploaded_file
     from core.errors import CardImportError
 
@@ -168,6 +169,7 @@ async def _import(inv: Invocation) -> list[OutgoingEvent]:
         raise CommandError(str(exc)) from exc
     except CardImportError as exc:
         raise CommandError(f"That is not a character card I can read: {exc}") from exc
+    keep_card_face(inv.ctx, character.character_id, data)
     return inv.reply(f"Imported **{character.name}** (`{character.character_id}`). Start a story with `!new {character.character_id}`.")
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import re
 
 import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from tests.adapter.matrix.conftest import onboard
 from tests.adapter.matrix.test_requests_per_turn import bot_requests
@@ -83,3 +88,33 @@ def test_rooms_and_replies_have_faces_and_messages_link_rooms_as_pills(start_bot
     player.wait_for(lambda: len(player.hierarchy(space_id)) == 5, timeout_s=60, what="a third story")
     say_and_wait(player, story, bot, "After the restart.", "Echo: After the restart.")
     assert uploads(bot) == 4  # a restart uploads nothing again
+
+
+def card_png(card: dict, size: tuple[int, int], color: str) -> bytes:
+    info = PngInfo()
+    info.add_text("chara", base64.b64encode(json.dumps(card).encode()).decode())
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def test_a_character_imported_from_a_png_card_wears_the_cards_picture(start_bot, fake_openai: FakeOpenAIServer) -> None:
+    bot = start_bot(llm=openai_llm(fake_openai))
+    player = bot.player()
+    space_id, lobby, _ = onboard(bot, player)
+    card = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {"name": "Nyx Aldergrove", "description": "A cartographer.",
+            "personality": "precise", "scenario": "a map room", "first_mes": "You're late."}}
+    url = player.upload(card_png(card, (400, 600), "teal"), "nyx.png", "image/png")
+    file_event = player.send_content(lobby, {"msgtype": "m.image", "body": "nyx.png", "url": url})
+    player.send_content(lobby, {"msgtype": "m.text", "body": "!import", "m.relates_to": {"m.in_reply_to": {"event_id": file_event}}})
+    player.wait_for(lambda: any("Imported" in e["content"]["body"] for e in player.messages_from(lobby, bot.user_id)), what="the import")
+
+    player.send_text(lobby, "!new nyx")
+    player.wait_for(lambda: len(player.hierarchy(space_id)) == 4, what="Nyx's story room")
+    room = next(r["room_id"] for r in player.hierarchy(space_id) if r.get("name") == "Nyx Aldergrove")
+    player.join(room)
+    face = Image.open(io.BytesIO(download(player, avatar(player, room))))
+    assert face.size == (256, 256) and face.convert("RGB").getpixel((128, 128)) == (0, 128, 128)  # the card's teal, squared
+    assert "chara" not in face.info  # the card's text is not re-published with its picture
+    greeting = player.wait_for(lambda: player.messages_from(room, bot.user_id), what="Nyx's greeting")[0]["content"]
+    assert greeting[PROFILE]["avatar_url"] == avatar(player, room)
