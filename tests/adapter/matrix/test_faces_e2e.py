@@ -38,7 +38,8 @@ def download(player: MatrixUser, mxc: str) -> bytes:
 
 
 def uploads(bot) -> int:
-    return sum(1 for method, path in bot_requests(bot.server.server.access_log.read_text(), bot.user_id) if method == "POST" and path.endswith("/upload"))
+    requests = bot_requests(bot.server.server.access_log.read_text(), bot.user_id)
+    return sum(1 for method, path in requests if method == "POST" and path.endswith("/upload"))
 
 
 def raw_room_ids(text: str) -> list[str]:
