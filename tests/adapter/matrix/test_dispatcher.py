@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from nio import RoomMessageText, SyncResponse
 
+from adapter.config import Config, MatrixConfig, StorageConfig
 from adapter.matrix.dispatcher import Dispatcher, RecentlySeen
 from adapter.matrix.store import RoomMeta, StateStore, pending_deliveries, set_room_meta
 from core.engine import TurnUpdate
@@ -75,6 +76,10 @@ class RecordingSender:
     async def send_all(self, events: list[Any]) -> list[str | None]:
         return [await self.send(e) for e in events]
 
+    async def upload(self, data: bytes, content_type: str, filename: str) -> str:
+        self.sent.append(("upload", filename))
+        return f"mxc://localhost/{filename}"
+
     def bodies(self, room_id: str) -> list[str]:
         return [e.content["body"] for e in self.sent if getattr(e, "room_id", None) == room_id and hasattr(e, "content")]
 
@@ -84,6 +89,12 @@ class Ctx:
         self.store, self.engine, self.sender = store, engine, RecordingSender()
         self.bot_user_id = BOT
         self.user_locks = KeyedLocks()
+        self.config = stand_in_config()
+
+
+def stand_in_config() -> Config:
+    """A config whose data directory holds nothing (no imported faces)."""
+    return Config(matrix=MatrixConfig(homeserver="http://127.0.0.1:1", user_id=BOT, password="x"), storage=StorageConfig(data_dir="/nonexistent"))
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 from adapter.matrix.handlers.messages import run_turn
 from adapter.matrix.store import RoomMeta, StateStore, get_reply_message, pending_deliveries, record_pending_delivery
 from core.engine import TurnUpdate
+from tests.adapter.matrix.test_dispatcher import stand_in_config
 
 
 class ForgetfulSender:
@@ -22,6 +23,9 @@ class ForgetfulSender:
         if not hasattr(event, "content"):
             return None  # a typing notice
         return f"$event{sum(hasattr(e, 'content') for e in self.sent)}"
+
+    async def upload(self, data: bytes, content_type: str, filename: str) -> str:
+        return f"mxc://localhost/{filename}"
 
 
 class ScriptedEngine:
@@ -40,6 +44,7 @@ class ScriptedEngine:
 class Ctx:
     def __init__(self, store: StateStore, engine: ScriptedEngine) -> None:
         self.store, self.engine, self.sender = store, engine, ForgetfulSender()
+        self.config = stand_in_config()
 
 
 async def test_a_redelivered_turn_edits_the_message_shown_before_the_crash(tmp_path: Path) -> None:
