@@ -1,9 +1,10 @@
-# rpbot: `make dev` to play locally, `make test` to run every test (real Synapse included).
+# rpbot: `make dev` to play locally, `make test` to run every test (real Synapse included),
+# `make test-fast` for the tests that need no homeserver, `make lint` for ruff and mypy.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test clean
+.PHONY: dev test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +16,13 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not synapse"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache
