@@ -68,6 +68,14 @@ class TurnNotFoundError(NotFoundError):
     entity = "turn"
 
 
+class NothingToRegenerateError(TurnNotFoundError):
+    """A regenerate was asked for, but the story's last turn is not a reply (none yet, or a time skip)."""
+
+    def __init__(self, chat_id: str, reason: str) -> None:
+        RpbotError.__init__(self, reason)
+        self.ident = chat_id
+
+
 class MemoryNotFoundError(NotFoundError):
     entity = "memory"
 
@@ -99,6 +107,11 @@ class IllegalTransitionError(RpbotError):
         self.ident = ident
         self.current = current
         self.requested = requested
+
+
+class InvalidInputError(RpbotError):
+    """Input the engine refuses as it stands (empty, too long, unencodable text, an absurd
+    duration): the message says what to change, and nothing was written."""
 
 
 # --- characters ----------------------------------------------------------------

@@ -22,6 +22,8 @@ from nio import (
     MegolmEvent,
     MessageDirection,
     ReactionEvent,
+    RoomEncryptedMedia,
+    RoomMessageMedia,
     RoomMessagesError,
     RoomMessageText,
     SyncResponse,
@@ -30,7 +32,8 @@ from nio import (
 from adapter.matrix.context import BotContext
 from adapter.matrix.handlers.auth import handle_invite
 from adapter.matrix.handlers import story_commands  # noqa: F401  (registers the story-room commands)
-from adapter.matrix.handlers.commands import handle_command
+from adapter.matrix.failures import explain
+from adapter.matrix.handlers.commands import LOBBY_ROOMS, handle_command
 from adapter.matrix.handlers.messages import run_regenerate, run_turn
 from adapter.matrix.outgoing import SendMessage, txn_id_for
 from adapter.matrix.render import notice
@@ -46,6 +49,13 @@ from adapter.matrix.store import (
 from core.keyed_locks import KeyedLocks
 
 log = logging.getLogger(__name__)
+
+NOT_A_STORY_ROOM = "Stories are told in their own rooms; this one is for commands. Type `!help` to see what you can do here."
+UPLOAD_IN_LOBBY = "To add this character, reply to the file with `!import`."
+UPLOAD_IN_STORY = "Files are not part of the story. To add a character card, upload it in the Lobby and reply to it with `!import`."
+REACTIONS_IN_STORY_ROOMS = "React 🔄 or ⏹ to a reply in a story room: there is nothing to redo or stop here."
+ONLY_THE_NEWEST_REPLY = "Only the newest reply can be redone: react 🔄 to that one, or send `!regen`."
+NOTHING_TO_STOP = "Nothing is being written right now."
 
 
 def strip_reply_fallback(body: str) -> str:
@@ -99,8 +109,11 @@ class Dispatcher:
         # Set by MatrixBot: binds a genuinely new room (no identity, not in the cache) or returns None.
         self.bootstrap_unregistered_room: Callable[[str, str], Awaitable[list[Any] | None]] | None = None
 
-    def spawn(self, key: str, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
-        """Run `work` after earlier work with the same key; log what it raises."""
+    def spawn(
+        self, key: str, work: Callable[[], Awaitable[object]], answer_in: tuple[str, str] | None = None
+    ) -> asyncio.Task[None]:
+        """Run `work` after earlier work with the same key; log what it raises and, with
+        `answer_in` (room id, source event id), tell the player in that room."""
 
         async def runner() -> None:
             async with self._work_queues.hold(key):
@@ -108,8 +121,10 @@ class Dispatcher:
                     await work()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as exc:
                     log.exception("work for %s failed", key)
+                    if answer_in is not None:
+                        await self._tell(answer_in[0], answer_in[1], "failure", explain(exc))
 
         task = asyncio.create_task(runner(), name=f"rpbot:{key}")
         self._tasks.add(task)
@@ -151,6 +166,9 @@ class Dispatcher:
         if isinstance(event, ReactionEvent):
             await self.dispatch_reaction(room_id, event)
             return
+        if isinstance(event, (RoomMessageMedia, RoomEncryptedMedia)):
+            await self.dispatch_upload(room_id, event)
+            return
         if not isinstance(event, RoomMessageText):
             return
         meta = await get_room_meta(self.ctx.store, room_id)
@@ -170,30 +188,52 @@ class Dispatcher:
         text = (strip_reply_fallback(event.body) if reply_to else event.body).strip()
         if not text:
             return
+        answer_in = (room_id, event.event_id)
         if text.split(" ", 1)[0].lower() == "!stop":
             # Not queued behind the reply it is meant to stop.
-            self.spawn(f"stop:{room_id}", lambda: self._run_command(meta, text, event.event_id, sender))
+            self.spawn(f"stop:{room_id}", lambda: self._run_command(meta, text, event.event_id, sender), answer_in)
             return
         if text.startswith("!"):
-            self.spawn(room_id, lambda: self._run_command(meta, text, event.event_id, sender, reply_to))
+            self.spawn(room_id, lambda: self._run_command(meta, text, event.event_id, sender, reply_to), answer_in)
             return
         if meta.room_type != "chat" or meta.chat_id is None:
+            self.spawn(room_id, lambda: self._tell(room_id, event.event_id, "not-a-story", NOT_A_STORY_ROOM))
             return
         if await record_pending_delivery(self.ctx.store, event.event_id, room_id, meta.chat_id, text):
-            self.spawn(room_id, lambda: run_turn(self.ctx, meta, text, event.event_id))
+            self.spawn(room_id, lambda: run_turn(self.ctx, meta, text, event.event_id), answer_in)
+
+    async def dispatch_upload(self, room_id: str, event: RoomMessageMedia | RoomEncryptedMedia) -> None:
+        """A file or image from the room's owner: cards are imported from the Lobby by a reply."""
+        meta = await get_room_meta(self.ctx.store, room_id)
+        if meta is None or event.sender != meta.matrix_user_id:
+            return
+        text = UPLOAD_IN_LOBBY if meta.room_type in LOBBY_ROOMS else UPLOAD_IN_STORY
+        self.spawn(room_id, lambda: self._tell(room_id, event.event_id, "upload", text))
 
     async def dispatch_reaction(self, room_id: str, event: ReactionEvent) -> None:
-        """🔄 on the newest reply redoes it; ⏹ stops the reply being written."""
+        """🔄 on the newest reply redoes it; ⏹ stops the reply being written. Either one that
+        cannot act is answered with why; other reactions are not actions and pass unanswered."""
         meta = await get_room_meta(self.ctx.store, room_id)
-        if meta is None or meta.room_type != "chat" or meta.chat_id is None or event.sender != meta.matrix_user_id:
-            return
         key = event.key.replace("\ufe0f", "")
+        if meta is None or event.sender != meta.matrix_user_id or key not in ("⏹", "🔄"):
+            return
+        if meta.room_type != "chat" or meta.chat_id is None:
+            self.spawn(room_id, lambda: self._tell(room_id, event.event_id, "reaction", REACTIONS_IN_STORY_ROOMS))
+            return
+        chat_id = meta.chat_id
         if key == "⏹":
-            self.spawn(f"stop:{room_id}", lambda: self.ctx.engine.cancel(meta.chat_id))  # type: ignore[arg-type,return-value]
-        elif key == "🔄":
-            if event.reacts_to != await latest_reply_event(self.ctx.store, room_id):
-                return  # only the newest reply can be redone
-            self.spawn(room_id, lambda: run_regenerate(self.ctx, meta, event.event_id))
+            self.spawn(f"stop:{room_id}", lambda: self._stop(room_id, chat_id, event.event_id), (room_id, event.event_id))
+        elif event.reacts_to != await latest_reply_event(self.ctx.store, room_id):
+            self.spawn(room_id, lambda: self._tell(room_id, event.event_id, "reaction", ONLY_THE_NEWEST_REPLY))
+        else:
+            self.spawn(room_id, lambda: run_regenerate(self.ctx, meta, event.event_id), (room_id, event.event_id))
+
+    async def _stop(self, room_id: str, chat_id: str, source_event_id: str) -> None:
+        if not await self.ctx.engine.cancel(chat_id):
+            await self._tell(room_id, source_event_id, "stop", NOTHING_TO_STOP)
+
+    async def _tell(self, room_id: str, source_event_id: str, purpose: str, text: str) -> None:
+        await self.ctx.sender.send(SendMessage(room_id, notice(text), txn_id_for(source_event_id, purpose)))
 
     async def _run_command(self, meta, text: str, source_event_id: str, sender: str, reply_to: str | None = None) -> None:
         await self.ctx.sender.send_all(await handle_command(self.ctx, meta, text, source_event_id, sender, reply_to))

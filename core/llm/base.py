@@ -28,6 +28,8 @@ from typing import Literal, Protocol, TypedDict, runtime_checkable
 
 from pydantic import BaseModel
 
+from core.errors import RpbotError
+
 ModelRole = Literal["narrative", "classifier"]
 """Which configured model serves a call: prose ("narrative") or short structured answers."""
 
@@ -75,8 +77,8 @@ class LLMClient(Protocol):
         ...
 
 
-class LLMError(Exception):
-    """Base of every error a model client raises on purpose."""
+class LLMError(RpbotError):
+    """Base of every error a model client raises on purpose (one branch of the core's `RpbotError` tree)."""
 
     def __init__(self, message: str, *, purpose: str | None = None) -> None:
         super().__init__(message)

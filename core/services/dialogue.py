@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.errors import CharacterNotFoundError, TurnNotFoundError
+from core.errors import CharacterNotFoundError, NothingToRegenerateError
 from core.eventlog import USER, Readable
 from core.state import turns as turn_state
 from core.state import world
@@ -102,11 +102,13 @@ async def exchange_to_regenerate(source: Readable, chat_id: str) -> ExchangeToRe
     or (when the last shown turn is the player's, e.g. after a failed reply) just that turn."""
     last = await turn_state.last_turn(source, chat_id)
     if last is None:
-        raise TurnNotFoundError(f"chat {chat_id!r} has no turn to regenerate")
+        raise NothingToRegenerateError(chat_id, "There is no reply to redo yet: say something first.")
     if last.role == "user":
         return ExchangeToRegenerate(last, None)
     if last.role == "narration":
-        raise TurnNotFoundError(f"chat {chat_id!r} ends with a narration (a time skip): no reply to regenerate")
+        raise NothingToRegenerateError(
+            chat_id, "There is no reply to redo: the story's last turn is a time skip. Say something to go on."
+        )
     turns = await turn_state.recent_turns(source, chat_id, 8)
     user_turn = next((t for t in reversed(turns) if t.role == "user" and t.turn_id < last.turn_id), None)
     if last.role != "assistant":

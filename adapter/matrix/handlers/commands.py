@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from adapter.matrix.context import BotContext
+from adapter.matrix.failures import explain, log_failure
 from adapter.matrix.outgoing import OutgoingEvent, SendMessage, txn_id_for
 from adapter.matrix.render import notice, room_link
 from adapter.matrix.store import RoomMeta, get_user_meta
@@ -90,6 +91,9 @@ async def handle_command(
         return await found.handler(invocation)
     except CommandError as exc:
         return invocation.reply(f"{exc}\n\nUsage: `{found.usage}`")
+    except Exception as exc:
+        log_failure(f"!{name}", exc, {"room_id": meta.room_id, "chat_id": meta.chat_id})
+        return invocation.reply(explain(exc, retry=f"Try `!{name}` again."), purpose="command-error")
 
 
 # --- the Lobby ------------------------------------------------------------------------

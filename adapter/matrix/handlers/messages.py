@@ -2,7 +2,9 @@
 
 `run_turn` is what a room's worker runs for one player line: the engine's
 streamed reply goes out as one message per character turn, with a typing
-notice while it is written. An engine failure becomes a short notice.
+notice while it is written. Any failure becomes a notice (adapter.matrix.failures):
+a line the engine refused (nothing written) is answered and done with; any other
+failure leaves the line owed, for `!regen` to answer.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 
 from adapter.matrix.avatars import speaker_profile
 from adapter.matrix.context import BotContext
+from adapter.matrix.failures import explain, is_retryable, log_failure
 from adapter.matrix.outgoing import SendMessage, SetTyping, txn_id_for
 from adapter.matrix.render import notice
 from adapter.matrix.store import (
@@ -23,7 +26,6 @@ from adapter.matrix.store import (
     set_reply_message,
 )
 from adapter.matrix.streaming import StreamingReply
-from core.llm.base import LLMError
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +78,15 @@ async def run_turn(ctx: BotContext, meta: RoomMeta, text: str, source_event_id: 
                 log.info("reply delivered%s", " (truncated)" if update.truncated else "", extra=where)
             else:
                 reply.push(update.text)
-    except LLMError as exc:
-        log.warning("turn failed: %s", exc, extra=where)
-        await mark_failed(ctx.store, source_event_id)
-        await ctx.sender.send(
-            SendMessage(
-                meta.room_id,
-                notice(f"The story paused: the language model did not answer ({exc.__class__.__name__}). Send `!regen` to try again."),
-                txn_id_for(attempt_event_id or source_event_id, "error"),
-            )
-        )
+    except Exception as exc:
+        log_failure("turn", exc, where)
+        if is_retryable(exc):
+            await mark_failed(ctx.store, source_event_id)
+            text = explain(exc, retry="The story paused: send `!regen` to try again.")
+        else:  # refused as it stands (nothing was written): answered, not owed
+            await mark_delivered(ctx.store, source_event_id, None, None)
+            text = explain(exc)
+        await ctx.sender.send(SendMessage(meta.room_id, notice(text), txn_id_for(attempt_event_id or source_event_id, "error")))
     finally:
         await ctx.sender.send(SetTyping(meta.room_id, False))
 
@@ -112,14 +113,9 @@ async def run_regenerate(ctx: BotContext, meta: RoomMeta, source_event_id: str) 
                 await reply.finish(update.text, truncated=update.truncated)
             else:
                 reply.push(update.text)
-    except LLMError as exc:
-        log.warning("regenerate failed: %s", exc, extra={"room_id": meta.room_id, "chat_id": meta.chat_id})
-        await ctx.sender.send(
-            SendMessage(
-                meta.room_id,
-                notice(f"Could not redo the reply: the language model did not answer ({exc.__class__.__name__}). Try `!regen` again."),
-                txn_id_for(source_event_id, "regen-error"),
-            )
-        )
+    except Exception as exc:
+        log_failure("regenerate", exc, {"room_id": meta.room_id, "chat_id": meta.chat_id})
+        text = explain(exc, retry="The reply was not redone: try `!regen` again.")
+        await ctx.sender.send(SendMessage(meta.room_id, notice(text), txn_id_for(source_event_id, "regen-error")))
     finally:
         await ctx.sender.send(SetTyping(meta.room_id, False))

@@ -30,11 +30,12 @@ def chat_id_of(inv: Invocation) -> str:
 
 @contextmanager
 def engine_errors() -> Iterator[None]:
-    """The engine's typed errors, and a model that did not answer, become a CommandError."""
+    """The engine's typed errors become a CommandError (said with the usage line); a model that
+    did not answer is left to `handle_command`, which says how to try again."""
     try:
         yield
-    except LLMError as exc:
-        raise CommandError(f"The language model did not answer ({exc.__class__.__name__}); try again.") from exc
+    except LLMError:
+        raise
     except RpbotError as exc:
         raise CommandError(str(exc)) from exc
 
