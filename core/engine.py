@@ -35,7 +35,7 @@ from pathlib import Path
 
 from core.characters.builtin import install_builtin_characters
 from core.characters.cards import import_card
-from core.errors import InvalidTimeError
+from core.errors import InvalidCastError, InvalidTimeError
 from core.eventlog.db import Database, open_database
 from core.llm.base import LLMClient
 from core.services import reports, scenes, timeskip
@@ -61,6 +61,7 @@ from core.services.timeskip import SkipResult
 from core.state import plans, world
 from core.state import turns as turn_state
 from core.state.rows import fetch_all
+from core.text_input import check_line, check_readable
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,8 @@ class Engine:
     async def create_chat(self, *, owner: str, host: str, guest: str | None = None, title: str | None = None) -> ChatInfo:
         host_character = await require_character(self.db, host)
         guest_character = await require_character(self.db, guest) if guest else None
+        if guest_character is not None and guest_character.character_id == host_character.character_id:
+            raise InvalidCastError(f"{host_character.name} cannot be their own guest")
         title = title or host_character.name + (f" & {guest_character.name}" if guest_character else "")
         chat = await world.create_chat(self.db, owner=owner, host=host, guest=guest, title=title, clock=STORY_START)
         return ChatInfo(
@@ -209,8 +212,11 @@ class Engine:
         shown swipe) is yielded as done, or, if no reply was recorded (the model
         failed), one is generated now; never twice.  Model failures raise
         `core.llm.LLMError` after the player's turn is recorded.  After `cancel`,
-        the stream ends with a done update marked truncated.
+        the stream ends with a done update marked truncated.  A line that is empty,
+        unreadable or longer than `MAX_LINE_CHARS` raises InvalidInputError and
+        nothing is written.
         """
+        check_line(text)
         async with aclosing(self.pipeline.post_turn(chat_id, text, source_id)) as updates:
             async for update in updates:
                 yield update
@@ -287,6 +293,7 @@ class Engine:
         clock = await world.get_clock(self.db, chat_id)
         if when.replace(tzinfo=None, microsecond=0) < clock:
             raise InvalidTimeError(f"{when:%Y-%m-%d %H:%M} is before the chat clock {clock:%Y-%m-%d %H:%M}")
+        check_readable(what, "The event")
         event = await plans.plan_world_event(self.db, chat_id, what.strip() or "Something", due_at=when)
         return reports.world_event_info(event)
 
@@ -294,6 +301,7 @@ class Engine:
         """A short off-screen scene between characters `a` and `b` (ids or names), streamed line by
         line (kind "reply"); remembered by those two only; ends after the digest is queued.
         UnknownCharacterError / InvalidCastError for a bad cast; `cancel` stops it."""
+        check_readable(premise, "The premise")
         async with self.pipeline.exclusive(chat_id, cancellable=True) as control:
             lines = run_meanwhile(self.db, self.llm, chat_id, a, b, premise, control)
             async with aclosing(lines) as written:
@@ -302,6 +310,7 @@ class Engine:
 
     async def search_memory(self, chat_id: str, character: str, query: str, limit: int = 5) -> list[MemoryInfo]:
         """What `character` (id, name, or "you") witnessed and matches `query`, best first."""
+        check_readable(query, "The query")
         await world.require_chat(self.db, chat_id)
         who = reports.player_or(character) or (await resolve_character(self.db, character)).character_id
         return await reports.search_memory_infos(self.db, chat_id, who, query, limit)

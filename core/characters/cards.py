@@ -14,6 +14,7 @@ import binascii
 import io
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,7 @@ from core.state.world import Character, get_character, register_character
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CARD_CHUNK_KEYS = ("ccv3", "chara")  # in order of preference
 MAX_CARD_BYTES = 32 * 1024 * 1024
+MAX_CARD_DEPTH = 64  # real cards nest a handful of levels; the event log's serializer stops near 500
 SPEC_V2 = "chara_card_v2"
 SPEC_V3 = "chara_card_v3"
 
@@ -64,6 +66,8 @@ class CardData(BaseModel):
     def _name_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the card has an empty name")
+        if any(unicodedata.category(c) == "Cc" for c in value):
+            raise ValueError("the card's name holds control characters (such as NUL)")
         return value.strip()
 
 
@@ -72,6 +76,8 @@ def _json_card(text: str) -> dict[str, Any]:
         card = json.loads(text)
     except json.JSONDecodeError as error:
         raise CardImportError(f"the card is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise CardImportError("the card JSON is nested too deeply") from error
     if not isinstance(card, dict):
         raise CardImportError("the card JSON is not an object")
     return card
@@ -116,6 +122,7 @@ def read_card(data: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
 
 def character_from_card(card: Mapping[str, Any], character_id: str) -> CharacterRegistered:
     """Map a card (V1, V2 or V3) to the `character_registered` payload, raw card kept."""
+    _check_storable(card)
     spec = card.get("spec")
     if spec in (SPEC_V2, SPEC_V3):
         section = card.get("data")
@@ -133,6 +140,37 @@ def character_from_card(card: Mapping[str, Any], character_id: str) -> Character
         )
     except ValidationError as error:
         raise CardImportError(f"the card's fields are invalid: {error}") from error
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in `value` (walked without recursion)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, Mapping):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_CARD_DEPTH:
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _check_storable(card: Mapping[str, Any]) -> None:
+    """CardImportError unless the card can be written as it is (UTF-8 JSON of a sane depth)."""
+    if _depth(card) > MAX_CARD_DEPTH:
+        raise CardImportError(f"the card JSON is nested more than {MAX_CARD_DEPTH} levels deep")
+    try:
+        json.dumps(card, ensure_ascii=False).encode("utf-8")
+    except RecursionError as error:
+        raise CardImportError("the card JSON is nested too deeply") from error
+    except UnicodeEncodeError as error:
+        raise CardImportError(f"the card holds a broken character (a lone surrogate) at position {error.start}") from error
+    except (TypeError, ValueError) as error:
+        raise CardImportError(f"the card cannot be stored as JSON: {error}") from error
 
 
 def slugify(name: str) -> str:

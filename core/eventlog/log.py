@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
+from pydantic_core import PydanticSerializationError
 
-from core.errors import ChatNotFoundError, ConflictError
+from core.errors import ChatNotFoundError, ConflictError, InvalidPayloadError
 from core.eventlog.db import Database, Transaction, Writable
 from core.eventlog.events import ChatCreated, ChatEvent, EventPayload, parse_payload
 from core.eventlog.migrations import PROJECTION_TABLES
@@ -56,7 +57,11 @@ async def append_event(
     parsed = parse_payload(kind, payload)
     chat_id = parsed.chat_id if isinstance(parsed, ChatEvent) else None
     recorded_at = time.time()
-    params: tuple[Any, ...] = (kind, chat_id, parsed.model_dump_json(), recorded_at)
+    try:
+        serialized = parsed.model_dump_json()
+    except PydanticSerializationError as error:  # text with lone surrogates, structures nested too deeply
+        raise InvalidPayloadError(kind, str(error)) from error
+    params: tuple[Any, ...] = (kind, chat_id, serialized, recorded_at)
     # The chat check rides in the INSERT itself (one round trip): no row means it failed.
     if chat_id is None:
         guard = ""

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from core.llm.base import ChatMessage, LLMClient
 from core.llm.structured import generate_json
 from core.services.dialogue import Cast
+from core.services.timeskip import MAX_TIME_MOVE
 from core.state import world
 from core.state.turns import Turn
 from core.timeparse import parse_duration, parse_story_time
@@ -122,12 +123,13 @@ def _pick_speaker(cast: Cast, dialogue: Sequence[Turn], decision: AddresseeDecis
 def _intent(decision: AddresseeDecision, now: datetime) -> tuple[timedelta | None, datetime | None]:
     if decision.time == "skip":
         duration = parse_duration(decision.amount)
-        if duration is None:
-            log.warning("routing: unreadable skip duration %r; no skip", decision.amount)
+        if duration is None or not timedelta(0) < duration <= MAX_TIME_MOVE:
+            log.warning("routing: unusable skip duration %r; no skip", decision.amount)
+            return None, None
         return duration, None
     if decision.time == "jump":
         when = parse_story_time(decision.amount, now)
-        if when is None or when <= now:
+        if when is None or not now < when <= now + MAX_TIME_MOVE:
             log.warning("routing: unusable jump time %r (now %s); no jump", decision.amount, now)
             return None, None
         return None, when

@@ -4,7 +4,9 @@
 purpose "skip") and then, in one transaction, records it as a narration turn and
 sets the chat clock.  If the model fails (a timeout, an unreachable server) the
 error propagates to the caller and nothing changes.  A move that does not go
-forward in story time raises `InvalidTimeError` before any model call.
+forward in story time, or moves it by more than `MAX_TIME_MOVE` at once (a skip of
+millions of days would overflow the calendar), raises `InvalidTimeError` before any
+model call.
 """
 
 from __future__ import annotations
@@ -25,6 +27,25 @@ NARRATOR = "narrator"  # the speaker id of narration turns
 NARRATOR_NAME = "Narrator"
 CONTEXT_TURNS = 6
 LINE_CHARS = 300
+MAX_TIME_MOVE = timedelta(days=100 * 365)
+MAX_TIME_MOVE_TEXT = "100 years"
+
+
+def check_time_move(old: datetime, new: datetime) -> None:
+    """InvalidTimeError unless `new` is after `old` by at most MAX_TIME_MOVE."""
+    if new <= old:
+        raise InvalidTimeError(f"story time {new:%Y-%m-%d %H:%M} is not after the chat clock {old:%Y-%m-%d %H:%M}")
+    if new - old > MAX_TIME_MOVE:
+        raise InvalidTimeError(f"time may move at most {MAX_TIME_MOVE_TEXT} at once")
+
+
+def time_after(clock: datetime, duration: timedelta) -> datetime:
+    """`clock + duration`, for a skip: InvalidTimeError unless it moves forward by at most MAX_TIME_MOVE."""
+    if duration <= timedelta(0):
+        raise InvalidTimeError(f"a skip must move time forward, not by {duration}")
+    if duration > MAX_TIME_MOVE:
+        raise InvalidTimeError(f"a skip may move time at most {MAX_TIME_MOVE_TEXT} at once")
+    return clock + duration
 
 
 @dataclass(frozen=True)
@@ -74,8 +95,7 @@ async def move_clock(
     chat_id = cast.chat.chat_id
     old = await world.get_clock(db, chat_id)
     new_clock = new_clock.replace(tzinfo=None, microsecond=0)
-    if new_clock <= old:
-        raise InvalidTimeError(f"story time {new_clock:%Y-%m-%d %H:%M} is not after the chat clock {old:%Y-%m-%d %H:%M}")
+    check_time_move(old, new_clock)
     dialogue = await recent_dialogue(db, chat_id, limit=CONTEXT_TURNS)
     text = (await llm.generate(skip_messages(cast, dialogue, old, new_clock), purpose=PURPOSE, max_tokens=200)).strip()
     text = text or f"{describe(new_clock - old).capitalize()} later."
@@ -86,6 +106,4 @@ async def move_clock(
 
 
 async def skip_target(db: Database, chat_id: str, duration: timedelta) -> datetime:
-    if duration <= timedelta(0):
-        raise InvalidTimeError(f"a skip must move time forward, not by {duration}")
-    return await world.get_clock(db, chat_id) + duration
+    return time_after(await world.get_clock(db, chat_id), duration)

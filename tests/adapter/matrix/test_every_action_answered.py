@@ -18,7 +18,7 @@ from nio import ReactionEvent, RoomMessageFile, RoomMessageText
 
 from adapter.matrix.dispatcher import Dispatcher
 from adapter.matrix.failures import explain
-from adapter.matrix.store import RoomMeta, StateStore, latest_reply_event, set_room_meta
+from adapter.matrix.store import RoomMeta, StateStore, latest_reply_event, newest_failed_delivery, set_room_meta
 from core.engine import Engine
 from core.errors import InvalidInputError, NothingToRegenerateError, RpbotError
 from core.keyed_locks import KeyedLocks
@@ -171,3 +171,10 @@ def test_model_errors_belong_to_the_engine_error_tree_and_each_reads_as_advice()
     assert explain(refused, retry="Send `!regen`.") == "That line is too long."
     assert "not found" not in explain(NothingToRegenerateError("chat-1", "There is no reply to redo yet."))
     assert "went wrong on my side (KeyError)" in explain(KeyError("x"))
+
+
+async def test_a_line_over_the_limit_is_answered_with_the_limit_and_not_owed(world) -> None:
+    _fake, ctx, dispatcher = world
+    answer = await act(dispatcher, ctx, STORY, text_event("word " * 2_000))
+    assert len(answer) == 1 and "8,000" in answer[0]
+    assert await newest_failed_delivery(ctx.store, STORY) is None  # `!regen` will not send it again

@@ -1,0 +1,37 @@
+"""Checks on text the engine is given, before anything is written.
+
+A player's line must be readable (valid Unicode that can be stored: no lone surrogates),
+not empty, and at most `MAX_LINE_CHARS` long: a longer line would crowd the rest of the
+story out of the next prompt. Other text arguments (a premise, a planned event, a memory
+query) must be readable. Each failure is an `InvalidInputError` saying what to change.
+"""
+
+from __future__ import annotations
+
+from core.errors import InvalidInputError
+
+MAX_LINE_CHARS = 8_000
+
+
+def check_readable(text: str, what: str = "The text") -> str:
+    """`text` if it can be stored as UTF-8; InvalidInputError otherwise."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidInputError(
+            f"{what} cannot be read: it holds a broken character at position {error.start}. Send it again."
+        ) from error
+    return text
+
+
+def check_line(text: str) -> str:
+    """A player's in-story line, checked (see the module docstring)."""
+    check_readable(text, "That line")
+    if not text.strip():
+        raise InvalidInputError("That line is empty: say something, or type `!help`.")
+    if len(text) > MAX_LINE_CHARS:
+        raise InvalidInputError(
+            f"That line is {len(text):,} characters long; a line may hold at most {MAX_LINE_CHARS:,}. "
+            "Split it into shorter lines."
+        )
+    return text
