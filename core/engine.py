@@ -268,17 +268,17 @@ class Engine:
 
     async def close_scene(self, chat_id: str) -> SceneCloseResult | None:
         """Close the open main scene: one summary per present character, from its own point of
-        view (with "Key quotes"), then plot-thread detection.  None if no scene is open.
-        A model error in a summary propagates and leaves the scene open (retry later)."""
+        view (with "Key quotes"), then plot-thread detection.  Summaries an earlier close still
+        owes (the model failed) are written too; with no scene open, only those.  None if there
+        was nothing to close or write.  A model error propagates after the scene is closed and
+        what could be written was: the missing summaries stay owed, for the next close or turn."""
         async with self.pipeline.exclusive(chat_id):
             await world.require_chat(self.db, chat_id)
-            scene = await world.current_scene(self.db, chat_id)
-            if scene is None:
-                return None
-            # Summaries first: if the model fails, the error propagates and the scene stays open.
-            result = await scenes.apply_scene_close_summary(self.db, self.llm, chat_id, scene.scene_id)
-            await world.close_scene(self.db, chat_id, scene.scene_id)
-            return result
+            closing = await scenes.close_open_scene(self.db, chat_id)
+            written = await scenes.summarize_owed(self.db, self.llm, chat_id)
+            if closing is not None:
+                return next((r for r in written if r.scene_id == closing.scene_id), SceneCloseResult(closing.scene_id, {}))
+            return written[-1] if written else None
 
     async def list_threads(self, chat_id: str) -> list[ThreadInfo]:
         await world.require_chat(self.db, chat_id)

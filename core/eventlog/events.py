@@ -14,7 +14,7 @@ re-applied in the same order.
 Events that change a value carry the new absolute value (edge_set,
 memory_significance_set, clock_set), so a compensating event can restore the
 old one; memory_retracted / memory_restored, scene_reopened, thread_reopened,
-world_event_reverted and world_event_withdrawn undo the others.
+thread_withdrawn, world_event_reverted and world_event_withdrawn undo the others.
 """
 
 from __future__ import annotations
@@ -268,6 +268,7 @@ class EdgeSet(ChatEvent):
 class ThreadOpened(ChatEvent):
     title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
     summary: str = ""
+    cause_scene_id: RowId | None = None  # detected at this scene's close (undone if its summaries are re-derived)
 
 
 @event_kind("thread_updated")
@@ -275,12 +276,21 @@ class ThreadUpdated(ChatEvent):
     thread_id: RowId
     summary: str
     title: str | None = None
+    cause_scene_id: RowId | None = None
 
 
 @event_kind("thread_closed")
 class ThreadClosed(ChatEvent):
     thread_id: RowId
     resolution: str = ""
+    cause_scene_id: RowId | None = None
+
+
+@event_kind("thread_withdrawn")
+class ThreadWithdrawn(ChatEvent):
+    """Compensation for `thread_opened`: the thread is removed (the scene close that found it is re-derived)."""
+
+    thread_id: RowId
 
 
 @event_kind("thread_reopened")

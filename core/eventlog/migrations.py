@@ -252,3 +252,10 @@ async def _initial_schema(conn: aiosqlite.Connection) -> None:
         )""",
         "CREATE INDEX digests_by_chat ON digests (chat_id, status)",
     ])
+
+
+@migration("index the live scene summaries by scene (which closed scenes still owe a summary)")
+async def _summaries_by_scene(conn: aiosqlite.Connection) -> None:
+    await _run(conn, [
+        "CREATE INDEX memories_summaries_by_scene ON memories (scene_id, pov) WHERE kind = 'summary' AND retracted = 0",
+    ])

@@ -111,8 +111,11 @@ def thread_messages(open_threads: list[thread_state.PlotThread], scene_text: str
             {"role": "user", "content": f"Open threads:\n{known}\n\nThe scene:\n{scene_text}"}]
 
 
-async def detect_threads(db: Database, llm: LLMClient, chat_id: str, scene_text: str) -> ThreadChanges:
-    """Ask the detector about one scene's transcript and apply what fits; returns the answer."""
+async def detect_threads(
+    db: Database, llm: LLMClient, chat_id: str, scene_text: str, *, scene_id: int | None = None
+) -> ThreadChanges:
+    """Ask the detector about one scene's transcript and apply what fits (each change tagged
+    with `scene_id`, so it can be undone with the scene's summaries); returns the answer."""
     open_threads = await thread_state.list_threads(db, chat_id, "open")
     changes = await generate_json(
         llm, thread_messages(open_threads, scene_text), purpose=THREADS_PURPOSE, schema=ThreadChanges,
@@ -121,12 +124,14 @@ async def detect_threads(db: Database, llm: LLMClient, chat_id: str, scene_text:
     # One transaction per change: a change that does not fit is rolled back alone (no savepoints).
     for new in changes.open:
         if new.title.strip():
-            await thread_state.open_thread(db, chat_id, new.title.strip(), new.summary)
+            await thread_state.open_thread(db, chat_id, new.title.strip(), new.summary, cause_scene_id=scene_id)
     for update in changes.update:
-        await _guarded(thread_state.update_thread(db, chat_id, update.thread_id, update.summary, update.title),
+        await _guarded(thread_state.update_thread(db, chat_id, update.thread_id, update.summary, update.title,
+                                                  cause_scene_id=scene_id),
                        "update", update.thread_id)
     for close in changes.close:
-        await _guarded(thread_state.close_thread(db, chat_id, close.thread_id, close.resolution),
+        await _guarded(thread_state.close_thread(db, chat_id, close.thread_id, close.resolution,
+                                                 cause_scene_id=scene_id),
                        "close", close.thread_id)
     return changes
 

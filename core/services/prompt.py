@@ -111,7 +111,8 @@ async def assemble_prompt(
     """The messages for `speaker`'s reply to `user_turn` (None: an opening line).
 
     `excluding_turn` is the reply a regenerate replaces: it and everything it caused
-    (memories, edge changes) are left out, as if it never happened.  `take` > 1
+    (memories, edge changes) are left out, as if it never happened, and so is all that
+    was recorded after it (a meanwhile scene, its digest, a scene's summaries).  `take` > 1
     (a regenerate) adds a line asking for a fresh take, so swipes differ even with
     a deterministic model.
     """
@@ -129,12 +130,14 @@ async def assemble_prompt(
         card += "\nAlso present: " + ", ".join(c.name for c in others) + f", and {PLAYER_NAME.lower()} (the player)."
     edges = await prior_edges(source, chat_id, who, [USER, *cast.present_ids], excluding_turn=excluding_turn)
     edge_lines = [_edge_line(cast, e) for e in edges]
-    summaries = await recall.pov_summaries(source, chat_id, who)
+    summaries = await recall.pov_summaries(source, chat_id, who, recorded_before=excluding_turn)
     memories = await recall.memories_for_prompt(
         source, chat_id, who, user_turn.text if user_turn else "",
         shown_turn_ids={t.turn_id for t in dialogue}, excluding_turn=excluding_turn,
     )
-    digests = await recall.digests_for_reply(source, chat_id, who, user_turn.turn_id if user_turn else None)
+    digests = await recall.digests_for_reply(
+        source, chat_id, who, user_turn.turn_id if user_turn else None, created_before=excluding_turn
+    )
 
     fixed = estimate_tokens(card) + sum(estimate_tokens(x) for x in edge_lines) + 2 * MESSAGE_OVERHEAD
     last_message = _dialogue_message(cast, speaker, dialogue[-1]) if dialogue else None

@@ -48,8 +48,11 @@ async def _chat_memory_range(source: Readable, chat_id: str) -> tuple[int, int]:
     return memory_id_range(row["chat_num"])
 
 
-async def pov_summaries(source: Readable, chat_id: str, who: str, limit: int = SUMMARIES) -> list[Memory]:
-    """The latest scene summaries written from `who`'s point of view and witnessed by `who`."""
+async def pov_summaries(
+    source: Readable, chat_id: str, who: str, limit: int = SUMMARIES, *, recorded_before: int | None = None
+) -> list[Memory]:
+    """The latest scene summaries written from `who`'s point of view and witnessed by `who`
+    (recorded before event `recorded_before`, if given)."""
     low, high = await _chat_memory_range(source, chat_id)
     rows = await fetch_all(
         source,
@@ -58,8 +61,9 @@ async def pov_summaries(source: Readable, chat_id: str, who: str, limit: int = S
            FROM memory_witnesses w JOIN memories m ON m.memory_id = w.memory_id
            WHERE w.witness = :who AND w.memory_id BETWEEN :low AND :high
              AND m.kind = 'summary' AND m.pov = :who AND m.retracted = 0
+             AND (:before IS NULL OR m.recorded_seq < :before)
            ORDER BY w.memory_id DESC LIMIT :limit""",
-        {"who": who, "low": low, "high": high, "limit": limit},
+        {"who": who, "low": low, "high": high, "limit": limit, "before": recorded_before},
     )
     return [_memory(r) for r in reversed(rows)]
 
@@ -76,16 +80,18 @@ async def memories_for_prompt(
     """Event memories `who` witnessed: the most relevant to `query`, then the most recent.
 
     Memories caused by turns in `shown_turn_ids` (already in the prompt's dialogue)
-    or by `excluding_turn` (the reply being regenerated) are left out. Oldest first.
+    or by `excluding_turn` (the reply being regenerated) are left out, and so is
+    everything recorded after `excluding_turn` (a regenerate sees the story as it
+    stood at the reply it replaces). Oldest first.
     """
     def wanted(memory: Memory) -> bool:
         turn = memory.source_turn_id
         return turn is None or (turn != excluding_turn and turn not in shown_turn_ids)
 
     recent = await memory_state.recent_memories_for(
-        source, chat_id, who, RECENT_MEMORIES + len(shown_turn_ids) + 1, kind="event"
+        source, chat_id, who, RECENT_MEMORIES + len(shown_turn_ids) + 1, kind="event", recorded_before=excluding_turn
     )
-    hits = await _relevant(source, chat_id, who, query) if query else []
+    hits = await _relevant(source, chat_id, who, query, excluding_turn) if query else []
     chosen: dict[int, Memory] = {}
     for memory in [h.memory for h in hits if h.memory.kind == "event"]:
         if wanted(memory) and len(chosen) < RELEVANT_MEMORIES:
@@ -103,11 +109,15 @@ def relevance_query(text: str) -> str:
     return " ".join(t for t in terms if t in keep)
 
 
-async def _relevant(source: Readable, chat_id: str, who: str, text: str) -> list[memory_state.MemoryHit]:
+async def _relevant(
+    source: Readable, chat_id: str, who: str, text: str, recorded_before: int | None = None
+) -> list[memory_state.MemoryHit]:
     """Full-text hits (core.state.memory.search_memories); a search the local SQLite cannot
     run (an FTS5 feature it lacks) degrades to no hits, logged, rather than failing the turn."""
     try:
-        return await memory_state.search_memories(source, chat_id, who, relevance_query(text), RELEVANT_MEMORIES * 2)
+        return await memory_state.search_memories(
+            source, chat_id, who, relevance_query(text), RELEVANT_MEMORIES * 2, recorded_before=recorded_before
+        )
     except sqlite3.OperationalError as error:
         global _search_failure_logged
         if not _search_failure_logged:
@@ -124,18 +134,22 @@ class DigestNote:
     pending: bool
 
 
-async def digests_for_reply(source: Readable, chat_id: str, who: str, user_turn_id: int | None) -> list[DigestNote]:
+async def digests_for_reply(
+    source: Readable, chat_id: str, who: str, user_turn_id: int | None, *, created_before: int | None = None
+) -> list[DigestNote]:
     """Meanwhile digests the reply to `user_turn_id` surfaces to `who`: pending ones, and
     those already consumed by that same user turn (so a regenerate sees them again),
     limited in SQL to digests whose participants include `who` (a character learns
-    only the off-screen scenes it took part in)."""
+    only the off-screen scenes it took part in); with `created_before`, only those
+    created before that event (not a meanwhile played after the reply a regenerate replaces)."""
     rows = await fetch_all(
         source,
         """SELECT digest_id, text, participants, status FROM digests
            WHERE chat_id = :chat AND (status = 'pending' OR consumed_by_turn = :turn)
              AND EXISTS (SELECT 1 FROM json_each(digests.participants) p WHERE p.value = :who)
+             AND (:before IS NULL OR digest_id < :before)
            ORDER BY digest_id""",
-        {"chat": chat_id, "turn": user_turn_id, "who": who},
+        {"chat": chat_id, "turn": user_turn_id, "who": who, "before": created_before},
     )
     return [DigestNote(r["digest_id"], r["text"], tuple(json.loads(r["participants"])), r["status"] == "pending")
             for r in rows]

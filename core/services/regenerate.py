@@ -13,6 +13,13 @@ What a turn caused, and how each is found exactly:
 - world events planned from the turn (`world_event_planned` with its
   `cause_turn_id`) -> `world_event_withdrawn`, after the transitions are reverted.
 
+- if the turn's scene is already closed, what its close derived from the scene: the
+  per-POV summaries (with their key quotes) -> `memory_retracted`, and the thread
+  changes detected at the close (tagged with the scene) -> `thread_withdrawn`,
+  `thread_reopened` or `thread_updated` back to the prior text, newest first.  The
+  scene stays closed (the player closed it); its summaries are then owed and written
+  again from the new reply (`scenes.summarize_owed`, after the new reply).
+
 `roll_back_turn` runs inside the caller's transaction, so the rollback and the new
 swipe that supersedes the turn are one atomic change.
 """
@@ -26,6 +33,9 @@ from core.eventlog.db import Readable
 from core.services.relationships import restore_edges_caused_by
 from core.state import memory as memory_state
 from core.state import plans
+from core.state import threads as thread_state
+from core.state import turns as turn_state
+from core.state import world
 from core.state.rows import fetch_all, fetch_one
 
 # The step back that undoes each transition (cancelled goes back to what it was before).
@@ -112,4 +122,29 @@ async def roll_back_turn(tx: Transaction, chat_id: str, turn_id: int) -> Rollbac
     for memory in memories:
         await memory_state.retract_memory(tx, chat_id, memory.memory_id, reason=f"turn {turn_id} regenerated")
     edges = await restore_edges_caused_by(tx, chat_id, turn_id)
-    return RollbackSummary(len(memories), edges, world_events)
+    retracted = len(memories)
+    turn = await turn_state.get_turn(tx, turn_id)
+    scene = await world.get_scene(tx, turn.scene_id) if turn and turn.scene_id else None
+    if scene is not None and scene.kind == "main" and not scene.is_open:
+        retracted += len(await roll_back_scene_close(tx, chat_id, scene.scene_id))
+    return RollbackSummary(retracted, edges, world_events)
+
+
+async def roll_back_scene_close(tx: Transaction, chat_id: str, scene_id: int) -> list[int]:
+    """Undo what a closed scene's summaries derived (see the module docstring); the retracted summary ids."""
+    summaries = [r["memory_id"] for r in await fetch_all(
+        tx, "SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND retracted = 0", (scene_id,)
+    )]
+    for memory_id in summaries:
+        await memory_state.retract_memory(tx, chat_id, memory_id, reason=f"scene {scene_id} summarized again")
+    for change in reversed(await thread_state.thread_changes_caused_by_scene(tx, chat_id, scene_id)):
+        thread = await thread_state.get_thread(tx, change.thread_id)
+        if thread is None:
+            continue
+        if change.kind == "thread_opened":
+            await thread_state.withdraw_thread(tx, chat_id, change.thread_id)
+        elif change.kind == "thread_closed" and thread.status == "closed":
+            await thread_state.reopen_thread(tx, chat_id, change.thread_id)
+        elif change.kind == "thread_updated" and thread.status == "open" and change.summary_before is not None:
+            await thread_state.update_thread(tx, chat_id, change.thread_id, change.summary_before, change.title_before)
+    return summaries

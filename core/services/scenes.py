@@ -12,6 +12,8 @@
   retracts the earlier summary first and strips any "Key quotes" the model echoed, so the
   suffix is never doubled (idempotent).  Then the thread detector (`plot.detect_threads`)
   reads the transcript of this scene only; its failure is logged with the exception.
+- A summary the model failed to write is owed, per character (`owed_summaries`), and
+  written later by `summarize_owed`: after the chat's next reply, or at the next close.
 """
 
 from __future__ import annotations
@@ -138,19 +140,51 @@ async def _previous_summaries(source: Readable, scene_id: int, pov: str) -> list
     return [r["memory_id"] for r in rows]
 
 
-async def apply_scene_close_summary(db: Database, llm: LLMClient, chat_id: str, scene_id: int) -> SceneCloseResult:
-    """Write (or rewrite) each present character's summary of a scene, then detect plot threads."""
+async def owed_summaries(source: Readable, chat_id: str) -> dict[int, list[str]]:
+    """Closed main scenes of the chat that still lack a present character's summary (its call
+    failed, or a regenerate retracted it): scene id -> the characters whose summary is owed."""
+    rows = await fetch_all(
+        source,
+        """SELECT s.scene_id, p.value AS pov FROM scenes s, json_each(s.present) p
+           WHERE s.chat_id = ? AND s.kind = 'main' AND s.closed_at IS NOT NULL AND p.value != 'you'
+             AND p.value IN (SELECT character_id FROM characters)
+             AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.scene_id = s.scene_id AND m.pov = p.value
+                             AND m.kind = 'summary' AND m.retracted = 0)
+           ORDER BY s.scene_id, p.key""",
+        (chat_id,),
+    )
+    owed: dict[int, list[str]] = {}
+    for row in rows:
+        owed.setdefault(row["scene_id"], []).append(row["pov"])
+    return owed
+
+
+async def apply_scene_close_summary(
+    db: Database, llm: LLMClient, chat_id: str, scene_id: int, only: list[str] | None = None
+) -> SceneCloseResult:
+    """Write (or rewrite) each present character's summary of a scene (with `only`, just those
+    characters'), then, once every present character has one, detect plot threads.
+
+    Each character's summary stands alone: those the model wrote are recorded even if
+    another's call failed; then the first failure is raised, and the missing summaries
+    stay owed (`owed_summaries`) for `summarize_owed` to write later."""
     cast = await load_cast(db, chat_id)
     scene = await world.require_scene(db, scene_id)
     turns = await turn_state.scene_turns(db, scene_id)
     scene_text = transcript(cast, turns)
     characters = [c for c in [await world.get_character(db, p) for p in scene.present if p != USER] if c]
+    if only is not None:
+        characters = [c for c in characters if c.character_id in only]
     names = {c.character_id: c.name for c in characters}
     cast = Cast(cast.chat, tuple({c.character_id: c for c in (*cast.characters, *characters)}.values()))
-    texts = await asyncio.gather(*(_summary_for(db, llm, cast, scene, c, scene_text) for c in characters))
+    texts = await asyncio.gather(
+        *(_summary_for(db, llm, cast, scene, c, scene_text) for c in characters), return_exceptions=True
+    )
     summaries: dict[str, str] = {}
     async with db.transaction() as tx:
         for character, text in zip(characters, texts):
+            if isinstance(text, BaseException):
+                continue
             who = character.character_id
             for old in await _previous_summaries(tx, scene_id, who):
                 await memory_state.retract_memory(tx, chat_id, old, reason="scene summarized again")
@@ -159,8 +193,20 @@ async def apply_scene_close_summary(db: Database, llm: LLMClient, chat_id: str, 
                 tx, chat_id, text, witnesses, significance=3, kind="summary", pov=who, scene_id=scene_id,
             )
             summaries[names[who]] = text
+    failures = [t for t in texts if isinstance(t, BaseException)]
+    if failures:
+        raise failures[0]
     try:
-        await plot.detect_threads(db, llm, chat_id, scene_text)
+        await plot.detect_threads(db, llm, chat_id, scene_text, scene_id=scene_id)
     except Exception:
         log.exception("thread detection failed for scene %s of chat %s", scene_id, chat_id)
     return SceneCloseResult(scene_id, summaries)
+
+
+async def summarize_owed(db: Database, llm: LLMClient, chat_id: str) -> list[SceneCloseResult]:
+    """Write every summary the chat's closed scenes still owe, oldest scene first (a model
+    failure is raised after what could be written was)."""
+    return [
+        await apply_scene_close_summary(db, llm, chat_id, scene_id, only=povs)
+        for scene_id, povs in (await owed_summaries(db, chat_id)).items()
+    ]

@@ -18,7 +18,8 @@ transaction as the reply turn, after its text is complete: nothing runs before t
 first words but the routing call.  Extra after-turn work (`AfterTurnStep`, e.g. a
 lifecycle classifier, `plot.detect_lifecycle`, always run; then the added steps) runs
 as a task per chat after the reply (`defer`); the chat's next turn or regenerate waits
-for it, so its events belong to that reply (see `regenerate`).  `exclusive` gives other
+for it, so its events belong to that reply (see `regenerate`).  Scene summaries still
+owed (a model failure, or a swipe that retracted them) are written the same way.  `exclusive` gives other
 story actions (skip, jump, scene close, meanwhile) the same per-chat serialization.
 
 Turns of one chat are serialized by a per-chat lock; different chats run concurrently.
@@ -230,9 +231,7 @@ class TurnPipeline:
         if route.close_scene:
             closed = await scenes.close_open_scene(self.db, chat_id)
             if closed is not None:
-                scene_id = closed.scene_id
-                self.defer(chat_id, partial(scenes.apply_scene_close_summary, self.db, self.llm, chat_id, scene_id),
-                           "scene summary")
+                self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id), "scene summary")
                 yield TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, "The scene closes.", True, kind="scene")
         target = route.jump or (cast.chat.clock + route.skip if route.skip is not None else None)
         if target is not None:
@@ -312,6 +311,8 @@ class TurnPipeline:
                     present=cast.present_ids, you_present=True,
                 )
                 await apply_exchange_edges(tx, chat_id, reply.turn_id, speaker.character_id)
+        if await scenes.owed_summaries(self.db, chat_id):  # a summary failed before, or this swipe retracted one
+            self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id), "owed scene summaries")
         exchange = exchange_text(user_turn, reply.text, speaker.name)
         if self.after_turn_steps or (reply.text.strip() and await plot.needs_lifecycle(self.db, chat_id, exchange)):
             after = AfterTurn(self.db, self.llm, chat_id, user_turn, reply, tuple(cast.present_ids))

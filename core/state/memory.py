@@ -174,8 +174,10 @@ async def recent_memories_for(
     *,
     kind: Literal["event", "summary"] | None = None,
     min_significance: int = 1,
+    recorded_before: int | None = None,
 ) -> list[Memory]:
-    """The latest `limit` live memories `character` witnessed in the chat, oldest first.
+    """The latest `limit` live memories `character` witnessed in the chat, oldest first
+    (with `recorded_before`, only those recorded before that event: the story as it stood then).
 
     The witness and the chat constrain the SQL (join on memory_witnesses by
     witness, within the chat's memory-id range); nothing is filtered in Python.
@@ -187,9 +189,10 @@ async def recent_memories_for(
             FROM memory_witnesses w JOIN memories m ON m.memory_id = w.memory_id
             WHERE w.witness = :who AND w.memory_id BETWEEN :low AND :high
               AND m.retracted = 0 AND m.significance >= :min_significance
-              AND (:kind IS NULL OR m.kind = :kind)
+              AND (:kind IS NULL OR m.kind = :kind) AND (:before IS NULL OR m.recorded_seq < :before)
             ORDER BY w.memory_id DESC LIMIT :limit"""),
-        {"chat_id": chat_id, "who": character, "min_significance": min_significance, "kind": kind, "limit": limit},
+        {"chat_id": chat_id, "who": character, "min_significance": min_significance, "kind": kind, "limit": limit,
+         "before": recorded_before},
     )
     if not rows:
         await _require_chat_exists(source, chat_id)
@@ -240,7 +243,7 @@ def _search_sql(term_count: int) -> str:
         SELECT m.*, {_WITNESSES_COLUMN},
                relevance.value * (1.0 + :bias * (m.significance - 1)) AS relevance
         FROM relevance JOIN memories m ON m.memory_id = relevance.memory_id
-        WHERE m.retracted = 0
+        WHERE m.retracted = 0 AND (:before IS NULL OR m.recorded_seq < :before)
         ORDER BY relevance DESC, m.memory_id DESC
         LIMIT :candidates""")
 
@@ -253,6 +256,7 @@ async def search_memories(
     limit: int = 8,
     *,
     now: datetime | None = None,
+    recorded_before: int | None = None,
 ) -> list[MemoryHit]:
     """Full-text search of the memories `character` witnessed in one chat, best first.
 
@@ -267,14 +271,14 @@ async def search_memories(
     newest candidate), then the top `limit` are returned.
 
     Any user text is safe as `query` (see `fts_terms`); a query with no words
-    returns nothing.
+    returns nothing.  With `recorded_before`, only memories recorded before that event count.
     """
     terms = fts_terms(query)
     if not terms or limit <= 0:
         return []
     params: dict[str, Any] = {f"t{i}": term for i, term in enumerate(terms)}
     params.update(chat_id=chat_id, who=character, bias=SIGNIFICANCE_BIAS, per_term=MAX_HITS_PER_TERM,
-                  candidates=limit * CANDIDATE_FACTOR)
+                  candidates=limit * CANDIDATE_FACTOR, before=recorded_before)
     rows = await fetch_all(source, _search_sql(len(terms)), params)
     if not rows:
         await _require_chat_exists(source, chat_id)

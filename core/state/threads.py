@@ -36,25 +36,78 @@ def _thread(row: Any) -> PlotThread:
     )
 
 
-async def open_thread(target: Writable, chat_id: str, title: str, summary: str = "") -> PlotThread:
+async def open_thread(
+    target: Writable, chat_id: str, title: str, summary: str = "", *, cause_scene_id: int | None = None
+) -> PlotThread:
     async with writing(target) as tx:
-        event = await append_and_apply(tx, "thread_opened", {"chat_id": chat_id, "title": title, "summary": summary})
+        event = await append_and_apply(tx, "thread_opened", {
+            "chat_id": chat_id, "title": title, "summary": summary, "cause_scene_id": cause_scene_id,
+        })
         assert event.ref is not None
         return await require_thread(tx, event.ref)
 
 
 async def update_thread(
-    target: Writable, chat_id: str, thread_id: int, summary: str, title: str | None = None
+    target: Writable, chat_id: str, thread_id: int, summary: str, title: str | None = None,
+    *, cause_scene_id: int | None = None,
 ) -> None:
     await append_and_apply(target, "thread_updated", {
         "chat_id": chat_id, "thread_id": thread_id, "summary": summary, "title": title,
+        "cause_scene_id": cause_scene_id,
     })
 
 
-async def close_thread(target: Writable, chat_id: str, thread_id: int, resolution: str = "") -> None:
+async def close_thread(
+    target: Writable, chat_id: str, thread_id: int, resolution: str = "", *, cause_scene_id: int | None = None
+) -> None:
     await append_and_apply(target, "thread_closed", {
-        "chat_id": chat_id, "thread_id": thread_id, "resolution": resolution,
+        "chat_id": chat_id, "thread_id": thread_id, "resolution": resolution, "cause_scene_id": cause_scene_id,
     })
+
+
+async def withdraw_thread(target: Writable, chat_id: str, thread_id: int) -> None:
+    await append_and_apply(target, "thread_withdrawn", {"chat_id": chat_id, "thread_id": thread_id})
+
+
+@dataclass(frozen=True)
+class ThreadChange:
+    """One thread event a scene close caused, with the thread as it stood just before it."""
+
+    seq: int
+    kind: str
+    thread_id: int
+    title_before: str | None
+    summary_before: str | None
+
+
+async def thread_changes_caused_by_scene(source: Readable, chat_id: str, scene_id: int) -> list[ThreadChange]:
+    """The thread events detected at `scene_id`'s close, in log order, each with the thread's
+    title and summary before it (from the thread's previous opened / updated event)."""
+    rows = await fetch_all(
+        source,
+        """SELECT e.seq, e.kind,
+                  CASE e.kind WHEN 'thread_opened' THEN e.seq
+                       ELSE json_extract(e.payload, '$.thread_id') END AS thread_id
+           FROM events e
+           WHERE e.chat_id = ? AND e.kind IN ('thread_opened', 'thread_updated', 'thread_closed')
+             AND json_extract(e.payload, '$.cause_scene_id') = ?
+           ORDER BY e.seq""",
+        (chat_id, scene_id),
+    )
+    changes = []
+    for row in rows:
+        before = await fetch_one(
+            source,
+            """SELECT json_extract(payload, '$.title') AS title, json_extract(payload, '$.summary') AS summary
+               FROM events WHERE chat_id = ? AND seq < ?
+                 AND ((kind = 'thread_opened' AND seq = ?)
+                      OR (kind = 'thread_updated' AND json_extract(payload, '$.thread_id') = ?))
+               ORDER BY seq DESC LIMIT 1""",
+            (chat_id, row["seq"], row["thread_id"], row["thread_id"]),
+        )
+        changes.append(ThreadChange(row["seq"], row["kind"], row["thread_id"],
+                                    before["title"] if before else None, before["summary"] if before else None))
+    return changes
 
 
 async def reopen_thread(target: Writable, chat_id: str, thread_id: int) -> None:

@@ -27,6 +27,7 @@ from core.eventlog.events import (
     ThreadOpened,
     ThreadReopened,
     ThreadUpdated,
+    ThreadWithdrawn,
     WorldEventPlanned,
     WorldEventReverted,
     WorldEventTransitioned,
@@ -94,6 +95,13 @@ async def _thread_closed(conn: aiosqlite.Connection, seq: int, p: ThreadClosed) 
            WHERE thread_id = ?""",
         (p.resolution, now, now, p.thread_id),
     )
+    return None
+
+
+@projects(ThreadWithdrawn)
+async def _thread_withdrawn(conn: aiosqlite.Connection, seq: int, p: ThreadWithdrawn) -> None:
+    await _thread(conn, p.chat_id, p.thread_id)
+    await conn.execute_fetchall("DELETE FROM plot_threads WHERE thread_id = ?", (p.thread_id,))
     return None
 
 

@@ -155,7 +155,7 @@ async def test_a_failing_thread_detector_is_logged_with_its_exception(open_engin
     assert failures and failures[0].exc_info and isinstance(failures[0].exc_info[1], LLMError)
 
 
-async def test_a_summary_failure_propagates_and_leaves_the_scene_open(open_engine):
+async def test_a_summary_failure_propagates_and_the_summary_stays_owed(open_engine):
     fake = FakeLLM(routes=routes(), errors={"scene_close": LLMError("timeout", purpose="scene_close")})
     engine = await open_engine(fake)
     chat = await engine.create_chat(owner="@p:hs", host=HOST)
@@ -163,7 +163,8 @@ async def test_a_summary_failure_propagates_and_leaves_the_scene_open(open_engin
     scene_id = await open_scene_id(engine, chat.chat_id)
     with pytest.raises(LLMError):
         await engine.close_scene(chat.chat_id)
-    assert await open_scene_id(engine, chat.chat_id) == scene_id
+    assert await open_scene_id(engine, chat.chat_id) is None  # closed, as the player asked
     assert await live_summaries(engine, chat.chat_id, scene_id) == []
     fake.set_error("scene_close", None)
-    assert (await engine.close_scene(chat.chat_id)).scene_id == scene_id
+    assert (await engine.close_scene(chat.chat_id)).scene_id == scene_id  # the owed summary, written now
+    assert len(await live_summaries(engine, chat.chat_id, scene_id)) == 1

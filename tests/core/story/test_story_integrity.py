@@ -1,0 +1,174 @@
+"""Story integrity: a regenerate leaves the story as if only the new reply had happened, and a
+summary the model failed to write is written later, per character, never lost.
+
+Every model request is recorded by the fake; "as if only the new reply had happened" is
+checked against a second engine that only ever produced the new reply.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from core.llm import FakeLLM
+from core.llm.base import LLMError
+from core.services.addressee import AddresseeDecision
+from core.state import memory as memory_state
+from core.state import threads as thread_state
+from tests.core.story.conftest import GUEST, GUEST_NAME, HOST, HOST_NAME, collect, open_scene_id, settle
+
+OLD = "The lantern is cursed, whispered Wren."
+NEW = "The harbour lies quiet tonight, said Wren."
+
+
+class Story:
+    """A fake model whose narration is whatever `reply` currently says, and whose other
+    answers are computed from what they are shown (so two engines shown the same story agree)."""
+
+    def __init__(self) -> None:
+        self.reply = NEW
+        self.fake = FakeLLM(routes={
+            "narrate": lambda _messages: self.reply,
+            "addressee": AddresseeDecision(speaker=HOST, confidence="high"),
+            "scene_close": self.summary,
+            "threads": self.threads,
+            "meanwhile": "We argue about the lamp oil.",
+            "lifecycle": {},
+        })
+
+    @staticmethod
+    def summary(messages) -> str:
+        who = HOST_NAME if f"You are {HOST_NAME}" in messages[0]["content"] else GUEST_NAME
+        return f"{who} remembers: {messages[-1]['content'].splitlines()[-1]}"
+
+    @staticmethod
+    def threads(messages) -> dict:
+        scene = messages[-1]["content"]
+        title = "The cursed lantern" if "cursed" in scene else "The quiet harbour"
+        return {"open": [{"title": title, "summary": "It came up."}]}
+
+
+async def story_tables(engine, chat_id: str) -> dict:
+    """What a later turn, `!memory` or `!threads` can see, by content (ids, and the order ids
+    give, aside)."""
+    witnesses = ["you", HOST, GUEST]
+    memories = {
+        who: sorted((m.text, m.kind, m.pov, m.witnesses, m.significance)
+                    for m in await memory_state.recent_memories_for(engine.db, chat_id, who, 1000))
+        for who in witnesses
+    }
+    threads = [(t.title, t.summary, t.status) for t in await thread_state.list_threads(engine.db, chat_id)]
+    return {"memories": memories, "threads": threads}
+
+
+def prompt_text(call) -> str:
+    return "\n".join(m["content"] for m in call.messages)
+
+
+async def test_regenerate_after_a_scene_close_rolls_back_and_rederives_the_summaries(open_engine) -> None:
+    story = Story()
+    engine = await open_engine(story.fake, name="regenerated.sqlite3")
+    chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
+    story.reply = OLD
+    await collect(engine.post_turn(chat.chat_id, "What about the lantern?", "$1"))
+    closed = await engine.close_scene(chat.chat_id)
+    assert closed is not None and "cursed" in closed.summaries[HOST_NAME]
+
+    story.reply = NEW
+    await collect(engine.regenerate(chat.chat_id))
+    await settle(engine, chat.chat_id)
+    await collect(engine.post_turn(chat.chat_id, "Anything else?", "$2"))
+
+    next_prompt = prompt_text(story.fake.calls_for("narrate")[-1])
+    assert "cursed" not in next_prompt and "quiet tonight" in next_prompt
+    assert await engine.search_memory(chat.chat_id, HOST, "cursed") == []
+    assert await engine.search_memory(chat.chat_id, "you", "cursed") == []
+
+    only_new = Story()
+    reference = await open_engine(only_new.fake, name="reference.sqlite3")
+    other = await reference.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
+    await collect(reference.post_turn(other.chat_id, "What about the lantern?", "$1"))
+    await reference.close_scene(other.chat_id)
+    await collect(reference.post_turn(other.chat_id, "Anything else?", "$2"))
+    assert await story_tables(engine, chat.chat_id) == await story_tables(reference, other.chat_id)
+
+
+async def test_a_regenerated_reply_sees_the_story_as_it_stood_at_the_replaced_one(open_engine) -> None:
+    story = Story()
+    engine = await open_engine(story.fake, name="regenerated.sqlite3")
+    chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
+    await collect(engine.post_turn(chat.chat_id, "Good evening.", "$1"))
+    story.reply = OLD
+    await collect(engine.post_turn(chat.chat_id, "What about the lantern?", "$2"))
+    await collect(engine.meanwhile(chat.chat_id, HOST, GUEST, "a quarrel about lamp oil"))
+
+    story.reply = NEW
+    await collect(engine.regenerate(chat.chat_id))
+    regenerate_prompt = prompt_text(story.fake.calls_for("narrate")[-1])
+    assert "lamp oil" not in regenerate_prompt and "Meanwhile" not in regenerate_prompt
+    assert "What about the lantern?" in regenerate_prompt
+
+    # The digest is still owed to the player, and told on the next turn.
+    updates = await collect(engine.post_turn(chat.chat_id, "And then?", "$3"))
+    assert [u.kind for u in updates][0] == "digest"
+
+    only_new = Story()
+    reference = await open_engine(only_new.fake, name="reference.sqlite3")
+    other = await reference.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
+    await collect(reference.post_turn(other.chat_id, "Good evening.", "$1"))
+    await collect(reference.post_turn(other.chat_id, "What about the lantern?", "$2"))
+    await collect(reference.meanwhile(other.chat_id, HOST, GUEST, "a quarrel about lamp oil"))
+    await collect(reference.post_turn(other.chat_id, "And then?", "$3"))
+    assert await story_tables(engine, chat.chat_id) == await story_tables(reference, other.chat_id)
+    assert prompt_text(story.fake.calls_for("narrate")[-1]) == prompt_text(only_new.fake.calls_for("narrate")[-1])
+
+
+@pytest.mark.parametrize("retry", ["next turn", "scene close command"])
+async def test_a_failed_summary_is_retried_per_character_and_never_lost(open_engine, retry: str) -> None:
+    story = Story()
+    engine = await open_engine(story.fake)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
+    await collect(engine.post_turn(chat.chat_id, "What about the lantern?", "$1"))
+    scene_id = await open_scene_id(engine, chat.chat_id)
+
+    def guest_fails(messages):
+        if f"You are {GUEST_NAME}" in messages[0]["content"]:
+            raise LLMError("timeout", purpose="scene_close")
+        return Story.summary(messages)
+
+    story.fake.set_route("scene_close", guest_fails)
+    story.fake.set_route("addressee", AddresseeDecision(speaker=HOST, confidence="high", close_scene=True))
+    updates = await collect(engine.post_turn(chat.chat_id, "Let us end the scene here.", "$2"))
+    assert [u.kind for u in updates] == ["scene"]
+    await settle(engine, chat.chat_id)
+    written = {m.pov for m in await memory_state.recent_memories_for(engine.db, chat.chat_id, "you", 100, kind="summary")}
+    assert written == {HOST}  # the one that worked is kept; the guest's is owed
+
+    story.fake.set_route("scene_close", Story.summary)
+    story.fake.set_route("addressee", AddresseeDecision(speaker=HOST, confidence="high"))
+    host_calls = len([c for c in story.fake.calls_for("scene_close") if f"You are {HOST_NAME}" in c.messages[0]["content"]])
+    if retry == "next turn":
+        await collect(engine.post_turn(chat.chat_id, "Hello again.", "$3"))
+        await settle(engine, chat.chat_id)
+    else:
+        result = await engine.close_scene(chat.chat_id)
+        assert result is not None and result.scene_id == scene_id and set(result.summaries) == {GUEST_NAME}
+    summaries = await memory_state.recent_memories_for(engine.db, chat.chat_id, "you", 100, kind="summary")
+    assert sorted(m.pov for m in summaries) == [GUEST, HOST] and {m.scene_id for m in summaries} == {scene_id}
+    again = len([c for c in story.fake.calls_for("scene_close") if f"You are {HOST_NAME}" in c.messages[0]["content"]])
+    assert again == host_calls  # only the missing one was asked for
+    assert [t.title for t in await thread_state.list_threads(engine.db, chat.chat_id)] == ["The quiet harbour"]
+
+
+async def test_an_explicit_close_whose_summary_fails_is_retried_by_the_next_close(open_engine) -> None:
+    story = Story()
+    engine = await open_engine(story.fake)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    await collect(engine.post_turn(chat.chat_id, "Hello.", "$1"))
+    scene_id = await open_scene_id(engine, chat.chat_id)
+    story.fake.set_error("scene_close", LLMError("timeout", purpose="scene_close"))
+    with pytest.raises(LLMError):
+        await engine.close_scene(chat.chat_id)
+    story.fake.set_error("scene_close", None)
+    result = await engine.close_scene(chat.chat_id)
+    assert result is not None and result.scene_id == scene_id and set(result.summaries) == {HOST_NAME}
+    assert await engine.close_scene(chat.chat_id) is None
