@@ -171,6 +171,7 @@ class ScenePresenceSet(ChatEvent):
 @event_kind("scene_closed")
 class SceneClosed(ChatEvent):
     scene_id: RowId
+    cause_turn_id: RowId | None = None  # the player's line that asked for the close, if one did
 
 
 @event_kind("scene_reopened")

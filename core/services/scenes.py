@@ -60,13 +60,13 @@ async def ensure_scene(target: Writable, cast: Cast) -> world.Scene:
         return scene
 
 
-async def close_open_scene(target: Writable, chat_id: str) -> world.Scene | None:
+async def close_open_scene(target: Writable, chat_id: str, *, cause_turn_id: int | None = None) -> world.Scene | None:
     """Close the chat's open main scene (event only, no summary); None if none was open."""
     async with writing(target) as tx:
         scene = await world.current_scene(tx, chat_id)
         if scene is None:
             return None
-        return await world.close_scene(tx, chat_id, scene.scene_id)
+        return await world.close_scene(tx, chat_id, scene.scene_id, cause_turn_id=cause_turn_id)
 
 
 def transcript(cast: Cast, turns: list[Turn]) -> str:

@@ -89,6 +89,8 @@ class AfterTurn:
 
 AfterTurnStep = Callable[[AfterTurn], Awaitable[None]]
 
+SCENE_CLOSES = TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, "The scene closes.", True, kind="scene")
+
 
 @dataclass
 class _InFlight:
@@ -123,6 +125,10 @@ class TurnPipeline:
             finished = await shown_reply_for_source(self.db, chat_id, source_id)
             if finished is not None:
                 yield _done(cast, finished)
+                return
+            posted = await turn_state.get_turn_by_source(self.db, chat_id, source_id)
+            if posted is not None and await world.scene_closed_by(self.db, chat_id, posted.turn_id):
+                yield SCENE_CLOSES  # what this line did, said again; nothing is routed or closed twice
                 return
             async with self.db.transaction() as tx:
                 await scenes.ensure_scene(tx, cast)
@@ -229,10 +235,10 @@ class TurnPipeline:
         chat_id = cast.chat.chat_id
         closed = None
         if route.close_scene:
-            closed = await scenes.close_open_scene(self.db, chat_id)
+            closed = await scenes.close_open_scene(self.db, chat_id, cause_turn_id=user_turn.turn_id)
             if closed is not None:
                 self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id), "scene summary")
-                yield TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, "The scene closes.", True, kind="scene")
+                yield SCENE_CLOSES
         target = route.jump or (cast.chat.clock + route.skip if route.skip is not None else None)
         if target is not None:
             source = reply_source(user_turn.source_id) if user_turn.source_id else None

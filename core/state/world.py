@@ -196,16 +196,30 @@ async def open_scene(
         return await require_scene(tx, event.ref)
 
 
-async def close_scene(target: Writable, chat_id: str, scene_id: int) -> Scene:
-    """Close a scene at the chat clock; closing a closed scene changes nothing."""
+async def close_scene(target: Writable, chat_id: str, scene_id: int, *, cause_turn_id: int | None = None) -> Scene:
+    """Close a scene at the chat clock (`cause_turn_id`: the line that asked for it); closing
+    a closed scene changes nothing."""
     async with writing(target) as tx:
         scene = await require_scene(tx, scene_id)
         if scene.chat_id != chat_id:
             raise SceneNotFoundError(scene_id, f"it belongs to another chat than {chat_id!r}")
         if scene.is_open:
-            await append_and_apply(tx, "scene_closed", {"chat_id": chat_id, "scene_id": scene_id})
+            await append_and_apply(tx, "scene_closed", {
+                "chat_id": chat_id, "scene_id": scene_id, "cause_turn_id": cause_turn_id,
+            })
             scene = await require_scene(tx, scene_id)
         return scene
+
+
+async def scene_closed_by(source: Readable, chat_id: str, turn_id: int) -> bool:
+    """Whether the player's line `turn_id` closed a scene (it asked for the close in words)."""
+    row = await fetch_one(
+        source,
+        """SELECT 1 FROM events WHERE chat_id = ? AND seq > ? AND kind = 'scene_closed'
+             AND json_extract(payload, '$.cause_turn_id') = ? LIMIT 1""",
+        (chat_id, turn_id, turn_id),
+    )
+    return row is not None
 
 
 async def reopen_scene(target: Writable, chat_id: str, scene_id: int) -> None:

@@ -14,6 +14,8 @@ from core.llm.base import LLMError
 from core.services.addressee import AddresseeDecision
 from core.state import memory as memory_state
 from core.state import threads as thread_state
+from core.state import turns as turn_state
+from tests.core.conftest import row_counts
 from tests.core.story.conftest import GUEST, GUEST_NAME, HOST, HOST_NAME, collect, open_scene_id, settle
 
 OLD = "The lantern is cursed, whispered Wren."
@@ -172,3 +174,44 @@ async def test_an_explicit_close_whose_summary_fails_is_retried_by_the_next_clos
     result = await engine.close_scene(chat.chat_id)
     assert result is not None and result.scene_id == scene_id and set(result.summaries) == {HOST_NAME}
     assert await engine.close_scene(chat.chat_id) is None
+
+
+async def test_reposting_a_line_that_closed_the_scene_answers_once(open_engine) -> None:
+    story = Story()
+    engine = await open_engine(story.fake)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
+    await collect(engine.post_turn(chat.chat_id, "Hello.", "$1"))
+    story.fake.set_route("addressee", AddresseeDecision(speaker=HOST, confidence="high", close_scene=True))
+    first = await collect(engine.post_turn(chat.chat_id, "Let us end the scene here.", "$2"))
+    await settle(engine, chat.chat_id)
+    before, routed = await row_counts(engine.db), len(story.fake.calls_for("addressee"))
+
+    again = await collect(engine.post_turn(chat.chat_id, "Let us end the scene here.", "$2"))
+
+    assert [(u.kind, u.text, u.done) for u in again] == [(u.kind, u.text, u.done) for u in first]
+    assert await row_counts(engine.db) == before and len(story.fake.calls_for("addressee")) == routed
+    assert await open_scene_id(engine, chat.chat_id) is None
+
+
+async def test_an_old_failed_line_is_answered_in_the_present(open_engine) -> None:
+    story = Story()
+    engine = await open_engine(story.fake)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    story.fake.set_error("narrate", LLMError("timeout", purpose="narrate"))
+    with pytest.raises(LLMError):
+        await collect(engine.post_turn(chat.chat_id, "Is the lamp lit?", "$1"))
+    story.fake.set_error("narrate", None)
+    story.reply = "The kettle sings."
+    await collect(engine.post_turn(chat.chat_id, "Shall we have tea?", "$2"))
+
+    story.reply = "Yes, the lamp is lit."
+    updates = await collect(engine.post_turn(chat.chat_id, "Is the lamp lit?", "$1"))
+
+    assert updates[-1].text == "Yes, the lamp is lit."
+    messages = story.fake.calls_for("narrate")[-1].messages
+    assert messages[-1] == {"role": "user", "content": "Is the lamp lit?"}  # the line is the last thing said
+    dialogue = [m["content"] for m in messages[1:]]
+    assert dialogue.index("Shall we have tea?") < dialogue.index("The kettle sings.") < len(dialogue) - 1
+    assert sum("Is the lamp lit?" in m for m in dialogue) == 1
+    shown = [t.text for t in await turn_state.recent_turns(engine.db, chat.chat_id, 10)]
+    assert shown[-1] == "Yes, the lamp is lit."
