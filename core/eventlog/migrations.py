@@ -41,6 +41,7 @@ PROJECTION_TABLES: tuple[str, ...] = (
     "edges",
     "memory_witnesses",
     "memories",
+    "turn_witnesses",
     "turns",
     "scenes",
     "chats",
@@ -258,4 +259,21 @@ async def _initial_schema(conn: aiosqlite.Connection) -> None:
 async def _summaries_by_scene(conn: aiosqlite.Connection) -> None:
     await _run(conn, [
         "CREATE INDEX memories_summaries_by_scene ON memories (scene_id, pov) WHERE kind = 'summary' AND retracted = 0",
+    ])
+
+
+@migration("who witnessed each turn: the player and the chat's cast when it was said")
+async def _turn_witnesses(conn: aiosqlite.Connection) -> None:
+    await _run(conn, [
+        """CREATE TABLE turn_witnesses (
+            turn_id INTEGER NOT NULL REFERENCES turns (turn_id),
+            witness TEXT NOT NULL,
+            PRIMARY KEY (turn_id, witness)
+        ) WITHOUT ROWID""",
+        # Turns recorded before this table existed: witnessed by the chat's cast as it is now.
+        """INSERT INTO turn_witnesses (turn_id, witness)
+           SELECT turn_id, 'you' FROM turns
+           UNION SELECT t.turn_id, c.host FROM turns t JOIN chats c ON c.chat_id = t.chat_id
+           UNION SELECT t.turn_id, c.guest FROM turns t JOIN chats c ON c.chat_id = t.chat_id
+                 WHERE c.guest IS NOT NULL""",
     ])

@@ -64,14 +64,15 @@ async def load_cast(source: Readable, chat_id: str) -> Cast:
 
 
 async def recent_dialogue(
-    source: Readable, chat_id: str, *, limit: int, up_to_turn_id: int | None = None
+    source: Readable, chat_id: str, *, limit: int, up_to_turn_id: int | None = None, witness: str | None = None
 ) -> list[Turn]:
-    """The last `limit` shown turns of the chat with turn_id <= `up_to_turn_id`, oldest first.
+    """The last `limit` shown turns of the chat with turn_id <= `up_to_turn_id`, oldest first;
+    with `witness`, only those that character witnessed (filtered in SQL).
 
     `up_to_turn_id` leaves out what follows the turn being answered (the reply a
     regenerate replaces is the only turn after it, so one extra row is fetched).
     """
-    turns = await turn_state.recent_turns(source, chat_id, limit + 1)
+    turns = await turn_state.recent_turns(source, chat_id, limit + 1, witness=witness)
     if up_to_turn_id is not None:
         turns = [t for t in turns if t.turn_id <= up_to_turn_id]
     return turns[-limit:] if limit > 0 else []

@@ -119,7 +119,7 @@ async def assemble_prompt(
     chat_id = cast.chat.chat_id
     who = speaker.character_id
     up_to = excluding_turn - 1 if excluding_turn else None
-    dialogue = [t for t in await recent_dialogue(source, chat_id, limit=DIALOGUE_TURNS, up_to_turn_id=up_to)
+    dialogue = [t for t in await recent_dialogue(source, chat_id, limit=DIALOGUE_TURNS, up_to_turn_id=up_to, witness=who)
                 if t.text.strip()]
     if user_turn is not None and not excluding_turn:  # a line answered late is answered in the present
         dialogue = [t for t in dialogue if t.turn_id != user_turn.turn_id] + [user_turn]

@@ -105,13 +105,16 @@ async def get_turn_by_source(source: Readable, chat_id: str, source_id: str) -> 
     return None if row is None else _turn(row)
 
 
-async def recent_turns(source: Readable, chat_id: str, limit: int = 20) -> list[Turn]:
-    """The last `limit` shown (not superseded) turns of the chat, oldest first."""
+async def recent_turns(source: Readable, chat_id: str, limit: int = 20, *, witness: str | None = None) -> list[Turn]:
+    """The last `limit` shown (not superseded) turns of the chat, oldest first; with `witness`,
+    only the turns that character (or "you") witnessed, constrained in SQL."""
     rows = await fetch_all(
         source,
-        """SELECT * FROM turns WHERE chat_id = ? AND superseded_by IS NULL
-           ORDER BY turn_id DESC LIMIT ?""",
-        (chat_id, limit),
+        """SELECT * FROM turns WHERE chat_id = :chat AND superseded_by IS NULL
+             AND (:who IS NULL OR EXISTS (SELECT 1 FROM turn_witnesses w
+                                         WHERE w.turn_id = turns.turn_id AND w.witness = :who))
+           ORDER BY turn_id DESC LIMIT :limit""",
+        {"chat": chat_id, "limit": limit, "who": witness},
     )
     return [_turn(r) for r in reversed(rows)]
 

@@ -1,6 +1,7 @@
 """Projectors for turns: recording, truncation, and swipes (superseding siblings).
 
-A turn starts its own sibling group (group id = its turn id).  A turn recorded
+A turn is witnessed (`turn_witnesses`) by the player and the chat's cast when it is
+recorded.  A turn starts its own sibling group (group id = its turn id).  A turn recorded
 with `supersedes=X` joins X's group and becomes the shown one; X (which must be
 the shown turn of its group) gets `superseded_by` set.  `turn_superseded`
 switches the shown sibling within a group.
@@ -54,6 +55,13 @@ async def _turn_recorded(conn: aiosqlite.Connection, seq: int, p: TurnRecorded) 
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (seq, p.chat_id, scene_id, p.role, p.speaker, p.text, p.source_id, time_text,
          int(p.truncated), sibling_group),
+    )
+    # Witnessed by the player and the chat's cast as it is now (a guest added later never sees it).
+    await conn.execute_fetchall(
+        """INSERT INTO turn_witnesses (turn_id, witness)
+           SELECT ?, 'you' UNION SELECT ?, host FROM chats WHERE chat_id = ?
+           UNION SELECT ?, guest FROM chats WHERE chat_id = ? AND guest IS NOT NULL""",
+        (seq, seq, p.chat_id, seq, p.chat_id),
     )
     if p.supersedes is not None:
         await conn.execute_fetchall("UPDATE turns SET superseded_by = ? WHERE turn_id = ?", (seq, p.supersedes))

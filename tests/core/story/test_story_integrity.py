@@ -15,6 +15,8 @@ from core.services.addressee import AddresseeDecision
 from core.state import memory as memory_state
 from core.state import threads as thread_state
 from core.state import turns as turn_state
+from core.state import world
+from core.services.dialogue import recent_dialogue
 from tests.core.conftest import row_counts
 from tests.core.story.conftest import GUEST, GUEST_NAME, HOST, HOST_NAME, collect, open_scene_id, settle
 
@@ -215,3 +217,21 @@ async def test_an_old_failed_line_is_answered_in_the_present(open_engine) -> Non
     assert sum("Is the lamp lit?" in m for m in dialogue) == 1
     shown = [t.text for t in await turn_state.recent_turns(engine.db, chat.chat_id, 10)]
     assert shown[-1] == "Yes, the lamp is lit."
+
+
+async def test_a_guest_added_later_sees_only_the_lines_said_in_its_presence(open_engine) -> None:
+    story = Story()
+    engine = await open_engine(story.fake)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    story.reply = "Only you and I know where the key is."
+    await collect(engine.post_turn(chat.chat_id, "Where did you hide the key?", "$1"))
+    await world.set_guest(engine.db, chat.chat_id, GUEST)
+    story.fake.set_route("addressee", AddresseeDecision(speaker=GUEST, confidence="high"))
+    story.reply = "Captain's here."
+    await collect(engine.post_turn(chat.chat_id, "Welcome aboard, Captain.", "$2"))
+
+    guest_prompt = prompt_text(story.fake.calls_for("narrate")[-1])
+    assert "Welcome aboard, Captain." in guest_prompt
+    assert "hide the key" not in guest_prompt and "where the key is" not in guest_prompt
+    host_dialogue = await recent_dialogue(engine.db, chat.chat_id, limit=10, witness=HOST)
+    assert [t.text for t in host_dialogue][:2] == ["Where did you hide the key?", "Only you and I know where the key is."]
