@@ -103,7 +103,7 @@ def render_markdown(story: StoryExport) -> str:
         blocks.append("## Threads")
         lines = []
         for thread in story.threads:
-            ending = f" Resolved: {thread.resolution}" if getattr(thread, "resolution", "") else ""
+            ending = f" Resolved: {thread.resolution}" if thread.resolution else ""
             lines.append(f"- **{thread.title}** ({thread.status}): {thread.summary}{ending}".rstrip())
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"

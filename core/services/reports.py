@@ -30,6 +30,7 @@ class ThreadInfo:
     opened_at: datetime
     updated_at: datetime | None
     closed_at: datetime | None
+    resolution: str = ""  # how a closed thread ended
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def world_event_info(event: plans.WorldEvent) -> WorldEventInfo:
 
 async def thread_infos(source: Readable, chat_id: str) -> list[ThreadInfo]:
     return [
-        ThreadInfo(t.thread_id, t.title, t.summary, t.status, t.opened_at, t.updated_at, t.closed_at)
+        ThreadInfo(t.thread_id, t.title, t.summary, t.status, t.opened_at, t.updated_at, t.closed_at, t.resolution)
         for t in await thread_state.list_threads(source, chat_id)
     ]
 

@@ -39,6 +39,8 @@ async def test_export_keeps_shown_turns_in_order_and_summaries(tmp_path):
         await engine.pipeline._settle(chat.chat_id)
         assert await engine.close_scene(chat.chat_id) is not None
         await thread_state.open_thread(engine.db, chat.chat_id, "The missing bread", "Who keeps feeding the gulls?")
+        bell = await thread_state.open_thread(engine.db, chat.chat_id, "The bell", "Who rang it twice?")
+        await thread_state.close_thread(engine.db, chat.chat_id, bell.thread_id, "The ferryman rang it.")
 
         story = await engine.export_story(chat.chat_id)
         markdown = render_markdown(story)
@@ -54,3 +56,4 @@ async def test_export_keeps_shown_turns_in_order_and_summaries(tmp_path):
     assert REPLIES[1] not in markdown  # the superseded swipe
     assert "Wren's summary." in markdown and "Odile's summary." in markdown
     assert "## Threads" in markdown and "**The missing bread** (open)" in markdown
+    assert "**The bell** (closed): Who rang it twice? Resolved: The ferryman rang it." in markdown
