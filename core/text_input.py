@@ -31,7 +31,7 @@ def check_line(text: str) -> str:
         raise InvalidInputError("That line is empty: say something, or type `!help`.")
     if len(text) > MAX_LINE_CHARS:
         raise InvalidInputError(
-            f"That line is {len(text):,} characters long; a line may hold at most {MAX_LINE_CHARS:,}. "
+            f"That line is too long: {len(text):,} characters, and a line may hold at most {MAX_LINE_CHARS:,}. "
             "Split it into shorter lines."
         )
     return text

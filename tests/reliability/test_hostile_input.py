@@ -119,7 +119,8 @@ def test_outsiders_forgeries_and_odd_input_change_nothing(start_bot, fake_openai
     alice.send_content(story, {"msgtype": "m.text", "body": "* edited", "m.new_content": {"msgtype": "m.text", "body": "edited"},
                                "m.relates_to": {"rel_type": "m.replace", "event_id": honest}})
     say_and_wait(alice, story, bot, "after the media and the redaction")
-    assert len(alice.final_texts(story, bot.user_id)) == before_media + 2  # two lines answered; media, edit, redaction silent
+    # Two lines answered, the image and the file each told where cards go; the sticker, edit and redaction silent.
+    assert len(alice.final_texts(story, bot.user_id)) == before_media + 4
 
     for line, expected in (("!frobnicate", "Unknown command"), ("!skip banana", "!skip"), ("!jump", "!jump"), ("!memory", "!memory"), ("!new wren", "lobby")):
         alice.send_text(story, line)
