@@ -15,13 +15,11 @@ from typing import Any
 import pytest
 from nio import RoomMessageText, SyncResponse
 
-from adapter.config import Config, MatrixConfig, StorageConfig
 from adapter.matrix.dispatcher import Dispatcher, RecentlySeen
 from adapter.matrix.store import RoomMeta, StateStore, pending_deliveries, set_room_meta
 from core.engine import TurnUpdate
-from core.keyed_locks import KeyedLocks
+from tests.adapter.matrix.stand_ins import BOT, Ctx
 
-BOT = "@rpbot:localhost"
 ALICE = "@alice:localhost"
 _ids = itertools.count(1)
 
@@ -63,38 +61,6 @@ class SlowEngine:
             self.running[chat_id].set()
             return True
         return False
-
-
-class RecordingSender:
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-
-    async def send(self, event: Any) -> str | None:
-        self.sent.append(event)
-        return f"$out{len(self.sent)}" if hasattr(event, "content") else None
-
-    async def send_all(self, events: list[Any]) -> list[str | None]:
-        return [await self.send(e) for e in events]
-
-    async def upload(self, data: bytes, content_type: str, filename: str) -> str:
-        self.sent.append(("upload", filename))
-        return f"mxc://localhost/{filename}"
-
-    def bodies(self, room_id: str) -> list[str]:
-        return [e.content["body"] for e in self.sent if getattr(e, "room_id", None) == room_id and hasattr(e, "content")]
-
-
-class Ctx:
-    def __init__(self, store: StateStore, engine: SlowEngine) -> None:
-        self.store, self.engine, self.sender = store, engine, RecordingSender()
-        self.bot_user_id = BOT
-        self.user_locks = KeyedLocks()
-        self.config = stand_in_config()
-
-
-def stand_in_config() -> Config:
-    """A config whose data directory holds nothing (no imported faces)."""
-    return Config(matrix=MatrixConfig(homeserver="http://127.0.0.1:1", user_id=BOT, password="x"), storage=StorageConfig(data_dir="/nonexistent"))
 
 
 @pytest.fixture

@@ -21,12 +21,11 @@ from adapter.matrix.failures import explain
 from adapter.matrix.store import RoomMeta, StateStore, latest_reply_event, newest_failed_delivery, set_room_meta
 from core.engine import Engine
 from core.errors import InvalidInputError, NothingToRegenerateError, RpbotError
-from core.keyed_locks import KeyedLocks
 from core.llm import FakeLLM
 from core.llm.base import LLMError, LLMTimeoutError
+from tests.adapter.matrix.stand_ins import Ctx
 
 ALICE = "@alice:localhost"
-BOT = "@rpbot:localhost"
 STORY, LOBBY = "!story", "!lobby"
 _ids = itertools.count(1)
 
@@ -54,31 +53,6 @@ def upload(name: str) -> RoomMessageFile:
         {"type": "m.room.message", "sender": ALICE, "event_id": event_id(), "origin_server_ts": 1,
          "content": {"msgtype": "m.file", "body": name, "url": "mxc://localhost/abc"}}
     )
-
-
-class RecordingSender:
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-
-    async def send(self, event: Any) -> str | None:
-        self.sent.append(event)
-        return f"$out{len(self.sent)}" if hasattr(event, "content") else None
-
-    async def send_all(self, events: list[Any]) -> list[str | None]:
-        return [await self.send(e) for e in events]
-
-    def bodies(self, room_id: str) -> list[str]:
-        return [
-            (e.content.get("m.new_content") or e.content)["body"]
-            for e in self.sent if getattr(e, "room_id", None) == room_id and hasattr(e, "content")
-        ]
-
-
-class Ctx:
-    def __init__(self, store: StateStore, engine: Engine) -> None:
-        self.store, self.engine, self.sender = store, engine, RecordingSender()
-        self.bot_user_id = BOT
-        self.user_locks = KeyedLocks()
 
 
 @pytest.fixture

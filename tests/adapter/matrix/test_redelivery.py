@@ -9,7 +9,7 @@ from pathlib import Path
 from adapter.matrix.handlers.messages import run_turn
 from adapter.matrix.store import RoomMeta, StateStore, get_reply_message, pending_deliveries, record_pending_delivery
 from core.engine import TurnUpdate
-from tests.adapter.matrix.test_dispatcher import stand_in_config
+from tests.adapter.matrix.stand_ins import stand_in_config
 
 
 class ForgetfulSender:

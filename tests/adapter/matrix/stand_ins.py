@@ -1,0 +1,47 @@
+"""Stand-ins for the adapter's unit tests: a sender that records instead of sending, and the
+handful of context fields the dispatcher and handlers read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapter.config import Config, MatrixConfig, StorageConfig
+from core.keyed_locks import KeyedLocks
+
+BOT = "@rpbot:localhost"
+
+
+class RecordingSender:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def send(self, event: Any) -> str | None:
+        self.sent.append(event)
+        return f"$out{len(self.sent)}" if hasattr(event, "content") else None
+
+    async def send_all(self, events: list[Any]) -> list[str | None]:
+        return [await self.send(e) for e in events]
+
+    async def upload(self, data: bytes, content_type: str, filename: str) -> str:
+        self.sent.append(("upload", filename))
+        return f"mxc://localhost/{filename}"
+
+    def bodies(self, room_id: str) -> list[str]:
+        """What was shown in the room, in order (an edit counts as its new text)."""
+        return [
+            (e.content.get("m.new_content") or e.content)["body"]
+            for e in self.sent if getattr(e, "room_id", None) == room_id and hasattr(e, "content")
+        ]
+
+
+class Ctx:
+    def __init__(self, store: Any, engine: Any) -> None:
+        self.store, self.engine, self.sender = store, engine, RecordingSender()
+        self.bot_user_id = BOT
+        self.user_locks = KeyedLocks()
+        self.config = stand_in_config()
+
+
+def stand_in_config() -> Config:
+    """A config whose data directory holds nothing (no imported faces)."""
+    return Config(matrix=MatrixConfig(homeserver="http://127.0.0.1:1", user_id=BOT, password="x"), storage=StorageConfig(data_dir="/nonexistent"))
