@@ -18,8 +18,9 @@ player sees on the next turn; `plan_event`, `list_threads`,
 story.  A turn may also ask for a skip, a jump or a scene close in plain words;
 the routing call detects it (see `core.services.addressee`).  Errors are typed
 (core.errors): ChatNotFoundError, UnknownCharacterError, InvalidCastError,
-InvalidTimeError, TurnNotFoundError (nothing to regenerate); model failures raise
-`core.llm.LLMError`.
+InvalidTimeError, InvalidInputError (a line or text refused as it stands),
+NothingToRegenerateError; model failures raise `core.llm.LLMError`, part of the
+same `RpbotError` tree.  Bad input never writes anything.
 
 `export_story` reads a whole story as the player saw it (for `rpbot export`).
 """
