@@ -82,7 +82,7 @@ async def memories_for_prompt(
     Memories caused by turns in `shown_turn_ids` (already in the prompt's dialogue)
     or by `excluding_turn` (the reply being regenerated) are left out, and so is
     everything recorded after `excluding_turn` (a regenerate sees the story as it
-    stood at the reply it replaces). Oldest first.
+    stood at the reply it replaces). In story order, oldest first (`_story_order`).
     """
     def wanted(memory: Memory) -> bool:
         turn = memory.source_turn_id
@@ -98,7 +98,23 @@ async def memories_for_prompt(
             chosen[memory.memory_id] = memory
     for memory in reversed([m for m in recent if wanted(m)][-RECENT_MEMORIES:]):
         chosen.setdefault(memory.memory_id, memory)
-    return sorted(chosen.values(), key=lambda m: m.memory_id)
+    order = await _story_order(source, list(chosen))
+    return sorted(chosen.values(), key=lambda m: (order.get(m.memory_id, 0), m.memory_id))
+
+
+async def _story_order(source: Readable, memory_ids: list[int]) -> dict[int, int]:
+    """Where each memory sits in the story: a reply's memory at its first swipe's place (so a
+    regenerated reply is remembered where the reply it replaced was), others where recorded."""
+    if not memory_ids:
+        return {}
+    rows = await fetch_all(
+        source,
+        f"""SELECT m.memory_id, coalesce(t.sibling_group, m.recorded_seq) AS place
+            FROM memories m LEFT JOIN turns t ON t.turn_id = m.source_turn_id
+            WHERE m.memory_id IN ({", ".join("?" * len(memory_ids))})""",
+        memory_ids,
+    )
+    return {r["memory_id"]: r["place"] for r in rows}
 
 
 def relevance_query(text: str) -> str:

@@ -16,6 +16,7 @@ from core.state import memory as memory_state
 from core.state import threads as thread_state
 from core.state import turns as turn_state
 from core.state import world
+from core.services import recall
 from core.services.dialogue import recent_dialogue
 from tests.core.conftest import row_counts
 from tests.core.story.conftest import GUEST, GUEST_NAME, HOST, HOST_NAME, collect, open_scene_id, settle
@@ -235,3 +236,19 @@ async def test_a_guest_added_later_sees_only_the_lines_said_in_its_presence(open
     assert "hide the key" not in guest_prompt and "where the key is" not in guest_prompt
     host_dialogue = await recent_dialogue(engine.db, chat.chat_id, limit=10, witness=HOST)
     assert [t.text for t in host_dialogue][:2] == ["Where did you hide the key?", "Only you and I know where the key is."]
+
+
+async def test_a_regenerated_reply_is_remembered_in_story_order(open_engine) -> None:
+    async def played(name: str, regenerate: bool) -> list[str]:
+        story = Story()
+        engine = await open_engine(story.fake, name=name)
+        chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
+        story.reply = OLD if regenerate else NEW
+        await collect(engine.post_turn(chat.chat_id, "What about the lantern?", "$1"))
+        await collect(engine.meanwhile(chat.chat_id, HOST, GUEST, "a quarrel about lamp oil"))
+        if regenerate:
+            story.reply = NEW
+            await collect(engine.regenerate(chat.chat_id))
+        return [m.text for m in await recall.memories_for_prompt(engine.db, chat.chat_id, HOST, "lamp")]
+
+    assert await played("regenerated.sqlite3", True) == await played("reference.sqlite3", False)
