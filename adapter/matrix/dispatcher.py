@@ -30,9 +30,9 @@ from nio import (
 )
 
 from adapter.matrix.context import BotContext
-from adapter.matrix.handlers.auth import handle_invite
-from adapter.matrix.handlers import story_commands  # noqa: F401  (registers the story-room commands)
 from adapter.matrix.failures import explain
+from adapter.matrix.handlers import story_commands  # noqa: F401  (registers the story-room commands)
+from adapter.matrix.handlers.auth import handle_invite
 from adapter.matrix.handlers.commands import LOBBY_ROOMS, handle_command
 from adapter.matrix.handlers.messages import run_regenerate, run_turn
 from adapter.matrix.outgoing import SendMessage, txn_id_for
@@ -244,7 +244,7 @@ class Dispatcher:
         self._strangers_told.add((room_id, sender))
         text = f"This story belongs to {owner}; only they can play here. Invite me to your own room to start yours."
         message = SendMessage(room_id, notice(text), txn_id_for(source_event_id, "stranger"))
-        self.spawn(room_id, lambda: self.ctx.sender.send(message))  # type: ignore[arg-type,return-value]
+        self.spawn(room_id, lambda: self.ctx.sender.send(message))
 
     async def catch_up(self, response: SyncResponse, max_pages: int = 5, *, since_saved_token: bool = False) -> int:
         """Handle what players said while the bot was away: in each bound room, every event after

@@ -11,6 +11,7 @@ answered with a short apology rather than silence.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from core.errors import RpbotError
 from core.llm.base import LLMError, LLMRateLimitedError, LLMRequestError, LLMTimeoutError
@@ -18,7 +19,7 @@ from core.llm.base import LLMError, LLMRateLimitedError, LLMRequestError, LLMTim
 log = logging.getLogger(__name__)
 
 
-def log_failure(what: str, exc: BaseException, where: dict[str, str | None]) -> None:
+def log_failure(what: str, exc: BaseException, where: Mapping[str, str | None]) -> None:
     """An expected failure (the model, refused input) as a warning; a fault of the bot with its traceback."""
     if isinstance(exc, RpbotError):
         log.warning("%s failed: %s", what, exc, extra=where)

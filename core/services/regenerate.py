@@ -32,10 +32,9 @@ from core.eventlog import Transaction
 from core.eventlog.db import Readable
 from core.services.relationships import restore_edges_caused_by
 from core.state import memory as memory_state
-from core.state import plans
+from core.state import plans, world
 from core.state import threads as thread_state
 from core.state import turns as turn_state
-from core.state import world
 from core.state.rows import fetch_all, fetch_one
 
 # The step back that undoes each transition (cancelled goes back to what it was before).

@@ -182,7 +182,7 @@ async def apply_scene_close_summary(
     )
     summaries: dict[str, str] = {}
     async with db.transaction() as tx:
-        for character, text in zip(characters, texts):
+        for character, text in zip(characters, texts, strict=True):
             if isinstance(text, BaseException):
                 continue
             who = character.character_id

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,12 +12,15 @@ import aiosqlite
 from core.eventlog.db import Readable, read_connection
 
 
-async def fetch_one(source: Readable, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+SqlParams = Sequence[Any] | Mapping[str, Any]  # positional (?) or named (:name) parameters
+
+
+async def fetch_one(source: Readable, sql: str, params: SqlParams = ()) -> aiosqlite.Row | None:
     rows = await read_connection(source).execute_fetchall(sql, params)
     return next(iter(rows), None)
 
 
-async def fetch_all(source: Readable, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+async def fetch_all(source: Readable, sql: str, params: SqlParams = ()) -> list[aiosqlite.Row]:
     return list(await read_connection(source).execute_fetchall(sql, params))
 
 

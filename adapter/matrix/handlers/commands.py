@@ -91,7 +91,7 @@ async def handle_command(
         return await found.handler(invocation)
     except CommandError as exc:
         return invocation.reply(f"{exc}\n\nUsage: `{found.usage}`")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (every command gets an answer, whatever went wrong)
         log_failure(f"!{name}", exc, {"room_id": meta.room_id, "chat_id": meta.chat_id})
         return invocation.reply(explain(exc, retry=f"Try `!{name}` again."), purpose="command-error")
 

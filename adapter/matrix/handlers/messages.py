@@ -78,7 +78,7 @@ async def run_turn(ctx: BotContext, meta: RoomMeta, text: str, source_event_id: 
                 log.info("reply delivered%s", " (truncated)" if update.truncated else "", extra=where)
             else:
                 reply.push(update.text)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (every line gets an answer, whatever went wrong)
         log_failure("turn", exc, where)
         if is_retryable(exc):
             await mark_failed(ctx.store, source_event_id)
@@ -113,7 +113,7 @@ async def run_regenerate(ctx: BotContext, meta: RoomMeta, source_event_id: str) 
                 await reply.finish(update.text, truncated=update.truncated)
             else:
                 reply.push(update.text)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (every regenerate gets an answer, whatever went wrong)
         log_failure("regenerate", exc, {"room_id": meta.room_id, "chat_id": meta.chat_id})
         text = explain(exc, retry="The reply was not redone: try `!regen` again.")
         await ctx.sender.send(SendMessage(meta.room_id, notice(text), txn_id_for(source_event_id, "regen-error")))

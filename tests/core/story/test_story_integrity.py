@@ -11,13 +11,13 @@ import pytest
 
 from core.llm import FakeLLM
 from core.llm.base import LLMError
+from core.services import recall
 from core.services.addressee import AddresseeDecision
+from core.services.dialogue import recent_dialogue
 from core.state import memory as memory_state
 from core.state import threads as thread_state
 from core.state import turns as turn_state
 from core.state import world
-from core.services import recall
-from core.services.dialogue import recent_dialogue
 from tests.core.conftest import row_counts
 from tests.core.story.conftest import GUEST, GUEST_NAME, HOST, HOST_NAME, collect, open_scene_id, settle
 
