@@ -270,7 +270,7 @@ class LocalHomeserver:
         body = response.json()
         return RegisteredUser(body["user_id"], localpart, password, body["access_token"], body["device_id"])
 
-    def __enter__(self) -> "LocalHomeserver":
+    def __enter__(self) -> LocalHomeserver:
         self.start()
         return self
 

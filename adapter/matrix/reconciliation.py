@@ -22,8 +22,8 @@ Nothing is created for a room that already has an identity.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 

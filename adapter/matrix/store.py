@@ -91,7 +91,7 @@ class StateStore:
         self.write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path | str) -> "StateStore":
+    async def open(cls, path: Path | str) -> StateStore:
         conn = await aiosqlite.connect(str(path))
         conn.row_factory = aiosqlite.Row
         await conn.execute_fetchall("PRAGMA journal_mode=WAL")

@@ -43,7 +43,7 @@ MMAP_SIZE_BYTES = 0
 class Transaction:
     """An open write transaction on the writer connection (see `Database.transaction`)."""
 
-    def __init__(self, db: "Database") -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
         self.conn = db.writer
 
@@ -99,7 +99,7 @@ class Database:
         await self.reader.close()
         await self.writer.close()
 
-    async def __aenter__(self) -> "Database":
+    async def __aenter__(self) -> Database:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

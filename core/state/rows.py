@@ -11,7 +11,6 @@ import aiosqlite
 
 from core.eventlog.db import Readable, read_connection
 
-
 SqlParams = Sequence[Any] | Mapping[str, Any]  # positional (?) or named (:name) parameters
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -26,7 +26,7 @@ async def test_chat_holds_host_guest_owner_title_and_story_clock(db, chat):
 
 
 async def test_story_times_are_normalised_naive_seconds(db, chat):
-    aware = datetime(1890, 10, 4, 9, 15, 42, 123456, tzinfo=timezone.utc)
+    aware = datetime(1890, 10, 4, 9, 15, 42, 123456, tzinfo=UTC)
     await world.set_clock(db, "chat-1", aware, reason="jump")
     assert await world.get_clock(db, "chat-1") == datetime(1890, 10, 4, 9, 15, 42)
 

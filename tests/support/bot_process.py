@@ -47,7 +47,7 @@ class BotProcess:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 60.0) -> "BotProcess":
+    def start(self, timeout_s: float = 60.0) -> BotProcess:
         readies_before = self.log_text().count("ready as")
         log = open(self.log_path, "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env)

@@ -52,7 +52,7 @@ class CapabilitiesProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "CapabilitiesProxy":
+    def __enter__(self) -> CapabilitiesProxy:
         self._thread.start()
         return self
 

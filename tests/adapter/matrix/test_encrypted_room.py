@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from nio import AsyncClient, AsyncClientConfig, MegolmEvent, RoomMessageText, RoomSendResponse
 from nio.api import Api
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-
 from core.engine import TurnUpdate
 from core.llm import OpenAICompatibleClient, RetryPolicy
 
