@@ -140,8 +140,8 @@ def monogram(name: str, *, seed: str | None = None) -> bytes:
 def card_portrait(data: bytes) -> bytes | None:
     """A PNG card's own picture, squared and scaled to a face, with the card's text chunks left out; None if it is no image."""
     try:
-        with Image.open(io.BytesIO(data)) as picture:
-            picture = picture.convert("RGB")
+        with Image.open(io.BytesIO(data)) as opened:
+            picture = opened.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
     side = min(picture.size)

@@ -166,7 +166,7 @@ async def create_story_room(
         "version": STATE_VERSION,
     }
     cast = chat.host_name + (f" & {chat.guest_name}" if chat.guest_name else "")
-    host = await speaker_profile(ctx, chat.host_id, chat.host_name)
+    host_face = await speaker_profile(ctx, chat.host_id, chat.host_name)
     room_id = await ctx.sender.create_room(
         child_room_request(
             ctx,
@@ -175,7 +175,7 @@ async def create_story_room(
             name=chat.title,
             topic=f"A story with {cast}. Type to talk; !help lists commands.",
             identity=identity,
-            avatar=host.avatar_url,
+            avatar=host_face.avatar_url,
         ),
         notify_room=notify_room,
     )
