@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 LOG_FORMATS = ("text", "json")
 CONTEXT_FIELDS = ("room_id", "chat_id", "user_id", "event_id")
@@ -60,7 +61,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def setup_logging(level: str = "INFO", log_format: str = "text", stream=None) -> None:
+def setup_logging(level: str = "INFO", log_format: str = "text", stream: TextIO | None = None) -> None:
     """Configure the root logger (replacing earlier handlers); libraries stay at WARNING or above."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")

@@ -9,8 +9,9 @@ sending a line, waiting for the complete reply, thinking --think seconds (jitter
 on for --turns lines. Each player's client long-polls /sync and times, per line, send ->
 first bot message (first text) and send -> the message reading complete (final text).
 
-Steps run in the order given (repeat a figure to watch memory at a steady load). A step is over capacity when its p99 first text exceeds the model's own time to first token
-plus 1 s. The run stops at the first such step; the capacity is the last step under it.
+Steps run in the order given (repeat a figure to watch memory at a steady load). A step is
+over capacity when its p99 first text exceeds the model's own time to first token plus 1 s.
+The run stops at the first such step; the capacity is the last step under it.
 Reported per step: rooms talking, turns per minute, first/final text p50/p95/p99, the bot's
 CPU (share of one core) and RSS, Synapse's CPU, the load generator's CPU. With --profile DIR,
 py-spy samples the bot during every step and where its time goes is printed.
@@ -205,8 +206,9 @@ async def run_step(url: str, players: list[tuple[RegisteredUser, list[str]]], bo
     await asyncio.gather(*(client.start() for client in clients))
     profiler = None
     if profile_to is not None:
-        profiler = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "-r", "100", "-f", "raw", "-p", str(bot_pid),
-                                     "-o", str(profile_to / f"step-{step}-{sum(len(r) for _, r in players)}-rooms.txt")],
+        profile_file = profile_to / f"step-{step}-{sum(len(r) for _, r in players)}-rooms.txt"
+        py_spy = str(Path(sys.executable).parent / "py-spy")
+        profiler = subprocess.Popen([py_spy, "record", "--nonblocking", "-r", "100", "-f", "raw", "-p", str(bot_pid), "-o", str(profile_file)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     samples: list[Sample] = []
     errors: list[str] = []

@@ -97,9 +97,9 @@ async def run(prior_turns: int, turns: int, guest: bool) -> None:
                 text = line(rng, 12)
                 t0 = time.perf_counter()
                 async for update in engine.post_turn(chat.chat_id, text, f"$new{i}"):
-                    pass
+                    last = update
                 timings.append((time.perf_counter() - t0) * 1000)
-                assert update.done
+                assert last.done
             t0 = time.perf_counter()
             [_ async for _ in engine.regenerate(chat.chat_id)]
             regenerate_ms = (time.perf_counter() - t0) * 1000

@@ -62,7 +62,8 @@ def test_dev_brings_up_homeserver_and_bot_and_ctrl_c_stops_both(tmp_path: Path) 
             f"http://127.0.0.1:{port}/_matrix/client/v3/login",
             json={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": username}, "password": password},
         ).json()
-        player = MatrixUser(f"http://127.0.0.1:{port}", RegisteredUser(login["user_id"], username, password, login["access_token"], login["device_id"]))
+        account = RegisteredUser(login["user_id"], username, password, login["access_token"], login["device_id"])
+        player = MatrixUser(f"http://127.0.0.1:{port}", account)
         player.create_room(invite=[bot_id])
         player.wait_for_invite(room_type="m.space", timeout_s=60)
 

@@ -84,7 +84,9 @@ def test_every_rpbot_form_in_the_readme_parses_and_has_help():
             continue
         args = parser.parse_args(words[1:])
         assert args.command in ("run", "doctor", "reconcile", "export", "dev")
-        result = subprocess.run([sys.executable, "-m", "adapter.cli", args.command, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "adapter.cli", args.command, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        )
         assert result.returncode == 0 and "--config" in result.stdout
 
 

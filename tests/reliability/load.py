@@ -58,7 +58,7 @@ def onboard_player(bot: RunningBot, server: SynapseServer, rooms: int) -> tuple[
     """A new player, onboarded, with `rooms` story rooms joined (the first story and `!new` ones)."""
     player = WatchingPlayer(server.url, server.register("player"))
     space, lobby, story = onboard(bot, player, timeout_s=120)
-    for extra in range(rooms - 1):
+    for _ in range(rooms - 1):
         player.send_text(lobby, "!new odile")
     hierarchy = player.wait_for(lambda: [h for h in [player.hierarchy(space)] if len(h) == rooms + 2], timeout_s=120, what="the story rooms")[0]
     stories = [room["room_id"] for room in hierarchy if room["room_id"] not in (space, lobby)]

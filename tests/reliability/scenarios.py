@@ -127,7 +127,10 @@ def run_crash_loop(server: SynapseServer, fake: FakeOpenAIServer, workdir: Path,
         newcomer_space = newcomer.wait_for_invite(room_type="m.space", timeout_s=60)
         newcomer.join(newcomer_space)
         try:
-            second_rooms = len(newcomer.wait_for(lambda: [h for h in [newcomer.hierarchy(newcomer_space)] if len(h) >= 3], timeout_s=30, what="a lobby and a story")[0])
+            newcomer_rooms = newcomer.wait_for(
+                lambda: [h for h in [newcomer.hierarchy(newcomer_space)] if len(h) >= 3], timeout_s=30, what="a lobby and a story"
+            )[0]
+            second_rooms = len(newcomer_rooms)
         except AssertionError:
             second_rooms = len(newcomer.hierarchy(newcomer_space))
     created = len(rooms_created_by(server, bot.user_id))

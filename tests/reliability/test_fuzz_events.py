@@ -24,12 +24,17 @@ from tests.adapter.matrix.test_dispatcher import ALICE, BOT, Ctx, SlowEngine
 MALLORY = "@mallory:localhost"
 _ids = itertools.count(1)
 
-junk = st.one_of(st.none(), st.integers(), st.booleans(), st.text(max_size=30), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+junk = st.one_of(
+    st.none(), st.integers(), st.booleans(), st.text(max_size=30),
+    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
 bodies = st.one_of(st.text(max_size=300).filter(lambda s: not s.lstrip().startswith("!")), junk)
 relations = st.one_of(
     st.none(),
-    st.fixed_dictionaries({"rel_type": st.sampled_from(["m.replace", "m.annotation", "m.thread", "x"]), "event_id": st.one_of(st.text(max_size=10), junk)},
-                          optional={"key": st.one_of(st.sampled_from(["⏹", "👍", "x"]), junk)}),
+    st.fixed_dictionaries(
+        {"rel_type": st.sampled_from(["m.replace", "m.annotation", "m.thread", "x"]), "event_id": st.one_of(st.text(max_size=10), junk)},
+        optional={"key": st.one_of(st.sampled_from(["⏹", "👍", "x"]), junk)},
+    ),
     st.fixed_dictionaries({"m.in_reply_to": st.one_of(st.fixed_dictionaries({"event_id": st.text(max_size=10)}), junk)}),
     junk,
 )

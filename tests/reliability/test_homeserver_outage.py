@@ -53,7 +53,9 @@ def test_a_30_second_outage_is_waited_out_with_backoff(fake_openai: FakeOpenAISe
         homeserver.start()
         back_at = time.monotonic()
         player.send_text(story, "while the bot is still backing off")
-        player.wait_for(lambda: answered(player, story, bot.user_id, "while the bot is still backing off"), timeout_s=90, what="the line sent after the outage")
+        player.wait_for(
+            lambda: answered(player, story, bot.user_id, "while the bot is still backing off"), timeout_s=90, what="the line sent after the outage"
+        )
         recovered_s = time.monotonic() - back_at
         player.send_text(story, "after the recovery")
         player.wait_for(lambda: answered(player, story, bot.user_id, "after the recovery"), timeout_s=30, what="a later line")

@@ -33,7 +33,11 @@ def bot_texts(player: MatrixUser, room: str, bot: RunningBot) -> list[str]:
 
 def say_and_wait(player: MatrixUser, room: str, bot: RunningBot, line: str, timeout_s: float = 60) -> str:
     player.send_text(room, line)
-    return player.wait_for(lambda: next((t for t in bot_texts(player, room, bot) if t.endswith(f"Echo: {line}")), None), timeout_s=timeout_s, what=f"a reply to {line[:40]!r}")
+    return player.wait_for(
+        lambda: next((t for t in bot_texts(player, room, bot) if t.endswith(f"Echo: {line}")), None),
+        timeout_s=timeout_s,
+        what=f"a reply to {line[:40]!r}",
+    )
 
 
 def invite(inviter: MatrixUser, room: str, user_id: str) -> None:
@@ -101,7 +105,9 @@ def test_outsiders_forgeries_and_odd_input_change_nothing(start_bot, fake_openai
     # Odd input from the owner: long, injected, media, edits, redactions, unknown commands.
     long_line = "long " + "x" * (60 * 1024)
     alice.send_text(story, long_line)
-    alice.wait_for(lambda: any(len(t) > 60 * 1024 or "too long" in t for t in bot_texts(alice, story, bot)), timeout_s=60, what="an answer to the long line")
+    alice.wait_for(
+        lambda: any(len(t) > 60 * 1024 or "too long" in t for t in bot_texts(alice, story, bot)), timeout_s=60, what="an answer to the long line"
+    )
     injected = say_and_wait(alice, story, bot, INJECTION)
     assert injected
     for event in alice.messages_from(story, bot.user_id):
@@ -122,9 +128,12 @@ def test_outsiders_forgeries_and_odd_input_change_nothing(start_bot, fake_openai
     # Two lines answered, the image and the file each told where cards go; the sticker, edit and redaction silent.
     assert len(alice.final_texts(story, bot.user_id)) == before_media + 4
 
-    for line, expected in (("!frobnicate", "Unknown command"), ("!skip banana", "!skip"), ("!jump", "!jump"), ("!memory", "!memory"), ("!new wren", "lobby")):
+    commands = (("!frobnicate", "Unknown command"), ("!skip banana", "!skip"), ("!jump", "!jump"), ("!memory", "!memory"), ("!new wren", "lobby"))
+    for line, expected in commands:
         alice.send_text(story, line)
-        alice.wait_for(lambda expected=expected: any(expected.lower() in t.lower() for t in bot_texts(alice, story, bot)[-3:]), what=f"an answer to {line}")
+        alice.wait_for(
+            lambda expected=expected: any(expected.lower() in t.lower() for t in bot_texts(alice, story, bot)[-3:]), what=f"an answer to {line}"
+        )
 
     # Restart: the forged room stays unbound, and nothing reached Alice's chat.
     assert bot.process.stop() == 0

@@ -28,7 +28,9 @@ def bot_texts(player: WatchingPlayer, room: str, bot: RunningBot) -> list[str]:
 
 
 def wait_for_echo(player: WatchingPlayer, room: str, bot: RunningBot, line: str, timeout_s: float = 45) -> None:
-    player.wait_for(lambda: any(t.endswith(f"Echo: {line}") for t in bot_texts(player, room, bot)), timeout_s=timeout_s, what=f"the reply to {line!r}")
+    player.wait_for(
+        lambda: any(t.endswith(f"Echo: {line}") for t in bot_texts(player, room, bot)), timeout_s=timeout_s, what=f"the reply to {line!r}"
+    )
 
 
 def notices(player: WatchingPlayer, room: str, bot: RunningBot) -> int:

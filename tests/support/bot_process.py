@@ -19,7 +19,10 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_config(path: Path, *, homeserver: str, user_id: str, password: str, allowed_users: list[str], data_dir: Path, llm: dict[str, Any] | None = None, encryption: bool = False) -> Path:
+def write_config(
+    path: Path, *, homeserver: str, user_id: str, password: str, allowed_users: list[str], data_dir: Path,
+    llm: dict[str, Any] | None = None, encryption: bool = False,
+) -> Path:
     lines = [
         "[matrix]",
         f"homeserver = {json.dumps(homeserver)}",

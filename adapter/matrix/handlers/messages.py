@@ -66,7 +66,8 @@ async def run_turn(ctx: BotContext, meta: RoomMeta, text: str, source_event_id: 
             kind = getattr(update, "kind", "reply")
             if kind != "reply":  # a meanwhile digest, skip narration or a scene closing: shown as a notice
                 notices += 1
-                await ctx.sender.send(SendMessage(meta.room_id, notice(notice_text(kind, update.text)), txn_id_for(source_event_id, f"{kind}:{notices}")))
+                content = notice(notice_text(kind, update.text))
+                await ctx.sender.send(SendMessage(meta.room_id, content, txn_id_for(source_event_id, f"{kind}:{notices}")))
                 continue
             if reply is None or reply.speaker != update.speaker:
                 if reply is not None:

@@ -34,7 +34,9 @@ def test_one_routing_call_at_most_and_none_for_a_single_character(start_bot, fak
 
     for room, line in ((one_character, "I open the door."), (two_characters, "I greet you both.")):
         player.send_text(room, line)
-        player.wait_for(lambda room=room, line=line: any(t.endswith(f"Echo: {line}") for t in player.final_texts(room, bot.user_id).values()), what="the reply")
+        player.wait_for(
+            lambda room=room, line=line: any(t.endswith(f"Echo: {line}") for t in player.final_texts(room, bot.user_id).values()), what="the reply"
+        )
 
     assert calls_before_narration(fake_openai, "I open the door.") == []
     assert calls_before_narration(fake_openai, "I greet you both.") == ["addressee"]

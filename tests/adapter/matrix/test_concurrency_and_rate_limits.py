@@ -32,7 +32,7 @@ def test_two_players_with_a_slow_model_do_not_wait_for_each_other(start_bot, fak
     results: dict[str, float] = {}
     threads = [
         threading.Thread(target=time_to_reply, args=(p, room, bot.user_id, "Tell me a story.", "The answer, slowly.", results))
-        for p, room in zip(players, stories)
+        for p, room in zip(players, stories, strict=True)
     ]
     for thread in threads:
         thread.start()
@@ -64,7 +64,9 @@ def test_stock_rate_limits_two_onboardings_at_once_and_a_story_still_answered(st
     assert set(outcomes) == {p.user_id for p in newcomers}
     for player in newcomers:
         _, _, their_story = outcomes[player.user_id]
-        player.wait_for(lambda: player.final_texts(their_story, bot.user_id), timeout_s=120, what="the greeting")
+        player.wait_for(
+            lambda player=player, their_story=their_story: player.final_texts(their_story, bot.user_id), timeout_s=120, what="the greeting"
+        )
     spaces = [room for room in bot.rooms_created() if room.get("room_type") == "m.space"]
     assert len(spaces) == 3
     assert "rate limited" in bot.process.log_text()  # the limits really were hit, and waited out

@@ -75,7 +75,8 @@ async def store(tmp_path: Path):
 def sync_with(events_by_room: dict[str, list[Any]]) -> SyncResponse:
     response = SyncResponse.from_dict({"next_batch": "s", "rooms": {"join": {}, "invite": {}, "leave": {}}})
     for room_id, events in events_by_room.items():
-        info = SyncResponse.from_dict({"next_batch": "s", "rooms": {"join": {room_id: {"timeline": {"events": []}, "state": {"events": []}}}}}).rooms.join[room_id]
+        joined = {room_id: {"timeline": {"events": []}, "state": {"events": []}}}
+        info = SyncResponse.from_dict({"next_batch": "s", "rooms": {"join": joined}}).rooms.join[room_id]
         info.timeline.events.extend(events)
         response.rooms.join[room_id] = info
     return response

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.synapse
 async def e2ee_player(synapse: SynapseServer, store: Path) -> AsyncClient:
     account = synapse.register("player")
     store.mkdir()
-    client = AsyncClient(synapse.url, account.user_id, device_id=account.device_id, store_path=str(store), config=AsyncClientConfig(encryption_enabled=True))
+    client = AsyncClient(
+        synapse.url, account.user_id, device_id=account.device_id, store_path=str(store), config=AsyncClientConfig(encryption_enabled=True)
+    )
     client.restore_login(account.user_id, account.device_id, account.access_token)
     await client.keys_upload()
     await client.sync(timeout=0, full_state=True)
@@ -66,10 +68,16 @@ async def test_an_encrypted_story_room_is_answered_encrypted(synapse: SynapseSer
     player.add_event_callback(lambda room, event: received.append((room.room_id, event)), (RoomMessageText, MegolmEvent))
     try:
         await player.room_create(invite=[bot_account.user_id], is_direct=True)
-        space_id = await sync_until(player, lambda: next((r for r, room in player.invited_rooms.items() if (room.name or "").startswith("Stories of")), None))  # nio keeps no room type for invites
+        # nio keeps no room type for invites
+        space_id = await sync_until(
+            player, lambda: next((r for r, room in player.invited_rooms.items() if (room.name or "").startswith("Stories of")), None)
+        )
         await player.join(space_id)
         rooms = await sync_until(
-            player, lambda: [r for r in player.rooms.get(space_id).children] if space_id in player.rooms and len(player.rooms[space_id].children) == 2 else None
+            player,
+            lambda: (
+                [r for r in player.rooms.get(space_id).children] if space_id in player.rooms and len(player.rooms[space_id].children) == 2 else None
+            ),
         )
         story_id = None
         for room_id in rooms:

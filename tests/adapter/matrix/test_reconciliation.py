@@ -72,7 +72,14 @@ def alice_topology(*, legacy: bool = False, unlinked_story: bool = False) -> Syn
     return sync(
         {
             "!space": {"state": space_state},
-            "!lobby": {"state": [state_event("org.rpbot.room", {"owner": ALICE, "room_type": "lobby", "space_id": "!space", "chat_id": None, "platform_chat_id": None, "version": 1})]},
+            "!lobby": {
+                "state": [
+                    state_event(
+                        "org.rpbot.room",
+                        {"owner": ALICE, "room_type": "lobby", "space_id": "!space", "chat_id": None, "platform_chat_id": None, "version": 1},
+                    )
+                ]
+            },
             # A recent state event arrives in the timeline section, not in state.
             "!story": {"timeline": [state_event("org.rpbot.room", story_identity)]},
         }
@@ -143,7 +150,10 @@ async def test_identity_state_from_anyone_but_the_bot_is_not_trusted(store: Stat
                 "state": [
                     state_event(
                         "org.rpbot.room",
-                        {"owner": "@mallory:localhost", "room_type": "chat", "space_id": "!space", "chat_id": "chat-a", "platform_chat_id": "mx-7", "version": 1},
+                        {
+                            "owner": "@mallory:localhost", "room_type": "chat", "space_id": "!space",
+                            "chat_id": "chat-a", "platform_chat_id": "mx-7", "version": 1,
+                        },
                         sender="@mallory:localhost",
                     )
                 ]
@@ -212,7 +222,9 @@ async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatc
     monkeypatch.setattr(bot_module, "prepare_live_sync", fake_prepare)
     monkeypatch.setattr(bot_module, "reconcile_from_space_topology", fake_reconcile)
     monkeypatch.setattr(bot_module.Dispatcher, "redeliver_pending", lambda self: _record(calls, "redeliver"))
-    monkeypatch.setattr(bot_module.Dispatcher, "dispatch_sync", lambda self, r, include_timeline=True: _record(calls, f"dispatch(timeline={include_timeline})"))
+    monkeypatch.setattr(
+        bot_module.Dispatcher, "dispatch_sync", lambda self, r, include_timeline=True: _record(calls, f"dispatch(timeline={include_timeline})")
+    )
     monkeypatch.setattr(bot_module.Dispatcher, "catch_up", lambda self, r, **kwargs: _record(calls, "catch_up"))
     config = Config(matrix=MatrixConfig(homeserver="http://127.0.0.1:1", user_id=BOT, password="x"), storage=StorageConfig(data_dir=tmp_path))
     bot = bot_module.MatrixBot(config, engine=None)  # type: ignore[arg-type]

@@ -65,7 +65,10 @@ def test_lost_cache_twelve_rooms_rebuilt_without_a_new_room(start_bot, fake_open
     assert len(bot.rooms_created()) == created_before
 
     player.send_text(player.invite_room, "!characters")  # the invite room has no identity: bound anew, as new
-    player.wait_for(lambda: any("Wren Halloway" in e["content"]["body"] for e in player.messages_from(player.invite_room, bot.user_id)), what="!characters answered in the invite room")
+    player.wait_for(
+        lambda: any("Wren Halloway" in e["content"]["body"] for e in player.messages_from(player.invite_room, bot.user_id)),
+        what="!characters answered in the invite room",
+    )
 
     player.send_text(lobby, "!new ilse")
     player.wait_for(lambda: len(player.hierarchy(space_id)) == 16, timeout_s=60, what="one more room")

@@ -231,8 +231,8 @@ async def test_finish_reason_without_done_is_complete(client, fake_openai):
     assert "".join(await collect(client)) == "complete"
 
 
-async def _wait_until(predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
+async def _wait_until(predicate, within_s: float = 3.0) -> bool:
+    deadline = time.monotonic() + within_s
     while not predicate():
         if time.monotonic() > deadline:
             return False

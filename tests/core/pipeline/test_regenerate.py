@@ -94,7 +94,7 @@ async def test_regenerating_twice_equals_a_story_with_only_the_last_reply(open_e
     # Regenerating never re-routes (no classifier call) and never shows the replaced reply.
     purposes = [p for p in fake_a.purposes if p != "lifecycle"]
     assert purposes == ["addressee", "narrate", "addressee", "narrate", "narrate", "narrate"]
-    for call, replaced in zip(fake_a.calls_for("narrate")[2:], DISCARDED):
+    for call, replaced in zip(fake_a.calls_for("narrate")[2:], DISCARDED, strict=True):
         text = "\n".join(m["content"] for m in call.messages)
         assert replaced not in text and "affinity +1" in text  # the edge as before the replaced reply
 

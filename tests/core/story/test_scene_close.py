@@ -82,7 +82,9 @@ async def test_each_present_character_gets_its_own_summary_with_key_quotes(open_
 
 async def test_reclosing_never_doubles_key_quotes(open_engine):
     # The model echoes what it is given, Key quotes included: the suffix must still appear once.
-    echo = lambda messages: "Again. " + KEY_QUOTES_HEADER + "\n- someone: \"old quote\""
+    def echo(messages):
+        return "Again. " + KEY_QUOTES_HEADER + "\n- someone: \"old quote\""
+
     fake = FakeLLM(routes=routes(scene_close=echo))
     engine = await open_engine(fake)
     chat = await engine.create_chat(owner="@p:hs", host=HOST)
