@@ -111,13 +111,14 @@ class CrossSigningReport:
 class AccountKeys:
     """The bot account's keys as the homeserver knows them (one `/keys/query`)."""
 
-    def __init__(self, http: httpx.AsyncClient, user_id: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, user_id: str, headers: dict[str, str] | None = None) -> None:
         self.http = http
         self.user_id = user_id
+        self.headers = headers or {}
         self.query: Json = {}
 
     async def refresh(self) -> "AccountKeys":
-        response = await self.http.post("/_matrix/client/v3/keys/query", json={"device_keys": {self.user_id: []}})
+        response = await self.http.post("/_matrix/client/v3/keys/query", json={"device_keys": {self.user_id: []}}, headers=self.headers)
         _raise_for(response, "reading the account's keys (/keys/query)")
         self.query = response.json()
         return self
