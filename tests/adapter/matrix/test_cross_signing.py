@@ -85,6 +85,19 @@ async def test_keys_on_the_server_the_bot_no_longer_holds_are_replaced_with_the_
     assert bot.log_text().count("new recovery key") == 2  # the old one opens old keys: a new one is printed
 
 
+async def test_with_only_an_access_token_the_first_keys_are_published_without_a_password(synapse: SynapseServer, tmp_path: Path) -> None:
+    account = synapse.register("rpbot")
+    config = write_config(
+        tmp_path / "rpbot.toml", homeserver=synapse.url, user_id=account.user_id, password="",
+        allowed_users=[], data_dir=tmp_path / "data", encryption=True,
+    )
+    config.write_text(config.read_text().replace('password = ""', f"access_token = {json.dumps(account.access_token)}"))
+    bot = await asyncio.to_thread(BotProcess(config, tmp_path / "rpbot.log").start)
+    await asyncio.to_thread(bot.stop)
+    keys = await account_keys(synapse, account.user_id, account.access_token)
+    assert keys.device_signed(account.device_id), bot.log_text()[-2000:]
+
+
 async def test_an_operator_with_only_an_access_token_is_told_what_to_do_and_nothing_is_half_done(synapse: SynapseServer, tmp_path: Path) -> None:
     config, bot_id, password = bot_config(synapse, tmp_path)
     bot = BotProcess(config, tmp_path / "rpbot.log")
