@@ -17,7 +17,8 @@ agree:
 - after new keys are uploaded they are put in secret storage under a new recovery key,
   printed once and written to `data_dir/recovery-key.txt` for the operator (see README).
 
-Every step is checked against the homeserver's answer; the result is a `CrossSigningReport`.
+Every step is checked against the homeserver's answer; a step that fails raises
+`CrossSigningError` saying what the operator can do.
 """
 
 from __future__ import annotations
@@ -94,18 +95,6 @@ def save_keys(crypto_dir: Path, user_id: str, keys: CrossSigningKeys) -> None:
         json.dump({"user_id": user_id, **{usage: encode_signing_key_base64(k) for usage, k in keys.by_usage().items()}}, out)
     os.chmod(tmp, 0o600)
     tmp.replace(path)
-
-
-@dataclass(frozen=True)
-class CrossSigningReport:
-    """What start-up found and did; `device_signed` is what Element needs."""
-
-    device_signed: bool
-    uploaded_keys: bool = False
-    replaced_keys: bool = False
-    signed_device: bool = False
-    recovery_key_file: Path | None = None
-    problem: str = ""
 
 
 class AccountKeys:
@@ -194,7 +183,7 @@ async def store_in_secret_storage(http: httpx.AsyncClient, user_id: str, keys: C
 
 async def ensure_device_cross_signed(
     http: httpx.AsyncClient, *, user_id: str, device_id: str, identity_key: str, crypto_dir: Path, data_dir: Path, password: str
-) -> CrossSigningReport:
+) -> None:
     """Make the account's cross-signing keys the ones in `crypto_dir` and sign `device_id` with them.
 
     `http` carries the bot's access token; `identity_key` is the device's own Ed25519 key, so
@@ -202,7 +191,7 @@ async def ensure_device_cross_signed(
     """
     account = await AccountKeys(http, user_id).refresh()
     keys = load_keys(crypto_dir, user_id)
-    uploaded = replaced = False
+    uploaded = False
     if keys is None or not account.held_by(keys):
         if account.public("master") is not None:
             if not password:
@@ -211,8 +200,8 @@ async def ensure_device_cross_signed(
                     "were reset elsewhere); set matrix.password (RPBOT_MATRIX__PASSWORD) so the bot can replace them, and restart"
                 )
             log.warning("the homeserver has cross-signing keys for %s that this bot does not hold: replacing them", user_id)
-            replaced = True
-        keys = keys if keys is not None and account.public("master") is None else CrossSigningKeys.generate()
+        if keys is None:  # keys the bot holds are published again as they are
+            keys = CrossSigningKeys.generate()
         save_keys(crypto_dir, user_id, keys)  # before the upload: a crash after it must not lose the keys
         await upload_keys(http, user_id, keys, password)
         uploaded = True
@@ -220,10 +209,8 @@ async def ensure_device_cross_signed(
         await account.refresh()
         if not account.held_by(keys):
             raise CrossSigningError("the homeserver accepted the cross-signing keys but does not list them")
-    recovery_file = None
     if uploaded or not await _secret_storage_holds(http, user_id):
-        recovery_file = await store_in_secret_storage(http, user_id, keys, data_dir)
-    signed_now = False
+        await store_in_secret_storage(http, user_id, keys, data_dir)
     if not account.device_signed(device_id):
         device = account.device(device_id)
         if device is None or device.get("keys", {}).get(f"ed25519:{device_id}") != identity_key:
@@ -232,9 +219,7 @@ async def ensure_device_cross_signed(
         await account.refresh()
         if not account.device_signed(device_id):
             raise CrossSigningError(f"device {device_id} was signed but the homeserver does not show the signature")
-        signed_now = True
         log.info("cross-signed device %s of %s", device_id, user_id)
-    return CrossSigningReport(True, uploaded, replaced, signed_now, recovery_file)
 
 
 async def _secret_storage_holds(http: httpx.AsyncClient, user_id: str) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import queue
 import shutil
 import subprocess
@@ -66,7 +65,6 @@ class ElementClient:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             cwd=CLIENT_DIR,
-            env=dict(os.environ),
         )
         threading.Thread(target=self._read, daemon=True).start()
         self.ready = self._wait(lambda line: line.get("kind") == "ready", 60, "the client to be ready")
