@@ -108,6 +108,12 @@ class ElementClient:
             self._drain(0.2)
         raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; seen: {self.seen}")
 
+    def pump(self, seconds: float) -> None:
+        """Take in what the client reports for `seconds` (to show that something does not come)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._drain(0.2)
+
     def _command(self, cmd: str, timeout_s: float = 60.0, **fields: Any) -> dict[str, Any]:
         command_id = next(self._ids)
         assert self.process.stdin is not None

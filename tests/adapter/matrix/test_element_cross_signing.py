@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import json
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from adapter.matrix.cross_signing import KEYS_FILE
+from tests.adapter.matrix.conftest import RunningBot, onboard
 from tests.support.bot_process import BotProcess, write_config
 from tests.support.element_js import ElementClient, SeenMessage, ensure_node_client
 from tests.support.matrix_user import MatrixUser
 from tests.support.synapse import SynapseServer
 
 pytestmark = pytest.mark.synapse
+
+UNSIGNED_SENDER_DEVICE = "UNSIGNED_SENDER_DEVICE"  # js-sdk's DecryptionFailureCode values
+UNKNOWN_SENDER_DEVICE = "UNKNOWN_SENDER_DEVICE"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -44,10 +47,9 @@ class World:
         self.clients: list[ElementClient] = []
         self.users: list[MatrixUser] = []
 
-    def start_bot(self, *, cross_signing: bool = True, access_token: str = "") -> BotProcess:
+    def start_bot(self, *, cross_signing: bool = True) -> BotProcess:
         account = self.synapse.register("rpbot")
         self.bot_id = account.user_id
-        self.bot_password = account.password
         config = write_config(
             self.tmp_path / "rpbot.toml",
             homeserver=self.synapse.url,
@@ -71,16 +73,8 @@ class World:
 
     def onboard(self, user: MatrixUser) -> str:
         """Invite the bot, join the Space it makes and its rooms; return the story room."""
-        user.create_room(invite=[self.bot_id])
-        space = user.wait_for_invite(room_type="m.space")
-        user.join(space)
-        rooms = user.wait_for(
-            lambda: {r["room_id"]: r for r in user.hierarchy(space) if r["room_id"] != space} if len(user.hierarchy(space)) >= 3 else None,
-            what="the lobby and story room",
-        )
-        for room_id in rooms:
-            user.join(room_id)
-        return next(room_id for room_id, room in rooms.items() if room.get("name") != "Lobby")
+        assert self.bot is not None
+        return onboard(RunningBot(self.bot, self.bot_id, self.synapse), user)[2]
 
     def bot_device(self) -> str:
         return json.loads((self.data_dir / "session.json").read_text())["device_id"]
@@ -116,8 +110,11 @@ def test_an_element_player_talks_with_the_bot_across_a_restart_and_a_new_device(
     bot = world.start_bot()
     element, user = world.player()
     story = world.onboard(user)
-    greeting = element.wait_for(lambda: element.shown(story, world.bot_id), what="the greeting")
-    assert greeting[0].sender_device == world.bot_device() and greeting[0].shield == "NONE"
+    greeting = element.wait_for(lambda: [m for m in element.seen if m.room_id == story and m.sender == world.bot_id], what="the greeting")[0]
+    # Under load the greeting can come before Element has fetched the bot's device list; it then fails
+    # as from an unknown device (Element's own race, whoever sends). It is never refused as unsigned.
+    assert greeting.failure in (None, UNKNOWN_SENDER_DEVICE), greeting
+    assert greeting.failure or (greeting.sender_device, greeting.shield) == (world.bot_device(), "NONE"), greeting
     talk(world, element, story, "Is anyone here?")
 
     keys_file = world.data_dir / "crypto" / KEYS_FILE
@@ -136,7 +133,7 @@ def test_an_element_player_talks_with_the_bot_across_a_restart_and_a_new_device(
     element.wait_for(lambda: world.bot_device() in element.devices_of(world.bot_id), what="the bot's new device in Element's device list")
     answer = talk(world, element, story, "And now?")
     assert answer.shield == "NONE", answer
-    assert not element.failed(story, world.bot_id), element.failed(story, world.bot_id)
+    assert not [m for m in element.failed(story, world.bot_id) if m.failure != UNKNOWN_SENDER_DEVICE or m.event_id != greeting.event_id]
     assert bot.log_text().count("published cross-signing keys") == 1
     assert bot.log_text().count("cross-signed device") == 2  # the first device and the new one; a restart signs nothing
     assert "not cross-signed" not in bot.log_text()
@@ -161,10 +158,10 @@ def test_without_cross_signing_the_strict_mode_cannot_talk_with_the_bot(world: W
     element, user = world.player()
     story = world.onboard(user)
     greeting = element.wait_for(lambda: element.failed(story, world.bot_id), what="the greeting")
-    assert greeting[0].failure == "UNSIGNED_SENDER_DEVICE"
-    element.send_text(story, "Is anyone here?")
-    bot.wait_for_log("waiting for the key", 30)  # the player's client withheld it from the unsigned device
-    time.sleep(5)
-    element.wait_for(lambda: True)
+    assert greeting[0].failure in (UNSIGNED_SENDER_DEVICE, UNKNOWN_SENDER_DEVICE)  # the second: Element's race, see above
+    from_bot_before = [m for m in element.seen if m.room_id == story and m.sender == world.bot_id]
+    line = element.send_text(story, "Is anyone here?")
+    bot.wait_for_log(f"waiting for the key of {line}", 30)  # the player's client withheld it from the unsigned device
+    element.pump(8)  # the bot answers a line within a second or two when it can read it
+    assert [m for m in element.seen if m.room_id == story and m.sender == world.bot_id] == from_bot_before
     assert not element.shown(story, world.bot_id)
-    assert all(m.failure == "UNSIGNED_SENDER_DEVICE" for m in element.seen if m.sender == world.bot_id)
