@@ -32,8 +32,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from nacl.signing import SigningKey
 from signedjson.key import encode_signing_key_base64, generate_signing_key
+from signedjson.types import SigningKey
 from unpaddedbase64 import encode_base64
 
 from adapter.matrix.secret_storage import SecretStorage
@@ -57,11 +57,11 @@ class CrossSigningKeys:
     user_signing: SigningKey
 
     @classmethod
-    def generate(cls) -> "CrossSigningKeys":
+    def generate(cls) -> CrossSigningKeys:
         return cls(*(signing_key_from_seed(encode_base64(bytes(generate_signing_key("new")))) for _ in USAGES))
 
     def by_usage(self) -> dict[str, SigningKey]:
-        return dict(zip(USAGES, (self.master, self.self_signing, self.user_signing)))
+        return dict(zip(USAGES, (self.master, self.self_signing, self.user_signing), strict=True))
 
     def upload_body(self, user_id: str) -> Json:
         """The body of `/keys/device_signing/upload`: each public key, the sub-keys signed by the master key."""
@@ -106,7 +106,7 @@ class AccountKeys:
         self.headers = headers or {}
         self.query: Json = {}
 
-    async def refresh(self) -> "AccountKeys":
+    async def refresh(self) -> AccountKeys:
         response = await self.http.post("/_matrix/client/v3/keys/query", json={"device_keys": {self.user_id: []}}, headers=self.headers)
         _raise_for(response, "reading the account's keys (/keys/query)")
         self.query = response.json()

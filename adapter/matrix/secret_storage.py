@@ -49,9 +49,9 @@ def encrypt_secret(storage_key: bytes, name: str, plaintext: str, iv: bytes | No
     """`{"iv", "ciphertext", "mac"}` (base64) of `plaintext` stored under `name`."""
     aes_key, mac_key = _derive(storage_key, name)
     if iv is None:
-        iv = bytearray(os.urandom(16))
-        iv[8] &= 0x7F  # bit 63 clear: implementations differ in how the counter overflows
-        iv = bytes(iv)
+        fresh = bytearray(os.urandom(16))
+        fresh[8] &= 0x7F  # bit 63 clear: implementations differ in how the counter overflows
+        iv = bytes(fresh)
     ciphertext = AES.new(aes_key, AES.MODE_CTR, initial_value=iv, nonce=b"").encrypt(plaintext.encode())
     mac = HMAC.new(mac_key, ciphertext, SHA256).digest()
     return {"iv": _b64(iv), "ciphertext": _b64(ciphertext), "mac": _b64(mac)}
@@ -127,7 +127,7 @@ class SecretStorage:
     storage_key: bytes
 
     @classmethod
-    def new(cls) -> "SecretStorage":
+    def new(cls) -> SecretStorage:
         return cls(secrets.token_urlsafe(24), os.urandom(32))
 
     @property

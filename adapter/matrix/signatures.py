@@ -10,22 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from nacl.signing import SigningKey
-from signedjson.key import decode_signing_key_base64, decode_verify_key_bytes, encode_verify_key_base64
+from nacl.signing import SigningKey as NaclSigningKey
+from signedjson.key import decode_signing_key_base64, decode_verify_key_bytes, encode_verify_key_base64, get_verify_key
 from signedjson.sign import SignatureVerifyException, sign_json, verify_signed_json
-from unpaddedbase64 import decode_base64
+from signedjson.types import SigningKey
+from unpaddedbase64 import decode_base64, encode_base64
 
 Json = dict[str, Any]
 
 
 def signing_key_from_seed(seed_b64: str) -> SigningKey:
     """The Ed25519 key of a seed (unpadded base64); its signedjson version is its public key, as Matrix names keys."""
-    public = encode_verify_key_base64(SigningKey(decode_base64(seed_b64)).verify_key)
+    public = encode_base64(bytes(NaclSigningKey(decode_base64(seed_b64)).verify_key))
     return decode_signing_key_base64("ed25519", public, seed_b64)
 
 
 def public_key(key: SigningKey) -> str:
-    return encode_verify_key_base64(key.verify_key)
+    return encode_verify_key_base64(get_verify_key(key))
 
 
 def sign(obj: Json, user_id: str, key: SigningKey) -> Json:

@@ -116,7 +116,7 @@ async def test_an_operator_with_only_an_access_token_is_told_what_to_do_and_noth
 
 
 async def e2ee_device(synapse: SynapseServer, user_id: str, password: str, store: Path) -> AsyncClient:
-    store.mkdir(parents=True)
+    await asyncio.to_thread(store.mkdir, parents=True)
     client = AsyncClient(synapse.url, user_id, store_path=str(store), config=AsyncClientConfig(encryption_enabled=True))
     await client.login(password)
     await client.keys_upload()

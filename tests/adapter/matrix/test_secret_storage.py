@@ -25,7 +25,10 @@ ELEMENT_KEY_DESCRIPTION = {
     "iv": "xv5b6/p3ExEw++wTyfSHEg==",
     "mac": "ujBBbXahnTAMkmPUX2/0+VTfUh63pGyVRuBcDMgmJC8=",
 }
-DECODED = bytes([159, 189, 70, 187, 52, 81, 113, 198, 246, 2, 44, 154, 37, 213, 104, 27, 165, 78, 236, 106, 108, 73, 83, 243, 173, 192, 185, 110, 157, 145, 173, 163])
+DECODED = bytes(
+    [159, 189, 70, 187, 52, 81, 113, 198, 246, 2, 44, 154, 37, 213, 104, 27]
+    + [165, 78, 236, 106, 108, 73, 83, 243, 173, 192, 185, 110, 157, 145, 173, 163]
+)
 
 
 def test_a_recovery_key_made_by_element_opens_its_key_description() -> None:
