@@ -130,6 +130,7 @@ class MatrixBot:
         self.store: StateStore | None = None
         self.client: AsyncClient | None = None
         self.keys_http: httpx.AsyncClient | None = None  # the key endpoints nio does not cover
+        self._trust_pending: set[str] = set()  # users whose device trust is still to be refreshed
         self.dispatcher: Dispatcher | None = None
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -302,10 +303,11 @@ class MatrixBot:
         if client.should_upload_keys:
             await client.keys_upload()
         if client.should_query_keys:
-            users = set(client.users_for_key_query)
+            self._trust_pending |= set(client.users_for_key_query)
             await client.keys_query()
-            if self.keys_http is not None:
-                await refresh_device_trust(client, self.keys_http, users)
+        if self._trust_pending and self.keys_http is not None:
+            if await refresh_device_trust(client, self.keys_http, self._trust_pending):
+                self._trust_pending.clear()
         if client.should_claim_keys:
             await client.keys_claim(client.get_users_for_key_claiming())
 

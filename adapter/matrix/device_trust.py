@@ -27,24 +27,30 @@ from adapter.matrix.signatures import cross_signed_devices
 log = logging.getLogger(__name__)
 
 
-async def refresh_device_trust(client: AsyncClient, http: httpx.AsyncClient, users: Iterable[str]) -> None:
-    """Blacklist the unsigned devices of cross-signed `users`; unblacklist their signed ones."""
+async def refresh_device_trust(client: AsyncClient, http: httpx.AsyncClient, users: Iterable[str]) -> bool:
+    """Blacklist the unsigned devices of cross-signed `users`; unblacklist their signed ones.
+
+    False when the homeserver could not be asked: the caller keeps the users for the next round.
+    """
     users = sorted(set(users) - {client.user_id})
     if not users or not client.olm:
-        return
-    response = await http.post("/_matrix/client/v3/keys/query", json={"device_keys": {user: [] for user in users}})
+        return True
+    try:
+        response = await http.post("/_matrix/client/v3/keys/query", json={"device_keys": {user: [] for user in users}})
+    except httpx.HTTPError as exc:
+        log.warning("could not read cross-signing keys of %d users (%s); trying again later", len(users), exc)
+        return False
     if response.status_code != 200:
-        log.warning("could not read cross-signing keys of %d users (%s); device trust unchanged", len(users), response.status_code)
-        return
+        log.warning("could not read cross-signing keys of %d users (%s); trying again later", len(users), response.status_code)
+        return False
     query = response.json()
     for user in users:
         signed = cross_signed_devices(query, user)
         if signed is None:
             log.info("%s has no cross-signing: sharing room keys with all their devices", user)
         for device in client.device_store.active_user_devices(user):
-            if signed is None:
-                client.unblacklist_device(device)
-            elif device.id in signed:
+            if signed is None or device.id in signed:
                 client.unblacklist_device(device)
             elif client.blacklist_device(device):
                 log.warning("not sharing room keys with %s's device %s: its owner has not signed it", user, device.id)
+    return True
