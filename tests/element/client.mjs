@@ -5,26 +5,36 @@
 // default ("exclude insecure devices": only devices signed by their owner get room keys,
 // and only their messages decrypt), or, with --all-devices, the old mode.
 // The Python side (tests/support/element_js.py) talks to it by JSON lines: commands on
-// stdin ({"id", "cmd": "send", "room_id", "body"} or {"id", "cmd": "devices", "user_id"}), and on stdout every message it sees,
+// stdin ({"id", "cmd": "send", "room_id", "body"}; "devices" with "user_id"; "verified" with "user_id"
+// and "device_id"), and on stdout every message it sees,
 // with its decryption result and shield, plus one answer per command.
 import "./node20.mjs"; // must run before matrix-js-sdk is loaded
 import * as readline from "node:readline";
 import * as sdk from "matrix-js-sdk";
 import { AllDevicesIsolationMode, EventShieldColour, EventShieldReason, OnlySignedDevicesIsolationMode } from "matrix-js-sdk/lib/crypto-api/index.js";
+import { decodeRecoveryKey } from "matrix-js-sdk/lib/crypto-api/recovery-key.js";
 
 const [homeserver, userId, deviceId, accessToken, password, mode] = process.argv.slice(2);
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const toStderr = (level) => (...args) => process.stderr.write(`${level} ${args.join(" ")}\n`);
 const quiet = { debug() {}, info() {}, log() {}, trace() {}, warn: toStderr("WARN"), error: toStderr("ERROR"), getChild: () => quiet };
 
-const client = sdk.createClient({ baseUrl: homeserver, userId, deviceId, accessToken, logger: quiet });
+// With --recovery-key=KEY the client is the operator opening the account with its recovery key,
+// as Element's "verify with recovery key" does: the cross-signing keys come from secret storage.
+const recoveryKey = mode?.startsWith("--recovery-key=") ? mode.slice("--recovery-key=".length) : null;
+const cryptoCallbacks = {
+  getSecretStorageKey: async ({ keys }) => [Object.keys(keys)[0], decodeRecoveryKey(recoveryKey)],
+};
+const client = sdk.createClient({ baseUrl: homeserver, userId, deviceId, accessToken, logger: quiet, cryptoCallbacks });
 await client.initRustCrypto({ useIndexedDB: false });
 const crypto = client.getCrypto();
-await crypto.bootstrapCrossSigning({
-  authUploadDeviceSigningKeys: async (makeRequest) => {
-    await makeRequest({ type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password });
-  },
-});
+if (!recoveryKey) {
+  await crypto.bootstrapCrossSigning({
+    authUploadDeviceSigningKeys: async (makeRequest) => {
+      await makeRequest({ type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password });
+    },
+  });
+}
 crypto.setDeviceIsolationMode(mode === "--all-devices" ? new AllDevicesIsolationMode(false) : new OnlySignedDevicesIsolationMode());
 
 const reported = new Set();
@@ -54,6 +64,10 @@ client.on(sdk.RoomEvent.Timeline, (event) => report(event));
 client.on(sdk.ClientEvent.Sync, (state, _, data) => { if (data?.error) process.stderr.write(`sync ${state}: ${data.error}\n`); });
 await client.startClient({ initialSyncLimit: 20 });
 await new Promise((resolve) => client.once(sdk.ClientEvent.Sync, resolve));
+if (recoveryKey) {
+  await crypto.userHasCrossSigningKeys(userId, true); // the account's public keys first, as after Element's first sync
+  await crypto.bootstrapCrossSigning({});
+}
 out({ kind: "ready", device_id: deviceId, cross_signing_ready: await crypto.isCrossSigningReady() });
 
 for await (const line of readline.createInterface({ input: process.stdin })) {
@@ -65,6 +79,9 @@ for await (const line of readline.createInterface({ input: process.stdin })) {
     } else if (command.cmd === "devices") {
       const devices = await crypto.getUserDeviceInfo([command.user_id], true);
       out({ kind: "result", id: command.id, devices: [...(devices.get(command.user_id)?.keys() ?? [])] });
+    } else if (command.cmd === "verified") {
+      const status = await crypto.getDeviceVerificationStatus(command.user_id, command.device_id);
+      out({ kind: "result", id: command.id, verified: Boolean(status?.isVerified()), cross_signing_verified: Boolean(status?.crossSigningVerified) });
     } else if (command.cmd === "stop") {
       client.stopClient();
       out({ kind: "result", id: command.id });

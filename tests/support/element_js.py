@@ -6,6 +6,8 @@ done over the plain Client-Server API by `MatrixUser` with the same token (no cr
 involved in joining); the Node client sends and reads the encrypted messages. Each message
 it sees is a `SeenMessage`: decrypted with a shield, or failed with the reason js-sdk gives
 (`UNSIGNED_SENDER_DEVICE` when the sending device is not signed by its owner, in the strict mode).
+With `recovery_key`, the client is an operator signing in to the bot's account and opening its
+secret storage with the recovery key, as Element's "verify with recovery key" does.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class SeenMessage:
 
 
 class ElementClient:
-    def __init__(self, homeserver: str, account: RegisteredUser, log_path: Path, *, strict: bool = True) -> None:
+    def __init__(self, homeserver: str, account: RegisteredUser, log_path: Path, *, strict: bool = True, recovery_key: str | None = None) -> None:
         self.user_id = account.user_id
         self.device_id = account.device_id
         self._ids = itertools.count(1)
@@ -56,7 +58,9 @@ class ElementClient:
         self.seen: list[SeenMessage] = []
         self._results: dict[int, dict[str, Any]] = {}
         args = [homeserver, account.user_id, account.device_id, account.access_token, account.password]
-        if not strict:
+        if recovery_key is not None:  # the operator, opening the account's secret storage instead of making keys
+            args.append(f"--recovery-key={recovery_key}")
+        elif not strict:
             args.append("--all-devices")
         self._stderr = open(log_path, "ab")
         self.process = subprocess.Popen(
@@ -130,6 +134,11 @@ class ElementClient:
     def devices_of(self, user_id: str) -> set[str]:
         """The devices of `user_id` the client knows (from its device list, as it would encrypt to them)."""
         return set(self._command("devices", user_id=user_id)["devices"])
+
+    def verifies(self, user_id: str, device_id: str) -> bool:
+        """Whether the client shows the device as verified by cross-signing."""
+        result = self._command("verified", user_id=user_id, device_id=device_id)
+        return bool(result["verified"] and result["cross_signing_verified"])
 
     def shown(self, room_id: str, sender: str) -> list[SeenMessage]:
         """Messages from `sender` the client decrypted and shows without a red shield."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter.matrix.cross_signing import KEYS_FILE
+from adapter.matrix.cross_signing import KEYS_FILE, RECOVERY_KEY_FILE
 from tests.adapter.matrix.conftest import RunningBot, onboard
 from tests.support.bot_process import BotProcess, write_config
 from tests.support.element_js import ElementClient, SeenMessage, ensure_node_client
@@ -49,6 +49,7 @@ class World:
 
     def start_bot(self, *, cross_signing: bool = True) -> BotProcess:
         account = self.synapse.register("rpbot")
+        self.bot_account = account
         self.bot_id = account.user_id
         config = write_config(
             self.tmp_path / "rpbot.toml",
@@ -137,6 +138,17 @@ def test_an_element_player_talks_with_the_bot_across_a_restart_and_a_new_device(
     assert bot.log_text().count("published cross-signing keys") == 1
     assert bot.log_text().count("cross-signed device") == 2  # the first device and the new one; a restart signs nothing
     assert "not cross-signed" not in bot.log_text()
+
+
+def test_the_operator_opens_the_bots_account_in_element_with_the_recovery_key_and_sees_its_device_verified(world: World) -> None:
+    world.start_bot()
+    recovery_file = world.data_dir / RECOVERY_KEY_FILE
+    recovery_key = next(line.strip() for line in recovery_file.read_text().splitlines() if line.startswith("    "))
+    operator = world.synapse.server.login(world.bot_account.localpart, world.bot_account.password)  # a new session, as Element's sign-in
+    element = ElementClient(world.synapse.url, operator, world.tmp_path / "element-operator.log", recovery_key=recovery_key)
+    world.clients.append(element)
+    assert element.ready["cross_signing_ready"]  # the keys came out of secret storage: no password, no new keys
+    assert element.verifies(world.bot_id, world.bot_device())
 
 
 def test_the_old_all_devices_mode_talks_with_a_bot_that_has_no_cross_signing(world: World) -> None:
