@@ -14,7 +14,12 @@ $(STAMP): pyproject.toml
 dev: $(STAMP)
 	$(VENV)/bin/rpbot dev
 
-test: $(STAMP)
+ELEMENT_CLIENT := tests/element/node_modules/.package-lock.json
+
+$(ELEMENT_CLIENT): tests/element/package-lock.json
+	cd tests/element && npm ci --no-audit --no-fund
+
+test: $(STAMP) $(ELEMENT_CLIENT)
 	$(VENV)/bin/python -m pytest
 
 test-fast: $(STAMP)

@@ -51,6 +51,12 @@ class MatrixConfig(_Section):
     device_name: str = Field(default="rpbot", description="Display name of the device the bot logs in as.")
     allowed_users: list[str] = Field(default_factory=list, description="Glob patterns of user ids who may use the bot (`@*:example.org`); an empty list allows nobody.")
     encryption: bool = Field(default=True, description="Create end-to-end encrypted rooms and answer in encrypted rooms (keys in `data_dir/crypto/`).")
+    cross_signing: bool = Field(
+        default=True,
+        description="With encryption, cross-sign the bot's device with keys of its account (kept in `data_dir/crypto/`), "
+        "which Element requires before it talks to a device; the first start prints a recovery key (see the README). "
+        "Turn off only to test what clients do without it.",
+    )
 
     @field_validator("homeserver")
     @classmethod

@@ -5,7 +5,9 @@ answers; that the bot account logs in (reusing `data_dir/session.json`, see
 `adapter.operator_session`, so no device is left behind); which room version new
 rooms will be made in (FAIL when the homeserver offers none with restricted joins); whether Synapse
 rate-limits the bot (readable only with an admin token: `--admin-token` or
-`RPBOT_ADMIN_TOKEN`; otherwise "unknown"); and that the LLM endpoint answers
+`RPBOT_ADMIN_TOKEN`; otherwise "unknown"); with encryption, whether the bot's device is
+cross-signed with keys the homeserver accepted and the bot holds (Element talks to no
+other device); and that the LLM endpoint answers
 a one-token request. Each check prints OK, WARN or FAIL; the command exits 1
 if any check failed. Secrets are never printed.
 """
@@ -21,6 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from adapter.config import Config, ConfigError, LLMConfig, load_config
+from adapter.matrix.cross_signing import AccountKeys, CrossSigningError, load_keys
 from adapter.matrix.room_versions import (
     CAPABILITIES_PATH,
     NoUsableRoomVersion,
@@ -28,7 +31,7 @@ from adapter.matrix.room_versions import (
     creators_have_unlimited_power,
     stable_versions,
 )
-from adapter.operator_session import SessionError, bot_session
+from adapter.operator_session import BotSession, SessionError, bot_session, saved_session
 
 Verdict = Literal["OK", "WARN", "FAIL"]
 HTTP_TIMEOUT_S = 15.0
@@ -104,6 +107,32 @@ async def check_room_versions(http: httpx.AsyncClient, token: str) -> Check:
     return Check("room versions", "OK", f"new rooms are made in room version {version} ({how}; {creator})")
 
 
+async def check_cross_signing(http: httpx.AsyncClient, config: Config, session: BotSession) -> Check:
+    """Whether Element will talk to the bot's device: signed by the account's self-signing key, which the bot holds."""
+    if not config.matrix.encryption:
+        return Check("cross-signing", "OK", "not needed: matrix.encryption is off")
+    if not config.matrix.cross_signing:
+        return Check("cross-signing", "WARN", "matrix.cross_signing is off: Element users cannot talk with the bot in encrypted rooms")
+    saved = saved_session(config)
+    if saved is None:
+        return Check("cross-signing", "WARN", "the bot has no device yet (no session.json): it signs its device when it starts")
+    device_id = saved["device_id"]
+    restart = "restart the bot with matrix.password set: it replaces them and signs its device (see the README)"
+    try:
+        account = await AccountKeys(http, config.matrix.user_id, headers={"Authorization": f"Bearer {session.access_token}"}).refresh()
+    except CrossSigningError as exc:
+        return Check("cross-signing", "FAIL", str(exc))
+    master = account.public("master")
+    if master is None:
+        return Check("cross-signing", "FAIL", f"the homeserver has no cross-signing keys for {config.matrix.user_id}; {restart}")
+    held = load_keys(Path(config.storage.data_dir) / "crypto", config.matrix.user_id)
+    if held is None or not account.held_by(held):
+        return Check("cross-signing", "FAIL", f"the homeserver's cross-signing keys (master {master}) are not the ones in data_dir/crypto; {restart}")
+    if not account.device_signed(device_id):
+        return Check("cross-signing", "FAIL", f"device {device_id} is not signed by the account's self-signing key; restart the bot to sign it")
+    return Check("cross-signing", "OK", f"device {device_id} is cross-signed; the homeserver accepted the keys (master {master})")
+
+
 async def check_llm(llm: LLMConfig) -> list[Check]:
     if llm.provider == "demo":
         return [Check("llm", "OK", "provider \"demo\": the offline demo model (no endpoint to check)")]
@@ -170,6 +199,7 @@ async def run_checks(config_path: Path, admin_token: str | None = None) -> list[
                 checks.append(Check("login", "OK", f"{session.user_id} via {session.how}{device}"))
                 checks.append(await check_room_versions(http, session.access_token))
                 checks.append(await check_rate_limit(http, session.user_id, session.access_token, admin_token))
+                checks.append(await check_cross_signing(http, config, session))
         except SessionError as exc:
             checks.append(Check("login", "FAIL", str(exc)))
         except httpx.HTTPError as exc:

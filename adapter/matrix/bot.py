@@ -1,7 +1,8 @@
 """MatrixBot: login, startup order, and the sync loop.
 
 Startup: login (the session in `data_dir/session.json` is reused, so a restart
-is not a new device) -> the room version for new rooms, from the homeserver's
+is not a new device; with encryption, the device is then cross-signed, see
+`cross_signing.py`) -> the room version for new rooms, from the homeserver's
 capabilities -> `prepare_live_sync` (a full-state sync) ->
 reconciliation of the cache from room state -> redelivery of replies owed ->
 the live sync loop. The loop backs off on errors (nio's `sync_forever` does
@@ -20,6 +21,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import httpx
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -33,6 +35,8 @@ from nio import (
 from adapter.config import Config
 from adapter.errors import StartupError
 from adapter.matrix.context import BotContext
+from adapter.matrix.cross_signing import CrossSigningError, ensure_device_cross_signed
+from adapter.matrix.device_trust import refresh_device_trust
 from adapter.matrix.dispatcher import Dispatcher
 from adapter.matrix.handlers.auth import resume_onboarding
 from adapter.matrix.outgoing import MatrixSender, OutgoingEvent
@@ -125,6 +129,8 @@ class MatrixBot:
         self.data_dir = Path(config.storage.data_dir)
         self.store: StateStore | None = None
         self.client: AsyncClient | None = None
+        self.keys_http: httpx.AsyncClient | None = None  # the key endpoints nio does not cover
+        self._trust_pending: set[str] = set()  # users whose device trust is still to be refreshed
         self.dispatcher: Dispatcher | None = None
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -211,6 +217,7 @@ class MatrixBot:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = await StateStore.open(self.data_dir / "adapter.sqlite3")
         self.client = await self.login()
+        await self._cross_sign_device()
         room_version = await room_version_for(self.client)  # before anything is made: a refusal leaves nothing half-made
         sender = MatrixSender(self.client)
         ctx = BotContext(self.client, self.config, self.store, self.engine, sender, room_version)
@@ -260,6 +267,33 @@ class MatrixBot:
         log.info("bound %s as an invite room of %s", room.room_id, sender)
         return []
 
+    async def _cross_sign_device(self) -> None:
+        """Sign this device with the account's cross-signing keys, so that Element talks to it."""
+        client = self.client
+        assert client is not None
+        if not client.olm:
+            return
+        self.keys_http = httpx.AsyncClient(
+            base_url=self.config.matrix.homeserver, headers={"Authorization": f"Bearer {client.access_token}"}, timeout=30
+        )
+        if not self.config.matrix.cross_signing:
+            log.warning("matrix.cross_signing is off: Element users cannot talk to the bot in encrypted rooms")
+            return
+        if client.should_upload_keys:
+            await client.keys_upload()  # a new device's keys must be on the homeserver before they are signed
+        try:
+            await ensure_device_cross_signed(
+                self.keys_http,
+                user_id=client.user_id,
+                device_id=client.device_id,
+                identity_key=client.olm.account.identity_keys["ed25519"],
+                crypto_dir=self.data_dir / "crypto",
+                data_dir=self.data_dir,
+                password=self.config.matrix.password,
+            )
+        except (CrossSigningError, httpx.HTTPError) as exc:
+            log.error("device %s is not cross-signed, so Element users cannot talk to the bot in encrypted rooms: %s", client.device_id, exc)
+
     async def _e2ee_housekeeping(self) -> None:
         client = self.client
         assert client is not None
@@ -269,7 +303,11 @@ class MatrixBot:
         if client.should_upload_keys:
             await client.keys_upload()
         if client.should_query_keys:
+            self._trust_pending |= set(client.users_for_key_query)
             await client.keys_query()
+        if self._trust_pending and self.keys_http is not None:
+            if await refresh_device_trust(client, self.keys_http, self._trust_pending):
+                self._trust_pending.clear()
         if client.should_claim_keys:
             await client.keys_claim(client.get_users_for_key_claiming())
 
@@ -325,5 +363,7 @@ class MatrixBot:
                 log.warning("in-flight work did not finish before shutdown")
         if self.client is not None:
             await self.client.close()
+        if self.keys_http is not None:
+            await self.keys_http.aclose()
         if self.store is not None:
             await self.store.close()

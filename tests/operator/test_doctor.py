@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
+from adapter.matrix.cross_signing import KEYS_FILE
 from tests.operator.conftest import rpbot
 from tests.support.bot_process import write_config
 from tests.support.synapse import SynapseServer
@@ -45,8 +48,9 @@ def test_doctor_reuses_the_running_bots_session_and_checks_everything(start_bot,
     checks = verdicts(result.stdout)
     assert checks == {
         "config": "OK", "allowed_users": "OK", "data_dir": "OK", "homeserver": "OK", "login": "OK", "room versions": "OK",
-        "rate limits": "WARN", "llm models": "OK", "llm completion": "OK",
+        "rate limits": "WARN", "cross-signing": "OK", "llm models": "OK", "llm completion": "OK",
     }, result.stdout
+    assert "not needed: matrix.encryption is off" in result.stdout
     assert "saved session" in result.stdout
     assert "unknown (needs an admin token" in result.stdout and "override_ratelimit" in result.stdout
     completions = fake_openai.requests_for(purpose="doctor")
@@ -70,6 +74,25 @@ def test_doctor_reads_and_reports_lifted_rate_limits_with_an_admin_token(start_b
     lifted = rpbot("doctor", "--config", bot.process.config_path, env={"RPBOT_ADMIN_TOKEN": admin})
     assert verdicts(lifted.stdout)["rate limits"] == "OK" and "exempt" in lifted.stdout
     assert verdicts(lifted.stdout)["llm"] == "OK"  # the demo model
+
+
+def test_doctor_reports_whether_the_bots_device_is_cross_signed_with_keys_the_homeserver_accepted(start_bot, synapse):
+    bot = start_bot(encryption=True)
+    data_dir = bot.process.config_path.parent / "data"
+    device = json.loads((data_dir / "session.json").read_text())["device_id"]
+    bot.process.stop()
+
+    signed = rpbot("doctor", "--config", bot.process.config_path)
+    assert verdicts(signed.stdout)["cross-signing"] == "OK", signed.stdout
+    assert f"device {device} is cross-signed; the homeserver accepted the keys" in signed.stdout
+
+    (data_dir / "crypto" / KEYS_FILE).unlink()  # the bot lost its keys: Element will not trust a new device
+    lost = rpbot("doctor", "--config", bot.process.config_path)
+    assert verdicts(lost.stdout)["cross-signing"] == "FAIL" and "restart the bot with matrix.password set" in lost.stdout
+
+    bot.process.start()  # it replaces them and signs its device
+    bot.process.stop()
+    assert verdicts(rpbot("doctor", "--config", bot.process.config_path).stdout)["cross-signing"] == "OK"
 
 
 def test_doctor_without_a_session_logs_in_and_leaves_no_device(synapse, tmp_path):
