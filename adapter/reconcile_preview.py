@@ -69,7 +69,7 @@ async def plan_restart(config: Config) -> tuple[ReconcilePlan, int]:
                     )
                     try:
                         client.restore_login(session.user_id, session.device_id or "", session.access_token)
-                        client.next_batch = await get_sync_token(store)  # type: ignore[assignment]
+                        client.next_batch = await get_sync_token(store)
                         next_batch = await prepare_live_sync(client)
                         if next_batch is None:
                             raise DryRunError("the full-state sync failed; see the log")

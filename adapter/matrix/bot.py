@@ -13,6 +13,7 @@ saves the sync token only after the dispatcher has recorded what it covers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -224,7 +225,7 @@ class MatrixBot:
         self.dispatcher = Dispatcher(ctx)
         self.dispatcher.bootstrap_unregistered_room = self._bootstrap_room_by_id
         saved_token = await get_sync_token(self.store)
-        self.client.next_batch = saved_token  # type: ignore[assignment]
+        self.client.next_batch = saved_token
         next_batch = None
         while next_batch is None and not self._stopping.is_set():
             next_batch = await prepare_live_sync(self.client)
@@ -241,7 +242,7 @@ class MatrixBot:
         if next_batch is not None:
             await set_sync_token(self.store, next_batch)
         for owner in reconciled.users_to_finish:  # its new rooms need the live sync: not awaited here
-            self.dispatcher.spawn(f"user:{owner}", lambda owner=owner: resume_onboarding(ctx, owner))
+            self.dispatcher.spawn(f"user:{owner}", functools.partial(resume_onboarding, ctx, owner))
         self.ready.set()
         log.info("ready as %s (device %s)", self.client.user_id, self.client.device_id)
 

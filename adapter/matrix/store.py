@@ -112,7 +112,8 @@ async def migrate(store: StateStore) -> int:
     while its thread runs another statement: "bad parameter or other API misuse").
     """
     async with store.conn.execute("PRAGMA user_version") as cursor:
-        (version,) = await cursor.fetchone()
+        row = await cursor.fetchone()
+    version = row[0] if row else 0
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         async with store.conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;"):
             pass
@@ -178,7 +179,9 @@ async def next_platform_chat_id(store: StateStore) -> str:
             " ON CONFLICT (name) DO UPDATE SET value = value + 1"
         )
         async with store.conn.execute("SELECT value FROM counters WHERE name = 'platform_chat_id'") as cursor:
-            (value,) = await cursor.fetchone()
+            row = await cursor.fetchone()
+        assert row is not None  # the statement above has just written it
+        value = row[0]
         await store.conn.commit()
     return f"mx-{value}"
 

@@ -111,12 +111,13 @@ async def iter_events(
 ) -> AsyncIterator[Event]:
     """Events in log order, fetched in batches (safe to interleave with writes on `conn`)."""
     while True:
+        params: tuple[object, ...]
         if chat_id is None:
             sql, params = "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, REPLAY_BATCH)
         else:
             sql = "SELECT * FROM events WHERE chat_id = ? AND seq > ? ORDER BY seq LIMIT ?"
             params = (chat_id, after_seq, REPLAY_BATCH)
-        rows = await conn.execute_fetchall(sql, params)
+        rows = list(await conn.execute_fetchall(sql, params))
         if not rows:
             return
         for row in rows:
