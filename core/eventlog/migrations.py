@@ -35,6 +35,7 @@ MIGRATIONS: list[Migration] = []
 # Projection tables in an order that is safe to clear (children before parents).
 # The event log (`events`) is the truth and is never in this list.
 PROJECTION_TABLES: tuple[str, ...] = (
+    "personas",
     "digests",
     "world_events",
     "plot_threads",
@@ -251,4 +252,15 @@ async def _initial_schema(conn: aiosqlite.Connection) -> None:
             consumed_by_turn INTEGER REFERENCES turns (turn_id)
         )""",
         "CREATE INDEX digests_by_chat ON digests (chat_id, status)",
+    ])
+
+
+@migration("player personas: a name and a short description per player")
+async def _personas(conn: aiosqlite.Connection) -> None:
+    await _run(conn, [
+        """CREATE TABLE personas (
+            owner TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL
+        )""",
     ])
