@@ -35,18 +35,14 @@ from pathlib import Path
 
 from core.characters.builtin import install_builtin_characters
 from core.characters.cards import import_card
-from core.errors import InvalidTimeError
+from core.errors import InvalidPersonaError, InvalidTimeError
 from core.eventlog.db import Database, open_database
 from core.llm.base import LLMClient
 from core.services import reports, scenes, timeskip
 from core.services.dialogue import REPLY_SUFFIX, load_cast, require_character
 from core.services.meanwhile import resolve_character, run_meanwhile
-from core.services.prompt import (
-    DEFAULT_BUDGET_TOKENS,
-    assemble_prompt,
-    fill_placeholders,
-    system_prompt,
-)
+from core.services.card_text import greeting as greeting_text
+from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
 from core.services.reports import (
     ChatStatus,
     ContextReport,
@@ -59,6 +55,8 @@ from core.services.scenes import SceneCloseResult
 from core.services.talk import AfterTurn, AfterTurnStep, TurnPipeline, TurnUpdate
 from core.services.timeskip import SkipResult
 from core.state import plans, world
+from core.state import personas
+from core.state.personas import Persona, get_persona
 from core.state import turns as turn_state
 from core.state.rows import fetch_all
 
@@ -81,13 +79,13 @@ __all__ = [
     "ExportedScene",
     "ExportedTurn",
     "MemoryInfo",
+    "Persona",
     "SceneCloseResult",
     "SkipResult",
     "StoryExport",
     "ThreadInfo",
     "TurnUpdate",
     "WorldEventInfo",
-    "system_prompt",
 ]
 
 
@@ -179,6 +177,28 @@ class Engine:
         character = await import_card(self.db, data)
         return CharacterInfo(character.character_id, character.name, character.description)
 
+    async def persona(self, owner: str) -> Persona:
+        """The player's persona (a default from their id until they set one)."""
+        return await personas.get_persona(self.db, owner)
+
+    async def set_persona(self, owner: str, name: str, description: str = "") -> Persona:
+        """Set the player's persona: the name `{{user}}` stands for, and a short description.
+        InvalidPersonaError for an empty or overlong name or description."""
+        name, description = " ".join(name.split()), description.strip()
+        if not name or len(name) > personas.MAX_NAME_CHARS or len(description) > personas.MAX_DESCRIPTION_CHARS:
+            raise InvalidPersonaError(
+                f"a persona needs a name of 1 to {personas.MAX_NAME_CHARS} characters and a description of at "
+                f"most {personas.MAX_DESCRIPTION_CHARS}"
+            )
+        return await personas.set_persona(self.db, owner, name, description)
+
+    async def ensure_persona(self, owner: str, name: str) -> Persona:
+        """Give the player a persona named `name` (e.g. their display name) unless they have one."""
+        name = " ".join(name.split())[: personas.MAX_NAME_CHARS]
+        if name and not await personas.has_persona(self.db, owner):
+            return await personas.set_persona(self.db, owner, name)
+        return await personas.get_persona(self.db, owner)
+
     async def create_chat(self, *, owner: str, host: str, guest: str | None = None, title: str | None = None) -> ChatInfo:
         host_character = await require_character(self.db, host)
         guest_character = await require_character(self.db, guest) if guest else None
@@ -191,11 +211,11 @@ class Engine:
 
     async def greeting(self, chat_id: str) -> TurnUpdate:
         """The host's first message, recorded once as the chat's opening turn."""
-        chat = await world.require_chat(self.db, chat_id)
-        host = await require_character(self.db, chat.host)
-        text = fill_placeholders(host.first_mes, host) or f"*{host.name} looks up.* Oh, hello."
+        cast = await load_cast(self.db, chat_id)
+        host = cast.host
+        text = greeting_text(host, cast) or f"*{host.name} looks up.* Oh, hello."
         async with self.db.transaction() as tx:
-            await scenes.ensure_scene(tx, await load_cast(tx, chat_id))
+            await scenes.ensure_scene(tx, cast)
             turn, _ = await turn_state.record_turn(
                 tx, chat_id, "assistant", host.character_id, text, source_id=GREETING_SOURCE
             )
@@ -328,9 +348,11 @@ class Engine:
             CharacterInfo(cid, characters[cid].name, characters[cid].description) for cid in cast_ids if cid in characters
         )
 
+        player = await get_persona(self.db, chat.owner)
+
         def name_of(speaker: str) -> str:
             if speaker == "you":
-                return "You"
+                return player.name
             character = characters.get(speaker)
             return character.name if character else speaker
 

@@ -10,6 +10,9 @@ A route is a string, a dict or pydantic model (sent as JSON), or a callable taki
 messages and returning any of those (it may be async). Every call is recorded in `calls`.
 Calling a purpose with no route raises `UnplannedLLMCallError` (an AssertionError, so code
 that catches `LLMError` for resilience cannot swallow it) and is also kept in `unplanned`.
+Like a model server with a strict chat template, the fake refuses messages that are not one
+system message followed by user / assistant strictly alternating from user: it raises
+`RoleOrderError` (an AssertionError too), unless created with `strict=False`.
 Per purpose you can add a delay before the reply, an error to raise (before the first chunk,
 or mid-stream after some chunks), and streaming splits the reply into `chunk_size`-character
 chunks (word by word when `chunk_size` is None).
@@ -28,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from core.llm.base import ChatMessage, ModelRole
+from core.llm.roles import role_order_error
 
 Route = str | dict | BaseModel | Callable[[list[ChatMessage]], Any]
 """A reply for one purpose: text, JSON (dict or model), or a (sync or async) function of the
@@ -36,6 +40,10 @@ messages returning one of those."""
 
 class UnplannedLLMCallError(AssertionError):
     """A test's FakeLLM was asked for a purpose it has no route for."""
+
+
+class RoleOrderError(AssertionError):
+    """A strict chat template would refuse these messages (roles out of order)."""
 
 
 @dataclass
@@ -76,7 +84,9 @@ class FakeLLM:
         errors: Mapping[str, BaseException | type[BaseException]] | None = None,
         chunk_size: int | None = None,
         chunk_delay_s: float = 0.0,
+        strict: bool = True,
     ) -> None:
+        self.strict = strict
         self.routes = dict(routes or {})
         self.delays = dict(delays or {})
         self.chunk_size = chunk_size
@@ -183,6 +193,9 @@ class FakeLLM:
             response_schema=response_schema,
         )
         self.calls.append(call)
+        problem = role_order_error(call.messages) if self.strict else None
+        if problem is not None:
+            raise RoleOrderError(f"purpose {purpose!r}: {problem}; roles {[m['role'] for m in call.messages]}")
         if purpose not in self.routes and purpose not in self._errors:
             self.unplanned.append(call)
             raise UnplannedLLMCallError(

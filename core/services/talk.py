@@ -309,19 +309,19 @@ class TurnPipeline:
             if text.strip():
                 await record_turn_memory(
                     tx, chat_id, user_turn=user_turn, reply_turn=reply, speaker_name=speaker.name,
-                    present=cast.present_ids, you_present=True,
+                    present=cast.present_ids, you_present=True, player_name=cast.player.name,
                 )
                 await apply_exchange_edges(tx, chat_id, reply.turn_id, speaker.character_id)
-        exchange = exchange_text(user_turn, reply.text, speaker.name)
+        exchange = exchange_text(user_turn, reply.text, speaker.name, cast.player.name)
         if self.after_turn_steps or (reply.text.strip() and await plot.needs_lifecycle(self.db, chat_id, exchange)):
             after = AfterTurn(self.db, self.llm, chat_id, user_turn, reply, tuple(cast.present_ids))
-            self.defer(chat_id, partial(self._run_after_turn, after, speaker.name))
+            self.defer(chat_id, partial(self._run_after_turn, after, speaker.name, cast.player.name))
         return reply
 
-    async def _run_after_turn(self, after: AfterTurn, speaker_name: str) -> None:
+    async def _run_after_turn(self, after: AfterTurn, speaker_name: str, player_name: str) -> None:
         if after.reply_turn.text.strip():
             try:
-                exchange = exchange_text(after.user_turn, after.reply_turn.text, speaker_name)
+                exchange = exchange_text(after.user_turn, after.reply_turn.text, speaker_name, player_name)
                 await plot.detect_lifecycle(after.db, after.llm, after.chat_id, exchange, after.reply_turn.turn_id)
             except Exception:
                 log.exception("lifecycle detection failed for turn %s", after.reply_turn.turn_id)
