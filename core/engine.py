@@ -43,6 +43,7 @@ from core.services.dialogue import REPLY_SUFFIX, load_cast, require_character
 from core.services.meanwhile import resolve_character, run_meanwhile
 from core.services.card_text import greeting as greeting_text
 from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
+from core.services.replies import ReplySettings
 from core.services.reports import (
     ChatStatus,
     ContextReport,
@@ -80,6 +81,7 @@ __all__ = [
     "ExportedTurn",
     "MemoryInfo",
     "Persona",
+    "ReplySettings",
     "SceneCloseResult",
     "SkipResult",
     "StoryExport",
@@ -145,16 +147,22 @@ class StoryExport:
 
 
 class Engine:
-    def __init__(self, db: Database, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS) -> None:
+    def __init__(
+        self, db: Database, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+        replies: ReplySettings | None = None,
+    ) -> None:
         self.db = db
         self.llm = llm
-        self.pipeline = TurnPipeline(db, llm, budget_tokens=budget_tokens)
+        self.pipeline = TurnPipeline(db, llm, budget_tokens=budget_tokens, replies=replies or ReplySettings())
 
     @classmethod
-    async def open(cls, path: Path | str, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS) -> Engine:
+    async def open(
+        cls, path: Path | str, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+        replies: ReplySettings | None = None,
+    ) -> Engine:
         db = await open_database(path)
         await install_builtin_characters(db)
-        return cls(db, llm, budget_tokens=budget_tokens)
+        return cls(db, llm, budget_tokens=budget_tokens, replies=replies)
 
     async def close(self) -> None:
         """Stop in-flight generations, wait for after-turn work, then release the model and the database."""

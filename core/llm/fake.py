@@ -57,6 +57,7 @@ class FakeLLMCall:
     max_tokens: int | None = None
     temperature: float | None = None
     response_schema: type[BaseModel] | None = None
+    stop: list[str] | None = None
 
     @property
     def system_prompt(self) -> str:
@@ -138,9 +139,10 @@ class FakeLLM:
         max_tokens: int | None = None,
         temperature: float | None = None,
         response_schema: type[BaseModel] | None = None,
+        stop: Sequence[str] | None = None,
     ) -> str:
         call = self._record(
-            purpose, role, messages, False, max_tokens, temperature, response_schema
+            purpose, role, messages, False, max_tokens, temperature, response_schema, stop
         )
         await self._delay(purpose)
         self._raise_if_scripted(purpose, chunks_sent=None)
@@ -154,8 +156,9 @@ class FakeLLM:
         role: ModelRole = "narrative",
         max_tokens: int | None = None,
         temperature: float | None = None,
+        stop: Sequence[str] | None = None,
     ) -> AsyncIterator[str]:
-        call = self._record(purpose, role, messages, True, max_tokens, temperature, None)
+        call = self._record(purpose, role, messages, True, max_tokens, temperature, None, stop)
         await self._delay(purpose)
         self._raise_if_scripted(purpose, chunks_sent=None)
         text = await self._reply_text(call)
@@ -182,6 +185,7 @@ class FakeLLM:
         max_tokens: int | None,
         temperature: float | None,
         response_schema: type[BaseModel] | None,
+        stop: Sequence[str] | None = None,
     ) -> FakeLLMCall:
         call = FakeLLMCall(
             purpose=purpose,
@@ -191,6 +195,7 @@ class FakeLLM:
             max_tokens=max_tokens,
             temperature=temperature,
             response_schema=response_schema,
+            stop=list(stop) if stop else None,
         )
         self.calls.append(call)
         problem = role_order_error(call.messages) if self.strict else None
@@ -228,12 +233,19 @@ class FakeLLM:
             return route.model_dump_json()
         if isinstance(route, (dict, list)):
             return json.dumps(route)
-        return str(route)
+        return cut_at_stop(str(route), call.stop)
 
     def _chunks(self, text: str) -> list[str]:
         if self.chunk_size:
             return [text[i : i + self.chunk_size] for i in range(0, len(text), self.chunk_size)]
         return re.findall(r"\S+\s*|\s+", text)
+
+
+def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
+    """`text` up to the first of the `stop` sequences, as a model server returns it."""
+    stop = [stop] if isinstance(stop, str) else stop
+    cut = min((text.find(s) for s in stop or () if s and s in text), default=len(text))
+    return text[:cut]
 
 
 def _instantiate(error: BaseException | type[BaseException]) -> BaseException:

@@ -46,10 +46,12 @@ from core.services.dialogue import (
     require_character,
     shown_reply_for_source,
 )
+from core.services.card_text import nickname
 from core.services.generation import Generation
 from core.services.memory_write import exchange_text, record_turn_memory
 from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
 from core.services.regenerate import roll_back_turn
+from core.services.replies import ReplySettings, pending_prefix, stop_sequences, strip_speaker_name
 from core.services.relationships import apply_exchange_edges
 from core.state import digests as digest_state
 from core.state import turns as turn_state
@@ -59,6 +61,7 @@ from core.state.turns import Turn
 log = logging.getLogger(__name__)
 
 NARRATE = "narrate"
+EMPTY_REPLY_ATTEMPTS = 2  # an empty reply is asked for once more
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class TurnPipeline:
     db: Database
     llm: LLMClient
     budget_tokens: int = DEFAULT_BUDGET_TOKENS
+    replies: ReplySettings = field(default_factory=ReplySettings)
     after_turn_steps: list[AfterTurnStep] = field(default_factory=list)
     _locks: KeyedLocks = field(default_factory=KeyedLocks)
     _in_flight: dict[str, _InFlight] = field(default_factory=dict)
@@ -266,26 +270,39 @@ class TurnPipeline:
             self.db, cast, speaker, user_turn=user_turn,
             excluding_turn=replaced.turn_id if replaced else None, budget_tokens=self.budget_tokens, take=take,
         )
-        generation = control.generation = Generation(self.llm, prompt.messages, purpose=NARRATE)
-        if control.cancel_requested:
-            generation.cancel()
-        so_far = ""
+        names = [speaker.name, nickname(speaker)]
+        stop = stop_sequences(cast, speaker, self.replies)
         record = partial(self._record_reply, cast, speaker, user_turn, replaced, source_id)
-        try:
-            async with aclosing(generation.deltas()) as deltas:
-                async for delta in deltas:
-                    so_far += delta
-                    yield TurnUpdate(speaker.name, speaker.character_id, so_far, done=False)
-        except (asyncio.CancelledError, GeneratorExit):
-            # The consumer went away mid-stream: keep what was said (if anything), marked truncated.
-            await generation.aclose()
-            if so_far:
-                await asyncio.shield(record(so_far, True))
-            raise
-        finally:
-            await generation.aclose()
+        so_far, shown = "", ""
+        for attempt in range(EMPTY_REPLY_ATTEMPTS):
+            generation = control.generation = Generation(
+                self.llm, prompt.messages, purpose=NARRATE, max_tokens=self.replies.max_tokens, stop=stop
+            )
+            if control.cancel_requested:
+                generation.cancel()
+            so_far, shown = "", ""
+            try:
+                async with aclosing(generation.deltas()) as deltas:
+                    async for delta in deltas:
+                        so_far += delta
+                        if pending_prefix(so_far, names):
+                            continue
+                        shown = strip_speaker_name(so_far, names)
+                        yield TurnUpdate(speaker.name, speaker.character_id, shown, done=False)
+            except (asyncio.CancelledError, GeneratorExit):
+                # The consumer went away mid-stream: keep what was said (if anything), marked truncated.
+                await generation.aclose()
+                if shown:
+                    await asyncio.shield(record(shown, True))
+                raise
+            finally:
+                await generation.aclose()
+            shown = strip_speaker_name(so_far, names)
+            if generation.stopped or shown.strip():
+                break
+            log.warning("empty reply from %s (attempt %d of %d)", speaker.name, attempt + 1, EMPTY_REPLY_ATTEMPTS)
         truncated = generation.stopped
-        reply = await asyncio.shield(record(so_far if truncated else so_far.strip(), truncated))
+        reply = await asyncio.shield(record(shown if truncated else shown.strip(), truncated))
         yield _done(cast, reply)
 
     async def _record_reply(

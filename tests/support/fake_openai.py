@@ -43,6 +43,7 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
+from core.llm.fake import cut_at_stop
 from core.llm.roles import role_order_error
 from tests.support.fake_openai_models import PURPOSE_HEADER, RecordedRequest, Reply, Rule
 
@@ -238,7 +239,7 @@ class FakeOpenAIServer:
                 return web.Response(status=499)
             if failing and reply.status >= 400:
                 return _error_response(reply)
-            text = reply.render_text(record)
+            text = cut_at_stop(reply.render_text(record), record.json.get("stop"))
             if not record.is_stream:
                 message = {"role": "assistant", "content": text}
                 finish_reason = reply.finish_reason or "stop"
