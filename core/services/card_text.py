@@ -93,5 +93,20 @@ def post_history(character: world.Character, cast: Cast) -> str:
     return fill(character.post_history_instructions, character, cast)
 
 
+_SENTENCE = re.compile(r"[^.!?…]*[.!?…]+[\"'”’)\]]*|[^.!?…]+$")
+
+
+def whole_sentences(text: str, limit: int) -> str:
+    """The first sentences of `text` that fit in `limit` characters (always at least one whole one)."""
+    kept = ""
+    for match in _SENTENCE.finditer(" ".join(text.split())):
+        sentence = match.group().strip()
+        candidate = f"{kept} {sentence}".strip()
+        if kept and len(candidate) > limit:
+            break
+        kept = candidate
+    return kept
+
+
 def greeting(character: world.Character, cast: Cast) -> str:
     return fill(character.first_mes, character, cast)

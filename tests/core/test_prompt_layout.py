@@ -92,3 +92,31 @@ async def test_regenerating_the_greeting_opens_with_a_user_turn_and_keeps_the_ca
     messages = fake.calls_for("narrate")[-1].messages
     assert [m["role"] for m in messages] == ["system", "user"]
     assert "take 2" in messages[-1]["content"] and "take 2" not in messages[0]["content"]
+
+
+async def test_routing_has_room_to_answer_a_clean_roster_and_no_placeholder_values(open_engine):
+    fake = FakeLLM({"narrate": "Aye."})
+    engine, chat, maren, ilse = await _story(open_engine, fake)
+    fake.set_route("addressee", _route_to(ilse.character_id))
+    await collect(engine.post_turn(chat.chat_id, "Any letters?", "$1"))
+    call = fake.calls_for("addressee")[0]
+    assert call.max_tokens >= 300 and call.response_schema is not None
+    system = call.messages[0]["content"]
+    assert "- maren-ashdown (Maren Ashdown): Maren Ashdown keeps the Gullrock lighthouse." in system
+    assert "{{" not in system and "Tobin Reyes" in system
+    for line in system.splitlines():  # every description line ends on a whole sentence
+        if line.startswith("- "):
+            assert line.rstrip().endswith((".", "!", "?", "…", '"')), line
+    assert not re.search(r'":\s*(0|""|\[\])', system)
+
+
+async def test_an_unusable_structured_answer_is_counted_for_status(open_engine):
+    from core.llm import structured
+
+    fake = FakeLLM({"narrate": "Aye.", "addressee": "I think Maren should answer."})
+    engine, chat, *_ = await _story(open_engine, fake)
+    before = structured.parse_failures["addressee"]
+    await collect(engine.post_turn(chat.chat_id, "Hello?", "$1"))
+    status = await engine.status(chat.chat_id)
+    assert status.parse_failures["addressee"] == before + 1
+    assert status.persona_name == "Tobin Reyes" and status.persona_description.startswith("a young deckhand")

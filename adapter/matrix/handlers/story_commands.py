@@ -161,15 +161,19 @@ async def _memory(inv: Invocation) -> list[OutgoingEvent]:
 async def _status(inv: Invocation) -> list[OutgoingEvent]:
     status = await engine_call(inv, inv.ctx.engine.status(chat_id_of(inv)))
     cast = status.host_name + (f" and {status.guest_name}" if status.guest_name else "")
+    persona = f"**{status.persona_name}**" + (f": {status.persona_description}" if status.persona_description else "")
+    failures = ", ".join(f"{purpose} {count}" for purpose, count in sorted(status.parse_failures.items()))
     return inv.reply(
         "\n".join(
             [
                 f"**{status.title}** with {cast}",
                 "",
+                f"- You play: {persona} (change it with `!persona name: description`)",
                 f"- Story time: {story_time(status.clock)}",
                 f"- Scene: {'open' if status.scene_open else 'none open'}",
                 f"- Turns: {status.turns}, memories: {status.memories}",
                 f"- Open threads: {status.open_threads}, upcoming events: {status.upcoming_events}",
+                f"- Unusable model answers since the bot started: {failures or 'none'}",
                 f"- Platform chat id: `{inv.meta.platform_chat_id}`",
             ]
         )
