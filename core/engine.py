@@ -37,13 +37,13 @@ from core.characters.builtin import install_builtin_characters
 from core.characters.cards import import_card
 from core.errors import InvalidPersonaError, InvalidTimeError
 from core.eventlog.db import Database, open_database
-from core.llm.base import LLMClient
+from core.llm.base import ChatMessage, LLMClient
 from core.services import reports, scenes, timeskip
 from core.services.dialogue import REPLY_SUFFIX, load_cast, require_character
 from core.services.meanwhile import resolve_character, run_meanwhile
 from core.services.card_text import greeting as greeting_text
 from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
-from core.services.replies import ReplySettings
+from core.services.replies import ReplySettings, stop_sequences
 from core.services.reports import (
     ChatStatus,
     ContextReport,
@@ -80,6 +80,7 @@ __all__ = [
     "ExportedScene",
     "ExportedTurn",
     "MemoryInfo",
+    "NextPrompt",
     "Persona",
     "ReplySettings",
     "SceneCloseResult",
@@ -100,6 +101,18 @@ class ChatInfo:
     host_name: str
     guest_id: str | None = None
     guest_name: str | None = None
+
+
+@dataclass(frozen=True)
+class NextPrompt:
+    """What `!context full` shows: the messages and parameters of the next reply's request."""
+
+    speaker_name: str
+    messages: list[ChatMessage]
+    max_tokens: int
+    stop: list[str]
+    tokens: int
+    budget_tokens: int
 
 
 @dataclass(frozen=True)
@@ -342,6 +355,15 @@ class Engine:
         cast = await load_cast(self.db, chat_id)
         prompt = await assemble_prompt(self.db, cast, cast.host, user_turn=None, budget_tokens=self.pipeline.budget_tokens)
         return reports.context_report(cast.host.name, prompt)
+
+    async def next_prompt(self, chat_id: str, pending_line: str = "(your next line)") -> NextPrompt:
+        """The exact request the host's next reply would send, with `pending_line` as the player's line."""
+        cast = await load_cast(self.db, chat_id)
+        prompt = await assemble_prompt(self.db, cast, cast.host, user_turn=None, pending_line=pending_line,
+                                       budget_tokens=self.pipeline.budget_tokens)
+        replies = self.pipeline.replies
+        return NextPrompt(cast.host.name, prompt.messages, replies.max_tokens,
+                          stop_sequences(cast, cast.host, replies), prompt.total_tokens, prompt.budget_tokens)
 
     # -- reading a whole story (issue 9) ----------------------------------------------
 

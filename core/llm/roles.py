@@ -4,7 +4,8 @@ Strict chat templates (Mistral, Gemma, Llama-2 style, as vLLM and llama.cpp appl
 conversation unless it is: at most one system message, first; then user and assistant strictly
 alternating, starting with user.  `role_order_error` says what is wrong with a list of messages
 (None when it is fine); `alternating` makes any list fit, by merging consecutive messages of one
-role and opening with a user message when the first turn is the assistant's.
+role and opening with a user message when the first turn is the assistant's.  `render_messages`
+shows messages as readable text.
 """
 
 from __future__ import annotations
@@ -56,3 +57,8 @@ def alternating(messages: Sequence[ChatMessage], *, opening: str = OPENING_USER_
         merged.insert(0, {"role": "user", "content": opening})
     head: list[ChatMessage] = [{"role": "system", "content": "\n\n".join(system)}] if system else []
     return head + merged
+
+
+def render_messages(messages: Sequence[ChatMessage]) -> str:
+    """Messages as readable text, one `[role]` header each (`!context full`, golden prompt files)."""
+    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages) + "\n"

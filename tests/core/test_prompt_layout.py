@@ -120,3 +120,18 @@ async def test_an_unusable_structured_answer_is_counted_for_status(open_engine):
     status = await engine.status(chat.chat_id)
     assert status.parse_failures["addressee"] == before + 1
     assert status.persona_name == "Tobin Reyes" and status.persona_description.startswith("a young deckhand")
+
+
+async def test_the_next_prompt_shown_is_exactly_the_one_sent(open_engine):
+    fake = FakeLLM({"narrate": "Aye."})
+    engine = await open_engine(fake)
+    maren = await engine.import_character((DATA / "maren_ashdown_v2.png").read_bytes())
+    await engine.set_persona(OWNER, "Tobin Reyes", "a deckhand")
+    chat = await engine.create_chat(owner=OWNER, host=maren.character_id)
+    await engine.greeting(chat.chat_id)
+    await collect(engine.post_turn(chat.chat_id, "Thank you.", "$1"))
+    shown = await engine.next_prompt(chat.chat_id, pending_line="Where is the buoy?")
+    await collect(engine.post_turn(chat.chat_id, "Where is the buoy?", "$2"))
+    sent = fake.calls_for("narrate")[-1]
+    assert shown.messages == sent.messages
+    assert (shown.max_tokens, shown.stop) == (sent.max_tokens, sent.stop)

@@ -41,6 +41,11 @@ def test_story_commands_reach_the_engine(start_bot) -> None:
     assert "the harvest fair** (planned, due Saturday 4 April 2026, 12:00)" in ask(player, story, bot.user_id, "!events", "World events")
     ask(player, story, bot.user_id, "!threads", "threads")
     assert "tokens" in ask(player, story, bot.user_id, "!context", "Next prompt for")
+    assert "You now play **Tobin Reyes**: a shipwrecked deckhand" in ask(
+        player, story, bot.user_id, "!persona Tobin Reyes: a shipwrecked deckhand", "You now play")
+    assert "You play: **Tobin Reyes**: a shipwrecked deckhand" in ask(player, story, bot.user_id, "!status", "You play")
+    full = ask(player, story, bot.user_id, "!context full", "max_tokens")
+    assert "[system]" in full and "User: Tobin Reyes" in full and "[user]\nTobin" not in full
 
     ask(player, story, bot.user_id, "!meanwhile wren odile an argument about the harbour", "You will hear of it")
     seen = len(player.messages_from(story, bot.user_id))
