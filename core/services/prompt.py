@@ -221,7 +221,9 @@ async def assemble_prompt(
         chosen.append((USER, pending_line))
     history = fold_lines(cast, who, chosen)
     report.section_tokens["dialogue"] = sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD for m in history)
-    opening = f"[The scene begins. Write {speaker.name}'s opening message.]"
+    cut = report.dropped_turns > 0 or len(dialogue) >= DIALOGUE_TURNS
+    opening = "[Earlier lines of the story are left out.]" if cut else (
+        f"[The scene begins. Write {speaker.name}'s opening message.]")
     messages = alternating([{"role": "system", "content": system}, *history], opening=opening)
     report.messages = finish_with_user(messages, note, f"[{speaker.name} goes on.]")
     return report
