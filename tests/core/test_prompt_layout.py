@@ -135,3 +135,16 @@ async def test_the_next_prompt_shown_is_exactly_the_one_sent(open_engine):
     sent = fake.calls_for("narrate")[-1]
     assert shown.messages == sent.messages
     assert (shown.max_tokens, shown.stop) == (sent.max_tokens, sent.stop)
+
+
+async def test_both_real_cards_keep_every_field_on_import(db):
+    from core.characters.cards import import_card
+
+    maren = await import_card(db, (DATA / "maren_ashdown_v2.png").read_bytes())
+    ilse = await import_card(db, (DATA / "ilse_varga_v3.json").read_text())
+    assert (maren.spec, ilse.spec) == ("chara_card_v2", "chara_card_v3")
+    for character in (maren, ilse):
+        assert "<START>" in character.mes_example and character.post_history_instructions
+        assert character.raw_card["data"]["character_book"]["entries"]
+    assert maren.system_prompt.startswith("{{original}}") and maren.alternate_greetings
+    assert ilse.raw_card["data"]["nickname"] == "Ilse" and ilse.raw_card["data"]["group_only_greetings"]
