@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+from adapter.matrix.handlers import persona  # noqa: F401  (registers !persona first: listings keep one order)
 from adapter.matrix.handlers.commands import STORY_ROOMS, CommandError, Invocation, command, find_character
 from adapter.matrix.outgoing import OutgoingEvent, SendMessage, txn_id_for
 from adapter.matrix.render import collapsed_blocks
