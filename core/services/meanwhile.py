@@ -23,11 +23,12 @@ from core.errors import InvalidCastError, UnknownCharacterError
 from core.eventlog import USER, Database
 from core.llm.base import ChatMessage, LLMClient
 from core.llm.roles import alternating
-from core.services.card_text import character_brief
+from core.services.card_text import character_brief, nickname
 from core.services.dialogue import Cast
 from core.services.generation import Generation
 from core.services.macros import story_time
 from core.services.prompt import finish_with_user, fold_lines
+from core.services.replies import pending_prefix, strip_speaker_name
 from core.state.personas import get_persona
 from core.state import digests as digest_state
 from core.state import memory as memory_state
@@ -36,6 +37,7 @@ from core.state import world
 PURPOSE = "meanwhile"
 LINES = 4
 LINE_CHARS = 400
+LINE_MAX_TOKENS = 300
 DIGEST_LINE_CHARS = 160
 
 
@@ -61,7 +63,7 @@ def line_messages(cast: Cast, speaker: world.Character, premise: str, lines: lis
     system = (
         f"You are {speaker.name}.\n" + character_brief(speaker, cast)
         + f"\n\nMeanwhile, away from {cast.player.name}, {speaker.name} is with {other.name}."
-        + (f" Situation: {premise}" if premise else "")
+        + (f" Situation: {premise.rstrip('.')}." if premise else "")
         + f"\nStory time: {story_time(cast.chat.clock)}."
         + f"\nWrite {speaker.name}'s next line only: one short paragraph of speech and action."
     )
@@ -97,8 +99,11 @@ async def run_meanwhile(
             if control.cancel_requested:
                 break
             speaker = first if index % 2 == 0 else second
+            other = second if speaker is first else first
+            names = [speaker.name, nickname(speaker)]
             generation = control.generation = Generation(
-                llm, line_messages(cast, speaker, premise, lines), purpose=PURPOSE, max_tokens=300
+                llm, line_messages(cast, speaker, premise, lines), purpose=PURPOSE, max_tokens=LINE_MAX_TOKENS,
+                stop=[f"\n{other.name}:", f"\n{cast.player.name}:"],
             )
             if control.cancel_requested:
                 generation.cancel()
@@ -107,9 +112,11 @@ async def run_meanwhile(
                 async with aclosing(generation.deltas()) as deltas:
                     async for delta in deltas:
                         so_far += delta
-                        yield MeanwhileLine(speaker, so_far), False
+                        if not pending_prefix(so_far, names):
+                            yield MeanwhileLine(speaker, strip_speaker_name(so_far, names)), False
             finally:
                 await generation.aclose()
+            so_far = strip_speaker_name(so_far, names)
             text = so_far if generation.stopped else so_far.strip()
             if text.strip():
                 line = MeanwhileLine(speaker, text[:LINE_CHARS * 4], generation.stopped)

@@ -42,3 +42,15 @@ async def test_an_empty_reply_is_asked_for_once_more(open_engine):
     updates = await collect(engine.post_turn(chat.chat_id, "Hi.", "$1"))
     assert len(fake.calls_for("narrate")) == 2
     assert updates[-1].text == "There you are."
+
+
+async def test_meanwhile_lines_stop_at_the_other_speaker_and_lose_a_leading_name(open_engine):
+    fake = FakeLLM({"meanwhile": lambda messages: f"{HOST_NAME}: The lamp.\n{GUEST_NAME}: Aye."
+                    if f"You are {HOST_NAME}" in messages[0]["content"] else "Aye."})
+    engine = await open_engine(fake)
+    await engine.set_persona(OWNER, "Tobin", "a deckhand")
+    chat = await engine.create_chat(owner=OWNER, host=HOST)
+    updates = await collect(engine.meanwhile(chat.chat_id, HOST, GUEST))
+    first = fake.calls_for("meanwhile")[0]
+    assert first.stop == [f"\n{GUEST_NAME}:", "\nTobin:"] and first.max_tokens
+    assert [u.text for u in updates if u.done][0] == "The lamp."
