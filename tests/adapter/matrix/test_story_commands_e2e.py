@@ -58,3 +58,13 @@ def test_story_commands_reach_the_engine(start_bot) -> None:
     remembered = ask(player, story, bot.user_id, "!memory you harbour", "You remember")
     assert "harbour" in remembered and "remembers" not in remembered
     ask(player, story, bot.user_id, "!scene close", "The scene closes")
+
+
+def test_a_new_players_persona_is_their_display_name_until_they_set_one(start_bot) -> None:
+    bot = start_bot()  # the offline demo model
+    player = bot.player()
+    player._call("PUT", f"/_matrix/client/v3/profile/{player.user_id}/displayname", json={"displayname": "Tobin Reyes"})
+    _, lobby, story = onboard(bot, player)
+    assert "You play **Tobin Reyes**" in ask(player, lobby, bot.user_id, "!persona", "You play")
+    assert "You now play **Tobin**: a deckhand" in ask(player, lobby, bot.user_id, "!persona Tobin: a deckhand", "You now play")
+    assert "You play: **Tobin**: a deckhand" in ask(player, story, bot.user_id, "!status", "You play")
