@@ -20,10 +20,14 @@ import secrets
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adapter.config import Config, ConfigError, load_config
 from adapter.errors import StartupError
 from adapter.logs import LOG_FORMATS, setup_logging
+
+if TYPE_CHECKING:
+    from core.services.replies import ReplySettings
 
 log = logging.getLogger("rpbot")
 
@@ -70,7 +74,7 @@ def make_llm(config: Config):
     )
 
 
-def reply_settings(config: Config):
+def reply_settings(config: Config) -> ReplySettings:
     from core.services.replies import ReplySettings
 
     llm = config.llm

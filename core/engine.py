@@ -39,9 +39,9 @@ from core.errors import InvalidPersonaError, InvalidTimeError
 from core.eventlog.db import Database, open_database
 from core.llm.base import ChatMessage, LLMClient
 from core.services import reports, scenes, timeskip
+from core.services.card_text import greeting as greeting_text
 from core.services.dialogue import REPLY_SUFFIX, load_cast, require_character
 from core.services.meanwhile import resolve_character, run_meanwhile
-from core.services.card_text import greeting as greeting_text
 from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
 from core.services.replies import ReplySettings, stop_sequences
 from core.services.reports import (
@@ -55,10 +55,9 @@ from core.services.reports import (
 from core.services.scenes import SceneCloseResult
 from core.services.talk import AfterTurn, AfterTurnStep, TurnPipeline, TurnUpdate
 from core.services.timeskip import SkipResult
-from core.state import plans, world
-from core.state import personas
-from core.state.personas import Persona, get_persona
+from core.state import personas, plans, world
 from core.state import turns as turn_state
+from core.state.personas import Persona, get_persona
 from core.state.rows import fetch_all
 
 log = logging.getLogger(__name__)

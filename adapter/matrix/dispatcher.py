@@ -28,8 +28,8 @@ from nio import (
 )
 
 from adapter.matrix.context import BotContext
-from adapter.matrix.handlers.auth import handle_invite
 from adapter.matrix.handlers import persona, story_commands  # noqa: F401  (registers their commands)
+from adapter.matrix.handlers.auth import handle_invite
 from adapter.matrix.handlers.commands import handle_command
 from adapter.matrix.handlers.messages import run_regenerate, run_turn
 from adapter.matrix.outgoing import SendMessage, txn_id_for

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import enum
 import json
-from collections import Counter
 import logging
 import re
 import types
 import typing
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, TypeVar
 

@@ -29,10 +29,10 @@ from core.services.generation import Generation
 from core.services.macros import story_time
 from core.services.prompt import finish_with_user, fold_lines
 from core.services.replies import pending_prefix, strip_speaker_name
-from core.state.personas import get_persona
 from core.state import digests as digest_state
 from core.state import memory as memory_state
 from core.state import world
+from core.state.personas import get_persona
 
 PURPOSE = "meanwhile"
 LINES = 4

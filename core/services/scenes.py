@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from core.eventlog import USER, Database, Readable, Writable, writing
 from core.llm.base import ChatMessage, LLMClient
 from core.services import plot
-from core.services.dialogue import Cast, load_cast
 from core.services.card_text import character_brief
+from core.services.dialogue import Cast, load_cast
 from core.services.macros import story_time
 from core.state import memory as memory_state
 from core.state import turns as turn_state

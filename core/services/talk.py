@@ -37,6 +37,7 @@ from core.eventlog import USER, Database
 from core.keyed_locks import KeyedLocks
 from core.llm.base import LLMClient
 from core.services import addressee, plot, scenes, timeskip
+from core.services.card_text import nickname
 from core.services.dialogue import (
     Cast,
     exchange_to_regenerate,
@@ -46,13 +47,12 @@ from core.services.dialogue import (
     require_character,
     shown_reply_for_source,
 )
-from core.services.card_text import nickname
 from core.services.generation import Generation
 from core.services.memory_write import exchange_text, record_turn_memory
 from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
 from core.services.regenerate import roll_back_turn
-from core.services.replies import ReplySettings, pending_prefix, stop_sequences, strip_speaker_name
 from core.services.relationships import apply_exchange_edges
+from core.services.replies import ReplySettings, pending_prefix, stop_sequences, strip_speaker_name
 from core.state import digests as digest_state
 from core.state import turns as turn_state
 from core.state import world

@@ -165,14 +165,14 @@ async def _memory(inv: Invocation) -> list[OutgoingEvent]:
 async def _status(inv: Invocation) -> list[OutgoingEvent]:
     status = await engine_call(inv, inv.ctx.engine.status(chat_id_of(inv)))
     cast = status.host_name + (f" and {status.guest_name}" if status.guest_name else "")
-    persona = f"**{status.persona_name}**" + (f": {status.persona_description}" if status.persona_description else "")
+    you_play = f"**{status.persona_name}**" + (f": {status.persona_description}" if status.persona_description else "")
     failures = ", ".join(f"{purpose} {count}" for purpose, count in sorted(status.parse_failures.items()))
     return inv.reply(
         "\n".join(
             [
                 f"**{status.title}** with {cast}",
                 "",
-                f"- You play: {persona} (change it with `!persona name: description`)",
+                f"- You play: {you_play} (change it with `!persona name: description`)",
                 f"- Story time: {story_time(status.clock)}",
                 f"- Scene: {'open' if status.scene_open else 'none open'}",
                 f"- Turns: {status.turns}, memories: {status.memories}",

@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from adapter.matrix.handlers import persona, story_commands  # noqa: F401  (registers their commands)
 from adapter.matrix.handlers.commands import REGISTRY, handle_command
 from adapter.matrix.store import RoomMeta
-from core.engine import CharacterInfo
-from core.engine import Persona
+from core.engine import CharacterInfo, Persona
 from core.errors import ChatNotFoundError, InvalidPersonaError
 
 CLOCK = datetime(2026, 4, 1, 9, 0)
