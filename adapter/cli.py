@@ -20,10 +20,14 @@ import secrets
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adapter.config import Config, ConfigError, load_config
 from adapter.errors import StartupError
 from adapter.logs import LOG_FORMATS, setup_logging
+
+if TYPE_CHECKING:
+    from core.services.replies import ReplySettings
 
 log = logging.getLogger("rpbot")
 
@@ -70,6 +74,14 @@ def make_llm(config: Config):
     )
 
 
+def reply_settings(config: Config) -> ReplySettings:
+    from core.services.replies import ReplySettings
+
+    llm = config.llm
+    return ReplySettings(max_tokens=llm.reply_max_tokens, stop_at_names=llm.stop_at_names,
+                         extra_stop=tuple(llm.stop_sequences))
+
+
 async def run_bot(config: Config) -> None:
     from adapter.matrix.bot import MatrixBot
     from core.engine import Engine
@@ -78,7 +90,7 @@ async def run_bot(config: Config) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     if config.llm.provider == "demo":
         log.warning("llm.provider is \"demo\": characters answer from the offline demo model")
-    engine = await Engine.open(data_dir / "engine.sqlite3", make_llm(config))
+    engine = await Engine.open(data_dir / "engine.sqlite3", make_llm(config), replies=reply_settings(config))
     bot = MatrixBot(config, engine)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

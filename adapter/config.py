@@ -98,6 +98,11 @@ class LLMConfig(_Section):
     narrative_model: str = Field(default="", description="The model that writes the characters' replies; required with provider `openai`.")
     classifier_model: str = Field(default="", description="The model for routing, summaries and other short calls; defaults to `narrative_model`.")
     timeout_s: float = Field(default=60, gt=0, description="Seconds to wait for the endpoint before a call counts as failed.")
+    reply_max_tokens: int = Field(default=400, ge=16, le=8192, description="The most tokens a character's reply may take (`max_tokens`).")
+    stop_at_names: bool = Field(
+        default=True, description="Stop a reply where the model starts the next speaker's line (`\\n<player's persona name>:`, other characters).",
+    )
+    stop_sequences: list[str] = Field(default_factory=list, description="Extra stop sequences for replies (at most four are sent, names first).")
 
     @model_validator(mode="after")
     def _openai_needs_a_model(self) -> "LLMConfig":

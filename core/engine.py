@@ -36,18 +36,15 @@ from pathlib import Path
 
 from core.characters.builtin import install_builtin_characters
 from core.characters.cards import import_card
-from core.errors import InvalidCastError, InvalidTimeError
+from core.errors import InvalidCastError, InvalidPersonaError, InvalidTimeError
 from core.eventlog.db import Database, open_database
-from core.llm.base import LLMClient
+from core.llm.base import ChatMessage, LLMClient
 from core.services import reports, scenes, timeskip
+from core.services.card_text import greeting as greeting_text
 from core.services.dialogue import REPLY_SUFFIX, load_cast, require_character
 from core.services.meanwhile import resolve_character, run_meanwhile
-from core.services.prompt import (
-    DEFAULT_BUDGET_TOKENS,
-    assemble_prompt,
-    fill_placeholders,
-    system_prompt,
-)
+from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
+from core.services.replies import ReplySettings, stop_sequences
 from core.services.reports import (
     ChatStatus,
     ContextReport,
@@ -59,8 +56,9 @@ from core.services.reports import (
 from core.services.scenes import SceneCloseResult
 from core.services.talk import AfterTurn, AfterTurnStep, TurnPipeline, TurnUpdate
 from core.services.timeskip import SkipResult
-from core.state import plans, world
+from core.state import personas, plans, world
 from core.state import turns as turn_state
+from core.state.personas import Persona, get_persona
 from core.state.rows import fetch_all
 from core.text_input import check_line, check_readable
 
@@ -83,13 +81,15 @@ __all__ = [
     "ExportedScene",
     "ExportedTurn",
     "MemoryInfo",
+    "NextPrompt",
+    "Persona",
+    "ReplySettings",
     "SceneCloseResult",
     "SkipResult",
     "StoryExport",
     "ThreadInfo",
     "TurnUpdate",
     "WorldEventInfo",
-    "system_prompt",
 ]
 
 
@@ -102,6 +102,18 @@ class ChatInfo:
     host_name: str
     guest_id: str | None = None
     guest_name: str | None = None
+
+
+@dataclass(frozen=True)
+class NextPrompt:
+    """What `!context full` shows: the messages and parameters of the next reply's request."""
+
+    speaker_name: str
+    messages: list[ChatMessage]
+    max_tokens: int
+    stop: list[str]
+    tokens: int
+    budget_tokens: int
 
 
 @dataclass(frozen=True)
@@ -149,16 +161,22 @@ class StoryExport:
 
 
 class Engine:
-    def __init__(self, db: Database, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS) -> None:
+    def __init__(
+        self, db: Database, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+        replies: ReplySettings | None = None,
+    ) -> None:
         self.db = db
         self.llm = llm
-        self.pipeline = TurnPipeline(db, llm, budget_tokens=budget_tokens)
+        self.pipeline = TurnPipeline(db, llm, budget_tokens=budget_tokens, replies=replies or ReplySettings())
 
     @classmethod
-    async def open(cls, path: Path | str, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS) -> Engine:
+    async def open(
+        cls, path: Path | str, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+        replies: ReplySettings | None = None,
+    ) -> Engine:
         db = await open_database(path)
         await install_builtin_characters(db)
-        return cls(db, llm, budget_tokens=budget_tokens)
+        return cls(db, llm, budget_tokens=budget_tokens, replies=replies)
 
     async def close(self) -> None:
         """Stop in-flight generations, wait for after-turn work, then release the model and the database."""
@@ -181,6 +199,28 @@ class Engine:
         character = await import_card(self.db, data)
         return CharacterInfo(character.character_id, character.name, character.description)
 
+    async def persona(self, owner: str) -> Persona:
+        """The player's persona (a default from their id until they set one)."""
+        return await personas.get_persona(self.db, owner)
+
+    async def set_persona(self, owner: str, name: str, description: str = "") -> Persona:
+        """Set the player's persona: the name `{{user}}` stands for, and a short description.
+        InvalidPersonaError for an empty or overlong name or description."""
+        name, description = " ".join(name.split()), description.strip()
+        if not name or len(name) > personas.MAX_NAME_CHARS or len(description) > personas.MAX_DESCRIPTION_CHARS:
+            raise InvalidPersonaError(
+                f"a persona needs a name of 1 to {personas.MAX_NAME_CHARS} characters and a description of at "
+                f"most {personas.MAX_DESCRIPTION_CHARS}"
+            )
+        return await personas.set_persona(self.db, owner, name, description)
+
+    async def ensure_persona(self, owner: str, name: str) -> Persona:
+        """Give the player a persona named `name` (e.g. their display name) unless they have one."""
+        name = " ".join(name.split())[: personas.MAX_NAME_CHARS]
+        if name and not await personas.has_persona(self.db, owner):
+            return await personas.set_persona(self.db, owner, name)
+        return await personas.get_persona(self.db, owner)
+
     async def create_chat(self, *, owner: str, host: str, guest: str | None = None, title: str | None = None) -> ChatInfo:
         host_character = await require_character(self.db, host)
         guest_character = await require_character(self.db, guest) if guest else None
@@ -195,11 +235,11 @@ class Engine:
 
     async def greeting(self, chat_id: str) -> TurnUpdate:
         """The host's first message, recorded once as the chat's opening turn."""
-        chat = await world.require_chat(self.db, chat_id)
-        host = await require_character(self.db, chat.host)
-        text = fill_placeholders(host.first_mes, host) or f"*{host.name} looks up.* Oh, hello."
+        cast = await load_cast(self.db, chat_id)
+        host = cast.host
+        text = greeting_text(host, cast) or f"*{host.name} looks up.* Oh, hello."
         async with self.db.transaction() as tx:
-            await scenes.ensure_scene(tx, await load_cast(tx, chat_id))
+            await scenes.ensure_scene(tx, cast)
             turn, _ = await turn_state.record_turn(
                 tx, chat_id, "assistant", host.character_id, text, source_id=GREETING_SOURCE
             )
@@ -325,6 +365,15 @@ class Engine:
         prompt = await assemble_prompt(self.db, cast, cast.host, user_turn=None, budget_tokens=self.pipeline.budget_tokens)
         return reports.context_report(cast.host.name, prompt)
 
+    async def next_prompt(self, chat_id: str, pending_line: str = "(your next line)") -> NextPrompt:
+        """The exact request the host's next reply would send, with `pending_line` as the player's line."""
+        cast = await load_cast(self.db, chat_id)
+        prompt = await assemble_prompt(self.db, cast, cast.host, user_turn=None, pending_line=pending_line,
+                                       budget_tokens=self.pipeline.budget_tokens)
+        replies = self.pipeline.replies
+        return NextPrompt(cast.host.name, prompt.messages, replies.max_tokens,
+                          stop_sequences(cast, cast.host, replies), prompt.total_tokens, prompt.budget_tokens)
+
     # -- reading a whole story (issue 9) ----------------------------------------------
 
     async def export_story(self, chat_id: str) -> StoryExport:
@@ -338,9 +387,11 @@ class Engine:
             CharacterInfo(cid, characters[cid].name, characters[cid].description) for cid in cast_ids if cid in characters
         )
 
+        player = await get_persona(self.db, chat.owner)
+
         def name_of(speaker: str) -> str:
             if speaker == "you":
-                return "You"
+                return player.name
             character = characters.get(speaker)
             return character.name if character else speaker
 

@@ -134,3 +134,7 @@ class InvalidCastError(RpbotError):
 
 class InvalidTimeError(RpbotError):
     """A time skip or jump that does not move the story forward (a jump into the past, a zero skip)."""
+
+
+class InvalidPersonaError(RpbotError):
+    """A player persona with an empty or overlong name or description."""

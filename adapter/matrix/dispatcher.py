@@ -31,7 +31,7 @@ from nio import (
 
 from adapter.matrix.context import BotContext
 from adapter.matrix.failures import explain
-from adapter.matrix.handlers import story_commands  # noqa: F401  (registers the story-room commands)
+from adapter.matrix.handlers import persona, story_commands  # noqa: F401  (registers their commands)
 from adapter.matrix.handlers.auth import handle_invite
 from adapter.matrix.handlers.commands import LOBBY_ROOMS, handle_command
 from adapter.matrix.handlers.messages import run_regenerate, run_turn

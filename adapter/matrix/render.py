@@ -111,6 +111,34 @@ def notice(text: str) -> dict[str, Any]:
     return {"msgtype": "m.notice", "body": text, "format": "org.matrix.custom.html", "formatted_body": markdown_to_html(text)}
 
 
+def _collapsed(title: str, text: str) -> dict[str, Any]:
+    return {
+        "msgtype": "m.notice",
+        "body": f"{title}\n\n{text}",
+        "format": "org.matrix.custom.html",
+        "formatted_body": f"<details><summary>{html.escape(title)}</summary><pre><code>{html.escape(text)}</code></pre></details>",
+    }
+
+
+def _fitting_parts(text: str, title: str) -> list[str]:
+    """`text` split (at a line end near the middle if it can) until each part fits one event."""
+    if len(text) <= 1 or content_bytes(_collapsed(title + " (part 99 of 99)", text)) <= MAX_CONTENT_BYTES:
+        return [text]
+    middle = len(text) // 2
+    cut = text.rfind("\n", 0, middle) + 1 or middle
+    return _fitting_parts(text[:cut], title) + _fitting_parts(text[cut:], title)
+
+
+def collapsed_blocks(summary: str, text: str) -> list[dict[str, Any]]:
+    """Long plain text (a whole prompt) as notices holding a collapsed `<details>` block each,
+    split into as many messages as the event size limit needs ("part 2 of 3")."""
+    parts = _fitting_parts(text, summary)
+    return [
+        _collapsed(summary + (f" (part {index} of {len(parts)})" if len(parts) > 1 else ""), part)
+        for index, part in enumerate(parts, 1)
+    ]
+
+
 def edit_of(event_id: str, new_content: dict[str, Any]) -> dict[str, Any]:
     """An `m.replace` edit of `event_id` carrying the whole new content."""
     content = dict(new_content)

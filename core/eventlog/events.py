@@ -123,6 +123,15 @@ class CharacterRegistered(EventPayload):
     raw_card: dict[str, Any] | None = None
 
 
+@event_kind("persona_set")
+class PersonaSet(EventPayload):
+    """The player `owner`'s persona: the name `{{user}}` stands for, and a short description."""
+
+    owner: Ident
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
+
+
 @event_kind("chat_created")
 class ChatCreated(ChatEvent):
     owner: Ident

@@ -35,6 +35,7 @@ MIGRATIONS: list[Migration] = []
 # Projection tables in an order that is safe to clear (children before parents).
 # The event log (`events`) is the truth and is never in this list.
 PROJECTION_TABLES: tuple[str, ...] = (
+    "personas",
     "digests",
     "world_events",
     "plot_threads",
@@ -276,4 +277,15 @@ async def _turn_witnesses(conn: aiosqlite.Connection) -> None:
            UNION SELECT t.turn_id, c.host FROM turns t JOIN chats c ON c.chat_id = t.chat_id
            UNION SELECT t.turn_id, c.guest FROM turns t JOIN chats c ON c.chat_id = t.chat_id
                  WHERE c.guest IS NOT NULL""",
+    ])
+
+
+@migration("player personas: a name and a short description per player")
+async def _personas(conn: aiosqlite.Connection) -> None:
+    await _run(conn, [
+        """CREATE TABLE personas (
+            owner TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL
+        )""",
     ])

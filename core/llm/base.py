@@ -54,8 +54,9 @@ class LLMClient(Protocol):
         max_tokens: int | None = None,
         temperature: float | None = None,
         response_schema: type[BaseModel] | None = None,
+        stop: Sequence[str] | None = None,
     ) -> str:
-        """Return the whole reply text. With `response_schema` the reply should be JSON for it
+        """Return the whole reply text (ending before any of the `stop` sequences). With `response_schema` the reply should be JSON for it
         (not guaranteed: use `core.llm.structured.generate_json` to validate)."""
         ...
 
@@ -67,8 +68,9 @@ class LLMClient(Protocol):
         role: ModelRole = "narrative",
         max_tokens: int | None = None,
         temperature: float | None = None,
+        stop: Sequence[str] | None = None,
     ) -> AsyncIterator[str]:
-        """Yield the reply as text deltas. Close the iterator (`aclose()`, or
+        """Yield the reply as text deltas (ending before any of the `stop` sequences). Close the iterator (`aclose()`, or
         `contextlib.aclosing`) or cancel the task to stop generating."""
         ...
 

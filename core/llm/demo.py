@@ -131,6 +131,7 @@ class DemoLLM:
         max_tokens: int | None = None,
         temperature: float | None = None,
         response_schema: type[BaseModel] | None = None,
+        stop: Sequence[str] | None = None,
     ) -> str:
         return self.reply_for(messages, purpose=purpose, role=role, response_schema=response_schema)
 
@@ -142,6 +143,7 @@ class DemoLLM:
         role: ModelRole = "narrative",
         max_tokens: int | None = None,
         temperature: float | None = None,
+        stop: Sequence[str] | None = None,
     ) -> AsyncIterator[str]:
         text = self.reply_for(messages, purpose=purpose, role=role)
         for word in re.findall(r"\S+\s*", text):

@@ -10,6 +10,9 @@ A route is a string, a dict or pydantic model (sent as JSON), or a callable taki
 messages and returning any of those (it may be async). Every call is recorded in `calls`.
 Calling a purpose with no route raises `UnplannedLLMCallError` (an AssertionError, so code
 that catches `LLMError` for resilience cannot swallow it) and is also kept in `unplanned`.
+Like a model server with a strict chat template, the fake refuses messages that are not one
+system message followed by user / assistant strictly alternating from user: it raises
+`RoleOrderError` (an AssertionError too), unless created with `strict=False`.
 Per purpose you can add a delay before the reply, an error to raise (before the first chunk,
 or mid-stream after some chunks), and streaming splits the reply into `chunk_size`-character
 chunks (word by word when `chunk_size` is None).
@@ -28,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from core.llm.base import ChatMessage, ModelRole
+from core.llm.roles import role_order_error
 
 Route = str | dict | BaseModel | Callable[[list[ChatMessage]], Any]
 """A reply for one purpose: text, JSON (dict or model), or a (sync or async) function of the
@@ -36,6 +40,10 @@ messages returning one of those."""
 
 class UnplannedLLMCallError(AssertionError):
     """A test's FakeLLM was asked for a purpose it has no route for."""
+
+
+class RoleOrderError(AssertionError):
+    """A strict chat template would refuse these messages (roles out of order)."""
 
 
 @dataclass
@@ -49,6 +57,7 @@ class FakeLLMCall:
     max_tokens: int | None = None
     temperature: float | None = None
     response_schema: type[BaseModel] | None = None
+    stop: list[str] | None = None
 
     @property
     def system_prompt(self) -> str:
@@ -76,7 +85,9 @@ class FakeLLM:
         errors: Mapping[str, BaseException | type[BaseException]] | None = None,
         chunk_size: int | None = None,
         chunk_delay_s: float = 0.0,
+        strict: bool = True,
     ) -> None:
+        self.strict = strict
         self.routes = dict(routes or {})
         self.delays = dict(delays or {})
         self.chunk_size = chunk_size
@@ -128,9 +139,10 @@ class FakeLLM:
         max_tokens: int | None = None,
         temperature: float | None = None,
         response_schema: type[BaseModel] | None = None,
+        stop: Sequence[str] | None = None,
     ) -> str:
         call = self._record(
-            purpose, role, messages, False, max_tokens, temperature, response_schema
+            purpose, role, messages, False, max_tokens, temperature, response_schema, stop
         )
         await self._delay(purpose)
         self._raise_if_scripted(purpose, chunks_sent=None)
@@ -144,8 +156,9 @@ class FakeLLM:
         role: ModelRole = "narrative",
         max_tokens: int | None = None,
         temperature: float | None = None,
+        stop: Sequence[str] | None = None,
     ) -> AsyncIterator[str]:
-        call = self._record(purpose, role, messages, True, max_tokens, temperature, None)
+        call = self._record(purpose, role, messages, True, max_tokens, temperature, None, stop)
         await self._delay(purpose)
         self._raise_if_scripted(purpose, chunks_sent=None)
         text = await self._reply_text(call)
@@ -172,6 +185,7 @@ class FakeLLM:
         max_tokens: int | None,
         temperature: float | None,
         response_schema: type[BaseModel] | None,
+        stop: Sequence[str] | None = None,
     ) -> FakeLLMCall:
         call = FakeLLMCall(
             purpose=purpose,
@@ -181,8 +195,12 @@ class FakeLLM:
             max_tokens=max_tokens,
             temperature=temperature,
             response_schema=response_schema,
+            stop=list(stop) if stop else None,
         )
         self.calls.append(call)
+        problem = role_order_error(call.messages) if self.strict else None
+        if problem is not None:
+            raise RoleOrderError(f"purpose {purpose!r}: {problem}; roles {[m['role'] for m in call.messages]}")
         if purpose not in self.routes and purpose not in self._errors:
             self.unplanned.append(call)
             raise UnplannedLLMCallError(
@@ -215,12 +233,19 @@ class FakeLLM:
             return route.model_dump_json()
         if isinstance(route, (dict, list)):
             return json.dumps(route)
-        return str(route)
+        return cut_at_stop(str(route), call.stop)
 
     def _chunks(self, text: str) -> list[str]:
         if self.chunk_size:
             return [text[i : i + self.chunk_size] for i in range(0, len(text), self.chunk_size)]
         return re.findall(r"\S+\s*|\s+", text)
+
+
+def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
+    """`text` up to the first of the `stop` sequences, as a model server returns it."""
+    stop = [stop] if isinstance(stop, str) else stop
+    cut = min((text.find(s) for s in stop or () if s and s in text), default=len(text))
+    return text[:cut]
 
 
 def _instantiate(error: BaseException | type[BaseException]) -> BaseException:

@@ -53,6 +53,7 @@ from core.llm.structured import response_format_for
 logger = logging.getLogger("core.llm.openai")
 
 PURPOSE_HEADER = "X-RPBot-Purpose"
+MAX_STOP_SEQUENCES = 4  # the most the OpenAI API accepts
 _MAX_CONNECT_TIMEOUT_S = 10.0
 
 
@@ -122,8 +123,9 @@ class OpenAICompatibleClient:
         max_tokens: int | None = None,
         temperature: float | None = None,
         response_schema: type[BaseModel] | None = None,
+        stop: Sequence[str] | None = None,
     ) -> str:
-        payload = self._payload(messages, role, max_tokens, temperature, response_schema, False)
+        payload = self._payload(messages, role, max_tokens, temperature, response_schema, False, stop)
         started = time.monotonic()
         try:
             text = await self._complete_with_retries(payload, purpose)
@@ -181,8 +183,9 @@ class OpenAICompatibleClient:
         role: ModelRole = "narrative",
         max_tokens: int | None = None,
         temperature: float | None = None,
+        stop: Sequence[str] | None = None,
     ) -> AsyncIterator[str]:
-        payload = self._payload(messages, role, max_tokens, temperature, None, True)
+        payload = self._payload(messages, role, max_tokens, temperature, None, True, stop)
         started = time.monotonic()
         opened = await self._open_stream_with_retries(payload, purpose)
         chars = 0
@@ -253,6 +256,7 @@ class OpenAICompatibleClient:
         temperature: float | None,
         response_schema: type[BaseModel] | None,
         stream: bool,
+        stop: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self.model_for(role),
@@ -263,6 +267,8 @@ class OpenAICompatibleClient:
             payload["max_tokens"] = max_tokens
         if temperature is not None:
             payload["temperature"] = temperature
+        if stop:
+            payload["stop"] = list(stop)[:MAX_STOP_SEQUENCES]
         if response_schema is not None and self.use_response_format:
             payload["response_format"] = response_format_for(response_schema)
         return payload

@@ -4,7 +4,8 @@ Classifier calls ask for JSON matching a pydantic model. Providers that honour
 `response_format` return clean JSON; others wrap it in prose or code fences, or think aloud
 first (`<think>...</think>`). `extract_json` digs the first JSON object out of such text, and
 `generate_json` validates it against the schema. Bad model output never raises: the caller's
-safe default is returned and a warning logged. Transport errors (`LLMError`) still raise unless
+safe default is returned and a warning logged. Every such failure is also counted by purpose in `parse_failures`, which `!status` shows
+operators. Transport errors (`LLMError`) still raise unless
 `default_on_llm_error=True`, because "the model is unreachable" is not "the model said nonsense".
 """
 
@@ -16,6 +17,7 @@ import logging
 import re
 import types
 import typing
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -26,6 +28,9 @@ from core.llm.base import ChatMessage, LLMClient, LLMError, ModelRole
 logger = logging.getLogger("core.llm.structured")
 
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
+
+parse_failures: Counter[str] = Counter()
+"""Structured answers that could not be used, by purpose, since the process started (`!status`)."""
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _CODE_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
@@ -128,6 +133,7 @@ async def generate_json(
         return default
     value = extract_json(text)
     if value is None:
+        parse_failures[purpose] += 1
         logger.warning(
             "LLM call %r returned no JSON; using the default. Output: %.300r", purpose, text
         )
@@ -135,6 +141,7 @@ async def generate_json(
     try:
         return schema.model_validate(value)
     except ValidationError as error:
+        parse_failures[purpose] += 1
         logger.warning(
             "LLM call %r returned JSON that does not fit %s (%d errors); using the default. "
             "Output: %.300r",

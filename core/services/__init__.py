@@ -4,7 +4,10 @@
   causes tag that ties an event to the turn that caused it).
 - `recall`: witness-filtered memory reads for a prompt (per-POV summaries, digests).
 - `addressee`: the routing classifier (which character answers, and any skip / jump / scene close).
-- `prompt`: prompt assembly within a token budget (`tokens` holds the estimate).
+- `prompt`: the reply prompt within a token budget, in roles every chat template accepts
+  (`tokens` holds the estimate; `card_text` the card as prompts show it; `macros` the
+  `{{char}}` / `{{user}}` / story-time macros; `replies` max_tokens, stop sequences, a
+  leading name stripped).
 - `generation`: one cancellable streamed generation.
 - `memory_write`, `relationships`: what an exchange leaves behind (memories, edges).
 - `regenerate`: rolling back what a superseded turn caused, by compensating events.

@@ -27,7 +27,9 @@ from pydantic import BaseModel
 
 from core.llm.base import ChatMessage, LLMClient
 from core.llm.structured import generate_json
+from core.services.card_text import fill, whole_sentences
 from core.services.dialogue import Cast
+from core.services.macros import story_time
 from core.services.timeskip import MAX_TIME_MOVE
 from core.state import world
 from core.state.turns import Turn
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 PURPOSE = "addressee"
 CONTEXT_TURNS = 6
 LINE_CHARS = 300
+ROSTER_CHARS = 240
+ROUTE_MAX_TOKENS = 400  # room for a model that thinks before it answers
 
 
 class AddresseeDecision(BaseModel):
@@ -78,23 +82,28 @@ def may_carry_intent(text: str) -> bool:
 
 
 def addressee_messages(cast: Cast, dialogue: Sequence[Turn], text: str) -> list[ChatMessage]:
+    player = cast.player.name
     roster = "\n".join(
-        f"- id: {c.character_id}; name: {c.name}" + (f"; {c.description[:160]}" if c.description else "")
+        f"- {c.character_id} ({c.name})" + (f": {whole_sentences(fill(c.description, c, cast), ROSTER_CHARS)}"
+                                            if c.description.strip() else "")
         for c in cast.characters
     )
+    ids = " | ".join(f'"{c.character_id}"' for c in cast.characters)
     context = "\n".join(f"{cast.name_of(t.speaker)}: {t.text[:LINE_CHARS]}" for t in dialogue[-CONTEXT_TURNS:])
     system = (
-        "You route a roleplay chat. Decide which present character the player's latest line is "
-        "addressed to, i.e. who should answer it.\n"
-        f"Characters present:\n{roster}\n"
+        f"You route a roleplay between {player} (the player) and the characters present. Decide which "
+        f"character {player}'s latest line is addressed to, i.e. who should answer it.\n"
+        f"Characters present (id and name):\n{roster}\n"
+        f"Story time now: {story_time(cast.chat.clock)}.\n"
         "Also decide whether the line moves the story in time: \"skip\" when time passes by a duration "
         "(amount: a duration such as \"8h\" or \"30m\"), \"jump\" when the story goes to a given time "
-        "(amount: a time such as \"tomorrow 7am\"), else \"none\"; and whether the line ends the scene "
-        "(close_scene). When unsure, answer none / false.\n"
-        'Answer with JSON only: {"speaker": "<character id>", "confidence": "high" | "medium" | "low", '
-        '"time": "none" | "skip" | "jump", "amount": "", "close_scene": false}.'
+        "(amount: a time such as \"tomorrow 7am\"), else \"none\" (amount left empty); and whether the "
+        "line ends the scene (close_scene). When unsure, answer none and false.\n"
+        f"Answer with one JSON object and nothing else. Keys: speaker (one of {ids}), confidence "
+        '("high", "medium" or "low"), time ("none", "skip" or "jump"), amount (a string), '
+        "close_scene (true or false)."
     )
-    user = (f"Recent lines:\n{context}\n\n" if context else "") + f"The player's latest line:\n{text}"
+    user = (f"Recent lines:\n{context}\n\n" if context else "") + f"{player}'s latest line:\n{text}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -141,7 +150,7 @@ async def route(llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str)
     fallback = AddresseeDecision(speaker=cast.host.character_id, confidence="low")
     decision = await generate_json(
         llm, addressee_messages(cast, dialogue, text), purpose=PURPOSE, schema=AddresseeDecision,
-        default=fallback, role="classifier", max_tokens=100, default_on_llm_error=True,
+        default=fallback, role="classifier", max_tokens=ROUTE_MAX_TOKENS, default_on_llm_error=True,
     )
     speaker = _pick_speaker(cast, dialogue, decision, decision is fallback)
     skip, jump = _intent(decision, cast.chat.clock)

@@ -13,24 +13,25 @@ close), so each step sees the story the same way:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.errors import CharacterNotFoundError, NothingToRegenerateError
 from core.eventlog import USER, Readable
 from core.state import turns as turn_state
 from core.state import world
+from core.state.personas import Persona, get_persona
 from core.state.turns import Turn
 
-PLAYER_NAME = "You"
 REPLY_SUFFIX = "#reply"
 
 
 @dataclass(frozen=True)
 class Cast:
-    """A chat and the characters present in its main story (host first)."""
+    """A chat, the characters present in its main story (host first), and the player's persona."""
 
     chat: world.Chat
     characters: tuple[world.Character, ...]
+    player: Persona = field(default_factory=lambda: Persona(USER, "Player", is_default=True))
 
     @property
     def host(self) -> world.Character:
@@ -45,7 +46,7 @@ class Cast:
 
     def name_of(self, speaker_id: str) -> str:
         if speaker_id == USER:
-            return PLAYER_NAME
+            return self.player.name
         character = self.get(speaker_id)
         return character.name if character else speaker_id
 
@@ -60,7 +61,7 @@ async def require_character(source: Readable, character_id: str) -> world.Charac
 async def load_cast(source: Readable, chat_id: str) -> Cast:
     chat = await world.require_chat(source, chat_id)
     ids = [chat.host] + ([chat.guest] if chat.guest and chat.guest != chat.host else [])
-    return Cast(chat, tuple([await require_character(source, i) for i in ids]))
+    return Cast(chat, tuple([await require_character(source, i) for i in ids]), await get_persona(source, chat.owner))
 
 
 async def recent_dialogue(

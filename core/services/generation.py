@@ -29,18 +29,19 @@ class Generation:
         purpose: str,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        stop: Sequence[str] | None = None,
     ) -> None:
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self.stopped = False
-        self._task = asyncio.create_task(self._produce(llm, messages, purpose, max_tokens, temperature))
+        self._task = asyncio.create_task(self._produce(llm, messages, purpose, max_tokens, temperature, stop))
         # Runs however the task ends, even if it is cancelled before its first step.
         self._task.add_done_callback(lambda _task: self._queue.put_nowait(_END))
 
     async def _produce(
         self, llm: LLMClient, messages: Sequence[ChatMessage], purpose: str,
-        max_tokens: int | None, temperature: float | None,
+        max_tokens: int | None, temperature: float | None, stop: Sequence[str] | None,
     ) -> None:
-        stream = llm.stream(messages, purpose=purpose, max_tokens=max_tokens, temperature=temperature)
+        stream = llm.stream(messages, purpose=purpose, max_tokens=max_tokens, temperature=temperature, stop=stop)
         async with aclosing(stream) as deltas:
             async for delta in deltas:
                 if delta:

@@ -22,15 +22,22 @@ from typing import Any
 from core.errors import InvalidCastError, UnknownCharacterError
 from core.eventlog import USER, Database
 from core.llm.base import ChatMessage, LLMClient
+from core.llm.roles import alternating
+from core.services.card_text import character_brief, nickname
+from core.services.dialogue import Cast
 from core.services.generation import Generation
-from core.services.prompt import system_prompt
+from core.services.macros import story_time
+from core.services.prompt import finish_with_user, fold_lines
+from core.services.replies import pending_prefix, strip_speaker_name
 from core.state import digests as digest_state
 from core.state import memory as memory_state
 from core.state import world
+from core.state.personas import get_persona
 
 PURPOSE = "meanwhile"
 LINES = 4
 LINE_CHARS = 400
+LINE_MAX_TOKENS = 300
 DIGEST_LINE_CHARS = 160
 
 
@@ -50,24 +57,20 @@ async def resolve_character(db: Database, ident: str) -> world.Character:
     raise UnknownCharacterError(ident)
 
 
-def line_messages(
-    speaker: world.Character, other: world.Character, premise: str, lines: list[MeanwhileLine]
-) -> list[ChatMessage]:
+def line_messages(cast: Cast, speaker: world.Character, premise: str, lines: list[MeanwhileLine]) -> list[ChatMessage]:
+    """`speaker`'s next line: its own lines are `assistant`, the other's `user` (named)."""
+    other = next(c for c in cast.characters if c.character_id != speaker.character_id)
     system = (
-        system_prompt(speaker)
-        + f"\n\nMeanwhile, away from the player, {speaker.name} is with {other.name}."
-        + (f" Situation: {premise}" if premise else "")
+        f"You are {speaker.name}.\n" + character_brief(speaker, cast)
+        + f"\n\nMeanwhile, away from {cast.player.name}, {speaker.name} is with {other.name}."
+        + (f" Situation: {premise.rstrip('.')}." if premise else "")
+        + f"\nStory time: {story_time(cast.chat.clock)}."
         + f"\nWrite {speaker.name}'s next line only: one short paragraph of speech and action."
     )
-    messages: list[ChatMessage] = [{"role": "system", "content": system}]
-    for line in lines:
-        if line.speaker.character_id == speaker.character_id:
-            messages.append({"role": "assistant", "content": line.text})
-        else:
-            messages.append({"role": "user", "content": f"[{line.speaker.name}] {line.text}"})
-    if not lines:
-        messages.append({"role": "user", "content": f"[Scene] {premise or 'The two of them talk.'}"})
-    return messages
+    dialogue = fold_lines(cast, speaker.character_id, [(line.speaker.character_id, line.text) for line in lines])
+    opening = f"[Scene: {premise or 'the two of them talk.'}]"
+    messages = alternating([{"role": "system", "content": system}, *dialogue], opening=opening)
+    return finish_with_user(messages, "", f"[{speaker.name} goes on.]")
 
 
 def digest_text(a: world.Character, b: world.Character, premise: str, lines: list[MeanwhileLine]) -> str:
@@ -83,20 +86,24 @@ async def run_meanwhile(
 ) -> AsyncIterator[tuple[MeanwhileLine, bool]]:
     """Yield (line so far, done) as the lines are written; `control` is the chat's in-flight
     handle (`cancel_requested`, `generation`), so a cancel stops the scene."""
-    await world.require_chat(db, chat_id)
+    chat = await world.require_chat(db, chat_id)
     first, second = await resolve_character(db, a), await resolve_character(db, b)
     if first.character_id == second.character_id:
         raise InvalidCastError(f"a meanwhile scene needs two different characters, got {a!r} twice")
     scene = await world.open_scene(db, chat_id, kind="meanwhile", title=premise[:200],
                                    present=[first.character_id, second.character_id])
+    cast = Cast(chat, (first, second), await get_persona(db, chat.owner))
     lines: list[MeanwhileLine] = []
     try:
         for index in range(LINES):
             if control.cancel_requested:
                 break
-            speaker, other = (first, second) if index % 2 == 0 else (second, first)
+            speaker = first if index % 2 == 0 else second
+            other = second if speaker is first else first
+            names = [speaker.name, nickname(speaker)]
             generation = control.generation = Generation(
-                llm, line_messages(speaker, other, premise, lines), purpose=PURPOSE, max_tokens=300
+                llm, line_messages(cast, speaker, premise, lines), purpose=PURPOSE, max_tokens=LINE_MAX_TOKENS,
+                stop=[f"\n{other.name}:", f"\n{cast.player.name}:"],
             )
             if control.cancel_requested:
                 generation.cancel()
@@ -105,9 +112,11 @@ async def run_meanwhile(
                 async with aclosing(generation.deltas()) as deltas:
                     async for delta in deltas:
                         so_far += delta
-                        yield MeanwhileLine(speaker, so_far), False
+                        if not pending_prefix(so_far, names):
+                            yield MeanwhileLine(speaker, strip_speaker_name(so_far, names)), False
             finally:
                 await generation.aclose()
+            so_far = strip_speaker_name(so_far, names)
             text = so_far if generation.stopped else so_far.strip()
             if text.strip():
                 line = MeanwhileLine(speaker, text[:LINE_CHARS * 4], generation.stopped)

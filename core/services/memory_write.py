@@ -23,7 +23,7 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_QUOTE_CHARS else text[: MAX_QUOTE_CHARS - 1].rstrip() + "…"
 
 
-def exchange_text(user_turn: Turn | None, reply_text: str, speaker_name: str, player_name: str = "You") -> str:
+def exchange_text(user_turn: Turn | None, reply_text: str, speaker_name: str, player_name: str) -> str:
     said = f'{player_name} said: "{_clip(user_turn.text)}" ' if user_turn is not None else ""
     return f'{said}{speaker_name} answered: "{_clip(reply_text)}"'
 
@@ -37,13 +37,14 @@ async def record_turn_memory(
     speaker_name: str,
     present: Iterable[str],
     you_present: bool = True,
+    player_name: str,
 ) -> Memory | None:
     """Record the exchange (user line + reply) as a memory of everyone present; None if empty."""
     if not reply_turn.text.strip():
         return None
     witnesses = ([USER] if you_present else []) + [p for p in present if p != USER]
     return await memory_state.record_memory(
-        tx, chat_id, exchange_text(user_turn, reply_turn.text, speaker_name), witnesses,
+        tx, chat_id, exchange_text(user_turn, reply_turn.text, speaker_name, player_name), witnesses,
         significance=2, kind="event", scene_id=reply_turn.scene_id, story_time=reply_turn.story_time,
         source_turn_id=reply_turn.turn_id,
     )

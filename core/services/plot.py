@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
@@ -27,6 +28,7 @@ from core.errors import IllegalTransitionError, NotFoundError
 from core.eventlog import Database
 from core.llm.base import ChatMessage, LLMClient
 from core.llm.structured import generate_json
+from core.services.macros import story_time
 from core.state import plans, world
 from core.state import threads as thread_state
 from core.timeparse import parse_story_time
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 THREADS_PURPOSE = "threads"
 LIFECYCLE_PURPOSE = "lifecycle"
 EXCHANGE_CHARS = 800
+STRUCTURED_MAX_TOKENS = 800  # room for a model that thinks before it answers
 
 
 class NewThread(BaseModel):
@@ -98,14 +101,17 @@ async def needs_lifecycle(db: Database, chat_id: str, exchange: str) -> bool:
     return may_mention_plan(exchange) or bool(await plans.list_world_events(db, chat_id, ["planned", "started"]))
 
 
-def thread_messages(open_threads: list[thread_state.PlotThread], scene_text: str) -> list[ChatMessage]:
+def thread_messages(open_threads: list[thread_state.PlotThread], scene_text: str, clock: datetime) -> list[ChatMessage]:
     known = "\n".join(f"- id {t.thread_id}: {t.title} — {t.summary}" for t in open_threads) or "(none)"
     system = (
         "You track the plot threads (open story questions) of a roleplay. Given the scene that just "
         "ended and the open threads, say which new threads the scene opened, which open threads it "
         "advanced (a new one-line summary) and which it resolved. Only clear cases; when unsure, no change.\n"
-        'Answer with JSON only: {"open": [{"title": "", "summary": ""}], '
-        '"update": [{"thread_id": 0, "summary": ""}], "close": [{"thread_id": 0, "resolution": ""}]}.'
+        "Answer with one JSON object and nothing else, with three lists (each may be empty): "
+        "open (new threads, each with a title and a one-line summary), update (each with the thread_id "
+        "of an open thread listed below and its new summary), close (each with the thread_id of an open "
+        "thread and how it was resolved). Use only thread ids listed below; never invent one.\n"
+        f"Story time now: {story_time(clock)}."
     )
     return [{"role": "system", "content": system},
             {"role": "user", "content": f"Open threads:\n{known}\n\nThe scene:\n{scene_text}"}]
@@ -117,9 +123,10 @@ async def detect_threads(
     """Ask the detector about one scene's transcript and apply what fits (each change tagged
     with `scene_id`, so it can be undone with the scene's summaries); returns the answer."""
     open_threads = await thread_state.list_threads(db, chat_id, "open")
+    messages = thread_messages(open_threads, scene_text, await world.get_clock(db, chat_id))
     changes = await generate_json(
-        llm, thread_messages(open_threads, scene_text), purpose=THREADS_PURPOSE, schema=ThreadChanges,
-        default=ThreadChanges(), role="classifier", max_tokens=400,
+        llm, messages, purpose=THREADS_PURPOSE, schema=ThreadChanges,
+        default=ThreadChanges(), role="classifier", max_tokens=STRUCTURED_MAX_TOKENS,
     )
     # One transaction per change: a change that does not fit is rolled back alone (no savepoints).
     for new in changes.open:
@@ -145,7 +152,7 @@ async def _guarded(change, what: str, ident: int) -> bool:
         return False
 
 
-def lifecycle_messages(events: list[plans.WorldEvent], exchange: str) -> list[ChatMessage]:
+def lifecycle_messages(events: list[plans.WorldEvent], exchange: str, clock: datetime) -> list[ChatMessage]:
     listed = "\n".join(
         f"- id {e.world_event_id}: {e.title} ({e.status}"
         + (f", due {e.due_at:%b %d %H:%M}" if e.due_at else "") + ")" + (f" — {e.description}" if e.description else "")
@@ -154,12 +161,15 @@ def lifecycle_messages(events: list[plans.WorldEvent], exchange: str) -> list[Ch
     system = (
         "You track planned world events of a roleplay. Given the latest exchange, say which events it "
         "clearly started, completed or cancelled (planned -> started | cancelled; started -> completed | "
-        "cancelled), and which new future events it clearly announced (title, when). When unsure, nothing.\n"
-        'Answer with JSON only: {"transitions": [{"world_event_id": 0, "to": "started"}], '
-        '"planned": [{"title": "", "when": "", "description": ""}]}.'
+        "cancelled), and which new future events it clearly announced. When unsure, nothing.\n"
+        f"Story time now: {story_time(clock)}.\n"
+        "Answer with one JSON object and nothing else, with two lists (each may be empty): transitions "
+        "(each with the world_event_id of an event listed below and to: \"started\", \"completed\" or "
+        "\"cancelled\") and planned (each with a title, when it is due in story time such as \"tomorrow "
+        "at noon\", and a short description). Use only event ids listed below; never invent one."
     )
     return [{"role": "system", "content": system},
-            {"role": "user", "content": f"World events:\n{listed}\n\nThe latest exchange:\n{exchange}"}]
+            {"role": "user", "content": f"World events:\n{listed or '(none)'}\n\nThe latest exchange:\n{exchange}"}]
 
 
 async def detect_lifecycle(
@@ -169,9 +179,10 @@ async def detect_lifecycle(
     events = await plans.list_world_events(db, chat_id, ["planned", "started"])
     if not events and not may_mention_plan(exchange):
         return []
+    clock = await world.get_clock(db, chat_id)
     changes = await generate_json(
-        llm, lifecycle_messages(events, exchange[:EXCHANGE_CHARS * 2]), purpose=LIFECYCLE_PURPOSE,
-        schema=LifecycleChanges, default=LifecycleChanges(), role="classifier", max_tokens=200,
+        llm, lifecycle_messages(events, exchange[:EXCHANGE_CHARS * 2], clock), purpose=LIFECYCLE_PURPOSE,
+        schema=LifecycleChanges, default=LifecycleChanges(), role="classifier", max_tokens=STRUCTURED_MAX_TOKENS,
         default_on_llm_error=True,
     )
     applied = []
@@ -182,7 +193,6 @@ async def detect_lifecycle(
         if await _guarded(change, f"transition to {transition.to}", transition.world_event_id):
             applied.append(transition)
     known = {e.title.strip().lower() for e in events}
-    clock = await world.get_clock(db, chat_id)
     for new in changes.planned:
         title = new.title.strip()
         if not title or title.lower() in known:

@@ -1,17 +1,24 @@
-"""Prompt assembly for one character's reply, within a token budget.
+"""The prompt for one character's reply, within a token budget, in a layout every template accepts.
 
-The system message holds the character card (the `Character:`, `Personality:`,
-`Scenario:` lines the demo model reads come first), then what this character
-knows: its feelings toward those present (`relationships.prior_edges`), its own
-scene summaries (`recall.pov_summaries`), its witnessed memories
-(`recall.memories_for_prompt`) and the meanwhile digests it took part in.  The
-recent dialogue follows as chat messages, ending with the player's line.
+Layout (stable first, so a model server's prefix cache keeps hitting; `docs/prompts.md`):
 
-Budget (`tokens.estimate_tokens`, chars/4): the card and the player's line are
-always kept; digests, summaries and memories each get at most a share of the
-rest (`SECTION_SHARES`, most important items first); the dialogue takes what is
-left, newest turns first.  `AssembledPrompt.section_tokens` reports each part's
-estimate (what `!context` shows).
+    system     main prompt (or the card's `system_prompt`, `{{original}}` = the main prompt)
+               Character / Description / Personality / Scenario, the player's persona (`User:`)
+               example dialogue (`mes_example` blocks; dropped first when over budget)
+               who is present; how the speaker feels about them; its scene summaries
+               -- what changes each turn --
+               recalled memories, meanwhile digests, the story time now
+    dialogue   user / assistant strictly alternating, starting with user: the speaker's own
+               lines are `assistant`; the player's, other characters' and narration are folded,
+               named, into the `user` turn they belong to
+    last user  ends with the card's `post_history_instructions` (and a regenerate's note)
+
+Budget (`tokens.estimate_tokens`, chars/4): the card and the player's line are always kept;
+digests, summaries and memories each get at most a share of the rest (`SECTION_SHARES`,
+whole items, most important first); the example dialogue gets its share only from what the
+last `MIN_DIALOGUE_TURNS` turns leave (so it is dropped first); the dialogue takes what is
+left, newest turns first.  `AssembledPrompt.section_tokens` / `section_budgets` report each part
+(what `!context` shows).
 """
 
 from __future__ import annotations
@@ -21,8 +28,11 @@ from dataclasses import dataclass, field
 
 from core.eventlog import USER, Readable
 from core.llm.base import ChatMessage
+from core.llm.roles import alternating
 from core.services import recall
-from core.services.dialogue import PLAYER_NAME, Cast, recent_dialogue
+from core.services.card_text import card_block, example_blocks, post_history
+from core.services.dialogue import Cast, recent_dialogue
+from core.services.macros import story_time
 from core.services.relationships import prior_edges
 from core.services.tokens import MESSAGE_OVERHEAD, estimate_tokens
 from core.state import world
@@ -31,29 +41,9 @@ from core.state.turns import Turn
 
 DEFAULT_BUDGET_TOKENS = 6000
 DIALOGUE_TURNS = 40
-SECTION_SHARES = {"digests": 0.10, "summaries": 0.15, "memories": 0.20}
-
-
-def fill_placeholders(text: str, character: world.Character, user: str = "you") -> str:
-    return text.replace("{{char}}", character.name).replace("{{user}}", user)
-
-
-def system_prompt(character: world.Character) -> str:
-    """The character card as the narrative model sees it (lines the demo model reads too)."""
-    lines = [
-        f"You are {character.name}, a character in an ongoing roleplay with the user. Stay in character;"
-        " write only your own words and actions, in a few short paragraphs at most.",
-        f"Character: {character.name}",
-    ]
-    if character.personality:
-        lines.append(f"Personality: {fill_placeholders(character.personality, character)}")
-    if character.scenario:
-        lines.append(f"Scenario: {fill_placeholders(character.scenario, character)}")
-    if character.description:
-        lines.append(f"Description: {fill_placeholders(character.description, character)}")
-    if character.system_prompt:
-        lines.append(fill_placeholders(character.system_prompt, character))
-    return "\n".join(lines)
+MIN_DIALOGUE_TURNS = 6  # recent turns that outrank the example dialogue
+SECTION_SHARES = {"examples": 0.15, "digests": 0.10, "summaries": 0.15, "memories": 0.20}
+NARRATOR = "narrator"
 
 
 @dataclass
@@ -62,6 +52,7 @@ class AssembledPrompt:
     budget_tokens: int
     section_tokens: dict[str, int] = field(default_factory=dict)
     section_items: dict[str, int] = field(default_factory=dict)  # lines (or turns) kept per section
+    section_budgets: dict[str, int] = field(default_factory=dict)  # the most each budgeted section may use
     dialogue_turns: int = 0
     dropped_turns: int = 0
 
@@ -70,32 +61,72 @@ class AssembledPrompt:
         return sum(self.section_tokens.values())
 
 
-def _take(lines: Sequence[str], budget: int) -> list[str]:
-    """As many of `lines` (most important first) as fit in `budget` tokens."""
+def take_within(items: Sequence[str], budget: int) -> list[str]:
+    """As many of `items` (most important first) as fit in `budget` tokens, whole."""
     kept, used = [], 0
-    for line in lines:
-        cost = estimate_tokens(line) + 1
+    for item in items:
+        cost = estimate_tokens(item) + 1
         if used + cost > budget:
             break
-        kept.append(line)
+        kept.append(item)
         used += cost
     return kept
 
 
+def _cost(items: Sequence[str]) -> int:
+    return sum(estimate_tokens(x) + 1 for x in items)
+
+
 def _edge_line(cast: Cast, edge: Edge) -> str:
-    who = f"{PLAYER_NAME} (the player)" if edge.to_id == USER else cast.name_of(edge.to_id)
+    who = f"{cast.player.name} (the player)" if edge.to_id == USER else cast.name_of(edge.to_id)
     line = f"- {who}: affinity {edge.affinity:+d}, trust {edge.trust:+d}"
     return line + (f"; {edge.summary}" if edge.summary else "")
 
 
-def _dialogue_message(cast: Cast, speaker: world.Character, turn: Turn) -> ChatMessage:
-    if turn.role == "user":
-        return {"role": "user", "content": turn.text}
-    if turn.role == "narration":
-        return {"role": "user", "content": f"[Narration] {turn.text}"}
-    if turn.speaker == speaker.character_id:
-        return {"role": "assistant", "content": turn.text}
-    return {"role": "user", "content": f"[{cast.name_of(turn.speaker)}] {turn.text}"}
+def fold_lines(cast: Cast, speaker_id: str, lines: Sequence[tuple[str, str]]) -> list[ChatMessage]:
+    """Dialogue lines (who, text) as `speaker_id`'s prompt holds them: its own lines are
+    `assistant`; everyone else's are folded into the `user` turn between, named, unless that
+    turn holds only the player's words (narration goes in brackets)."""
+    messages: list[ChatMessage] = []
+    group: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        if not group:
+            return
+        if all(who == USER for who, _ in group):
+            messages.append({"role": "user", "content": "\n\n".join(text for _, text in group)})
+        else:
+            named = [f"[Narration: {text}]" if who == NARRATOR else f"{cast.name_of(who)}: {text}" for who, text in group]
+            messages.append({"role": "user", "content": "\n\n".join(named)})
+        group.clear()
+
+    for who, text in lines:
+        if who == speaker_id:
+            flush()
+            messages.append({"role": "assistant", "content": text})
+        else:
+            group.append((who, text))
+    flush()
+    return messages
+
+
+def _turn_line(turn: Turn) -> tuple[str, str]:
+    return (NARRATOR if turn.role == "narration" else turn.speaker, turn.text)
+
+
+def finish_with_user(messages: list[ChatMessage], note: str, fallback: str) -> list[ChatMessage]:
+    """`messages` ending on a user turn that carries `note` (post-history instructions)."""
+    if messages[-1]["role"] != "user":
+        messages.append({"role": "user", "content": fallback})
+    if note:
+        last = messages[-1]
+        messages[-1] = {"role": "user", "content": f"{last['content']}\n\n{note}"}
+    return messages
+
+
+def present_line(cast: Cast, speaker: world.Character) -> str:
+    others = [c.name for c in cast.characters if c.character_id != speaker.character_id]
+    return "Present: " + ", ".join([*others, f"{cast.player.name} (the player)"]) + "."
 
 
 async def assemble_prompt(
@@ -107,14 +138,16 @@ async def assemble_prompt(
     excluding_turn: int | None = None,
     budget_tokens: int = DEFAULT_BUDGET_TOKENS,
     take: int = 1,
+    pending_line: str | None = None,
 ) -> AssembledPrompt:
-    """The messages for `speaker`'s reply to `user_turn` (None: an opening line).
+    """The messages for `speaker`'s reply to `user_turn` (None: an opening line, or with
+    `pending_line` the player's next line, as `!context` shows it).
 
     `excluding_turn` is the reply a regenerate replaces: it and everything it caused
     (memories, edge changes) are left out, as if it never happened, and so is all that
     was recorded after it (a meanwhile scene, its digest, a scene's summaries).  `take` > 1
-    (a regenerate) adds a line asking for a fresh take, so swipes differ even with
-    a deterministic model.
+    (a regenerate) adds a note after the dialogue asking for a fresh take, so swipes differ
+    even with a deterministic model.
     """
     chat_id = cast.chat.chat_id
     who = speaker.character_id
@@ -123,65 +156,80 @@ async def assemble_prompt(
                 if t.text.strip()]
     if user_turn is not None and not excluding_turn:  # a line answered late is answered in the present
         dialogue = [t for t in dialogue if t.turn_id != user_turn.turn_id] + [user_turn]
-    others = [c for c in cast.characters if c.character_id != who]
 
-    card = system_prompt(speaker)
+    card = card_block(speaker, cast) + "\n" + present_line(cast, speaker)
+    note = post_history(speaker, cast)
     if take > 1:
-        card += f"\n(Take {take} of this reply: write it afresh.)"
-    if others:
-        card += "\nAlso present: " + ", ".join(c.name for c in others) + f", and {PLAYER_NAME.lower()} (the player)."
+        note = (note + "\n" if note else "") + f"(This is take {take} of {speaker.name}'s reply: write it afresh.)"
+    now = f"Story time now: {story_time(cast.chat.clock)}."
     edges = await prior_edges(source, chat_id, who, [USER, *cast.present_ids], excluding_turn=excluding_turn)
     edge_lines = [_edge_line(cast, e) for e in edges]
     summaries = await recall.pov_summaries(source, chat_id, who, recorded_before=excluding_turn)
     memories = await recall.memories_for_prompt(
-        source, chat_id, who, user_turn.text if user_turn else "",
+        source, chat_id, who, user_turn.text if user_turn else (pending_line or ""),
         shown_turn_ids={t.turn_id for t in dialogue}, excluding_turn=excluding_turn,
     )
     digests = await recall.digests_for_reply(
         source, chat_id, who, user_turn.turn_id if user_turn else None, created_before=excluding_turn
     )
 
-    fixed = estimate_tokens(card) + sum(estimate_tokens(x) for x in edge_lines) + 2 * MESSAGE_OVERHEAD
-    last_message = _dialogue_message(cast, speaker, dialogue[-1]) if dialogue else None
-    fixed += estimate_tokens(last_message["content"]) if last_message else 0
+    last_line = estimate_tokens(dialogue[-1].text) + 8 if dialogue else 0  # + a name
+    fixed = (estimate_tokens(card) + estimate_tokens(now) + estimate_tokens(note) + _cost(edge_lines)
+             + 3 * MESSAGE_OVERHEAD + last_line)
     free = max(0, budget_tokens - fixed)
-    digest_lines = _take([f"- {d.text}" for d in reversed(digests)], int(free * SECTION_SHARES["digests"]))
-    summary_lines = _take([f"- {m.text}" for m in reversed(summaries)], int(free * SECTION_SHARES["summaries"]))
-    memory_lines = _take(
-        [f"- ({m.story_time:%b %d, %H:%M}) {m.text}" for m in reversed(memories)], int(free * SECTION_SHARES["memories"])
+    budgets = {name: int(free * share) for name, share in SECTION_SHARES.items()}
+    digest_lines = take_within([f"- {d.text}" for d in reversed(digests)], budgets["digests"])
+    summary_lines = take_within([f"- {m.text}" for m in reversed(summaries)], budgets["summaries"])
+    memory_lines = take_within(
+        [f"- ({m.story_time:%b %d, %H:%M}) {m.text}" for m in reversed(memories)], budgets["memories"]
     )
+    # Examples go first: they get what the recent dialogue and the other sections leave.
+    recent = sum(estimate_tokens(t.text) + 8 + MESSAGE_OVERHEAD for t in dialogue[-MIN_DIALOGUE_TURNS:-1])
+    spare = free - recent - _cost(digest_lines) - _cost(summary_lines) - _cost(memory_lines)
+    budgets["examples"] = max(0, min(budgets["examples"], spare))
+    examples = take_within(example_blocks(speaker, cast), budgets["examples"])
     sections = [
+        (f"Example dialogue (how {speaker.name} speaks; not part of the story):",
+         [f"<example>\n{block}\n</example>" for block in examples]),
         (f"How {speaker.name} feels about those present:", edge_lines),
         (f"{speaker.name}'s own memories of earlier scenes:", list(reversed(summary_lines))),
         (f"What {speaker.name} remembers:", list(reversed(memory_lines))),
-        (f"Meanwhile, off-screen ({speaker.name} was there; the player has just learned of it):",
+        (f"Meanwhile, off-screen ({speaker.name} was there; {cast.player.name} has just learned of it):",
          list(reversed(digest_lines))),
     ]
-    system = "\n\n".join([card] + [title + "\n" + "\n".join(lines) for title, lines in sections if lines])
-    report = AssembledPrompt([], budget_tokens)
+    system = "\n\n".join([card] + [title + "\n" + "\n".join(lines) for title, lines in sections if lines] + [now])
+    report = AssembledPrompt([], budget_tokens, section_budgets=budgets)
     report.section_tokens = {
-        "card": estimate_tokens(card),
-        "edges": sum(estimate_tokens(x) + 1 for x in edge_lines),
-        "summaries": sum(estimate_tokens(x) + 1 for x in summary_lines),
-        "memories": sum(estimate_tokens(x) + 1 for x in memory_lines),
-        "digests": sum(estimate_tokens(x) + 1 for x in digest_lines),
+        "card": estimate_tokens(card) + estimate_tokens(now),
+        "examples": _cost(examples),
+        "edges": _cost(edge_lines),
+        "summaries": _cost(summary_lines),
+        "memories": _cost(memory_lines),
+        "digests": _cost(digest_lines),
+        "post_history": estimate_tokens(note),
     }
     report.section_items = {
-        "card": 1, "edges": len(edge_lines), "summaries": len(summary_lines),
-        "memories": len(memory_lines), "digests": len(digest_lines),
+        "card": 1, "examples": len(examples), "edges": len(edge_lines), "summaries": len(summary_lines),
+        "memories": len(memory_lines), "digests": len(digest_lines), "post_history": int(bool(note)),
     }
-    remaining = budget_tokens - estimate_tokens(system) - MESSAGE_OVERHEAD
-    chosen: list[ChatMessage] = []
+    remaining = budget_tokens - estimate_tokens(system) - estimate_tokens(note) - 2 * MESSAGE_OVERHEAD
+    chosen: list[tuple[str, str]] = []
     for index, turn in enumerate(reversed(dialogue)):
-        message = _dialogue_message(cast, speaker, turn)
-        cost = estimate_tokens(message["content"]) + MESSAGE_OVERHEAD
+        cost = estimate_tokens(turn.text) + 8 + MESSAGE_OVERHEAD  # a name, and a message of its own at worst
         if index > 0 and cost > remaining:
             break
-        chosen.append(message)
+        chosen.append(_turn_line(turn))
         remaining -= cost
     chosen.reverse()
-    report.messages = [{"role": "system", "content": system}, *chosen]
-    report.section_tokens["dialogue"] = sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD for m in chosen)
     report.section_items["dialogue"] = report.dialogue_turns = len(chosen)
     report.dropped_turns = len(dialogue) - len(chosen)
+    if pending_line is not None:
+        chosen.append((USER, pending_line))
+    history = fold_lines(cast, who, chosen)
+    report.section_tokens["dialogue"] = sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD for m in history)
+    cut = report.dropped_turns > 0 or len(dialogue) >= DIALOGUE_TURNS
+    opening = "[Earlier lines of the story are left out.]" if cut else (
+        f"[The scene begins. Write {speaker.name}'s opening message.]")
+    messages = alternating([{"role": "system", "content": system}, *history], opening=opening)
+    report.messages = finish_with_user(messages, note, f"[{speaker.name} goes on.]")
     return report

@@ -8,11 +8,12 @@ character (or the player, "you") only ever finds what it witnessed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 from core.eventlog import USER, Readable
+from core.llm import structured
 from core.services.dialogue import Cast
 from core.services.prompt import AssembledPrompt
 from core.state import memory as memory_state
@@ -60,6 +61,9 @@ class ChatStatus:
     memories: int
     open_threads: int
     upcoming_events: int
+    persona_name: str = ""
+    persona_description: str = ""
+    parse_failures: dict[str, int] = field(default_factory=dict)  # unusable structured answers, by purpose
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ async def chat_status(source: Readable, cast: Cast) -> ChatStatus:
         cast.chat.title, cast.host.name, guest, cast.chat.clock, await has_open_scene(source, chat_id),
         await count_shown_turns(source, chat_id), await count_live_memories(source, chat_id),
         await count_open_threads(source, chat_id), await count_upcoming_events(source, chat_id),
+        cast.player.name, cast.player.description, dict(structured.parse_failures),
     )
 
 

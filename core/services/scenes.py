@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from core.eventlog import USER, Database, Readable, Writable, writing
 from core.llm.base import ChatMessage, LLMClient
 from core.services import plot
+from core.services.card_text import character_brief
 from core.services.dialogue import Cast, load_cast
-from core.services.prompt import system_prompt
+from core.services.macros import story_time
 from core.state import memory as memory_state
 from core.state import turns as turn_state
 from core.state import world
@@ -41,6 +42,7 @@ QUOTE_CHARS = 200
 KEY_QUOTES = 3
 TRANSCRIPT_LINE_CHARS = 600
 TRANSCRIPT_TURNS = 60
+SUMMARY_MAX_TOKENS = 400
 
 
 @dataclass(frozen=True)
@@ -110,12 +112,17 @@ def key_quotes_suffix(cast: Cast, quotes: list[KeyQuote]) -> str:
     return f"\n\n{KEY_QUOTES_HEADER}\n" + "\n".join(lines)
 
 
-def summary_messages(character: world.Character, scene_text: str, others: list[str]) -> list[ChatMessage]:
+def summary_messages(
+    cast: Cast, character: world.Character, scene: world.Scene, scene_text: str, others: list[str]
+) -> list[ChatMessage]:
+    """One instruction: a first-person, past-tense summary from `character`'s own point of view."""
+    when = story_time(scene.started_at)
     system = (
-        system_prompt(character)
-        + "\n\nThe scene has just ended. Write a short summary of it (at most five sentences), in the first "
-        f"person, from {character.name}'s own point of view: only what {character.name} saw, heard and felt, "
-        "and what it means to them. No omniscient narration."
+        f"You are {character.name}. Who you are:\n" + character_brief(character, cast)
+        + f"\n\nA scene has just ended (it began {when}). Write {character.name}'s own short summary of it: "
+        f"at most five sentences, in the first person (\"I\") and the past tense, only what {character.name} "
+        f"saw, heard and felt, and what it means to {character.name}. Name people by their names. "
+        "No omniscient narration, no quotes list, no heading."
     )
     who = ", ".join(others) if others else "nobody else"
     return [{"role": "system", "content": system},
@@ -126,7 +133,8 @@ async def _summary_for(
     db: Database, llm: LLMClient, cast: Cast, scene: world.Scene, character: world.Character, scene_text: str
 ) -> str:
     others = [cast.name_of(p) for p in scene.present if p != character.character_id]
-    reply = await llm.generate(summary_messages(character, scene_text, others), purpose=PURPOSE, role="narrative")
+    messages = summary_messages(cast, character, scene, scene_text, others)
+    reply = await llm.generate(messages, purpose=PURPOSE, role="narrative", max_tokens=SUMMARY_MAX_TOKENS)
     body = strip_key_quotes(reply.strip() if isinstance(reply, str) else str(reply)) or "(nothing to tell)"
     return body + key_quotes_suffix(cast, await key_quotes(db, scene.scene_id, character.character_id))
 
@@ -176,7 +184,7 @@ async def apply_scene_close_summary(
     if only is not None:
         characters = [c for c in characters if c.character_id in only]
     names = {c.character_id: c.name for c in characters}
-    cast = Cast(cast.chat, tuple({c.character_id: c for c in (*cast.characters, *characters)}.values()))
+    cast = Cast(cast.chat, tuple({c.character_id: c for c in (*cast.characters, *characters)}.values()), cast.player)
     texts = await asyncio.gather(
         *(_summary_for(db, llm, cast, scene, c, scene_text) for c in characters), return_exceptions=True
     )

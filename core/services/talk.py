@@ -38,6 +38,7 @@ from core.eventlog import USER, Database
 from core.keyed_locks import KeyedLocks
 from core.llm.base import LLMClient
 from core.services import addressee, plot, scenes, timeskip
+from core.services.card_text import nickname
 from core.services.dialogue import (
     Cast,
     exchange_to_regenerate,
@@ -52,6 +53,7 @@ from core.services.memory_write import exchange_text, record_turn_memory
 from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
 from core.services.regenerate import roll_back_turn
 from core.services.relationships import apply_exchange_edges
+from core.services.replies import ReplySettings, pending_prefix, stop_sequences, strip_speaker_name
 from core.state import digests as digest_state
 from core.state import turns as turn_state
 from core.state import world
@@ -60,6 +62,7 @@ from core.state.turns import Turn
 log = logging.getLogger(__name__)
 
 NARRATE = "narrate"
+EMPTY_REPLY_ATTEMPTS = 2  # an empty reply is asked for once more
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class TurnPipeline:
     db: Database
     llm: LLMClient
     budget_tokens: int = DEFAULT_BUDGET_TOKENS
+    replies: ReplySettings = field(default_factory=ReplySettings)
     after_turn_steps: list[AfterTurnStep] = field(default_factory=list)
     _locks: KeyedLocks = field(default_factory=KeyedLocks)
     _in_flight: dict[str, _InFlight] = field(default_factory=dict)
@@ -271,26 +275,39 @@ class TurnPipeline:
             self.db, cast, speaker, user_turn=user_turn,
             excluding_turn=replaced.turn_id if replaced else None, budget_tokens=self.budget_tokens, take=take,
         )
-        generation = control.generation = Generation(self.llm, prompt.messages, purpose=NARRATE)
-        if control.cancel_requested:
-            generation.cancel()
-        so_far = ""
+        names = [speaker.name, nickname(speaker)]
+        stop = stop_sequences(cast, speaker, self.replies)
         record = partial(self._record_reply, cast, speaker, user_turn, replaced, source_id)
-        try:
-            async with aclosing(generation.deltas()) as deltas:
-                async for delta in deltas:
-                    so_far += delta
-                    yield TurnUpdate(speaker.name, speaker.character_id, so_far, done=False)
-        except (asyncio.CancelledError, GeneratorExit):
-            # The consumer went away mid-stream: keep what was said (if anything), marked truncated.
-            await generation.aclose()
-            if so_far:
-                await asyncio.shield(record(so_far, True))
-            raise
-        finally:
-            await generation.aclose()
+        so_far, shown = "", ""
+        for attempt in range(EMPTY_REPLY_ATTEMPTS):
+            generation = control.generation = Generation(
+                self.llm, prompt.messages, purpose=NARRATE, max_tokens=self.replies.max_tokens, stop=stop
+            )
+            if control.cancel_requested:
+                generation.cancel()
+            so_far, shown = "", ""
+            try:
+                async with aclosing(generation.deltas()) as deltas:
+                    async for delta in deltas:
+                        so_far += delta
+                        if pending_prefix(so_far, names):
+                            continue
+                        shown = strip_speaker_name(so_far, names)
+                        yield TurnUpdate(speaker.name, speaker.character_id, shown, done=False)
+            except (asyncio.CancelledError, GeneratorExit):
+                # The consumer went away mid-stream: keep what was said (if anything), marked truncated.
+                await generation.aclose()
+                if shown:
+                    await asyncio.shield(record(shown, True))
+                raise
+            finally:
+                await generation.aclose()
+            shown = strip_speaker_name(so_far, names)
+            if generation.stopped or shown.strip():
+                break
+            log.warning("empty reply from %s (attempt %d of %d)", speaker.name, attempt + 1, EMPTY_REPLY_ATTEMPTS)
         truncated = generation.stopped
-        reply = await asyncio.shield(record(so_far if truncated else so_far.strip(), truncated))
+        reply = await asyncio.shield(record(shown if truncated else shown.strip(), truncated))
         yield _done(cast, reply)
 
     async def _record_reply(
@@ -314,21 +331,21 @@ class TurnPipeline:
             if text.strip():
                 await record_turn_memory(
                     tx, chat_id, user_turn=user_turn, reply_turn=reply, speaker_name=speaker.name,
-                    present=cast.present_ids, you_present=True,
+                    present=cast.present_ids, you_present=True, player_name=cast.player.name,
                 )
                 await apply_exchange_edges(tx, chat_id, reply.turn_id, speaker.character_id)
         if await scenes.owed_summaries(self.db, chat_id):  # a summary failed before, or this swipe retracted one
             self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id), "owed scene summaries")
-        exchange = exchange_text(user_turn, reply.text, speaker.name)
+        exchange = exchange_text(user_turn, reply.text, speaker.name, cast.player.name)
         if self.after_turn_steps or (reply.text.strip() and await plot.needs_lifecycle(self.db, chat_id, exchange)):
             after = AfterTurn(self.db, self.llm, chat_id, user_turn, reply, tuple(cast.present_ids))
-            self.defer(chat_id, partial(self._run_after_turn, after, speaker.name))
+            self.defer(chat_id, partial(self._run_after_turn, after, speaker.name, cast.player.name))
         return reply
 
-    async def _run_after_turn(self, after: AfterTurn, speaker_name: str) -> None:
+    async def _run_after_turn(self, after: AfterTurn, speaker_name: str, player_name: str) -> None:
         if after.reply_turn.text.strip():
             try:
-                exchange = exchange_text(after.user_turn, after.reply_turn.text, speaker_name)
+                exchange = exchange_text(after.user_turn, after.reply_turn.text, speaker_name, player_name)
                 await plot.detect_lifecycle(after.db, after.llm, after.chat_id, exchange, after.reply_turn.turn_id)
             except Exception:
                 log.exception("lifecycle detection failed for turn %s", after.reply_turn.turn_id)

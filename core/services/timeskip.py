@@ -18,6 +18,7 @@ from core.errors import InvalidTimeError
 from core.eventlog import Database
 from core.llm.base import ChatMessage, LLMClient
 from core.services.dialogue import Cast, recent_dialogue
+from core.services.macros import story_time
 from core.state import turns as turn_state
 from core.state import world
 from core.state.turns import Turn
@@ -66,17 +67,20 @@ def describe(delta: timedelta) -> str:
 
 
 def skip_messages(cast: Cast, dialogue: list[Turn], old: datetime, new: datetime) -> list[ChatMessage]:
+    player = cast.player.name
     names = ", ".join(c.name for c in cast.characters)
-    context = "\n".join(f"{cast.name_of(t.speaker)}: {t.text[:LINE_CHARS]}" for t in dialogue if t.text.strip())
+    context = "\n".join(
+        f"{NARRATOR_NAME if t.role == 'narration' else cast.name_of(t.speaker)}: {t.text[:LINE_CHARS]}"
+        for t in dialogue if t.text.strip()
+    )
     system = (
-        "You are the narrator of a roleplay. Time passes in the story: write one to three sentences of "
-        "narration bridging the gap (an elision), in the present tense, without dialogue and without "
-        "deciding anything for the player.\n"
-        f"Characters: {names}."
+        f"You are the narrator of a roleplay between {player} (the player) and {names}. Time passes in the "
+        "story: write one to three sentences of narration bridging the gap (an elision), in the present "
+        f"tense, without dialogue and without deciding anything for {player}."
     )
     user = (
         (f"Recent lines:\n{context}\n\n" if context else "")
-        + f"Time passes: {describe(new - old)}, from {old:%A %b %d, %H:%M} to {new:%A %b %d, %H:%M}."
+        + f"Time passes: {describe(new - old)}, from {story_time(old)} to {story_time(new)}."
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 

@@ -2,6 +2,6 @@
 
 world (characters, chats, the chat clock, scenes), turns, memory (witness-scoped
 search), edges (directed relationships), threads (plot threads), plans (planned
-world events), digests (meanwhile digests).  Each module also offers small write
+world events), digests (meanwhile digests), personas (the players' personas).  Each module also offers small write
 helpers; every write goes through core.eventlog.append_and_apply.
 """

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from core.eventlog import Database, clear_projections, replay
 from core.eventlog.migrations import PROJECTION_TABLES
-from core.state import digests, edges, memory, plans, threads, turns, world
+from core.state import digests, edges, memory, personas, plans, threads, turns, world
 from tests.core.conftest import STORY_START, add_cast, check_fts_index, dump_projections, row_counts
 
 
@@ -16,6 +16,8 @@ async def play_long_story(db: Database) -> None:
     one = await world.create_chat(db, owner="@p:hs", host="ada", guest="bram", clock=STORY_START, chat_id="one")
     two = await world.create_chat(db, owner="@q:hs", host="cora", clock=STORY_START + timedelta(days=3), chat_id="two")
     await world.set_chat_title(db, one.chat_id, "The lighthouse")
+    await personas.set_persona(db, "@p:hs", "Maren", "a deckhand")
+    await personas.set_persona(db, "@p:hs", "Maren Ashdown", "a deckhand, newly arrived")
     scene = await world.open_scene(db, one.chat_id, title="Harbour", present=["you", "ada", "bram"])
     quest = await threads.open_thread(db, one.chat_id, "Who stole the maps?", "Three maps gone in a week.")
     festival = await plans.plan_world_event(

@@ -30,8 +30,9 @@ def test_export_by_platform_or_engine_chat_id_while_the_bot_runs(start_bot, tmp_
     markdown = by_platform.stdout
     assert markdown.startswith("# ") and "## Cast" in markdown and "## Story" in markdown
     assert greeting.splitlines()[0][:60] in markdown
-    assert f"**You:** {LINE}" in markdown
-    assert markdown.index(f"**You:** {LINE}") < markdown.index(replies[0].splitlines()[0][:60])
+    persona = player.user_id[1:].split(":", 1)[0]  # the display name Synapse gives a new account
+    assert f"**{persona}:** {LINE}" in markdown
+    assert markdown.index(f"**{persona}:** {LINE}") < markdown.index(replies[0].splitlines()[0][:60])
     assert "#### How they remember it" in markdown
     assert "!scene close" not in markdown  # commands are not story turns
 

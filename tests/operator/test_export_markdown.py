@@ -50,7 +50,7 @@ async def test_export_keeps_shown_turns_in_order_and_summaries(tmp_path):
     assert [c.character_id for c in story.cast] == [HOST, GUEST]
     assert markdown.startswith("# Harbour days\n")
     assert "## Cast" in markdown and "**Wren Halloway**" in markdown
-    order = ["**You:** Good morning, Wren.", REPLIES[0], "**You:** What was that noise?", REPLIES[2]]
+    order = ["**p:** Good morning, Wren.", REPLIES[0], "**p:** What was that noise?", REPLIES[2]]
     positions = [markdown.index(text) for text in order]
     assert positions == sorted(positions)
     assert REPLIES[1] not in markdown  # the superseded swipe

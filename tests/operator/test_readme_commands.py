@@ -173,7 +173,7 @@ def test_the_readme_walk_through_runs_as_written(synapse: SynapseServer, tmp_pat
         if kind == "rpbot reconcile":
             assert "a restart would rebuild nothing" in result.stdout
     assert platform_chat_id is not None
-    assert "**You:** I open the door of the map room." in (tmp_path / "story.md").read_text()
+    assert re.search(r"\*\*player-[^*]+:\*\* I open the door of the map room\.", (tmp_path / "story.md").read_text())
     assert (tmp_path / "engine-backup.sqlite3").stat().st_size > 0
     check = _shell(f"{rpbot} doctor --config rpbot.toml --admin-token \"$ADMIN_TOKEN\"", tmp_path, **admin_env)
     assert "exempt from message rate limits" in check.stdout, check.stdout

@@ -21,6 +21,12 @@ else `default_reply`; a Reply without `text` echoes the last user message ("Echo
 A Reply scripts one behaviour; its failures (status, hang, mid-stream faults) happen on every
 request it serves, or only on the first `fail_times` ones, after which it succeeds normally.
 The purpose of a request is read from the `X-RPBot-Purpose` header rpbot's client sends.
+
+The server is strict by default, as vLLM is with a strict chat template: a chat request whose
+messages are not one system message followed by user / assistant strictly alternating (starting
+with user) gets HTTP 400 before any rule is consulted, and is kept in `rejected`.  The
+`fake_openai` fixture fails the test if any request was rejected (unless the test set
+`expect_rejections`).  `strict = False` turns the check off.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
+from core.llm.fake import cut_at_stop
+from core.llm.roles import role_order_error
 from tests.support.fake_openai_models import PURPOSE_HEADER, RecordedRequest, Reply, Rule
 
 __all__ = ["FakeOpenAIServer", "PURPOSE_HEADER", "RecordedRequest", "Reply", "Rule", "fake_openai"]
@@ -56,6 +64,9 @@ class FakeOpenAIServer:
         self.default_reply = Reply()
         self.router: Router | None = None
         self._rules: list[Rule] = []
+        self.strict = True
+        self.expect_rejections = False
+        self.rejected: list[tuple[RecordedRequest, str]] = []  # (request, why) refused for role order
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -138,6 +149,7 @@ class FakeOpenAIServer:
         with self._lock:
             self._rules.clear()
             self._requests.clear()
+            self.rejected.clear()
         self.router = None
         self.default_reply = Reply()
 
@@ -211,6 +223,12 @@ class FakeOpenAIServer:
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         record = await self._record(request)
+        problem = role_order_error(record.messages) if self.strict else None
+        if problem is not None:
+            with self._lock:
+                self.rejected.append((record, problem))
+            error = {"object": "error", "message": problem, "type": "BadRequestError", "param": None, "code": 400}
+            return web.json_response(error, status=400)
         try:
             reply = self._choose_reply(record)
             failing = reply.take_failure_slot()
@@ -221,7 +239,7 @@ class FakeOpenAIServer:
                 return web.Response(status=499)
             if failing and reply.status >= 400:
                 return _error_response(reply)
-            text = reply.render_text(record)
+            text = cut_at_stop(reply.render_text(record), record.json.get("stop"))
             if not record.is_stream:
                 message = {"role": "assistant", "content": text}
                 finish_reason = reply.finish_reason or "stop"
@@ -343,3 +361,7 @@ def fake_openai() -> Iterator[FakeOpenAIServer]:
     """A started FakeOpenAIServer, stopped after the test."""
     with FakeOpenAIServer() as server:
         yield server
+        if server.rejected and not server.expect_rejections:
+            request, why = server.rejected[0]
+            pytest.fail(f"the fake model server refused {len(server.rejected)} request(s) for role order: "
+                        f"{why}; purpose {request.purpose!r}, roles {[m.get('role') for m in request.messages]}")

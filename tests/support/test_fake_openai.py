@@ -196,3 +196,23 @@ def test_stop_is_prompt_even_with_a_hanging_request():
     started = time.monotonic()
     server.stop()
     assert time.monotonic() - started < 3
+
+
+def test_strict_server_refuses_roles_out_of_order_like_vllm(fake_openai: FakeOpenAIServer) -> None:
+    fake_openai.expect_rejections = True
+    bad = [
+        {"role": "system", "content": "s"},
+        {"role": "assistant", "content": "greeting"},
+        {"role": "user", "content": "hi"},
+    ]
+    response = httpx.post(f"{fake_openai.base_url}/chat/completions", json={"model": "m", "messages": bad})
+    assert response.status_code == 400
+    assert "alternate" in response.json()["message"]
+    two_users = [{"role": "system", "content": "s"}, {"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+    assert httpx.post(f"{fake_openai.base_url}/chat/completions",
+                      json={"model": "m", "messages": two_users}).status_code == 400
+    good = [{"role": "system", "content": "s"}, {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    assert httpx.post(f"{fake_openai.base_url}/chat/completions",
+                      json={"model": "m", "messages": good}).status_code == 200
+    assert len(fake_openai.rejected) == 2

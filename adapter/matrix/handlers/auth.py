@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from adapter.matrix.context import BotContext
+from adapter.matrix.handlers.persona import display_name_of
 from adapter.matrix.outgoing import LeaveRoom, SendFailed, SendMessage, txn_id_for
 from adapter.matrix.render import notice, room_link
 from adapter.matrix.spaces import create_lobby, create_space, create_story_room
@@ -60,6 +61,7 @@ async def ensure_onboarded(ctx: BotContext, user_id: str, notify_room: str | Non
         await create_lobby(ctx, user_id, meta.space_id, notify_room)
     stories = [room for room in await rooms_of_user(ctx.store, user_id) if room.room_type == "chat"]
     if not stories:
+        await ctx.engine.ensure_persona(user_id, display_name_of(ctx, user_id, notify_room))
         characters = await ctx.engine.list_characters()
         try:
             await create_story_room(ctx, user_id, meta.space_id, host=characters[0].character_id, notify_room=notify_room)

@@ -8,14 +8,18 @@ engine's typed errors become a short message, never a traceback.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+from adapter.matrix.handlers import persona  # noqa: F401  (registers !persona first: listings keep one order)
 from adapter.matrix.handlers.commands import STORY_ROOMS, CommandError, Invocation, command, find_character
-from adapter.matrix.outgoing import OutgoingEvent
+from adapter.matrix.outgoing import OutgoingEvent, SendMessage, txn_id_for
+from adapter.matrix.render import collapsed_blocks
 from core.errors import RpbotError
 from core.llm.base import LLMError
+from core.llm.roles import render_messages
 from core.timeparse import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time
 
 
@@ -162,25 +166,45 @@ async def _memory(inv: Invocation) -> list[OutgoingEvent]:
 async def _status(inv: Invocation) -> list[OutgoingEvent]:
     status = await engine_call(inv, inv.ctx.engine.status(chat_id_of(inv)))
     cast = status.host_name + (f" and {status.guest_name}" if status.guest_name else "")
+    you_play = f"**{status.persona_name}**" + (f": {status.persona_description}" if status.persona_description else "")
+    failures = ", ".join(f"{purpose} {count}" for purpose, count in sorted(status.parse_failures.items()))
     return inv.reply(
         "\n".join(
             [
                 f"**{status.title}** with {cast}",
                 "",
+                f"- You play: {you_play} (change it with `!persona name: description`)",
                 f"- Story time: {story_time(status.clock)}",
                 f"- Scene: {'open' if status.scene_open else 'none open'}",
                 f"- Turns: {status.turns}, memories: {status.memories}",
                 f"- Open threads: {status.open_threads}, upcoming events: {status.upcoming_events}",
+                f"- Unusable model answers since the bot started: {failures or 'none'}",
                 f"- Platform chat id: `{inv.meta.platform_chat_id}`",
             ]
         )
     )
 
 
-@command("context", "!context", "what the next prompt holds, and the tokens each part uses", STORY_ROOMS)
+@command("context", "!context [full]", "what the next prompt holds and the tokens each part uses; `full`: the exact prompt", STORY_ROOMS)
 async def _context(inv: Invocation) -> list[OutgoingEvent]:
+    if inv.args.strip().lower() == "full":
+        return await _full_prompt(inv)
+    if inv.args.strip():
+        raise CommandError(f"`{inv.args.strip()}` is not a `!context` option.")
     report = await engine_call(inv, inv.ctx.engine.context(chat_id_of(inv)))
     used = sum(section.tokens for section in report.sections)
     lines = [f"**Next prompt for {report.speaker_name}:** {used} of {report.budget_tokens} tokens", ""]
     lines += [f"- {section.name}: {section.tokens} tokens ({section.items} items)" for section in report.sections]
     return inv.reply("\n".join(lines))
+
+
+async def _full_prompt(inv: Invocation) -> list[OutgoingEvent]:
+    prompt = await engine_call(inv, inv.ctx.engine.next_prompt(chat_id_of(inv)))
+    stops = ", ".join(json.dumps(s) for s in prompt.stop) or "none"
+    text = f"max_tokens: {prompt.max_tokens}; stop: {stops}\n\n" + render_messages(prompt.messages)
+    summary = (f"Next prompt for {prompt.speaker_name}: {len(prompt.messages)} messages, "
+               f"about {prompt.tokens} of {prompt.budget_tokens} tokens")
+    return [
+        SendMessage(inv.meta.room_id, content, txn_id_for(inv.source_event_id, f"context:{index}"))
+        for index, content in enumerate(collapsed_blocks(summary, text))
+    ]

@@ -14,6 +14,7 @@ from core.eventlog.events import (
     ChatGuestSet,
     ChatTitleSet,
     ClockSet,
+    PersonaSet,
     SceneClosed,
     SceneOpened,
     ScenePresenceSet,
@@ -32,6 +33,15 @@ from core.eventlog.projections.base import (
 async def _require_character(conn: aiosqlite.Connection, character_id: str) -> None:
     if await fetch_one(conn, "SELECT 1 FROM characters WHERE character_id = ?", (character_id,)) is None:
         raise CharacterNotFoundError(character_id)
+
+
+@projects(PersonaSet)
+async def _persona_set(conn: aiosqlite.Connection, seq: int, p: PersonaSet) -> None:
+    await conn.execute_fetchall(
+        """INSERT INTO personas (owner, name, description) VALUES (?, ?, ?)
+           ON CONFLICT (owner) DO UPDATE SET name = excluded.name, description = excluded.description""",
+        (p.owner, p.name, p.description),
+    )
 
 
 @projects(CharacterRegistered)

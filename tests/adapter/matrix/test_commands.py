@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapter.matrix.handlers import story_commands  # noqa: F401  (registers the story commands)
+from adapter.matrix.handlers import persona, story_commands  # noqa: F401  (registers their commands)
 from adapter.matrix.handlers.commands import REGISTRY, handle_command
 from adapter.matrix.store import RoomMeta
-from core.engine import CharacterInfo
-from core.errors import ChatNotFoundError
+from core.engine import CharacterInfo, Persona
+from core.errors import ChatNotFoundError, InvalidPersonaError
 
 CLOCK = datetime(2026, 4, 1, 9, 0)
 STORY = RoomMeta("!story", "chat", "@alice:localhost", "!space", "chat-1", "mx-1")
@@ -35,6 +35,7 @@ class Result:
 class StandInEngine:
     calls: list[tuple] = field(default_factory=list)
     fail_with: Exception | None = None
+    personas: dict[str, Persona] = field(default_factory=dict)
 
     async def list_characters(self) -> list[CharacterInfo]:
         return [CharacterInfo("wren", "Wren Halloway", "A lighthouse keeper."), CharacterInfo("odile", "Captain Odile Marchetti", "A captain.")]
@@ -73,6 +74,16 @@ class StandInEngine:
 
     async def list_world_events(self, chat_id: str) -> list:
         return []
+
+    async def persona(self, owner: str) -> Persona:
+        return self.personas.get(owner, Persona(owner, "alice", is_default=True))
+
+    async def set_persona(self, owner: str, name: str, description: str = "") -> Persona:
+        self.calls.append(("persona", owner, name, description))
+        if not name.strip() or len(name) > 80:
+            raise InvalidPersonaError("a persona needs a name of 1 to 80 characters")
+        self.personas[owner] = Persona(owner, name.strip(), description.strip())
+        return self.personas[owner]
 
 
 class Ctx:
@@ -123,6 +134,17 @@ async def test_engine_errors_become_a_short_message() -> None:
     engine = StandInEngine(fail_with=ChatNotFoundError("chat-1"))
     body = await answer(engine, "!skip 1h")
     assert "chat 'chat-1' not found" in body and "Traceback" not in body
+
+
+@pytest.mark.parametrize("meta", [STORY, LOBBY])
+async def test_persona_is_shown_and_set_in_the_lobby_and_in_a_story(meta: RoomMeta) -> None:
+    engine = StandInEngine()
+    assert "You play **alice**" in await answer(engine, "!persona", meta)
+    body = await answer(engine, "!persona Tobin Reyes: a shipwrecked deckhand", meta)
+    assert "You now play **Tobin Reyes**: a shipwrecked deckhand" in body
+    assert engine.calls[-1] == ("persona", "@alice:localhost", "Tobin Reyes", " a shipwrecked deckhand")
+    assert "**Tobin**: a shipwrecked deckhand" in await answer(engine, "!persona Tobin", meta)  # description kept
+    assert "Usage: `!persona [name: description]`" in await answer(engine, "!persona : no name", meta)
 
 
 async def test_commands_answer_only_where_they_belong() -> None:

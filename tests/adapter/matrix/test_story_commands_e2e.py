@@ -41,6 +41,11 @@ def test_story_commands_reach_the_engine(start_bot) -> None:
     assert "the harvest fair** (planned, due Saturday 4 April 2026, 12:00)" in ask(player, story, bot.user_id, "!events", "World events")
     ask(player, story, bot.user_id, "!threads", "threads")
     assert "tokens" in ask(player, story, bot.user_id, "!context", "Next prompt for")
+    assert "You now play **Tobin Reyes**: a shipwrecked deckhand" in ask(
+        player, story, bot.user_id, "!persona Tobin Reyes: a shipwrecked deckhand", "You now play")
+    assert "You play: **Tobin Reyes**: a shipwrecked deckhand" in ask(player, story, bot.user_id, "!status", "You play")
+    full = ask(player, story, bot.user_id, "!context full", "max_tokens")
+    assert "[system]" in full and "User: Tobin Reyes" in full and "[user]\nTobin" not in full
 
     ask(player, story, bot.user_id, "!meanwhile wren odile an argument about the harbour", "You will hear of it")
     seen = len(player.messages_from(story, bot.user_id))
@@ -53,3 +58,13 @@ def test_story_commands_reach_the_engine(start_bot) -> None:
     remembered = ask(player, story, bot.user_id, "!memory you harbour", "You remember")
     assert "harbour" in remembered and "remembers" not in remembered
     ask(player, story, bot.user_id, "!scene close", "The scene closes")
+
+
+def test_a_new_players_persona_is_their_display_name_until_they_set_one(start_bot) -> None:
+    bot = start_bot()  # the offline demo model
+    player = bot.player()
+    player._call("PUT", f"/_matrix/client/v3/profile/{player.user_id}/displayname", json={"displayname": "Tobin Reyes"})
+    _, lobby, story = onboard(bot, player)
+    assert "You play **Tobin Reyes**" in ask(player, lobby, bot.user_id, "!persona", "You play")
+    assert "You now play **Tobin**: a deckhand" in ask(player, lobby, bot.user_id, "!persona Tobin: a deckhand", "You now play")
+    assert "You play: **Tobin**: a deckhand" in ask(player, story, bot.user_id, "!status", "You play")

@@ -18,7 +18,7 @@ REGENERATE_EVERY = 23
 
 
 def addressee(messages):
-    line = messages[-1]["content"].rsplit("The player's latest line:\n", 1)[1]
+    line = messages[-1]["content"].rsplit("latest line:\n", 1)[1]
     number = int(re.search(r"Line (\d+)", line).group(1))
     if "we rest" in line:
         return {"speaker": HOST, "time": "skip", "amount": "2h", "close_scene": True}

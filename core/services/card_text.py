@@ -1,0 +1,112 @@
+"""A character card as prompts show it: macros resolved, fields in SillyTavern's order.
+
+- `main_prompt`: the story's instruction to the speaking character; a card's `system_prompt`
+  replaces it, with `{{original}}` standing for it (as in SillyTavern).
+- `card_block`: main prompt, then `Character:` / `Description:` / `Personality:` /
+  `Scenario:` (the lines the demo model reads too), then the player's persona (`User:`).
+- `example_blocks`: `mes_example` split at `<START>` into separate example dialogues.
+- `post_history`: the card's `post_history_instructions`, sent after the dialogue.
+- `character_brief`: who a character is, for prompts where it does not reply to the player
+  (scene summaries, meanwhile scenes).
+
+The full list of card fields and what rpbot does with each is in `docs/prompts.md`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from core.services.dialogue import Cast
+from core.services.macros import MacroValues, expand
+from core.state import world
+
+_START = re.compile(r"^\s*<START>\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def nickname(character: world.Character) -> str:
+    """A V3 card's `nickname` (what `{{char}}` stands for when set), else the name."""
+    data = (character.raw_card or {}).get("data")
+    nick = data.get("nickname") if isinstance(data, dict) else None
+    return nick.strip() if isinstance(nick, str) and nick.strip() else character.name
+
+
+def macro_values(character: world.Character, cast: Cast, original: str = "") -> MacroValues:
+    return MacroValues(
+        char=nickname(character), user=cast.player.name, clock=cast.chat.clock, persona=cast.player.description,
+        original=original, description=character.description, personality=character.personality,
+        scenario=character.scenario,
+    )
+
+
+def fill(text: str, character: world.Character, cast: Cast, original: str = "") -> str:
+    """`text` (a card field, greeting or example) with every macro resolved for `character`."""
+    return expand(text, macro_values(character, cast, original))
+
+
+def main_prompt(character: world.Character, cast: Cast) -> str:
+    user = cast.player.name
+    default = (
+        f"You are {character.name} in an ongoing roleplay with {user}. Stay in character. Write only "
+        f"{character.name}'s own words and actions, in a few short paragraphs at most; never speak, act "
+        f"or decide for {user}."
+    )
+    if not character.system_prompt.strip():
+        return default
+    return fill(character.system_prompt, character, cast, original=default) or default
+
+
+def _profile_lines(character: world.Character, cast: Cast) -> list[str]:
+    lines = [f"Character: {character.name}"]
+    for label, text in (("Description", character.description), ("Personality", character.personality),
+                        ("Scenario", character.scenario)):
+        filled = fill(text, character, cast)
+        if filled:
+            lines.append(f"{label}: {filled}")
+    return lines
+
+
+def persona_lines(cast: Cast) -> list[str]:
+    player = cast.player
+    lines = [f"User: {player.name}"]
+    if player.description.strip():
+        lines.append(f"{player.name}'s persona: {player.description.strip()}")
+    return lines
+
+
+def card_block(character: world.Character, cast: Cast) -> str:
+    """The stable head of a reply prompt: main prompt, the card, the player's persona."""
+    return "\n".join([main_prompt(character, cast), "", *_profile_lines(character, cast), *persona_lines(cast)])
+
+
+def character_brief(character: world.Character, cast: Cast) -> str:
+    """Who `character` is (card fields and the player's persona), without the reply instruction."""
+    return "\n".join([*_profile_lines(character, cast), *persona_lines(cast)])
+
+
+def example_blocks(character: world.Character, cast: Cast) -> list[str]:
+    """The card's example dialogues (`mes_example` split at `<START>`), macros resolved."""
+    blocks = [fill(block, character, cast) for block in _START.split(character.mes_example or "")]
+    return [block for block in blocks if block]
+
+
+def post_history(character: world.Character, cast: Cast) -> str:
+    return fill(character.post_history_instructions, character, cast)
+
+
+_SENTENCE = re.compile(r"[^.!?…]*[.!?…]+[\"'”’)\]]*|[^.!?…]+$")
+
+
+def whole_sentences(text: str, limit: int) -> str:
+    """The first sentences of `text` that fit in `limit` characters (always at least one whole one)."""
+    kept = ""
+    for match in _SENTENCE.finditer(" ".join(text.split())):
+        sentence = match.group().strip()
+        candidate = f"{kept} {sentence}".strip()
+        if kept and len(candidate) > limit:
+            break
+        kept = candidate
+    return kept
+
+
+def greeting(character: world.Character, cast: Cast) -> str:
+    return fill(character.first_mes, character, cast)

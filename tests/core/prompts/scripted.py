@@ -1,0 +1,117 @@
+"""A scripted story with real cards (the V2 PNG and the V3 JSON in tests/data) and a strict fake
+model that answers by purpose; every request is kept, so tests can read each kind of prompt."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from core.engine import Engine
+from core.llm import FakeLLM
+from core.llm.fake import FakeLLMCall
+from core.llm.roles import render_messages
+from core.services.addressee import AddresseeDecision
+from tests.core.pipeline.conftest import collect
+
+DATA = Path(__file__).parents[2] / "data"
+OWNER = "@tobin:gullrock.example"
+PERSONA = ("Tobin Reyes", "a young deckhand, shipwrecked two days ago, stubborn and curious")
+
+REPLIES = {
+    "Maren Ashdown": ["*Maren grunts and tops up the mug.* Drink. You'll need your strength.",
+                      "The buoy? It drifted in the winter storm. Lies about where the reef is now.",
+                      "*She folds her arms.* Ilse hears everything. Half of it is even true.",
+                      "Market's tomorrow at noon on the mainland. I'll take the boat if the sea allows."],
+    "Ilse": ["*Ilse grins and slaps a letter onto the table.* One for you, and it smells of tar.",
+             "Kell shipyard is asking after the Alba's crew. Someone wants to know who survived."],
+}
+
+
+def _speaker(messages) -> str:
+    match = re.search(r"^Character: (.+)$", messages[0]["content"], re.MULTILINE)
+    return match.group(1) if match else ""
+
+
+def scripted_llm() -> FakeLLM:
+    said: dict[str, int] = {}
+
+    def narrate(messages) -> str:
+        name = "Ilse" if _speaker(messages).startswith("Ilse") else "Maren Ashdown"
+        index = said.get(name, 0)
+        said[name] = index + 1
+        return REPLIES[name][index % len(REPLIES[name])]
+
+    def route(messages) -> AddresseeDecision:
+        line = messages[-1]["content"].rsplit("latest line:\n", 1)[-1]
+        if re.search(r"\b(sleep|rest) (?:for )?(?:a few|two|2) hours\b", line):
+            return AddresseeDecision(speaker="maren-ashdown", confidence="high", time="skip", amount="2h")
+        who = "ilse-varga-of-the-northern-post" if "Ilse" in line else "maren-ashdown"
+        return AddresseeDecision(speaker=who, confidence="high")
+
+    def summary(messages) -> str:
+        me = messages[0]["content"].split(".", 1)[0].removeprefix("You are ")
+        return f"I sat with Tobin Reyes in the lamp room while the tide turned. ({me}) I kept my worries to myself."
+
+    def meanwhile(messages) -> str:
+        return ("*Maren taps the chart.* That buoy will drown someone." if "You are Maren" in messages[0]["content"]
+                else "*Ilse shrugs.* Then move it yourself, keeper.")
+
+    return FakeLLM({
+        "narrate": narrate,
+        "addressee": route,
+        "scene_close": summary,
+        "threads": {"open": [{"title": "The drifting buoy", "summary": "The Skerry buoy lies about the reef."}],
+                    "update": [], "close": []},
+        "lifecycle": {"transitions": [], "planned": [
+            {"title": "Mainland market", "when": "tomorrow at noon", "description": "Maren takes the boat."}]},
+        "meanwhile": meanwhile,
+        "skip": "The lamp turns through the grey hours while the tide runs out over the Teeth.",
+    })
+
+
+async def play_scripted_story(engine: Engine) -> str:
+    """The story every golden prompt comes from; returns the chat id."""
+    maren = await engine.import_character((DATA / "maren_ashdown_v2.png").read_bytes())
+    ilse = await engine.import_character((DATA / "ilse_varga_v3.json").read_text())
+    await engine.set_persona(OWNER, *PERSONA)
+    chat = (await engine.create_chat(owner=OWNER, host=maren.character_id, guest=ilse.character_id)).chat_id
+    await engine.greeting(chat)
+    lines = ["Thank you for the tea.", "What is that light out past the rocks?", "Ilse, any letters for me?",
+             "Does Ilse always bring news?", "Who is asking about the Alba, Ilse?",
+             "When do you go to the mainland?"]
+    for n, line in enumerate(lines):
+        await collect(engine.post_turn(chat, line, f"$line{n}"))
+    await engine.close_scene(chat)
+    await collect(engine.post_turn(chat, "I need to sleep for a few hours.", "$sleep"))
+    await collect(engine.meanwhile(chat, maren.character_id, ilse.character_id, "an argument about the buoy"))
+    for n, line in enumerate(["I slept like the dead. Is the buoy still adrift?", "Can I help you move it?"]):
+        await collect(engine.post_turn(chat, line, f"$late{n}"))
+    await collect(engine.regenerate(chat))
+    return chat
+
+
+def describe_call(call: FakeLLMCall) -> str:
+    """A request as a golden file holds it: its parameters, then its messages."""
+    params = {"purpose": call.purpose, "role": call.role, "max_tokens": call.max_tokens,
+              "stop": call.stop, "response_schema": call.response_schema.__name__ if call.response_schema else None}
+    return json.dumps(params, ensure_ascii=False) + "\n\n" + render_messages(call.messages)
+
+
+def golden_calls(fake: FakeLLM) -> dict[str, FakeLLMCall]:
+    """One request per call kind, picked from the scripted story's requests."""
+    narrate = fake.calls_for("narrate")
+    by_speaker = [(c, _speaker(c.messages)) for c in narrate]
+    guest = next(c for c, who in by_speaker if who.startswith("Ilse"))
+    return {
+        "first_turn": narrate[0],
+        "guest_reply": guest,
+        "deep_turn": narrate[-2],
+        "regenerate": narrate[-1],
+        "routing": fake.calls_for("addressee")[4],
+        "summary": fake.calls_for("scene_close")[0],
+        "threads": fake.calls_for("threads")[0],
+        "lifecycle": fake.calls_for("lifecycle")[0],
+        "meanwhile": fake.calls_for("meanwhile")[1],
+        "skip_narration": fake.calls_for("skip")[0],
+    }

@@ -1,0 +1,71 @@
+"""Every prompt of a long random story with real cards: what any strict model server accepts.
+
+Roles alternate (the strict fake refuses anything else), no macro survives, the player's persona
+name is in every prompt, no JSON template with placeholder values, and every budgeted section of
+every reply prompt stays within its budget.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from datetime import timedelta
+
+from core.services import talk
+from core.services.prompt import SECTION_SHARES
+from core.services.tokens import estimate_prompt_tokens
+from tests.core.pipeline.conftest import collect
+from tests.core.prompts.scripted import DATA, OWNER, PERSONA, scripted_llm
+
+LEFTOVER_MACRO = re.compile(r"\{\{|\}\}|<USER>|<BOT>|<CHAR>", re.IGNORECASE)
+PLACEHOLDER_JSON = re.compile(r'"\w+"\s*:\s*(0|""|\[\]|\{\})\s*[,}]')
+LINES = ["I look out at the sea.", "Ilse, what news today?", "Maren, is the lamp trimmed?", "I need to sleep for a few hours.",
+         "Tell me about the Alba.", "Ilse, who wrote this letter?", "The market is tomorrow at noon, right?",
+         "I help carry the oil up the stairs.", "I wave.", "What does the buoy mean?"]
+
+
+async def test_every_prompt_of_a_long_random_story_is_one_a_strict_server_accepts(open_engine, monkeypatch):
+    reports = []
+    assemble = talk.assemble_prompt
+
+    async def recording(*args, **kwargs):
+        report = await assemble(*args, **kwargs)
+        reports.append(report)
+        return report
+
+    monkeypatch.setattr(talk, "assemble_prompt", recording)
+    fake = scripted_llm()  # strict: a prompt out of role order raises
+    engine = await open_engine(fake, budget_tokens=1500)
+    maren = await engine.import_character((DATA / "maren_ashdown_v2.png").read_bytes())
+    ilse = await engine.import_character((DATA / "ilse_varga_v3.json").read_text())
+    await engine.set_persona(OWNER, *PERSONA)
+    chat = (await engine.create_chat(owner=OWNER, host=maren.character_id, guest=ilse.character_id)).chat_id
+    await engine.greeting(chat)
+    rng = random.Random(16)
+    for step in range(90):
+        action = rng.random()
+        if action < 0.75:
+            await collect(engine.post_turn(chat, rng.choice(LINES), f"$t{step}"))
+        elif action < 0.83:
+            await collect(engine.regenerate(chat))
+        elif action < 0.88:
+            await engine.close_scene(chat)
+        elif action < 0.93:
+            await collect(engine.meanwhile(chat, maren.character_id, ilse.character_id, rng.choice(["", "the buoy"])))
+        else:
+            await engine.skip(chat, timedelta(hours=rng.randint(1, 9)))
+
+    purposes = {call.purpose for call in fake.calls}
+    assert {"narrate", "addressee", "scene_close", "threads", "lifecycle", "meanwhile", "skip"} <= purposes
+    assert len(fake.calls) > 150 and not fake.unplanned
+    for call in fake.calls:
+        text = "\n".join(m["content"] for m in call.messages)
+        where = f"{call.purpose} prompt #{fake.calls.index(call)}"
+        assert not LEFTOVER_MACRO.search(text), where
+        assert PERSONA[0] in text, where
+        assert not PLACEHOLDER_JSON.search(text), where
+        assert " you (the player)" not in text and "You said" not in text and "\nYou:" not in text, where
+    for report in reports:
+        assert estimate_prompt_tokens(report.messages) <= report.budget_tokens
+        for section in SECTION_SHARES:
+            assert report.section_tokens[section] <= report.section_budgets[section], section

@@ -1,0 +1,42 @@
+"""Golden prompts: one request of each kind from a scripted story with real cards, checked in as
+readable text (tests/core/prompts/golden/), so a change to any prompt shows as a diff in review.
+
+Regenerate them after an intended change with:
+    RPBOT_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/core/prompts/test_golden_prompts.py
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.core.prompts.scripted import describe_call, golden_calls, play_scripted_story, scripted_llm
+
+GOLDEN = Path(__file__).parent / "golden"
+KINDS = ["first_turn", "deep_turn", "guest_reply", "routing", "summary", "threads", "lifecycle", "meanwhile",
+         "skip_narration", "regenerate"]
+
+
+@pytest.fixture
+async def golden_texts(open_engine) -> dict[str, str]:
+    fake = scripted_llm()
+    engine = await open_engine(fake)
+    await play_scripted_story(engine)
+    return {kind: describe_call(call) for kind, call in golden_calls(fake).items()}
+
+
+async def test_every_call_kind_has_a_golden_prompt(golden_texts) -> None:
+    assert sorted(golden_texts) == sorted(KINDS)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_prompt_matches_its_golden_file(golden_texts, kind: str) -> None:
+    path = GOLDEN / f"{kind}.txt"
+    if os.environ.get("RPBOT_UPDATE_GOLDEN"):
+        path.write_text(golden_texts[kind], encoding="utf-8")
+    assert path.exists(), f"{path} is missing: run with RPBOT_UPDATE_GOLDEN=1 to write it"
+    assert golden_texts[kind] == path.read_text(encoding="utf-8"), (
+        f"the {kind} prompt changed; if intended, regenerate with RPBOT_UPDATE_GOLDEN=1 and review the diff"
+    )
