@@ -7,6 +7,7 @@ invite-room) commands start stories; story-room commands act on that story.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -83,7 +84,9 @@ async def handle_command(
     invocation = Invocation(ctx, meta, name, args.strip(), source_event_id, sender, reply_to)
     found = REGISTRY.get(name)
     if found is None:
-        return invocation.reply(f"Unknown command `!{name}`.\n\n{help_text(meta.room_type)}")
+        close = difflib.get_close_matches(name, [c.name for c in REGISTRY.values() if meta.room_type in c.rooms], n=1, cutoff=0.6)
+        guess = f" Did you mean `!{close[0]}`?" if close else ""
+        return invocation.reply(f"Unknown command `!{name}`.{guess}\n\n{help_text(meta.room_type)}")
     if meta.room_type not in found.rooms:
         elsewhere = "a story room" if found.rooms == STORY_ROOMS else "the Lobby"
         return invocation.reply(f"`!{name}` works in {elsewhere}, not here. Usage: `{found.usage}`")
@@ -104,12 +107,13 @@ async def _help(inv: Invocation) -> list[OutgoingEvent]:
     return inv.reply(help_text(inv.meta.room_type))
 
 
-@command("characters", "!characters", "who you can meet", LOBBY_ROOMS)
+@command("characters", "!characters", "who you can meet", LOBBY_ROOMS | STORY_ROOMS)
 async def _characters(inv: Invocation) -> list[OutgoingEvent]:
     characters = await inv.ctx.engine.list_characters()
     lines = ["**Characters:**", ""]
     lines += [f"- **{c.name}** (`{c.character_id}`): {first_sentence(c.description)}" for c in characters]
-    lines += ["", "Start a story with `!new <character>` or `!new <character> with <character>`."]
+    where = " in the Lobby" if inv.meta.room_type in STORY_ROOMS else ""
+    lines += ["", f"Start a story{where} with `!new <character>` or `!new <character> with <character>`."]
     return inv.reply("\n".join(lines))
 
 

@@ -17,6 +17,7 @@ from adapter.matrix.handlers import persona  # noqa: F401  (registers !persona f
 from adapter.matrix.handlers.commands import STORY_ROOMS, CommandError, Invocation, command, find_character
 from adapter.matrix.outgoing import OutgoingEvent, SendMessage, txn_id_for
 from adapter.matrix.render import collapsed_blocks
+from core.engine import CharacterInfo
 from core.errors import RpbotError
 from core.llm.base import LLMError
 from core.llm.roles import render_messages
@@ -82,8 +83,12 @@ async def _scene(inv: Invocation) -> list[OutgoingEvent]:
     result = await engine_call(inv, inv.ctx.engine.close_scene(chat_id_of(inv)))
     if result is None:
         return inv.reply("No scene is open right now.")
-    names = ", ".join(result.summaries) or "nobody"
-    return inv.reply(f"*The scene closes.* Each of {names} will remember it their own way.")
+    names = list(result.summaries)
+    if not names:
+        return inv.reply("*The scene closes.*")
+    if len(names) == 1:
+        return inv.reply(f"*The scene closes.* {names[0]} will remember it in their own way.")
+    return inv.reply(f"*The scene closes.* {and_join(names)} will each remember it in their own way.")
 
 
 @command("threads", "!threads", "the plot threads so far", STORY_ROOMS)
@@ -143,16 +148,21 @@ async def _meanwhile(inv: Invocation) -> list[OutgoingEvent]:
     return inv.reply(f"*Meanwhile, {first.name} and {second.name} meet somewhere you are not.* You will hear of it on your next turn.")
 
 
-@command("memory", "!memory <character> <query>", "what a character remembers about something", STORY_ROOMS)
+@command("memory", "!memory [character] <query>", "what a character (the story's host unless you name one) remembers", STORY_ROOMS)
 async def _memory(inv: Invocation) -> list[OutgoingEvent]:
-    who, _, query = inv.args.partition(" ")
-    if not who or not query.strip():
-        raise CommandError("Name a character (or `you`) and what to look for.")
-    if who.lower() in ("you", "me"):
-        character_id, name = "you", "You"
-    else:
-        character = find_character(await inv.ctx.engine.list_characters(), who)
-        character_id, name = character.character_id, character.name
+    if not inv.args.strip():
+        raise CommandError("Say what to look for, and whose memory if not the host's (a name, or `you`).")
+    who, _, rest = inv.args.partition(" ")
+    status = await engine_call(inv, inv.ctx.engine.status(chat_id_of(inv)))
+    cast = [c for c in await inv.ctx.engine.list_characters() if c.name in (status.host_name, status.guest_name)]
+    named = _cast_member(cast, who) if rest.strip() else None
+    if who.lower() in ("you", "me") and rest.strip():
+        character_id, name, query = "you", "You", rest
+    elif named is not None:
+        character_id, name, query = named.character_id, named.name, rest
+    else:  # no name first: the whole line is the query, about the host's memory
+        host = next(c for c in cast if c.name == status.host_name)
+        character_id, name, query = host.character_id, host.name, inv.args
     memories = await engine_call(inv, inv.ctx.engine.search_memory(chat_id_of(inv), character_id, query.strip()))
     verb = "remember" if character_id == "you" else "remembers"
     if not memories:
@@ -160,6 +170,18 @@ async def _memory(inv: Invocation) -> list[OutgoingEvent]:
     lines = [f"**{name} {verb}:**", ""]
     lines += [f"- {story_time(m.story_time)}: {m.text}" for m in memories]
     return inv.reply("\n".join(lines))
+
+
+def _cast_member(cast: list[CharacterInfo], word: str) -> CharacterInfo | None:
+    try:
+        return find_character(cast, word)
+    except CommandError:
+        return None
+
+
+def and_join(names: list[str]) -> str:
+    """"A", "A and B", "A, B and C"."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 @command("status", "!status", "the story's clock, scene, threads and size", STORY_ROOMS)
@@ -171,7 +193,7 @@ async def _status(inv: Invocation) -> list[OutgoingEvent]:
     return inv.reply(
         "\n".join(
             [
-                f"**{status.title}** with {cast}",
+                f"**{status.title}**" + (f", with {cast}" if cast != status.title else ""),
                 "",
                 f"- You play: {you_play} (change it with `!persona name: description`)",
                 f"- Story time: {story_time(status.clock)}",
@@ -179,7 +201,6 @@ async def _status(inv: Invocation) -> list[OutgoingEvent]:
                 f"- Turns: {status.turns}, memories: {status.memories}",
                 f"- Open threads: {status.open_threads}, upcoming events: {status.upcoming_events}",
                 f"- Unusable model answers since the bot started: {failures or 'none'}",
-                f"- Platform chat id: `{inv.meta.platform_chat_id}`",
             ]
         )
     )

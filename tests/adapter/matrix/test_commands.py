@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from adapter.matrix.handlers import persona, story_commands  # noqa: F401  (registers their commands)
 from adapter.matrix.handlers.commands import REGISTRY, handle_command
 from adapter.matrix.store import RoomMeta
-from core.engine import CharacterInfo, Persona
+from core.engine import CharacterInfo, ChatStatus, Persona, SceneCloseResult
 from core.errors import ChatNotFoundError, InvalidPersonaError
 
 CLOCK = datetime(2026, 4, 1, 9, 0)
@@ -36,6 +36,9 @@ class StandInEngine:
     calls: list[tuple] = field(default_factory=list)
     fail_with: Exception | None = None
     personas: dict[str, Persona] = field(default_factory=dict)
+    guest: str | None = "Captain Odile Marchetti"
+    title: str = "Wren Halloway"
+    closed: SceneCloseResult | None = None
 
     async def list_characters(self) -> list[CharacterInfo]:
         return [CharacterInfo("wren", "Wren Halloway", "A lighthouse keeper."), CharacterInfo("odile", "Captain Odile Marchetti", "A captain.")]
@@ -67,7 +70,10 @@ class StandInEngine:
         return []
 
     async def close_scene(self, chat_id: str):
-        return None
+        return self.closed
+
+    async def status(self, chat_id: str) -> ChatStatus:
+        return ChatStatus(self.title, "Wren Halloway", self.guest, CLOCK, True, 3, 2, 0, 0, persona_name="alice")
 
     async def list_threads(self, chat_id: str) -> list:
         return []
@@ -128,6 +134,45 @@ async def test_meanwhile_and_memory_find_characters_by_name() -> None:
     assert "No character called `zed`" in await answer(engine, "!meanwhile wren zed")
     assert "remembers nothing" in await answer(engine, "!memory captain the storm")
     assert engine.calls[-1] == ("memory", "chat-1", "odile", "the storm")
+
+
+async def test_memory_asks_the_host_unless_a_character_or_you_is_named_first() -> None:
+    engine = StandInEngine(guest=None)
+    assert "Wren Halloway remembers nothing about “shelf”" in await answer(engine, "!memory shelf")
+    assert engine.calls[-1] == ("memory", "chat-1", "wren", "shelf")
+    await answer(engine, "!memory the old shelf")
+    assert engine.calls[-1] == ("memory", "chat-1", "wren", "the old shelf")
+    await answer(engine, "!memory you the storm")
+    assert engine.calls[-1] == ("memory", "chat-1", "you", "the storm")
+    await answer(StandInEngine(), "!memory wren the storm")
+    assert "Say what to look for" in await answer(engine, "!memory")
+
+
+async def test_scene_close_reads_well_for_one_character_and_for_two() -> None:
+    def closed(*names: str) -> SceneCloseResult:
+        return SceneCloseResult(scene_id=1, summaries={name: "..." for name in names})
+
+    assert "Wren Halloway will remember it in their own way." in await answer(StandInEngine(closed=closed("Wren Halloway")), "!scene close")
+    two = await answer(StandInEngine(closed=closed("Wren Halloway", "Captain Odile Marchetti")), "!scene close")
+    assert "Wren Halloway and Captain Odile Marchetti will each remember it in their own way." in two
+    assert "Each of" not in two
+
+
+async def test_status_names_the_story_once_and_shows_no_internal_ids() -> None:
+    alone = await answer(StandInEngine(guest=None), "!status")
+    assert alone.startswith("**Wren Halloway**\n") and "mx-1" not in alone and "chat-1" not in alone
+    pair = await answer(StandInEngine(), "!status")
+    assert pair.startswith("**Wren Halloway**, with Wren Halloway and Captain Odile Marchetti")
+
+
+async def test_characters_and_help_work_everywhere_and_typos_get_a_suggestion() -> None:
+    in_story = await answer(StandInEngine(), "!characters", STORY)
+    assert "Wren Halloway" in in_story and "Start a story in the Lobby" in in_story
+    assert "Start a story with" in await answer(StandInEngine(), "!characters", LOBBY)
+    assert "Commands in this story room" in await answer(StandInEngine(), "!help", STORY)
+    assert "Did you mean `!status`?" in await answer(StandInEngine(), "!stauts", STORY)
+    assert "Did you mean `!characters`?" in await answer(StandInEngine(), "!charcters", LOBBY)
+    assert "Did you mean" not in await answer(StandInEngine(), "!frobnicate", STORY)
 
 
 async def test_engine_errors_become_a_short_message() -> None:
