@@ -3,7 +3,8 @@
 Used by `rpbot dev` when no LLM is configured, so the whole bot can be tried end to end.
 Deterministic: the same messages and purpose always give the same reply (templates are
 picked by a hash of the conversation), and the reply picks up a word or two from the user's
-last line so it feels like an answer.
+last line so it feels like an answer. It names the place in a few words, never quotes the card
+back, and does not open a reply the way one of its last few replies opened.
 
 System-prompt convention (the engine's prompt builder writes these lines; any order, anywhere
 in any system message; the first occurrence of each wins; all are optional):
@@ -16,6 +17,8 @@ in any system message; the first occurrence of each wins; all are optional):
 Purposes:
 - "narrate", "greeting", "meanwhile", "regenerate" and any unknown narrative purpose:
   an in-character reply (a short action in *asterisks* and a spoken line or two).
+- "skip" (and any prompt that casts the model as the narrator): a line or two of narration
+  of the time passing, told by no one in the scene.
 - "summary", "scene_close": a short point-of-view summary with a "Key quotes" section.
 - any call with `response_schema`: JSON for a valid instance of the schema built from its
   defaults (see `core.llm.structured.placeholder_instance`): the classifier's safe answer.
@@ -59,6 +62,11 @@ _ACTIONS = [
     "*{name} glances around {place} before answering.*",
     "*{name} lets out a quiet breath and steps a little closer.*",
 ]
+_QUESTION_LINES = [
+    '"{Topic}? Fair question. I will tell you what I know, and it is less than you hope."',
+    '"You want to know about {topic}. Sit down first; it is not a short answer."',
+    '"Ask me about {topic} tomorrow, when there are fewer ears around."',
+]
 _TOPIC_LINES = [
     '"{Topic}? That is not what I expected to hear from you."',
     '"So it comes down to {topic}. Go on, I am listening."',
@@ -74,14 +82,19 @@ _PLAIN_LINES = [
 _FOLLOW_UPS = [
     '"What would you have me do about it?"',
     '"Tell me more, and start from the beginning."',
-    '"Stay a while. {Place_sentence}"',
+    '"Stay a while. It is quiet {at_place}."',
     '"Whatever happens next, I would rather face it with you than alone."',
-    "*They wait, watching your face for an answer.*",
+    "*{name} waits, watching {user} for an answer.*",
+]
+_NARRATIONS = [
+    "{Span} pass{es}. The light shifts {at_place}, and the small work of the day goes on.",
+    "Time moves on: {span} of quiet, of chores done and words left for later.",
+    "{Span} slip{s} by. Nothing much happens {at_place}, and that is its own kind of news.",
 ]
 _GREETINGS = [
     '*{name} notices you and straightens up.* "There you are, {user}. I was starting to wonder '
     'if you would come at all."',
-    '*{name} glances up from {place}.* "Oh! Hello. I did not hear you come in."',
+    '*{name} glances up.* "Oh! Hello, {user}. I did not hear you come in."',
     '*{name} offers a {trait} little nod.* "Welcome. Sit, if you like. We have time."',
 ]
 
@@ -171,10 +184,12 @@ class DemoLLM:
             return _summary(sheet, messages)
         if role == "classifier":
             return "none"
+        if purpose == "skip" or _casts_a_narrator(messages):
+            return _narration(sheet, messages, rng)
         last_user = _last_user_line(messages)
         if purpose == "greeting" or not last_user:
             return _fill(rng.choice(_GREETINGS), sheet, rng, topic="")
-        return _in_character_reply(sheet, last_user, rng)
+        return _in_character_reply(sheet, last_user, rng, _recent_openings(messages))
 
 
 def _conversation_seed(messages: Sequence[ChatMessage], purpose: str) -> int:
@@ -227,38 +242,87 @@ def _topic_of(line: str) -> str:
     return max(content, key=len) if content else ""
 
 
-def _in_character_reply(sheet: CharacterSheet, last_user: str, rng: random.Random) -> str:
+def _casts_a_narrator(messages: Sequence[ChatMessage]) -> bool:
+    return any(m["role"] == "system" and m["content"].lstrip().startswith("You are the narrator") for m in messages)
+
+
+def _recent_openings(messages: Sequence[ChatMessage], count: int = 3) -> set[str]:
+    """How the model's last few replies began (their first three words), so the next begins otherwise."""
+    replies = [m["content"] for m in messages if m["role"] == "assistant" and m["content"].strip()]
+    return {_opening(text) for text in replies[-count:]}
+
+
+def _opening(text: str) -> str:
+    return " ".join(_WORD.findall(text)[:3]).lower()
+
+
+def _in_character_reply(sheet: CharacterSheet, last_user: str, rng: random.Random, avoid: set[str]) -> str:
     topic = _topic_of(last_user)
-    lines = [rng.choice(_ACTIONS)]
-    lines.append(rng.choice(_TOPIC_LINES if topic else _PLAIN_LINES))
+    asked = last_user.rstrip().endswith("?")
+    actions = [a for a in _ACTIONS if _opening(_fill(a, sheet, rng, topic=topic)) not in avoid] or _ACTIONS
+    lines = [rng.choice(actions)]
+    lines.append(rng.choice(_QUESTION_LINES if asked and topic else _TOPIC_LINES if topic else _PLAIN_LINES))
     lines.append(rng.choice(_FOLLOW_UPS))
     return " ".join(_fill(line, sheet, rng, topic=topic) for line in lines)
 
 
+_PLACE = re.compile(
+    r"\b(?:in|at|on|aboard|below|inside|near|by|beneath|under|across)\s+((?:the|a|an)\s+[A-Za-z'-]+(?:\s+[A-Z][A-Za-z'-]+)*"
+    r"(?:\s+(?!of\b|and\b|to\b|for\b|with\b)[a-z][a-z'-]+)?)"
+)
+
+
+def _place_of(scenario: str) -> str:
+    """A few words for where the scene is ("the Gullrock light", "the map room"), never the scenario itself; "" if none."""
+    found = _PLACE.search(scenario)
+    if found is None:
+        return ""
+    words = found.group(1).split()
+    while len(words) > 2 and words[-1].lower() in _STOPWORDS:
+        words.pop()
+    return " ".join(words[:4])
+
+
+def _at(place: str) -> str:
+    return f"at {place}" if place else "here"
+
+
 def _fill(template: str, sheet: CharacterSheet, rng: random.Random, *, topic: str) -> str:
     trait = rng.choice(sheet.personality) if sheet.personality else "thoughtful"
-    place = sheet.scenario or "the room"
-    place_sentence = (
-        f"It is quiet here, {sheet.scenario[0].lower() + sheet.scenario[1:]}."
-        if sheet.scenario
-        else "It is quiet here, and the night is young."
-    )
+    place = _place_of(sheet.scenario)
     return template.format(
         name=sheet.name,
         trait=trait.lower(),
-        place=place[0].lower() + place[1:] if place else place,
+        place=place or "the room",
+        at_place=_at(place),
         user=sheet.user,
         topic=topic,
         Topic=topic[:1].upper() + topic[1:],
-        Place_sentence=place_sentence,
     )
+
+
+_SPAN = re.compile(r"Time passes:\s*([^,\n]+?)(?:,| from|\n|$)", re.I)
+
+
+def _narration(sheet: CharacterSheet, messages: Sequence[ChatMessage], rng: random.Random) -> str:
+    """The narrator bridges a gap in time: no character acts, nobody speaks."""
+    prompt = "\n".join(m["content"] for m in messages)
+    found = _SPAN.search(prompt)
+    span = found.group(1).strip() if found else "some time"
+    plural = not re.match(r"^(an?|one|1)\b", span)
+    scenario = next((value for key, value in _FIELD_LINE.findall(prompt) if key.lower() == "scenario"), "")
+    text = rng.choice(_NARRATIONS).format(
+        span=span, Span=span[:1].upper() + span[1:], at_place=_at(_place_of(scenario)),
+        es="" if plural else "es", s="" if plural else "s",
+    )
+    return text
 
 
 def _summary(sheet: CharacterSheet, messages: Sequence[ChatMessage]) -> str:
     spoken = [m for m in messages if m["role"] in ("user", "assistant") and m["content"].strip()]
     topics = [t for t in (_topic_of(m["content"]) for m in spoken if m["role"] == "user") if t]
     about = ", ".join(dict.fromkeys(topics[-3:])) or "small things"
-    where = f" in {sheet.scenario[0].lower() + sheet.scenario[1:]}" if sheet.scenario else ""
+    where = f" {_at(_place_of(sheet.scenario))}"
     quotes = [f'- "{_first_sentence(m["content"])}"' for m in spoken[-2:]]
     return (
         f"From {sheet.name}'s point of view: {sheet.user} and {sheet.name} talked{where} "

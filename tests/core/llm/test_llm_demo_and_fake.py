@@ -171,3 +171,55 @@ async def test_factory_builds_each_provider():
     await client.aclose()
     with pytest.raises(ValueError, match="unknown LLM provider"):
         make_llm_client("llama")
+
+
+MAREN = (
+    "You are Maren Ashdown in an ongoing roleplay with Tobin Reyes.\n"
+    "Character: Maren Ashdown\nPersonality: gruff, patient, dryly funny\n"
+    "Scenario: Tobin Reyes washed up below the Gullrock light two days ago; Maren Ashdown has been patching them up.\n"
+    "User: Tobin Reyes"
+)
+PLAYER_LINES = [
+    "Where is the old boat?", "Tell me about the storm.", "I found a brass key in the sand.", "Why do you keep the lamp lit?",
+    "Thank you for the tea.", "Who else lives on the rock?", "I want to see the lighthouse lamp.", "Is the supply boat late?",
+    "What happened to the Alba?", "Can I help with the nets?",
+]
+
+
+def play(demo: DemoLLM) -> list[str]:
+    messages = [{"role": "system", "content": MAREN}, {"role": "user", "content": "[The scene begins.]"},
+                {"role": "assistant", "content": "*Maren Ashdown sets down a mug.* You're awake."}]
+    replies = []
+    for line in PLAYER_LINES:
+        messages.append({"role": "user", "content": line})
+        reply = demo.reply_for(messages, purpose="narrate")
+        replies.append(reply)
+        messages.append({"role": "assistant", "content": reply})
+    return replies
+
+
+def test_demo_answers_in_the_players_name_never_quotes_the_card_and_varies_its_openings():
+    replies = play(DemoLLM(word_delay_s=0))
+    scenario_runs = {" ".join(words) for words in zip(*(MAREN.split("Scenario: ")[1].split()[i:] for i in range(5)), strict=False)}
+    for reply in replies:
+        assert not any(run in reply for run in scenario_runs), reply  # no five words of the scenario in a row
+        assert "you has" not in reply.lower() and "{" not in reply
+    openings = [" ".join(reply.split()[:3]) for reply in replies]
+    assert all(a != b for a, b in zip(openings, openings[1:], strict=False)), openings
+    assert len(set(openings)) >= 6
+    asked = replies[0]  # "Where is the old boat?": the reply is about the boat
+    assert "old boat" in asked
+
+
+def test_demo_narrates_a_skip_as_the_narrator():
+    demo = DemoLLM(word_delay_s=0)
+    prompt = [
+        {"role": "system", "content": "You are the narrator of a roleplay between Tobin Reyes (the player) and Maren Ashdown."},
+        {"role": "user", "content": (
+            "Recent lines:\nTobin Reyes: I need to sleep.\n\nTime passes: 2 hours, from Wednesday 9:00 AM to Wednesday 11:00 AM."
+        )},
+    ]
+    text = demo.reply_for(prompt, purpose="skip")
+    assert "2 hours" in text or "2 Hours" in text
+    assert "narrator" not in text.lower() and '"' not in text  # told by nobody, no dialogue
+    assert "Maren" not in text  # no character acts in the narration
