@@ -99,6 +99,17 @@ _GREETINGS = [
 ]
 
 
+_TITLES = frozenset("brother sister father mother captain doctor dr mr mrs ms miss lady lord sir master madam".split())
+
+
+def short_name(name: str) -> str:
+    """What a narrator calls a character after the first mention: "Tamsin" for "Brother Tamsin Vale"."""
+    words = name.split()
+    while len(words) > 1 and words[0].lower().rstrip(".") in _TITLES:
+        words = words[1:]
+    return words[0] if words else name
+
+
 @dataclass(frozen=True)
 class CharacterSheet:
     """What the demo model knows about the speaker, read from the system prompt."""
@@ -189,7 +200,7 @@ class DemoLLM:
         last_user = _last_user_line(messages)
         if purpose == "greeting" or not last_user:
             return _fill(rng.choice(_GREETINGS), sheet, rng, topic="")
-        return _in_character_reply(sheet, last_user, rng, _recent_openings(messages))
+        return _in_character_reply(sheet, last_user, rng, _recent_replies(messages))
 
 
 def _conversation_seed(messages: Sequence[ChatMessage], purpose: str) -> int:
@@ -200,9 +211,12 @@ def _conversation_seed(messages: Sequence[ChatMessage], purpose: str) -> int:
 
 
 def _last_user_line(messages: Sequence[ChatMessage]) -> str:
+    """The player's newest line: the last paragraph of the last user turn (narration and other
+    characters' lines are folded in before it), without a leading "Name:"."""
     for message in reversed(messages):
         if message["role"] == "user" and message["content"].strip():
-            return message["content"].strip()
+            last = message["content"].strip().split("\n\n")[-1]
+            return re.sub(r"^[^:\n*\"]{1,60}:\s+", "", last).strip()
     return ""
 
 
@@ -246,24 +260,30 @@ def _casts_a_narrator(messages: Sequence[ChatMessage]) -> bool:
     return any(m["role"] == "system" and m["content"].lstrip().startswith("You are the narrator") for m in messages)
 
 
-def _recent_openings(messages: Sequence[ChatMessage], count: int = 3) -> set[str]:
-    """How the model's last few replies began (their first three words), so the next begins otherwise."""
+def _recent_replies(messages: Sequence[ChatMessage], count: int = 3) -> str:
+    """The model's last few replies, lower-cased words only: what the next reply should not repeat."""
     replies = [m["content"] for m in messages if m["role"] == "assistant" and m["content"].strip()]
-    return {_opening(text) for text in replies[-count:]}
+    return " ".join(_words(text) for text in replies[-count:])
 
 
-def _opening(text: str) -> str:
-    return " ".join(_WORD.findall(text)[:3]).lower()
+def _words(text: str) -> str:
+    return " ".join(_WORD.findall(text)).lower()
 
 
-def _in_character_reply(sheet: CharacterSheet, last_user: str, rng: random.Random, avoid: set[str]) -> str:
+def _signature(template: str) -> str:
+    """The first two words a template always writes, whatever fills it ("fair question", "looks up")."""
+    return " ".join(_words(re.sub(r"\{\w+\}", " ", template)).split()[:2])
+
+
+def _in_character_reply(sheet: CharacterSheet, last_user: str, rng: random.Random, recent: str) -> str:
+    """An action, a line about what the player said, a follow-up: none begun the way a recent reply put it."""
     topic = _topic_of(last_user)
     asked = last_user.rstrip().endswith("?")
-    actions = [a for a in _ACTIONS if _opening(_fill(a, sheet, rng, topic=topic)) not in avoid] or _ACTIONS
-    lines = [rng.choice(actions)]
-    lines.append(rng.choice(_QUESTION_LINES if asked and topic else _TOPIC_LINES if topic else _PLAIN_LINES))
-    lines.append(rng.choice(_FOLLOW_UPS))
-    return " ".join(_fill(line, sheet, rng, topic=topic) for line in lines)
+    parts = []
+    for templates in (_ACTIONS, _QUESTION_LINES if asked and topic else _TOPIC_LINES if topic else _PLAIN_LINES, _FOLLOW_UPS):
+        fresh = [t for t in templates if f" {_signature(t)} " not in f" {recent} "]
+        parts.append(_fill(rng.choice(fresh or templates), sheet, rng, topic=topic))
+    return " ".join(parts)
 
 
 _PLACE = re.compile(
@@ -288,10 +308,11 @@ def _at(place: str) -> str:
 
 
 def _fill(template: str, sheet: CharacterSheet, rng: random.Random, *, topic: str) -> str:
-    trait = rng.choice(sheet.personality) if sheet.personality else "thoughtful"
+    short_traits = [t for t in sheet.personality if len(t.split()) <= 2]  # "dry-humoured" reads well in a line; a clause does not
+    trait = rng.choice(short_traits) if short_traits else "thoughtful"
     place = _place_of(sheet.scenario)
     return template.format(
-        name=sheet.name,
+        name=short_name(sheet.name),
         trait=trait.lower(),
         place=place or "the room",
         at_place=_at(place),
