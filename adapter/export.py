@@ -16,9 +16,9 @@ from pathlib import Path
 
 from adapter.config import Config
 from adapter.reconcile_preview import read_only_uri
+from core import make_llm_client
 from core.engine import Engine, ExportedScene, StoryExport
 from core.errors import ChatNotFoundError
-from core.llm import make_llm_client
 
 
 class ExportError(RuntimeError):
