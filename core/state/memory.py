@@ -22,7 +22,7 @@ from typing import Any, Literal
 from core.errors import ChatNotFoundError, MemoryNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
 from core.eventlog.projections.base import MEMORY_ID_BITS
-from core.state.rows import fetch_all, fetch_one
+from core.state.rows import fetch_all, fetch_count, fetch_one
 
 # FTS5 query shaping.
 MAX_QUERY_TERMS = 6
@@ -291,3 +291,7 @@ async def search_memories(
         hits.append(MemoryHit(memory, relevance, relevance * (1.0 + RECENCY_WEIGHT / (1.0 + age_days))))
     hits.sort(key=lambda hit: (hit.score, hit.memory.memory_id), reverse=True)
     return hits[:limit]
+
+
+async def count_live_memories(source: Readable, chat_id: str) -> int:
+    return await fetch_count(source, "SELECT count(*) FROM memories WHERE chat_id = ? AND retracted = 0", (chat_id,))

@@ -19,7 +19,7 @@ from core.eventlog.projections.plot import (
     WORLD_EVENT_REVERSIONS,
     WORLD_EVENT_TRANSITIONS,
 )
-from core.state.rows import fetch_all, fetch_one, story_time
+from core.state.rows import fetch_all, fetch_count, fetch_one, story_time
 
 WorldEventStatus = Literal["planned", "started", "completed", "cancelled"]
 
@@ -141,3 +141,7 @@ async def due_world_events(source: Readable, chat_id: str, until: datetime) -> l
         (chat_id, until.replace(tzinfo=None, microsecond=0).isoformat(timespec="seconds")),
     )
     return [_world_event(r) for r in rows]
+
+
+async def count_upcoming_events(source: Readable, chat_id: str) -> int:
+    return await fetch_count(source, "SELECT count(*) FROM world_events WHERE chat_id = ? AND status = 'planned'", (chat_id,))

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from core.errors import TurnNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
-from core.state.rows import fetch_all, fetch_one
+from core.state.rows import fetch_all, fetch_count, fetch_one
 
 Role = Literal["user", "assistant", "narration"]
 
@@ -156,3 +156,7 @@ async def scene_turns(source: Readable, scene_id: int) -> list[Turn]:
         source, "SELECT * FROM turns WHERE scene_id = ? AND superseded_by IS NULL ORDER BY turn_id", (scene_id,)
     )
     return [_turn(r) for r in rows]
+
+
+async def count_shown_turns(source: Readable, chat_id: str) -> int:
+    return await fetch_count(source, "SELECT count(*) FROM turns WHERE chat_id = ? AND superseded_by IS NULL", (chat_id,))

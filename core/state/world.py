@@ -18,7 +18,7 @@ from typing import Any, Literal
 from core.errors import ChatNotFoundError, SceneNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
 from core.eventlog.events import CharacterRegistered
-from core.state.rows import fetch_all, fetch_one, json_tuple, story_time
+from core.state.rows import fetch_all, fetch_count, fetch_one, json_tuple, story_time
 
 
 @dataclass(frozen=True)
@@ -255,3 +255,9 @@ async def current_scene(source: Readable, chat_id: str) -> Scene | None:
 async def list_scenes(source: Readable, chat_id: str, *, open_only: bool = False) -> list[Scene]:
     sql = "SELECT * FROM scenes WHERE chat_id = ?" + (" AND closed_at IS NULL" if open_only else "")
     return [_scene(r) for r in await fetch_all(source, sql + " ORDER BY scene_id", (chat_id,))]
+
+
+async def has_open_scene(source: Readable, chat_id: str) -> bool:
+    return bool(await fetch_count(
+        source, "SELECT count(*) FROM scenes WHERE chat_id = ? AND kind = 'main' AND closed_at IS NULL", (chat_id,)
+    ))
