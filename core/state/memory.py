@@ -295,3 +295,18 @@ async def search_memories(
 
 async def count_live_memories(source: Readable, chat_id: str) -> int:
     return await fetch_count(source, "SELECT count(*) FROM memories WHERE chat_id = ? AND retracted = 0", (chat_id,))
+
+
+async def live_summary_ids(source: Readable, scene_id: int, pov: str | None = None) -> list[int]:
+    """Ids of the scene's live summaries (with `pov`, only those from that point of view)."""
+    if pov is None:
+        rows = await fetch_all(
+            source, "SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND retracted = 0", (scene_id,)
+        )
+    else:
+        rows = await fetch_all(
+            source,
+            "SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND pov = ? AND retracted = 0",
+            (scene_id, pov),
+        )
+    return [r["memory_id"] for r in rows]
