@@ -350,3 +350,15 @@ async def story_places(source: Readable, memory_ids: list[int]) -> dict[int, int
         memory_ids,
     )
     return {r["memory_id"]: r["place"] for r in rows}
+
+
+async def scene_summaries(source: Readable, scene_id: int) -> list[Memory]:
+    """The scene's live summaries, every point of view, in the order they were recorded."""
+    rows = await fetch_all(
+        source,
+        f"""SELECT m.*, {_WITNESSES_COLUMN} FROM memories m
+            WHERE scene_id = ? AND kind = 'summary' AND retracted = 0
+            ORDER BY memory_id""",
+        (scene_id,),
+    )
+    return [_memory(r) for r in rows]
