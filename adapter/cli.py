@@ -27,7 +27,7 @@ from adapter.errors import StartupError
 from adapter.logs import LOG_FORMATS, setup_logging
 
 if TYPE_CHECKING:
-    from core.services.replies import ReplySettings
+    from core import ReplySettings
 
 log = logging.getLogger("rpbot")
 
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_llm(config: Config):
-    from core.llm import make_llm_client
+    from core import make_llm_client
 
     llm = config.llm
     if llm.provider == "demo":
@@ -75,7 +75,7 @@ def make_llm(config: Config):
 
 
 def reply_settings(config: Config) -> ReplySettings:
-    from core.services.replies import ReplySettings
+    from core import ReplySettings
 
     llm = config.llm
     return ReplySettings(max_tokens=llm.reply_max_tokens, stop_at_names=llm.stop_at_names,

@@ -15,10 +15,11 @@ from contextlib import closing
 from pathlib import Path
 
 from adapter.config import Config
+from adapter.matrix.store import chat_id_of_platform_chat
 from adapter.reconcile_preview import read_only_uri
+from core import make_llm_client
 from core.engine import Engine, ExportedScene, StoryExport
 from core.errors import ChatNotFoundError
-from core.llm import make_llm_client
 
 
 class ExportError(RuntimeError):
@@ -30,8 +31,7 @@ def chat_id_for_platform_id(adapter_db: Path, platform_chat_id: str) -> str | No
     if not adapter_db.exists():
         return None
     with closing(sqlite3.connect(read_only_uri(adapter_db), uri=True)) as conn:
-        row = conn.execute("SELECT chat_id FROM room_meta WHERE platform_chat_id = ?", (platform_chat_id,)).fetchone()
-    return row[0] if row and row[0] else None
+        return chat_id_of_platform_chat(conn, platform_chat_id)
 
 
 async def export_story(config: Config, chat: str) -> StoryExport:

@@ -1,0 +1,47 @@
+"""The rpbot core: the story engine, its state and its services, knowing nothing of Matrix.
+
+An adapter drives the core through `core.engine` (the `Engine` and its typed results),
+`core.errors` (every error the core raises on purpose) and the few helpers exported here.
+They are imported on first use, so `import core.errors` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.keyed_locks import KeyedLocks
+    from core.llm import make_llm_client
+    from core.llm.roles import render_messages
+    from core.services.replies import ReplySettings
+    from core.timeparse import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time
+
+_HOMES = {
+    "KeyedLocks": "core.keyed_locks",
+    "make_llm_client": "core.llm",
+    "render_messages": "core.llm.roles",
+    "ReplySettings": "core.services.replies",
+    "DURATION_EXAMPLES": "core.timeparse",
+    "TIME_EXAMPLES": "core.timeparse",
+    "parse_duration": "core.timeparse",
+    "parse_story_time": "core.timeparse",
+}
+
+__all__ = [
+    "DURATION_EXAMPLES",
+    "TIME_EXAMPLES",
+    "KeyedLocks",
+    "ReplySettings",
+    "make_llm_client",
+    "parse_duration",
+    "parse_story_time",
+    "render_messages",
+]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'core' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

@@ -56,10 +56,10 @@ from core.services.reports import (
 from core.services.scenes import SceneCloseResult
 from core.services.talk import AfterTurn, AfterTurnStep, TurnPipeline, TurnUpdate
 from core.services.timeskip import SkipResult
+from core.state import memory as memory_state
 from core.state import personas, plans, world
 from core.state import turns as turn_state
 from core.state.personas import Persona, get_persona
-from core.state.rows import fetch_all
 from core.text_input import check_line, check_readable
 
 log = logging.getLogger(__name__)
@@ -395,29 +395,17 @@ class Engine:
             character = characters.get(speaker)
             return character.name if character else speaker
 
-        rows = await fetch_all(
-            self.db,
-            """SELECT t.* FROM turns t LEFT JOIN scenes s ON s.scene_id = t.scene_id
-               WHERE t.chat_id = ? AND t.superseded_by IS NULL AND (s.kind IS NULL OR s.kind = 'main')
-               ORDER BY t.turn_id""",
-            (chat_id,),
-        )
         turns = tuple(
-            ExportedTurn(r["role"], name_of(r["speaker"]), r["text"], datetime.fromisoformat(r["story_time"]),
-                         r["scene_id"], bool(r["truncated"]))
-            for r in rows
+            ExportedTurn(t.role, name_of(t.speaker), t.text, t.story_time, t.scene_id, t.truncated)
+            for t in await turn_state.shown_story_turns(self.db, chat_id)
         )
         scenes_out = []
         for scene in await world.list_scenes(self.db, chat_id):
             if scene.kind != "main":
                 continue
-            summary_rows = await fetch_all(
-                self.db,
-                """SELECT pov, text FROM memories WHERE scene_id = ? AND kind = 'summary' AND retracted = 0
-                   ORDER BY memory_id""",
-                (scene.scene_id,),
+            summaries = tuple(
+                (name_of(m.pov or "you"), m.text) for m in await memory_state.scene_summaries(self.db, scene.scene_id)
             )
-            summaries = tuple((name_of(r["pov"] or "you"), r["text"]) for r in summary_rows)
             scenes_out.append(ExportedScene(scene.scene_id, scene.title, scene.started_at, scene.closed_at, summaries))
         threads = tuple(await reports.thread_infos(self.db, chat_id))
         return StoryExport(chat_id, chat.title, chat.owner, chat.clock, cast, turns, tuple(scenes_out), threads)

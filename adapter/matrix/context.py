@@ -9,8 +9,8 @@ from nio import AsyncClient
 from adapter.config import Config
 from adapter.matrix.outgoing import MatrixSender
 from adapter.matrix.store import StateStore
+from core import KeyedLocks
 from core.engine import Engine
-from core.keyed_locks import KeyedLocks
 
 
 @dataclass

@@ -46,7 +46,7 @@ from adapter.matrix.store import (
     record_pending_delivery,
     undecrypted_events,
 )
-from core.keyed_locks import KeyedLocks
+from core import KeyedLocks
 
 log = logging.getLogger(__name__)
 

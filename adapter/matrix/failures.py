@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from core.errors import RpbotError
-from core.llm.base import LLMError, LLMRateLimitedError, LLMRequestError, LLMTimeoutError
+from core.errors import LLMError, LLMRateLimitedError, LLMRequestError, LLMTimeoutError, RpbotError
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ Plain SQL in small named functions taking the `StateStore` first.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +153,13 @@ async def set_room_meta(store: StateStore, meta: RoomMeta) -> None:
             (meta.room_id, meta.room_type, meta.matrix_user_id, meta.space_id, meta.chat_id, meta.platform_chat_id),
         )
         await store.conn.commit()
+
+
+def chat_id_of_platform_chat(conn: sqlite3.Connection, platform_chat_id: str) -> str | None:
+    """The engine chat id of a platform chat id (`mx-N`), read through a plain (e.g. read-only) connection,
+    for operator commands that must not open the store for writing."""
+    row = conn.execute("SELECT chat_id FROM room_meta WHERE platform_chat_id = ?", (platform_chat_id,)).fetchone()
+    return row[0] if row and row[0] else None
 
 
 async def all_room_meta(store: StateStore) -> dict[str, RoomMeta]:

@@ -6,7 +6,7 @@ the test fake) implements `LLMClient`. Callers pass OpenAI-style chat messages a
 fake server can tell calls apart. `role` picks the model: the narrative model writes prose,
 the classifier model answers short structured questions.
 
-Errors are typed so callers can react without parsing strings:
+Errors are typed so callers can react without parsing strings (they live in `core.errors`, re-exported here):
 
     LLMError
     ├── LLMTimeoutError        no answer (or no next chunk) within the timeout
@@ -28,7 +28,18 @@ from typing import Literal, Protocol, TypedDict, runtime_checkable
 
 from pydantic import BaseModel
 
-from core.errors import RpbotError
+from core.errors import (
+    LLMConnectionError,
+    LLMError,
+    LLMHTTPError,
+    LLMRateLimitedError,
+    LLMRequestError,
+    LLMResponseError,
+    LLMServerError,
+    LLMStreamError,
+    LLMTimeoutError,
+    LLMTruncatedError,
+)
 
 ModelRole = Literal["narrative", "classifier"]
 """Which configured model serves a call: prose ("narrative") or short structured answers."""
@@ -79,89 +90,26 @@ class LLMClient(Protocol):
         ...
 
 
-class LLMError(RpbotError):
-    """Base of every error a model client raises on purpose (one branch of the core's `RpbotError` tree)."""
-
-    def __init__(self, message: str, *, purpose: str | None = None) -> None:
-        super().__init__(message)
-        self.purpose = purpose
-
-
-class LLMTimeoutError(LLMError):
-    """No response, or no next stream chunk, within the configured timeout."""
-
-
-class LLMConnectionError(LLMError):
-    """The provider could not be reached, or the connection broke before any text arrived."""
-
-
-class LLMHTTPError(LLMError):
-    """The provider answered with an HTTP error status."""
-
-    def __init__(
-        self, message: str, *, status_code: int, body: str = "", purpose: str | None = None
-    ) -> None:
-        super().__init__(message, purpose=purpose)
-        self.status_code = status_code
-        self.body = body
-
-
-class LLMRateLimitedError(LLMHTTPError):
-    """HTTP 429. `retry_after_s` is the provider's Retry-After, when it sent one."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int = 429,
-        body: str = "",
-        retry_after_s: float | None = None,
-        purpose: str | None = None,
-    ) -> None:
-        super().__init__(message, status_code=status_code, body=body, purpose=purpose)
-        self.retry_after_s = retry_after_s
-
-
-class LLMServerError(LLMHTTPError):
-    """HTTP 5xx (or a 200 whose body is an error object). `retry_after_s` as for 429."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        body: str = "",
-        retry_after_s: float | None = None,
-        purpose: str | None = None,
-    ) -> None:
-        super().__init__(message, status_code=status_code, body=body, purpose=purpose)
-        self.retry_after_s = retry_after_s
-
-
-class LLMRequestError(LLMHTTPError):
-    """HTTP 4xx other than 429: the request itself is wrong (key, model name, parameters)."""
-
-
-class LLMResponseError(LLMError):
-    """The provider answered, but the answer is not a usable completion."""
-
-
-class LLMStreamError(LLMResponseError):
-    """An error object or malformed data inside a stream. `partial_text` is what came before."""
-
-    def __init__(self, message: str, *, partial_text: str = "", purpose: str | None = None) -> None:
-        super().__init__(message, purpose=purpose)
-        self.partial_text = partial_text
-
-
-class LLMTruncatedError(LLMStreamError):
-    """The stream ended (or the connection dropped) without `[DONE]` or a finish_reason,
-    after some text had arrived or the body ended cleanly. `partial_text` holds the text."""
-
-
 RETRYABLE_ERRORS: tuple[type[LLMError], ...] = (
     LLMConnectionError,
     LLMRateLimitedError,
     LLMServerError,
 )
 """Errors worth another attempt, as long as no text has been handed to the caller yet."""
+
+__all__ = [
+    "RETRYABLE_ERRORS",
+    "ChatMessage",
+    "LLMClient",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMHTTPError",
+    "LLMRateLimitedError",
+    "LLMRequestError",
+    "LLMResponseError",
+    "LLMServerError",
+    "LLMStreamError",
+    "LLMTimeoutError",
+    "LLMTruncatedError",
+    "ModelRole",
+]

@@ -1,8 +1,8 @@
 """What a character recalls for a prompt: witnessed memories, its own scene summaries, digests.
 
 Every read is scoped in SQL to the chat and to what the character witnessed
-(`core.state.memory` for event memories; the per-POV summary query here joins
-`memory_witnesses` on the character too).  Nothing is witness-filtered in
+(`core.state.memory` for event memories and per-POV summaries, which join
+`memory_witnesses` on the character too; `core.state.digests` for digests).  Nothing is witness-filtered in
 Python.  The only Python-side step is dropping memories a regenerate is about to
 replace (`excluding_turn`) and memories of turns already shown verbatim in the
 prompt's dialogue, which is de-duplication, not access control.
@@ -10,19 +10,15 @@ prompt's dialogue, which is de-duplication, not access control.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from core.eventlog import Readable
-from core.eventlog.projections import memory_id_range
+from core.state import digests as digest_state
 from core.state import memory as memory_state
 from core.state.memory import Memory
-from core.state.rows import fetch_all, fetch_one
 
 log = logging.getLogger(__name__)
 
@@ -34,38 +30,12 @@ QUERY_TERMS = 4  # the player's most distinctive words searched for (cost grows 
 SUMMARIES = 4
 
 
-def _memory(row: Any) -> Memory:
-    return Memory(
-        row["memory_id"], row["chat_id"], row["scene_id"], row["kind"], row["pov"], row["text"],
-        row["significance"], datetime.fromisoformat(row["story_time"]), row["source_turn_id"],
-        bool(row["retracted"]), tuple(sorted(json.loads(row["witnesses"]))),
-    )
-
-
-async def _chat_memory_range(source: Readable, chat_id: str) -> tuple[int, int]:
-    row = await fetch_one(source, "SELECT chat_num FROM chats WHERE chat_id = ?", (chat_id,))
-    assert row is not None, chat_id
-    return memory_id_range(row["chat_num"])
-
-
 async def pov_summaries(
     source: Readable, chat_id: str, who: str, limit: int = SUMMARIES, *, recorded_before: int | None = None
 ) -> list[Memory]:
     """The latest scene summaries written from `who`'s point of view and witnessed by `who`
     (recorded before event `recorded_before`, if given)."""
-    low, high = await _chat_memory_range(source, chat_id)
-    rows = await fetch_all(
-        source,
-        """SELECT m.*, (SELECT json_group_array(witness) FROM memory_witnesses mw
-                        WHERE mw.memory_id = m.memory_id) AS witnesses
-           FROM memory_witnesses w JOIN memories m ON m.memory_id = w.memory_id
-           WHERE w.witness = :who AND w.memory_id BETWEEN :low AND :high
-             AND m.kind = 'summary' AND m.pov = :who AND m.retracted = 0
-             AND (:before IS NULL OR m.recorded_seq < :before)
-           ORDER BY w.memory_id DESC LIMIT :limit""",
-        {"who": who, "low": low, "high": high, "limit": limit, "before": recorded_before},
-    )
-    return [_memory(r) for r in reversed(rows)]
+    return await memory_state.pov_summaries(source, chat_id, who, limit, recorded_before=recorded_before)
 
 
 async def memories_for_prompt(
@@ -82,7 +52,7 @@ async def memories_for_prompt(
     Memories caused by turns in `shown_turn_ids` (already in the prompt's dialogue)
     or by `excluding_turn` (the reply being regenerated) are left out, and so is
     everything recorded after `excluding_turn` (a regenerate sees the story as it
-    stood at the reply it replaces). In story order, oldest first (`_story_order`).
+    stood at the reply it replaces). In story order, oldest first (`core.state.memory.story_places`).
     """
     def wanted(memory: Memory) -> bool:
         turn = memory.source_turn_id
@@ -98,23 +68,8 @@ async def memories_for_prompt(
             chosen[memory.memory_id] = memory
     for memory in reversed([m for m in recent if wanted(m)][-RECENT_MEMORIES:]):
         chosen.setdefault(memory.memory_id, memory)
-    order = await _story_order(source, list(chosen))
+    order = await memory_state.story_places(source, list(chosen))
     return sorted(chosen.values(), key=lambda m: (order.get(m.memory_id, 0), m.memory_id))
-
-
-async def _story_order(source: Readable, memory_ids: list[int]) -> dict[int, int]:
-    """Where each memory sits in the story: a reply's memory at its first swipe's place (so a
-    regenerated reply is remembered where the reply it replaced was), others where recorded."""
-    if not memory_ids:
-        return {}
-    rows = await fetch_all(
-        source,
-        f"""SELECT m.memory_id, coalesce(t.sibling_group, m.recorded_seq) AS place
-            FROM memories m LEFT JOIN turns t ON t.turn_id = m.source_turn_id
-            WHERE m.memory_id IN ({", ".join("?" * len(memory_ids))})""",
-        memory_ids,
-    )
-    return {r["memory_id"]: r["place"] for r in rows}
 
 
 def relevance_query(text: str) -> str:
@@ -158,14 +113,5 @@ async def digests_for_reply(
     limited in SQL to digests whose participants include `who` (a character learns
     only the off-screen scenes it took part in); with `created_before`, only those
     created before that event (not a meanwhile played after the reply a regenerate replaces)."""
-    rows = await fetch_all(
-        source,
-        """SELECT digest_id, text, participants, status FROM digests
-           WHERE chat_id = :chat AND (status = 'pending' OR consumed_by_turn = :turn)
-             AND EXISTS (SELECT 1 FROM json_each(digests.participants) p WHERE p.value = :who)
-             AND (:before IS NULL OR digest_id < :before)
-           ORDER BY digest_id""",
-        {"chat": chat_id, "turn": user_turn_id, "who": who, "before": created_before},
-    )
-    return [DigestNote(r["digest_id"], r["text"], tuple(json.loads(r["participants"])), r["status"] == "pending")
-            for r in rows]
+    digests = await digest_state.digests_for_reply(source, chat_id, who, user_turn_id, created_before=created_before)
+    return [DigestNote(d.digest_id, d.text, d.participants, d.status == "pending") for d in digests]

@@ -29,23 +29,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.eventlog import Transaction
-from core.eventlog.db import Readable
 from core.services.relationships import restore_edges_caused_by
 from core.state import memory as memory_state
 from core.state import plans, world
 from core.state import threads as thread_state
 from core.state import turns as turn_state
-from core.state.rows import fetch_all, fetch_one
 
 # The step back that undoes each transition (cancelled goes back to what it was before).
 UNDO_OF_TRANSITION = {"started": "planned", "completed": "started"}
-
-
-@dataclass(frozen=True)
-class WorldTransitionRef:
-    seq: int
-    world_event_id: int
-    to: str
 
 
 @dataclass(frozen=True)
@@ -55,66 +46,20 @@ class RollbackSummary:
     world_events_reverted: int
 
 
-async def world_transitions_caused_by(source: Readable, chat_id: str, turn_id: int) -> list[WorldTransitionRef]:
-    """Lifecycle transitions caused by `turn_id`, in log order: those naming it as their
-    `cause_turn_id`, and untagged ones recorded after it and before the chat's next turn."""
-    rows = await fetch_all(
-        source,
-        """SELECT seq, json_extract(payload, '$.world_event_id') AS world_event_id,
-                  json_extract(payload, '$.to') AS target
-           FROM events
-           WHERE chat_id = :chat AND seq > :turn AND kind = 'world_event_transitioned'
-             AND (json_extract(payload, '$.cause_turn_id') = :turn
-                  OR (json_extract(payload, '$.cause_turn_id') IS NULL
-                      AND seq < coalesce((SELECT min(seq) FROM events
-                                          WHERE chat_id = :chat AND seq > :turn AND kind = 'turn_recorded'), 9e18)))
-           ORDER BY seq""",
-        {"chat": chat_id, "turn": turn_id},
-    )
-    return [WorldTransitionRef(r["seq"], r["world_event_id"], r["target"]) for r in rows]
-
-
-async def _status_before(source: Readable, chat_id: str, world_event_id: int, seq: int) -> str:
-    """The world event's status just before event `seq` (its plan event's seq is its id)."""
-    row = await fetch_one(
-        source,
-        """SELECT json_extract(payload, '$.to') AS status FROM events
-           WHERE chat_id = ? AND seq < ? AND seq > ?
-             AND kind IN ('world_event_transitioned', 'world_event_reverted')
-             AND json_extract(payload, '$.world_event_id') = ?
-           ORDER BY seq DESC LIMIT 1""",
-        (chat_id, seq, world_event_id, world_event_id),
-    )
-    return "planned" if row is None else row["status"]
-
-
 async def revert_world_transitions_caused_by(tx: Transaction, chat_id: str, turn_id: int) -> int:
-    transitions = await world_transitions_caused_by(tx, chat_id, turn_id)
+    transitions = await plans.world_transitions_caused_by(tx, chat_id, turn_id)
     for transition in reversed(transitions):
-        target = UNDO_OF_TRANSITION.get(transition.to) or await _status_before(
+        target = UNDO_OF_TRANSITION.get(transition.to) or await plans.world_event_status_before(
             tx, chat_id, transition.world_event_id, transition.seq
         )
         await plans.revert_world_event(tx, chat_id, transition.world_event_id, target)  # type: ignore[arg-type]
     return len(transitions)
 
 
-async def world_events_planned_by(source: Readable, chat_id: str, turn_id: int) -> list[int]:
-    """Ids of the still-present world events planned from `turn_id` (the plan event's seq is the id)."""
-    rows = await fetch_all(
-        source,
-        """SELECT e.seq FROM events e JOIN world_events w ON w.world_event_id = e.seq
-           WHERE e.chat_id = ? AND e.seq > ? AND e.kind = 'world_event_planned'
-             AND json_extract(e.payload, '$.cause_turn_id') = ?
-           ORDER BY e.seq""",
-        (chat_id, turn_id, turn_id),
-    )
-    return [r["seq"] for r in rows]
-
-
 async def roll_back_turn(tx: Transaction, chat_id: str, turn_id: int) -> RollbackSummary:
     """Undo, by compensating events, everything turn `turn_id` caused (see the module docstring)."""
     world_events = await revert_world_transitions_caused_by(tx, chat_id, turn_id)
-    for world_event_id in reversed(await world_events_planned_by(tx, chat_id, turn_id)):
+    for world_event_id in reversed(await plans.world_events_planned_by(tx, chat_id, turn_id)):
         await plans.withdraw_world_event(tx, chat_id, world_event_id)
         world_events += 1
     memories = await memory_state.memories_from_turn(tx, chat_id, turn_id)
@@ -131,9 +76,7 @@ async def roll_back_turn(tx: Transaction, chat_id: str, turn_id: int) -> Rollbac
 
 async def roll_back_scene_close(tx: Transaction, chat_id: str, scene_id: int) -> list[int]:
     """Undo what a closed scene's summaries derived (see the module docstring); the retracted summary ids."""
-    summaries = [r["memory_id"] for r in await fetch_all(
-        tx, "SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND retracted = 0", (scene_id,)
-    )]
+    summaries = await memory_state.live_summary_ids(tx, scene_id)
     for memory_id in summaries:
         await memory_state.retract_memory(tx, chat_id, memory_id, reason=f"scene {scene_id} summarized again")
     for change in reversed(await thread_state.thread_changes_caused_by_scene(tx, chat_id, scene_id)):

@@ -13,54 +13,25 @@ and for a regenerate (which must not see the effects of the reply it replaces);
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from core.eventlog import USER, Readable, Transaction
 from core.services.dialogue import cause_tag
 from core.state import edges as edge_state
-from core.state.edges import Edge
-from core.state.rows import fetch_all, fetch_one
+from core.state.edges import Edge, EdgeChangeRef
 
 EXCHANGE_AFFINITY = 1
 
 
-@dataclass(frozen=True)
-class EdgeChangeRef:
-    seq: int
-    from_id: str
-    to_id: str
-
-
 async def edge_changes_caused_by(source: Readable, chat_id: str, turn_id: int) -> list[EdgeChangeRef]:
     """The edge_set events tagged with turn `turn_id`, in log order (they follow the turn)."""
-    rows = await fetch_all(
-        source,
-        """SELECT seq, json_extract(payload, '$.from_id') AS from_id, json_extract(payload, '$.to_id') AS to_id
-           FROM events
-           WHERE chat_id = ? AND seq > ? AND kind = 'edge_set'
-             AND substr(json_extract(payload, '$.reason'), 1, ?) = ?
-           ORDER BY seq""",
-        (chat_id, turn_id, len(cause_tag(turn_id)), cause_tag(turn_id)),
-    )
-    return [EdgeChangeRef(r["seq"], r["from_id"], r["to_id"]) for r in rows]
+    return await edge_state.edge_changes_tagged(source, chat_id, turn_id, cause_tag(turn_id))
 
 
 async def edge_before(source: Readable, chat_id: str, from_id: str, to_id: str, before_seq: int) -> Edge:
     """The edge from_id -> to_id as the last edge_set before `before_seq` left it (neutral if none)."""
-    row = await fetch_one(
-        source,
-        """SELECT payload FROM events
-           WHERE chat_id = ? AND seq < ? AND kind = 'edge_set'
-             AND json_extract(payload, '$.from_id') = ? AND json_extract(payload, '$.to_id') = ?
-           ORDER BY seq DESC LIMIT 1""",
-        (chat_id, before_seq, from_id, to_id),
-    )
-    if row is None:
-        return Edge(chat_id, from_id, to_id, 0, 0, "", None)
-    payload = json.loads(row["payload"])
-    return Edge(chat_id, from_id, to_id, payload["affinity"], payload["trust"], payload["summary"], None)
+    edge = await edge_state.edge_set_before(source, chat_id, from_id, to_id, before_seq)
+    return Edge(chat_id, from_id, to_id, 0, 0, "", None) if edge is None else edge
 
 
 async def prior_edges(
@@ -79,18 +50,10 @@ async def prior_edges(
             continue
         current = await edge_state.get_edge(source, chat_id, from_id, to_id)
         own = [c for c in changes if (c.from_id, c.to_id) == (from_id, to_id)]
-        if own and await _latest_change_seq(source, chat_id, from_id, to_id) == own[-1].seq:
+        if own and await edge_state.edge_updated_seq(source, chat_id, from_id, to_id) == own[-1].seq:
             current = await edge_before(source, chat_id, from_id, to_id, own[0].seq)
         result.append(current)
     return result
-
-
-async def _latest_change_seq(source: Readable, chat_id: str, from_id: str, to_id: str) -> int | None:
-    row = await fetch_one(
-        source, "SELECT updated_seq FROM edges WHERE chat_id = ? AND from_id = ? AND to_id = ?",
-        (chat_id, from_id, to_id),
-    )
-    return None if row is None else row["updated_seq"]
 
 
 async def apply_exchange_edges(tx: Transaction, chat_id: str, reply_turn_id: int, speaker_id: str) -> None:

@@ -17,9 +17,9 @@ from core.llm import structured
 from core.services.dialogue import Cast
 from core.services.prompt import AssembledPrompt
 from core.state import memory as memory_state
-from core.state import plans
+from core.state import plans, world
 from core.state import threads as thread_state
-from core.state.rows import fetch_one
+from core.state import turns as turn_state
 
 
 @dataclass(frozen=True)
@@ -100,40 +100,13 @@ async def search_memory_infos(source: Readable, chat_id: str, who: str, query: s
     return [MemoryInfo(h.memory.text, h.memory.story_time, h.memory.significance) for h in hits]
 
 
-async def _count(source: Readable, sql: str, chat_id: str) -> int:
-    row = await fetch_one(source, sql, (chat_id,))
-    return 0 if row is None else int(row[0])
-
-
-async def count_shown_turns(source: Readable, chat_id: str) -> int:
-    return await _count(source, "SELECT count(*) FROM turns WHERE chat_id = ? AND superseded_by IS NULL", chat_id)
-
-
-async def count_live_memories(source: Readable, chat_id: str) -> int:
-    return await _count(source, "SELECT count(*) FROM memories WHERE chat_id = ? AND retracted = 0", chat_id)
-
-
-async def count_open_threads(source: Readable, chat_id: str) -> int:
-    return await _count(source, "SELECT count(*) FROM plot_threads WHERE chat_id = ? AND status = 'open'", chat_id)
-
-
-async def count_upcoming_events(source: Readable, chat_id: str) -> int:
-    return await _count(source, "SELECT count(*) FROM world_events WHERE chat_id = ? AND status = 'planned'", chat_id)
-
-
-async def has_open_scene(source: Readable, chat_id: str) -> bool:
-    return bool(await _count(
-        source, "SELECT count(*) FROM scenes WHERE chat_id = ? AND kind = 'main' AND closed_at IS NULL", chat_id
-    ))
-
-
 async def chat_status(source: Readable, cast: Cast) -> ChatStatus:
     chat_id = cast.chat.chat_id
     guest = cast.characters[1].name if len(cast.characters) > 1 else None
     return ChatStatus(
-        cast.chat.title, cast.host.name, guest, cast.chat.clock, await has_open_scene(source, chat_id),
-        await count_shown_turns(source, chat_id), await count_live_memories(source, chat_id),
-        await count_open_threads(source, chat_id), await count_upcoming_events(source, chat_id),
+        cast.chat.title, cast.host.name, guest, cast.chat.clock, await world.has_open_scene(source, chat_id),
+        await turn_state.count_shown_turns(source, chat_id), await memory_state.count_live_memories(source, chat_id),
+        await thread_state.count_open_threads(source, chat_id), await plans.count_upcoming_events(source, chat_id),
         cast.player.name, cast.player.description, dict(structured.parse_failures),
     )
 

@@ -31,8 +31,7 @@ from core.services.macros import story_time
 from core.state import memory as memory_state
 from core.state import turns as turn_state
 from core.state import world
-from core.state.rows import fetch_all
-from core.state.turns import Turn
+from core.state.turns import KeyQuote, Turn
 
 log = logging.getLogger(__name__)
 
@@ -82,27 +81,9 @@ def strip_key_quotes(text: str) -> str:
     return (text[:index] if index >= 0 else text).strip()
 
 
-@dataclass(frozen=True)
-class KeyQuote:
-    turn_id: int
-    speaker: str
-    text: str
-
-
 async def key_quotes(source: Readable, scene_id: int, pov: str, limit: int = KEY_QUOTES) -> list[KeyQuote]:
-    """Shown turns of the scene whose live memories, witnessed by `pov`, have significance >= 2:
-    the most significant (then latest) `limit`, in story order."""
-    rows = await fetch_all(
-        source,
-        """SELECT t.turn_id, t.speaker, t.text, max(m.significance) AS significance
-           FROM turns t
-           JOIN memories m ON m.source_turn_id = t.turn_id AND m.retracted = 0 AND m.significance >= 2
-           JOIN memory_witnesses w ON w.memory_id = m.memory_id AND w.witness = :pov
-           WHERE t.scene_id = :scene AND t.superseded_by IS NULL AND t.text != ''
-           GROUP BY t.turn_id ORDER BY significance DESC, t.turn_id DESC LIMIT :limit""",
-        {"scene": scene_id, "pov": pov, "limit": limit},
-    )
-    return sorted((KeyQuote(r["turn_id"], r["speaker"], r["text"]) for r in rows), key=lambda q: q.turn_id)
+    """The scene's `limit` most significant shown turns for `pov` (`core.state.turns.key_quotes`)."""
+    return await turn_state.key_quotes(source, scene_id, pov, limit)
 
 
 def key_quotes_suffix(cast: Cast, quotes: list[KeyQuote]) -> str:
@@ -140,30 +121,15 @@ async def _summary_for(
 
 
 async def _previous_summaries(source: Readable, scene_id: int, pov: str) -> list[int]:
-    rows = await fetch_all(
-        source,
-        "SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND pov = ? AND retracted = 0",
-        (scene_id, pov),
-    )
-    return [r["memory_id"] for r in rows]
+    return await memory_state.live_summary_ids(source, scene_id, pov)
 
 
 async def owed_summaries(source: Readable, chat_id: str) -> dict[int, list[str]]:
     """Closed main scenes of the chat that still lack a present character's summary (its call
     failed, or a regenerate retracted it): scene id -> the characters whose summary is owed."""
-    rows = await fetch_all(
-        source,
-        """SELECT s.scene_id, p.value AS pov FROM scenes s, json_each(s.present) p
-           WHERE s.chat_id = ? AND s.kind = 'main' AND s.closed_at IS NOT NULL AND p.value != 'you'
-             AND p.value IN (SELECT character_id FROM characters)
-             AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.scene_id = s.scene_id AND m.pov = p.value
-                             AND m.kind = 'summary' AND m.retracted = 0)
-           ORDER BY s.scene_id, p.key""",
-        (chat_id,),
-    )
     owed: dict[int, list[str]] = {}
-    for row in rows:
-        owed.setdefault(row["scene_id"], []).append(row["pov"])
+    for scene_id, pov in await world.scenes_owing_summaries(source, chat_id):
+        owed.setdefault(scene_id, []).append(pov)
     return owed
 
 

@@ -80,3 +80,20 @@ async def require_digest(source: Readable, digest_id: int) -> Digest:
     if digest is None:
         raise DigestNotFoundError(digest_id)
     return digest
+
+
+async def digests_for_reply(
+    source: Readable, chat_id: str, who: str, user_turn_id: int | None, *, created_before: int | None = None
+) -> list[Digest]:
+    """The chat's digests that include `who` among their participants and are pending or were
+    consumed by `user_turn_id` (with `created_before`, only those created before that event), in order."""
+    rows = await fetch_all(
+        source,
+        """SELECT * FROM digests
+           WHERE chat_id = :chat AND (status = 'pending' OR consumed_by_turn = :turn)
+             AND EXISTS (SELECT 1 FROM json_each(digests.participants) p WHERE p.value = :who)
+             AND (:before IS NULL OR digest_id < :before)
+           ORDER BY digest_id""",
+        {"chat": chat_id, "turn": user_turn_id, "who": who, "before": created_before},
+    )
+    return [_digest(r) for r in rows]

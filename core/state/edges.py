@@ -126,3 +126,53 @@ async def edge_history(source: Readable, chat_id: str, from_id: str, to_id: str)
         changes.append(EdgeChange(row["seq"], payload["affinity"], payload["trust"],
                                   payload["summary"], payload["reason"]))
     return changes
+
+
+@dataclass(frozen=True)
+class EdgeChangeRef:
+    seq: int
+    from_id: str
+    to_id: str
+
+
+async def edge_changes_tagged(source: Readable, chat_id: str, after_seq: int, reason_prefix: str) -> list[EdgeChangeRef]:
+    """The edge_set events after event `after_seq` whose reason starts with `reason_prefix`, in log order.
+
+    Reads the raw event log; a turn's id is the seq of its turn_recorded event, so
+    `after_seq=turn_id` means "recorded after that turn"."""
+    rows = await fetch_all(
+        source,
+        """SELECT seq, json_extract(payload, '$.from_id') AS from_id, json_extract(payload, '$.to_id') AS to_id
+           FROM events
+           WHERE chat_id = ? AND seq > ? AND kind = 'edge_set'
+             AND substr(json_extract(payload, '$.reason'), 1, ?) = ?
+           ORDER BY seq""",
+        (chat_id, after_seq, len(reason_prefix), reason_prefix),
+    )
+    return [EdgeChangeRef(r["seq"], r["from_id"], r["to_id"]) for r in rows]
+
+
+async def edge_set_before(source: Readable, chat_id: str, from_id: str, to_id: str, before_seq: int) -> Edge | None:
+    """The edge from_id -> to_id as the last edge_set event before `before_seq` (raw event log) left it;
+    None when there was none."""
+    row = await fetch_one(
+        source,
+        """SELECT payload FROM events
+           WHERE chat_id = ? AND seq < ? AND kind = 'edge_set'
+             AND json_extract(payload, '$.from_id') = ? AND json_extract(payload, '$.to_id') = ?
+           ORDER BY seq DESC LIMIT 1""",
+        (chat_id, before_seq, from_id, to_id),
+    )
+    if row is None:
+        return None
+    payload = json.loads(row["payload"])
+    return Edge(chat_id, from_id, to_id, payload["affinity"], payload["trust"], payload["summary"], None)
+
+
+async def edge_updated_seq(source: Readable, chat_id: str, from_id: str, to_id: str) -> int | None:
+    """The seq of the event that last changed the edge (None: no such edge)."""
+    row = await fetch_one(
+        source, "SELECT updated_seq FROM edges WHERE chat_id = ? AND from_id = ? AND to_id = ?",
+        (chat_id, from_id, to_id),
+    )
+    return None if row is None else row["updated_seq"]

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from core.errors import ChatNotFoundError, MemoryNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
-from core.eventlog.projections.base import MEMORY_ID_BITS
-from core.state.rows import fetch_all, fetch_one
+from core.eventlog.projections.base import MEMORY_ID_BITS, memory_id_range
+from core.state.rows import fetch_all, fetch_count, fetch_one
 
 # FTS5 query shaping.
 MAX_QUERY_TERMS = 6
@@ -291,3 +291,74 @@ async def search_memories(
         hits.append(MemoryHit(memory, relevance, relevance * (1.0 + RECENCY_WEIGHT / (1.0 + age_days))))
     hits.sort(key=lambda hit: (hit.score, hit.memory.memory_id), reverse=True)
     return hits[:limit]
+
+
+async def count_live_memories(source: Readable, chat_id: str) -> int:
+    return await fetch_count(source, "SELECT count(*) FROM memories WHERE chat_id = ? AND retracted = 0", (chat_id,))
+
+
+async def live_summary_ids(source: Readable, scene_id: int, pov: str | None = None) -> list[int]:
+    """Ids of the scene's live summaries (with `pov`, only those from that point of view)."""
+    if pov is None:
+        rows = await fetch_all(
+            source, "SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND retracted = 0", (scene_id,)
+        )
+    else:
+        rows = await fetch_all(
+            source,
+            "SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND pov = ? AND retracted = 0",
+            (scene_id, pov),
+        )
+    return [r["memory_id"] for r in rows]
+
+
+async def _chat_memory_range(source: Readable, chat_id: str) -> tuple[int, int]:
+    row = await fetch_one(source, "SELECT chat_num FROM chats WHERE chat_id = ?", (chat_id,))
+    assert row is not None, chat_id
+    return memory_id_range(row["chat_num"])
+
+
+async def pov_summaries(
+    source: Readable, chat_id: str, who: str, limit: int, *, recorded_before: int | None = None
+) -> list[Memory]:
+    """The latest `limit` live scene summaries written from `who`'s point of view and witnessed by `who`
+    (recorded before event `recorded_before`, if given), oldest first."""
+    low, high = await _chat_memory_range(source, chat_id)
+    rows = await fetch_all(
+        source,
+        f"""SELECT m.*, {_WITNESSES_COLUMN}
+            FROM memory_witnesses w JOIN memories m ON m.memory_id = w.memory_id
+            WHERE w.witness = :who AND w.memory_id BETWEEN :low AND :high
+              AND m.kind = 'summary' AND m.pov = :who AND m.retracted = 0
+              AND (:before IS NULL OR m.recorded_seq < :before)
+            ORDER BY w.memory_id DESC LIMIT :limit""",
+        {"who": who, "low": low, "high": high, "limit": limit, "before": recorded_before},
+    )
+    return [_memory(r) for r in reversed(rows)]
+
+
+async def story_places(source: Readable, memory_ids: list[int]) -> dict[int, int]:
+    """Where each memory sits in the story: a reply's memory at its first swipe's place (so a
+    regenerated reply is remembered where the reply it replaced was), others where recorded."""
+    if not memory_ids:
+        return {}
+    rows = await fetch_all(
+        source,
+        f"""SELECT m.memory_id, coalesce(t.sibling_group, m.recorded_seq) AS place
+            FROM memories m LEFT JOIN turns t ON t.turn_id = m.source_turn_id
+            WHERE m.memory_id IN ({", ".join("?" * len(memory_ids))})""",
+        memory_ids,
+    )
+    return {r["memory_id"]: r["place"] for r in rows}
+
+
+async def scene_summaries(source: Readable, scene_id: int) -> list[Memory]:
+    """The scene's live summaries, every point of view, in the order they were recorded."""
+    rows = await fetch_all(
+        source,
+        f"""SELECT m.*, {_WITNESSES_COLUMN} FROM memories m
+            WHERE scene_id = ? AND kind = 'summary' AND retracted = 0
+            ORDER BY memory_id""",
+        (scene_id,),
+    )
+    return [_memory(r) for r in rows]

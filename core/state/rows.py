@@ -29,3 +29,9 @@ def story_time(text: str | None) -> datetime | None:
 
 def json_tuple(text: str | None) -> tuple[Any, ...]:
     return () if text is None else tuple(json.loads(text))
+
+
+async def fetch_count(source: Readable, sql: str, params: SqlParams = ()) -> int:
+    """The single number a `SELECT count(*) ...` answers (0 when it answers no row)."""
+    row = await fetch_one(source, sql, params)
+    return 0 if row is None else int(row[0])

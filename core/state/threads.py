@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from core.errors import ThreadNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
-from core.state.rows import fetch_all, fetch_one, story_time
+from core.state.rows import fetch_all, fetch_count, fetch_one, story_time
 
 
 @dataclass(frozen=True)
@@ -136,3 +136,7 @@ async def list_threads(
         {"chat_id": chat_id, "status": status},
     )
     return [_thread(r) for r in rows]
+
+
+async def count_open_threads(source: Readable, chat_id: str) -> int:
+    return await fetch_count(source, "SELECT count(*) FROM plot_threads WHERE chat_id = ? AND status = 'open'", (chat_id,))

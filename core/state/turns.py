@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from core.errors import TurnNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
-from core.state.rows import fetch_all, fetch_one
+from core.state.rows import fetch_all, fetch_count, fetch_one
 
 Role = Literal["user", "assistant", "narration"]
 
@@ -154,5 +154,44 @@ async def scene_turns(source: Readable, scene_id: int) -> list[Turn]:
     """The shown turns of one scene, oldest first (for scene-close summaries)."""
     rows = await fetch_all(
         source, "SELECT * FROM turns WHERE scene_id = ? AND superseded_by IS NULL ORDER BY turn_id", (scene_id,)
+    )
+    return [_turn(r) for r in rows]
+
+
+async def count_shown_turns(source: Readable, chat_id: str) -> int:
+    return await fetch_count(source, "SELECT count(*) FROM turns WHERE chat_id = ? AND superseded_by IS NULL", (chat_id,))
+
+
+@dataclass(frozen=True)
+class KeyQuote:
+    turn_id: int
+    speaker: str
+    text: str
+
+
+async def key_quotes(source: Readable, scene_id: int, pov: str, limit: int) -> list[KeyQuote]:
+    """Shown turns of the scene whose live memories, witnessed by `pov`, have significance >= 2:
+    the most significant (then latest) `limit`, in story order."""
+    rows = await fetch_all(
+        source,
+        """SELECT t.turn_id, t.speaker, t.text, max(m.significance) AS significance
+           FROM turns t
+           JOIN memories m ON m.source_turn_id = t.turn_id AND m.retracted = 0 AND m.significance >= 2
+           JOIN memory_witnesses w ON w.memory_id = m.memory_id AND w.witness = :pov
+           WHERE t.scene_id = :scene AND t.superseded_by IS NULL AND t.text != ''
+           GROUP BY t.turn_id ORDER BY significance DESC, t.turn_id DESC LIMIT :limit""",
+        {"scene": scene_id, "pov": pov, "limit": limit},
+    )
+    return sorted((KeyQuote(r["turn_id"], r["speaker"], r["text"]) for r in rows), key=lambda q: q.turn_id)
+
+
+async def shown_story_turns(source: Readable, chat_id: str) -> list[Turn]:
+    """The chat's shown turns outside meanwhile scenes (in a main scene or in none), in order."""
+    rows = await fetch_all(
+        source,
+        """SELECT t.* FROM turns t LEFT JOIN scenes s ON s.scene_id = t.scene_id
+           WHERE t.chat_id = ? AND t.superseded_by IS NULL AND (s.kind IS NULL OR s.kind = 'main')
+           ORDER BY t.turn_id""",
+        (chat_id,),
     )
     return [_turn(r) for r in rows]

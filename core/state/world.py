@@ -18,7 +18,7 @@ from typing import Any, Literal
 from core.errors import ChatNotFoundError, SceneNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
 from core.eventlog.events import CharacterRegistered
-from core.state.rows import fetch_all, fetch_one, json_tuple, story_time
+from core.state.rows import fetch_all, fetch_count, fetch_one, json_tuple, story_time
 
 
 @dataclass(frozen=True)
@@ -255,3 +255,25 @@ async def current_scene(source: Readable, chat_id: str) -> Scene | None:
 async def list_scenes(source: Readable, chat_id: str, *, open_only: bool = False) -> list[Scene]:
     sql = "SELECT * FROM scenes WHERE chat_id = ?" + (" AND closed_at IS NULL" if open_only else "")
     return [_scene(r) for r in await fetch_all(source, sql + " ORDER BY scene_id", (chat_id,))]
+
+
+async def has_open_scene(source: Readable, chat_id: str) -> bool:
+    return bool(await fetch_count(
+        source, "SELECT count(*) FROM scenes WHERE chat_id = ? AND kind = 'main' AND closed_at IS NULL", (chat_id,)
+    ))
+
+
+async def scenes_owing_summaries(source: Readable, chat_id: str) -> list[tuple[int, str]]:
+    """(scene id, character id) for each closed main scene of the chat and each present registered
+    character that has no live summary of it, in scene order then presence order."""
+    rows = await fetch_all(
+        source,
+        """SELECT s.scene_id, p.value AS pov FROM scenes s, json_each(s.present) p
+           WHERE s.chat_id = ? AND s.kind = 'main' AND s.closed_at IS NOT NULL AND p.value != 'you'
+             AND p.value IN (SELECT character_id FROM characters)
+             AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.scene_id = s.scene_id AND m.pov = p.value
+                             AND m.kind = 'summary' AND m.retracted = 0)
+           ORDER BY s.scene_id, p.key""",
+        (chat_id,),
+    )
+    return [(row["scene_id"], row["pov"]) for row in rows]

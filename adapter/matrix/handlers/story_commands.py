@@ -17,11 +17,9 @@ from adapter.matrix.handlers import persona  # noqa: F401  (registers !persona f
 from adapter.matrix.handlers.commands import STORY_ROOMS, CommandError, Invocation, command, find_character
 from adapter.matrix.outgoing import OutgoingEvent, SendMessage, txn_id_for
 from adapter.matrix.render import collapsed_blocks
+from core import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time, render_messages
 from core.engine import CharacterInfo
-from core.errors import RpbotError
-from core.llm.base import LLMError
-from core.llm.roles import render_messages
-from core.timeparse import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time
+from core.errors import LLMError, RpbotError
 
 
 def story_time(value: datetime) -> str:

@@ -1,0 +1,83 @@
+"""The house rules, enforced: which layer may import what, and where SQL may live.
+
+- `core/` knows nothing of Matrix: it imports neither nio nor the adapter.
+- The adapter reaches the core only through its front door: `core.engine`, `core.errors` and
+  what `core/__init__.py` exports on purpose.
+- SQL lives in `core/state` and `core/eventlog` (and, for the adapter's own cache, in
+  `adapter/matrix/store.py`): nowhere else holds a SQL statement.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import core
+
+ROOT = Path(__file__).resolve().parents[2]
+SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|PRAGMA|REPLACE)\b", re.IGNORECASE)
+SQL_HOMES = ("core/state/", "core/eventlog/", "adapter/matrix/store.py")
+
+
+def python_files(*folders: str) -> Iterator[Path]:
+    for folder in folders:
+        yield from sorted((ROOT / folder).rglob("*.py"))
+
+
+def imported_modules(path: Path) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.lineno, node.module
+            for alias in node.names:
+                yield node.lineno, f"{node.module}.{alias.name}"
+
+
+def where(path: Path, line: int) -> str:
+    return f"{path.relative_to(ROOT)}:{line}"
+
+
+def test_core_imports_neither_nio_nor_the_adapter() -> None:
+    found = [
+        f"{where(path, line)} imports {module}"
+        for path in python_files("core")
+        for line, module in imported_modules(path)
+        if module.split(".")[0] in ("nio", "adapter")
+    ]
+    assert found == []
+
+
+def test_the_adapter_reaches_the_core_only_through_engine_errors_and_what_core_exports() -> None:
+    exported = set(core.__all__)
+    allowed_modules = {"core", "core.engine", "core.errors"}
+    found = []
+    for path in python_files("adapter"):
+        for line, module in imported_modules(path):
+            if module.split(".")[0] != "core" or module in allowed_modules:
+                continue
+            parent, _, name = module.rpartition(".")
+            if parent in allowed_modules and (parent != "core" or name in exported):
+                continue
+            found.append(f"{where(path, line)} imports {module}")
+    assert found == []
+
+
+def sql_strings(path: Path) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.match(node.value) and " " in node.value.strip():
+            if re.search(r"\b(FROM|INTO|TABLE|SET|VALUES|WHERE|INDEX|journal_mode|user_version|synchronous)\b", node.value, re.IGNORECASE):
+                yield node.lineno, node.value.strip().splitlines()[0][:60]
+
+
+def test_sql_lives_only_in_state_eventlog_and_the_adapters_store() -> None:
+    found = [
+        f"{where(path, line)}: {text}"
+        for path in python_files("core", "adapter")
+        if not str(path.relative_to(ROOT)).startswith(SQL_HOMES)
+        for line, text in sql_strings(path)
+    ]
+    assert found == []
