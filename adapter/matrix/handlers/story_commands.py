@@ -9,9 +9,10 @@ engine's typed errors become a short message, never a traceback.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import TypeVar
 
 from adapter.matrix.handlers import persona  # noqa: F401  (registers !persona first: listings keep one order)
 from adapter.matrix.handlers.commands import STORY_ROOMS, CommandError, Invocation, command, find_character
@@ -21,6 +22,8 @@ from core.errors import RpbotError
 from core.llm.base import LLMError
 from core.llm.roles import render_messages
 from core.timeparse import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time
+
+_Result = TypeVar("_Result")
 
 
 def story_time(value: datetime) -> str:
@@ -44,7 +47,7 @@ def engine_errors() -> Iterator[None]:
         raise CommandError(str(exc)) from exc
 
 
-async def engine_call(inv: Invocation, call):  # noqa: ANN001, ANN201
+async def engine_call(inv: Invocation, call: Awaitable[_Result]) -> _Result:
     """Await an engine call under `engine_errors`."""
     with engine_errors():
         return await call
