@@ -27,7 +27,7 @@ from adapter.errors import StartupError
 from adapter.logs import LOG_FORMATS, setup_logging
 
 if TYPE_CHECKING:
-    from core import ReplySettings
+    from core import LLMClient, ReplySettings
 
 log = logging.getLogger("rpbot")
 
@@ -36,21 +36,44 @@ DEV_PORT = 8008
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rpbot", description="A roleplay bot with long-term, per-character memory, played through Matrix.")
-    parser.add_argument("--log-level", default=os.environ.get("RPBOT_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING or ERROR (default $RPBOT_LOG_LEVEL or INFO; message text is logged only at DEBUG)")
-    parser.add_argument("--log-format", choices=LOG_FORMATS, default=os.environ.get("RPBOT_LOG_FORMAT", "text"), help="text or json, one JSON object per line (default $RPBOT_LOG_FORMAT or text)")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("RPBOT_LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING or ERROR (default $RPBOT_LOG_LEVEL or INFO; message text is logged only at DEBUG)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=os.environ.get("RPBOT_LOG_FORMAT", "text"),
+        help="text or json, one JSON object per line (default $RPBOT_LOG_FORMAT or text)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="run the bot against a homeserver, as configured")
     run.add_argument("--config", required=True, type=Path, help="the TOML config file (see README)")
     dev = commands.add_parser("dev", help="start a local Synapse and the bot, and print how to sign in with Element")
     dev.add_argument("--dir", type=Path, default=Path(".rpbot-dev"), help="where the local homeserver and bot keep their data (default .rpbot-dev)")
-    dev.add_argument("--config", type=Path, default=None, help="a TOML file whose [llm] section to use (default: ./rpbot.toml if present, else the offline demo model)")
+    dev.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a TOML file whose [llm] section to use (default: ./rpbot.toml if present, else the offline demo model)",
+    )
     dev.add_argument("--port", type=int, default=DEV_PORT, help=f"homeserver port on 127.0.0.1 (default {DEV_PORT}, or a free one if taken)")
     doctor = commands.add_parser("doctor", help="check the config, the homeserver, the bot's login and rate limits, and the LLM endpoint")
     doctor.add_argument("--config", required=True, type=Path, help="the TOML config file")
-    doctor.add_argument("--admin-token", default=os.environ.get("RPBOT_ADMIN_TOKEN"), help="a Synapse admin's access token, to read the bot's rate-limit override (default $RPBOT_ADMIN_TOKEN)")
+    doctor.add_argument(
+        "--admin-token",
+        default=os.environ.get("RPBOT_ADMIN_TOKEN"),
+        help="a Synapse admin's access token, to read the bot's rate-limit override (default $RPBOT_ADMIN_TOKEN)",
+    )
     reconcile = commands.add_parser("reconcile", help="show what the next start would rebuild from Matrix (with --dry-run)")
     reconcile.add_argument("--config", required=True, type=Path, help="the TOML config file")
-    reconcile.add_argument("--dry-run", action="store_true", required=True, help="only print the plan; change nothing (required: the real reconciliation runs at every start)")
+    reconcile.add_argument(
+        "--dry-run",
+        action="store_true",
+        required=True,
+        help="only print the plan; change nothing (required: the real reconciliation runs at every start)",
+    )
     export = commands.add_parser("export", help="write one story as Markdown")
     export.add_argument("--config", required=True, type=Path, help="the TOML config file")
     export.add_argument("--chat", required=True, help="the engine chat id, or the platform chat id (mx-N) shown by !status")
@@ -58,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_llm(config: Config):
+def make_llm(config: Config) -> LLMClient:
     from core import make_llm_client
 
     llm = config.llm
@@ -87,7 +110,7 @@ async def run_bot(config: Config) -> None:
     from core.engine import Engine
 
     data_dir = Path(config.storage.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     if config.llm.provider == "demo":
         log.warning("llm.provider is \"demo\": characters answer from the offline demo model")
     engine = await Engine.open(data_dir / "engine.sqlite3", make_llm(config), replies=reply_settings(config))
@@ -149,6 +172,10 @@ def dev(args: argparse.Namespace) -> int:
         for key, value in llm_section.items():
             os.environ.setdefault(f"RPBOT_LLM__{key.upper()}", str(value))
         config = load_config(None)
+        if config.llm.provider == "openai":
+            llm_description = f"({config.llm.narrative_model} at {config.llm.base_url})"
+        else:
+            llm_description = "(offline demo model)"
         print(
             "\n".join(
                 [
@@ -158,7 +185,7 @@ def dev(args: argparse.Namespace) -> int:
                     f"  username:    {player.localpart}   (full id {player.user_id})",
                     f"  password:    {creds['player_password']}",
                     f"  then invite: {bot_user.user_id}   (start a chat with it); it makes you a Space with your stories",
-                    f"  LLM:         {config.llm.provider}" + (f" ({config.llm.narrative_model} at {config.llm.base_url})" if config.llm.provider == "openai" else " (offline demo model)"),
+                    f"  LLM:         {config.llm.provider} {llm_description}",
                     "Press Ctrl-C to stop the bot and the homeserver.",
                     "",
                 ]

@@ -30,7 +30,8 @@ from pydantic_settings import (
 )
 
 _MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]+)?$")
-_toml_data: ContextVar[dict[str, Any]] = ContextVar("_toml_data", default={})
+# The TOML file's contents while `load_config` builds a `Config`; None outside it.
+_toml_data: ContextVar[dict[str, Any] | None] = ContextVar("_toml_data", default=None)
 
 
 class ConfigError(ValueError):
@@ -46,11 +47,20 @@ class MatrixConfig(_Section):
 
     homeserver: str = Field(description="Base URL of the homeserver's client API, like `https://matrix.example.org`.")
     user_id: str = Field(description="The bot's full Matrix user id, like `@rpbot:example.org`.")
-    password: str = Field(default="", description="The bot account's password; used once to log in (the session is then kept in `data_dir/session.json`).")
+    password: str = Field(
+        default="",
+        description="The bot account's password; used once to log in (the session is then kept in `data_dir/session.json`).",
+    )
     access_token: str = Field(default="", description="An access token for the bot account, instead of `password`.")
     device_name: str = Field(default="rpbot", description="Display name of the device the bot logs in as.")
-    allowed_users: list[str] = Field(default_factory=list, description="Glob patterns of user ids who may use the bot (`@*:example.org`); an empty list allows nobody.")
-    encryption: bool = Field(default=True, description="Create end-to-end encrypted rooms and answer in encrypted rooms (keys in `data_dir/crypto/`).")
+    allowed_users: list[str] = Field(
+        default_factory=list,
+        description="Glob patterns of user ids who may use the bot (`@*:example.org`); an empty list allows nobody.",
+    )
+    encryption: bool = Field(
+        default=True,
+        description="Create end-to-end encrypted rooms and answer in encrypted rooms (keys in `data_dir/crypto/`).",
+    )
     cross_signing: bool = Field(
         default=True,
         description="With encryption, cross-sign the bot's device with keys of its account (kept in `data_dir/crypto/`), "
@@ -73,7 +83,7 @@ class MatrixConfig(_Section):
         return value
 
     @model_validator(mode="after")
-    def _has_credentials(self) -> "MatrixConfig":
+    def _has_credentials(self) -> MatrixConfig:
         if not self.password and not self.access_token:
             raise ValueError("set matrix.password or matrix.access_token")
         return self
@@ -86,17 +96,29 @@ class MatrixConfig(_Section):
 class StorageConfig(_Section):
     """[storage]: where data is kept."""
 
-    data_dir: Path = Field(default=Path("./rpbot-data"), description="Where the bot keeps its data: `engine.sqlite3` (the stories: back it up), `adapter.sqlite3` (a cache rebuilt from Matrix), `session.json` and `crypto/`.")
+    data_dir: Path = Field(
+        default=Path("./rpbot-data"),
+        description="Where the bot keeps its data: `engine.sqlite3` (the stories: back it up), "
+        "`adapter.sqlite3` (a cache rebuilt from Matrix), `session.json` and `crypto/`.",
+    )
 
 
 class LLMConfig(_Section):
     """[llm]: the language model endpoint."""
 
-    provider: Literal["openai", "demo"] = Field(default="demo", description="`openai` for any OpenAI-compatible endpoint, or `demo` for the offline demo model.")
-    base_url: str = Field(default="http://127.0.0.1:11434/v1", description="The endpoint's OpenAI base URL, ending in `/v1` (see the README for providers).")
+    provider: Literal["openai", "demo"] = Field(
+        default="demo", description="`openai` for any OpenAI-compatible endpoint, or `demo` for the offline demo model.",
+    )
+    base_url: str = Field(
+        default="http://127.0.0.1:11434/v1", description="The endpoint's OpenAI base URL, ending in `/v1` (see the README for providers).",
+    )
     api_key: str = Field(default="", description="The endpoint's API key, sent as a Bearer token; empty for local servers.")
-    narrative_model: str = Field(default="", description="The model that writes the characters' replies; required with provider `openai`.")
-    classifier_model: str = Field(default="", description="The model for routing, summaries and other short calls; defaults to `narrative_model`.")
+    narrative_model: str = Field(
+        default="", description="The model that writes the characters' replies; required with provider `openai`.",
+    )
+    classifier_model: str = Field(
+        default="", description="The model for routing, summaries and other short calls; defaults to `narrative_model`.",
+    )
     timeout_s: float = Field(default=60, gt=0, description="Seconds to wait for the endpoint before a call counts as failed.")
     reply_max_tokens: int = Field(default=400, ge=16, le=8192, description="The most tokens a character's reply may take (`max_tokens`).")
     stop_at_names: bool = Field(
@@ -105,7 +127,7 @@ class LLMConfig(_Section):
     stop_sequences: list[str] = Field(default_factory=list, description="Extra stop sequences for replies (at most four are sent, names first).")
 
     @model_validator(mode="after")
-    def _openai_needs_a_model(self) -> "LLMConfig":
+    def _openai_needs_a_model(self) -> LLMConfig:
         if self.provider == "openai" and not self.narrative_model:
             raise ValueError("llm.narrative_model is required when llm.provider is \"openai\"")
         if not self.classifier_model:
@@ -130,7 +152,7 @@ class Config(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment wins over the file, which wins over defaults.
-        return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=_toml_data.get())
+        return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=_toml_data.get() or {})
 
 
 def _describe(loc: tuple[Any, ...]) -> tuple[str, str]:

@@ -22,11 +22,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.measure import machine, throwaway_homeserver  # noqa: E402
-from tests.adapter.matrix.conftest import RunningBot, onboard  # noqa: E402
-from tests.support.bot_process import BotProcess, write_config  # noqa: E402
-from tests.support.fake_openai import FakeOpenAIServer, Reply  # noqa: E402
-from tests.support.matrix_user import MatrixUser  # noqa: E402
+from bench.measure import machine, throwaway_homeserver
+from tests.adapter.matrix.conftest import RunningBot, onboard
+from tests.support.bot_process import BotProcess, write_config
+from tests.support.fake_openai import FakeOpenAIServer, Reply
+from tests.support.matrix_user import MatrixUser
 
 
 def measure(player: MatrixUser, room: str, bot_id: str, line: str, final_suffix: str) -> tuple[float, float]:

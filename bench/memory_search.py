@@ -33,10 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.eventlog import Database, Transaction, append_and_apply, open_database  # noqa: E402
-from core.eventlog.events import CharacterRegistered, MemoryRecorded  # noqa: E402
-from core.eventlog.projections import memory_id_range  # noqa: E402
-from core.state import memory, world  # noqa: E402
+from core.eventlog import Database, Transaction, append_and_apply, open_database
+from core.eventlog.events import CharacterRegistered, MemoryRecorded
+from core.eventlog.projections import memory_id_range
+from core.state import memory, world
 
 START = datetime(1890, 10, 3, 8, 0)
 

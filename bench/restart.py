@@ -70,7 +70,7 @@ class RequestCounter:
         self.paths: list[str] = []
         original = AsyncClient._send
 
-        async def counting(client, response_class, method, path, *args, **kwargs):  # noqa: ANN001
+        async def counting(client, response_class, method, path, *args, **kwargs):
             if self.enabled:
                 self.paths.append(f"{method} {path.split('?')[0]}")
             return await original(client, response_class, method, path, *args, **kwargs)
@@ -85,13 +85,13 @@ async def timed_start(config: Config, counter: RequestCounter) -> dict[str, floa
     phases: dict[str, float | int] = {}
     original_prepare, original_reconcile = bot_module.prepare_live_sync, bot_module.reconcile_from_space_topology
 
-    async def prepare(client):  # noqa: ANN001
+    async def prepare(client):
         t = time.monotonic()
         result = await original_prepare(client)
         phases["full_state_sync_s"] = time.monotonic() - t
         return result
 
-    async def reconcile(ctx, response):  # noqa: ANN001
+    async def reconcile(ctx, response):
         counter.paths.clear()
         counter.enabled = True
         t = time.monotonic()
@@ -115,7 +115,7 @@ async def timed_start(config: Config, counter: RequestCounter) -> dict[str, floa
     return phases
 
 
-def real_process_rss(url: str, account, data: Path, work: Path, idle_s: float) -> dict[str, float]:  # noqa: ANN001
+def real_process_rss(url: str, account, data: Path, work: Path, idle_s: float) -> dict[str, float]:
     """Start `rpbot run` on the built data (E2EE on, as configured by default); its RSS when ready and after idling."""
     config = write_config(work / "rpbot.toml", homeserver=url, user_id=account.user_id, password=account.password,
                           allowed_users=["@bench-*:localhost"], data_dir=data, encryption=True)

@@ -26,13 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.engine import Engine  # noqa: E402
-from core.eventlog import USER  # noqa: E402
-from core.llm import FakeLLM  # noqa: E402
-from core.services.addressee import AddresseeDecision  # noqa: E402
-from core.services.memory_write import record_turn_memory  # noqa: E402
-from core.services.relationships import apply_exchange_edges  # noqa: E402
-from core.state import turns as turn_state  # noqa: E402
+from core.engine import Engine
+from core.eventlog import USER
+from core.llm import FakeLLM
+from core.services.addressee import AddresseeDecision
+from core.services.memory_write import record_turn_memory
+from core.services.relationships import apply_exchange_edges
+from core.state import turns as turn_state
 
 HOST, GUEST = "wren-halloway", "odile-marchetti"
 STOPWORDS = "the a and to of i you it in that is was he she for on with as at but my your we".split()

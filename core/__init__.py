@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from core.keyed_locks import KeyedLocks
-    from core.llm import make_llm_client
+    from core.llm import LLMClient, make_llm_client
     from core.llm.roles import render_messages
     from core.services.replies import ReplySettings
     from core.timeparse import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time
 
 _HOMES = {
     "KeyedLocks": "core.keyed_locks",
+    "LLMClient": "core.llm",
     "make_llm_client": "core.llm",
     "render_messages": "core.llm.roles",
     "ReplySettings": "core.services.replies",
@@ -32,6 +33,7 @@ __all__ = [
     "DURATION_EXAMPLES",
     "TIME_EXAMPLES",
     "KeyedLocks",
+    "LLMClient",
     "ReplySettings",
     "make_llm_client",
     "parse_duration",

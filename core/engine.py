@@ -28,7 +28,7 @@ same `RpbotError` tree.  Bad input never writes anything.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -245,7 +245,7 @@ class Engine:
             )
         return TurnUpdate(host.name, host.character_id, turn.text, done=True, turn_id=str(turn.turn_id))
 
-    async def post_turn(self, chat_id: str, text: str, source_id: str) -> AsyncIterator[TurnUpdate]:
+    async def post_turn(self, chat_id: str, text: str, source_id: str) -> AsyncGenerator[TurnUpdate, None]:
         """Record the player's line and stream the answering character's reply.
 
         With a guest present, one classifier request picks who answers (the host on
@@ -262,7 +262,7 @@ class Engine:
             async for update in updates:
                 yield update
 
-    async def regenerate(self, chat_id: str) -> AsyncIterator[TurnUpdate]:
+    async def regenerate(self, chat_id: str) -> AsyncGenerator[TurnUpdate, None]:
         """A new swipe of the chat's last reply, streamed like `post_turn`.
 
         The last shown assistant turn is superseded (it stays as a sibling) and what
@@ -338,7 +338,7 @@ class Engine:
         event = await plans.plan_world_event(self.db, chat_id, what.strip() or "Something", due_at=when)
         return reports.world_event_info(event)
 
-    async def meanwhile(self, chat_id: str, a: str, b: str, premise: str = "") -> AsyncIterator[TurnUpdate]:
+    async def meanwhile(self, chat_id: str, a: str, b: str, premise: str = "") -> AsyncGenerator[TurnUpdate, None]:
         """A short off-screen scene between characters `a` and `b` (ids or names), streamed line by
         line (kind "reply"); remembered by those two only; ends after the digest is queued.
         UnknownCharacterError / InvalidCastError for a bad cast; `cancel` stops it."""

@@ -22,6 +22,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from nio import (
     AsyncClient,
@@ -73,7 +74,7 @@ def catch_up_filter() -> dict:
     """
     nonce = f"org.rpbot.sync-nonce.{uuid.uuid4().hex}"
     return {"room": {"timeline": {"limit": CATCH_UP_TIMELINE_LIMIT}}, "presence": {"not_types": [nonce]}}
-_full_syncs: "weakref.WeakKeyDictionary[AsyncClient, SyncResponse]" = weakref.WeakKeyDictionary()
+_full_syncs: weakref.WeakKeyDictionary[AsyncClient, SyncResponse] = weakref.WeakKeyDictionary()
 
 
 class LoginFailed(StartupError):
@@ -318,7 +319,7 @@ class MatrixBot:
         while not self._stopping.is_set():
             try:
                 response = await self.client.sync(timeout=SYNC_TIMEOUT_MS, since=self.client.next_batch)
-            except Exception as exc:  # connection refused, timeouts: the homeserver is away
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:  # connection refused, timeouts: the homeserver is away
                 response = SyncError(str(exc))
             if isinstance(response, SyncError):
                 log.warning("sync failed (%s); retrying in %.0fs", response.message, backoff)

@@ -10,6 +10,7 @@ bound, and senders who do not own the room are ignored.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -38,6 +39,7 @@ from adapter.matrix.handlers.messages import run_regenerate, run_turn
 from adapter.matrix.outgoing import SendMessage, txn_id_for
 from adapter.matrix.render import notice
 from adapter.matrix.store import (
+    RoomMeta,
     forget_undecrypted,
     get_room_meta,
     keep_undecrypted,
@@ -171,6 +173,7 @@ class Dispatcher:
             return
         if not isinstance(event, RoomMessageText):
             return
+        sender = event.sender  # every room message has one
         meta = await get_room_meta(self.ctx.store, room_id)
         if meta is None:
             if self.bootstrap_unregistered_room is None or await self.bootstrap_unregistered_room(room_id, sender) is None:
@@ -235,7 +238,7 @@ class Dispatcher:
     async def _tell(self, room_id: str, source_event_id: str, purpose: str, text: str) -> None:
         await self.ctx.sender.send(SendMessage(room_id, notice(text), txn_id_for(source_event_id, purpose)))
 
-    async def _run_command(self, meta, text: str, source_event_id: str, sender: str, reply_to: str | None = None) -> None:
+    async def _run_command(self, meta: RoomMeta, text: str, source_event_id: str, sender: str, reply_to: str | None = None) -> None:
         await self.ctx.sender.send_all(await handle_command(self.ctx, meta, text, source_event_id, sender, reply_to))
 
     def _tell_stranger_once(self, room_id: str, owner: str, sender: str, source_event_id: str) -> None:
@@ -318,5 +321,5 @@ class Dispatcher:
             meta = await get_room_meta(self.ctx.store, delivery.room_id)
             if meta is None or meta.chat_id is None:
                 continue
-            self.spawn(delivery.room_id, lambda m=meta, d=delivery: run_turn(self.ctx, m, d.text, d.source_event_id))
+            self.spawn(delivery.room_id, functools.partial(run_turn, self.ctx, meta, delivery.text, delivery.source_event_id))
         return len(owed)

@@ -11,6 +11,7 @@ from nio import (
     RoomMessageMedia,
 )
 from nio.crypto.attachments import decrypt_attachment
+from nio.exceptions import EncryptionError
 
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 
@@ -44,6 +45,6 @@ async def fetch_uploaded_file(client: AsyncClient, room_id: str, event_id: str) 
     if isinstance(event, RoomEncryptedMedia):
         try:
             data = decrypt_attachment(data, event.key["k"], event.hashes["sha256"], event.iv)
-        except Exception as exc:  # noqa: BLE001
+        except (EncryptionError, KeyError, TypeError, ValueError) as exc:  # a bad digest, key or IV, or a key field missing
             raise MediaError("That encrypted file would not decrypt.") from exc
     return event.body, data

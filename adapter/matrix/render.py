@@ -17,7 +17,10 @@ import nh3
 from markdown_it import MarkdownIt
 
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("strikethrough")
-_ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "del", "s", "code", "pre", "p", "br", "blockquote", "ul", "ol", "li", "a", "h1", "h2", "h3", "h4", "h5", "h6", "hr"}
+_ALLOWED_TAGS = {
+    "b", "strong", "i", "em", "u", "del", "s", "code", "pre", "p", "br", "blockquote",
+    "ul", "ol", "li", "a", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+}
 
 
 def markdown_to_html(text: str) -> str:

@@ -19,9 +19,9 @@ thread_withdrawn, world_event_reverted and world_event_withdrawn undo the others
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -71,8 +71,11 @@ class ChatEvent(EventPayload):
 EVENT_MODELS: dict[str, type[EventPayload]] = {}
 
 
-def event_kind(name: str):
-    def register(model: type[EventPayload]) -> type[EventPayload]:
+_Payload = TypeVar("_Payload", bound=EventPayload)
+
+
+def event_kind(name: str) -> Callable[[type[_Payload]], type[_Payload]]:
+    def register(model: type[_Payload]) -> type[_Payload]:
         if name in EVENT_MODELS:
             raise RuntimeError(f"event kind {name!r} registered twice")
         model.kind = name
@@ -265,7 +268,7 @@ class EdgeSet(ChatEvent):
     reason: str = ""
 
     @model_validator(mode="after")
-    def _not_a_self_edge(self) -> "EdgeSet":
+    def _not_a_self_edge(self) -> EdgeSet:
         if self.from_id == self.to_id:
             raise ValueError("an edge needs two different ends")
         return self

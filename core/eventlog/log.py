@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +108,7 @@ def _event_from_row(row: aiosqlite.Row) -> Event:
 
 async def iter_events(
     conn: aiosqlite.Connection, *, chat_id: str | None = None, after_seq: int = 0
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Events in log order, fetched in batches (safe to interleave with writes on `conn`)."""
     while True:
         params: tuple[object, ...]

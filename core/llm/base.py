@@ -23,7 +23,7 @@ Cancellation is plain `asyncio.CancelledError` (or `aclose()` on the stream iter
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Literal, Protocol, TypedDict, runtime_checkable
 
 from pydantic import BaseModel
@@ -80,7 +80,7 @@ class LLMClient(Protocol):
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: Sequence[str] | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Yield the reply as text deltas (ending before any of the `stop` sequences). Close the iterator (`aclose()`, or
         `contextlib.aclosing`) or cancel the task to stop generating."""
         ...

@@ -32,7 +32,7 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -168,7 +168,7 @@ class DemoLLM:
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: Sequence[str] | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         text = self.reply_for(messages, purpose=purpose, role=role)
         for word in re.findall(r"\S+\s*", text):
             if self.word_delay_s > 0:

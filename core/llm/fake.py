@@ -24,7 +24,7 @@ import asyncio
 import inspect
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,8 +92,8 @@ class FakeLLM:
         self.delays = dict(delays or {})
         self.chunk_size = chunk_size
         self.chunk_delay_s = chunk_delay_s
-        self.calls = []
-        self.unplanned = []
+        self.calls: list[FakeLLMCall] = []
+        self.unplanned: list[FakeLLMCall] = []
         self._errors = {p: _ScriptedError(e, None) for p, e in (errors or {}).items()}
 
     # -- scripting -----------------------------------------------------------------------
@@ -157,7 +157,7 @@ class FakeLLM:
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: Sequence[str] | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         call = self._record(purpose, role, messages, True, max_tokens, temperature, None, stop)
         await self._delay(purpose)
         self._raise_if_scripted(purpose, chunks_sent=None)

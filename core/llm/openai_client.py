@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -184,7 +184,7 @@ class OpenAICompatibleClient:
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: Sequence[str] | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         payload = self._payload(messages, role, max_tokens, temperature, None, True, stop)
         started = time.monotonic()
         opened = await self._open_stream_with_retries(payload, purpose)
@@ -278,7 +278,7 @@ class _OpenStream:
     """A stream whose first delta has been read; owns the HTTP response until `aclose`."""
 
     def __init__(
-        self, stack: AsyncExitStack, deltas: AsyncIterator[str], first_delta: str | None
+        self, stack: AsyncExitStack, deltas: AsyncGenerator[str, None], first_delta: str | None
     ) -> None:
         self._stack = stack
         self.deltas = deltas

@@ -11,7 +11,7 @@ connection lost before any text -> `LLMConnectionError` (which the caller may re
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -26,7 +26,7 @@ from core.llm.base import (
 )
 
 
-async def stream_deltas(response: httpx.Response, purpose: str) -> AsyncIterator[str]:
+async def stream_deltas(response: httpx.Response, purpose: str) -> AsyncGenerator[str, None]:
     """Text deltas of one streamed response; raises the errors described in the module doc."""
     received: list[str] = []
     if "application/json" in response.headers.get("content-type", ""):

@@ -18,7 +18,7 @@ import re
 import types
 import typing
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -59,7 +59,7 @@ def extract_json(text: str) -> Any | None:
     return None
 
 
-def _balanced_objects(text: str):
+def _balanced_objects(text: str) -> Iterator[str]:
     """Yield each balanced {...} substring, from every '{' that starts one, left to right."""
     start = text.find("{")
     while start != -1:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
 from core.llm.base import ChatMessage, LLMClient
@@ -55,7 +55,7 @@ class Generation:
         self._task.cancel()
         return True
 
-    async def deltas(self) -> AsyncIterator[str]:
+    async def deltas(self) -> AsyncGenerator[str, None]:
         """The text deltas; ends when the model is done or the generation was cancelled."""
         while True:
             item = await self._queue.get()

@@ -14,7 +14,7 @@ said is kept (the last line marked truncated) and the digest is still queued.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +83,7 @@ def digest_text(a: world.Character, b: world.Character, premise: str, lines: lis
 
 async def run_meanwhile(
     db: Database, llm: LLMClient, chat_id: str, a: str, b: str, premise: str, control: Any
-) -> AsyncIterator[tuple[MeanwhileLine, bool]]:
+) -> AsyncGenerator[tuple[MeanwhileLine, bool], None]:
     """Yield (line so far, done) as the lines are written; `control` is the chat's in-flight
     handle (`cancel_requested`, `generation`), so a cancel stops the scene."""
     chat = await world.require_chat(db, chat_id)

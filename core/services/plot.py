@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Literal
 
@@ -143,7 +144,7 @@ async def detect_threads(
     return changes
 
 
-async def _guarded(change, what: str, ident: int) -> bool:
+async def _guarded(change: Awaitable[object], what: str, ident: int) -> bool:
     try:
         await change
         return True

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -122,7 +122,7 @@ class TurnPipeline:
 
     # -- entry points ----------------------------------------------------------------
 
-    async def post_turn(self, chat_id: str, text: str, source_id: str) -> AsyncIterator[TurnUpdate]:
+    async def post_turn(self, chat_id: str, text: str, source_id: str) -> AsyncGenerator[TurnUpdate, None]:
         async with self._locks.hold(chat_id):
             await self._settle(chat_id)
             cast = await load_cast(self.db, chat_id)
@@ -155,7 +155,7 @@ class TurnPipeline:
             finally:
                 self._in_flight.pop(chat_id, None)
 
-    async def regenerate(self, chat_id: str) -> AsyncIterator[TurnUpdate]:
+    async def regenerate(self, chat_id: str) -> AsyncGenerator[TurnUpdate, None]:
         async with self._locks.hold(chat_id):
             await self._settle(chat_id)
             cast = await load_cast(self.db, chat_id)
@@ -234,7 +234,7 @@ class TurnPipeline:
         )
         return await addressee.route(self.llm, cast, dialogue, user_turn.text)
 
-    async def _move_story(self, cast: Cast, user_turn: Turn, route: addressee.Route) -> AsyncIterator[TurnUpdate]:
+    async def _move_story(self, cast: Cast, user_turn: Turn, route: addressee.Route) -> AsyncGenerator[TurnUpdate, None]:
         """Scene close first (summaries deferred past the reply), then the skip or jump, narrated."""
         chat_id = cast.chat.chat_id
         closed = None
@@ -269,7 +269,7 @@ class TurnPipeline:
         replaced: Turn | None,
         source_id: str | None,
         control: _InFlight,
-    ) -> AsyncIterator[TurnUpdate]:
+    ) -> AsyncGenerator[TurnUpdate, None]:
         take = len(await turn_state.sibling_turns(self.db, replaced.turn_id)) + 1 if replaced else 1
         prompt = await assemble_prompt(
             self.db, cast, speaker, user_turn=user_turn,

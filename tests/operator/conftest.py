@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.adapter.matrix.conftest import onboard, start_bot  # noqa: F401
+from tests.adapter.matrix.conftest import onboard as onboard
+from tests.adapter.matrix.conftest import start_bot as start_bot
 from tests.support.bot_process import REPO_ROOT
 
 

@@ -111,7 +111,7 @@ class FakeOpenAIServer:
         self._loop = loop
         try:
             loop.run_until_complete(self._serve())
-        except BaseException as error:  # surfaced by start()
+        except BaseException as error:  # noqa: BLE001  (the server thread hands whatever stopped it to start(), which raises it)
             self._startup_error = error
             self._ready.set()
         finally:

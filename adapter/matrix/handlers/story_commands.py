@@ -9,9 +9,10 @@ engine's typed errors become a short message, never a traceback.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import TypeVar
 
 from adapter.matrix.handlers import persona  # noqa: F401  (registers !persona first: listings keep one order)
 from adapter.matrix.handlers.commands import STORY_ROOMS, CommandError, Invocation, command, find_character
@@ -20,6 +21,8 @@ from adapter.matrix.render import collapsed_blocks
 from core import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time, render_messages
 from core.engine import CharacterInfo
 from core.errors import LLMError, RpbotError
+
+_Result = TypeVar("_Result")
 
 
 def story_time(value: datetime) -> str:
@@ -43,7 +46,7 @@ def engine_errors() -> Iterator[None]:
         raise CommandError(str(exc)) from exc
 
 
-async def engine_call(inv: Invocation, call):  # noqa: ANN001, ANN201
+async def engine_call(inv: Invocation, call: Awaitable[_Result]) -> _Result:
     """Await an engine call under `engine_errors`."""
     with engine_errors():
         return await call

@@ -80,6 +80,7 @@ async def _chat_created(conn: aiosqlite.Connection, seq: int, p: ChatCreated) ->
     if p.guest is not None:
         await _require_character(conn, p.guest)
     row = await fetch_one(conn, "SELECT COALESCE(MAX(chat_num), 0) + 1 AS next FROM chats")
+    assert row is not None  # an aggregate without GROUP BY always returns one row
     await conn.execute_fetchall(
         """INSERT INTO chats (chat_id, chat_num, owner, host, guest, title, clock, created_seq)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",

@@ -20,7 +20,7 @@ def replies(player: MatrixUser, room: str, bot_id: str) -> dict[str, str]:
 def test_streamed_reply_swipes_and_stop(start_bot, fake_openai: FakeOpenAIServer) -> None:
     calls = itertools.count(1)
 
-    def narrate(request) -> Reply:  # noqa: ANN001
+    def narrate(request) -> Reply:
         if "Go on and on" in request.last_user_message:
             return Reply(text=" ".join(["and then"] * 400), chunk_size=8, chunk_delay_s=0.05)
         return Reply(text=f"Take {next(calls)}: " + " ".join(f"word{i}" for i in range(30)) + ".", chunk_size=10, chunk_delay_s=0.25)

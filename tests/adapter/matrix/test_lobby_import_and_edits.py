@@ -26,7 +26,7 @@ CARD = {
 }
 
 
-def notices(player, room: str, bot_id: str) -> list[str]:  # noqa: ANN001
+def notices(player, room: str, bot_id: str) -> list[str]:
     return [e["content"]["body"] for e in player.messages_from(room, bot_id) if e["content"].get("msgtype") == "m.notice"]
 
 

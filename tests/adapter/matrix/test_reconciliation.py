@@ -200,20 +200,20 @@ async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatc
         async def close(self) -> None:
             pass
 
-    async def fake_login(self):  # noqa: ANN001
+    async def fake_login(self):
         calls.append("login")
         return FakeClient()
 
-    async def fake_room_version(client):  # noqa: ANN001
+    async def fake_room_version(client):
         calls.append("room_version")
         return "12"
 
-    async def fake_prepare(client):  # noqa: ANN001
+    async def fake_prepare(client):
         calls.append("prepare_live_sync")
         bot_module._full_syncs[client] = alice_topology()
         return "s1"
 
-    async def fake_reconcile(ctx, response):  # noqa: ANN001
+    async def fake_reconcile(ctx, response):
         calls.append("reconcile")
         return ReconcileReport(0, 0, 0)
 
