@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from core.eventlog.schema import Schema
     from core.keyed_locks import KeyedLocks
     from core.llm import LLMClient, make_llm_client
     from core.llm.roles import render_messages
@@ -22,6 +23,7 @@ _HOMES = {
     "LLMClient": "core.llm",
     "make_llm_client": "core.llm",
     "render_messages": "core.llm.roles",
+    "Schema": "core.eventlog.schema",
     "ReplySettings": "core.services.replies",
     "DURATION_EXAMPLES": "core.timeparse",
     "TIME_EXAMPLES": "core.timeparse",
@@ -35,6 +37,7 @@ __all__ = [
     "KeyedLocks",
     "LLMClient",
     "ReplySettings",
+    "Schema",
     "make_llm_client",
     "parse_duration",
     "parse_story_time",

@@ -16,26 +16,28 @@ from pathlib import Path
 
 import aiosqlite
 
-# One numbered list: index + 1 is the schema version each step brings the file to.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE user_meta (
+from core import Schema
+
+# The cache's schema, with the engine's migration mechanism: append steps, never edit one that shipped.
+ADAPTER_SCHEMA = Schema("adapter.sqlite3")
+ADAPTER_SCHEMA.statements("rooms and users, counters, the sync token, deliveries", [
+    """CREATE TABLE user_meta (
         user_id TEXT PRIMARY KEY,
         space_id TEXT,
         lobby_room_id TEXT
-    );
-    CREATE TABLE room_meta (
+    )""",
+    """CREATE TABLE room_meta (
         room_id TEXT PRIMARY KEY,
         room_type TEXT NOT NULL CHECK (room_type IN ('space', 'lobby', 'chat', 'invite')),
         matrix_user_id TEXT NOT NULL,
         space_id TEXT,
         chat_id TEXT,
         platform_chat_id TEXT UNIQUE
-    );
-    CREATE INDEX room_meta_by_user ON room_meta (matrix_user_id);
-    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-    CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE deliveries (
+    )""",
+    "CREATE INDEX room_meta_by_user ON room_meta (matrix_user_id)",
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE deliveries (
         source_event_id TEXT PRIMARY KEY,
         room_id TEXT NOT NULL,
         chat_id TEXT NOT NULL,
@@ -43,28 +45,26 @@ MIGRATIONS: list[str] = [
         text TEXT NOT NULL,
         reply_event_id TEXT,
         status TEXT NOT NULL CHECK (status IN ('pending', 'generated', 'delivered', 'failed'))
-    );
-    """,
-    # 2: the message each speaker's reply to a source event lives in, so a redelivered
-    # turn edits it instead of posting a second message after the homeserver forgot the txn id.
-    """
-    CREATE TABLE reply_messages (
+    )""",
+])
+# The message each speaker's reply to a source event lives in, so a redelivered turn edits it
+# instead of posting a second message after the homeserver forgot the transaction id.
+ADAPTER_SCHEMA.statements("the message each reply lives in", [
+    """CREATE TABLE reply_messages (
         source_event_id TEXT NOT NULL,
         speaker TEXT NOT NULL,
         event_id TEXT NOT NULL,
         PRIMARY KEY (source_event_id, speaker)
-    );
-    """,
-    # 3: messages that could not be decrypted yet, kept (as received) until their key arrives.
-    """
-    CREATE TABLE undecrypted (
+    )""",
+])
+ADAPTER_SCHEMA.statements("messages that could not be decrypted yet, kept until their key arrives", [
+    """CREATE TABLE undecrypted (
         event_id TEXT PRIMARY KEY,
         room_id TEXT NOT NULL,
         event_json TEXT NOT NULL,
         first_seen REAL NOT NULL
-    );
-    """,
-]
+    )""",
+])
 
 
 @dataclass(frozen=True)
@@ -93,32 +93,19 @@ class StateStore:
 
     @classmethod
     async def open(cls, path: Path | str) -> StateStore:
-        conn = await aiosqlite.connect(str(path))
-        conn.row_factory = aiosqlite.Row
-        await conn.execute_fetchall("PRAGMA journal_mode=WAL")
-        await conn.execute_fetchall("PRAGMA synchronous=FULL")
-        store = cls(conn)
-        await migrate(store)
-        return store
+        conn = await aiosqlite.connect(str(path), isolation_level=None)  # autocommit: each write commits
+        try:
+            conn.row_factory = aiosqlite.Row
+            await conn.execute_fetchall("PRAGMA journal_mode=WAL")
+            await conn.execute_fetchall("PRAGMA synchronous=FULL")
+            await ADAPTER_SCHEMA.upgrade(conn)
+        except BaseException:
+            await conn.close()  # its thread would otherwise keep the process alive
+            raise
+        return cls(conn)
 
     async def close(self) -> None:
         await self.conn.close()
-
-
-async def migrate(store: StateStore) -> int:
-    """Bring the file to the newest schema version; return that version.
-
-    Statements run through `execute_fetchall` or `async with ... as cursor`, never a bare
-    `execute` whose cursor is left to the garbage collector (aiosqlite can then free it
-    while its thread runs another statement: "bad parameter or other API misuse").
-    """
-    async with store.conn.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
-    version = row[0] if row else 0
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        async with store.conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;"):
-            pass
-    return len(MIGRATIONS)
 
 
 async def get_user_meta(store: StateStore, user_id: str) -> UserMeta | None:
@@ -134,7 +121,6 @@ async def set_user_meta(store: StateStore, meta: UserMeta) -> None:
             " ON CONFLICT (user_id) DO UPDATE SET space_id = excluded.space_id, lobby_room_id = excluded.lobby_room_id",
             (meta.user_id, meta.space_id, meta.lobby_room_id),
         )
-        await store.conn.commit()
 
 
 async def get_room_meta(store: StateStore, room_id: str) -> RoomMeta | None:
@@ -152,7 +138,6 @@ async def set_room_meta(store: StateStore, meta: RoomMeta) -> None:
             " chat_id = excluded.chat_id, platform_chat_id = excluded.platform_chat_id",
             (meta.room_id, meta.room_type, meta.matrix_user_id, meta.space_id, meta.chat_id, meta.platform_chat_id),
         )
-        await store.conn.commit()
 
 
 def chat_id_of_platform_chat(conn: sqlite3.Connection, platform_chat_id: str) -> str | None:
@@ -190,7 +175,6 @@ async def next_platform_chat_id(store: StateStore) -> str:
             row = await cursor.fetchone()
         assert row is not None  # the statement above has just written it
         value = row[0]
-        await store.conn.commit()
     return f"mx-{value}"
 
 
@@ -202,7 +186,6 @@ async def raise_counter_to(store: StateStore, name: str, at_least: int) -> None:
             " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
             (name, at_least),
         )
-        await store.conn.commit()
 
 
 async def get_sync_token(store: StateStore) -> str | None:
@@ -217,7 +200,6 @@ async def set_sync_token(store: StateStore, token: str) -> None:
             "INSERT INTO kv (key, value) VALUES ('sync_token', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (token,),
         )
-        await store.conn.commit()
 
 
 async def get_uploaded_media(store: StateStore, digest: str) -> str | None:
@@ -232,7 +214,6 @@ async def set_uploaded_media(store: StateStore, digest: str, uri: str) -> None:
         await store.conn.execute_fetchall(
             "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (f"media:{digest}", uri)
         )
-        await store.conn.commit()
 
 
 @dataclass(frozen=True)
@@ -255,7 +236,6 @@ async def record_pending_delivery(store: StateStore, source_event_id: str, room_
             (source_event_id, room_id, chat_id, text),
         ) as cursor:
             inserted = cursor.rowcount == 1
-        await store.conn.commit()
     return inserted
 
 
@@ -265,13 +245,11 @@ async def mark_delivered(store: StateStore, source_event_id: str, reply_event_id
             "UPDATE deliveries SET status = 'delivered', reply_event_id = ?, turn_id = ? WHERE source_event_id = ?",
             (reply_event_id, turn_id, source_event_id),
         )
-        await store.conn.commit()
 
 
 async def mark_failed(store: StateStore, source_event_id: str) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall("UPDATE deliveries SET status = 'failed' WHERE source_event_id = ?", (source_event_id,))
-        await store.conn.commit()
 
 
 async def pending_deliveries(store: StateStore) -> list[Delivery]:
@@ -296,7 +274,6 @@ async def set_reply_message(store: StateStore, source_event_id: str, speaker: st
             "INSERT INTO reply_messages (source_event_id, speaker, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (source_event_id, speaker, event_id),
         )
-        await store.conn.commit()
 
 
 async def newest_failed_delivery(store: StateStore, room_id: str) -> Delivery | None:
@@ -329,7 +306,6 @@ async def keep_undecrypted(store: StateStore, room_id: str, event_id: str, event
             (event_id, room_id, event_json, now),
         ) as cursor:
             inserted = cursor.rowcount == 1
-        await store.conn.commit()
     return inserted
 
 
@@ -342,4 +318,3 @@ async def undecrypted_events(store: StateStore) -> list[tuple[str, str, str]]:
 async def forget_undecrypted(store: StateStore, event_id: str) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall("DELETE FROM undecrypted WHERE event_id = ?", (event_id,))
-        await store.conn.commit()

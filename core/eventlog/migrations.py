@@ -1,36 +1,24 @@
-"""Numbered schema migrations for engine.sqlite3, in one registered list.
+"""The schema of engine.sqlite3: its numbered migrations, registered in order.
 
-Each migration is registered in order with `@migration("description")`; its
-number is its position in `MIGRATIONS` (1-based) and is stored in SQLite's
-`PRAGMA user_version` in the same transaction as its DDL, so a crash leaves the
-database at one version or the next, never in between.  A database written by a
-newer rpbot (a version above the last migration) is refused.
-
-To change the schema, append a new migration at the end of this file; never
-edit one that has shipped.  If the change touches a projection, keep
+The mechanism (version numbers in `PRAGMA user_version`, one transaction per step,
+a newer database refused) is `core.eventlog.schema.Schema`, shared with the
+adapter's cache.  To change the schema, append a new migration at the end of this
+file; never edit one that has shipped.  If the change touches a projection, keep
 `PROJECTION_TABLES` in step: replay clears exactly those tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-
 import aiosqlite
 
-from core.errors import SchemaVersionError
+from core.eventlog.schema import Migration, Schema, run_statements, schema_version
 
-MigrationStep = Callable[[aiosqlite.Connection], Awaitable[None]]
+ENGINE_SCHEMA = Schema("engine.sqlite3")
+MIGRATIONS: list[Migration] = ENGINE_SCHEMA.migrations
+migration = ENGINE_SCHEMA.migration
+upgrade_schema = ENGINE_SCHEMA.upgrade
 
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    description: str
-    step: MigrationStep
-
-
-MIGRATIONS: list[Migration] = []
+__all__ = ["ENGINE_SCHEMA", "MIGRATIONS", "PROJECTION_TABLES", "latest_version", "schema_version", "upgrade_schema"]
 
 # Projection tables in an order that is safe to clear (children before parents).
 # The event log (`events`) is the truth and is never in this list.
@@ -50,55 +38,13 @@ PROJECTION_TABLES: tuple[str, ...] = (
 )
 
 
-def migration(description: str) -> Callable[[MigrationStep], MigrationStep]:
-    def register(step: MigrationStep) -> MigrationStep:
-        MIGRATIONS.append(Migration(len(MIGRATIONS) + 1, description, step))
-        return step
-
-    return register
-
-
 def latest_version() -> int:
-    return len(MIGRATIONS)
-
-
-async def schema_version(conn: aiosqlite.Connection) -> int:
-    rows = await conn.execute_fetchall("PRAGMA user_version")
-    return int(next(iter(rows))[0])
-
-
-async def upgrade_schema(conn: aiosqlite.Connection) -> int:
-    """Bring the database to the latest version; returns the version it ends at.
-
-    `conn` must be in autocommit mode (isolation_level=None) and not shared yet.
-    """
-    current = await schema_version(conn)
-    if current > latest_version():
-        raise SchemaVersionError(
-            f"database schema version {current} is newer than this rpbot "
-            f"(knows up to {latest_version()})"
-        )
-    for pending in MIGRATIONS[current:]:
-        await conn.execute_fetchall("BEGIN IMMEDIATE")
-        try:
-            await pending.step(conn)
-            await conn.execute_fetchall(f"PRAGMA user_version = {pending.version:d}")
-        except BaseException:
-            await conn.execute_fetchall("ROLLBACK")
-            raise
-        await conn.execute_fetchall("COMMIT")
-    return latest_version()
-
-
-async def _run(conn: aiosqlite.Connection, statements: list[str]) -> None:
-    # executescript would COMMIT first, so statements go one by one.
-    for statement in statements:
-        await conn.execute_fetchall(statement)
+    return ENGINE_SCHEMA.latest_version
 
 
 @migration("event log, world, turns, memory with witnesses and FTS5, edges, plot")
 async def _initial_schema(conn: aiosqlite.Connection) -> None:
-    await _run(conn, [
+    await run_statements(conn, [
         """CREATE TABLE events (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
             kind TEXT NOT NULL,
@@ -258,14 +204,14 @@ async def _initial_schema(conn: aiosqlite.Connection) -> None:
 
 @migration("index the live scene summaries by scene (which closed scenes still owe a summary)")
 async def _summaries_by_scene(conn: aiosqlite.Connection) -> None:
-    await _run(conn, [
+    await run_statements(conn, [
         "CREATE INDEX memories_summaries_by_scene ON memories (scene_id, pov) WHERE kind = 'summary' AND retracted = 0",
     ])
 
 
 @migration("who witnessed each turn: the player and the chat's cast when it was said")
 async def _turn_witnesses(conn: aiosqlite.Connection) -> None:
-    await _run(conn, [
+    await run_statements(conn, [
         """CREATE TABLE turn_witnesses (
             turn_id INTEGER NOT NULL REFERENCES turns (turn_id),
             witness TEXT NOT NULL,
@@ -282,7 +228,7 @@ async def _turn_witnesses(conn: aiosqlite.Connection) -> None:
 
 @migration("player personas: a name and a short description per player")
 async def _personas(conn: aiosqlite.Connection) -> None:
-    await _run(conn, [
+    await run_statements(conn, [
         """CREATE TABLE personas (
             owner TEXT PRIMARY KEY,
             name TEXT NOT NULL,
