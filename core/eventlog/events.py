@@ -19,6 +19,7 @@ thread_withdrawn, world_event_reverted and world_event_withdrawn undo the others
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
@@ -36,6 +37,7 @@ from pydantic import (
 from core.errors import InvalidPayloadError, UnknownEventKindError
 
 USER = "you"  # the witness / speaker id of the human player
+_LEGACY_CAUSE = re.compile(r"turn:(\d+);")
 
 
 def _normalize_story_time(value: datetime) -> datetime:
@@ -265,7 +267,18 @@ class EdgeSet(ChatEvent):
     affinity: Score
     trust: Score
     summary: str = ""
-    reason: str = ""
+    reason: str = ""  # for people reading the log; code reads `cause_turn_id`
+    cause_turn_id: RowId | None = None  # the reply whose exchange made the change (undone on regenerate)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cause_of_an_older_event(cls, data: Any) -> Any:
+        """Events written before `cause_turn_id` existed named their turn in the reason ("turn:<id>; ...")."""
+        if isinstance(data, Mapping) and data.get("cause_turn_id") is None:
+            legacy = _LEGACY_CAUSE.match(str(data.get("reason") or ""))
+            if legacy:
+                return {**data, "cause_turn_id": int(legacy.group(1))}
+        return data
 
     @model_validator(mode="after")
     def _not_a_self_edge(self) -> EdgeSet:

@@ -25,8 +25,11 @@ __all__ = ["ENGINE_SCHEMA", "MIGRATIONS", "PROJECTION_TABLES", "latest_version",
 PROJECTION_TABLES: tuple[str, ...] = (
     "personas",
     "digests",
+    "world_event_changes",
     "world_events",
+    "thread_changes",
     "plot_threads",
+    "edge_changes",
     "edges",
     "memory_witnesses",
     "memories",
@@ -234,4 +237,75 @@ async def _personas(conn: aiosqlite.Connection) -> None:
             name TEXT NOT NULL,
             description TEXT NOT NULL
         )""",
+    ])
+
+
+@migration("typed causes: the change histories of edges, world events and threads; who planned an event, "
+           "which line closed a scene")
+async def _typed_causes(conn: aiosqlite.Connection) -> None:
+    await run_statements(conn, [
+        """CREATE TABLE edge_changes (
+            seq INTEGER PRIMARY KEY,  -- the edge_set event
+            chat_id TEXT NOT NULL,
+            from_id TEXT NOT NULL,
+            to_id TEXT NOT NULL,
+            affinity INTEGER NOT NULL,
+            trust INTEGER NOT NULL,
+            summary TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            cause_turn_id INTEGER  -- the reply whose exchange made the change
+        )""",
+        "CREATE INDEX edge_changes_by_edge ON edge_changes (chat_id, from_id, to_id, seq)",
+        "CREATE INDEX edge_changes_by_cause ON edge_changes (cause_turn_id) WHERE cause_turn_id IS NOT NULL",
+        # Older edge_set events named their turn only in the reason ("turn:<id>; ...").
+        """INSERT INTO edge_changes
+           SELECT seq, chat_id, json_extract(payload, '$.from_id'), json_extract(payload, '$.to_id'),
+                  json_extract(payload, '$.affinity'), json_extract(payload, '$.trust'),
+                  coalesce(json_extract(payload, '$.summary'), ''), coalesce(json_extract(payload, '$.reason'), ''),
+                  CASE WHEN json_extract(payload, '$.reason') GLOB 'turn:[0-9]*;*'
+                       THEN CAST(substr(json_extract(payload, '$.reason'), 6,
+                                        instr(json_extract(payload, '$.reason'), ';') - 6) AS INTEGER) END
+           FROM events WHERE kind = 'edge_set'""",
+        """CREATE TABLE world_event_changes (
+            seq INTEGER PRIMARY KEY,  -- the world_event_transitioned or world_event_reverted event
+            chat_id TEXT NOT NULL,
+            world_event_id INTEGER NOT NULL,
+            status TEXT NOT NULL,  -- the status it moved to
+            is_undo INTEGER NOT NULL,  -- 1 for a compensating reversion
+            cause_turn_id INTEGER
+        )""",
+        "CREATE INDEX world_event_changes_by_event ON world_event_changes (world_event_id, seq)",
+        "CREATE INDEX world_event_changes_by_chat ON world_event_changes (chat_id, seq)",
+        """INSERT INTO world_event_changes
+           SELECT seq, chat_id, json_extract(payload, '$.world_event_id'), json_extract(payload, '$.to'),
+                  kind = 'world_event_reverted', json_extract(payload, '$.cause_turn_id')
+           FROM events WHERE kind IN ('world_event_transitioned', 'world_event_reverted')""",
+        "ALTER TABLE world_events ADD COLUMN planned_by_turn INTEGER",
+        """UPDATE world_events SET planned_by_turn =
+               (SELECT json_extract(payload, '$.cause_turn_id') FROM events WHERE seq = world_events.world_event_id)""",
+        """CREATE TABLE thread_changes (
+            seq INTEGER PRIMARY KEY,  -- the thread_opened, thread_updated or thread_closed event
+            chat_id TEXT NOT NULL,
+            thread_id INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('opened', 'updated', 'closed')),
+            title TEXT,  -- as the event set it (NULL: unchanged)
+            summary TEXT,
+            cause_scene_id INTEGER  -- detected at this scene's close
+        )""",
+        "CREATE INDEX thread_changes_by_thread ON thread_changes (thread_id, seq)",
+        "CREATE INDEX thread_changes_by_scene ON thread_changes (cause_scene_id) WHERE cause_scene_id IS NOT NULL",
+        """INSERT INTO thread_changes
+           SELECT seq, chat_id,
+                  CASE kind WHEN 'thread_opened' THEN seq ELSE json_extract(payload, '$.thread_id') END,
+                  substr(kind, 8), json_extract(payload, '$.title'),
+                  CASE kind WHEN 'thread_closed' THEN NULL ELSE json_extract(payload, '$.summary') END,
+                  json_extract(payload, '$.cause_scene_id')
+           FROM events WHERE kind IN ('thread_opened', 'thread_updated', 'thread_closed')""",
+        "ALTER TABLE scenes ADD COLUMN closed_by_turn INTEGER",
+        """UPDATE scenes SET closed_by_turn =
+               (SELECT json_extract(payload, '$.cause_turn_id') FROM events
+                WHERE kind = 'scene_closed' AND json_extract(payload, '$.scene_id') = scenes.scene_id
+                  AND json_extract(payload, '$.cause_turn_id') IS NOT NULL
+                ORDER BY seq DESC LIMIT 1)""",
+        "CREATE INDEX scenes_by_closing_turn ON scenes (closed_by_turn) WHERE closed_by_turn IS NOT NULL",
     ])

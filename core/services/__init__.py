@@ -1,7 +1,7 @@
 """The turn pipeline and its steps, between the Engine API and the state read models.
 
-- `dialogue`: shared reads every step uses (who is present, recent dialogue, the
-  causes tag that ties an event to the turn that caused it).
+- `dialogue`: shared reads every step uses (who is present, recent dialogue, which
+  exchange a regenerate answers).
 - `recall`: witness-filtered memory reads for a prompt (per-POV summaries, digests).
 - `addressee`: the routing classifier (which character answers, and any skip / jump / scene close).
 - `prompt`: the reply prompt within a token budget, in roles every chat template accepts

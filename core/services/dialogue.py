@@ -1,4 +1,4 @@
-"""Shared reads of the turn pipeline: the cast of a chat, recent dialogue, causes.
+"""Shared reads of the turn pipeline: the cast of a chat, recent dialogue, what a regenerate answers.
 
 One implementation used by posting a turn, regenerating one (and later by scene
 close), so each step sees the story the same way:
@@ -7,8 +7,6 @@ close), so each step sees the story the same way:
 - `recent_dialogue`: the shown turns up to a given turn, oldest first.
 - `shown_reply_for_source`: the reply (current swipe) made for a player's source id.
 - `exchange_to_regenerate`: which user turn a regenerate answers, and which turn it replaces.
-- `cause_tag`: the marker that ties an event (an edge change) to the turn that caused it,
-  so a regenerate can find and undo exactly what that turn did.
 """
 
 from __future__ import annotations
@@ -116,11 +114,3 @@ async def exchange_to_regenerate(source: Readable, chat_id: str) -> ExchangeToRe
     if last.role != "assistant":
         return ExchangeToRegenerate(user_turn, None)
     return ExchangeToRegenerate(user_turn, last)
-
-
-CAUSE_PREFIX = "turn:"
-
-
-def cause_tag(turn_id: int) -> str:
-    """The `reason` prefix of an event caused by turn `turn_id` ("turn:<id>;")."""
-    return f"{CAUSE_PREFIX}{turn_id};"

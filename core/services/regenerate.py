@@ -2,20 +2,19 @@
 
 What a turn caused, and how each is found exactly:
 - memories: `source_turn_id` = the turn (`memories_from_turn`) -> `memory_retracted`;
-- edges: `edge_set` events whose reason carries the turn's cause tag
+- edges: edge changes whose `cause_turn_id` is the turn
   (`relationships.edge_changes_caused_by`) -> `edge_set` back to the prior value;
-- world-event lifecycle transitions: `world_event_transitioned` events whose
+- world-event lifecycle transitions: changes (`world_event_changes`) whose
   `cause_turn_id` is the turn (exact, wherever they sit in the log) ->
   `world_event_reverted`, newest first.  Transitions recorded without a cause
   (by an after-turn step that does not name one) are attributed by position: those
   after the turn and before the chat's next turn (the engine finishes a turn's
   after-work before the chat's next turn starts);
-- world events planned from the turn (`world_event_planned` with its
-  `cause_turn_id`) -> `world_event_withdrawn`, after the transitions are reverted.
+- world events planned from the turn (`planned_by_turn`) -> `world_event_withdrawn`, after the transitions are reverted.
 
 - if the turn's scene is already closed, what its close derived from the scene: the
   per-POV summaries (with their key quotes) -> `memory_retracted`, and the thread
-  changes detected at the close (tagged with the scene) -> `thread_withdrawn`,
+  changes detected at the close (`cause_scene_id`) -> `thread_withdrawn`,
   `thread_reopened` or `thread_updated` back to the prior text, newest first.  The
   scene stays closed (the player closed it); its summaries are then owed and written
   again from the new reply (`scenes.summarize_owed`, after the new reply).

@@ -2,8 +2,8 @@
 
 Rule (deterministic, no model call): each exchange moves the speaker's edge toward
 the player ("you") by `EXCHANGE_AFFINITY` affinity.  Every change is an
-`edge_set` event whose `reason` starts with the turn's cause tag ("turn:<id>;"),
-so `edge_changes_caused_by` finds exactly what a turn changed.
+`edge_set` event naming the reply that caused it (`cause_turn_id`), so
+`edge_changes_caused_by` finds exactly what a turn changed.
 
 `prior_edges` is the one implementation of "how the speaker feels about those
 present, before turn X" (X = None: now), used by prompt assembly for a new turn
@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from core.eventlog import USER, Readable, Transaction
-from core.services.dialogue import cause_tag
 from core.state import edges as edge_state
 from core.state.edges import Edge, EdgeChangeRef
 
@@ -24,8 +23,8 @@ EXCHANGE_AFFINITY = 1
 
 
 async def edge_changes_caused_by(source: Readable, chat_id: str, turn_id: int) -> list[EdgeChangeRef]:
-    """The edge_set events tagged with turn `turn_id`, in log order (they follow the turn)."""
-    return await edge_state.edge_changes_tagged(source, chat_id, turn_id, cause_tag(turn_id))
+    """The edge changes caused by turn `turn_id`, in log order (they follow the turn)."""
+    return await edge_state.edge_changes_caused_by(source, chat_id, turn_id)
 
 
 async def edge_before(source: Readable, chat_id: str, from_id: str, to_id: str, before_seq: int) -> Edge:
@@ -60,7 +59,7 @@ async def apply_exchange_edges(tx: Transaction, chat_id: str, reply_turn_id: int
     """The exchange rule: the speaker warms a little toward the player."""
     await edge_state.adjust_edge(
         tx, chat_id, speaker_id, USER, affinity_delta=EXCHANGE_AFFINITY,
-        reason=f"{cause_tag(reply_turn_id)} an exchange with the player",
+        reason="an exchange with the player", cause_turn_id=reply_turn_id,
     )
 
 

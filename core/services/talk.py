@@ -247,7 +247,7 @@ class TurnPipeline:
         if target is not None:
             source = reply_source(user_turn.source_id) if user_turn.source_id else None
             result, turn = await timeskip.move_clock(
-                self.db, self.llm, cast, target, reason=f"turn:{user_turn.turn_id};",
+                self.db, self.llm, cast, target, reason=f"asked for in the player's line (turn {user_turn.turn_id})",
                 source_id=source, scene_closed=closed is not None,
             )
             yield TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, result.narration, True,

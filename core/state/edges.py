@@ -2,13 +2,13 @@
 
 A->B and B->A are independent records (affinity and trust in -100..100, and a
 short summary).  Each change is an `edge_set` event carrying the new absolute
-values, so `edge_history` is read straight from the log and a compensating
-event can restore any earlier value.  An edge never set reads as neutral.
+values and the reply that caused it; its projection `edge_changes` keeps every
+change, so a compensating event can restore any earlier value and a regenerate
+finds exactly what a reply changed.  An edge never set reads as neutral.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -77,12 +77,15 @@ async def set_edge(
     trust: int,
     summary: str = "",
     reason: str = "",
+    cause_turn_id: int | None = None,
 ) -> Edge:
-    """Set the absolute state of from_id -> to_id (the other direction is untouched)."""
+    """Set the absolute state of from_id -> to_id (the other direction is untouched); `cause_turn_id`
+    is the reply whose exchange made the change, undone if that reply is regenerated."""
     async with writing(target) as tx:
         await append_and_apply(tx, "edge_set", {
             "chat_id": chat_id, "from_id": from_id, "to_id": to_id,
             "affinity": affinity, "trust": trust, "summary": summary, "reason": reason,
+            "cause_turn_id": cause_turn_id,
         })
         return await get_edge(tx, chat_id, from_id, to_id)
 
@@ -97,6 +100,7 @@ async def adjust_edge(
     trust_delta: int = 0,
     summary: str | None = None,
     reason: str = "",
+    cause_turn_id: int | None = None,
 ) -> Edge:
     """Move an edge by deltas (clamped to -100..100), read and written in one transaction."""
     async with writing(target) as tx:
@@ -107,25 +111,19 @@ async def adjust_edge(
             trust=_clamp(current.trust + trust_delta),
             summary=current.summary if summary is None else summary,
             reason=reason,
+            cause_turn_id=cause_turn_id,
         )
 
 
 async def edge_history(source: Readable, chat_id: str, from_id: str, to_id: str) -> list[EdgeChange]:
-    """Every change of from_id -> to_id, oldest first, from the event log."""
+    """Every change of from_id -> to_id, oldest first."""
     rows = await fetch_all(
         source,
-        """SELECT seq, payload FROM events
-           WHERE chat_id = ? AND kind = 'edge_set'
-             AND json_extract(payload, '$.from_id') = ? AND json_extract(payload, '$.to_id') = ?
-           ORDER BY seq""",
+        """SELECT seq, affinity, trust, summary, reason FROM edge_changes
+           WHERE chat_id = ? AND from_id = ? AND to_id = ? ORDER BY seq""",
         (chat_id, from_id, to_id),
     )
-    changes = []
-    for row in rows:
-        payload = json.loads(row["payload"])
-        changes.append(EdgeChange(row["seq"], payload["affinity"], payload["trust"],
-                                  payload["summary"], payload["reason"]))
-    return changes
+    return [EdgeChange(r["seq"], r["affinity"], r["trust"], r["summary"], r["reason"]) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -135,38 +133,27 @@ class EdgeChangeRef:
     to_id: str
 
 
-async def edge_changes_tagged(source: Readable, chat_id: str, after_seq: int, reason_prefix: str) -> list[EdgeChangeRef]:
-    """The edge_set events after event `after_seq` whose reason starts with `reason_prefix`, in log order.
-
-    Reads the raw event log; a turn's id is the seq of its turn_recorded event, so
-    `after_seq=turn_id` means "recorded after that turn"."""
+async def edge_changes_caused_by(source: Readable, chat_id: str, turn_id: int) -> list[EdgeChangeRef]:
+    """The edge changes whose cause is the reply `turn_id`, in log order."""
     rows = await fetch_all(
         source,
-        """SELECT seq, json_extract(payload, '$.from_id') AS from_id, json_extract(payload, '$.to_id') AS to_id
-           FROM events
-           WHERE chat_id = ? AND seq > ? AND kind = 'edge_set'
-             AND substr(json_extract(payload, '$.reason'), 1, ?) = ?
-           ORDER BY seq""",
-        (chat_id, after_seq, len(reason_prefix), reason_prefix),
+        "SELECT seq, from_id, to_id FROM edge_changes WHERE chat_id = ? AND cause_turn_id = ? ORDER BY seq",
+        (chat_id, turn_id),
     )
     return [EdgeChangeRef(r["seq"], r["from_id"], r["to_id"]) for r in rows]
 
 
 async def edge_set_before(source: Readable, chat_id: str, from_id: str, to_id: str, before_seq: int) -> Edge | None:
-    """The edge from_id -> to_id as the last edge_set event before `before_seq` (raw event log) left it;
-    None when there was none."""
+    """The edge from_id -> to_id as its last change before event `before_seq` left it; None when there was none."""
     row = await fetch_one(
         source,
-        """SELECT payload FROM events
-           WHERE chat_id = ? AND seq < ? AND kind = 'edge_set'
-             AND json_extract(payload, '$.from_id') = ? AND json_extract(payload, '$.to_id') = ?
-           ORDER BY seq DESC LIMIT 1""",
-        (chat_id, before_seq, from_id, to_id),
+        """SELECT affinity, trust, summary FROM edge_changes
+           WHERE chat_id = ? AND from_id = ? AND to_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1""",
+        (chat_id, from_id, to_id, before_seq),
     )
     if row is None:
         return None
-    payload = json.loads(row["payload"])
-    return Edge(chat_id, from_id, to_id, payload["affinity"], payload["trust"], payload["summary"], None)
+    return Edge(chat_id, from_id, to_id, row["affinity"], row["trust"], row["summary"], None)
 
 
 async def edge_updated_seq(source: Readable, chat_id: str, from_id: str, to_id: str) -> int | None:

@@ -147,7 +147,7 @@ async def count_upcoming_events(source: Readable, chat_id: str) -> int:
     return await fetch_count(source, "SELECT count(*) FROM world_events WHERE chat_id = ? AND status = 'planned'", (chat_id,))
 
 
-# --- what a turn did to world events, read from the raw event log ---------------------------
+# --- what a turn did to world events -------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -158,49 +158,38 @@ class WorldTransitionRef:
 
 
 async def world_transitions_caused_by(source: Readable, chat_id: str, turn_id: int) -> list[WorldTransitionRef]:
-    """Lifecycle transitions caused by `turn_id`, in log order: those naming it as their
-    `cause_turn_id`, and untagged ones recorded after it and before the chat's next turn.
-
-    Reads the raw event log, where a turn's id is the seq of its turn_recorded event."""
+    """Lifecycle transitions caused by `turn_id`, in log order: those naming it as their cause,
+    and ones without a cause recorded after it and before the chat's next turn."""
     rows = await fetch_all(
         source,
-        """SELECT seq, json_extract(payload, '$.world_event_id') AS world_event_id,
-                  json_extract(payload, '$.to') AS target
-           FROM events
-           WHERE chat_id = :chat AND seq > :turn AND kind = 'world_event_transitioned'
-             AND (json_extract(payload, '$.cause_turn_id') = :turn
-                  OR (json_extract(payload, '$.cause_turn_id') IS NULL
-                      AND seq < coalesce((SELECT min(seq) FROM events
-                                          WHERE chat_id = :chat AND seq > :turn AND kind = 'turn_recorded'), 9e18)))
+        """SELECT seq, world_event_id, status FROM world_event_changes
+           WHERE chat_id = :chat AND seq > :turn AND is_undo = 0
+             AND (cause_turn_id = :turn
+                  OR (cause_turn_id IS NULL
+                      AND seq < coalesce((SELECT min(turn_id) FROM turns WHERE chat_id = :chat AND turn_id > :turn),
+                                         9e18)))
            ORDER BY seq""",
         {"chat": chat_id, "turn": turn_id},
     )
-    return [WorldTransitionRef(r["seq"], r["world_event_id"], r["target"]) for r in rows]
+    return [WorldTransitionRef(r["seq"], r["world_event_id"], r["status"]) for r in rows]
 
 
 async def world_event_status_before(source: Readable, chat_id: str, world_event_id: int, seq: int) -> str:
-    """The world event's status just before event `seq`, from the raw event log (its plan event's seq is its id)."""
+    """The world event's status just before event `seq`."""
     row = await fetch_one(
         source,
-        """SELECT json_extract(payload, '$.to') AS status FROM events
-           WHERE chat_id = ? AND seq < ? AND seq > ?
-             AND kind IN ('world_event_transitioned', 'world_event_reverted')
-             AND json_extract(payload, '$.world_event_id') = ?
+        """SELECT status FROM world_event_changes WHERE chat_id = ? AND world_event_id = ? AND seq < ?
            ORDER BY seq DESC LIMIT 1""",
-        (chat_id, seq, world_event_id, world_event_id),
+        (chat_id, world_event_id, seq),
     )
     return "planned" if row is None else row["status"]
 
 
 async def world_events_planned_by(source: Readable, chat_id: str, turn_id: int) -> list[int]:
-    """Ids of the still-present world events planned from `turn_id`, from the raw event log
-    (the plan event's seq is the id; a turn's id is its turn_recorded event's seq)."""
+    """Ids of the still-present world events planned from `turn_id`, oldest first."""
     rows = await fetch_all(
         source,
-        """SELECT e.seq FROM events e JOIN world_events w ON w.world_event_id = e.seq
-           WHERE e.chat_id = ? AND e.seq > ? AND e.kind = 'world_event_planned'
-             AND json_extract(e.payload, '$.cause_turn_id') = ?
-           ORDER BY e.seq""",
-        (chat_id, turn_id, turn_id),
+        "SELECT world_event_id FROM world_events WHERE chat_id = ? AND planned_by_turn = ? ORDER BY world_event_id",
+        (chat_id, turn_id),
     )
-    return [r["seq"] for r in rows]
+    return [r["world_event_id"] for r in rows]

@@ -81,33 +81,21 @@ class ThreadChange:
 
 
 async def thread_changes_caused_by_scene(source: Readable, chat_id: str, scene_id: int) -> list[ThreadChange]:
-    """The thread events detected at `scene_id`'s close, in log order, each with the thread's
-    title and summary before it (from the thread's previous opened / updated event)."""
+    """The thread changes detected at `scene_id`'s close, in log order, each with the thread's
+    title and summary as its previous opening or update set them."""
     rows = await fetch_all(
         source,
-        """SELECT e.seq, e.kind,
-                  CASE e.kind WHEN 'thread_opened' THEN e.seq
-                       ELSE json_extract(e.payload, '$.thread_id') END AS thread_id
-           FROM events e
-           WHERE e.chat_id = ? AND e.kind IN ('thread_opened', 'thread_updated', 'thread_closed')
-             AND json_extract(e.payload, '$.cause_scene_id') = ?
-           ORDER BY e.seq""",
+        """SELECT c.seq, c.kind, c.thread_id, before.title AS title_before, before.summary AS summary_before
+           FROM thread_changes c
+           LEFT JOIN thread_changes before ON before.seq = (
+               SELECT max(p.seq) FROM thread_changes p
+               WHERE p.thread_id = c.thread_id AND p.seq < c.seq AND p.kind IN ('opened', 'updated'))
+           WHERE c.chat_id = ? AND c.cause_scene_id = ?
+           ORDER BY c.seq""",
         (chat_id, scene_id),
     )
-    changes = []
-    for row in rows:
-        before = await fetch_one(
-            source,
-            """SELECT json_extract(payload, '$.title') AS title, json_extract(payload, '$.summary') AS summary
-               FROM events WHERE chat_id = ? AND seq < ?
-                 AND ((kind = 'thread_opened' AND seq = ?)
-                      OR (kind = 'thread_updated' AND json_extract(payload, '$.thread_id') = ?))
-               ORDER BY seq DESC LIMIT 1""",
-            (chat_id, row["seq"], row["thread_id"], row["thread_id"]),
-        )
-        changes.append(ThreadChange(row["seq"], row["kind"], row["thread_id"],
-                                    before["title"] if before else None, before["summary"] if before else None))
-    return changes
+    return [ThreadChange(r["seq"], f"thread_{r['kind']}", r["thread_id"], r["title_before"], r["summary_before"])
+            for r in rows]
 
 
 async def reopen_thread(target: Writable, chat_id: str, thread_id: int) -> None:

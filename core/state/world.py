@@ -214,10 +214,7 @@ async def close_scene(target: Writable, chat_id: str, scene_id: int, *, cause_tu
 async def scene_closed_by(source: Readable, chat_id: str, turn_id: int) -> bool:
     """Whether the player's line `turn_id` closed a scene (it asked for the close in words)."""
     row = await fetch_one(
-        source,
-        """SELECT 1 FROM events WHERE chat_id = ? AND seq > ? AND kind = 'scene_closed'
-             AND json_extract(payload, '$.cause_turn_id') = ? LIMIT 1""",
-        (chat_id, turn_id, turn_id),
+        source, "SELECT 1 FROM scenes WHERE chat_id = ? AND closed_by_turn = ? LIMIT 1", (chat_id, turn_id)
     )
     return row is not None
 

@@ -5,6 +5,8 @@
   what `core/__init__.py` exports on purpose.
 - SQL lives in `core/state` and `core/eventlog` (and, for the adapter's own cache, in
   `adapter/matrix/store.py`): nowhere else holds a SQL statement.
+- Read models read projections, whose causes are typed columns; only `core/eventlog` reads the
+  raw event log.
 """
 
 from __future__ import annotations
@@ -79,5 +81,18 @@ def test_sql_lives_only_in_state_eventlog_and_the_adapters_store() -> None:
         for path in python_files("core", "adapter")
         if not str(path.relative_to(ROOT)).startswith(SQL_HOMES)
         for line, text in sql_strings(path)
+    ]
+    assert found == []
+
+
+def test_read_models_read_projections_with_typed_causes_not_the_raw_log() -> None:
+    """Only the event log itself (and the migrations that backfill a new projection) reads the
+    `events` table; no read model digs causes out of payload JSON or parses them from text."""
+    raw_log = re.compile(r"\bFROM\s+events\b|json_extract|substr\(", re.IGNORECASE)
+    found = [
+        where(path, line)
+        for path in python_files("core/state", "core/services", "adapter")
+        for line, text in enumerate(path.read_text().splitlines(), start=1)
+        if raw_log.search(text)
     ]
     assert found == []

@@ -139,4 +139,9 @@ async def _edge_set(conn: aiosqlite.Connection, seq: int, p: EdgeSet) -> None:
         (p.chat_id, p.from_id, p.to_id, p.affinity, p.trust, p.summary,
          await chat_clock(conn, p.chat_id), seq),
     )
+    await conn.execute_fetchall(
+        """INSERT INTO edge_changes (seq, chat_id, from_id, to_id, affinity, trust, summary, reason, cause_turn_id)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (seq, p.chat_id, p.from_id, p.to_id, p.affinity, p.trust, p.summary, p.reason, p.cause_turn_id),
+    )
     return None

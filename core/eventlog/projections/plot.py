@@ -57,6 +57,28 @@ WORLD_EVENT_REVERSIONS: dict[str, frozenset[str]] = {
 }
 
 
+async def _record_thread_change(
+    conn: aiosqlite.Connection, seq: int, chat_id: str, thread_id: int, kind: str,
+    title: str | None, summary: str | None, cause_scene_id: int | None,
+) -> None:
+    await conn.execute_fetchall(
+        """INSERT INTO thread_changes (seq, chat_id, thread_id, kind, title, summary, cause_scene_id)
+           VALUES (?, ?, ?, ?, ?, ?, ?)""",
+        (seq, chat_id, thread_id, kind, title, summary, cause_scene_id),
+    )
+
+
+async def _record_world_event_change(
+    conn: aiosqlite.Connection, seq: int, chat_id: str, world_event_id: int, status: str, *,
+    is_undo: bool, cause_turn_id: int | None = None,
+) -> None:
+    await conn.execute_fetchall(
+        """INSERT INTO world_event_changes (seq, chat_id, world_event_id, status, is_undo, cause_turn_id)
+           VALUES (?, ?, ?, ?, ?, ?)""",
+        (seq, chat_id, world_event_id, status, int(is_undo), cause_turn_id),
+    )
+
+
 async def _thread(conn: aiosqlite.Connection, chat_id: str, thread_id: int) -> aiosqlite.Row:
     return await require_row(conn, ThreadNotFoundError, "plot_threads", "thread_id", thread_id, chat_id)
 
@@ -69,6 +91,7 @@ async def _thread_opened(conn: aiosqlite.Connection, seq: int, p: ThreadOpened) 
            VALUES (?, ?, ?, ?, 'open', ?, ?)""",
         (seq, p.chat_id, p.title, p.summary, now, now),
     )
+    await _record_thread_change(conn, seq, p.chat_id, seq, "opened", p.title, p.summary, p.cause_scene_id)
     return seq
 
 
@@ -81,6 +104,7 @@ async def _thread_updated(conn: aiosqlite.Connection, seq: int, p: ThreadUpdated
         "UPDATE plot_threads SET summary = ?, title = COALESCE(?, title), updated_at = ? WHERE thread_id = ?",
         (p.summary, p.title, await chat_clock(conn, p.chat_id), p.thread_id),
     )
+    await _record_thread_change(conn, seq, p.chat_id, p.thread_id, "updated", p.title, p.summary, p.cause_scene_id)
     return None
 
 
@@ -95,6 +119,7 @@ async def _thread_closed(conn: aiosqlite.Connection, seq: int, p: ThreadClosed) 
            WHERE thread_id = ?""",
         (p.resolution, now, now, p.thread_id),
     )
+    await _record_thread_change(conn, seq, p.chat_id, p.thread_id, "closed", None, None, p.cause_scene_id)
     return None
 
 
@@ -121,10 +146,11 @@ async def _thread_reopened(conn: aiosqlite.Connection, seq: int, p: ThreadReopen
 @projects(WorldEventPlanned)
 async def _world_event_planned(conn: aiosqlite.Connection, seq: int, p: WorldEventPlanned) -> int:
     await conn.execute_fetchall(
-        """INSERT INTO world_events (world_event_id, chat_id, title, description, status, due_at, planned_at)
-           VALUES (?, ?, ?, ?, 'planned', ?, ?)""",
+        """INSERT INTO world_events
+               (world_event_id, chat_id, title, description, status, due_at, planned_at, planned_by_turn)
+           VALUES (?, ?, ?, ?, 'planned', ?, ?, ?)""",
         (seq, p.chat_id, p.title, p.description,
-         None if p.due_at is None else story_time_text(p.due_at), await chat_clock(conn, p.chat_id)),
+         None if p.due_at is None else story_time_text(p.due_at), await chat_clock(conn, p.chat_id), p.cause_turn_id),
     )
     return seq
 
@@ -147,6 +173,8 @@ async def _world_event_transitioned(conn: aiosqlite.Connection, seq: int, p: Wor
         sql = "UPDATE world_events SET status = ?, ended_at = ? WHERE world_event_id = ?"
     params = (now, p.world_event_id) if p.to == "started" else (p.to, now, p.world_event_id)
     await conn.execute_fetchall(sql, params)
+    await _record_world_event_change(conn, seq, p.chat_id, p.world_event_id, p.to, is_undo=False,
+                                     cause_turn_id=p.cause_turn_id)
     return None
 
 
@@ -160,6 +188,7 @@ async def _world_event_reverted(conn: aiosqlite.Connection, seq: int, p: WorldEv
     else:
         sql = "UPDATE world_events SET status = 'started', ended_at = NULL WHERE world_event_id = ?"
     await conn.execute_fetchall(sql, (p.world_event_id,))
+    await _record_world_event_change(conn, seq, p.chat_id, p.world_event_id, p.to, is_undo=True)
     return None
 
 

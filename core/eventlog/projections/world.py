@@ -148,8 +148,8 @@ async def _scene_closed(conn: aiosqlite.Connection, seq: int, p: SceneClosed) ->
     if scene["closed_at"] is not None:
         raise IllegalTransitionError("scene", p.scene_id, "closed", "closed")
     await conn.execute_fetchall(
-        "UPDATE scenes SET closed_at = ? WHERE scene_id = ?",
-        (await chat_clock(conn, p.chat_id), p.scene_id),
+        "UPDATE scenes SET closed_at = ?, closed_by_turn = coalesce(?, closed_by_turn) WHERE scene_id = ?",
+        (await chat_clock(conn, p.chat_id), p.cause_turn_id, p.scene_id),
     )
     return None
 
