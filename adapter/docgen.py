@@ -101,8 +101,7 @@ it (like `!regen`), ⏹ stops it while it is being written (like `!stop`).
 
 
 def _chat_commands(room_type: str) -> list[str]:
-    from adapter.matrix.handlers import story_commands  # noqa: F401  (registers the story-room commands)
-    from adapter.matrix.handlers.commands import REGISTRY
+    from adapter.matrix.handlers.registry import REGISTRY
 
     return [f"| `{_cell(c.usage)}` | {_cell(c.summary)} |" for c in REGISTRY.values() if room_type in c.rooms]
 
@@ -132,7 +131,7 @@ def _cli_commands() -> list[str]:
 
 def render_commands() -> str:
     """The whole docs/commands.md as a string."""
-    from adapter.matrix.handlers.commands import LOBBY_ROOMS, STORY_ROOMS
+    from adapter.matrix.routing import LOBBY_ROOMS, STORY_ROOMS
 
     parts = [COMMANDS_HEADER]
     for title, rooms in (("In the Lobby (or the room you invited the bot to)", LOBBY_ROOMS), ("In a story room", STORY_ROOMS)):

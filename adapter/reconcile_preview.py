@@ -22,9 +22,9 @@ import httpx
 from nio import AsyncClient, AsyncClientConfig
 
 from adapter.config import Config
-from adapter.matrix.bot import initial_sync_response, prepare_live_sync
+from adapter.matrix.bot import full_state_sync
 from adapter.matrix.reconciliation import ReconcilePlan, plan_reconciliation
-from adapter.matrix.store import StateStore, get_sync_token
+from adapter.matrix.store import AdapterStore, all_room_meta, all_user_meta, get_sync_token
 from adapter.operator_session import bot_session
 
 
@@ -56,7 +56,7 @@ async def plan_restart(config: Config) -> tuple[ReconcilePlan, int]:
     scratch = Path(tempfile.mkdtemp(prefix="rpbot-dry-run-"))
     try:
         copy_store(data_dir / "adapter.sqlite3", scratch / "adapter.sqlite3")
-        store = await StateStore.open(scratch / "adapter.sqlite3")
+        store = await AdapterStore.open(scratch / "adapter.sqlite3")
         try:
             async with httpx.AsyncClient(base_url=config.matrix.homeserver, timeout=30) as http:
                 async with bot_session(config, http) as session:
@@ -70,13 +70,13 @@ async def plan_restart(config: Config) -> tuple[ReconcilePlan, int]:
                     try:
                         client.restore_login(session.user_id, session.device_id or "", session.access_token)
                         client.next_batch = await get_sync_token(store)
-                        next_batch = await prepare_live_sync(client)
-                        if next_batch is None:
+                        response = await full_state_sync(client)
+                        if response is None:
                             raise DryRunError("the full-state sync failed; see the log")
-                        response = initial_sync_response(client)
-                        assert response is not None
                         server_name = session.user_id.split(":", 1)[1]
-                        plan = await plan_reconciliation(store, response, session.user_id, server_name)
+                        plan = plan_reconciliation(
+                            response, await all_room_meta(store), await all_user_meta(store), session.user_id, server_name
+                        )
                         return plan, len(response.rooms.join)
                     finally:
                         await client.close()

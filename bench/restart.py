@@ -83,11 +83,11 @@ async def timed_start(config: Config, counter: RequestCounter) -> dict[str, floa
     engine = await Engine.open(Path(config.storage.data_dir) / "engine.sqlite3", make_llm_client("demo"))
     bot = MatrixBot(config, engine)
     phases: dict[str, float | int] = {}
-    original_prepare, original_reconcile = bot_module.prepare_live_sync, bot_module.reconcile_from_space_topology
+    original_sync, original_reconcile = bot_module.full_state_sync, bot_module.reconcile_from_space_topology
 
-    async def prepare(client):
+    async def full_state_sync(client):
         t = time.monotonic()
-        result = await original_prepare(client)
+        result = await original_sync(client)
         phases["full_state_sync_s"] = time.monotonic() - t
         return result
 
@@ -102,14 +102,14 @@ async def timed_start(config: Config, counter: RequestCounter) -> dict[str, floa
         phases["rooms_restored"] = report.rooms_restored
         return report
 
-    bot_module.prepare_live_sync, bot_module.reconcile_from_space_topology = prepare, reconcile
+    bot_module.full_state_sync, bot_module.reconcile_from_space_topology = full_state_sync, reconcile
     try:
         t = time.monotonic()
         await bot.start()
         phases["login_to_ready_s"] = time.monotonic() - t
         phases["rss_mb"] = memory_mb()
     finally:
-        bot_module.prepare_live_sync, bot_module.reconcile_from_space_topology = original_prepare, original_reconcile
+        bot_module.full_state_sync, bot_module.reconcile_from_space_topology = original_sync, original_reconcile
         await bot.close()
         await engine.close()
     return phases

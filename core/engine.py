@@ -10,7 +10,7 @@ partial reply marked truncated.  The pipeline itself lives in core/services
 (`core.services.talk`); state changes go through the event log (core/state,
 core/eventlog).
 
-Story actions (issue 5): `skip` / `jump` move the chat clock with a short
+Story actions: `skip` / `jump` move the chat clock with a short
 narration; `close_scene` writes each present character's own summary of the
 scene; `meanwhile` plays two characters off-screen and queues a digest the
 player sees on the next turn; `plan_event`, `list_threads`,
@@ -21,6 +21,11 @@ the routing call detects it (see `core.services.addressee`).  Errors are typed
 InvalidTimeError, InvalidInputError (a line or text refused as it stands),
 NothingToRegenerateError; model failures raise `core.llm.LLMError`, part of the
 same `RpbotError` tree.  Bad input never writes anything.
+
+Exactly once: an adapter hands each player line over with `receive_line` as soon as it
+sees it, answers it with `post_turn`, and says when the answer was shown
+(`line_answered`); `owed_lines` lists what is still owed after a restart.  The engine
+alone decides what a regenerate replaces (`regenerate_target`).
 
 `export_story` reads a whole story as the player saw it (for `rpbot export`).
 """
@@ -41,7 +46,7 @@ from core.eventlog.db import Database, open_database
 from core.llm.base import ChatMessage, LLMClient
 from core.services import reports, scenes, timeskip
 from core.services.card_text import greeting as greeting_text
-from core.services.dialogue import REPLY_SUFFIX, load_cast, require_character
+from core.services.dialogue import REPLY_SUFFIX, exchange_to_regenerate, load_cast, require_character
 from core.services.meanwhile import resolve_character, run_meanwhile
 from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
 from core.services.replies import ReplySettings, stop_sequences
@@ -56,9 +61,10 @@ from core.services.reports import (
 from core.services.scenes import SceneCloseResult
 from core.services.talk import AfterTurn, AfterTurnStep, TurnPipeline, TurnUpdate
 from core.services.timeskip import SkipResult
+from core.state import lines, personas, plans, world
 from core.state import memory as memory_state
-from core.state import personas, plans, world
 from core.state import turns as turn_state
+from core.state.lines import OwedLine
 from core.state.personas import Persona, get_persona
 from core.text_input import check_line, check_readable
 
@@ -82,7 +88,9 @@ __all__ = [
     "ExportedTurn",
     "MemoryInfo",
     "NextPrompt",
+    "OwedLine",
     "Persona",
+    "RegenerateTarget",
     "ReplySettings",
     "SceneCloseResult",
     "SkipResult",
@@ -114,6 +122,17 @@ class NextPrompt:
     stop: list[str]
     tokens: int
     budget_tokens: int
+
+
+@dataclass(frozen=True)
+class RegenerateTarget:
+    """What a regenerate would do now: replace the reply `replaces_turn_id` (spoken by
+    `speaker_id`), or, when the player's newest line has no reply (`replaces_turn_id` None),
+    answer that line (`line_source_id`)."""
+
+    replaces_turn_id: int | None
+    speaker_id: str | None
+    line_source_id: str | None
 
 
 @dataclass(frozen=True)
@@ -243,7 +262,7 @@ class Engine:
             turn, _ = await turn_state.record_turn(
                 tx, chat_id, "assistant", host.character_id, text, source_id=GREETING_SOURCE
             )
-        return TurnUpdate(host.name, host.character_id, turn.text, done=True, turn_id=str(turn.turn_id))
+        return TurnUpdate(host.name, host.character_id, turn.text, done=True, turn_id=turn.turn_id)
 
     async def post_turn(self, chat_id: str, text: str, source_id: str) -> AsyncGenerator[TurnUpdate, None]:
         """Record the player's line and stream the answering character's reply.
@@ -261,6 +280,32 @@ class Engine:
         async with aclosing(self.pipeline.post_turn(chat_id, text, source_id)) as updates:
             async for update in updates:
                 yield update
+
+    async def receive_line(self, chat_id: str, text: str, source_id: str) -> bool:
+        """Take a player's line, durably, as owed an answer; False if this source id was taken
+        before (received, or answered).  Never waits for the chat's turn in progress, so an
+        adapter may call it as soon as it sees the line.  InvalidInputError for a line that
+        is empty, unreadable or too long (nothing written); ChatNotFoundError for no such chat."""
+        check_line(text)
+        return await lines.receive_line(self.db, chat_id, source_id, text)
+
+    async def line_answered(self, chat_id: str, source_id: str) -> None:
+        """The player has been shown the answer to a received line (its reply, or a notice)."""
+        await lines.answer_line(self.db, chat_id, source_id)
+
+    async def owed_lines(self) -> list[OwedLine]:
+        """Lines received whose answer the player has not been shown, oldest first (after a
+        restart: answer each with `post_turn`, which returns a reply already made)."""
+        return await lines.owed_lines(self.db)
+
+    async def regenerate_target(self, chat_id: str) -> RegenerateTarget:
+        """What `regenerate` would replace or answer now; NothingToRegenerateError (with
+        words for the player) when there is nothing to redo."""
+        exchange = await exchange_to_regenerate(self.db, chat_id)
+        if exchange.replaced is not None:
+            return RegenerateTarget(exchange.replaced.turn_id, exchange.replaced.speaker, None)
+        line = exchange.user_turn
+        return RegenerateTarget(None, None, line.source_id if line is not None else None)
 
     async def regenerate(self, chat_id: str) -> AsyncGenerator[TurnUpdate, None]:
         """A new swipe of the chat's last reply, streamed like `post_turn`.
@@ -284,7 +329,7 @@ class Engine:
         """
         return self.pipeline.cancel(chat_id)
 
-    # -- story actions (issue 5) ------------------------------------------------------
+    # -- story actions ----------------------------------------------------------------
 
     async def chat_clock(self, chat_id: str) -> datetime:
         return await world.get_clock(self.db, chat_id)
@@ -374,7 +419,7 @@ class Engine:
         return NextPrompt(cast.host.name, prompt.messages, replies.max_tokens,
                           stop_sequences(cast, cast.host, replies), prompt.total_tokens, prompt.budget_tokens)
 
-    # -- reading a whole story (issue 9) ----------------------------------------------
+    # -- reading a whole story ----------------------------------------------------------
 
     async def export_story(self, chat_id: str) -> StoryExport:
         """The story as the player saw it: cast, shown turns in order (no superseded swipes,

@@ -3,7 +3,7 @@
 Startup: login (the session in `data_dir/session.json` is reused, so a restart
 is not a new device; with encryption, the device is then cross-signed, see
 `cross_signing.py`) -> the room version for new rooms, from the homeserver's
-capabilities -> `prepare_live_sync` (a full-state sync) ->
+capabilities -> a full-state sync (`full_state_sync`; `prepare_live_sync` gives its token) ->
 reconciliation of the cache from room state -> redelivery of replies owed ->
 the live sync loop. The loop backs off on errors (nio's `sync_forever` does
 not), does nio's E2EE housekeeping, hands each response to the dispatcher, and
@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import uuid
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +38,12 @@ from adapter.matrix.context import BotContext
 from adapter.matrix.cross_signing import CrossSigningError, ensure_device_cross_signed
 from adapter.matrix.device_trust import refresh_device_trust
 from adapter.matrix.dispatcher import Dispatcher
-from adapter.matrix.handlers.auth import resume_onboarding
+from adapter.matrix.handlers.onboarding import resume_onboarding
 from adapter.matrix.outgoing import MatrixSender, OutgoingEvent
 from adapter.matrix.reconciliation import reconcile_from_space_topology
 from adapter.matrix.room_versions import CAPABILITIES_PATH, NoUsableRoomVersion, choose_room_version, stable_versions
-from adapter.matrix.store import (
-    RoomMeta,
-    StateStore,
-    get_room_meta,
-    get_sync_token,
-    set_room_meta,
-    set_sync_token,
-)
+from adapter.matrix.rooms import bind_unregistered_room
+from adapter.matrix.store import AdapterStore, get_sync_token, set_sync_token
 from core.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -73,7 +66,6 @@ def catch_up_filter() -> dict:
     """
     nonce = f"org.rpbot.sync-nonce.{uuid.uuid4().hex}"
     return {"room": {"timeline": {"limit": CATCH_UP_TIMELINE_LIMIT}}, "presence": {"not_types": [nonce]}}
-_full_syncs: weakref.WeakKeyDictionary[AsyncClient, SyncResponse] = weakref.WeakKeyDictionary()
 
 
 class LoginFailed(StartupError):
@@ -103,24 +95,24 @@ async def room_version_for(client: AsyncClient) -> str:
     return version
 
 
-async def prepare_live_sync(client: AsyncClient) -> str | None:
-    """One full-state sync (from the saved token if the client has one); return its next_batch.
+async def full_state_sync(client: AsyncClient) -> SyncResponse | None:
+    """One full-state sync (from the saved token if the client has one); None if it failed.
 
-    The response is kept for `initial_sync_response`, so reconciliation reads
-    state from it and events that arrived while the bot was down are handled.
-    """
+    Reconciliation reads room state from it, and catch-up the events that arrived while
+    the bot was down."""
     since = client.next_batch or None
     log.info("full-state sync %s", f"since {since}" if since else "from the start")
     response = await client.sync(timeout=0, full_state=True, since=since, sync_filter=catch_up_filter())
     if isinstance(response, SyncError):
         log.warning("full-state sync failed: %s", response.message)
         return None
-    _full_syncs[client] = response
-    return response.next_batch
+    return response
 
 
-def initial_sync_response(client: AsyncClient) -> SyncResponse | None:
-    return _full_syncs.get(client)
+async def prepare_live_sync(client: AsyncClient) -> str | None:
+    """One full-state sync; its next_batch (None if it failed)."""
+    response = await full_state_sync(client)
+    return None if response is None else response.next_batch
 
 
 class MatrixBot:
@@ -128,10 +120,11 @@ class MatrixBot:
         self.config = config
         self.engine = engine
         self.data_dir = Path(config.storage.data_dir)
-        self.store: StateStore | None = None
+        self.store: AdapterStore | None = None
         self.client: AsyncClient | None = None
         self.keys_http: httpx.AsyncClient | None = None  # the key endpoints nio does not cover
         self._trust_pending: set[str] = set()  # users whose device trust is still to be refreshed
+        self.ctx: BotContext | None = None
         self.dispatcher: Dispatcher | None = None
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -214,25 +207,26 @@ class MatrixBot:
         tmp.replace(self.session_path)
 
     async def start(self) -> None:
-        """Everything before the live loop, in the order DESIGN.md section 3 gives."""
+        """Everything before the live loop: login, cross-signing, room version, full-state sync,
+        reconciliation, redelivery, catch-up (see the module docstring)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await StateStore.open(self.data_dir / "adapter.sqlite3")
+        self.store = await AdapterStore.open(self.data_dir / "adapter.sqlite3")
         self.client = await self.login()
         await self._cross_sign_device()
         room_version = await room_version_for(self.client)  # before anything is made: a refusal leaves nothing half-made
         sender = MatrixSender(self.client)
         ctx = BotContext(self.client, self.config, self.store, self.engine, sender, room_version)
+        self.ctx = ctx
         self.dispatcher = Dispatcher(ctx)
-        self.dispatcher.bootstrap_unregistered_room = self._bootstrap_room_by_id
         saved_token = await get_sync_token(self.store)
         self.client.next_batch = saved_token
-        next_batch = None
-        while next_batch is None and not self._stopping.is_set():
-            next_batch = await prepare_live_sync(self.client)
-            if next_batch is None:
+        full_sync = None
+        while full_sync is None and not self._stopping.is_set():
+            full_sync = await full_state_sync(self.client)
+            if full_sync is None:
                 await asyncio.sleep(2)
+        next_batch = full_sync.next_batch if full_sync is not None else None
         await self._e2ee_housekeeping()
-        full_sync = initial_sync_response(self.client)
         reconciled = await reconcile_from_space_topology(ctx, full_sync)
         await self.dispatcher.redeliver_pending()
         await self.dispatcher.retry_undecrypted()
@@ -242,31 +236,16 @@ class MatrixBot:
         if next_batch is not None:
             await set_sync_token(self.store, next_batch)
         for owner in reconciled.users_to_finish:  # its new rooms need the live sync: not awaited here
-            self.dispatcher.spawn(f"user:{owner}", functools.partial(resume_onboarding, ctx, owner))
+            self.dispatcher.spawn(functools.partial(resume_onboarding, ctx, owner))
         self.ready.set()
         log.info("ready as %s (device %s)", self.client.user_id, self.client.device_id)
 
-    async def _bootstrap_room_by_id(self, room_id: str, sender: str) -> list[OutgoingEvent] | None:
-        assert self.client is not None
-        room = self.client.rooms.get(room_id)
-        return None if room is None else await self._bootstrap_unregistered_room(room, sender)
-
     async def _bootstrap_unregistered_room(self, room: MatrixRoom, sender: str) -> list[OutgoingEvent] | None:
-        """Bind a genuinely new room the bot is in: one it has no record of after reconciliation.
-
-        Rooms with an rpbot identity are rebuilt by reconciliation and never come here. A room
-        an allowed player talks in (their original invite room, say, after the cache was lost)
-        becomes their invite room again, where the Lobby commands work. Returns what to send
-        (nothing), or None if the room stays unbound (the sender is not allowed).
-        """
-        assert self.store is not None
-        if sender == self.config.matrix.user_id or not self.config.matrix.is_allowed(sender):
-            return None
-        if await get_room_meta(self.store, room.room_id) is not None:
-            return None
-        await set_room_meta(self.store, RoomMeta(room.room_id, "invite", sender))
-        log.info("bound %s as an invite room of %s", room.room_id, sender)
-        return []
+        """Bind a genuinely new room the bot is in (see `rooms.bind_unregistered_room`): what to
+        send (nothing), or None if the room stays unbound. The dispatcher binds rooms itself;
+        this is the same step for callers that hold a nio room."""
+        assert self.ctx is not None
+        return [] if await bind_unregistered_room(self.ctx, room.room_id, sender) is not None else None
 
     async def _cross_sign_device(self) -> None:
         """Sign this device with the account's cross-signing keys, so that Element talks to it."""

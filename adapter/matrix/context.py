@@ -8,7 +8,7 @@ from nio import AsyncClient
 
 from adapter.config import Config
 from adapter.matrix.outgoing import MatrixSender
-from adapter.matrix.store import StateStore
+from adapter.matrix.store import AdapterStore
 from core import KeyedLocks
 from core.engine import Engine
 
@@ -17,7 +17,7 @@ from core.engine import Engine
 class BotContext:
     client: AsyncClient
     config: Config
-    store: StateStore
+    store: AdapterStore
     engine: Engine
     sender: MatrixSender
     room_version: str  # new rooms are made in it (chosen at start from the homeserver's capabilities)

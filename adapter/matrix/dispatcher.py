@@ -1,10 +1,11 @@
-"""Routes Matrix events from each sync response to handlers, never waiting on them.
+"""The executor: each sync's events are routed (a pure decision) and the actions performed.
 
-`dispatch_sync` runs inside the sync loop: it only decides and records (a
-player line is written to the deliveries table before the sync token that
-covers it is saved) and starts tasks. Work for one room runs one task at a
-time, in order; rooms run concurrently. The bot's own events, rooms it has not
-bound, and senders who do not own the room are ignored.
+`dispatch_sync` runs inside the sync loop, so it only decides and records, and starts
+tasks: a player's line is handed to the engine (`Engine.receive_line`, durable) before
+the sync token that covers it is saved, and answered in a task. Work in one room runs
+one piece at a time, in order, through the room's object (`adapter.matrix.rooms`);
+rooms run concurrently. `!stop` and ⏹ are not queued behind the reply they stop.
+What to do with each event is `adapter.matrix.routing.route`; how it is done is here.
 """
 
 from __future__ import annotations
@@ -22,61 +23,43 @@ from nio import (
     InviteMemberEvent,
     MegolmEvent,
     MessageDirection,
-    ReactionEvent,
-    RoomEncryptedMedia,
-    RoomMessageMedia,
     RoomMessagesError,
-    RoomMessageText,
     SyncResponse,
 )
 
 from adapter.matrix.context import BotContext
 from adapter.matrix.failures import explain
-from adapter.matrix.handlers import persona, story_commands  # noqa: F401  (registers their commands)
-from adapter.matrix.handlers.auth import handle_invite
-from adapter.matrix.handlers.commands import LOBBY_ROOMS, handle_command
-from adapter.matrix.handlers.messages import run_regenerate, run_turn
-from adapter.matrix.outgoing import SendMessage, txn_id_for
+from adapter.matrix.handlers.onboarding import handle_invite
+from adapter.matrix.outgoing import RequestRoomKey, SendMessage, txn_id_for
 from adapter.matrix.render import notice
+from adapter.matrix.rooms import LiveRooms, Room, StoryRoom, bind_unregistered_room
+from adapter.matrix.routing import (
+    Action,
+    AwaitKey,
+    BindRoom,
+    Ignore,
+    Redo,
+    RunCommand,
+    Stop,
+    TakeLine,
+    Tell,
+    TellStranger,
+    is_story_line,
+    route,
+)
 from adapter.matrix.store import (
     RoomMeta,
+    forget_line_to_hand_over,
     forget_undecrypted,
     get_room_meta,
     keep_undecrypted,
-    latest_reply_event,
-    pending_deliveries,
-    record_pending_delivery,
+    lines_to_hand_over,
+    story_room_of_chat,
     undecrypted_events,
 )
-from core import KeyedLocks
+from core.errors import RpbotError
 
 log = logging.getLogger(__name__)
-
-NOT_A_STORY_ROOM = "Stories are told in their own rooms; this one is for commands. Type `!help` to see what you can do here."
-UPLOAD_IN_LOBBY = "To add this character, reply to the file with `!import`."
-UPLOAD_IN_STORY = "Files are not part of the story. To add a character card, upload it in the Lobby and reply to it with `!import`."
-REACTIONS_IN_STORY_ROOMS = "React 🔄 or ⏹ to a reply in a story room: there is nothing to redo or stop here."
-ONLY_THE_NEWEST_REPLY = "Only the newest reply can be redone: react 🔄 to that one, or send `!regen`."
-NOTHING_TO_STOP = "Nothing is being written right now."
-
-
-def strip_reply_fallback(body: str) -> str:
-    """Drop the quoted `> ...` lines a client puts before the typed text of a reply."""
-    lines = body.split("\n")
-    if not lines or not lines[0].startswith("> "):
-        return body
-    index = 0
-    while index < len(lines) and lines[index].startswith(">"):
-        index += 1
-    return "\n".join(lines[index:]).lstrip("\n")
-
-
-def _is_story_line(event: Any) -> bool:
-    """A plain in-story line (not a command, not an edit): safe to dispatch twice."""
-    if not isinstance(event, RoomMessageText):
-        return False
-    relates_to = event.source.get("content", {}).get("m.relates_to") or {}
-    return relates_to.get("rel_type") != "m.replace" and not event.body.strip().startswith("!")
 
 
 class RecentlySeen:
@@ -102,45 +85,55 @@ class RecentlySeen:
 class Dispatcher:
     def __init__(self, ctx: BotContext, *, seen_capacity: int = 10_000) -> None:
         self.ctx = ctx
-        self._work_queues = KeyedLocks()  # work under one key (a room, a user) runs in order
+        self.rooms = LiveRooms(ctx)
         self._tasks: set[asyncio.Task[Any]] = set()
         # Invites repeat in every sync until acted on; strangers are told once. Both bounded:
         # a flood of invites or strangers must not grow the process for ever.
         self._invites_seen = RecentlySeen(seen_capacity)
         self._strangers_told = RecentlySeen(seen_capacity)
-        # Set by MatrixBot: binds a genuinely new room (no identity, not in the cache) or returns None.
-        self.bootstrap_unregistered_room: Callable[[str, str], Awaitable[list[Any] | None]] | None = None
 
-    def spawn(
-        self, key: str, work: Callable[[], Awaitable[object]], answer_in: tuple[str, str] | None = None
-    ) -> asyncio.Task[None]:
-        """Run `work` after earlier work with the same key; log what it raises and, with
-        `answer_in` (room id, source event id), tell the player in that room."""
+    # -- running work ----------------------------------------------------------------
+
+    def spawn(self, work: Callable[[], Awaitable[object]], answer_in: tuple[str, str] | None = None) -> asyncio.Task[None]:
+        """Run `work` as a task; log what it raises and, with `answer_in` (room id, source
+        event id), tell the player in that room."""
 
         async def runner() -> None:
-            async with self._work_queues.hold(key):
-                try:
-                    await work()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.exception("work for %s failed", key)
-                    if answer_in is not None:
-                        await self._tell(answer_in[0], answer_in[1], "failure", explain(exc))
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("work in %s failed", answer_in[0] if answer_in else "the background")
+                if answer_in is not None:
+                    message = SendMessage(answer_in[0], notice(explain(exc)), txn_id_for(answer_in[1], "failure"))
+                    await self.ctx.sender.send(message)
 
-        task = asyncio.create_task(runner(), name=f"rpbot:{key}")
+        task = asyncio.create_task(runner(), name="rpbot:work")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def in_turn(self, meta: RoomMeta, work: Callable[[Room], Awaitable[object]], source_event_id: str, *, at_once: bool = False) -> None:
+        """Run `work` on the room's object after earlier work in the room (`at_once`: without waiting)."""
+
+        async def run() -> None:
+            enter = self.rooms.visit(meta) if at_once else self.rooms.turn(meta)
+            async with enter as room:
+                await work(room)
+
+        self.spawn(run, (meta.room_id, source_event_id))
+
     def keys_held(self) -> int:
-        """Rooms and users with work running or queued (nothing is kept for idle ones)."""
-        return len(self._work_queues)
+        """Rooms with work running or queued (nothing is kept for idle ones)."""
+        return len(self.rooms)
 
     async def idle(self) -> None:
         """Wait for every started task (tests and clean shutdown)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- routing and performing --------------------------------------------------------
 
     async def dispatch_sync(self, response: SyncResponse, *, include_timeline: bool = True) -> None:
         for room_id, info in response.rooms.invite.items():
@@ -156,90 +149,52 @@ class Dispatcher:
         if (room_id, inviter) in self._invites_seen:
             return
         self._invites_seen.add((room_id, inviter))
-        self.spawn(f"user:{inviter}", lambda: handle_invite(self.ctx, room_id, inviter))
+        self.spawn(lambda: handle_invite(self.ctx, room_id, inviter))  # runs under the inviter's lock
 
     async def dispatch_event(self, room_id: str, event: Any) -> None:
-        sender = getattr(event, "sender", None)
-        if sender == self.ctx.bot_user_id:
-            return
-        if isinstance(event, MegolmEvent):
-            await self.wait_for_key(room_id, event)
-            return
-        if isinstance(event, ReactionEvent):
-            await self.dispatch_reaction(room_id, event)
-            return
-        if isinstance(event, (RoomMessageMedia, RoomEncryptedMedia)):
-            await self.dispatch_upload(room_id, event)
-            return
-        if not isinstance(event, RoomMessageText):
-            return
-        sender = event.sender  # every room message has one
         meta = await get_room_meta(self.ctx.store, room_id)
-        if meta is None:
-            if self.bootstrap_unregistered_room is None or await self.bootstrap_unregistered_room(room_id, sender) is None:
-                return
-            meta = await get_room_meta(self.ctx.store, room_id)
+        action = route(room_id, event, meta, self.ctx.bot_user_id)
+        if isinstance(action, BindRoom):
+            meta = await bind_unregistered_room(self.ctx, action.room_id, action.sender)
             if meta is None:
                 return
-        if sender != meta.matrix_user_id:
-            self._tell_stranger_once(meta.room_id, meta.matrix_user_id, sender, event.event_id)
-            return
-        relates_to = event.source.get("content", {}).get("m.relates_to") or {}
-        if relates_to.get("rel_type") == "m.replace":
-            return  # an edit of a line already taken: the story keeps what was said
-        reply_to = (relates_to.get("m.in_reply_to") or {}).get("event_id")
-        text = (strip_reply_fallback(event.body) if reply_to else event.body).strip()
-        if not text:
-            return
-        answer_in = (room_id, event.event_id)
-        if text.split(" ", 1)[0].lower() == "!stop":
-            # Not queued behind the reply it is meant to stop.
-            self.spawn(f"stop:{room_id}", lambda: self._run_command(meta, text, event.event_id, sender), answer_in)
-            return
-        if text.startswith("!"):
-            self.spawn(room_id, lambda: self._run_command(meta, text, event.event_id, sender, reply_to), answer_in)
-            return
-        if meta.room_type != "chat" or meta.chat_id is None:
-            self.spawn(room_id, lambda: self._tell(room_id, event.event_id, "not-a-story", NOT_A_STORY_ROOM))
-            return
-        if await record_pending_delivery(self.ctx.store, event.event_id, room_id, meta.chat_id, text):
-            self.spawn(room_id, lambda: run_turn(self.ctx, meta, text, event.event_id), answer_in)
+            action = route(room_id, event, meta, self.ctx.bot_user_id)
+        await self.perform(action, meta)
 
-    async def dispatch_upload(self, room_id: str, event: RoomMessageMedia | RoomEncryptedMedia) -> None:
-        """A file or image from the room's owner: cards are imported from the Lobby by a reply."""
-        meta = await get_room_meta(self.ctx.store, room_id)
-        if meta is None or event.sender != meta.matrix_user_id:
+    async def perform(self, action: Action, meta: RoomMeta | None) -> None:
+        """Do what `route` decided. Only recording happens here, in the sync loop; the rest runs as tasks."""
+        match action:
+            case Ignore():
+                return
+            case AwaitKey(room_id, encrypted):
+                await self.wait_for_key(room_id, encrypted)
+                return
+            case TellStranger(room_id, owner, sender, event_id):
+                self._tell_stranger_once(room_id, owner, sender, event_id)
+                return
+        assert meta is not None  # every other action is about a room the bot serves
+        match action:
+            case Tell(_, event_id, purpose, text):
+                self.in_turn(meta, lambda room: room.tell(event_id, purpose, text), event_id)
+            case RunCommand(_, text, event_id, sender, reply_to, at_once):
+                self.in_turn(meta, lambda room: room.command(text, event_id, sender, reply_to), event_id, at_once=at_once)
+            case TakeLine(_, chat_id, text, event_id):
+                await self.take_line(meta, chat_id, text, event_id)
+            case Stop(_, event_id):
+                self.in_turn(meta, lambda room: _story(room).stop(event_id), event_id, at_once=True)
+            case Redo(_, event_id, reacts_to):
+                self.in_turn(meta, lambda room: _story(room).redo(event_id, reacts_to), event_id)
+
+    async def take_line(self, meta: RoomMeta, chat_id: str, text: str, event_id: str) -> None:
+        """Hand the line to the engine now (durably, before the sync token moves) and answer it in turn."""
+        try:
+            new = await self.ctx.engine.receive_line(chat_id, text, event_id)
+        except RpbotError as refused:  # a line refused as it stands: answered at once, never owed
+            reason = explain(refused)
+            self.in_turn(meta, lambda room: room.tell(event_id, "error", reason), event_id)
             return
-        text = UPLOAD_IN_LOBBY if meta.room_type in LOBBY_ROOMS else UPLOAD_IN_STORY
-        self.spawn(room_id, lambda: self._tell(room_id, event.event_id, "upload", text))
-
-    async def dispatch_reaction(self, room_id: str, event: ReactionEvent) -> None:
-        """🔄 on the newest reply redoes it; ⏹ stops the reply being written. Either one that
-        cannot act is answered with why; other reactions are not actions and pass unanswered."""
-        meta = await get_room_meta(self.ctx.store, room_id)
-        key = event.key.replace("\ufe0f", "")
-        if meta is None or event.sender != meta.matrix_user_id or key not in ("⏹", "🔄"):
-            return
-        if meta.room_type != "chat" or meta.chat_id is None:
-            self.spawn(room_id, lambda: self._tell(room_id, event.event_id, "reaction", REACTIONS_IN_STORY_ROOMS))
-            return
-        chat_id = meta.chat_id
-        if key == "⏹":
-            self.spawn(f"stop:{room_id}", lambda: self._stop(room_id, chat_id, event.event_id), (room_id, event.event_id))
-        elif event.reacts_to != await latest_reply_event(self.ctx.store, room_id):
-            self.spawn(room_id, lambda: self._tell(room_id, event.event_id, "reaction", ONLY_THE_NEWEST_REPLY))
-        else:
-            self.spawn(room_id, lambda: run_regenerate(self.ctx, meta, event.event_id), (room_id, event.event_id))
-
-    async def _stop(self, room_id: str, chat_id: str, source_event_id: str) -> None:
-        if not await self.ctx.engine.cancel(chat_id):
-            await self._tell(room_id, source_event_id, "stop", NOTHING_TO_STOP)
-
-    async def _tell(self, room_id: str, source_event_id: str, purpose: str, text: str) -> None:
-        await self.ctx.sender.send(SendMessage(room_id, notice(text), txn_id_for(source_event_id, purpose)))
-
-    async def _run_command(self, meta: RoomMeta, text: str, source_event_id: str, sender: str, reply_to: str | None = None) -> None:
-        await self.ctx.sender.send_all(await handle_command(self.ctx, meta, text, source_event_id, sender, reply_to))
+        if new:
+            self.in_turn(meta, lambda room: _story(room).answer(text, event_id), event_id)
 
     def _tell_stranger_once(self, room_id: str, owner: str, sender: str, source_event_id: str) -> None:
         if (room_id, sender) in self._strangers_told:
@@ -247,7 +202,9 @@ class Dispatcher:
         self._strangers_told.add((room_id, sender))
         text = f"This story belongs to {owner}; only they can play here. Invite me to your own room to start yours."
         message = SendMessage(room_id, notice(text), txn_id_for(source_event_id, "stranger"))
-        self.spawn(room_id, lambda: self.ctx.sender.send(message))
+        self.spawn(lambda: self.ctx.sender.send(message))
+
+    # -- after a restart ----------------------------------------------------------------
 
     async def catch_up(self, response: SyncResponse, max_pages: int = 5, *, since_saved_token: bool = False) -> int:
         """Handle what players said while the bot was away: in each bound room, every event after
@@ -257,7 +214,7 @@ class Dispatcher:
         With `since_saved_token` (the cache survived) the timeline holds only events the bot may
         not have recorded, so story lines *before* its last event are dispatched too: a line that
         arrived just before the bot's edit of an earlier reply, then a crash, was otherwise lost
-        (seen in the crash loop). The deliveries table drops the ones already taken; commands and
+        (seen in the crash loop). The engine drops the ones already taken; commands and
         reactions there are not repeated (they are not idempotent)."""
         dispatched = 0
         for room_id, info in response.rooms.join.items():
@@ -277,7 +234,7 @@ class Dispatcher:
             last_bot = max((i for i, e in enumerate(events) if getattr(e, "sender", None) == self.ctx.bot_user_id), default=-1)
             if since_saved_token and meta.room_type == "chat":
                 for event in events[: last_bot + 1]:
-                    if _is_story_line(event):
+                    if is_story_line(event):
                         await self.dispatch_event(room_id, event)
                         dispatched += 1
             for event in events[last_bot + 1 :]:
@@ -292,10 +249,7 @@ class Dispatcher:
         """Keep an event we cannot decrypt yet (durably, before the sync token moves) and ask for its key."""
         if await keep_undecrypted(self.ctx.store, room_id, event.event_id, json.dumps(event.source), time.time()):
             log.warning("waiting for the key of %s in %s (session %s)", event.event_id, room_id, event.session_id)
-            try:
-                await self.ctx.client.request_room_key(event)
-            except Exception:  # noqa: BLE001  (a key request is best effort; the sender may share it anyway)
-                log.debug("room key request for %s failed", event.event_id, exc_info=True)
+            self.spawn(lambda: self.ctx.sender.send(RequestRoomKey(event)))
 
     async def retry_undecrypted(self) -> int:
         """Dispatch every kept event whose key has arrived since; return how many."""
@@ -315,11 +269,27 @@ class Dispatcher:
         return done
 
     async def redeliver_pending(self) -> int:
-        """Start the turns owed from before a restart (the engine returns finished ones without regenerating)."""
-        owed = await pending_deliveries(self.ctx.store)
-        for delivery in owed:
-            meta = await get_room_meta(self.ctx.store, delivery.room_id)
-            if meta is None or meta.chat_id is None:
+        """Answer the lines still owed from before a restart (the engine returns a reply already
+        made without writing it again); returns how many."""
+        for source_event_id, chat_id, text in await lines_to_hand_over(self.ctx.store):  # taken by an older rpbot
+            try:
+                await self.ctx.engine.receive_line(chat_id, text, source_event_id)
+            except RpbotError:
+                log.warning("an owed line of chat %s could not be handed over", chat_id, exc_info=True)
+            await forget_line_to_hand_over(self.ctx.store, source_event_id)
+        owed = await self.ctx.engine.owed_lines()
+        for line in owed:
+            meta = await story_room_of_chat(self.ctx.store, line.chat_id)
+            if meta is None:
                 continue
-            self.spawn(delivery.room_id, functools.partial(run_turn, self.ctx, meta, delivery.text, delivery.source_event_id))
+            self.in_turn(meta, functools.partial(_answer, text=line.text, source_event_id=line.source_id), line.source_id)
         return len(owed)
+
+
+def _story(room: Room) -> StoryRoom:
+    assert isinstance(room, StoryRoom), "routing sends story actions only to story rooms"
+    return room
+
+
+async def _answer(room: Room, *, text: str, source_event_id: str) -> None:
+    await _story(room).answer(text, source_event_id)

@@ -17,9 +17,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from nio import (
     AsyncClient,
+    EncryptionError,
     ErrorResponse,
+    LocalProtocolError,
+    MegolmEvent,
     RoomCreateError,
     RoomCreateResponse,
     RoomLeaveResponse,
@@ -61,13 +65,20 @@ class LeaveRoom:
 
 
 @dataclass(frozen=True)
+class RequestRoomKey:
+    """Ask the sender's devices for the key of a message we cannot decrypt yet (best effort)."""
+
+    event: MegolmEvent
+
+
+@dataclass(frozen=True)
 class CreateRoom:
     """A createRoom request; `room_create` keyword arguments of nio."""
 
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-OutgoingEvent = SendMessage | SendState | SetTyping | LeaveRoom
+OutgoingEvent = SendMessage | SendState | SetTyping | LeaveRoom | RequestRoomKey
 
 
 class SendFailed(RuntimeError):
@@ -161,6 +172,13 @@ class MatrixSender:
                 return None
             case LeaveRoom(room_id, reason):
                 await self._with_rate_limit("leave", room_id, lambda: self._leave(room_id, reason))
+                return None
+            case RequestRoomKey(encrypted):
+                try:
+                    await self.client.request_room_key(encrypted)
+                except (EncryptionError, LocalProtocolError, aiohttp.ClientError, TimeoutError) as exc:
+                    # Asked already, or the homeserver away: the sender may share the key anyway.
+                    log.debug("room key request for %s not sent: %s", encrypted.event_id, exc)
                 return None
         raise TypeError(f"not an outgoing event: {event!r}")
 

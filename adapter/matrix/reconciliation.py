@@ -4,7 +4,8 @@ Matrix is the truth: each Space carries `org.rpbot.space` and each lobby or
 story room `org.rpbot.room`, written by the bot. `plan_reconciliation` reads
 them from the full-state sync (its `state` and `timeline` sections both: recent
 state events arrive in the timeline), trusts only those the bot itself sent,
-compares them with the store and decides what to write; it does no I/O.
+compares them with the cached rows the caller read and decides what to write;
+it does no I/O.
 `reconcile_from_space_topology` (called by startup) applies the plan:
 
 - store rows that are missing or differ are written (a healthy store: none);
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,6 @@ from adapter.matrix.outgoing import SendState
 from adapter.matrix.spaces import ROOM_STATE, SPACE_STATE
 from adapter.matrix.store import (
     RoomMeta,
-    StateStore,
     UserMeta,
     all_room_meta,
     all_user_meta,
@@ -114,13 +114,19 @@ def _platform_number(platform_chat_id: str | None) -> int:
     return 0
 
 
-async def plan_reconciliation(store: StateStore, response: SyncResponse, bot_user_id: str, server_name: str) -> ReconcilePlan:
+def plan_reconciliation(
+    response: SyncResponse,
+    cached_rooms: Mapping[str, RoomMeta],
+    cached_users: Mapping[str, UserMeta],
+    bot_user_id: str,
+    server_name: str,
+) -> ReconcilePlan:
+    """What to write so that the cache (`cached_rooms`, `cached_users`) matches the room state in
+    the full-state sync `response`; no I/O."""
     plan = ReconcilePlan()
     identities = identity_events(response, bot_user_id)
     linked = space_children(response)
     plan.rooms_seen = len(identities)
-    cached_rooms = await all_room_meta(store)
-    cached_users = await all_user_meta(store)
     spaces_of: dict[str, str] = {}
     lobbies_of: dict[str, str] = {}
     stories_of: dict[str, int] = {}
@@ -170,7 +176,9 @@ async def reconcile_from_space_topology(ctx: BotContext, response: SyncResponse 
     if response is None:
         return ReconcileReport(0, 0, 0)
     log.info("reconciling from a full-state sync of %d joined rooms", len(response.rooms.join))
-    plan = await plan_reconciliation(ctx.store, response, ctx.bot_user_id, ctx.server_name)
+    plan = plan_reconciliation(
+        response, await all_room_meta(ctx.store), await all_user_meta(ctx.store), ctx.bot_user_id, ctx.server_name
+    )
     for state in plan.state_writes:
         await ctx.sender.send(state)
     for room in plan.room_writes:

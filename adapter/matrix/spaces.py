@@ -24,6 +24,7 @@ from adapter.matrix.store import (
     RoomMeta,
     UserMeta,
     next_platform_chat_id,
+    record_reply_message,
     set_room_meta,
     set_user_meta,
 )
@@ -182,7 +183,10 @@ async def create_story_room(
     await set_room_meta(ctx.store, RoomMeta(room_id, "chat", owner, space_id, chat.chat_id, platform_chat_id))
     await link_child(ctx, space_id, room_id, order=f"1{platform_chat_id.removeprefix('mx-').zfill(8)}")
     greeting = await ctx.engine.greeting(chat.chat_id)
-    profile = await speaker_profile(ctx, greeting.speaker_id, greeting.speaker)
-    await ctx.sender.send(SendMessage(room_id, character_reply(greeting.speaker, greeting.text, profile=profile), txn_id_for(room_id, "greeting")))
+    profile = await speaker_profile(ctx, greeting.speaker_id, greeting.speaker_name)
+    content = character_reply(greeting.speaker_name, greeting.text, profile=profile)
+    event_id = await ctx.sender.send(SendMessage(room_id, content, txn_id_for(room_id, "greeting")))
+    if event_id is not None and greeting.turn_id is not None:  # so that 🔄 on the greeting redoes it
+        await record_reply_message(ctx.store, f"{room_id}#greeting", greeting.speaker_id, event_id, greeting.turn_id)
     log.info("created story room %s", room_id, extra={"room_id": room_id, "chat_id": chat.chat_id, "user_id": owner})
     return room_id

@@ -1,10 +1,11 @@
 """The adapter's cache (`adapter.sqlite3`): which rooms and Spaces belong to whom.
 
-Everything here can be rebuilt from Matrix room state (`org.rpbot.*` events the
-bot wrote); `engine.sqlite3` holds the stories. Tables: user_meta (a user's
-Space and lobby), room_meta (what each room is for and which chat it shows),
-counters, the sync token, and deliveries (replies owed, for exactly-once).
-Plain SQL in small named functions taking the `StateStore` first.
+Its rooms and users can be rebuilt from Matrix room state (`org.rpbot.*` events
+the bot wrote); `engine.sqlite3` holds the stories and knows which lines are owed.
+Tables: user_meta (a user's Space and lobby), room_meta (what each room is for and
+which chat it shows), counters, kv (the sync token, uploaded media), reply_messages
+(which Matrix message shows which reply) and undecrypted (events waiting for their
+key). Plain SQL in small named functions taking the store first.
 """
 
 from __future__ import annotations
@@ -65,6 +66,27 @@ ADAPTER_SCHEMA.statements("messages that could not be decrypted yet, kept until 
         first_seen REAL NOT NULL
     )""",
 ])
+# The engine now knows which lines are owed and which reply is the latest: the cache keeps only
+# which message shows which reply (by character id, with the engine turn once it is recorded).
+# Lines an older rpbot still owed are handed to the engine at the next start.
+ADAPTER_SCHEMA.statements("the engine owns answered lines; the cache maps messages to turns", [
+    """CREATE TABLE lines_to_hand_over AS
+       SELECT source_event_id, chat_id, text FROM deliveries WHERE status IN ('pending', 'generated') ORDER BY rowid""",
+    """CREATE TABLE messages_of_replies (
+        source_event_id TEXT NOT NULL,  -- the line answered, or the `!regen` / reaction that redid it
+        character_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,  -- the Matrix message showing the reply
+        turn_id INTEGER,  -- the engine turn it shows, once recorded
+        PRIMARY KEY (source_event_id, character_id)
+    )""",
+    """INSERT INTO messages_of_replies (source_event_id, character_id, event_id, turn_id)
+       SELECT source_event_id, '', reply_event_id, CAST(turn_id AS INTEGER) FROM deliveries
+       WHERE status = 'delivered' AND reply_event_id IS NOT NULL AND turn_id IS NOT NULL""",
+    "DROP TABLE deliveries",
+    "DROP TABLE reply_messages",
+    "ALTER TABLE messages_of_replies RENAME TO reply_messages",
+    "CREATE INDEX reply_messages_by_turn ON reply_messages (turn_id)",
+])
 
 
 @dataclass(frozen=True)
@@ -84,7 +106,7 @@ class RoomMeta:
     platform_chat_id: str | None = None
 
 
-class StateStore:
+class AdapterStore:
     """One aiosqlite connection to adapter.sqlite3, with a lock so writes never interleave."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
@@ -92,7 +114,7 @@ class StateStore:
         self.write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path | str) -> StateStore:
+    async def open(cls, path: Path | str) -> AdapterStore:
         conn = await aiosqlite.connect(str(path), isolation_level=None)  # autocommit: each write commits
         try:
             conn.row_factory = aiosqlite.Row
@@ -108,13 +130,16 @@ class StateStore:
         await self.conn.close()
 
 
-async def get_user_meta(store: StateStore, user_id: str) -> UserMeta | None:
+StateStore = AdapterStore  # the name the adapter's set-up contract gives it
+
+
+async def get_user_meta(store: AdapterStore, user_id: str) -> UserMeta | None:
     async with store.conn.execute("SELECT * FROM user_meta WHERE user_id = ?", (user_id,)) as cursor:
         row = await cursor.fetchone()
     return UserMeta(**dict(row)) if row else None
 
 
-async def set_user_meta(store: StateStore, meta: UserMeta) -> None:
+async def set_user_meta(store: AdapterStore, meta: UserMeta) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall(
             "INSERT INTO user_meta (user_id, space_id, lobby_room_id) VALUES (?, ?, ?)"
@@ -123,13 +148,13 @@ async def set_user_meta(store: StateStore, meta: UserMeta) -> None:
         )
 
 
-async def get_room_meta(store: StateStore, room_id: str) -> RoomMeta | None:
+async def get_room_meta(store: AdapterStore, room_id: str) -> RoomMeta | None:
     async with store.conn.execute("SELECT * FROM room_meta WHERE room_id = ?", (room_id,)) as cursor:
         row = await cursor.fetchone()
     return RoomMeta(**dict(row)) if row else None
 
 
-async def set_room_meta(store: StateStore, meta: RoomMeta) -> None:
+async def set_room_meta(store: AdapterStore, meta: RoomMeta) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall(
             "INSERT INTO room_meta (room_id, room_type, matrix_user_id, space_id, chat_id, platform_chat_id)"
@@ -147,24 +172,24 @@ def chat_id_of_platform_chat(conn: sqlite3.Connection, platform_chat_id: str) ->
     return row[0] if row and row[0] else None
 
 
-async def all_room_meta(store: StateStore) -> dict[str, RoomMeta]:
+async def all_room_meta(store: AdapterStore) -> dict[str, RoomMeta]:
     async with store.conn.execute("SELECT * FROM room_meta") as cursor:
         return {row["room_id"]: RoomMeta(**dict(row)) for row in await cursor.fetchall()}
 
 
-async def all_user_meta(store: StateStore) -> dict[str, UserMeta]:
+async def all_user_meta(store: AdapterStore) -> dict[str, UserMeta]:
     async with store.conn.execute("SELECT * FROM user_meta") as cursor:
         return {row["user_id"]: UserMeta(**dict(row)) for row in await cursor.fetchall()}
 
 
-async def rooms_of_user(store: StateStore, user_id: str) -> list[RoomMeta]:
+async def rooms_of_user(store: AdapterStore, user_id: str) -> list[RoomMeta]:
     async with store.conn.execute(
         "SELECT * FROM room_meta WHERE matrix_user_id = ? ORDER BY rowid", (user_id,)
     ) as cursor:
         return [RoomMeta(**dict(row)) for row in await cursor.fetchall()]
 
 
-async def next_platform_chat_id(store: StateStore) -> str:
+async def next_platform_chat_id(store: AdapterStore) -> str:
     """A platform chat id never handed out before by this store (`mx-<n>`)."""
     async with store.write_lock:
         await store.conn.execute_fetchall(
@@ -178,7 +203,7 @@ async def next_platform_chat_id(store: StateStore) -> str:
     return f"mx-{value}"
 
 
-async def raise_counter_to(store: StateStore, name: str, at_least: int) -> None:
+async def raise_counter_to(store: AdapterStore, name: str, at_least: int) -> None:
     """Make sure the counter is at least `at_least` (after a rebuild, ids already in use stay unused)."""
     async with store.write_lock:
         await store.conn.execute_fetchall(
@@ -188,13 +213,13 @@ async def raise_counter_to(store: StateStore, name: str, at_least: int) -> None:
         )
 
 
-async def get_sync_token(store: StateStore) -> str | None:
+async def get_sync_token(store: AdapterStore) -> str | None:
     async with store.conn.execute("SELECT value FROM kv WHERE key = 'sync_token'") as cursor:
         row = await cursor.fetchone()
     return row[0] if row else None
 
 
-async def set_sync_token(store: StateStore, token: str) -> None:
+async def set_sync_token(store: AdapterStore, token: str) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall(
             "INSERT INTO kv (key, value) VALUES ('sync_token', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -202,103 +227,73 @@ async def set_sync_token(store: StateStore, token: str) -> None:
         )
 
 
-async def get_uploaded_media(store: StateStore, digest: str) -> str | None:
+async def get_uploaded_media(store: AdapterStore, digest: str) -> str | None:
     """The mxc URI an image with this SHA-256 was uploaded as, if it was."""
     async with store.conn.execute("SELECT value FROM kv WHERE key = ?", (f"media:{digest}",)) as cursor:
         row = await cursor.fetchone()
     return row[0] if row else None
 
 
-async def set_uploaded_media(store: StateStore, digest: str, uri: str) -> None:
+async def set_uploaded_media(store: AdapterStore, digest: str, uri: str) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall(
             "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (f"media:{digest}", uri)
         )
 
 
-@dataclass(frozen=True)
-class Delivery:
-    source_event_id: str
-    room_id: str
-    chat_id: str
-    text: str
-    status: str
-    turn_id: str | None = None
-    reply_event_id: str | None = None
-
-
-async def record_pending_delivery(store: StateStore, source_event_id: str, room_id: str, chat_id: str, text: str) -> bool:
-    """Note that `source_event_id` is owed a reply; False if it was already known."""
-    async with store.write_lock:
-        async with store.conn.execute(
-            "INSERT INTO deliveries (source_event_id, room_id, chat_id, text, status) VALUES (?, ?, ?, ?, 'pending')"
-            " ON CONFLICT (source_event_id) DO NOTHING",
-            (source_event_id, room_id, chat_id, text),
-        ) as cursor:
-            inserted = cursor.rowcount == 1
-    return inserted
-
-
-async def mark_delivered(store: StateStore, source_event_id: str, reply_event_id: str | None, turn_id: str | None) -> None:
+async def record_reply_message(
+    store: AdapterStore, source_event_id: str, character_id: str, event_id: str, turn_id: int | None = None
+) -> None:
+    """Remember that `event_id` shows `character_id`'s reply to `source_event_id` (a line, or the
+    `!regen` that redid one); with `turn_id`, the engine turn it now shows."""
     async with store.write_lock:
         await store.conn.execute_fetchall(
-            "UPDATE deliveries SET status = 'delivered', reply_event_id = ?, turn_id = ? WHERE source_event_id = ?",
-            (reply_event_id, turn_id, source_event_id),
+            "INSERT INTO reply_messages (source_event_id, character_id, event_id, turn_id) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (source_event_id, character_id) DO UPDATE SET"
+            " event_id = excluded.event_id, turn_id = coalesce(excluded.turn_id, turn_id)",
+            (source_event_id, character_id, event_id, turn_id),
         )
 
 
-async def mark_failed(store: StateStore, source_event_id: str) -> None:
-    async with store.write_lock:
-        await store.conn.execute_fetchall("UPDATE deliveries SET status = 'failed' WHERE source_event_id = ?", (source_event_id,))
-
-
-async def pending_deliveries(store: StateStore) -> list[Delivery]:
+async def reply_message_for(store: AdapterStore, source_event_id: str, character_id: str) -> str | None:
+    """The message already showing `character_id`'s reply to `source_event_id`, if one was started."""
     async with store.conn.execute(
-        "SELECT source_event_id, room_id, chat_id, text, status, turn_id, reply_event_id FROM deliveries"
-        " WHERE status IN ('pending', 'generated') ORDER BY rowid"
-    ) as cursor:
-        return [Delivery(**dict(row)) for row in await cursor.fetchall()]
-
-
-async def get_reply_message(store: StateStore, source_event_id: str, speaker: str) -> str | None:
-    async with store.conn.execute(
-        "SELECT event_id FROM reply_messages WHERE source_event_id = ? AND speaker = ?", (source_event_id, speaker)
+        "SELECT event_id FROM reply_messages WHERE source_event_id = ? AND character_id = ?",
+        (source_event_id, character_id),
     ) as cursor:
         row = await cursor.fetchone()
     return row[0] if row else None
 
 
-async def set_reply_message(store: StateStore, source_event_id: str, speaker: str, event_id: str) -> None:
-    async with store.write_lock:
-        await store.conn.execute_fetchall(
-            "INSERT INTO reply_messages (source_event_id, speaker, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            (source_event_id, speaker, event_id),
-        )
-
-
-async def newest_failed_delivery(store: StateStore, room_id: str) -> Delivery | None:
-    """The room's newest player line if its turn failed (no reply came): what `!regen` answers first."""
+async def message_showing_turn(store: AdapterStore, turn_id: int) -> str | None:
+    """The message that shows the engine turn `turn_id` (None: not shown by this bot, or the cache was lost)."""
     async with store.conn.execute(
-        "SELECT source_event_id, room_id, chat_id, text, status, turn_id, reply_event_id FROM deliveries"
-        " WHERE room_id = ? ORDER BY rowid DESC LIMIT 1",
-        (room_id,),
-    ) as cursor:
-        row = await cursor.fetchone()
-    return Delivery(**dict(row)) if row is not None and row["status"] == "failed" else None
-
-
-async def latest_reply_event(store: StateStore, room_id: str) -> str | None:
-    """The message holding the room's newest delivered reply (what a regenerate replaces)."""
-    async with store.conn.execute(
-        "SELECT reply_event_id FROM deliveries WHERE room_id = ? AND status = 'delivered' AND reply_event_id IS NOT NULL"
-        " ORDER BY rowid DESC LIMIT 1",
-        (room_id,),
+        "SELECT event_id FROM reply_messages WHERE turn_id = ? ORDER BY rowid DESC LIMIT 1", (turn_id,)
     ) as cursor:
         row = await cursor.fetchone()
     return row[0] if row else None
 
 
-async def keep_undecrypted(store: StateStore, room_id: str, event_id: str, event_json: str, now: float) -> bool:
+async def story_room_of_chat(store: AdapterStore, chat_id: str) -> RoomMeta | None:
+    async with store.conn.execute(
+        "SELECT * FROM room_meta WHERE chat_id = ? AND room_type = 'chat' LIMIT 1", (chat_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return RoomMeta(**dict(row)) if row else None
+
+
+async def lines_to_hand_over(store: AdapterStore) -> list[tuple[str, str, str]]:
+    """(source_event_id, chat_id, text) of lines an older rpbot took and still owed, oldest first."""
+    rows = await store.conn.execute_fetchall("SELECT source_event_id, chat_id, text FROM lines_to_hand_over ORDER BY rowid")
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+async def forget_line_to_hand_over(store: AdapterStore, source_event_id: str) -> None:
+    async with store.write_lock:
+        await store.conn.execute_fetchall("DELETE FROM lines_to_hand_over WHERE source_event_id = ?", (source_event_id,))
+
+
+async def keep_undecrypted(store: AdapterStore, room_id: str, event_id: str, event_json: str, now: float) -> bool:
     """Remember an event whose key has not arrived; False if it was already kept."""
     async with store.write_lock:
         async with store.conn.execute(
@@ -309,12 +304,12 @@ async def keep_undecrypted(store: StateStore, room_id: str, event_id: str, event
     return inserted
 
 
-async def undecrypted_events(store: StateStore) -> list[tuple[str, str, str]]:
+async def undecrypted_events(store: AdapterStore) -> list[tuple[str, str, str]]:
     """(room_id, event_id, event_json) of every event still waiting for its key, oldest first."""
     rows = await store.conn.execute_fetchall("SELECT room_id, event_id, event_json FROM undecrypted ORDER BY first_seen")
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-async def forget_undecrypted(store: StateStore, event_id: str) -> None:
+async def forget_undecrypted(store: AdapterStore, event_id: str) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall("DELETE FROM undecrypted WHERE event_id = ?", (event_id,))

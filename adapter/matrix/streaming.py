@@ -27,8 +27,9 @@ class StreamingReply:
         sender: MatrixSender,
         room_id: str,
         source_event_id: str,
-        speaker: str,
+        speaker_name: str,
         *,
+        speaker_id: str | None = None,
         min_interval_s: float = 1.0,
         max_edits: int = 20,
         event_id: str | None = None,
@@ -38,7 +39,8 @@ class StreamingReply:
         self.sender = sender
         self.room_id = room_id
         self.source_event_id = source_event_id
-        self.speaker = speaker
+        self.speaker_name = speaker_name
+        self.speaker_id = speaker_id or speaker_name  # names the transaction ids: one reply per character
         self.min_interval_s = min_interval_s
         self.max_edits = max_edits
         self.event_id = event_id  # set when resuming a reply already shown before a restart
@@ -87,15 +89,15 @@ class StreamingReply:
             await self._show(text, final=False)
 
     async def _show(self, text: str, *, final: bool, truncated: bool = False) -> None:
-        content = character_reply(self.speaker, text, truncated=truncated, profile=self.profile)
+        content = character_reply(self.speaker_name, text, truncated=truncated, profile=self.profile)
         if self.event_id is None:
             self.event_id = await self.sender.send(
-                SendMessage(self.room_id, content, txn_id_for(self.source_event_id, f"reply:{self.speaker}"))
+                SendMessage(self.room_id, content, txn_id_for(self.source_event_id, f"reply:{self.speaker_id}"))
             )
             if self.on_first_shown is not None and self.event_id is not None:
                 await self.on_first_shown(self.event_id)
         else:
-            purpose = f"final:{self.speaker}" if final else f"edit:{self.speaker}:{self.edits_sent}"
+            purpose = f"final:{self.speaker_id}" if final else f"edit:{self.speaker_id}:{self.edits_sent}"
             await self.sender.send(SendMessage(self.room_id, edit_of(self.event_id, content), txn_id_for(self.source_event_id, purpose)))
             if not final:
                 self.edits_sent += 1

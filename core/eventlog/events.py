@@ -226,6 +226,24 @@ class TurnSuperseded(ChatEvent):
     by_turn_id: RowId
 
 
+# --- player lines: received, then answered ---------------------------------------------
+
+
+@event_kind("line_received")
+class LineReceived(ChatEvent):
+    """A player's line taken from the adapter, owed an answer until `line_answered`."""
+
+    source_id: Ident  # the adapter's id of the line (a Matrix event id); unique per chat
+    text: str
+
+
+@event_kind("line_answered")
+class LineAnswered(ChatEvent):
+    """The player has been shown the answer to a received line (a reply, a notice, an error)."""
+
+    source_id: Ident
+
+
 # --- memory and relationships ------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ __all__ = ["ENGINE_SCHEMA", "MIGRATIONS", "PROJECTION_TABLES", "latest_version",
 # Projection tables in an order that is safe to clear (children before parents).
 # The event log (`events`) is the truth and is never in this list.
 PROJECTION_TABLES: tuple[str, ...] = (
+    "lines",
     "personas",
     "digests",
     "world_event_changes",
@@ -308,4 +309,19 @@ async def _typed_causes(conn: aiosqlite.Connection) -> None:
                   AND json_extract(payload, '$.cause_turn_id') IS NOT NULL
                 ORDER BY seq DESC LIMIT 1)""",
         "CREATE INDEX scenes_by_closing_turn ON scenes (closed_by_turn) WHERE closed_by_turn IS NOT NULL",
+    ])
+
+
+@migration("player lines: received from the adapter, owed an answer until it was shown")
+async def _lines(conn: aiosqlite.Connection) -> None:
+    await run_statements(conn, [
+        """CREATE TABLE lines (
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            source_id TEXT NOT NULL,
+            text TEXT NOT NULL,
+            received_seq INTEGER NOT NULL,
+            answered_seq INTEGER,  -- NULL: owed
+            PRIMARY KEY (chat_id, source_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX lines_owed ON lines (received_seq) WHERE answered_seq IS NULL",
     ])

@@ -69,12 +69,12 @@ EMPTY_REPLY_ATTEMPTS = 2  # an empty reply is asked for once more
 class TurnUpdate:
     """One step of a streamed reply: who speaks, the text so far, and whether it is complete."""
 
-    speaker: str  # the character's display name
+    speaker_name: str  # the character's display name
     speaker_id: str
     text: str
     done: bool
     truncated: bool = False
-    turn_id: str | None = None
+    turn_id: int | None = None  # the recorded turn, on the done update
     kind: str = "reply"  # "reply" | "narration" | "digest" | "scene"; non-reply kinds come as one done update
 
 
@@ -251,7 +251,7 @@ class TurnPipeline:
                 source_id=source, scene_closed=closed is not None,
             )
             yield TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, result.narration, True,
-                             turn_id=str(turn.turn_id), kind="narration")
+                             turn_id=turn.turn_id, kind="narration")
 
     async def _addressee(self, cast: Cast, user_turn: Turn) -> world.Character:
         if len(cast.characters) == 1:
@@ -364,6 +364,6 @@ class TurnPipeline:
 
 def _done(cast: Cast, turn: Turn) -> TurnUpdate:
     if turn.role == "narration":
-        return TurnUpdate(timeskip.NARRATOR_NAME, turn.speaker, turn.text, True, turn.truncated, str(turn.turn_id),
+        return TurnUpdate(timeskip.NARRATOR_NAME, turn.speaker, turn.text, True, turn.truncated, turn.turn_id,
                           kind="narration")
-    return TurnUpdate(cast.name_of(turn.speaker), turn.speaker, turn.text, True, turn.truncated, str(turn.turn_id))
+    return TurnUpdate(cast.name_of(turn.speaker), turn.speaker, turn.text, True, turn.truncated, turn.turn_id)

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from core.eventlog import Database, clear_projections, replay
 from core.eventlog.migrations import PROJECTION_TABLES
-from core.state import digests, edges, memory, personas, plans, threads, turns, world
+from core.state import digests, edges, lines, memory, personas, plans, threads, turns, world
 from tests.core.conftest import STORY_START, add_cast, check_fts_index, dump_projections, row_counts
 
 
@@ -68,6 +68,9 @@ async def play_long_story(db: Database) -> None:
     await world.open_scene(db, one.chat_id, title="Morning", present=["you", "ada"])
     morning, _ = await turns.record_turn(db, one.chat_id, "user", "you", "Good morning", source_id="$morning")
     await digests.consume_pending_digests(db, one.chat_id, morning.turn_id)
+    await lines.receive_line(db, one.chat_id, "$lamp", "And the lamp?")
+    await lines.receive_line(db, one.chat_id, "$gulls", "And the gulls?")
+    await lines.answer_line(db, one.chat_id, "$lamp")
     await threads.close_thread(db, one.chat_id, quest.thread_id, "It was the gulls.")
     await world.set_guest(db, one.chat_id, "dov")
     # The second chat runs interleaved with its own clock and memories.

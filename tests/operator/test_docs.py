@@ -7,8 +7,7 @@ import argparse
 
 from adapter.cli import build_parser
 from adapter.docgen import render_commands, render_configuration
-from adapter.matrix.handlers import story_commands  # noqa: F401  (registers the story-room commands)
-from adapter.matrix.handlers.commands import REGISTRY
+from adapter.matrix.handlers.registry import REGISTRY
 from tests.support.bot_process import REPO_ROOT
 
 REGENERATE = "regenerate with `python -m adapter.docgen{} > docs/{}.md`"

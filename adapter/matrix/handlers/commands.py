@@ -1,32 +1,42 @@
-"""`!commands`: a registry of what each room accepts, each with its usage line.
+"""`!commands`: what a command is given, what it may answer, and the Lobby's commands.
 
-A command runs in its room's worker and returns what to send; a bad command or
-bad arguments get a short error with the usage line, never silence. Lobby (and
-invite-room) commands start stories; story-room commands act on that story.
+A command runs in its room's turn and returns what to do: notices to send, or an
+action for its room to perform (`StartStory` for `!new`, `Redo` for `!regen`); it sends
+nothing itself. Bad arguments raise `CommandError`, which `registry.handle_command`
+turns into the reason and the usage line. Each handler module lists its own commands
+(`COMMANDS`); `adapter.matrix.handlers.registry` puts them in one explicit registry.
 """
 
 from __future__ import annotations
 
-import difflib
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from adapter.matrix.avatars import keep_card_face
 from adapter.matrix.context import BotContext
-from adapter.matrix.failures import explain, log_failure
+from adapter.matrix.media import MediaError, fetch_uploaded_file
 from adapter.matrix.outgoing import OutgoingEvent, SendMessage, txn_id_for
 from adapter.matrix.render import notice, room_link
-from adapter.matrix.store import RoomMeta, get_user_meta
+from adapter.matrix.routing import LOBBY_ROOMS, STORY_ROOMS, Redo
+from adapter.matrix.store import RoomMeta
 from core.engine import CharacterInfo
-
-log = logging.getLogger(__name__)
-
-LOBBY_ROOMS = frozenset({"lobby", "invite"})
-STORY_ROOMS = frozenset({"chat"})
+from core.errors import CardImportError
 
 
 class CommandError(Exception):
     """Bad arguments: the message says what is wrong; the usage line is added by the caller."""
+
+
+@dataclass(frozen=True)
+class StartStory:
+    """`!new` decided: make a story room for the room's owner with this cast."""
+
+    host_id: str
+    guest_id: str | None
+    cast: str  # "Host" or "Host and Guest", for the answer
+
+
+CommandResult = OutgoingEvent | StartStory | Redo
 
 
 @dataclass(frozen=True)
@@ -39,11 +49,11 @@ class Invocation:
     sender: str
     reply_to: str | None = None  # the event this command line replies to, if any
 
-    def reply(self, text: str, purpose: str = "command") -> list[OutgoingEvent]:
+    def reply(self, text: str, purpose: str = "command") -> list[CommandResult]:
         return [SendMessage(self.meta.room_id, notice(text), txn_id_for(self.source_event_id, purpose))]
 
 
-CommandHandler = Callable[[Invocation], Awaitable[list[OutgoingEvent]]]
+CommandHandler = Callable[[Invocation], Awaitable[list[CommandResult]]]
 
 
 @dataclass(frozen=True)
@@ -55,60 +65,28 @@ class Command:
     handler: CommandHandler
 
 
-REGISTRY: dict[str, Command] = {}
+def command_list() -> tuple[list[Command], Callable[[str, str, str, frozenset[str]], Callable[[CommandHandler], CommandHandler]]]:
+    """A module's own list of commands, and the decorator that adds a handler to it."""
+    commands: list[Command] = []
+
+    def command(name: str, usage: str, summary: str, rooms: frozenset[str]) -> Callable[[CommandHandler], CommandHandler]:
+        def add(handler: CommandHandler) -> CommandHandler:
+            commands.append(Command(name, usage, summary, rooms, handler))
+            return handler
+
+        return add
+
+    return commands, command
 
 
-def command(name: str, usage: str, summary: str, rooms: frozenset[str]) -> Callable[[CommandHandler], CommandHandler]:
-    def register(handler: CommandHandler) -> CommandHandler:
-        REGISTRY[name] = Command(name, usage, summary, rooms, handler)
-        return handler
-
-    return register
-
-
-def help_text(room_type: str) -> str:
-    where = "this story room" if room_type in STORY_ROOMS else "the Lobby"
-    lines = [f"**Commands in {where}:**", ""]
-    lines += [f"- `{c.usage}`: {c.summary}" for c in REGISTRY.values() if room_type in c.rooms]
-    if room_type in STORY_ROOMS:
-        lines += ["", "Anything else you type is your line in the story. React 🔄 to a reply to redo it, ⏹ to stop it."]
-    return "\n".join(lines)
-
-
-async def handle_command(
-    ctx: BotContext, meta: RoomMeta, text: str, source_event_id: str, sender: str, reply_to: str | None = None
-) -> list[OutgoingEvent]:
-    """Decide the answer to one `!command` line."""
-    name, _, args = text[1:].strip().partition(" ")
-    name = name.lower()
-    invocation = Invocation(ctx, meta, name, args.strip(), source_event_id, sender, reply_to)
-    found = REGISTRY.get(name)
-    if found is None:
-        close = difflib.get_close_matches(name, [c.name for c in REGISTRY.values() if meta.room_type in c.rooms], n=1, cutoff=0.6)
-        guess = f" Did you mean `!{close[0]}`?" if close else ""
-        return invocation.reply(f"Unknown command `!{name}`.{guess}\n\n{help_text(meta.room_type)}")
-    if meta.room_type not in found.rooms:
-        elsewhere = "a story room" if found.rooms == STORY_ROOMS else "the Lobby"
-        return invocation.reply(f"`!{name}` works in {elsewhere}, not here. Usage: `{found.usage}`")
-    try:
-        return await found.handler(invocation)
-    except CommandError as exc:
-        return invocation.reply(f"{exc}\n\nUsage: `{found.usage}`")
-    except Exception as exc:  # noqa: BLE001  (every command gets an answer, whatever went wrong)
-        log_failure(f"!{name}", exc, {"room_id": meta.room_id, "chat_id": meta.chat_id})
-        return invocation.reply(explain(exc, retry=f"Try `!{name}` again."), purpose="command-error")
+COMMANDS, command = command_list()
 
 
 # --- the Lobby ------------------------------------------------------------------------
 
 
-@command("help", "!help", "what you can do here", LOBBY_ROOMS | STORY_ROOMS)
-async def _help(inv: Invocation) -> list[OutgoingEvent]:
-    return inv.reply(help_text(inv.meta.room_type))
-
-
 @command("characters", "!characters", "who you can meet", LOBBY_ROOMS | STORY_ROOMS)
-async def _characters(inv: Invocation) -> list[OutgoingEvent]:
+async def _characters(inv: Invocation) -> list[CommandResult]:
     characters = await inv.ctx.engine.list_characters()
     lines = ["**Characters:**", ""]
     lines += [f"- **{c.name}** (`{c.character_id}`): {first_sentence(c.description)}" for c in characters]
@@ -140,10 +118,7 @@ def find_character(characters: list[CharacterInfo], wanted: str) -> CharacterInf
 
 
 @command("new", "!new [character] [with character]", "start a new story room in your Space", LOBBY_ROOMS)
-async def _new(inv: Invocation) -> list[OutgoingEvent]:
-    from adapter.matrix.handlers.auth import ensure_onboarded
-    from adapter.matrix.spaces import create_story_room
-
+async def _new(inv: Invocation) -> list[CommandResult]:
     characters = await inv.ctx.engine.list_characters()
     host_text, _, guest_text = inv.args.partition(" with ")
     if inv.args.lower().startswith("with "):
@@ -152,22 +127,16 @@ async def _new(inv: Invocation) -> list[OutgoingEvent]:
     guest = find_character(characters, guest_text) if guest_text.strip() else None
     if guest is not None and guest.character_id == host.character_id:
         raise CommandError(f"{host.name} cannot be their own guest.")
-    async with inv.ctx.user_locks.hold(inv.meta.matrix_user_id):
-        user = await get_user_meta(inv.ctx.store, inv.meta.matrix_user_id)
-        space_id = user.space_id if user and user.space_id else await ensure_onboarded(inv.ctx, inv.meta.matrix_user_id, inv.meta.room_id)
-        room_id = await create_story_room(
-            inv.ctx, inv.meta.matrix_user_id, space_id, host.character_id, guest.character_id if guest else None, notify_room=inv.meta.room_id
-        )
     cast = host.name + (f" and {guest.name}" if guest else "")
-    return inv.reply(f"Your new story with {cast} is ready in your Space: {room_link(room_id, inv.ctx.server_name, cast)}")
+    return [StartStory(host.character_id, guest.character_id if guest else None, cast)]
+
+
+def story_ready_text(room_id: str, server_name: str, cast: str) -> str:
+    return f"Your new story with {cast} is ready in your Space: {room_link(room_id, server_name, cast)}"
 
 
 @command("import", "!import", "reply with this to an uploaded character card (.png or .json, V2 or V3)", LOBBY_ROOMS)
-async def _import(inv: Invocation) -> list[OutgoingEvent]:
-    from adapter.matrix.avatars import keep_card_face
-    from adapter.matrix.media import MediaError, fetch_uploaded_file
-    from core.errors import CardImportError
-
+async def _import(inv: Invocation) -> list[CommandResult]:
     if inv.reply_to is None:
         raise CommandError("Upload a card, then reply to it with `!import`.")
     try:
@@ -185,17 +154,14 @@ async def _import(inv: Invocation) -> list[OutgoingEvent]:
 
 
 @command("regen", "!regen", "redo the last reply (also: react 🔄 to it)", STORY_ROOMS)
-async def _regen(inv: Invocation) -> list[OutgoingEvent]:
-    from adapter.matrix.handlers.messages import run_regenerate
-
+async def _regen(inv: Invocation) -> list[CommandResult]:
     if inv.args:
         raise CommandError("`!regen` takes no arguments.")
-    await run_regenerate(inv.ctx, inv.meta, inv.source_event_id)
-    return []
+    return [Redo(inv.meta.room_id, inv.source_event_id)]
 
 
 @command("stop", "!stop", "stop the reply being written (also: react ⏹ to it)", STORY_ROOMS)
-async def _stop(inv: Invocation) -> list[OutgoingEvent]:
+async def _stop(inv: Invocation) -> list[CommandResult]:
     assert inv.meta.chat_id is not None
     if await inv.ctx.engine.cancel(inv.meta.chat_id):
         return []  # the reply itself ends, marked as stopped

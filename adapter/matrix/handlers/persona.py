@@ -9,8 +9,8 @@ request), given at onboarding, else the localpart of their id.
 from __future__ import annotations
 
 from adapter.matrix.context import BotContext
-from adapter.matrix.handlers.commands import LOBBY_ROOMS, STORY_ROOMS, CommandError, Invocation, command
-from adapter.matrix.outgoing import OutgoingEvent
+from adapter.matrix.handlers.commands import CommandError, CommandResult, Invocation, command_list
+from adapter.matrix.routing import LOBBY_ROOMS, STORY_ROOMS
 from core.errors import InvalidPersonaError
 
 
@@ -26,8 +26,11 @@ def _describe(name: str, description: str) -> str:
     return f"**{name}**" + (f": {description}" if description else " (no description yet)")
 
 
+COMMANDS, command = command_list()
+
+
 @command("persona", "!persona [name: description]", "who you are in your stories (`{{user}}`)", LOBBY_ROOMS | STORY_ROOMS)
-async def _persona(inv: Invocation) -> list[OutgoingEvent]:
+async def _persona(inv: Invocation) -> list[CommandResult]:
     engine = inv.ctx.engine
     args = inv.args.strip()
     if not args:

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TypeVar
 
-from adapter.matrix.handlers import persona  # noqa: F401  (registers !persona first: listings keep one order)
-from adapter.matrix.handlers.commands import STORY_ROOMS, CommandError, Invocation, command, find_character
-from adapter.matrix.outgoing import OutgoingEvent, SendMessage, txn_id_for
+from adapter.matrix.handlers.commands import CommandError, CommandResult, Invocation, command_list, find_character
+from adapter.matrix.outgoing import SendMessage, txn_id_for
 from adapter.matrix.render import collapsed_blocks
+from adapter.matrix.routing import STORY_ROOMS
 from core import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time, render_messages
 from core.engine import CharacterInfo
 from core.errors import LLMError, RpbotError
@@ -52,8 +52,11 @@ async def engine_call(inv: Invocation, call: Awaitable[_Result]) -> _Result:
         return await call
 
 
+COMMANDS, command = command_list()
+
+
 @command("skip", "!skip <duration>", "let time pass, e.g. `!skip 2h`", STORY_ROOMS)
-async def _skip(inv: Invocation) -> list[OutgoingEvent]:
+async def _skip(inv: Invocation) -> list[CommandResult]:
     duration = parse_duration(inv.args)
     if duration is None:
         what = f"`{inv.args}` is not a duration" if inv.args else "Say how long"
@@ -64,7 +67,7 @@ async def _skip(inv: Invocation) -> list[OutgoingEvent]:
 
 
 @command("jump", "!jump <time>", "jump to a moment, e.g. `!jump tomorrow 9am`", STORY_ROOMS)
-async def _jump(inv: Invocation) -> list[OutgoingEvent]:
+async def _jump(inv: Invocation) -> list[CommandResult]:
     if not inv.args:
         raise CommandError(f"Say when. A time looks like {TIME_EXAMPLES}.")
     now = await engine_call(inv, inv.ctx.engine.chat_clock(chat_id_of(inv)))
@@ -78,7 +81,7 @@ async def _jump(inv: Invocation) -> list[OutgoingEvent]:
 
 
 @command("scene", "!scene close", "close the current scene (each character keeps its own summary)", STORY_ROOMS)
-async def _scene(inv: Invocation) -> list[OutgoingEvent]:
+async def _scene(inv: Invocation) -> list[CommandResult]:
     if inv.args.lower() != "close":
         raise CommandError("`!scene` only knows `close`.")
     result = await engine_call(inv, inv.ctx.engine.close_scene(chat_id_of(inv)))
@@ -93,7 +96,7 @@ async def _scene(inv: Invocation) -> list[OutgoingEvent]:
 
 
 @command("threads", "!threads", "the plot threads so far", STORY_ROOMS)
-async def _threads(inv: Invocation) -> list[OutgoingEvent]:
+async def _threads(inv: Invocation) -> list[CommandResult]:
     if inv.args:
         raise CommandError("`!threads` takes no arguments.")
     threads = await engine_call(inv, inv.ctx.engine.list_threads(chat_id_of(inv)))
@@ -107,7 +110,7 @@ async def _threads(inv: Invocation) -> list[OutgoingEvent]:
 
 
 @command("events", "!events", "planned and running world events", STORY_ROOMS)
-async def _events(inv: Invocation) -> list[OutgoingEvent]:
+async def _events(inv: Invocation) -> list[CommandResult]:
     if inv.args:
         raise CommandError("`!events` takes no arguments.")
     events = await engine_call(inv, inv.ctx.engine.list_world_events(chat_id_of(inv)))
@@ -121,7 +124,7 @@ async def _events(inv: Invocation) -> list[OutgoingEvent]:
 
 
 @command("plan", "!plan <what> at <when>", "plan a world event, e.g. `!plan the harvest fair at saturday noon`", STORY_ROOMS)
-async def _plan(inv: Invocation) -> list[OutgoingEvent]:
+async def _plan(inv: Invocation) -> list[CommandResult]:
     what, separator, when_text = inv.args.rpartition(" at ")
     if not separator or not what.strip() or not when_text.strip():
         raise CommandError("Say what and when, separated by ` at `.")
@@ -134,7 +137,7 @@ async def _plan(inv: Invocation) -> list[OutgoingEvent]:
 
 
 @command("meanwhile", "!meanwhile <character> <character> [premise]", "a scene between two characters, without you", STORY_ROOMS)
-async def _meanwhile(inv: Invocation) -> list[OutgoingEvent]:
+async def _meanwhile(inv: Invocation) -> list[CommandResult]:
     words = inv.args.split()
     if len(words) < 2:
         raise CommandError("Name two characters.")
@@ -150,7 +153,7 @@ async def _meanwhile(inv: Invocation) -> list[OutgoingEvent]:
 
 
 @command("memory", "!memory [character] <query>", "what a character (the story's host unless you name one) remembers", STORY_ROOMS)
-async def _memory(inv: Invocation) -> list[OutgoingEvent]:
+async def _memory(inv: Invocation) -> list[CommandResult]:
     if not inv.args.strip():
         raise CommandError("Say what to look for, and whose memory if not the host's (a name, or `you`).")
     who, _, rest = inv.args.partition(" ")
@@ -186,7 +189,7 @@ def and_join(names: list[str]) -> str:
 
 
 @command("status", "!status", "the story's clock, scene, threads and size", STORY_ROOMS)
-async def _status(inv: Invocation) -> list[OutgoingEvent]:
+async def _status(inv: Invocation) -> list[CommandResult]:
     status = await engine_call(inv, inv.ctx.engine.status(chat_id_of(inv)))
     cast = status.host_name + (f" and {status.guest_name}" if status.guest_name else "")
     you_play = f"**{status.persona_name}**" + (f": {status.persona_description}" if status.persona_description else "")
@@ -208,7 +211,7 @@ async def _status(inv: Invocation) -> list[OutgoingEvent]:
 
 
 @command("context", "!context [full]", "what the next prompt holds and the tokens each part uses; `full`: the exact prompt", STORY_ROOMS)
-async def _context(inv: Invocation) -> list[OutgoingEvent]:
+async def _context(inv: Invocation) -> list[CommandResult]:
     if inv.args.strip().lower() == "full":
         return await _full_prompt(inv)
     if inv.args.strip():
@@ -220,7 +223,7 @@ async def _context(inv: Invocation) -> list[OutgoingEvent]:
     return inv.reply("\n".join(lines))
 
 
-async def _full_prompt(inv: Invocation) -> list[OutgoingEvent]:
+async def _full_prompt(inv: Invocation) -> list[CommandResult]:
     prompt = await engine_call(inv, inv.ctx.engine.next_prompt(chat_id_of(inv)))
     stops = ", ".join(json.dumps(s) for s in prompt.stop) or "none"
     text = f"max_tokens: {prompt.max_tokens}; stop: {stops}\n\n" + render_messages(prompt.messages)

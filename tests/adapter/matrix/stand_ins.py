@@ -26,6 +26,10 @@ class RecordingSender:
         self.sent.append(("upload", filename))
         return f"mxc://localhost/{filename}"
 
+    async def create_room(self, request: Any, *, notify_room: str | None = None) -> str:
+        self.sent.append(("createRoom", request))
+        return f"!made{len(self.sent)}"
+
     def bodies(self, room_id: str) -> list[str]:
         """What was shown in the room, in order (an edit counts as its new text)."""
         return [
@@ -38,6 +42,8 @@ class Ctx:
     def __init__(self, store: Any, engine: Any) -> None:
         self.store, self.engine, self.sender = store, engine, RecordingSender()
         self.bot_user_id = BOT
+        self.server_name = "localhost"
+        self.room_version = "12"
         self.user_locks = KeyedLocks()
         self.config = stand_in_config()
 

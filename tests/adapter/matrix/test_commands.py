@@ -13,8 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapter.matrix.handlers import persona, story_commands  # noqa: F401  (registers their commands)
-from adapter.matrix.handlers.commands import REGISTRY, handle_command
+from adapter.matrix.handlers.registry import REGISTRY, handle_command
 from adapter.matrix.store import RoomMeta
 from core.engine import CharacterInfo, ChatStatus, Persona, SceneCloseResult
 from core.errors import ChatNotFoundError, InvalidPersonaError

@@ -1,7 +1,8 @@
 """The dispatcher decides and records inside the sync loop, and runs the work as tasks.
 
 Events are real nio events parsed from event JSON; the store is a real adapter.sqlite3;
-the engine and sender are stand-ins that record and can be slow.
+the engine and sender are stand-ins that record and can be slow (the engine keeps which
+lines it received and which were answered, as the real one does).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import pytest
 from nio import RoomMessageText, SyncResponse
 
 from adapter.matrix.dispatcher import Dispatcher, RecentlySeen
-from adapter.matrix.store import RoomMeta, StateStore, pending_deliveries, set_room_meta
-from core.engine import TurnUpdate
+from adapter.matrix.store import AdapterStore, RoomMeta, set_room_meta
+from core.engine import OwedLine, TurnUpdate
 from tests.adapter.matrix.stand_ins import BOT, Ctx
 
 ALICE = "@alice:localhost"
@@ -42,6 +43,25 @@ class SlowEngine:
         self.turns: list[tuple[str, str, float, float]] = []  # chat, text, start, end
         self.cancelled: list[str] = []
         self.running: dict[str, asyncio.Event] = {}
+        self.received: dict[str, str] = {}  # source id -> text
+        self.chats: dict[str, str] = {}  # source id -> chat id
+        self.answered: list[str] = []
+
+    async def receive_line(self, chat_id: str, text: str, source_id: str) -> bool:
+        if source_id in self.received:
+            return False
+        self.received[source_id] = text
+        self.chats[source_id] = chat_id
+        return True
+
+    async def line_answered(self, chat_id: str, source_id: str) -> None:
+        self.answered.append(source_id)
+
+    def owed(self) -> list[str]:
+        return [text for source, text in self.received.items() if source not in self.answered]
+
+    async def owed_lines(self) -> list[OwedLine]:
+        return [OwedLine(self.chats[source], source, text) for source, text in self.received.items() if source not in self.answered]
 
     async def post_turn(self, chat_id: str, text: str, source_id: str):
         started = time.monotonic()
@@ -53,7 +73,7 @@ class SlowEngine:
             truncated = False
         self.running.pop(chat_id, None)
         self.turns.append((chat_id, text, started, time.monotonic()))
-        yield TurnUpdate("Mira", "mira", f"Re: {text}", done=True, truncated=truncated, turn_id="1")
+        yield TurnUpdate("Mira", "mira", f"Re: {text}", done=True, truncated=truncated, turn_id=1)
 
     async def cancel(self, chat_id: str) -> bool:
         self.cancelled.append(chat_id)
@@ -65,7 +85,7 @@ class SlowEngine:
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    opened = await StateStore.open(tmp_path / "adapter.sqlite3")
+    opened = await AdapterStore.open(tmp_path / "adapter.sqlite3")
     for number in (1, 2):
         await set_room_meta(opened, RoomMeta(f"!story{number}", "chat", ALICE, "!space", f"chat-{number}", f"mx-{number}"))
     yield opened
@@ -82,7 +102,7 @@ def sync_with(events_by_room: dict[str, list[Any]]) -> SyncResponse:
     return response
 
 
-async def test_own_events_unbound_rooms_and_strangers(store: StateStore) -> None:
+async def test_own_events_unbound_rooms_and_strangers(store: AdapterStore) -> None:
     ctx = Ctx(store, SlowEngine())
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     await dispatcher.dispatch_event("!story1", text_event(BOT, "my own reply"))
@@ -94,17 +114,17 @@ async def test_own_events_unbound_rooms_and_strangers(store: StateStore) -> None
     assert len([b for b in ctx.sender.bodies("!story1") if "belongs to" in b]) == 1
 
 
-async def test_deliveries_are_recorded_before_dispatch_returns(store: StateStore) -> None:
+async def test_lines_are_handed_to_the_engine_before_dispatch_returns(store: AdapterStore) -> None:
     ctx = Ctx(store, SlowEngine(delay_s=0.5))
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     await dispatcher.dispatch_sync(sync_with({"!story1": [text_event(ALICE, "one"), text_event(ALICE, "two")]}))
     # The sync loop saves the token right after this: the lines are already durably owed.
-    assert [d.text for d in await pending_deliveries(store)] == ["one", "two"]
+    assert ctx.engine.owed() == ["one", "two"]
     await dispatcher.idle()
-    assert await pending_deliveries(store) == []
+    assert ctx.engine.owed() == []
 
 
-async def test_one_room_in_order_rooms_concurrently_and_a_replayed_event_once(store: StateStore) -> None:
+async def test_one_room_in_order_rooms_concurrently_and_a_replayed_event_once(store: AdapterStore) -> None:
     ctx = Ctx(store, SlowEngine(delay_s=0.3))
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     repeated = text_event(ALICE, "first", event_id="$same")
@@ -120,7 +140,7 @@ async def test_one_room_in_order_rooms_concurrently_and_a_replayed_event_once(st
     assert elapsed < 0.9  # room two ran alongside room one (serially all three would take 0.9 s)
 
 
-async def test_stop_is_not_queued_behind_the_turn_it_stops(store: StateStore) -> None:
+async def test_stop_is_not_queued_behind_the_turn_it_stops(store: AdapterStore) -> None:
     ctx = Ctx(store, SlowEngine(delay_s=5))
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     await dispatcher.dispatch_event("!story1", text_event(ALICE, "a very long story please"))
@@ -133,7 +153,7 @@ async def test_stop_is_not_queued_behind_the_turn_it_stops(store: StateStore) ->
     assert any(b.endswith("…(stopped)") for b in ctx.sender.bodies("!story1"))
 
 
-async def test_nothing_is_kept_for_rooms_whose_work_is_done(store: StateStore) -> None:
+async def test_nothing_is_kept_for_rooms_whose_work_is_done(store: AdapterStore) -> None:
     """Work queues exist only while work runs: a process serving many rooms for months does not grow with them."""
     for number in range(3, 41):
         await set_room_meta(store, RoomMeta(f"!story{number}", "chat", ALICE, "!space", f"chat-{number}", f"mx-{number}"))
@@ -150,7 +170,7 @@ async def test_nothing_is_kept_for_rooms_whose_work_is_done(store: StateStore) -
     assert dispatcher.keys_held() == 0
 
 
-async def test_strangers_and_invites_remembered_are_bounded(store: StateStore) -> None:
+async def test_strangers_and_invites_remembered_are_bounded(store: AdapterStore) -> None:
     ctx = Ctx(store, SlowEngine())
     dispatcher = Dispatcher(ctx, seen_capacity=50)  # type: ignore[arg-type]
     for number in range(200):

@@ -32,10 +32,11 @@ async def e2ee_player(synapse: SynapseServer, store: Path) -> AsyncClient:
     return client
 
 
-def delivery_status(adapter_db: Path, event_id: str) -> str | None:
-    with sqlite3.connect(adapter_db) as conn:
-        row = conn.execute("SELECT status FROM deliveries WHERE source_event_id = ?", (event_id,)).fetchone()
-    return row[0] if row else None
+def line_status(engine_db: Path, event_id: str) -> str | None:
+    """"answered", "owed", or None when the engine never received the line."""
+    with sqlite3.connect(engine_db) as conn:
+        row = conn.execute("SELECT answered_seq FROM lines WHERE source_id = ?", (event_id,)).fetchone()
+    return None if row is None else "owed" if row[0] is None else "answered"
 
 
 async def sync_until(client: AsyncClient, predicate, timeout_s: float = 60.0):
@@ -125,10 +126,10 @@ async def test_an_encrypted_story_room_is_answered_encrypted(synapse: SynapseSer
         method, path, data = Api.room_send(player.access_token, story_id, message_type, content, uuid.uuid4())
         late = await player._send(RoomSendResponse, method, path, data, (story_id,))
         await asyncio.to_thread(bot.wait_for_log, "waiting for the key", 20)
-        assert delivery_status(tmp_path / "data" / "adapter.sqlite3", late.event_id) is None  # not answered blind
+        assert line_status(tmp_path / "data" / "engine.sqlite3", late.event_id) is None  # not answered blind
         session.shared = False
         await player.share_group_session(story_id, ignore_unverified_devices=True)
-        await sync_until(player, lambda: delivery_status(tmp_path / "data" / "adapter.sqlite3", late.event_id) == "delivered")
+        await sync_until(player, lambda: line_status(tmp_path / "data" / "engine.sqlite3", late.event_id) == "answered")
     finally:
         await player.close()
         await asyncio.to_thread(bot.stop)

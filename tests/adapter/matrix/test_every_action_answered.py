@@ -18,7 +18,8 @@ from nio import ReactionEvent, RoomMessageFile, RoomMessageText
 
 from adapter.matrix.dispatcher import Dispatcher
 from adapter.matrix.failures import explain
-from adapter.matrix.store import RoomMeta, StateStore, latest_reply_event, newest_failed_delivery, set_room_meta
+from adapter.matrix.spaces import create_story_room
+from adapter.matrix.store import AdapterStore, RoomMeta, get_room_meta, raise_counter_to, set_room_meta
 from core.engine import Engine
 from core.errors import InvalidInputError, NothingToRegenerateError, RpbotError
 from core.llm import FakeLLM
@@ -60,7 +61,7 @@ async def world(tmp_path: Path):
     fake = FakeLLM(routes={"narrate": "The lamp hums.", "skip": "Two hours go by."})
     engine = await Engine.open(tmp_path / "engine.sqlite3", fake)
     chat = await engine.create_chat(owner=ALICE, host="wren-halloway")
-    store = await StateStore.open(tmp_path / "adapter.sqlite3")
+    store = await AdapterStore.open(tmp_path / "adapter.sqlite3")
     await set_room_meta(store, RoomMeta(STORY, "chat", ALICE, "!space", chat.chat_id, "mx-1"))
     await set_room_meta(store, RoomMeta(LOBBY, "lobby", ALICE, "!space"))
     ctx = Ctx(store, engine)
@@ -79,6 +80,12 @@ async def act(dispatcher: Dispatcher, ctx: Ctx, room_id: str, event: Any) -> lis
     return ctx.sender.bodies(room_id)[before:]
 
 
+def message_showing(ctx: Ctx, body: str) -> str:
+    """The event id the stand-in sender gave the message first shown with `body`."""
+    index = next(i for i, e in enumerate(ctx.sender.sent) if getattr(e, "content", {}).get("body") == body)
+    return f"$out{index + 1}"
+
+
 async def test_regenerate_after_a_skip_says_there_is_nothing_to_redo(world) -> None:
     _fake, ctx, dispatcher = world
     assert await act(dispatcher, ctx, STORY, text_event("Hello, Wren.")) == ["Wren Halloway: The lamp hums."]
@@ -87,8 +94,7 @@ async def test_regenerate_after_a_skip_says_there_is_nothing_to_redo(world) -> N
     answer = await act(dispatcher, ctx, STORY, text_event("!regen"))
     assert len(answer) == 1 and "time skip" in answer[0] and "not found" not in answer[0]
 
-    newest = await latest_reply_event(ctx.store, STORY)
-    assert newest is not None
+    newest = message_showing(ctx, "Wren Halloway: The lamp hums.")
     answer = await act(dispatcher, ctx, STORY, reaction(newest, "🔄"))
     assert len(answer) == 1 and "time skip" in answer[0]
 
@@ -151,4 +157,25 @@ async def test_a_line_over_the_limit_is_answered_with_the_limit_and_not_owed(wor
     _fake, ctx, dispatcher = world
     answer = await act(dispatcher, ctx, STORY, text_event("word " * 2_000))
     assert len(answer) == 1 and "8,000" in answer[0]
-    assert await newest_failed_delivery(ctx.store, STORY) is None  # `!regen` will not send it again
+    assert await ctx.engine.owed_lines() == []  # refused as it stands: never owed
+    with pytest.raises(NothingToRegenerateError):  # and `!regen` will not send it again
+        await ctx.engine.regenerate_target((await get_room_meta(ctx.store, STORY)).chat_id)
+
+
+async def test_a_reaction_on_the_greeting_redoes_it_until_a_newer_reply_exists(world) -> None:
+    fake, ctx, dispatcher = world
+    fake.routes["narrate"] = "Oh. Hello again, stranger."
+    await raise_counter_to(ctx.store, "platform_chat_id", 1)  # the fixture's room holds mx-1
+    room_id = await create_story_room(ctx, ALICE, "!space", host="wren-halloway")  # type: ignore[arg-type]
+    greeting = next(e for e in ctx.sender.sent if getattr(e, "room_id", None) == room_id and hasattr(e, "content"))
+    greeting_id = f"$out{ctx.sender.sent.index(greeting) + 1}"
+
+    answer = await act(dispatcher, ctx, room_id, reaction(greeting_id, "🔄"))
+    assert answer == ["Wren Halloway: Oh. Hello again, stranger."]
+    redone = [e for e in ctx.sender.sent if getattr(e, "room_id", None) == room_id and hasattr(e, "content")][-1]
+    assert redone.content["m.relates_to"] == {"rel_type": "m.replace", "event_id": greeting_id}  # in place
+
+    fake.routes["narrate"] = "The lamp hums."
+    await act(dispatcher, ctx, room_id, text_event("Hello, Wren."))
+    answer = await act(dispatcher, ctx, room_id, reaction(greeting_id, "🔄"))
+    assert len(answer) == 1 and "newest reply" in answer[0]

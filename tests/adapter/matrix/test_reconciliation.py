@@ -15,9 +15,11 @@ from nio import SyncResponse
 
 from adapter.matrix.reconciliation import ReconcileReport, legacy_platform_chat_id, plan_reconciliation, reconcile_from_space_topology
 from adapter.matrix.store import (
+    AdapterStore,
     RoomMeta,
-    StateStore,
     UserMeta,
+    all_room_meta,
+    all_user_meta,
     get_room_meta,
     get_user_meta,
     next_platform_chat_id,
@@ -98,7 +100,7 @@ class RecordingSender:
 class Context:
     """Just what reconciliation uses of BotContext."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: AdapterStore) -> None:
 
         self.store = store
         self.sender = RecordingSender()
@@ -109,12 +111,12 @@ class Context:
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    opened = await StateStore.open(tmp_path / "adapter.sqlite3")
+    opened = await AdapterStore.open(tmp_path / "adapter.sqlite3")
     yield opened
     await opened.close()
 
 
-async def test_an_empty_store_is_rebuilt_from_topology_without_sending(store: StateStore) -> None:
+async def test_an_empty_store_is_rebuilt_from_topology_without_sending(store: AdapterStore) -> None:
     ctx = Context(store)
     report = await reconcile_from_space_topology(ctx, alice_topology())  # type: ignore[arg-type]
 
@@ -126,24 +128,24 @@ async def test_an_empty_store_is_rebuilt_from_topology_without_sending(store: St
     assert await next_platform_chat_id(store) == "mx-8"  # a new chat never reuses an id in use
 
 
-async def test_a_healthy_store_is_left_alone(store: StateStore) -> None:
+async def test_a_healthy_store_is_left_alone(store: AdapterStore) -> None:
     ctx = Context(store)
     await reconcile_from_space_topology(ctx, alice_topology())  # type: ignore[arg-type]
-    plan = await plan_reconciliation(store, alice_topology(), BOT, "localhost")
+    plan = plan_reconciliation(alice_topology(), await all_room_meta(store), await all_user_meta(store), BOT, "localhost")
     assert plan.room_writes == [] and plan.user_writes == [] and plan.state_writes == [] and plan.users_to_finish == []
     report = await reconcile_from_space_topology(ctx, alice_topology())  # type: ignore[arg-type]
     assert (report.rooms_restored, report.users_restored) == (0, 0)
     assert ctx.sender.sent == []
 
 
-async def test_a_partial_store_is_completed(store: StateStore) -> None:
+async def test_a_partial_store_is_completed(store: AdapterStore) -> None:
     await set_room_meta(store, RoomMeta("!lobby", "lobby", ALICE, "!space"))
     report = await reconcile_from_space_topology(Context(store), alice_topology())  # type: ignore[arg-type]
     assert report.rooms_restored == 2
     assert await get_room_meta(store, "!story") is not None
 
 
-async def test_identity_state_from_anyone_but_the_bot_is_not_trusted(store: StateStore) -> None:
+async def test_identity_state_from_anyone_but_the_bot_is_not_trusted(store: AdapterStore) -> None:
     forged = sync(
         {
             "!evil": {
@@ -165,7 +167,7 @@ async def test_identity_state_from_anyone_but_the_bot_is_not_trusted(store: Stat
     assert await get_room_meta(store, "!evil") is None
 
 
-async def test_a_legacy_room_gets_a_deterministic_platform_chat_id_persisted_before_routing(store: StateStore) -> None:
+async def test_a_legacy_room_gets_a_deterministic_platform_chat_id_persisted_before_routing(store: AdapterStore) -> None:
     ctx = Context(store)
     report = await reconcile_from_space_topology(ctx, alice_topology(legacy=True))  # type: ignore[arg-type]
 
@@ -178,7 +180,7 @@ async def test_a_legacy_room_gets_a_deterministic_platform_chat_id_persisted_bef
     assert (await get_room_meta(store, "!story")).platform_chat_id == expected
 
 
-async def test_a_room_not_yet_linked_into_its_space_is_linked_not_recreated(store: StateStore) -> None:
+async def test_a_room_not_yet_linked_into_its_space_is_linked_not_recreated(store: AdapterStore) -> None:
     ctx = Context(store)
     report = await reconcile_from_space_topology(ctx, alice_topology(unlinked_story=True))  # type: ignore[arg-type]
     assert report.links_added == 1
@@ -188,7 +190,7 @@ async def test_a_room_not_yet_linked_into_its_space_is_linked_not_recreated(stor
 
 
 async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """MatrixBot.start: login -> room version -> prepare_live_sync -> reconcile -> redeliver -> catch up; the live loop only after."""
+    """MatrixBot.start: login -> room version -> full-state sync -> reconcile -> redeliver -> catch up; the live loop only after."""
     import adapter.matrix.bot as bot_module
     from adapter.config import Config, MatrixConfig, StorageConfig
 
@@ -208,10 +210,9 @@ async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatc
         calls.append("room_version")
         return "12"
 
-    async def fake_prepare(client):
-        calls.append("prepare_live_sync")
-        bot_module._full_syncs[client] = alice_topology()
-        return "s1"
+    async def fake_full_state_sync(client):
+        calls.append("full_state_sync")
+        return alice_topology()
 
     async def fake_reconcile(ctx, response):
         calls.append("reconcile")
@@ -219,7 +220,7 @@ async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatc
 
     monkeypatch.setattr(bot_module.MatrixBot, "login", fake_login)
     monkeypatch.setattr(bot_module, "room_version_for", fake_room_version)
-    monkeypatch.setattr(bot_module, "prepare_live_sync", fake_prepare)
+    monkeypatch.setattr(bot_module, "full_state_sync", fake_full_state_sync)
     monkeypatch.setattr(bot_module, "reconcile_from_space_topology", fake_reconcile)
     monkeypatch.setattr(bot_module.Dispatcher, "redeliver_pending", lambda self: _record(calls, "redeliver"))
     monkeypatch.setattr(
@@ -230,7 +231,7 @@ async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatc
     bot = bot_module.MatrixBot(config, engine=None)  # type: ignore[arg-type]
     await bot.start()
     await bot.store.close()
-    assert calls == ["login", "room_version", "prepare_live_sync", "reconcile", "redeliver", "dispatch(timeline=False)", "catch_up"]
+    assert calls == ["login", "room_version", "full_state_sync", "reconcile", "redeliver", "dispatch(timeline=False)", "catch_up"]
 
 
 async def _record(calls: list[str], name: str) -> int:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from adapter.matrix.handlers.messages import run_turn
-from adapter.matrix.store import RoomMeta, StateStore, get_reply_message, pending_deliveries, record_pending_delivery
+from adapter.matrix.rooms import StoryRoom
+from adapter.matrix.store import AdapterStore, RoomMeta, message_showing_turn, reply_message_for
 from core.engine import TurnUpdate
 from tests.adapter.matrix.stand_ins import stand_in_config
 
@@ -32,6 +32,10 @@ class ScriptedEngine:
     def __init__(self, updates: list[TurnUpdate], hang_after: bool = False) -> None:
         self.updates = updates
         self.hang_after = hang_after
+        self.answered: list[str] = []
+
+    async def line_answered(self, chat_id: str, source_id: str) -> None:
+        self.answered.append(source_id)
 
     async def post_turn(self, chat_id: str, text: str, source_id: str):
         for update in self.updates:
@@ -42,30 +46,31 @@ class ScriptedEngine:
 
 
 class Ctx:
-    def __init__(self, store: StateStore, engine: ScriptedEngine) -> None:
+    def __init__(self, store: AdapterStore, engine: ScriptedEngine) -> None:
         self.store, self.engine, self.sender = store, engine, ForgetfulSender()
         self.config = stand_in_config()
 
 
 async def test_a_redelivered_turn_edits_the_message_shown_before_the_crash(tmp_path: Path) -> None:
-    store = await StateStore.open(tmp_path / "adapter.sqlite3")
+    store = await AdapterStore.open(tmp_path / "adapter.sqlite3")
     meta = RoomMeta("!story", "chat", "@alice:localhost", "!space", "chat-1", "mx-1")
-    await record_pending_delivery(store, "$line", "!story", "chat-1", "hello")
     partial = TurnUpdate("Mira", "mira", "The first half", done=False)
     crashed = Ctx(store, ScriptedEngine([partial], hang_after=True))
-    task = asyncio.create_task(run_turn(crashed, meta, "hello", "$line"))  # type: ignore[arg-type]
+    task = asyncio.create_task(StoryRoom(crashed, meta).answer("hello", "$line"))  # type: ignore[arg-type]
     while not [e for e in crashed.sender.sent if hasattr(e, "content")]:
         await asyncio.sleep(0.01)
     task.cancel()  # the crash
     await asyncio.gather(task, return_exceptions=True)
-    assert await get_reply_message(store, "$line", "Mira") == "$event1"
+    assert await reply_message_for(store, "$line", "mira") == "$event1"
+    assert crashed.engine.answered == []  # still owed: the engine offers it again after the restart
 
-    done = TurnUpdate("Mira", "mira", "The first half, and the rest.", done=True, turn_id="7")
+    done = TurnUpdate("Mira", "mira", "The first half, and the rest.", done=True, turn_id=7)
     restarted = Ctx(store, ScriptedEngine([done]))
-    await run_turn(restarted, meta, "hello", "$line")  # type: ignore[arg-type]
+    await StoryRoom(restarted, meta).answer("hello", "$line")  # type: ignore[arg-type]
     messages = [e for e in restarted.sender.sent if hasattr(e, "content")]
     assert len(messages) == 1
     assert messages[0].content["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$event1"}
     assert messages[0].content["m.new_content"]["body"] == "Mira: The first half, and the rest."
-    assert await pending_deliveries(store) == []
+    assert restarted.engine.answered == ["$line"]
+    assert await message_showing_turn(store, 7) == "$event1"  # the reply a 🔄 on that message redoes
     await store.close()

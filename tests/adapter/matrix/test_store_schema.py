@@ -7,10 +7,20 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from adapter.matrix.store import ADAPTER_SCHEMA, RoomMeta, StateStore, get_room_meta, set_room_meta
+from adapter.matrix.dispatcher import Dispatcher
+from adapter.matrix.store import (
+    ADAPTER_SCHEMA,
+    RoomMeta,
+    StateStore,
+    get_room_meta,
+    lines_to_hand_over,
+    message_showing_turn,
+    set_room_meta,
+)
 from core.errors import SchemaVersionError
 from core.eventlog.migrations import ENGINE_SCHEMA
 from core.eventlog.schema import Schema, schema_version
+from tests.adapter.matrix.test_dispatcher import Ctx, SlowEngine
 
 
 def test_both_databases_are_versioned_by_the_same_mechanism() -> None:
@@ -36,3 +46,32 @@ async def test_a_cache_written_by_a_newer_rpbot_is_refused(tmp_path: Path) -> No
         await conn.commit()
     with pytest.raises(SchemaVersionError, match="adapter.sqlite3"):
         await StateStore.open(path)
+
+
+async def test_an_older_cache_hands_its_owed_lines_to_the_engine_and_keeps_which_message_shows_which_turn(tmp_path: Path) -> None:
+    """Before the engine owned answered lines, the cache kept `deliveries`: upgrading keeps the
+    message of each delivered reply (so 🔄 on it still works) and hands owed lines to the engine."""
+    path = tmp_path / "adapter.sqlite3"
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        for migration in ADAPTER_SCHEMA.migrations[:3]:
+            await migration.step(conn)
+        await conn.execute_fetchall("PRAGMA user_version = 3")
+        await conn.execute_fetchall(
+            "INSERT INTO deliveries (source_event_id, room_id, chat_id, turn_id, text, reply_event_id, status) VALUES"
+            " ('$old', '!story', 'chat-1', '12', 'Hello', '$reply', 'delivered'),"
+            " ('$owed', '!story', 'chat-1', NULL, 'And then?', NULL, 'pending'),"
+            " ('$failed', '!story', 'chat-1', NULL, 'Are you there?', NULL, 'failed')"
+        )
+    store = await StateStore.open(path)
+    try:
+        assert await message_showing_turn(store, 12) == "$reply"
+        assert await lines_to_hand_over(store) == [("$owed", "chat-1", "And then?")]
+        await set_room_meta(store, RoomMeta("!story", "chat", "@alice:localhost", "!space", "chat-1", "mx-1"))
+        engine = SlowEngine()
+        dispatcher = Dispatcher(Ctx(store, engine))  # type: ignore[arg-type]
+        assert await dispatcher.redeliver_pending() == 1
+        await dispatcher.idle()
+        assert [text for _, text, _, _ in engine.turns] == ["And then?"]
+        assert await lines_to_hand_over(store) == []
+    finally:
+        await store.close()

@@ -46,7 +46,7 @@ async def test_two_character_chat_asks_exactly_one_classifier_request_first(open
 
     assert fake.purposes == ["addressee", "narrate"]
     assert fake.calls[0].role == "classifier" and not fake.calls[0].streamed
-    assert (updates[-1].speaker, updates[-1].speaker_id) == (GUEST_NAME, GUEST)
+    assert (updates[-1].speaker_name, updates[-1].speaker_id) == (GUEST_NAME, GUEST)
     assert f"Character: {GUEST_NAME}" in fake.calls[1].system_prompt
 
 

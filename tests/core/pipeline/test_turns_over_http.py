@@ -37,7 +37,7 @@ async def test_streamed_reply_and_recorded_turns(fake_openai, open_engine):
     assert len(partial) >= 5 and all(not u.done for u in partial)
     assert all(b.text.startswith(a.text) and len(b.text) > len(a.text) for a, b in zip(partial, partial[1:], strict=False))
     assert final.done and not final.truncated and final.text == REPLY
-    assert (final.speaker, final.speaker_id) == (HOST_NAME, HOST) and final.turn_id is not None
+    assert (final.speaker_name, final.speaker_id) == (HOST_NAME, HOST) and final.turn_id is not None
     assert await _turns(engine, chat.chat_id) == [
         ("assistant", HOST, greeting.text, "greeting", False),
         ("user", "you", "Hello, Wren.", "$ev1", False),

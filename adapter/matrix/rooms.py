@@ -1,0 +1,280 @@
+"""One object per room the bot serves, after the portal of the mautrix bridges.
+
+A `StoryRoom` owns its room id and chat id, its queue (work in the room runs one
+piece at a time, in order), the messages its replies live in, and the player's
+actions there: answer a line, redo the newest reply, stop the one being written,
+run a command. A `LobbyRoom` (the Lobby, or the room a player first invited the bot
+to) runs commands and starts stories. `LiveRooms` keeps the object of each room
+with work running or queued and drops it when the room goes idle, so a process
+serving rooms for months does not grow with them.
+
+The engine decides what is owed and what a regenerate replaces; a room keeps only
+what Matrix needs: which message shows which reply (`reply_messages` in the store).
+Every write to Matrix goes through `MatrixSender`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from adapter.matrix.avatars import speaker_profile
+from adapter.matrix.context import BotContext
+from adapter.matrix.failures import explain, is_retryable, log_failure
+from adapter.matrix.handlers.commands import CommandResult, StartStory, story_ready_text
+from adapter.matrix.handlers.onboarding import ensure_onboarded
+from adapter.matrix.handlers.registry import handle_command
+from adapter.matrix.outgoing import SendMessage, SetTyping, txn_id_for
+from adapter.matrix.render import notice
+from adapter.matrix.routing import STORY_ROOMS, Redo
+from adapter.matrix.spaces import create_story_room
+from adapter.matrix.store import (
+    RoomMeta,
+    get_room_meta,
+    get_user_meta,
+    message_showing_turn,
+    record_reply_message,
+    reply_message_for,
+    set_room_meta,
+)
+from adapter.matrix.streaming import StreamingReply
+from core.engine import TurnUpdate
+from core.errors import NothingToRegenerateError
+
+log = logging.getLogger(__name__)
+
+NOTICE_HEADINGS = {"digest": "Meanwhile…", "narration": "Time passes…", "scene": "The scene closes."}
+ONLY_THE_NEWEST_REPLY = "Only the newest reply can be redone: react 🔄 to that one, or send `!regen`."
+NOTHING_TO_STOP = "Nothing is being written right now."
+
+
+def notice_text(kind: str, text: str) -> str:
+    heading = NOTICE_HEADINGS.get(kind)
+    return f"*{heading}*\n\n{text}" if heading else text
+
+
+class Room:
+    """What every room the bot serves does: tell, and run commands."""
+
+    def __init__(self, ctx: BotContext, meta: RoomMeta) -> None:
+        self.ctx = ctx
+        self.meta = meta
+        self.queue = asyncio.Lock()  # work in this room runs one at a time, in order
+
+    @property
+    def room_id(self) -> str:
+        return self.meta.room_id
+
+    @property
+    def owner(self) -> str:
+        return self.meta.matrix_user_id
+
+    async def tell(self, source_event_id: str, purpose: str, text: str) -> None:
+        """A notice answering `source_event_id` (its transaction id derives from it and `purpose`)."""
+        await self.ctx.sender.send(SendMessage(self.room_id, notice(text), txn_id_for(source_event_id, purpose)))
+
+    async def command(self, text: str, source_event_id: str, sender: str, reply_to: str | None = None) -> None:
+        """Run one `!command` line and perform what it decided."""
+        for result in await handle_command(self.ctx, self.meta, text, source_event_id, sender, reply_to):
+            await self.perform(result, source_event_id)
+
+    async def perform(self, result: CommandResult, source_event_id: str) -> None:
+        if isinstance(result, StartStory):
+            await self.start_story(result, source_event_id)
+        elif isinstance(result, Redo):
+            raise TypeError(f"{result!r} only makes sense in a story room")
+        else:
+            await self.ctx.sender.send(result)
+
+    async def start_story(self, story: StartStory, source_event_id: str) -> None:
+        """Make the story room `!new` asked for (in the player's Space, made first if need be)."""
+        try:
+            async with self.ctx.user_locks.hold(self.owner):
+                user = await get_user_meta(self.ctx.store, self.owner)
+                space_id = user.space_id if user and user.space_id else await ensure_onboarded(self.ctx, self.owner, self.room_id)
+                room_id = await create_story_room(
+                    self.ctx, self.owner, space_id, story.host_id, story.guest_id, notify_room=self.room_id
+                )
+        except Exception as exc:  # noqa: BLE001  (every command gets an answer, whatever went wrong)
+            log_failure("!new", exc, self._where(source_event_id))
+            await self.tell(source_event_id, "command-error", explain(exc, retry="Try `!new` again."))
+            return
+        await self.tell(source_event_id, "command", story_ready_text(room_id, self.ctx.server_name, story.cast))
+
+    def _where(self, event_id: str | None = None) -> dict[str, str | None]:
+        return {"room_id": self.room_id, "chat_id": self.meta.chat_id, "event_id": event_id}
+
+
+class LobbyRoom(Room):
+    """The Lobby, or the room a player first invited the bot to: commands that start stories."""
+
+
+class StoryRoom(Room):
+    """One story: its chat, the messages its replies live in, and the player's actions."""
+
+    @property
+    def chat_id(self) -> str:
+        assert self.meta.chat_id is not None
+        return self.meta.chat_id
+
+    async def perform(self, result: CommandResult, source_event_id: str) -> None:
+        if isinstance(result, Redo):
+            await self.redo(result.event_id, result.reacts_to)
+        else:
+            await super().perform(result, source_event_id)
+
+    async def _stream(self, source_event_id: str, update: TurnUpdate, *, shown: str | None = None) -> StreamingReply:
+        """The message `update`'s speaker answers `source_event_id` in: `shown` (a reply being
+        redone), else the one already started for this source (a redelivery), else a new one."""
+        character_id = update.speaker_id
+
+        async def remember(event_id: str) -> None:
+            await record_reply_message(self.ctx.store, source_event_id, character_id, event_id)
+
+        if shown is None:
+            shown = await reply_message_for(self.ctx.store, source_event_id, character_id)
+        profile = await speaker_profile(self.ctx, character_id, update.speaker_name)
+        return StreamingReply(
+            self.ctx.sender, self.room_id, source_event_id, update.speaker_name, speaker_id=character_id,
+            event_id=shown, on_first_shown=remember, profile=profile,
+        )
+
+    async def _show(self, source_event_id: str, updates: AsyncIterator[TurnUpdate], *, shown: str | None = None) -> None:
+        """Stream each reply of `updates` into its message; notices (a digest, a skip's narration,
+        a scene closing) as notices. Each finished reply is recorded with its engine turn."""
+        reply: StreamingReply | None = None
+        notices = 0
+        async for update in updates:
+            if update.kind != "reply":
+                notices += 1
+                content = notice(notice_text(update.kind, update.text))
+                await self.ctx.sender.send(SendMessage(self.room_id, content, txn_id_for(source_event_id, f"{update.kind}:{notices}")))
+                continue
+            if reply is None or reply.speaker_id != update.speaker_id:
+                if reply is not None:
+                    await reply.finish(reply.latest_text)
+                reply = await self._stream(source_event_id, update, shown=shown)
+                shown = None
+            if not update.done:
+                reply.push(update.text)
+                continue
+            event_id = await reply.finish(update.text, truncated=update.truncated)
+            if event_id is not None and update.turn_id is not None:
+                await record_reply_message(self.ctx.store, source_event_id, update.speaker_id, event_id, update.turn_id)
+            log.info("reply delivered%s", " (truncated)" if update.truncated else "", extra=self._where(source_event_id))
+
+    async def answer(self, text: str, source_event_id: str) -> None:
+        """Answer one in-story line: the reply streams into the room; any failure becomes a notice.
+        Either way the line is answered (the engine is told); a line the model failed stays
+        without a reply in the story, and `!regen` answers it."""
+        where = self._where(source_event_id)
+        log.info("turn started", extra=where)
+        log.debug("turn text: %r", text, extra=where)  # message bodies only at DEBUG
+        await self.ctx.sender.send(SetTyping(self.room_id, True))
+        try:
+            await self._show(source_event_id, self.ctx.engine.post_turn(self.chat_id, text, source_event_id))
+        except Exception as exc:  # noqa: BLE001  (every line gets an answer, whatever went wrong)
+            log_failure("turn", exc, where)
+            retry = "The story paused: send `!regen` to try again."
+            await self.tell(source_event_id, "error", explain(exc, retry=retry) if is_retryable(exc) else explain(exc))
+        finally:
+            await self.ctx.sender.send(SetTyping(self.room_id, False))
+        await self.ctx.engine.line_answered(self.chat_id, source_event_id)
+
+    async def redo(self, source_event_id: str, reacts_to: str | None = None) -> None:
+        """A new swipe of the newest reply, shown in place (edits of its message), or, when the
+        newest line never got its reply, that reply. `reacts_to`: the message a 🔄 was put on."""
+        try:
+            target = await self.ctx.engine.regenerate_target(self.chat_id)
+        except NothingToRegenerateError as exc:
+            await self.tell(source_event_id, "regen", str(exc))
+            return
+        if target.replaces_turn_id is None:
+            # The newest line has no reply: answer it, in a message of its own keyed to that line.
+            answering = target.line_source_id or source_event_id
+            await self._regenerate(answering, attempt_event_id=source_event_id)
+            return
+        shown = await message_showing_turn(self.ctx.store, target.replaces_turn_id)
+        if reacts_to is not None and reacts_to != shown:
+            await self.tell(source_event_id, "reaction", ONLY_THE_NEWEST_REPLY)
+            return
+        await self._regenerate(source_event_id, shown=shown)
+
+    async def _regenerate(self, source_event_id: str, *, shown: str | None = None, attempt_event_id: str | None = None) -> None:
+        await self.ctx.sender.send(SetTyping(self.room_id, True))
+        try:
+            await self._show(source_event_id, self.ctx.engine.regenerate(self.chat_id), shown=shown)
+        except Exception as exc:  # noqa: BLE001  (every regenerate gets an answer, whatever went wrong)
+            log_failure("regenerate", exc, self._where(source_event_id))
+            text = explain(exc, retry="The reply was not redone: try `!regen` again.")
+            # Its own transaction id: a second failure must not be swallowed as a repeat of the first.
+            await self.tell(attempt_event_id or source_event_id, "regen-error", text)
+        finally:
+            await self.ctx.sender.send(SetTyping(self.room_id, False))
+
+    async def stop(self, source_event_id: str) -> None:
+        """Stop the reply being written (the reply itself then ends, marked as stopped)."""
+        if not await self.ctx.engine.cancel(self.chat_id):
+            await self.tell(source_event_id, "stop", NOTHING_TO_STOP)
+
+
+def room_for(ctx: BotContext, meta: RoomMeta) -> Room:
+    return StoryRoom(ctx, meta) if meta.room_type in STORY_ROOMS and meta.chat_id else LobbyRoom(ctx, meta)
+
+
+@dataclass
+class _Live:
+    room: Room
+    users: int = 0  # work running or queued in the room
+
+
+class LiveRooms:
+    """The room objects with work running or queued, one per room; idle ones are dropped."""
+
+    def __init__(self, ctx: BotContext) -> None:
+        self.ctx = ctx
+        self._live: dict[str, _Live] = {}
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    @asynccontextmanager
+    async def visit(self, meta: RoomMeta) -> AsyncIterator[Room]:
+        """The room's object, without waiting for its queue (for `!stop` and ⏹)."""
+        live = self._live.get(meta.room_id)
+        if live is None:
+            live = self._live[meta.room_id] = _Live(room_for(self.ctx, meta))
+        live.users += 1
+        try:
+            yield live.room
+        finally:
+            live.users -= 1
+            if live.users == 0:
+                del self._live[meta.room_id]
+
+    @asynccontextmanager
+    async def turn(self, meta: RoomMeta) -> AsyncIterator[Room]:
+        """The room's object once earlier work in the room is done."""
+        async with self.visit(meta) as room, room.queue:
+            yield room
+
+
+async def bind_unregistered_room(ctx: BotContext, room_id: str, sender: str) -> RoomMeta | None:
+    """Bind a genuinely new room the bot is in: one it has no record of after reconciliation.
+
+    Rooms with an rpbot identity are rebuilt by reconciliation and never come here. A room an
+    allowed player talks in (their original invite room, say, after the cache was lost) becomes
+    their invite room again, where the Lobby commands work. None if the room stays unbound.
+    """
+    if sender == ctx.bot_user_id or not ctx.config.matrix.is_allowed(sender):
+        return None
+    known = await get_room_meta(ctx.store, room_id)
+    if known is not None:
+        return None
+    meta = RoomMeta(room_id, "invite", sender)
+    await set_room_meta(ctx.store, meta)
+    log.info("bound %s as an invite room of %s", room_id, sender)
+    return meta

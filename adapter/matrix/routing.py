@@ -1,0 +1,179 @@
+"""What to do about one Matrix event: a pure decision, no I/O.
+
+`route(room_id, event, room, bot_user_id)` looks only at the event, the room it came
+in, the cached record of that room (None for a room the bot has not bound) and the
+bot's own id, and returns one action. The dispatcher performs it (`adapter.matrix.dispatcher`), through the room's
+object (`adapter.matrix.rooms`) and `MatrixSender`. Keeping the decision pure makes
+every rule here testable with nothing but events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nio import MegolmEvent, ReactionEvent, RoomEncryptedMedia, RoomMessageMedia, RoomMessageText
+
+from adapter.matrix.store import RoomMeta
+
+LOBBY_ROOMS = frozenset({"lobby", "invite"})
+STORY_ROOMS = frozenset({"chat"})
+
+NOT_A_STORY_ROOM = "Stories are told in their own rooms; this one is for commands. Type `!help` to see what you can do here."
+UPLOAD_IN_LOBBY = "To add this character, reply to the file with `!import`."
+UPLOAD_IN_STORY = "Files are not part of the story. To add a character card, upload it in the Lobby and reply to it with `!import`."
+REACTIONS_IN_STORY_ROOMS = "React 🔄 or ⏹ to a reply in a story room: there is nothing to redo or stop here."
+REDO, STOP = "🔄", "⏹"
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """Nothing to do (the bot's own event, an edit, a reaction that is not an action...)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class AwaitKey:
+    """A message we cannot decrypt yet: keep it and ask for its key."""
+
+    room_id: str
+    event: MegolmEvent
+
+
+@dataclass(frozen=True)
+class BindRoom:
+    """A room the bot is in but has no record of: bind it if the sender may play, then route again."""
+
+    room_id: str
+    sender: str
+
+
+@dataclass(frozen=True)
+class TellStranger:
+    """Someone other than the room's owner spoke: tell them once whose story this is."""
+
+    room_id: str
+    owner: str
+    sender: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Tell:
+    """Answer the event with a notice (what to do instead)."""
+
+    room_id: str
+    event_id: str
+    purpose: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TakeLine:
+    """A player's in-story line: hand it to the engine, then answer it in the room's turn."""
+
+    room_id: str
+    chat_id: str
+    text: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class RunCommand:
+    """A `!command`, run in the room's turn (`!stop` at once, not queued behind what it stops)."""
+
+    room_id: str
+    text: str
+    event_id: str
+    sender: str
+    reply_to: str | None = None
+    at_once: bool = False
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Stop the reply being written (⏹)."""
+
+    room_id: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Redo:
+    """Regenerate the newest reply (🔄 on `reacts_to`, or `!regen` when `reacts_to` is None)."""
+
+    room_id: str
+    event_id: str
+    reacts_to: str | None = None
+
+
+Action = Ignore | AwaitKey | BindRoom | TellStranger | Tell | TakeLine | RunCommand | Stop | Redo
+
+
+def strip_reply_fallback(body: str) -> str:
+    """Drop the quoted `> ...` lines a client puts before the typed text of a reply."""
+    lines = body.split("\n")
+    if not lines or not lines[0].startswith("> "):
+        return body
+    index = 0
+    while index < len(lines) and lines[index].startswith(">"):
+        index += 1
+    return "\n".join(lines[index:]).lstrip("\n")
+
+
+def is_story_line(event: Any) -> bool:
+    """A plain in-story line (not a command, not an edit): safe to dispatch twice."""
+    if not isinstance(event, RoomMessageText):
+        return False
+    relates_to = event.source.get("content", {}).get("m.relates_to") or {}
+    return relates_to.get("rel_type") != "m.replace" and not event.body.strip().startswith("!")
+
+
+def route(room_id: str, event: Any, room: RoomMeta | None, bot_user_id: str) -> Action:
+    """The one action `event` in `room_id` calls for, given the room's record `room` (see the module docstring)."""
+    sender = getattr(event, "sender", None)
+    if sender == bot_user_id:
+        return Ignore("the bot's own event")
+    if isinstance(event, MegolmEvent):
+        return AwaitKey(room_id, event)
+    if isinstance(event, RoomMessageText) and room is None and isinstance(sender, str):
+        return BindRoom(room_id, sender)
+    if room is None:
+        return Ignore("a room the bot has not bound")
+    if isinstance(event, ReactionEvent):
+        return _route_reaction(event, room)
+    if isinstance(event, (RoomMessageMedia, RoomEncryptedMedia)):
+        if event.sender != room.matrix_user_id:
+            return Ignore("an upload by someone else")
+        text = UPLOAD_IN_LOBBY if room.room_type in LOBBY_ROOMS else UPLOAD_IN_STORY
+        return Tell(room.room_id, event.event_id, "upload", text)
+    if not isinstance(event, RoomMessageText):
+        return Ignore("not a message")
+    if event.sender != room.matrix_user_id:
+        return TellStranger(room.room_id, room.matrix_user_id, event.sender, event.event_id)
+    relates_to = event.source.get("content", {}).get("m.relates_to") or {}
+    if relates_to.get("rel_type") == "m.replace":
+        return Ignore("an edit of a line already taken: the story keeps what was said")
+    reply_to = (relates_to.get("m.in_reply_to") or {}).get("event_id")
+    text = (strip_reply_fallback(event.body) if reply_to else event.body).strip()
+    if not text:
+        return Ignore("an empty line")
+    if text.startswith("!"):
+        at_once = text.split(" ", 1)[0].lower() == "!stop"
+        return RunCommand(room.room_id, text, event.event_id, event.sender, reply_to, at_once=at_once)
+    if room.room_type not in STORY_ROOMS or room.chat_id is None:
+        return Tell(room.room_id, event.event_id, "not-a-story", NOT_A_STORY_ROOM)
+    return TakeLine(room.room_id, room.chat_id, text, event.event_id)
+
+
+def _route_reaction(event: ReactionEvent, room: RoomMeta) -> Action:
+    """🔄 redoes the newest reply and ⏹ stops the one being written; other reactions are not actions."""
+    key = event.key.replace("\ufe0f", "")
+    if event.sender != room.matrix_user_id or key not in (STOP, REDO):
+        return Ignore("a reaction that is not an action")
+    if room.room_type not in STORY_ROOMS or room.chat_id is None:
+        return Tell(room.room_id, event.event_id, "reaction", REACTIONS_IN_STORY_ROOMS)
+    if key == STOP:
+        return Stop(room.room_id, event.event_id)
+    return Redo(room.room_id, event.event_id, reacts_to=event.reacts_to)

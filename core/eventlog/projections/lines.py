@@ -1,0 +1,37 @@
+"""Projector for player lines: received from the adapter, then answered.
+
+A line is received once per (chat, source id): receiving it again is a conflict, so
+the caller learns it was already taken.  Answering marks it; answering twice changes
+nothing (an answer shown again after a restart is still the same answer).
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from core.errors import ConflictError
+from core.eventlog.events import LineAnswered, LineReceived
+from core.eventlog.projections.base import projects
+
+
+@projects(LineReceived)
+async def _line_received(conn: aiosqlite.Connection, seq: int, p: LineReceived) -> None:
+    rows = await conn.execute_fetchall(
+        "SELECT 1 FROM lines WHERE chat_id = ? AND source_id = ?", (p.chat_id, p.source_id)
+    )
+    if rows:
+        raise ConflictError(f"chat {p.chat_id!r} already received line {p.source_id!r}")
+    await conn.execute_fetchall(
+        "INSERT INTO lines (chat_id, source_id, text, received_seq) VALUES (?, ?, ?, ?)",
+        (p.chat_id, p.source_id, p.text, seq),
+    )
+    return None
+
+
+@projects(LineAnswered)
+async def _line_answered(conn: aiosqlite.Connection, seq: int, p: LineAnswered) -> None:
+    await conn.execute_fetchall(
+        "UPDATE lines SET answered_seq = ? WHERE chat_id = ? AND source_id = ? AND answered_seq IS NULL",
+        (seq, p.chat_id, p.source_id),
+    )
+    return None

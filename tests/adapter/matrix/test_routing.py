@@ -1,0 +1,126 @@
+"""Routing is a pure decision: an event, the room's record and the bot's id in, one action out.
+
+Every rule is shown here with nothing but parsed nio events: no store, no engine, no sender.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from nio import Event, MegolmEvent
+
+from adapter.matrix.routing import (
+    NOT_A_STORY_ROOM,
+    REACTIONS_IN_STORY_ROOMS,
+    UPLOAD_IN_LOBBY,
+    UPLOAD_IN_STORY,
+    AwaitKey,
+    BindRoom,
+    Ignore,
+    Redo,
+    RunCommand,
+    Stop,
+    TakeLine,
+    Tell,
+    TellStranger,
+    route,
+)
+from adapter.matrix.store import RoomMeta
+
+BOT, ALICE, BOB = "@rpbot:localhost", "@alice:localhost", "@bob:localhost"
+STORY = RoomMeta("!story", "chat", ALICE, "!space", "chat-1", "mx-1")
+LOBBY = RoomMeta("!lobby", "lobby", ALICE, "!space")
+_ids = itertools.count(1)
+
+
+def parsed(sender: str, content: dict[str, Any], kind: str = "m.room.message") -> Any:
+    return Event.parse_event({"type": kind, "sender": sender, "event_id": f"$e{next(_ids)}", "origin_server_ts": 1,
+                              "content": content})
+
+
+def text(body: str, sender: str = ALICE, **content: Any) -> Any:
+    return parsed(sender, {"msgtype": "m.text", "body": body, **content})
+
+
+def reaction(key: str, sender: str = ALICE) -> Any:
+    return parsed(sender, {"m.relates_to": {"rel_type": "m.annotation", "event_id": "$reply", "key": key}}, "m.reaction")
+
+
+def test_a_line_in_a_story_room_is_taken_for_the_story() -> None:
+    event = text("  Hello, Wren.  ")
+    assert route("!story", event, STORY, BOT) == TakeLine("!story", "chat-1", "Hello, Wren.", event.event_id)
+
+
+def test_the_bots_own_events_edits_and_empty_lines_are_ignored() -> None:
+    assert isinstance(route("!story", text("my own reply", sender=BOT), STORY, BOT), Ignore)
+    edit = text("* fixed", **{"m.relates_to": {"rel_type": "m.replace", "event_id": "$old"}})
+    assert isinstance(route("!story", edit, STORY, BOT), Ignore)
+    assert isinstance(route("!story", text("   "), STORY, BOT), Ignore)
+
+
+def test_a_reply_drops_the_quoted_fallback() -> None:
+    event = text("> <@rpbot:localhost> Wren: the lamp\n\nAnd the storm?", **{"m.relates_to": {"m.in_reply_to": {"event_id": "$r"}}})
+    action = route("!story", event, STORY, BOT)
+    assert isinstance(action, TakeLine) and action.text == "And the storm?"
+
+
+def test_commands_run_in_the_rooms_turn_but_stop_runs_at_once() -> None:
+    skip = route("!story", text("!skip 2h"), STORY, BOT)
+    assert isinstance(skip, RunCommand) and skip.text == "!skip 2h" and not skip.at_once
+    stop = route("!story", text("!STOP"), STORY, BOT)
+    assert isinstance(stop, RunCommand) and stop.at_once
+    imported = route("!lobby", text("!import", **{"m.relates_to": {"m.in_reply_to": {"event_id": "$card"}}}), LOBBY, BOT)
+    assert isinstance(imported, RunCommand) and imported.reply_to == "$card"
+
+
+def test_lines_outside_a_story_and_uploads_are_answered_with_what_to_do() -> None:
+    event = text("hello there")
+    assert route("!lobby", event, LOBBY, BOT) == Tell("!lobby", event.event_id, "not-a-story", NOT_A_STORY_ROOM)
+    upload = parsed(ALICE, {"msgtype": "m.file", "body": "wren.png", "url": "mxc://localhost/a"})
+    assert route("!lobby", upload, LOBBY, BOT) == Tell("!lobby", upload.event_id, "upload", UPLOAD_IN_LOBBY)
+    assert route("!story", upload, STORY, BOT) == Tell("!story", upload.event_id, "upload", UPLOAD_IN_STORY)
+
+
+def test_strangers_are_told_whose_story_it_is_and_their_uploads_ignored() -> None:
+    event = text("let me in", sender=BOB)
+    assert route("!story", event, STORY, BOT) == TellStranger("!story", ALICE, BOB, event.event_id)
+    upload = parsed(BOB, {"msgtype": "m.file", "body": "x.png", "url": "mxc://localhost/a"})
+    assert isinstance(route("!story", upload, STORY, BOT), Ignore)
+
+
+def test_reactions_redo_or_stop_in_a_story_and_say_why_not_elsewhere() -> None:
+    redo = reaction("🔄")
+    assert route("!story", redo, STORY, BOT) == Redo("!story", redo.event_id, reacts_to="$reply")
+    stop = reaction("⏹\ufe0f")
+    assert route("!story", stop, STORY, BOT) == Stop("!story", stop.event_id)
+    elsewhere = reaction("🔄")
+    assert route("!lobby", elsewhere, LOBBY, BOT) == Tell("!lobby", elsewhere.event_id, "reaction", REACTIONS_IN_STORY_ROOMS)
+    assert isinstance(route("!story", reaction("👍"), STORY, BOT), Ignore)
+    assert isinstance(route("!story", reaction("🔄", sender=BOB), STORY, BOT), Ignore)
+
+
+def test_an_unknown_room_is_bound_only_for_a_line_and_undecryptable_events_wait_for_their_key() -> None:
+    assert route("!new", text("hello?"), None, BOT) == BindRoom("!new", ALICE)
+    assert isinstance(route("!new", reaction("🔄"), None, BOT), Ignore)
+    encrypted = MegolmEvent.from_dict({
+        "type": "m.room.encrypted", "sender": ALICE, "event_id": "$enc", "origin_server_ts": 1,
+        "content": {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "x", "sender_key": "k", "session_id": "s",
+                    "device_id": "D"},
+    })
+    assert route("!story", encrypted, STORY, BOT) == AwaitKey("!story", encrypted)
+
+
+def test_routing_is_a_plain_function_that_can_reach_no_io() -> None:
+    """Not a coroutine, and it imports nothing that could read or write: only event types and RoomMeta."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    import adapter.matrix.routing as routing
+
+    assert not inspect.iscoroutinefunction(routing.route)
+    tree = ast.parse(Path(routing.__file__).read_text())
+    imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert {name for module, name in imported if module == "adapter.matrix.store"} == {"RoomMeta"}
+    assert {module for module, _ in imported} <= {"__future__", "dataclasses", "typing", "nio", "adapter.matrix.store"}
