@@ -96,3 +96,22 @@ def test_read_models_read_projections_with_typed_causes_not_the_raw_log() -> Non
         if raw_log.search(text)
     ]
     assert found == []
+
+
+def test_nothing_in_the_repository_points_outside_it_and_code_cites_no_issue_numbers() -> None:
+    """The repository explains itself: no pointer to a design file kept elsewhere, and code says
+    why in words rather than by an issue number a newcomer cannot look up."""
+    outside = re.compile(r"DESIGN\.md|MATRIX-NOTES|\.\./shared\b")
+    issue = re.compile(r"\bissues? #?\d+\b", re.IGNORECASE)
+    texts = [p for p in ROOT.rglob("*") if p.is_file() and p.suffix in (".py", ".md", ".mjs", ".toml", ".yaml", ".txt")]
+    texts = [p for p in texts if not any(part in (".venv", "node_modules", ".git", ".pytest_cache") for part in p.parts)]
+    texts = [p for p in texts if p != Path(__file__).resolve()]  # this test names what it looks for
+    pointing_out = [str(p.relative_to(ROOT)) for p in texts if outside.search(p.read_text(errors="replace"))]
+    citing = [
+        where(path, line)
+        for path in python_files("core", "adapter", "tests", "bench")
+        if path != Path(__file__).resolve()
+        for line, text in enumerate(path.read_text().splitlines(), start=1)
+        if issue.search(text)
+    ]
+    assert pointing_out == [] and citing == []

@@ -1,1 +1,1 @@
-"""Reliability and security tests: crashes, outages, model faults, hostile input and load (issue 8)."""
+"""Reliability and security tests: crashes, outages, model faults, hostile input and load."""
