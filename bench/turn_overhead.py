@@ -31,7 +31,7 @@ from core.eventlog import USER
 from core.llm import FakeLLM
 from core.services.addressee import AddresseeDecision
 from core.services.memory_write import record_turn_memory
-from core.services.relationships import apply_exchange_edges
+from core.state import edges as edge_state
 from core.state import turns as turn_state
 
 HOST, GUEST = "wren-halloway", "odile-marchetti"
@@ -72,7 +72,8 @@ async def build_history(engine: Engine, chat_id: str, prior_turns: int, rng: ran
             )
             await record_turn_memory(tx, chat_id, user_turn=user, reply_turn=reply, speaker_name="Wren",
                                      present=[HOST])
-            await apply_exchange_edges(tx, chat_id, reply.turn_id, HOST)
+            if i % 10 == 0:  # a relationship reading now and then, as a story has them
+                await edge_state.adjust_edge(tx, chat_id, HOST, USER, affinity_delta=1, cause_turn_id=reply.turn_id)
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -264,11 +264,15 @@ class Engine:
             )
         return TurnUpdate(host.name, host.character_id, turn.text, done=True, turn_id=turn.turn_id)
 
-    async def post_turn(self, chat_id: str, text: str, source_id: str) -> AsyncGenerator[TurnUpdate, None]:
+    async def post_turn(
+        self, chat_id: str, text: str, source_id: str, *, replying_to: str | None = None
+    ) -> AsyncGenerator[TurnUpdate, None]:
         """Record the player's line and stream the answering character's reply.
 
-        With a guest present, one classifier request picks who answers (the host on
-        any doubt).  If `source_id` was posted before, the reply already made (its
+        With a guest present, the character the line names, or the one whose message it
+        replies to (`replying_to`, a character id), or the last speaker answers; one
+        classifier request decides only a line that names both or may ask for a skip
+        or a scene close (the host on any doubt).  If `source_id` was posted before, the reply already made (its
         shown swipe) is yielded as done, or, if no reply was recorded (the model
         failed), one is generated now; never twice.  Model failures raise
         `core.llm.LLMError` after the player's turn is recorded.  After `cancel`,
@@ -277,7 +281,7 @@ class Engine:
         nothing is written.
         """
         check_line(text)
-        async with aclosing(self.pipeline.post_turn(chat_id, text, source_id)) as updates:
+        async with aclosing(self.pipeline.post_turn(chat_id, text, source_id, replying_to=replying_to)) as updates:
             async for update in updates:
                 yield update
 

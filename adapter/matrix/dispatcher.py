@@ -178,14 +178,14 @@ class Dispatcher:
                 self.in_turn(meta, lambda room: room.tell(event_id, purpose, text), event_id)
             case RunCommand(_, text, event_id, sender, reply_to, at_once):
                 self.in_turn(meta, lambda room: room.command(text, event_id, sender, reply_to), event_id, at_once=at_once)
-            case TakeLine(_, chat_id, text, event_id):
-                await self.take_line(meta, chat_id, text, event_id)
+            case TakeLine(_, chat_id, text, event_id, reply_to):
+                await self.take_line(meta, chat_id, text, event_id, reply_to)
             case Stop(_, event_id):
                 self.in_turn(meta, lambda room: _story(room).stop(event_id), event_id, at_once=True)
             case Redo(_, event_id, reacts_to):
                 self.in_turn(meta, lambda room: _story(room).redo(event_id, reacts_to), event_id)
 
-    async def take_line(self, meta: RoomMeta, chat_id: str, text: str, event_id: str) -> None:
+    async def take_line(self, meta: RoomMeta, chat_id: str, text: str, event_id: str, reply_to: str | None = None) -> None:
         """Hand the line to the engine now (durably, before the sync token moves) and answer it in turn."""
         try:
             new = await self.ctx.engine.receive_line(chat_id, text, event_id)
@@ -194,7 +194,7 @@ class Dispatcher:
             self.in_turn(meta, lambda room: room.tell(event_id, "error", reason), event_id)
             return
         if new:
-            self.in_turn(meta, lambda room: _story(room).answer(text, event_id), event_id)
+            self.in_turn(meta, lambda room: _story(room).answer(text, event_id, reply_to), event_id)
 
     def _tell_stranger_once(self, room_id: str, owner: str, sender: str, source_event_id: str) -> None:
         if (room_id, sender) in self._strangers_told:

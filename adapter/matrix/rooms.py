@@ -33,6 +33,7 @@ from adapter.matrix.routing import STORY_ROOMS, Redo
 from adapter.matrix.spaces import create_story_room
 from adapter.matrix.store import (
     RoomMeta,
+    character_of_message,
     get_room_meta,
     get_user_meta,
     message_showing_turn,
@@ -166,8 +167,10 @@ class StoryRoom(Room):
                 await record_reply_message(self.ctx.store, source_event_id, update.speaker_id, event_id, update.turn_id)
             log.info("reply delivered%s", " (truncated)" if update.truncated else "", extra=self._where(source_event_id))
 
-    async def answer(self, text: str, source_event_id: str) -> None:
-        """Answer one in-story line: the reply streams into the room; any failure becomes a notice.
+    async def answer(self, text: str, source_event_id: str, reply_to: str | None = None) -> None:
+        """Answer one in-story line (`reply_to`: the message it replies to; a character's
+        message makes that character the one who answers, unless the line names another):
+        the reply streams into the room; any failure becomes a notice.
         Either way the line is answered (the engine is told); a line the model failed stays
         without a reply in the story, and `!regen` answers it."""
         where = self._where(source_event_id)
@@ -175,7 +178,9 @@ class StoryRoom(Room):
         log.debug("turn text: %r", text, extra=where)  # message bodies only at DEBUG
         await self.ctx.sender.send(SetTyping(self.room_id, True))
         try:
-            await self._show(source_event_id, self.ctx.engine.post_turn(self.chat_id, text, source_event_id))
+            replying_to = await character_of_message(self.ctx.store, reply_to) if reply_to else None
+            updates = self.ctx.engine.post_turn(self.chat_id, text, source_event_id, replying_to=replying_to)
+            await self._show(source_event_id, updates)
         except Exception as exc:  # noqa: BLE001  (every line gets an answer, whatever went wrong)
             log_failure("turn", exc, where)
             retry = "The story paused: send `!regen` to try again."

@@ -77,6 +77,7 @@ class TakeLine:
     chat_id: str
     text: str
     event_id: str
+    reply_to: str | None = None  # the message the line replies to (a character's, perhaps)
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def route(room_id: str, event: Any, room: RoomMeta | None, bot_user_id: str) -> 
         return RunCommand(room.room_id, text, event.event_id, event.sender, reply_to, at_once=at_once)
     if room.room_type not in STORY_ROOMS or room.chat_id is None:
         return Tell(room.room_id, event.event_id, "not-a-story", NOT_A_STORY_ROOM)
-    return TakeLine(room.room_id, room.chat_id, text, event.event_id)
+    return TakeLine(room.room_id, room.chat_id, text, event.event_id, reply_to)
 
 
 def _route_reaction(event: ReactionEvent, room: RoomMeta) -> Action:

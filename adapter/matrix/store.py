@@ -88,6 +88,10 @@ ADAPTER_SCHEMA.statements("the engine owns answered lines; the cache maps messag
     "CREATE INDEX reply_messages_by_turn ON reply_messages (turn_id)",
 ])
 
+ADAPTER_SCHEMA.statements("find a reply's message by its event id (whom a player's Matrix reply answers)", [
+    "CREATE INDEX reply_messages_by_event ON reply_messages (event_id)",
+])
+
 
 @dataclass(frozen=True)
 class UserMeta:
@@ -260,6 +264,15 @@ async def reply_message_for(store: AdapterStore, source_event_id: str, character
     async with store.conn.execute(
         "SELECT event_id FROM reply_messages WHERE source_event_id = ? AND character_id = ?",
         (source_event_id, character_id),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return row[0] if row else None
+
+
+async def character_of_message(store: AdapterStore, event_id: str) -> str | None:
+    """The character whose reply the message `event_id` shows (None: not a character's reply)."""
+    async with store.conn.execute(
+        "SELECT character_id FROM reply_messages WHERE event_id = ? ORDER BY rowid DESC LIMIT 1", (event_id,)
     ) as cursor:
         row = await cursor.fetchone()
     return row[0] if row else None

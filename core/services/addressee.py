@@ -1,11 +1,12 @@
 """Routing the player's line: who answers, and whether it asks for a time skip or a scene close.
 
-This is the one routing call allowed before narration (DESIGN: latency rule). It
-is ONE classifier request, purpose "addressee", answered as an `AddresseeDecision`
-that carries the addressee AND the intent (a skip of a duration, a jump to a time,
-closing the scene).  It is asked when more than one character is present, or, with
-one character, only when `may_carry_intent` (a local regex, no model) says the
-text may carry such intent; otherwise no call is made at all.
+The speaker is chosen without a model whenever the line makes it plain
+(`local_addressee`: the line speaks to one character by name, replies to one's message,
+or goes on with whoever spoke last).  The model is asked (ONE classifier request, purpose
+"addressee", answered as an `AddresseeDecision` that carries the addressee AND the
+intent: a skip of a duration, a jump to a time, closing the scene) only when the line
+calls more than one by name or names one in passing, or when `may_carry_intent` (a local regex) says it may
+ask for a skip, a jump or a scene close; otherwise no call is made at all.
 The safe answer is "no intent": every intent field defaults to nothing, and a
 duration or time the classifier gives that `core.timeparse` cannot read is ignored.
 Anything unusable falls back to a safe choice and is logged, never raised:
@@ -71,7 +72,8 @@ class Route:
 _INTENT_WORDS = re.compile(
     r"\b(sleep|slept|asleep|nap|rest|later|tomorrow|tonight|morning|noon|afternoon|evening|night|midnight|dawn|dusk"
     r"|hours?|minutes?|days?|weeks?|months?|years?|skip|jump|fast[- ]forward|time passes|meanwhile|wait(?:s|ed)? (?:for|until|till)"
-    r"|until|till|end (?:the |this )?scene|scene ends|close (?:the |this )?scene|fade (?:out|to black)|\d+ ?(?:h|m|d|am|pm)\b)",
+    r"|until|till|end (?:the |this )?scene|scene ends|close (?:the |this )?scene|fade (?:out|to black)"
+    r"|part(?:s|ed)? ways|we part|farewell|goodbye|good ?night|\d+ ?(?:h|m|d|am|pm)\b)",
     re.IGNORECASE,
 )
 
@@ -79,6 +81,64 @@ _INTENT_WORDS = re.compile(
 def may_carry_intent(text: str) -> bool:
     """A cheap local check: could `text` ask for a time skip / jump or a scene close?"""
     return _INTENT_WORDS.search(text) is not None
+
+
+_NOT_NAMES = frozenset("the and of von van der den del de la le".split())
+
+
+def _name_words(character: world.Character) -> set[str]:
+    """The words a player may call `character` by: those of its name (a title too: "Captain")."""
+    words = {w.lower() for w in re.findall(r"[\w'-]+", character.name) if len(w) > 2}
+    return (words - _NOT_NAMES) or words
+
+
+_INTERJECTION = r"(?:(?:hey|hi|hello|oh|ah|so|well|and|now|look|listen|morning|evening|good\s+\w+)[\s,!.]+)?"
+
+
+def _calls_by(text: str, word: str) -> bool:
+    """Whether `word` (a name word) is how the line speaks TO someone: at its start
+    ("Ilse, any letters?", "Hello Ilse"), after a comma ("Tell me, Ilse, ..."), or at its
+    end ("..., Ilse?"), rather than a mention in passing ("Does Ilse always bring news?")."""
+    name = re.escape(word)
+    return bool(
+        re.search(rf"^\W*{_INTERJECTION}{name}\b", text, re.IGNORECASE)
+        or re.search(rf",\s*{name}\b", text, re.IGNORECASE)
+        or re.search(rf"\b{name}\W*$", text, re.IGNORECASE)
+    )
+
+
+def named_characters(cast: Cast, text: str) -> tuple[list[world.Character], list[world.Character]]:
+    """(the characters present `text` speaks to by name, those it only mentions), each by a
+    word of its name that no other character present bears."""
+    words = {w.lower() for w in re.findall(r"[\w'-]+", text)}
+    own = {c.character_id: _name_words(c) for c in cast.characters}
+    called, mentioned = [], []
+    for character in cast.characters:
+        others = set().union(*(w for cid, w in own.items() if cid != character.character_id))
+        hits = (own[character.character_id] - others) & words
+        if any(_calls_by(text, word) for word in hits):
+            called.append(character)
+        elif hits:
+            mentioned.append(character)
+    return called, mentioned
+
+
+def local_addressee(
+    cast: Cast, dialogue: Sequence[Turn], text: str, replying_to: str | None = None
+) -> world.Character | None:
+    """Who answers `text` when it is plain without a model: the one character it speaks to
+    by name, else the character whose message it replies to, else whoever spoke last (the
+    player is still talking to them), else the host.  None when it calls more than one by
+    name, or names one only in passing ("Does Ilse always bring news?"): the model decides."""
+    called, mentioned = named_characters(cast, text)
+    if len(called) == 1 and not mentioned:
+        return called[0]
+    if called or mentioned:
+        return None
+    if replying_to is not None and cast.get(replying_to) is not None:
+        return cast.get(replying_to)
+    last = next((cast.get(t.speaker) for t in reversed(dialogue) if t.role == "assistant" and cast.get(t.speaker)), None)
+    return last or cast.host
 
 
 def addressee_messages(cast: Cast, dialogue: Sequence[Turn], text: str) -> list[ChatMessage]:

@@ -1,48 +1,58 @@
 """The prompt for one character's reply, within a token budget, in a layout every template accepts.
 
-Layout (stable first, so a model server's prefix cache keeps hitting; `docs/prompts.md`):
+Layout: what rarely changes first, what changes every turn last, so that consecutive turns
+share the longest prefix and a model server's prefix cache keeps hitting (`docs/prompts.md`):
 
     system     main prompt (or the card's `system_prompt`, `{{original}}` = the main prompt)
-               Character / Description / Personality / Scenario, the player's persona (`User:`)
-               example dialogue (`mes_example` blocks; dropped first when over budget)
-               who is present; how the speaker feels about them; its scene summaries
-               -- what changes each turn --
-               recalled memories, meanwhile digests, the story time now
-    dialogue   user / assistant strictly alternating, starting with user: the speaker's own
+               Character / Description / Personality / Scenario (the story's), persona (`User:`),
+               who is present; example dialogue (`mes_example` blocks, while the dialogue
+               leaves room); the speaker's scene summaries; what it remembers of the exchanges
+               before the dialogue window; the open threads it knows of
+    dialogue   the window (`core.services.prompt_window`: it moves in blocks, not every turn);
+               user / assistant strictly alternating, starting with user: the speaker's own
                lines are `assistant`; the player's, other characters' and narration are folded,
                named, into the `user` turn they belong to
-    last user  ends with the card's `post_history_instructions` (and a regenerate's note)
+    last user  the player's line, then the story notes of this turn in brackets (story time
+               and part of day, world events running or due, how the speaker feels about those
+               present, memories the line brings back, meanwhile digests), then the card's
+               `post_history_instructions` (and a regenerate's note)
 
 Budget (`tokens.estimate_tokens`, chars/4): the card and the player's line are always kept;
-digests, summaries and memories each get at most a share of the rest (`SECTION_SHARES`,
-whole items, most important first); the example dialogue gets its share only from what the
-last `MIN_DIALOGUE_TURNS` turns leave (so it is dropped first); the dialogue takes what is
-left, newest turns first.  `AssembledPrompt.section_tokens` / `section_budgets` report each part
-(what `!context` shows).
+`TAIL_SHARE` of the rest is held for the notes; summaries, earlier memories and threads get
+at most their share (`SECTION_SHARES`, whole items, most important first); the dialogue
+window takes what is left; the example dialogue only what the window leaves (so it goes
+first as the story grows).  `AssembledPrompt.section_tokens` / `section_budgets` report each
+part (what `!context` shows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from core.eventlog import USER, Readable
 from core.llm.base import ChatMessage
 from core.llm.roles import alternating
 from core.services import recall
 from core.services.card_text import card_block, example_blocks, post_history
-from core.services.dialogue import Cast, recent_dialogue
+from core.services.dialogue import Cast
 from core.services.macros import story_time
+from core.services.prompt_window import dialogue_window, turn_cost
 from core.services.relationships import prior_edges
+from core.services.story_clock import time_now_line, when_phrase
 from core.services.tokens import MESSAGE_OVERHEAD, estimate_tokens
-from core.state import world
+from core.state import in_view, world
 from core.state.edges import Edge
+from core.state.memory import Memory
+from core.state.plans import WorldEvent
 from core.state.turns import Turn
 
 DEFAULT_BUDGET_TOKENS = 6000
 DIALOGUE_TURNS = 40
-MIN_DIALOGUE_TURNS = 6  # recent turns that outrank the example dialogue
-SECTION_SHARES = {"examples": 0.15, "digests": 0.10, "summaries": 0.15, "memories": 0.20}
+TAIL_SHARE = 0.15  # held for the notes after the player's line
+SECTION_SHARES = {"examples": 0.15, "summaries": 0.12, "earlier": 0.15, "threads": 0.05}
+EVENTS_HORIZON = timedelta(days=3)  # planned world events this close are "due soon"
 NARRATOR = "narrator"
 
 
@@ -114,14 +124,24 @@ def _turn_line(turn: Turn) -> tuple[str, str]:
     return (NARRATOR if turn.role == "narration" else turn.speaker, turn.text)
 
 
-def finish_with_user(messages: list[ChatMessage], note: str, fallback: str) -> list[ChatMessage]:
-    """`messages` ending on a user turn that carries `note` (post-history instructions)."""
+def finish_with_user(messages: list[ChatMessage], note: str, fallback: str, notes: str = "") -> list[ChatMessage]:
+    """`messages` ending on a user turn that carries this turn's `notes`, then `note`
+    (post-history instructions)."""
     if messages[-1]["role"] != "user":
         messages.append({"role": "user", "content": fallback})
-    if note:
+    tail = "\n\n".join(part for part in (notes, note) if part)
+    if tail:
         last = messages[-1]
-        messages[-1] = {"role": "user", "content": f"{last['content']}\n\n{note}"}
+        messages[-1] = {"role": "user", "content": f"{last['content']}\n\n{tail}"}
     return messages
+
+
+def memory_line(memory: Memory, now: datetime) -> str:
+    return f"- ({when_phrase(memory.story_time, now)}) {memory.text}"
+
+
+def section(title: str, lines: Sequence[str]) -> str:
+    return title + "\n" + "\n".join(lines) if lines else ""
 
 
 def present_line(cast: Cast, speaker: world.Character) -> str:
@@ -149,87 +169,124 @@ async def assemble_prompt(
     (a regenerate) adds a note after the dialogue asking for a fresh take, so swipes differ
     even with a deterministic model.
     """
-    chat_id = cast.chat.chat_id
-    who = speaker.character_id
-    up_to = excluding_turn - 1 if excluding_turn else None
-    dialogue = [t for t in await recent_dialogue(source, chat_id, limit=DIALOGUE_TURNS, up_to_turn_id=up_to, witness=who)
-                if t.text.strip()]
-    if user_turn is not None and not excluding_turn:  # a line answered late is answered in the present
-        dialogue = [t for t in dialogue if t.turn_id != user_turn.turn_id] + [user_turn]
-
+    chat_id, who, now = cast.chat.chat_id, speaker.character_id, cast.chat.clock
     card = card_block(speaker, cast) + "\n" + present_line(cast, speaker)
     note = post_history(speaker, cast)
     if take > 1:
         note = (note + "\n" if note else "") + f"(This is take {take} of {speaker.name}'s reply: write it afresh.)"
-    now = f"Story time now: {story_time(cast.chat.clock)}."
+    free = max(0, budget_tokens - estimate_tokens(card) - estimate_tokens(note) - 3 * MESSAGE_OVERHEAD)
+    budgets = {name: int(free * share) for name, share in SECTION_SHARES.items()}
+    budgets["notes"] = int(free * TAIL_SHARE)
+
+    # The stable part: what changes at a scene's close, a thread's change or a window move.
+    summaries = await recall.pov_summaries(source, chat_id, who, recorded_before=excluding_turn)
+    summary_lines = list(reversed(take_within(
+        [f"- ({when_phrase(m.story_time, now)}) {m.text}" for m in reversed(summaries)], budgets["summaries"])))
+    threads = await in_view.open_threads_known_by(source, chat_id, who)
+    thread_lines = take_within([f"- {t.title}: {t.summary}" if t.summary else f"- {t.title}" for t in threads],
+                               budgets["threads"])
+    window_budget = max(0, free - budgets["notes"] - budgets["earlier"] - _cost(summary_lines) - _cost(thread_lines))
+    window = await dialogue_window(
+        source, chat_id, who, up_to_turn_id=excluding_turn - 1 if excluding_turn else None,
+        budget=window_budget, max_turns=DIALOGUE_TURNS,
+    )
+    dialogue = list(window.turns)
+    if user_turn is not None and not excluding_turn:  # a line answered late is answered in the present
+        dialogue = [t for t in dialogue if t.turn_id != user_turn.turn_id] + [user_turn]
+    earlier = await recall.earlier_memories(source, chat_id, who, window.first_turn_id if window.left_out else None,
+                                            excluding_turn=excluding_turn)
+    earlier_lines = list(reversed(take_within([memory_line(m, now) for m in reversed(earlier)], budgets["earlier"])))
+    window_cost = sum(turn_cost(t) for t in dialogue)
+    spare = window_budget + budgets["earlier"] - _cost(earlier_lines) - window_cost
+    # Examples only while the whole story fits: once lines are left out, dialogue outranks them.
+    budgets["examples"] = 0 if window.left_out else max(0, min(budgets["examples"], spare))
+    examples = take_within(example_blocks(speaker, cast), budgets["examples"])
+
+    # The notes of this turn, after the player's line.
+    time_line = time_now_line(now)
+    events = await in_view.world_events_in_view(source, chat_id, who, until=now + EVENTS_HORIZON)
+    event_lines = [_event_line(e, now) for e in events]
     edges = await prior_edges(source, chat_id, who, [USER, *cast.present_ids], excluding_turn=excluding_turn)
     edge_lines = [_edge_line(cast, e) for e in edges]
-    summaries = await recall.pov_summaries(source, chat_id, who, recorded_before=excluding_turn)
-    memories = await recall.memories_for_prompt(
-        source, chat_id, who, user_turn.text if user_turn else (pending_line or ""),
-        shown_turn_ids={t.turn_id for t in dialogue}, excluding_turn=excluding_turn,
+    query = user_turn.text if user_turn else (pending_line or "")
+    recalled = await recall.recalled_memories(
+        source, chat_id, who, query, leave_out_turns={t.turn_id for t in dialogue},
+        leave_out_memories={m.memory_id for m in earlier}, excluding_turn=excluding_turn,
     )
     digests = await recall.digests_for_reply(
         source, chat_id, who, user_turn.turn_id if user_turn else None, created_before=excluding_turn
     )
+    room = budgets["notes"] - estimate_tokens(time_line) - _cost(event_lines) - _cost(edge_lines)
+    digest_lines = take_within([f"- {d.text}" for d in reversed(digests)], max(0, room // 2))
+    memory_lines = take_within([memory_line(m, now) for m in recalled], max(0, room - _cost(digest_lines)))
 
-    last_line = estimate_tokens(dialogue[-1].text) + 8 if dialogue else 0  # + a name
-    fixed = (estimate_tokens(card) + estimate_tokens(now) + estimate_tokens(note) + _cost(edge_lines)
-             + 3 * MESSAGE_OVERHEAD + last_line)
-    free = max(0, budget_tokens - fixed)
-    budgets = {name: int(free * share) for name, share in SECTION_SHARES.items()}
-    digest_lines = take_within([f"- {d.text}" for d in reversed(digests)], budgets["digests"])
-    summary_lines = take_within([f"- {m.text}" for m in reversed(summaries)], budgets["summaries"])
-    memory_lines = take_within(
-        [f"- ({m.story_time:%b %d, %H:%M}) {m.text}" for m in reversed(memories)], budgets["memories"]
-    )
-    # Examples go first: they get what the recent dialogue and the other sections leave.
-    recent = sum(estimate_tokens(t.text) + 8 + MESSAGE_OVERHEAD for t in dialogue[-MIN_DIALOGUE_TURNS:-1])
-    spare = free - recent - _cost(digest_lines) - _cost(summary_lines) - _cost(memory_lines)
-    budgets["examples"] = max(0, min(budgets["examples"], spare))
-    examples = take_within(example_blocks(speaker, cast), budgets["examples"])
-    sections = [
-        (f"Example dialogue (how {speaker.name} speaks; not part of the story):",
-         [f"<example>\n{block}\n</example>" for block in examples]),
-        (f"How {speaker.name} feels about those present:", edge_lines),
-        (f"{speaker.name}'s own memories of earlier scenes:", list(reversed(summary_lines))),
-        (f"What {speaker.name} remembers:", list(reversed(memory_lines))),
-        (f"Meanwhile, off-screen ({speaker.name} was there; {cast.player.name} has just learned of it):",
-         list(reversed(digest_lines))),
-    ]
-    system = "\n\n".join([card] + [title + "\n" + "\n".join(lines) for title, lines in sections if lines] + [now])
+    system = "\n\n".join(part for part in [
+        card,
+        section(f"Example dialogue (how {speaker.name} speaks; not part of the story):",
+                [f"<example>\n{block}\n</example>" for block in examples]),
+        section(f"{speaker.name}'s own memories of earlier scenes:", summary_lines),
+        section(f"Earlier in this story ({speaker.name} remembers it; these lines are no longer shown):",
+                earlier_lines),
+        section(f"Open threads {speaker.name} knows of:", thread_lines),
+    ] if part)
+    notes = "\n".join(part for part in [
+        time_line,
+        section("Happening now or due soon:", event_lines),
+        section(f"How {speaker.name} feels about those present:", edge_lines),
+        section(f"What {speaker.name} recalls now:", memory_lines),
+        section(f"Meanwhile, off-screen ({speaker.name} was there; {cast.player.name} has just learned of it):",
+                list(reversed(digest_lines))),
+    ] if part)
+    notes = f"[Story notes for {speaker.name}, not part of the dialogue:\n{notes}]"
+
     report = AssembledPrompt([], budget_tokens, section_budgets=budgets)
     report.section_tokens = {
-        "card": estimate_tokens(card) + estimate_tokens(now),
+        "card": estimate_tokens(card),
         "examples": _cost(examples),
-        "edges": _cost(edge_lines),
         "summaries": _cost(summary_lines),
+        "earlier": _cost(earlier_lines),
+        "threads": _cost(thread_lines),
+        "time": estimate_tokens(time_line) + 12,  # and the notes' brackets
+        "events": _cost(event_lines),
+        "edges": _cost(edge_lines),
         "memories": _cost(memory_lines),
         "digests": _cost(digest_lines),
         "post_history": estimate_tokens(note),
     }
     report.section_items = {
-        "card": 1, "examples": len(examples), "edges": len(edge_lines), "summaries": len(summary_lines),
+        "card": 1, "examples": len(examples), "summaries": len(summary_lines), "earlier": len(earlier_lines),
+        "threads": len(thread_lines), "time": 1, "events": len(event_lines), "edges": len(edge_lines),
         "memories": len(memory_lines), "digests": len(digest_lines), "post_history": int(bool(note)),
     }
-    remaining = budget_tokens - estimate_tokens(system) - estimate_tokens(note) - 2 * MESSAGE_OVERHEAD
-    chosen: list[tuple[str, str]] = []
-    for index, turn in enumerate(reversed(dialogue)):
-        cost = estimate_tokens(turn.text) + 8 + MESSAGE_OVERHEAD  # a name, and a message of its own at worst
-        if index > 0 and cost > remaining:
-            break
-        chosen.append(_turn_line(turn))
-        remaining -= cost
-    chosen.reverse()
+    chosen = [_turn_line(t) for t in dialogue]
     report.section_items["dialogue"] = report.dialogue_turns = len(chosen)
-    report.dropped_turns = len(dialogue) - len(chosen)
+    report.dropped_turns = window.left_out
     if pending_line is not None:
         chosen.append((USER, pending_line))
     history = fold_lines(cast, who, chosen)
     report.section_tokens["dialogue"] = sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD for m in history)
-    cut = report.dropped_turns > 0 or len(dialogue) >= DIALOGUE_TURNS
-    opening = "[Earlier lines of the story are left out.]" if cut else (
+    opening = "[Earlier lines of the story are left out.]" if window.left_out else (
         f"[The scene begins. Write {speaker.name}'s opening message.]")
     messages = alternating([{"role": "system", "content": system}, *history], opening=opening)
-    report.messages = finish_with_user(messages, note, f"[{speaker.name} goes on.]")
+    report.messages = finish_with_user(messages, note, f"[{speaker.name} goes on.]", notes)
     return report
+
+
+def _event_line(event: WorldEvent, now: datetime) -> str:
+    what = event.title + (f": {event.description}" if event.description else "")
+    if event.status == "started":
+        return f"- Happening now: {what}"
+    if event.due_at is not None and event.due_at <= now:
+        return f"- Due already: {what}"
+    assert event.due_at is not None
+    return f"- Due {due_phrase(event.due_at, now)}: {what}"
+
+
+def due_phrase(due: datetime, now: datetime) -> str:
+    """When a planned event is due, as the notes say it: "at 7:00 AM", "tomorrow at 7:00 AM"."""
+    at = story_time(due).rsplit(", ", 1)[-1]
+    if due.date() == now.date():
+        return f"at {at}"
+    if due.date() == now.date() + timedelta(days=1):
+        return f"tomorrow at {at}"
+    return f"on {story_time(due)}"

@@ -19,12 +19,14 @@ from core.eventlog import Readable
 from core.state import digests as digest_state
 from core.state import memory as memory_state
 from core.state.memory import Memory
+from core.state.memory_before import memories_before_turn
 
 log = logging.getLogger(__name__)
 
 _search_failure_logged = False
 
 RECENT_MEMORIES = 8
+EARLIER_MEMORIES = 12  # of the exchanges just before a prompt's dialogue window
 RELEVANT_MEMORIES = 6
 QUERY_TERMS = 4  # the player's most distinctive words searched for (cost grows with each term's hits)
 SUMMARIES = 4
@@ -70,6 +72,47 @@ async def memories_for_prompt(
         chosen.setdefault(memory.memory_id, memory)
     order = await memory_state.story_places(source, list(chosen))
     return sorted(chosen.values(), key=lambda m: (order.get(m.memory_id, 0), m.memory_id))
+
+
+async def earlier_memories(
+    source: Readable, chat_id: str, who: str, first_shown_turn: int | None, *, excluding_turn: int | None = None
+) -> list[Memory]:
+    """What `who` remembers of the exchanges just before the prompt's dialogue window (the
+    turns the window no longer shows), newest `EARLIER_MEMORIES`, in story order; nothing
+    when the window starts at the story's first turn."""
+    if first_shown_turn is None:
+        return []
+    return await memories_before_turn(
+        source, chat_id, who, first_shown_turn, EARLIER_MEMORIES, recorded_before=excluding_turn
+    )
+
+
+async def recalled_memories(
+    source: Readable,
+    chat_id: str,
+    who: str,
+    query: str,
+    *,
+    leave_out_turns: Collection[int] = (),
+    leave_out_memories: Collection[int] = (),
+    excluding_turn: int | None = None,
+) -> list[Memory]:
+    """Event memories `who` witnessed that the player's line brings back (word relevance),
+    most relevant first, leaving out memories of turns the prompt shows (`leave_out_turns`),
+    memories it holds already (`leave_out_memories`) and, for a regenerate, the replaced
+    reply's and anything recorded after it."""
+    if not query:
+        return []
+    hits = await _relevant(source, chat_id, who, query, excluding_turn)
+    chosen: list[Memory] = []
+    for memory in (h.memory for h in hits if h.memory.kind == "event"):
+        turn = memory.source_turn_id
+        if memory.memory_id in leave_out_memories or (turn is not None and (turn in leave_out_turns or turn == excluding_turn)):
+            continue
+        chosen.append(memory)
+        if len(chosen) == RELEVANT_MEMORIES:
+            break
+    return chosen
 
 
 def relevance_query(text: str) -> str:

@@ -6,16 +6,18 @@ post:        one transaction: the open main scene (opened if none), the user tur
              a guest or when a local check sees skip / scene-close words) -> either the story
              moves (scene closed, kind "scene", summaries deferred; then a skip / jump
              narrated, kind "narration") or prompt -> streamed reply -> one transaction: the
-             reply turn, its memory for those present, the edge rule.
+             reply turn, its memory for those present; after delivery, the relationship
+             reading (`relationships.classify_exchange_edges`, only for an exchange that
+             touches on feelings) and the lifecycle classifier.
 regenerate:  prompt without the replaced reply -> streamed reply -> one transaction:
              rollback of what the replaced reply caused + the new swipe (+ its effects).
              If the model fails, nothing changed: regenerate again to retry.
 cancel:      stops the in-flight generation of a chat; the partial text is recorded as the
              (truncated) reply and the stream ends with a done, truncated update.
 
-Memory and edge writes are deterministic (no model call) and are written in the same
+Memory writes are deterministic (no model call) and are written in the same
 transaction as the reply turn, after its text is complete: nothing runs before the
-first words but the routing call.  Extra after-turn work (`AfterTurnStep`, e.g. a
+first words but the routing call (and that only when the line is not plain).  Extra after-turn work (`AfterTurnStep`, e.g. a
 lifecycle classifier, `plot.detect_lifecycle`, always run; then the added steps) runs
 as a task per chat after the reply (`defer`); the chat's next turn or regenerate waits
 for it, so its events belong to that reply (see `regenerate`).  Scene summaries still
@@ -52,7 +54,7 @@ from core.services.generation import Generation
 from core.services.memory_write import exchange_text, record_turn_memory
 from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
 from core.services.regenerate import roll_back_turn
-from core.services.relationships import apply_exchange_edges
+from core.services.relationships import classify_exchange_edges, may_touch_relationship
 from core.services.replies import ReplySettings, pending_prefix, stop_sequences, strip_speaker_name
 from core.state import digests as digest_state
 from core.state import turns as turn_state
@@ -122,7 +124,9 @@ class TurnPipeline:
 
     # -- entry points ----------------------------------------------------------------
 
-    async def post_turn(self, chat_id: str, text: str, source_id: str) -> AsyncGenerator[TurnUpdate, None]:
+    async def post_turn(
+        self, chat_id: str, text: str, source_id: str, *, replying_to: str | None = None
+    ) -> AsyncGenerator[TurnUpdate, None]:
         async with self._locks.hold(chat_id):
             await self._settle(chat_id)
             cast = await load_cast(self.db, chat_id)
@@ -142,7 +146,7 @@ class TurnPipeline:
                 yield TurnUpdate("Meanwhile", "", digest.text, True, kind="digest")
             control = self._in_flight[chat_id] = _InFlight()
             try:
-                route = await self._route(cast, user_turn)
+                route = await self._route(cast, user_turn, replying_to)
                 if route.has_intent:
                     async with aclosing(self._move_story(cast, user_turn, route)) as moves:
                         async for update in moves:
@@ -225,13 +229,18 @@ class TurnPipeline:
 
     # -- steps -------------------------------------------------------------------------
 
-    async def _route(self, cast: Cast, user_turn: Turn) -> addressee.Route:
-        """At most one classifier call: none with one character unless the text may carry intent."""
+    async def _route(self, cast: Cast, user_turn: Turn, replying_to: str | None = None) -> addressee.Route:
+        """At most one classifier call, and none when the line is plain: it names one character,
+        replies to one, or goes on with the last speaker, and asks for no skip or scene close."""
         if len(cast.characters) == 1 and not addressee.may_carry_intent(user_turn.text):
             return addressee.Route(cast.host)
         dialogue = await recent_dialogue(
             self.db, cast.chat.chat_id, limit=addressee.CONTEXT_TURNS, up_to_turn_id=user_turn.turn_id - 1
         )
+        if not addressee.may_carry_intent(user_turn.text):
+            local = addressee.local_addressee(cast, dialogue, user_turn.text, replying_to)
+            if local is not None:
+                return addressee.Route(local)
         return await addressee.route(self.llm, cast, dialogue, user_turn.text)
 
     async def _move_story(self, cast: Cast, user_turn: Turn, route: addressee.Route) -> AsyncGenerator[TurnUpdate, None]:
@@ -259,7 +268,8 @@ class TurnPipeline:
         dialogue = await recent_dialogue(
             self.db, cast.chat.chat_id, limit=addressee.CONTEXT_TURNS, up_to_turn_id=user_turn.turn_id - 1
         )
-        return await addressee.choose_addressee(self.llm, cast, dialogue, user_turn.text)
+        local = addressee.local_addressee(cast, dialogue, user_turn.text)
+        return local or await addressee.choose_addressee(self.llm, cast, dialogue, user_turn.text)
 
     async def _reply(
         self,
@@ -333,22 +343,35 @@ class TurnPipeline:
                     tx, chat_id, user_turn=user_turn, reply_turn=reply, speaker_name=speaker.name,
                     present=cast.present_ids, you_present=True, player_name=cast.player.name,
                 )
-                await apply_exchange_edges(tx, chat_id, reply.turn_id, speaker.character_id)
         if await scenes.owed_summaries(self.db, chat_id):  # a summary failed before, or this swipe retracted one
             self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id), "owed scene summaries")
         exchange = exchange_text(user_turn, reply.text, speaker.name, cast.player.name)
-        if self.after_turn_steps or (reply.text.strip() and await plot.needs_lifecycle(self.db, chat_id, exchange)):
+        said = bool(reply.text.strip())
+        lifecycle = said and await plot.needs_lifecycle(self.db, chat_id, exchange)
+        feelings = said and user_turn is not None and may_touch_relationship(exchange)
+        if self.after_turn_steps or lifecycle or feelings:
             after = AfterTurn(self.db, self.llm, chat_id, user_turn, reply, tuple(cast.present_ids))
-            self.defer(chat_id, partial(self._run_after_turn, after, speaker.name, cast.player.name))
+            self.defer(chat_id, partial(self._run_after_turn, after, speaker.name, cast.player.name,
+                                        lifecycle=lifecycle, feelings=feelings))
         return reply
 
-    async def _run_after_turn(self, after: AfterTurn, speaker_name: str, player_name: str) -> None:
-        if after.reply_turn.text.strip():
+    async def _run_after_turn(
+        self, after: AfterTurn, speaker_name: str, player_name: str, *, lifecycle: bool, feelings: bool
+    ) -> None:
+        exchange = exchange_text(after.user_turn, after.reply_turn.text, speaker_name, player_name)
+        if lifecycle:
             try:
-                exchange = exchange_text(after.user_turn, after.reply_turn.text, speaker_name, player_name)
                 await plot.detect_lifecycle(after.db, after.llm, after.chat_id, exchange, after.reply_turn.turn_id)
             except Exception:
                 log.exception("lifecycle detection failed for turn %s", after.reply_turn.turn_id)
+        if feelings:
+            try:
+                await classify_exchange_edges(
+                    after.db, after.llm, after.chat_id, speaker_id=after.reply_turn.speaker, speaker_name=speaker_name,
+                    player_name=player_name, exchange=exchange, reply_turn_id=after.reply_turn.turn_id,
+                )
+            except Exception:
+                log.exception("relationship reading failed for turn %s", after.reply_turn.turn_id)
         for step in self.after_turn_steps:
             try:
                 await step(after)

@@ -195,3 +195,20 @@ async def shown_story_turns(source: Readable, chat_id: str) -> list[Turn]:
         (chat_id,),
     )
     return [_turn(r) for r in rows]
+
+
+_WITNESSED_SHOWN = """FROM turns WHERE chat_id = :chat AND superseded_by IS NULL
+      AND (:up_to IS NULL OR turn_id <= :up_to)
+      AND (:who IS NULL OR EXISTS (SELECT 1 FROM turn_witnesses w
+                                  WHERE w.turn_id = turns.turn_id AND w.witness = :who))"""
+
+
+async def witnessed_turns_up_to(
+    source: Readable, chat_id: str, witness: str | None, up_to_turn_id: int | None, limit: int
+) -> tuple[list[Turn], int]:
+    """The last `limit` shown turns `witness` saw (all, with None) with turn_id <= `up_to_turn_id`,
+    oldest first, and how many such turns the chat holds in all (their ordinals end there)."""
+    params = {"chat": chat_id, "who": witness, "up_to": up_to_turn_id, "limit": limit}
+    rows = await fetch_all(source, f"SELECT * {_WITNESSED_SHOWN} ORDER BY turn_id DESC LIMIT :limit", params)
+    total = await fetch_count(source, f"SELECT count(*) {_WITNESSED_SHOWN}", params)
+    return [_turn(r) for r in reversed(rows)], total

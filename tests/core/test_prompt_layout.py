@@ -61,8 +61,10 @@ async def test_the_system_message_follows_the_card_with_every_macro_resolved(ope
     order = [system.index(x) for x in ("Character: Maren Ashdown", "Description: Maren Ashdown keeps",
                                        "Personality: gruff", "Scenario: Tobin Reyes washed up",
                                        "User: Tobin Reyes", "Tobin Reyes's persona: a young deckhand",
-                                       "Example dialogue", "Story time now:")]
+                                       "Example dialogue")]
     assert order == sorted(order)
+    assert "Story time now:" not in system  # it changes: it is in the notes after the player's line
+    assert "Story time now: Wednesday, April 1, 2026, 9:00 AM (morning)." in messages[-1]["content"]
     assert "Wednesday, 9:00 AM" in system  # {{weekday}}, {{time}}: story time
     assert "Tobin Reyes: Do you ever leave the island?" in system  # <USER> in mes_example
     assert system.count("<example>") == 2 and "<START>" not in system
@@ -98,7 +100,7 @@ async def test_routing_has_room_to_answer_a_clean_roster_and_no_placeholder_valu
     fake = FakeLLM({"narrate": "Aye."})
     engine, chat, maren, ilse = await _story(open_engine, fake)
     fake.set_route("addressee", _route_to(ilse.character_id))
-    await collect(engine.post_turn(chat.chat_id, "Any letters?", "$1"))
+    await collect(engine.post_turn(chat.chat_id, "Has Ilse brought any letters?", "$1"))  # a mention: routed
     call = fake.calls_for("addressee")[0]
     assert call.max_tokens >= 300 and call.response_schema is not None
     system = call.messages[0]["content"]
@@ -116,7 +118,7 @@ async def test_an_unusable_structured_answer_is_counted_for_status(open_engine):
     fake = FakeLLM({"narrate": "Aye.", "addressee": "I think Maren should answer."})
     engine, chat, *_ = await _story(open_engine, fake)
     before = structured.parse_failures["addressee"]
-    await collect(engine.post_turn(chat.chat_id, "Hello?", "$1"))
+    await collect(engine.post_turn(chat.chat_id, "Does Maren know Ilse well?", "$1"))  # names both: routed
     status = await engine.status(chat.chat_id)
     assert status.parse_failures["addressee"] == before + 1
     assert status.persona_name == "Tobin Reyes" and status.persona_description.startswith("a young deckhand")

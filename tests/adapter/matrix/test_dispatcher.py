@@ -63,7 +63,7 @@ class SlowEngine:
     async def owed_lines(self) -> list[OwedLine]:
         return [OwedLine(self.chats[source], source, text) for source, text in self.received.items() if source not in self.answered]
 
-    async def post_turn(self, chat_id: str, text: str, source_id: str):
+    async def post_turn(self, chat_id: str, text: str, source_id: str, *, replying_to: str | None = None):
         started = time.monotonic()
         stop = self.running.setdefault(chat_id, asyncio.Event())
         try:

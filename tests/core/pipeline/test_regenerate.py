@@ -34,8 +34,8 @@ async def play(engine, *, regenerations: int) -> str:
     await engine.greeting(chat.chat_id)
     await plans.plan_world_event(engine.db, chat.chat_id, "Lantern festival")
     await memory_state.record_memory(engine.db, chat.chat_id, "Odile counted the crates alone.", [GUEST])
-    await collect(engine.post_turn(chat.chat_id, "Good morning, Wren.", "$1"))
-    await collect(engine.post_turn(chat.chat_id, "Shall we go to the festival?", "$2"))
+    await collect(engine.post_turn(chat.chat_id, "Good morning, Wren. Thank you for the tea.", "$1"))
+    await collect(engine.post_turn(chat.chat_id, "Shall we go to the festival, friend?", "$2"))
     for _ in range(regenerations):
         updates = await collect(engine.regenerate(chat.chat_id))
         assert updates[-1].done and not updates[-1].truncated
@@ -74,8 +74,11 @@ async def test_regenerating_twice_equals_a_story_with_only_the_last_reply(open_e
     """
     host_first = AddresseeDecision(speaker=HOST, confidence="high")
     no_change = {"transitions": []}  # the built-in lifecycle classifier; the stand-in step does the work
-    fake_a = FakeLLM(routes={"addressee": host_first, "narrate": scripted(FIRST, *DISCARDED, KEPT), "lifecycle": no_change})
-    fake_b = FakeLLM(routes={"addressee": host_first, "narrate": scripted(FIRST, KEPT), "lifecycle": no_change})
+    warmer = {"affinity": 1, "why": "kind words"}  # the relationship reading after each reply
+    fake_a = FakeLLM(routes={"addressee": host_first, "narrate": scripted(FIRST, *DISCARDED, KEPT), "lifecycle": no_change,
+                             "relationship": warmer})
+    fake_b = FakeLLM(routes={"addressee": host_first, "narrate": scripted(FIRST, KEPT), "lifecycle": no_change,
+                             "relationship": warmer})
     engine_a = await open_engine(fake_a, name="a.sqlite3")
     engine_b = await open_engine(fake_b, name="b.sqlite3")
 
@@ -92,8 +95,9 @@ async def test_regenerating_twice_equals_a_story_with_only_the_last_reply(open_e
     assert [t.text for t in siblings] == [*DISCARDED, KEPT]
     assert [t.is_shown for t in siblings] == [False, False, True]
     # Regenerating never re-routes (no classifier call) and never shows the replaced reply.
-    purposes = [p for p in fake_a.purposes if p != "lifecycle"]
-    assert purposes == ["addressee", "narrate", "addressee", "narrate", "narrate", "narrate"]
+    purposes = [p for p in fake_a.purposes if p not in ("lifecycle", "relationship")]
+    assert purposes == ["addressee", "narrate", "narrate", "narrate", "narrate"]  # "morning": routed; then plain
+    assert fake_a.purposes.count("relationship") == 4  # after each reply, swipes included
     for call, replaced in zip(fake_a.calls_for("narrate")[2:], DISCARDED, strict=True):
         text = "\n".join(m["content"] for m in call.messages)
         assert replaced not in text and "affinity +1" in text  # the edge as before the replaced reply
@@ -119,7 +123,7 @@ async def test_regenerate_a_truncated_reply_and_cancel_a_regenerate(open_engine)
     assert [(t.truncated, t.is_shown) for t in siblings] == [(False, False), (True, False), (False, True)]
     memories = await memory_state.recent_memories_for(engine.db, chat.chat_id, "you", 50)
     assert [m.text.endswith('"Done."') for m in memories] == [True]
-    assert (await edge_state.get_edge(engine.db, chat.chat_id, HOST, "you")).affinity == 1
+    assert (await edge_state.get_edge(engine.db, chat.chat_id, HOST, "you")).affinity == 0  # small talk moves nothing
 
 
 async def test_regenerate_in_a_guest_chat_keeps_the_speaker(open_engine):
@@ -129,7 +133,7 @@ async def test_regenerate_in_a_guest_chat_keeps_the_speaker(open_engine):
     await collect(engine.post_turn(chat.chat_id, "Captain?", "$1"))
     updates = await collect(engine.regenerate(chat.chat_id))
     assert updates[-1].speaker_id == GUEST
-    assert fake.purposes == ["addressee", "narrate", "narrate"]
+    assert fake.purposes == ["narrate", "narrate"]  # "Captain?" calls her by name: no routing call
 
 
 async def test_replaying_the_log_after_regenerates_rebuilds_the_same_state(open_engine):

@@ -37,17 +37,19 @@ async def test_one_character_chat_asks_the_narrative_model_first(open_engine):
     assert all(c.streamed and c.role == "narrative" for c in fake.calls)
 
 
-async def test_two_character_chat_asks_exactly_one_classifier_request_first(open_engine):
+async def test_a_line_calling_one_character_needs_no_classifier_and_a_mention_asks_once(open_engine):
     fake = FakeLLM(routes={"narrate": "Aye.", "addressee": route_by_name})
     engine = await open_engine(fake)
     chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
 
     updates = await collect(engine.post_turn(chat.chat_id, "Captain, is the ship ready?", "$1"))
-
-    assert fake.purposes == ["addressee", "narrate"]
-    assert fake.calls[0].role == "classifier" and not fake.calls[0].streamed
+    assert fake.purposes == ["narrate"]
     assert (updates[-1].speaker_name, updates[-1].speaker_id) == (GUEST_NAME, GUEST)
-    assert f"Character: {GUEST_NAME}" in fake.calls[1].system_prompt
+    assert f"Character: {GUEST_NAME}" in fake.calls[0].system_prompt
+
+    updates = await collect(engine.post_turn(chat.chat_id, "Does the Captain sail today?", "$2"))  # a mention
+    assert fake.purposes == ["narrate", "addressee", "narrate"]
+    assert fake.calls[1].role == "classifier" and not fake.calls[1].streamed
 
 
 async def test_same_source_twice_makes_one_user_turn_and_one_reply(open_engine):
@@ -116,23 +118,34 @@ async def test_digests_surface_once_and_only_to_participants(open_engine):
     await collect(engine.post_turn(chat.chat_id, "Captain, and then?", "$2"))
 
     first, second = fake.calls_for("narrate")
-    assert "argued about the map" in first.system_prompt
-    assert "argued about the map" not in second.system_prompt
+    assert "argued about the map" in first.last_user_message  # this turn's notes, not the cached system part
+    assert "argued about the map" not in first.system_prompt
+    assert "argued about the map" not in second.last_user_message
     assert await digest_state.pending_digests(engine.db, chat.chat_id) == []
 
 
-async def test_exchange_leaves_a_memory_for_those_present_and_warms_the_edge(open_engine):
-    fake = FakeLLM(routes={"narrate": "Come in from the rain.", "addressee": route_by_name})
+async def test_an_edge_moves_only_on_what_the_exchange_shows_and_only_after_the_reply(open_engine):
+    fake = FakeLLM(routes={"narrate": "Come in from the rain.", "addressee": route_by_name,
+                           "relationship": {"affinity": 2, "trust": 1, "why": "thanked her for the shelter"}})
     engine = await open_engine(fake)
     chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
 
     updates = await collect(engine.post_turn(chat.chat_id, "Wren, may I come in?", "$1"))
-
     [memory] = await memory_state.memories_from_turn(engine.db, chat.chat_id, int(updates[-1].turn_id))
     assert memory.witnesses == tuple(sorted(["you", HOST, GUEST]))
     assert "may I come in?" in memory.text and "Come in from the rain." in memory.text
-    assert (await edge_state.get_edge(engine.db, chat.chat_id, HOST, "you")).affinity == 1
+    await engine.pipeline.close()  # let after-turn work finish
+    assert fake.purposes == ["narrate"]  # small talk: no reading, no change
+    assert (await edge_state.get_edge(engine.db, chat.chat_id, HOST, "you")).affinity == 0
+
+    updates = await collect(engine.post_turn(chat.chat_id, "Thank you, Wren. You are kind.", "$2"))
+    await engine.pipeline.close()
+    assert fake.purposes == ["narrate", "narrate", "relationship"]  # the reading follows the reply
+    edge = await edge_state.get_edge(engine.db, chat.chat_id, HOST, "you")
+    assert (edge.affinity, edge.trust, edge.summary) == (2, 1, "thanked her for the shelter")
     assert (await edge_state.get_edge(engine.db, chat.chat_id, GUEST, "you")).affinity == 0
+    [change] = await edge_state.edge_changes_caused_by(engine.db, chat.chat_id, int(updates[-1].turn_id))
+    assert (change.from_id, change.to_id) == (HOST, "you")
 
 
 async def test_prompt_stays_within_the_token_budget(open_engine):
@@ -214,7 +227,7 @@ async def test_cancel_during_routing_stops_before_narration(open_engine):
     engine = await open_engine(fake)
     chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
 
-    turn = asyncio.create_task(collect(engine.post_turn(chat.chat_id, "Captain?", "$1")))
+    turn = asyncio.create_task(collect(engine.post_turn(chat.chat_id, "Is the Captain here yet?", "$1")))
     while not fake.calls:
         await asyncio.sleep(0.01)
     assert await engine.cancel(chat.chat_id) is True

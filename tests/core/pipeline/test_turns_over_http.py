@@ -46,7 +46,7 @@ async def test_streamed_reply_and_recorded_turns(fake_openai, open_engine):
     [request] = fake_openai.completion_requests
     assert request.purpose == "narrate" and request.is_stream and request.model == "narrator-1"
     assert "Character: Wren Halloway" in request.system_prompt
-    assert request.last_user_message == "Hello, Wren."
+    assert request.last_user_message.startswith("Hello, Wren.\n\n[Story notes for Wren Halloway")
 
 
 async def test_timeout_raises_after_the_user_turn_and_regenerate_retries(fake_openai, open_engine):
@@ -125,7 +125,7 @@ async def test_invalid_classifier_json_falls_back_to_the_host(fake_openai, open_
     engine = await open_engine(http_client(fake_openai))
     chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
 
-    updates = await collect(engine.post_turn(chat.chat_id, "Captain, a word?", "$ev1"))
+    updates = await collect(engine.post_turn(chat.chat_id, "Is the Captain aboard yet?", "$ev1"))  # a mention: routed
 
     assert updates[-1].speaker_id == HOST and updates[-1].text == REPLY
     addressee, narrate = fake_openai.completion_requests

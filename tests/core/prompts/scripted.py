@@ -66,6 +66,7 @@ def scripted_llm() -> FakeLLM:
         "lifecycle": {"transitions": [], "planned": [
             {"title": "Mainland market", "when": "tomorrow at noon", "description": "Maren takes the boat."}]},
         "meanwhile": meanwhile,
+        "relationship": {"affinity": 1, "trust": 0, "why": "Tobin thanked her"},
         "skip": "The lamp turns through the grey hours while the tide runs out over the Teeth.",
     })
 
@@ -79,7 +80,7 @@ async def play_scripted_story(engine: Engine) -> str:
     await engine.greeting(chat)
     lines = ["Thank you for the tea.", "What is that light out past the rocks?", "Ilse, any letters for me?",
              "Does Ilse always bring news?", "Who is asking about the Alba, Ilse?",
-             "When do you go to the mainland?"]
+             "Maren, when do you go to the mainland?"]
     for n, line in enumerate(lines):
         await collect(engine.post_turn(chat, line, f"$line{n}"))
     await engine.close_scene(chat)
@@ -108,10 +109,11 @@ def golden_calls(fake: FakeLLM) -> dict[str, FakeLLMCall]:
         "guest_reply": guest,
         "deep_turn": narrate[-2],
         "regenerate": narrate[-1],
-        "routing": fake.calls_for("addressee")[4],
+        "routing": fake.calls_for("addressee")[0],  # "Does Ilse always bring news?": a mention, not a call
         "summary": fake.calls_for("scene_close")[0],
         "threads": fake.calls_for("threads")[0],
         "lifecycle": fake.calls_for("lifecycle")[0],
         "meanwhile": fake.calls_for("meanwhile")[1],
         "skip_narration": fake.calls_for("skip")[0],
+        "relationship": fake.calls_for("relationship")[0],
     }

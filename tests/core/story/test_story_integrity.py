@@ -212,10 +212,12 @@ async def test_an_old_failed_line_is_answered_in_the_present(open_engine) -> Non
 
     assert updates[-1].text == "Yes, the lamp is lit."
     messages = story.fake.calls_for("narrate")[-1].messages
-    assert messages[-1] == {"role": "user", "content": "Is the lamp lit?"}  # the line is the last thing said
+    assert messages[-1]["role"] == "user"  # the line is the last thing said, before this turn's notes
+    assert messages[-1]["content"].startswith("Is the lamp lit?\n\n[Story notes for Wren Halloway")
     dialogue = [m["content"] for m in messages[1:]]
     assert dialogue.index("Shall we have tea?") < dialogue.index("The kettle sings.") < len(dialogue) - 1
     assert sum("Is the lamp lit?" in m for m in dialogue) == 1
+    assert "Shall we have tea?" not in messages[-1]["content"]
     shown = [t.text for t in await turn_state.recent_turns(engine.db, chat.chat_id, 10)]
     assert shown[-1] == "Yes, the lamp is lit."
 

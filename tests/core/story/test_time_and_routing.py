@@ -42,8 +42,24 @@ async def test_guest_chat_makes_exactly_one_classifier_call_before_narration(ope
     fake = FakeLLM(routes={"addressee": AddresseeDecision(speaker=GUEST, confidence="high"), "narrate": "Aye."})
     engine = await open_engine(fake)
     chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
-    updates = await collect(engine.post_turn(chat.chat_id, "Captain, a word?", "$1"))
+    updates = await collect(engine.post_turn(chat.chat_id, "Is the Captain coming along?", "$1"))  # a mention
     assert before_first_narration(fake) == ["addressee"] and updates[-1].speaker_id == GUEST
+
+
+async def test_the_speaker_is_chosen_without_a_model_call_when_the_line_makes_it_plain(open_engine):
+    fake = FakeLLM(routes={"narrate": "Aye."})  # no addressee route: a routing call would fail the test
+    engine = await open_engine(fake)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
+    said = [await collect(engine.post_turn(chat.chat_id, line, f"$l{n}", replying_to=replying_to))
+            for n, (line, replying_to) in enumerate([
+                ("Good to see you.", None),              # nobody spoke yet: the host
+                ("Odile, is the ship ready?", None),     # names one: her
+                ("And the crew?", None),                 # goes on with the last speaker
+                ("Hello Wren, how is the lamp?", None),  # names the other
+                ("What do you make of that?", GUEST),    # a Matrix reply to Odile's message
+            ])]
+    assert [s[-1].speaker_id for s in said] == [HOST, GUEST, GUEST, HOST, GUEST]
+    assert fake.purposes == ["narrate"] * 5
 
 
 async def test_sleeping_till_morning_is_one_classifier_call_then_the_skip(open_engine):

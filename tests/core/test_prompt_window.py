@@ -1,0 +1,65 @@
+"""The dialogue window of a reply prompt: it moves in blocks, and what leaves it is remembered."""
+
+from __future__ import annotations
+
+from core.llm import FakeLLM
+from core.services.prompt_window import BLOCK_TURNS, window_start
+from tests.core.pipeline.conftest import HOST, collect
+
+
+def test_the_window_starts_on_a_block_boundary_and_stays_there_while_the_story_grows():
+    starts = []
+    for total in range(40, 120):  # each turn costs 10; 400 hold 40 turns
+        costs = [10] * total
+        starts.append(window_start(costs, 0, budget=400, max_turns=60))
+    assert all(start % BLOCK_TURNS == 0 for start in starts)
+    assert all(total - start <= 40 for total, start in zip(range(40, 120), starts, strict=True))
+    moves = sum(1 for a, b in zip(starts, starts[1:], strict=False) if a != b)
+    assert moves <= 80 // BLOCK_TURNS + 1  # a move every BLOCK_TURNS turns, not every turn
+
+
+def test_the_newest_turn_is_kept_and_a_tight_budget_slides_turn_by_turn():
+    assert window_start([500], 0, budget=10, max_turns=40) == 0
+    costs = [100] * 10  # 300 hold 3 turns: fewer than two blocks
+    assert window_start(costs, 0, budget=300, max_turns=40) == 7
+    assert window_start(costs, 0, budget=50, max_turns=40) == 9
+
+
+def test_the_turn_cap_is_met_on_a_block_boundary():
+    start = window_start([1] * 100, 0, budget=10_000, max_turns=40)
+    assert start % BLOCK_TURNS == 0 and 100 - start <= 40
+
+
+async def test_exchanges_that_leave_the_window_are_in_the_prompt_as_memories(open_engine):
+    fake = FakeLLM({"narrate": lambda m: "Noted, " + m[-1]["content"].split(":")[0].split("\n")[0] + "."})
+    engine = await open_engine(fake, budget_tokens=2500)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    for n in range(30):
+        await collect(engine.post_turn(chat.chat_id, f"Exchange {n}: the {n}th thing about the harbour " + "and so on " * 12,
+                                       f"${n}"))
+    last = fake.calls_for("narrate")[-1].messages
+    system, dialogue = last[0]["content"], "\n".join(m["content"] for m in last[1:])
+    shown = {n for n in range(30) if f"Exchange {n}:" in dialogue}
+    remembered = {n for n in range(30) if f"Exchange {n}:" in system}
+    assert 29 in shown and 0 not in shown  # the window was cut
+    assert "Earlier in this story (Wren Halloway remembers it; these lines are no longer shown):" in system
+    first_shown = min(shown)
+    # The exchanges just before the window are there, as memories, with no gap up to the window.
+    assert set(range(first_shown - 5, first_shown)) <= remembered
+    assert not shown & remembered
+
+
+async def test_consecutive_prompts_share_their_system_message_while_the_window_stays(open_engine):
+    fake = FakeLLM({"narrate": "Aye, the lamp is lit."})
+    engine = await open_engine(fake, budget_tokens=2500)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    for n in range(24):
+        await collect(engine.post_turn(chat.chat_id, f"Line {n} " + "about the tide " * 10, f"${n}"))
+    prompts = fake.calls_for("narrate")
+    systems = [p.messages[0]["content"] for p in prompts]
+    changes = sum(1 for a, b in zip(systems, systems[1:], strict=False) if a != b)
+    assert changes <= 24 * 2 // BLOCK_TURNS + 1
+    # Between most two turns, the new prompt begins with all of the previous one but its last
+    # message (which held that turn's notes); a window that slid every turn would share only the system.
+    kept = sum(1 for a, b in zip(prompts, prompts[1:], strict=False) if b.messages[: len(a.messages) - 1] == a.messages[:-1])
+    assert kept >= 0.8 * (len(prompts) - 1)
