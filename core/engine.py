@@ -71,6 +71,7 @@ from core.text_input import check_line, check_readable
 log = logging.getLogger(__name__)
 
 GREETING_SOURCE = "greeting"
+GUEST_ENTRANCE_SOURCE = "greeting#guest"
 STORY_START = datetime(2026, 4, 1, 9, 0)  # a chat's clock starts at a spring morning
 
 __all__ = [
@@ -263,6 +264,16 @@ class Engine:
                 tx, chat_id, "assistant", host.character_id, text, source_id=GREETING_SOURCE
             )
         return TurnUpdate(host.name, host.character_id, turn.text, done=True, turn_id=turn.turn_id)
+
+    async def guest_entrance(self, chat_id: str) -> TurnUpdate | None:
+        """In a two-character story, the guest's entrance after the host's greeting: written
+        once, in the story's scene, from the guest's own greeting (its voice, not its place);
+        None when there is no guest.  Model failures raise `core.llm.LLMError` (nothing recorded)."""
+        last = None
+        async with aclosing(self.pipeline.entrance(chat_id, GUEST_ENTRANCE_SOURCE)) as updates:
+            async for update in updates:
+                last = update
+        return last
 
     async def post_turn(
         self, chat_id: str, text: str, source_id: str, *, replying_to: str | None = None

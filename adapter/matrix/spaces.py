@@ -28,6 +28,7 @@ from adapter.matrix.store import (
     set_room_meta,
     set_user_meta,
 )
+from core.engine import TurnUpdate
 
 log = logging.getLogger(__name__)
 
@@ -182,11 +183,23 @@ async def create_story_room(
     )
     await set_room_meta(ctx.store, RoomMeta(room_id, "chat", owner, space_id, chat.chat_id, platform_chat_id))
     await link_child(ctx, space_id, room_id, order=f"1{platform_chat_id.removeprefix('mx-').zfill(8)}")
-    greeting = await ctx.engine.greeting(chat.chat_id)
-    profile = await speaker_profile(ctx, greeting.speaker_id, greeting.speaker_name)
-    content = character_reply(greeting.speaker_name, greeting.text, profile=profile)
-    event_id = await ctx.sender.send(SendMessage(room_id, content, txn_id_for(room_id, "greeting")))
-    if event_id is not None and greeting.turn_id is not None:  # so that 🔄 on the greeting redoes it
-        await record_reply_message(ctx.store, f"{room_id}#greeting", greeting.speaker_id, event_id, greeting.turn_id)
+    await _show_opening(ctx, room_id, await ctx.engine.greeting(chat.chat_id), "greeting")
+    if chat.guest_id:
+        try:
+            entrance = await ctx.engine.guest_entrance(chat.chat_id)
+        except Exception:  # noqa: BLE001  (the story works without it: the player can talk at once)
+            log.warning("the guest's entrance could not be written", exc_info=True, extra={"room_id": room_id})
+            entrance = None
+        if entrance is not None:
+            await _show_opening(ctx, room_id, entrance, "entrance")
     log.info("created story room %s", room_id, extra={"room_id": room_id, "chat_id": chat.chat_id, "user_id": owner})
     return room_id
+
+
+async def _show_opening(ctx: BotContext, room_id: str, update: TurnUpdate, what: str) -> None:
+    """The host's greeting or the guest's entrance, as a character's message 🔄 can redo."""
+    profile = await speaker_profile(ctx, update.speaker_id, update.speaker_name)
+    content = character_reply(update.speaker_name, update.text, profile=profile)
+    event_id = await ctx.sender.send(SendMessage(room_id, content, txn_id_for(room_id, what)))
+    if event_id is not None and update.turn_id is not None:
+        await record_reply_message(ctx.store, f"{room_id}#{what}", update.speaker_id, event_id, update.turn_id)

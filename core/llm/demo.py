@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from core.llm.base import ChatMessage, ModelRole
+from core.llm.roles import without_notes
 from core.llm.structured import placeholder_instance
 
 _FIELD_LINE = re.compile(r"^\s*(Character|Personality|Scenario|User)\s*:\s*(.+?)\s*$", re.I | re.M)
@@ -215,7 +216,7 @@ def _last_user_line(messages: Sequence[ChatMessage]) -> str:
     characters' lines are folded in before it), without a leading "Name:"."""
     for message in reversed(messages):
         if message["role"] == "user" and message["content"].strip():
-            last = message["content"].strip().split("\n\n")[-1]
+            last = without_notes(message["content"]).strip().split("\n\n")[-1]
             return re.sub(r"^[^:\n*\"]{1,60}:\s+", "", last).strip()
     return ""
 

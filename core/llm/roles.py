@@ -5,7 +5,8 @@ conversation unless it is: at most one system message, first; then user and assi
 alternating, starting with user.  `role_order_error` says what is wrong with a list of messages
 (None when it is fine); `alternating` makes any list fit, by merging consecutive messages of one
 role and opening with a user message when the first turn is the assistant's.  `render_messages`
-shows messages as readable text.
+shows messages as readable text; `without_notes` is a user message without the notes a reply
+prompt adds after the player's line.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from collections.abc import Sequence
 from core.llm.base import ChatMessage
 
 OPENING_USER_LINE = "(The scene begins.)"
+NOTES_OPENING = "\n\n[Story notes for "  # where a reply prompt's notes follow the player's line
+
+
+def without_notes(content: str) -> str:
+    """A user message as said in the story: without the notes (and instructions) after it."""
+    return content.split(NOTES_OPENING, 1)[0]
 
 
 def role_order_error(messages: Sequence[ChatMessage]) -> str | None:

@@ -4,6 +4,7 @@
   replaces it, with `{{original}}` standing for it (as in SillyTavern).
 - `card_block`: main prompt, then `Character:` / `Description:` / `Personality:` /
   `Scenario:` (the lines the demo model reads too), then the player's persona (`User:`).
+- `story_scenario`: the one scenario everyone present shares (the story's, else the host's).
 - `example_blocks`: `mes_example` split at `<START>` into separate example dialogues.
 - `post_history`: the card's `post_history_instructions`, sent after the dialogue.
 - `character_brief`: who a character is, for prompts where it does not reply to the player
@@ -30,12 +31,23 @@ def nickname(character: world.Character) -> str:
     return nick.strip() if isinstance(nick, str) and nick.strip() else character.name
 
 
-def macro_values(character: world.Character, cast: Cast, original: str = "") -> MacroValues:
+def _values(character: world.Character, cast: Cast, original: str, scenario: str) -> MacroValues:
     return MacroValues(
         char=nickname(character), user=cast.player.name, clock=cast.chat.clock, persona=cast.player.description,
         original=original, description=character.description, personality=character.personality,
-        scenario=character.scenario,
+        scenario=scenario,
     )
+
+
+def story_scenario(cast: Cast) -> str:
+    """The scenario everyone present shares, macros resolved as its host's (`{{char}}` is the
+    host): the story's own, else its host's card's (a guest joins the host's story; its own
+    card's scenario would put it somewhere else)."""
+    return expand(cast.host.scenario, _values(cast.host, cast, "", ""))
+
+
+def macro_values(character: world.Character, cast: Cast, original: str = "") -> MacroValues:
+    return _values(character, cast, original, story_scenario(cast))
 
 
 def fill(text: str, character: world.Character, cast: Cast, original: str = "") -> str:
@@ -55,13 +67,14 @@ def main_prompt(character: world.Character, cast: Cast) -> str:
     return fill(character.system_prompt, character, cast, original=default) or default
 
 
-def _profile_lines(character: world.Character, cast: Cast) -> list[str]:
+def _profile_lines(character: world.Character, cast: Cast, *, scenario: bool = True) -> list[str]:
     lines = [f"Character: {character.name}"]
-    for label, text in (("Description", character.description), ("Personality", character.personality),
-                        ("Scenario", character.scenario)):
+    for label, text in (("Description", character.description), ("Personality", character.personality)):
         filled = fill(text, character, cast)
         if filled:
             lines.append(f"{label}: {filled}")
+    if scenario and (shared := story_scenario(cast)):
+        lines.append(f"Scenario: {shared}")
     return lines
 
 
@@ -79,8 +92,9 @@ def card_block(character: world.Character, cast: Cast) -> str:
 
 
 def character_brief(character: world.Character, cast: Cast) -> str:
-    """Who `character` is (card fields and the player's persona), without the reply instruction."""
-    return "\n".join([*_profile_lines(character, cast), *persona_lines(cast)])
+    """Who `character` is (card fields but the scenario, and the player's persona), without the
+    reply instruction: for prompts that say where the story stands themselves."""
+    return "\n".join([*_profile_lines(character, cast, scenario=False), *persona_lines(cast)])
 
 
 def example_blocks(character: world.Character, cast: Cast) -> list[str]:

@@ -7,7 +7,9 @@ player never recalls it: `record_turn_memory(..., you_present=False)` shape, no 
 witness), closes the scene and queues a digest for the player.  The lines are not
 turns of the main story (they never show up in its dialogue or its regenerate).
 The digest is surfaced on the player's next turn and consumed exactly once
-(`talk.TurnPipeline.post_turn`).  A cancel stops the line being written; what was
+(`talk.TurnPipeline.post_turn`).  Each character brings the story into the scene: where
+it stands (the story's scenario), the story time and part of day, its own memories of
+earlier scenes and its latest memories (`story_so_far`).  A cancel stops the line being written; what was
 said is kept (the last line marked truncated) and the digest is still queued.
 """
 
@@ -23,12 +25,13 @@ from core.errors import InvalidCastError, UnknownCharacterError
 from core.eventlog import USER, Database
 from core.llm.base import ChatMessage, LLMClient
 from core.llm.roles import alternating
-from core.services.card_text import character_brief, nickname
-from core.services.dialogue import Cast
+from core.services import recall
+from core.services.card_text import character_brief, nickname, story_scenario, whole_sentences
+from core.services.dialogue import Cast, load_cast
 from core.services.generation import Generation
-from core.services.macros import story_time
 from core.services.prompt import finish_with_user, fold_lines
 from core.services.replies import pending_prefix, strip_speaker_name
+from core.services.story_clock import time_now_line, when_phrase
 from core.state import digests as digest_state
 from core.state import memory as memory_state
 from core.state import world
@@ -39,6 +42,8 @@ LINES = 4
 LINE_CHARS = 400
 LINE_MAX_TOKENS = 300
 DIGEST_LINE_CHARS = 160
+MEMORY_ITEMS = 4  # summaries, and latest memories, each character brings into the scene
+SETTING_CHARS = 400
 
 
 @dataclass(frozen=True)
@@ -57,14 +62,35 @@ async def resolve_character(db: Database, ident: str) -> world.Character:
     raise UnknownCharacterError(ident)
 
 
-def line_messages(cast: Cast, speaker: world.Character, premise: str, lines: list[MeanwhileLine]) -> list[ChatMessage]:
-    """`speaker`'s next line: its own lines are `assistant`, the other's `user` (named)."""
+async def story_so_far(db: Database, cast: Cast, speaker: world.Character, setting: str) -> str:
+    """What `speaker` brings into the scene: where the story stands, its own memories of
+    earlier scenes and its latest memories (witnessed by it, read in SQL like every memory)."""
+    now = cast.chat.clock
+    chat_id = cast.chat.chat_id
+    summaries = await recall.pov_summaries(db, chat_id, speaker.character_id, limit=MEMORY_ITEMS)
+    recent = await memory_state.recent_memories_for(db, chat_id, speaker.character_id, MEMORY_ITEMS, kind="event")
+    parts = [f"Where the story stands: {setting}"] if setting else []
+    if summaries:
+        parts.append(f"{speaker.name}'s memories of earlier scenes:\n"
+                     + "\n".join(f"- ({when_phrase(m.story_time, now)}) {m.text}" for m in summaries))
+    if recent:
+        parts.append(f"What {speaker.name} remembers most recently:\n"
+                     + "\n".join(f"- ({when_phrase(m.story_time, now)}) {m.text[:LINE_CHARS]}" for m in recent))
+    return "\n\n".join(parts)
+
+
+def line_messages(
+    cast: Cast, speaker: world.Character, premise: str, lines: list[MeanwhileLine], story: str = ""
+) -> list[ChatMessage]:
+    """`speaker`'s next line: its own lines are `assistant`, the other's `user` (named);
+    `story` is what `story_so_far` gives the speaker."""
     other = next(c for c in cast.characters if c.character_id != speaker.character_id)
     system = (
         f"You are {speaker.name}.\n" + character_brief(speaker, cast)
+        + (f"\n\n{story}" if story else "")
         + f"\n\nMeanwhile, away from {cast.player.name}, {speaker.name} is with {other.name}."
         + (f" Situation: {premise.rstrip('.')}." if premise else "")
-        + f"\nStory time: {story_time(cast.chat.clock)}."
+        + f"\n{time_now_line(cast.chat.clock)}"
         + f"\nWrite {speaker.name}'s next line only: one short paragraph of speech and action."
     )
     dialogue = fold_lines(cast, speaker.character_id, [(line.speaker.character_id, line.text) for line in lines])
@@ -93,6 +119,8 @@ async def run_meanwhile(
     scene = await world.open_scene(db, chat_id, kind="meanwhile", title=premise[:200],
                                    present=[first.character_id, second.character_id])
     cast = Cast(chat, (first, second), await get_persona(db, chat.owner))
+    setting = whole_sentences(story_scenario(await load_cast(db, chat_id)), SETTING_CHARS)
+    stories = {c.character_id: await story_so_far(db, cast, c, setting) for c in (first, second)}
     lines: list[MeanwhileLine] = []
     try:
         for index in range(LINES):
@@ -102,7 +130,8 @@ async def run_meanwhile(
             other = second if speaker is first else first
             names = [speaker.name, nickname(speaker)]
             generation = control.generation = Generation(
-                llm, line_messages(cast, speaker, premise, lines), purpose=PURPOSE, max_tokens=LINE_MAX_TOKENS,
+                llm, line_messages(cast, speaker, premise, lines, stories[speaker.character_id]), purpose=PURPOSE,
+                max_tokens=LINE_MAX_TOKENS,
                 stop=[f"\n{other.name}:", f"\n{cast.player.name}:"],
             )
             if control.cancel_requested:

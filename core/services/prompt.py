@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 
 from core.eventlog import USER, Readable
 from core.llm.base import ChatMessage
-from core.llm.roles import alternating
+from core.llm.roles import NOTES_OPENING, alternating
 from core.services import recall
 from core.services.card_text import card_block, example_blocks, post_history
 from core.services.dialogue import Cast
@@ -159,6 +159,7 @@ async def assemble_prompt(
     budget_tokens: int = DEFAULT_BUDGET_TOKENS,
     take: int = 1,
     pending_line: str | None = None,
+    instruction: str = "",
 ) -> AssembledPrompt:
     """The messages for `speaker`'s reply to `user_turn` (None: an opening line, or with
     `pending_line` the player's next line, as `!context` shows it).
@@ -167,13 +168,16 @@ async def assemble_prompt(
     (memories, edge changes) are left out, as if it never happened, and so is all that
     was recorded after it (a meanwhile scene, its digest, a scene's summaries).  `take` > 1
     (a regenerate) adds a note after the dialogue asking for a fresh take, so swipes differ
-    even with a deterministic model.
+    even with a deterministic model.  `instruction` (a guest's entrance) goes after the
+    dialogue, before the card's post-history instructions.
     """
     chat_id, who, now = cast.chat.chat_id, speaker.character_id, cast.chat.clock
     card = card_block(speaker, cast) + "\n" + present_line(cast, speaker)
     note = post_history(speaker, cast)
     if take > 1:
         note = (note + "\n" if note else "") + f"(This is take {take} of {speaker.name}'s reply: write it afresh.)"
+    if instruction:
+        note = instruction + ("\n" + note if note else "")
     free = max(0, budget_tokens - estimate_tokens(card) - estimate_tokens(note) - 3 * MESSAGE_OVERHEAD)
     budgets = {name: int(free * share) for name, share in SECTION_SHARES.items()}
     budgets["notes"] = int(free * TAIL_SHARE)
@@ -237,7 +241,7 @@ async def assemble_prompt(
         section(f"Meanwhile, off-screen ({speaker.name} was there; {cast.player.name} has just learned of it):",
                 list(reversed(digest_lines))),
     ] if part)
-    notes = f"[Story notes for {speaker.name}, not part of the dialogue:\n{notes}]"
+    notes = f"{NOTES_OPENING.lstrip()}{speaker.name}, not part of the dialogue:\n{notes}]"
 
     report = AssembledPrompt([], budget_tokens, section_budgets=budgets)
     report.section_tokens = {

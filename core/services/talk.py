@@ -40,7 +40,7 @@ from core.eventlog import USER, Database
 from core.keyed_locks import KeyedLocks
 from core.llm.base import LLMClient
 from core.services import addressee, plot, scenes, timeskip
-from core.services.card_text import nickname
+from core.services.card_text import fill, nickname, whole_sentences
 from core.services.dialogue import (
     Cast,
     exchange_to_regenerate,
@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 
 NARRATE = "narrate"
 EMPTY_REPLY_ATTEMPTS = 2  # an empty reply is asked for once more
+ENTRANCE_SAMPLE_CHARS = 400  # of a guest's own greeting, quoted for its voice
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,33 @@ class TurnPipeline:
             finally:
                 self._in_flight.pop(chat_id, None)
 
+    async def entrance(self, chat_id: str, source_id: str) -> AsyncGenerator[TurnUpdate, None]:
+        """The guest's entrance into the host's story, once (`source_id` keys it): written by the
+        model in the story's scene, with the guest's own greeting as a sample of its voice."""
+        async with self._locks.hold(chat_id):
+            await self._settle(chat_id)
+            cast = await load_cast(self.db, chat_id)
+            done = await turn_state.get_turn_by_source(self.db, chat_id, source_id)
+            if done is not None or len(cast.characters) < 2:
+                if done is not None:
+                    yield _done(cast, done)
+                return
+            guest = cast.characters[1]
+            own = fill(guest.first_mes, guest, cast)
+            instruction = (
+                f"[{guest.name} arrives in this scene. Write {guest.name}'s entrance: what {guest.name} says and "
+                f"does on coming in, in this story's place and time."
+                + (f" How {guest.name} usually opens, for the voice only (the place and situation there are not "
+                   f"this story's): \"{whole_sentences(own, ENTRANCE_SAMPLE_CHARS)}\"" if own else "") + "]"
+            )
+            control = self._in_flight[chat_id] = _InFlight()
+            try:
+                async with aclosing(self._reply(cast, guest, None, None, source_id, control, instruction)) as updates:
+                    async for update in updates:
+                        yield update
+            finally:
+                self._in_flight.pop(chat_id, None)
+
     def chats_held(self) -> int:
         """Chats this pipeline keeps anything for (a lock, a generation, after-work): only those in flight."""
         return len(set(self._locks.keys()) | set(self._in_flight) | set(self._after_work))
@@ -279,11 +307,13 @@ class TurnPipeline:
         replaced: Turn | None,
         source_id: str | None,
         control: _InFlight,
+        instruction: str = "",
     ) -> AsyncGenerator[TurnUpdate, None]:
         take = len(await turn_state.sibling_turns(self.db, replaced.turn_id)) + 1 if replaced else 1
         prompt = await assemble_prompt(
             self.db, cast, speaker, user_turn=user_turn,
             excluding_turn=replaced.turn_id if replaced else None, budget_tokens=self.budget_tokens, take=take,
+            instruction=instruction,
         )
         names = [speaker.name, nickname(speaker)]
         stop = stop_sequences(cast, speaker, self.replies)

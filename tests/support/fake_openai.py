@@ -16,7 +16,8 @@ Endpoints: `POST /v1/chat/completions` (streaming SSE or not, as the body asks) 
 
 Which reply a request gets: the router function if one is set and it returns a Reply (or a
 str), else the first matching rule (a rule with `times` is used up after that many requests),
-else `default_reply`; a Reply without `text` echoes the last user message ("Echo: ...").
+else `default_reply`; a Reply without `text` echoes the last user message, without the notes
+a reply prompt adds after the player's line ("Echo: ...").
 
 A Reply scripts one behaviour; its failures (status, hang, mid-stream faults) happen on every
 request it serves, or only on the first `fail_times` ones, after which it succeeds normally.

@@ -9,6 +9,8 @@ from typing import Any
 
 from multidict import CIMultiDict
 
+from core.llm.roles import without_notes
+
 PURPOSE_HEADER = "X-RPBot-Purpose"
 
 
@@ -70,7 +72,7 @@ class RecordedRequest:
 class Reply:
     """What the server does for one request. See the module docstring for failure counting."""
 
-    text: str | Callable[[RecordedRequest], str] | None = None  # None: "Echo: <last user msg>"
+    text: str | Callable[[RecordedRequest], str] | None = None  # None: "Echo: <the player's line>"
     chunk_size: int = 8  # characters per streamed content chunk
     first_token_delay_s: float = 0.0  # before the response (non-stream) or first chunk
     chunk_delay_s: float = 0.0
@@ -106,7 +108,7 @@ class Reply:
         if callable(self.text):
             return self.text(request)
         if self.text is None:
-            return f"Echo: {request.last_user_message}"
+            return f"Echo: {without_notes(request.last_user_message)}"
         return self.text
 
     @property

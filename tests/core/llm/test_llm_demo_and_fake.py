@@ -223,3 +223,15 @@ def test_demo_narrates_a_skip_as_the_narrator():
     assert "2 hours" in text or "2 Hours" in text
     assert "narrator" not in text.lower() and '"' not in text  # told by nobody, no dialogue
     assert "Maren" not in text  # no character acts in the narration
+
+
+async def test_the_demo_answers_the_players_line_not_the_notes_after_it(open_engine):
+    from tests.core.pipeline.conftest import HOST, collect
+
+    engine = await open_engine(DemoLLM(word_delay_s=0))
+    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    await engine.greeting(chat.chat_id)
+    reply = (await collect(engine.post_turn(chat.chat_id, "Tell me about the drowned bell.", "$1")))[-1].text
+    swipe = (await collect(engine.regenerate(chat.chat_id)))[-1].text
+    for text in (reply, swipe):
+        assert not any(word in text.lower() for word in ("story time", "notes", "afresh", "affinity")), text

@@ -37,6 +37,8 @@ def scripted_llm() -> FakeLLM:
     said: dict[str, int] = {}
 
     def narrate(messages) -> str:
+        if "arrives in this scene" in messages[-1]["content"]:
+            return "*Ilse bangs the lamp-room door open, dripping, and drops the post sack.* Mail! And news of the wreck."
         name = "Ilse" if _speaker(messages).startswith("Ilse") else "Maren Ashdown"
         index = said.get(name, 0)
         said[name] = index + 1
@@ -78,6 +80,7 @@ async def play_scripted_story(engine: Engine) -> str:
     await engine.set_persona(OWNER, *PERSONA)
     chat = (await engine.create_chat(owner=OWNER, host=maren.character_id, guest=ilse.character_id)).chat_id
     await engine.greeting(chat)
+    await engine.guest_entrance(chat)
     lines = ["Thank you for the tea.", "What is that light out past the rocks?", "Ilse, any letters for me?",
              "Does Ilse always bring news?", "Who is asking about the Alba, Ilse?",
              "Maren, when do you go to the mainland?"]
@@ -89,6 +92,7 @@ async def play_scripted_story(engine: Engine) -> str:
     for n, line in enumerate(["I slept like the dead. Is the buoy still adrift?", "Can I help you move it?"]):
         await collect(engine.post_turn(chat, line, f"$late{n}"))
     await collect(engine.regenerate(chat))
+    await engine.pipeline.close()  # the after-turn readings of the last replies, too
     return chat
 
 
@@ -103,8 +107,10 @@ def golden_calls(fake: FakeLLM) -> dict[str, FakeLLMCall]:
     """One request per call kind, picked from the scripted story's requests."""
     narrate = fake.calls_for("narrate")
     by_speaker = [(c, _speaker(c.messages)) for c in narrate]
-    guest = next(c for c, who in by_speaker if who.startswith("Ilse"))
+    entrance, *narrate = narrate
+    guest = next(c for c, who in by_speaker[1:] if who.startswith("Ilse"))
     return {
+        "guest_entrance": entrance,
         "first_turn": narrate[0],
         "guest_reply": guest,
         "deep_turn": narrate[-2],

@@ -76,3 +76,18 @@ async def test_cancel_stops_a_meanwhile_scene_and_still_queues_the_digest(open_e
     assert asyncio.all_tasks() == {asyncio.current_task()}
     pending = await engine.db.reader.execute_fetchall("SELECT count(*) FROM digests WHERE status = 'pending'")
     assert pending[0][0] == 1
+
+
+async def test_each_character_brings_the_story_into_a_meanwhile_scene(open_engine):
+    fake = FakeLLM(routes={"meanwhile": line_by_speaker, "narrate": "The lamp needs oil, and the oil is at the cove."})
+    engine = await open_engine(fake)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    await engine.greeting(chat.chat_id)
+    await collect(engine.post_turn(chat.chat_id, "Where do you keep the lamp oil?", "$1"))
+    await collect(engine.meanwhile(chat.chat_id, HOST, GUEST, "at the docks"))
+
+    wren, odile = (c.messages[0]["content"] for c in fake.calls_for("meanwhile")[:2])
+    assert "Story time now: Wednesday, April 1, 2026, 9:00 AM (morning)." in wren
+    assert "Where the story stands: " in wren  # the story's scenario, not only the two cards
+    assert "the oil is at the cove" in wren  # what Wren witnessed
+    assert "the oil is at the cove" not in odile  # Odile was not there
