@@ -3,7 +3,8 @@
 One local Synapse (relaxed limits), one OpenAI-compatible fake whose every call takes
 --ttft seconds to its first token, the real `rpbot run` process and bench/baseline_bot.py
 (receive, one LLM call, reply). The same script of lines goes to: rpbot in a
-one-character story, rpbot in a two-character story, and the baseline bot. Reports
+one-character story, rpbot in a two-character story (where every fifth line names the
+character it is for, and the others go on with the last speaker), and the baseline bot. Reports
 send -> first visible text and send -> final text, p50/p95, and the ratio to the
 baseline. Not a test: run it by hand on a quiet machine.
 
@@ -23,10 +24,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.measure import machine, throwaway_homeserver
+from core.llm.roles import without_notes
 from tests.adapter.matrix.conftest import RunningBot, onboard
 from tests.support.bot_process import BotProcess, write_config
 from tests.support.fake_openai import FakeOpenAIServer, Reply
+from tests.support.fake_openai_models import RecordedRequest
 from tests.support.matrix_user import MatrixUser
+
+
+def answer(request: RecordedRequest) -> str:
+    """The model's reply: about the player's newest line (the last paragraph of what it said)."""
+    said = without_notes(request.last_user_message).strip().split("\n\n")[-1]
+    return f"*nods* You said: {said[-60:]}"
 
 
 def measure(player: MatrixUser, room: str, bot_id: str, line: str, final_suffix: str) -> tuple[float, float]:
@@ -55,7 +64,7 @@ def percentiles(values: list[float]) -> tuple[float, float]:
 
 def main(lines: int, ttft: float) -> None:
     with throwaway_homeserver("rpbot-latency-") as (work, synapse), FakeOpenAIServer() as llm:
-        llm.default_reply = Reply(first_token_delay_s=ttft, chunk_size=12, chunk_delay_s=0.01)
+        llm.default_reply = Reply(text=answer, first_token_delay_s=ttft, chunk_size=12, chunk_delay_s=0.01)
         baseline = None
         bot = None
         try:
@@ -82,10 +91,15 @@ def main(lines: int, ttft: float) -> None:
 
             results: dict[str, list[tuple[float, float]]] = {"baseline bot": [], "rpbot, one character": [], "rpbot, two characters": []}
             for index in range(lines):
-                line = f"Line {index}: the lamp flickers and I ask what happened here."
-                results["baseline bot"].append(measure(player, base_room, base_account.user_id, line, f"Echo: {line}"))
-                results["rpbot, one character"].append(measure(player, one_character, account.user_id, line, f"Echo: {line}"))
-                results["rpbot, two characters"].append(measure(player, two_characters, account.user_id, line, f"Echo: {line}"))
+                line = f"The lamp flickers and I ask what happened here (line {index})."
+                end = f"(line {index})."
+                results["baseline bot"].append(measure(player, base_room, base_account.user_id, line, end))
+                results["rpbot, one character"].append(measure(player, one_character, account.user_id, line, end))
+                # Lines a player writes in a group scene: now and then one names who it is for, the
+                # rest go on with whoever spoke last (no routing call for either).
+                named = f"{'Odile' if index % 10 == 0 else 'Wren'}, {line}" if index % 5 == 0 else line
+                results["rpbot, two characters"].append(
+                    measure(player, two_characters, account.user_id, named, end))
         finally:
             if baseline is not None:
                 baseline.terminate()
