@@ -191,13 +191,14 @@ def and_join(names: list[str]) -> str:
 @command("status", "!status", "the story's clock, scene, threads and size", STORY_ROOMS)
 async def _status(inv: Invocation) -> list[CommandResult]:
     status = await engine_call(inv, inv.ctx.engine.status(chat_id_of(inv)))
-    cast = status.host_name + (f" and {status.guest_name}" if status.guest_name else "")
+    names = [status.host_name, *([status.guest_name] if status.guest_name else [])]
+    cast = and_join(names)
     you_play = f"**{status.persona_name}**" + (f": {status.persona_description}" if status.persona_description else "")
     failures = ", ".join(f"{purpose} {count}" for purpose, count in sorted(status.parse_failures.items()))
     return inv.reply(
         "\n".join(
             [
-                f"**{status.title}**" + (f", with {cast}" if cast != status.title else ""),
+                f"**{status.title}**" + ("" if all(name in status.title for name in names) else f", with {cast}"),
                 "",
                 f"- You play: {you_play} (change it with `!persona name: description`)",
                 f"- Story time: {story_time(status.clock)}",
@@ -210,6 +211,14 @@ async def _status(inv: Invocation) -> list[CommandResult]:
     )
 
 
+CONTEXT_LABELS = {
+    "card": "character card", "examples": "example dialogue", "summaries": "memories of earlier scenes",
+    "earlier": "memories of lines no longer shown", "threads": "open threads", "time": "story time",
+    "events": "world events", "edges": "feelings", "memories": "memories this line brings back",
+    "digests": "off-screen news", "post_history": "the card's closing instruction", "dialogue": "dialogue",
+}
+
+
 @command("context", "!context [full]", "what the next prompt holds and the tokens each part uses; `full`: the exact prompt", STORY_ROOMS)
 async def _context(inv: Invocation) -> list[CommandResult]:
     if inv.args.strip().lower() == "full":
@@ -219,7 +228,9 @@ async def _context(inv: Invocation) -> list[CommandResult]:
     report = await engine_call(inv, inv.ctx.engine.context(chat_id_of(inv)))
     used = sum(section.tokens for section in report.sections)
     lines = [f"**Next prompt for {report.speaker_name}:** {used} of {report.budget_tokens} tokens", ""]
-    lines += [f"- {section.name}: {section.tokens} tokens ({section.items} items)" for section in report.sections]
+    lines += [f"- {CONTEXT_LABELS.get(section.name, section.name)}: {section.tokens} tokens"
+              + (f" ({section.items} {'item' if section.items == 1 else 'items'})" if section.items else "")
+              for section in report.sections]
     return inv.reply("\n".join(lines))
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from adapter.matrix.handlers.registry import REGISTRY, handle_command
 from adapter.matrix.store import RoomMeta
-from core.engine import CharacterInfo, ChatStatus, Persona, SceneCloseResult
+from core.engine import CharacterInfo, ChatStatus, ContextReport, ContextSection, Persona, SceneCloseResult
 from core.errors import ChatNotFoundError, InvalidPersonaError
 
 CLOCK = datetime(2026, 4, 1, 9, 0)
@@ -70,6 +70,10 @@ class StandInEngine:
 
     async def close_scene(self, chat_id: str):
         return self.closed
+
+    async def context(self, chat_id: str) -> ContextReport:
+        return ContextReport("Wren Halloway", 6000, [
+            ContextSection("card", 300, 1), ContextSection("earlier", 120, 3), ContextSection("post_history", 0, 0)])
 
     async def status(self, chat_id: str) -> ChatStatus:
         return ChatStatus(self.title, "Wren Halloway", self.guest, CLOCK, True, 3, 2, 0, 0, persona_name="alice")
@@ -160,8 +164,17 @@ async def test_scene_close_reads_well_for_one_character_and_for_two() -> None:
 async def test_status_names_the_story_once_and_shows_no_internal_ids() -> None:
     alone = await answer(StandInEngine(guest=None), "!status")
     assert alone.startswith("**Wren Halloway**\n") and "mx-1" not in alone and "chat-1" not in alone
-    pair = await answer(StandInEngine(), "!status")
-    assert pair.startswith("**Wren Halloway**, with Wren Halloway and Captain Odile Marchetti")
+    pair = await answer(StandInEngine(title="Wren Halloway & Captain Odile Marchetti"), "!status")
+    assert pair.startswith("**Wren Halloway & Captain Odile Marchetti**\n")  # the title names them: said once
+    renamed = await answer(StandInEngine(title="The Drowned Bell"), "!status")
+    assert renamed.startswith("**The Drowned Bell**, with Wren Halloway and Captain Odile Marchetti\n")
+
+
+async def test_context_names_its_parts_as_a_player_reads_them() -> None:
+    body = await answer(StandInEngine(), "!context")
+    assert "- character card: 300 tokens (1 item)" in body
+    assert "- memories of lines no longer shown: 120 tokens (3 items)" in body
+    assert "- the card's closing instruction: 0 tokens\n" in body + "\n" and "post_history" not in body
 
 
 async def test_characters_and_help_work_everywhere_and_typos_get_a_suggestion() -> None:
