@@ -40,6 +40,9 @@ async def test_a_guest_reply_folds_the_other_character_into_alternating_named_tu
     messages = fake.calls_for("narrate")[-1].messages
     assert role_order_error(messages) is None
     assert [m["role"] for m in messages] == ["system", "user"]  # Ilse has not spoken: all one user turn
+    # The V3 card's system_prompt, with {{original}} standing for the main prompt
+    assert messages[0]["content"].startswith("You are Ilse Varga of the Northern Post in an ongoing roleplay")
+    assert "\nIlse talks fast and drops her g's" in messages[0]["content"] and "{{" not in messages[0]["content"]
     history = messages[1]["content"]
     assert "Maren Ashdown: *Maren Ashdown sets a chipped mug" in history
     assert "Tobin Reyes: Thank you for the tea." in history

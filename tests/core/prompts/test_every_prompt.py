@@ -11,6 +11,7 @@ import random
 import re
 from datetime import timedelta
 
+from core.llm.roles import role_order_error
 from core.services import talk
 from core.services.prompt import SECTION_SHARES
 from core.services.tokens import estimate_prompt_tokens
@@ -58,6 +59,9 @@ async def test_every_prompt_of_a_long_random_story_is_one_a_strict_server_accept
     purposes = {call.purpose for call in fake.calls}
     assert {"narrate", "addressee", "scene_close", "threads", "lifecycle", "meanwhile", "skip"} <= purposes
     assert len(fake.calls) > 150 and not fake.unplanned
+    # Background calls (summaries, threads, lifecycle, relationships) too: their failures are
+    # logged, not raised, so the strict fake's refusal alone would not fail this test.
+    assert [c.purpose for c in fake.calls if role_order_error(c.messages) is not None] == []
     for call in fake.calls:
         text = "\n".join(m["content"] for m in call.messages)
         where = f"{call.purpose} prompt #{fake.calls.index(call)}"
