@@ -148,7 +148,7 @@ def dev(args: argparse.Namespace) -> int:
     directory = args.dir.resolve()
     creds = _dev_credentials(directory)
     port = args.port if _port_is_free(args.port) else None
-    homeserver = LocalHomeserver(directory / "synapse", port=port, relaxed_rate_limits=True)
+    homeserver = LocalHomeserver(directory / "synapse", port=port, relaxed_rate_limits=False)  # as a player's server has them
     print(f"Starting a local Synapse on {homeserver.url} (data in {directory}) ...", flush=True)
     homeserver.start()
     try:

@@ -212,8 +212,8 @@ class MatrixBot:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = await AdapterStore.open(self.data_dir / "adapter.sqlite3")
         self.client = await self.login()
+        room_version = await room_version_for(self.client)  # before anything is made (keys included): a refusal leaves nothing
         await self._cross_sign_device()
-        room_version = await room_version_for(self.client)  # before anything is made: a refusal leaves nothing half-made
         sender = MatrixSender(self.client)
         ctx = BotContext(self.client, self.config, self.store, self.engine, sender, room_version)
         self.ctx = ctx

@@ -30,6 +30,7 @@ def test_doctor_and_start_refuse_a_homeserver_without_restricted_joins(synapse: 
             password=account.password,
             allowed_users=["@player-*:localhost"],
             data_dir=tmp_path / "data",
+            encryption=True,  # the default: no account keys may be published before the refusal either
         )
         invite_room = player.create_room(invite=[account.user_id])  # waiting for the bot, as a player would be
 
@@ -45,4 +46,6 @@ def test_doctor_and_start_refuse_a_homeserver_without_restricted_joins(synapse: 
         assert "Traceback" not in run.stderr
 
     assert rooms_created_by(synapse, account.user_id) == []  # no Space, no half-made onboarding
+    assert not (tmp_path / "data" / "recovery-key.txt").exists()
+    assert account.user_id not in player.keys_query(account.user_id).get("master_keys", {})  # no cross-signing keys published either
     assert player.members(invite_room)[account.user_id] == "invite"  # not joined either: the invite waits for a fixed server

@@ -46,6 +46,10 @@ class MatrixUser:
             raise AssertionError(f"{method} {path} -> {response.status_code} {response.text}")
         return response.json()
 
+    def keys_query(self, user_id: str) -> dict[str, Any]:
+        """The homeserver's /keys/query answer for `user_id`: its devices and cross-signing keys."""
+        return self._call("POST", "/_matrix/client/v3/keys/query", json={"device_keys": {user_id: []}})
+
     def create_room(self, *, invite: list[str] = (), name: str | None = None, is_direct: bool = True) -> str:
         body: dict[str, Any] = {"preset": "private_chat", "invite": list(invite), "is_direct": is_direct}
         if name:

@@ -13,6 +13,9 @@ config, and why:
   compatibility tests name (10, 11, 12), standing in for homeservers of other ages; 12 is the
   stock default of current Synapse and what every other fixture runs.
 
+`make dev` (`rpbot dev`) runs the same stock config with only the first difference (its
+listener and log files): Synapse's own rate limits, as a player's homeserver has them.
+
 Nothing else is set: no room-version pin, no feature flags. Tests using a homeserver carry the
 `synapse` marker; each server is torn down when its tests are done.
 """
