@@ -70,6 +70,8 @@ def test_rooms_and_replies_have_faces_and_messages_link_rooms_as_pills(start_bot
         content = event["content"].get("m.new_content", event["content"])
         if content.get("msgtype") == "m.text":
             assert content[PROFILE]["id"] == profile["id"] and content[PROFILE]["avatar_url"] == story_face
+            assert content[PROFILE]["has_fallback"] is True and content["body"].startswith(profile["displayname"] + ": ")
+            assert content["formatted_body"].startswith(f"<strong data-mx-profile-fallback>{profile['displayname']}: </strong>")
 
     # Every room named to the player is a matrix.to pill; no raw room id anywhere.
     player.send_text(lobby, "!new odile")
