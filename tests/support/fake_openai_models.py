@@ -52,6 +52,11 @@ class RecordedRequest:
         return str(users[-1].get("content", "")) if users else ""
 
     @property
+    def player_line(self) -> str:
+        """The last user message without the notes a reply prompt adds after the player's line."""
+        return without_notes(self.last_user_message)
+
+    @property
     def is_stream(self) -> bool:
         return bool(self.json.get("stream"))
 
@@ -108,7 +113,7 @@ class Reply:
         if callable(self.text):
             return self.text(request)
         if self.text is None:
-            return f"Echo: {without_notes(request.last_user_message)}"
+            return f"Echo: {request.player_line}"
         return self.text
 
     @property

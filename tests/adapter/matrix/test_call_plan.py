@@ -1,7 +1,8 @@
 """The latency rule, seen from the model's side: what a player's line costs before narration.
 
 One character and plain text: the narrative request is the first model call of the turn.
-Two characters: exactly one classifier request precedes it. (Work after the reply is free
+Two characters: none either when the line makes plain who answers (it goes on with the last
+speaker, or calls one by name); exactly one classifier request when it does not. (Work after the reply is free
 to call the model; only what comes before the first words is counted.)
 """
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.synapse
 
 def calls_before_narration(fake_openai: FakeOpenAIServer, line: str) -> list[str]:
     requests = fake_openai.requests
-    narrate = next(i for i, r in enumerate(requests) if r.purpose == "narrate" and r.last_user_message.endswith(line))
+    narrate = next(i for i, r in enumerate(requests) if r.purpose == "narrate" and r.player_line.endswith(line))
     turn_start = max((i for i, r in enumerate(requests[:narrate]) if r.purpose == "narrate"), default=-1) + 1
     return [r.purpose for r in requests[turn_start:narrate] if line in " ".join(str(m.get("content")) for m in r.messages)]
 
@@ -32,11 +33,14 @@ def test_one_routing_call_at_most_and_none_for_a_single_character(start_bot, fak
     )
     player.join(two_characters)
 
-    for room, line in ((one_character, "I open the door."), (two_characters, "I greet you both.")):
+    lines = ((one_character, "I open the door."), (two_characters, "I greet you both."),
+             (two_characters, "Wren, is the lamp lit?"), (two_characters, "Does Odile know the way?"))
+    for room, line in lines:
         player.send_text(room, line)
-        player.wait_for(
-            lambda room=room, line=line: any(t.endswith(f"Echo: {line}") for t in player.final_texts(room, bot.user_id).values()), what="the reply"
-        )
+        player.wait_for(lambda line=line: any(r.purpose == "narrate" and r.player_line.endswith(line)
+                                              for r in fake_openai.requests), what=f"the reply to {line!r}")
 
     assert calls_before_narration(fake_openai, "I open the door.") == []
-    assert calls_before_narration(fake_openai, "I greet you both.") == ["addressee"]
+    assert calls_before_narration(fake_openai, "I greet you both.") == []  # goes on with the last speaker
+    assert calls_before_narration(fake_openai, "Wren, is the lamp lit?") == []  # calls one by name
+    assert calls_before_narration(fake_openai, "Does Odile know the way?") == ["addressee"]  # a mention: asked

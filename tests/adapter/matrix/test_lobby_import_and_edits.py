@@ -77,5 +77,5 @@ def test_edits_are_not_new_turns_and_reply_quotes_are_not_part_of_the_line(start
         "m.relates_to": {"m.in_reply_to": {"event_id": greeting_id}},
     })
     player.wait_for(lambda: any("Echo: What coast?" in t for t in player.final_texts(story, bot.user_id).values()), what="the reply to the reply")
-    narrations = [r.last_user_message for r in fake_openai.requests_for(purpose="narrate")]
+    narrations = [r.player_line for r in fake_openai.requests_for(purpose="narrate")]
     assert narrations == ["I wave.", "What coast?"]  # the edit made no turn; the quote is not in the line

@@ -69,7 +69,7 @@ def test_invite_space_story_room_and_a_reply(synapse: SynapseServer, start_bot, 
     (reply,) = player.wait_for(reply_arrived, timeout_s=30, what="the character's reply")
     assert reply.endswith("Travellers are rare on this road.")
     narrate = fake_openai.requests_for(purpose="narrate")
-    assert narrate and narrate[-1].last_user_message.endswith("Hello there. Where does this road lead?")
+    assert narrate and narrate[-1].player_line.endswith("Hello there. Where does this road lead?")
     assert narrate[-1].model == "story-model"
 
 
