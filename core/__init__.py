@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from core.keyed_locks import KeyedLocks
     from core.llm import LLMClient, make_llm_client
     from core.llm.roles import render_messages
+    from core.services.opening_time import START_TIME_EXAMPLES, read_start_time
     from core.services.replies import ReplySettings
     from core.timeparse import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time
 
@@ -25,6 +26,8 @@ _HOMES = {
     "render_messages": "core.llm.roles",
     "Schema": "core.eventlog.schema",
     "ReplySettings": "core.services.replies",
+    "START_TIME_EXAMPLES": "core.services.opening_time",
+    "read_start_time": "core.services.opening_time",
     "DURATION_EXAMPLES": "core.timeparse",
     "TIME_EXAMPLES": "core.timeparse",
     "parse_duration": "core.timeparse",
@@ -33,6 +36,7 @@ _HOMES = {
 
 __all__ = [
     "DURATION_EXAMPLES",
+    "START_TIME_EXAMPLES",
     "TIME_EXAMPLES",
     "KeyedLocks",
     "LLMClient",
@@ -41,6 +45,7 @@ __all__ = [
     "make_llm_client",
     "parse_duration",
     "parse_story_time",
+    "read_start_time",
     "render_messages",
 ]
 

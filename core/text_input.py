@@ -2,8 +2,9 @@
 
 A player's line must be readable (valid Unicode that can be stored: no lone surrogates),
 not empty, and at most `MAX_LINE_CHARS` long: a longer line would crowd the rest of the
-story out of the next prompt. Other text arguments (a premise, a planned event, a memory
-query) must be readable. Each failure is an `InvalidInputError` saying what to change.
+story out of the next prompt. A story's own scenario may hold at most `MAX_SCENARIO_CHARS`.
+Other text arguments (a premise, a planned event, a memory query) must be readable. Each
+failure is an `InvalidInputError` saying what to change.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from core.errors import InvalidInputError
 
 MAX_LINE_CHARS = 8_000
+MAX_SCENARIO_CHARS = 4_000
 
 
 def check_readable(text: str, what: str = "The text") -> str:
@@ -35,3 +37,14 @@ def check_line(text: str) -> str:
             "Split it into shorter lines."
         )
     return text
+
+
+def check_scenario(text: str) -> str:
+    """A story's own scenario, checked and stripped (see the module docstring)."""
+    check_readable(text, "The scenario")
+    if len(text) > MAX_SCENARIO_CHARS:
+        raise InvalidInputError(
+            f"That scenario is too long: {len(text):,} characters, and a scenario may hold at most "
+            f"{MAX_SCENARIO_CHARS:,}. Say it in fewer words."
+        )
+    return text.strip()

@@ -97,7 +97,8 @@ class Room:
                 user = await get_user_meta(self.ctx.store, self.owner)
                 space_id = user.space_id if user and user.space_id else await ensure_onboarded(self.ctx, self.owner, self.room_id)
                 room_id = await create_story_room(
-                    self.ctx, self.owner, space_id, story.host_id, story.guest_id, notify_room=self.room_id
+                    self.ctx, self.owner, space_id, story.host_id, story.guest_id, notify_room=self.room_id,
+                    starts_at=story.starts_at, scenario=story.scenario,
                 )
         except Exception as exc:  # noqa: BLE001  (every command gets an answer, whatever went wrong)
             log_failure("!new", exc, self._where(source_event_id))

@@ -11,6 +11,7 @@ The Space, the Lobby and each story room have a picture (the story's is its host
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from nio import RoomPreset, RoomVisibility
@@ -154,10 +155,12 @@ async def create_lobby(ctx: BotContext, owner: str, space_id: str, notify_room: 
 
 
 async def create_story_room(
-    ctx: BotContext, owner: str, space_id: str, host: str, guest: str | None = None, notify_room: str | None = None
+    ctx: BotContext, owner: str, space_id: str, host: str, guest: str | None = None, notify_room: str | None = None,
+    *, starts_at: datetime | None = None, scenario: str | None = None,
 ) -> str:
-    """A new story: engine chat, room in the Space, and the host's greeting as its first line."""
-    chat = await ctx.engine.create_chat(owner=owner, host=host, guest=guest)
+    """A new story: engine chat (beginning at `starts_at` and with its own `scenario`, if given),
+    room in the Space, and the host's greeting as its first line."""
+    chat = await ctx.engine.create_chat(owner=owner, host=host, guest=guest, starts_at=starts_at, scenario=scenario)
     platform_chat_id = await next_platform_chat_id(ctx.store)
     identity = {
         "owner": owner,

@@ -18,8 +18,10 @@ Purposes:
 - "narrate", "greeting", "meanwhile", "regenerate" and any unknown narrative purpose:
   an in-character reply (a short action in *asterisks* and a spoken line or two).
 - "skip" (and any prompt that casts the model as the narrator): a line or two of narration
-  of the time passing, told by no one in the scene.
+  of the time passing, told by no one in the scene, and the planned events it lists.
 - "summary", "scene_close": a short point-of-view summary with a "Key quotes" section.
+- "opening_time": when the story begins, from the plain words of its opening ("before dawn",
+  "late autumn", "the third night of the blizzard"); nothing when it has none.
 - any call with `response_schema`: JSON for a valid instance of the schema built from its
   defaults (see `core.llm.structured.placeholder_instance`): the classifier's safe answer.
 - other classifier calls: a short neutral answer.
@@ -188,6 +190,8 @@ class DemoLLM:
         response_schema: type[BaseModel] | None = None,
     ) -> str:
         """The reply text, synchronously (the same for `generate` and `stream`)."""
+        if purpose == "opening_time":
+            return json.dumps(_opening_time(messages))
         if response_schema is not None:
             return placeholder_instance(response_schema).model_dump_json()
         rng = random.Random(_conversation_seed(messages, purpose))
@@ -324,6 +328,7 @@ def _fill(template: str, sheet: CharacterSheet, rng: random.Random, *, topic: st
 
 
 _SPAN = re.compile(r"Time passes:\s*([^,\n]+?)(?:,| from|\n|$)", re.I)
+_DUE = re.compile(r"^- ((?:At|On) [^:\n]*?\d{1,2}:\d{2} [AP]M): ([^\n]+)$", re.M)
 
 
 def _narration(sheet: CharacterSheet, messages: Sequence[ChatMessage], rng: random.Random) -> str:
@@ -337,6 +342,8 @@ def _narration(sheet: CharacterSheet, messages: Sequence[ChatMessage], rng: rand
         span=span, Span=span[:1].upper() + span[1:], at_place=_at(_place_of(scenario)),
         es="" if plural else "es", s="" if plural else "s",
     )
+    for when, what in _DUE.findall(prompt):  # planned events the time passes: told as they happen
+        text += f" {when}, {what[:1].lower() + what[1:].rstrip('.')}."
     return text
 
 
@@ -356,3 +363,27 @@ def _summary(sheet: CharacterSheet, messages: Sequence[ChatMessage]) -> str:
 def _first_sentence(text: str) -> str:
     sentence = re.split(r"(?<=[.!?])\s", text.strip().replace("\n", " "), maxsplit=1)[0]
     return sentence[:160].replace('"', "'")
+
+
+_PARTS_OF_DAY = (  # the first phrase found names the part of day
+    ("before dawn", "before dawn"), ("dawn", "early morning"), ("sunrise", "early morning"),
+    ("midnight", "late night"), ("small hours", "late night"), ("morning", "morning"), ("noon", "midday"),
+    ("midday", "midday"), ("afternoon", "afternoon"), ("dusk", "evening"), ("sunset", "evening"),
+    ("evening", "evening"), ("tonight", "night"), ("night", "night"),
+)
+_SEASONS = ("spring", "summer", "autumn", "winter")
+_WINTRY = re.compile(r"\b(snow\w*|blizzard|frost\w*|ice)\b")
+
+
+def _opening_time(messages: Sequence[ChatMessage]) -> dict[str, str]:
+    """When a story's opening says it begins, read from its words alone (the user message)."""
+    text = " ".join(m["content"] for m in messages if m["role"] == "user").lower()
+    answer: dict[str, str] = {}
+    part = next((part for word, part in _PARTS_OF_DAY if re.search(rf"\b{word}\b", text)), None)
+    if part:
+        answer["part_of_day"] = part
+    season = next((s for s in _SEASONS if re.search(rf"\b{s}\b", text)), "winter" if _WINTRY.search(text) else None)
+    if season:
+        early_or_late = re.search(rf"\b(early|late) {season}\b", text)
+        answer["season"] = f"{early_or_late.group(1)} {season}" if early_or_late else season
+    return answer

@@ -9,7 +9,9 @@
 A route is a string, a dict or pydantic model (sent as JSON), or a callable taking the
 messages and returning any of those (it may be async). Every call is recorded in `calls`.
 Calling a purpose with no route raises `UnplannedLLMCallError` (an AssertionError, so code
-that catches `LLMError` for resilience cannot swallow it) and is also kept in `unplanned`.
+that catches `LLMError` for resilience cannot swallow it) and is also kept in `unplanned`,
+except for the purposes of `DEFAULT_ROUTES`, which have a safe answer unless a test routes
+them: "opening_time" (reading when a new story begins) says the opening states no time.
 Like a model server with a strict chat template, the fake refuses messages that are not one
 system message followed by user / assistant strictly alternating from user: it raises
 `RoleOrderError` (an AssertionError too), unless created with `strict=False`.
@@ -36,6 +38,10 @@ from core.llm.roles import role_order_error
 Route = str | dict | BaseModel | Callable[[list[ChatMessage]], Any]
 """A reply for one purpose: text, JSON (dict or model), or a (sync or async) function of the
 messages returning one of those."""
+
+
+DEFAULT_ROUTES: dict[str, Route] = {"opening_time": {}}
+"""Purposes answered when a test did not route them (recorded in `calls` like any other)."""
 
 
 class UnplannedLLMCallError(AssertionError):
@@ -201,7 +207,7 @@ class FakeLLM:
         problem = role_order_error(call.messages) if self.strict else None
         if problem is not None:
             raise RoleOrderError(f"purpose {purpose!r}: {problem}; roles {[m['role'] for m in call.messages]}")
-        if purpose not in self.routes and purpose not in self._errors:
+        if purpose not in self.routes and purpose not in self._errors and purpose not in DEFAULT_ROUTES:
             self.unplanned.append(call)
             raise UnplannedLLMCallError(
                 f"FakeLLM has no route for purpose {purpose!r} (routes: {sorted(self.routes)}); "
@@ -224,7 +230,7 @@ class FakeLLM:
             raise _instantiate(scripted.error)
 
     async def _reply_text(self, call: FakeLLMCall) -> str:
-        route = self.routes.get(call.purpose, "")
+        route = self.routes.get(call.purpose, DEFAULT_ROUTES.get(call.purpose, ""))
         if callable(route) and not isinstance(route, BaseModel):
             route = route(list(call.messages))
             if inspect.isawaitable(route):

@@ -33,10 +33,11 @@ class MacroValues:
 
 def story_time(clock: datetime) -> str:
     """How prompts state a story time: "Wednesday, April 1, 2026, 9:00 AM"."""
-    return f"{clock:%A, %B} {clock.day}, {clock.year}, {_clock_time(clock)}"
+    return f"{clock:%A, %B} {clock.day}, {clock.year}, {clock_time(clock)}"
 
 
-def _clock_time(clock: datetime) -> str:
+def clock_time(clock: datetime) -> str:
+    """A story time's time of day: "9:00 AM", "11:40 PM"."""
     hour = clock.hour % 12 or 12
     return f"{hour}:{clock:%M} {'AM' if clock.hour < 12 else 'PM'}"
 
@@ -55,7 +56,7 @@ def _value(name: str, values: MacroValues) -> str:
     if values.clock is not None:
         clock = values.clock
         if key == "time":
-            return _clock_time(clock)
+            return clock_time(clock)
         if key == "date":
             return f"{clock:%B} {clock.day}, {clock.year}"
         if key == "weekday":

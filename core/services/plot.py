@@ -12,7 +12,8 @@
   `cause_turn_id` = the reply, so regenerating that reply reverts / withdraws exactly
   them (`regenerate.roll_back_turn`).
 
-Times of every change are the chat clock (set by the projections), never wall-clock.
+Both prompts state the story time now with its part of day.  Times of every change are the
+chat clock (set by the projections), never wall-clock.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from core.errors import IllegalTransitionError, NotFoundError
 from core.eventlog import Database
 from core.llm.base import ChatMessage, LLMClient
 from core.llm.structured import generate_json
-from core.services.macros import story_time
+from core.services.story_clock import time_now_line
 from core.state import plans, world
 from core.state import threads as thread_state
 from core.timeparse import parse_story_time
@@ -112,7 +113,7 @@ def thread_messages(open_threads: list[thread_state.PlotThread], scene_text: str
         "open (new threads, each with a title and a one-line summary), update (each with the thread_id "
         "of an open thread listed below and its new summary), close (each with the thread_id of an open "
         "thread and how it was resolved). Use only thread ids listed below; never invent one.\n"
-        f"Story time now: {story_time(clock)}."
+        + time_now_line(clock)
     )
     return [{"role": "system", "content": system},
             {"role": "user", "content": f"Open threads:\n{known}\n\nThe scene:\n{scene_text}"}]
@@ -163,7 +164,7 @@ def lifecycle_messages(events: list[plans.WorldEvent], exchange: str, clock: dat
         "You track planned world events of a roleplay. Given the latest exchange, say which events it "
         "clearly started, completed or cancelled (planned -> started | cancelled; started -> completed | "
         "cancelled), and which new future events it clearly announced. When unsure, nothing.\n"
-        f"Story time now: {story_time(clock)}.\n"
+        + time_now_line(clock) + "\n"
         "Answer with one JSON object and nothing else, with two lists (each may be empty): transitions "
         "(each with the world_event_id of an event listed below and to: \"started\", \"completed\" or "
         "\"cancelled\") and planned (each with a title, when it is due in story time such as \"tomorrow "

@@ -14,8 +14,10 @@ import logging
 import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 
 from core.eventlog import Readable
+from core.services.time_recall import memories_from_time
 from core.state import digests as digest_state
 from core.state import memory as memory_state
 from core.state.memory import Memory
@@ -96,16 +98,21 @@ async def recalled_memories(
     leave_out_turns: Collection[int] = (),
     leave_out_memories: Collection[int] = (),
     excluding_turn: int | None = None,
+    now: datetime | None = None,
 ) -> list[Memory]:
-    """Event memories `who` witnessed that the player's line brings back (word relevance),
-    most relevant first, leaving out memories of turns the prompt shows (`leave_out_turns`),
+    """Event memories `who` witnessed that the player's line brings back: those of the time or
+    order it names ("when I first woke up", "last night"; with `now`, the story clock), then
+    by word relevance, most relevant first, leaving out memories of turns the prompt shows (`leave_out_turns`),
     memories it holds already (`leave_out_memories`) and, for a regenerate, the replaced
     reply's and anything recorded after it."""
     if not query:
         return []
     hits = await _relevant(source, chat_id, who, query, excluding_turn)
+    by_time = await memories_from_time(source, chat_id, who, query, now, recorded_before=excluding_turn) if now else []
     chosen: list[Memory] = []
-    for memory in (h.memory for h in hits if h.memory.kind == "event"):
+    for memory in [*by_time, *(h.memory for h in hits if h.memory.kind == "event")]:
+        if memory in chosen:
+            continue
         turn = memory.source_turn_id
         if memory.memory_id in leave_out_memories or (turn is not None and (turn in leave_out_turns or turn == excluding_turn)):
             continue

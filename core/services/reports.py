@@ -2,8 +2,10 @@
 
 Each view is a small frozen dataclass built from the read models (core/state);
 counts are plain SQL in small named functions.  Memory search is the existing
-witness-filtered FTS search (`core.state.memory.search_memories`), so a
-character (or the player, "you") only ever finds what it witnessed.
+witness-filtered FTS search (`core.state.memory.search_memories`), or, for a query
+that names a story time or order ("yesterday", "the first thing"), recall by time
+(`core.services.time_recall`), so a character (or the player, "you") only ever finds
+what it witnessed.  Each memory says when it was, as a character would put it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from core.eventlog import USER, Readable
 from core.llm import structured
 from core.services.dialogue import Cast
 from core.services.prompt import AssembledPrompt
+from core.services.story_clock import when_phrase
+from core.services.time_recall import recall_by_time, time_window
 from core.state import memory as memory_state
 from core.state import plans, world
 from core.state import threads as thread_state
@@ -48,6 +52,7 @@ class MemoryInfo:
     text: str
     story_time: datetime
     significance: int
+    when: str = ""  # the story time seen from the chat clock: "yesterday evening", "a little earlier"
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,15 @@ async def world_event_infos(source: Readable, chat_id: str) -> list[WorldEventIn
 
 
 async def search_memory_infos(source: Readable, chat_id: str, who: str, query: str, limit: int) -> list[MemoryInfo]:
-    hits = await memory_state.search_memories(source, chat_id, who, query, limit)
-    return [MemoryInfo(h.memory.text, h.memory.story_time, h.memory.significance) for h in hits]
+    """What `who` remembers of `query`: by story time or order when it names one (in story
+    order), else by words (best first)."""
+    clock = await world.get_clock(source, chat_id)
+    window = time_window(query, clock)
+    if window is not None:
+        memories = await recall_by_time(source, chat_id, who, window, limit)
+    else:
+        memories = [h.memory for h in await memory_state.search_memories(source, chat_id, who, query, limit)]
+    return [MemoryInfo(m.text, m.story_time, m.significance, when_phrase(m.story_time, clock)) for m in memories]
 
 
 async def chat_status(source: Readable, cast: Cast) -> ChatStatus:

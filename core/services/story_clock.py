@@ -1,11 +1,12 @@
 """Story time as prompts say it: the part of day, the time now, and how long ago something was.
 
-- `part_of_day`: "before dawn", "early morning", "morning", "midday", "afternoon", "evening",
-  "night", "late night".
-- `time_now_line`: "Story time now: Tuesday, October 14, 1887, 11:40 PM (late night)."
+- `part_of_day`: "late night" (from midnight), "before dawn" (4 AM), "early morning" (6 AM),
+  "morning" (9 AM), "midday" (noon), "afternoon" (2 PM), "evening" (6 PM), "night" (9 PM).
+  `PART_HOURS` gives an hour inside each (a story that starts "before dawn" starts at 5 AM).
+- `time_now_line`: "Story time now: Tuesday, October 11, 1887, 11:40 PM (night)."
 - `when_phrase`: a past story time relative to now, as a character would put it: "a little earlier",
-  "earlier this evening", "this morning", "yesterday evening", "two days ago, at night",
-  "last week", "on March 3".
+  "earlier this evening", "this morning", "yesterday evening", "last night", "the night before
+  last", "two days ago, at night", "last week", "on March 3".
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ _PARTS = (  # (first hour, part of day)
     (0, "late night"), (4, "before dawn"), (6, "early morning"), (9, "morning"), (12, "midday"),
     (14, "afternoon"), (18, "evening"), (21, "night"),
 )
+PARTS_OF_DAY = tuple(part for _, part in _PARTS)
+PART_HOURS = {  # an hour well inside each part of day
+    "before dawn": 5, "early morning": 7, "morning": 9, "midday": 12, "afternoon": 15, "evening": 19,
+    "night": 22, "late night": 1,
+}
 _NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
 
@@ -55,7 +61,9 @@ def when_phrase(then: datetime, now: datetime) -> str:
         now_part = part_of_day(now)
         return f"earlier {_this(part, now_part)}" if part == now_part and part != "midday" else _this(part, now_part)
     if days == 1:
-        if part in ("night", "late night"):
+        if part == "late night":  # the small hours of yesterday: the night before the last one
+            return "the night before last"
+        if part == "night":
             return "last night"
         return "yesterday " + ("at midday" if part == "midday" else part.removeprefix("early "))
     if days < 7:

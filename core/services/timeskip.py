@@ -1,9 +1,13 @@
 """Time skips: elision ("an hour later...") and jumps ("the next morning, 9am").
 
 `move_clock` writes a short narration of the passing time (ONE narrative call,
-purpose "skip") and then, in one transaction, records it as a narration turn and
-sets the chat clock.  If the model fails (a timeout, an unreachable server) the
-error propagates to the caller and nothing changes.  A move that does not go
+purpose "skip"; the prompt states the part of day at both ends) and then, in one
+transaction, records it as a narration turn and sets the chat clock.  Planned world
+events due within the span (from the old clock to the new one, both included) are
+listed in that prompt for the narration to tell, and start with the move: each
+`world_event_transitioned` to "started" at its due time, with the narration turn as its
+cause.  Events due later stay planned.  If the model fails (a timeout, an unreachable
+server) the error propagates to the caller and nothing changes.  A move that does not go
 forward in story time, or moves it by more than `MAX_TIME_MOVE` at once (a skip of
 millions of days would overflow the calendar), raises `InvalidTimeError` before any
 model call.
@@ -18,9 +22,12 @@ from core.errors import InvalidTimeError
 from core.eventlog import Database
 from core.llm.base import ChatMessage, LLMClient
 from core.services.dialogue import Cast, recent_dialogue
-from core.services.macros import story_time
+from core.services.macros import clock_time, story_time
+from core.services.story_clock import part_of_day
+from core.state import in_view, plans, world
 from core.state import turns as turn_state
-from core.state import world
+from core.state.plans import WorldEvent
+from core.state.threads import PlotThread
 from core.state.turns import Turn
 
 PURPOSE = "skip"
@@ -66,7 +73,28 @@ def describe(delta: timedelta) -> str:
     return ", ".join(parts) or "a moment"
 
 
-def skip_messages(cast: Cast, dialogue: list[Turn], old: datetime, new: datetime) -> list[ChatMessage]:
+def _at(moment: datetime) -> str:
+    return f"{story_time(moment)} ({part_of_day(moment)})"
+
+
+def _when_due(due: datetime, old: datetime) -> str:
+    """When an event falls in a skip: "At 7:00 AM" the same day, else with its day and date."""
+    hour = clock_time(due)
+    return f"At {hour}" if due.date() == old.date() else f"On {due:%A, %B} {due.day}, at {hour}"
+
+
+def event_lines(events: list[WorldEvent], old: datetime) -> list[str]:
+    return [
+        f"- {_when_due(e.due_at or old, old)}: {e.title}" + (f" ({e.description})" if e.description else "")
+        for e in events
+    ]
+
+
+def skip_messages(
+    cast: Cast, dialogue: list[Turn], old: datetime, new: datetime, due: list[WorldEvent] | None = None,
+    threads: list[PlotThread] | None = None,
+) -> list[ChatMessage]:
+    """The narrator's request: it knows everything (every open thread, every event due)."""
     player = cast.player.name
     names = ", ".join(c.name for c in cast.characters)
     context = "\n".join(
@@ -78,9 +106,14 @@ def skip_messages(cast: Cast, dialogue: list[Turn], old: datetime, new: datetime
         "story: write one to three sentences of narration bridging the gap (an elision), in the present "
         f"tense, without dialogue and without deciding anything for {player}."
     )
+    planned = event_lines(due or [], old)
+    open_threads = "\n".join(f"- {t.title}" + (f": {t.summary}" if t.summary else "") for t in threads or [])
     user = (
-        (f"Recent lines:\n{context}\n\n" if context else "")
-        + f"Time passes: {describe(new - old)}, from {story_time(old)} to {story_time(new)}."
+        (f"Open threads of the story:\n{open_threads}\n\n" if open_threads else "")
+        + (f"Recent lines:\n{context}\n\n" if context else "")
+        + f"Time passes: {describe(new - old)}, from {_at(old)} to {_at(new)}."
+        + (("\nPlanned events happen in that time; tell each of them, in order:\n" + "\n".join(planned))
+           if planned else "")
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -95,17 +128,28 @@ async def move_clock(
     source_id: str | None = None,
     scene_closed: bool = False,
 ) -> tuple[SkipResult, Turn]:
-    """Narrate the passing time, record the narration turn and set the clock to `new_clock`."""
+    """Narrate the passing time, record the narration turn, set the clock to `new_clock` and
+    start the planned world events the move passes (see the module docstring)."""
     chat_id = cast.chat.chat_id
     old = await world.get_clock(db, chat_id)
     new_clock = new_clock.replace(tzinfo=None, microsecond=0)
     check_time_move(old, new_clock)
     dialogue = await recent_dialogue(db, chat_id, limit=CONTEXT_TURNS)
-    text = (await llm.generate(skip_messages(cast, dialogue, old, new_clock), purpose=PURPOSE, max_tokens=200)).strip()
+    due = await plans.world_events_due_between(db, chat_id, old, new_clock)
+    threads = await in_view.open_threads_known_by(db, chat_id, None)  # the narrator knows them all
+    messages = skip_messages(cast, dialogue, old, new_clock, due, threads)
+    text = (await llm.generate(messages, purpose=PURPOSE, max_tokens=200)).strip()
     text = text or f"{describe(new_clock - old).capitalize()} later."
     async with db.transaction() as tx:
         await world.set_clock(tx, chat_id, new_clock, reason)
         turn, _ = await turn_state.record_turn(tx, chat_id, "narration", NARRATOR, text, source_id=source_id)
+        narrated = {e.world_event_id for e in due}
+        for event in await plans.world_events_due_between(tx, chat_id, old, new_clock):
+            if event.world_event_id not in narrated:  # planned while the narration was written: not told
+                continue
+            await plans.transition_world_event(
+                tx, chat_id, event.world_event_id, "started", cause_turn_id=turn.turn_id, at=event.due_at
+            )
     return SkipResult(text, new_clock, scene_closed), turn
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "revert_world_event",
     "transition_world_event",
     "withdraw_world_event",
+    "world_events_due_between",
 ]
 
 
@@ -86,10 +87,12 @@ async def transition_world_event(
     to: Literal["started", "completed", "cancelled"],
     *,
     cause_turn_id: int | None = None,
+    at: datetime | None = None,
 ) -> None:
-    """One lifecycle step; `cause_turn_id` names the turn that caused it (regenerating that turn undoes it)."""
+    """One lifecycle step at story time `at` (None: the chat clock); `cause_turn_id` names the
+    turn that caused it (regenerating that turn undoes it)."""
     await append_and_apply(target, "world_event_transitioned", {
-        "chat_id": chat_id, "world_event_id": world_event_id, "to": to, "cause_turn_id": cause_turn_id,
+        "chat_id": chat_id, "world_event_id": world_event_id, "to": to, "cause_turn_id": cause_turn_id, "at": at,
     })
 
 
@@ -139,6 +142,19 @@ async def due_world_events(source: Readable, chat_id: str, until: datetime) -> l
            WHERE chat_id = ? AND status = 'planned' AND due_at IS NOT NULL AND due_at <= ?
            ORDER BY due_at, world_event_id""",
         (chat_id, until.replace(tzinfo=None, microsecond=0).isoformat(timespec="seconds")),
+    )
+    return [_world_event(r) for r in rows]
+
+
+async def world_events_due_between(source: Readable, chat_id: str, start: datetime, end: datetime) -> list[WorldEvent]:
+    """Planned events due from `start` to `end` (story times, both included), soonest first:
+    those a time skip from `start` to `end` passes."""
+    rows = await fetch_all(
+        source,
+        """SELECT * FROM world_events
+           WHERE chat_id = ? AND status = 'planned' AND due_at IS NOT NULL AND due_at >= ? AND due_at <= ?
+           ORDER BY due_at, world_event_id""",
+        (chat_id, *(t.replace(tzinfo=None, microsecond=0).isoformat(timespec="seconds") for t in (start, end))),
     )
     return [_world_event(r) for r in rows]
 

@@ -49,6 +49,7 @@ class Chat:
     guest: str | None
     title: str
     clock: datetime
+    scenario: str = ""  # the story's own scenario ("": its host's card's)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def _character(row: Any) -> Character:
 
 def _chat(row: Any) -> Chat:
     return Chat(row["chat_id"], row["owner"], row["host"], row["guest"], row["title"],
-                datetime.fromisoformat(row["clock"]))
+                datetime.fromisoformat(row["clock"]), row["scenario"])
 
 
 def _scene(row: Any) -> Scene:
@@ -122,12 +123,15 @@ async def create_chat(
     guest: str | None = None,
     title: str = "",
     chat_id: str | None = None,
+    scenario: str = "",
 ) -> Chat:
-    """Create a chat (a story); `chat_id` defaults to a new random id."""
+    """Create a chat (a story) whose clock starts at `clock`; `chat_id` defaults to a new random
+    id; `scenario` is the story's own, shared by everyone present ("": the host's card's)."""
     chat_id = chat_id or f"chat-{uuid.uuid4().hex[:16]}"
     async with writing(target) as tx:
         await append_and_apply(tx, "chat_created", {
             "chat_id": chat_id, "owner": owner, "host": host, "guest": guest, "title": title, "clock": clock,
+            "scenario": scenario,
         })
         return await require_chat(tx, chat_id)
 

@@ -63,3 +63,18 @@ async def test_consecutive_prompts_share_their_system_message_while_the_window_s
     # message (which held that turn's notes); a window that slid every turn would share only the system.
     kept = sum(1 for a, b in zip(prompts, prompts[1:], strict=False) if b.messages[: len(a.messages) - 1] == a.messages[:-1])
     assert kept >= 0.8 * (len(prompts) - 1)
+
+
+async def test_a_line_that_names_a_time_brings_back_the_memories_of_that_time(open_engine):
+    fake = FakeLLM({"narrate": "Mm."})
+    engine = await open_engine(fake, budget_tokens=2500)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    await collect(engine.post_turn(chat.chat_id, "Where am I? My head is pounding.", "$first"))
+    for n in range(30):
+        await collect(engine.post_turn(chat.chat_id, f"Line {n}: the harbour and the boats " + "and so on " * 12, f"${n}"))
+    await collect(engine.post_turn(chat.chat_id, "What did I say when I first woke up?", "$ask"))
+    prompt = fake.calls_for("narrate")[-1].messages
+    system, last = prompt[0]["content"], prompt[-1]["content"]
+    assert "My head is pounding" not in system and "My head is pounding" not in "".join(m["content"] for m in prompt[1:-1])
+    notes = last.split("What Wren Halloway recalls now:", 1)[1]
+    assert "My head is pounding" in notes  # no word in common: recalled by order, as the first thing said

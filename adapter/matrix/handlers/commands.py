@@ -9,8 +9,10 @@ turns into the reason and the usage line. Each handler module lists its own comm
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from adapter.matrix.avatars import keep_card_face
 from adapter.matrix.context import BotContext
@@ -19,6 +21,7 @@ from adapter.matrix.outgoing import OutgoingEvent, SendMessage, txn_id_for
 from adapter.matrix.render import notice, room_link
 from adapter.matrix.routing import LOBBY_ROOMS, STORY_ROOMS, Redo
 from adapter.matrix.store import RoomMeta
+from core import START_TIME_EXAMPLES, read_start_time
 from core.engine import CharacterInfo
 from core.errors import CardImportError
 
@@ -29,11 +32,14 @@ class CommandError(Exception):
 
 @dataclass(frozen=True)
 class StartStory:
-    """`!new` decided: make a story room for the room's owner with this cast."""
+    """`!new` decided: make a story room for the room's owner with this cast (and, if the
+    player gave them, the story time it begins at and its own scenario)."""
 
     host_id: str
     guest_id: str | None
     cast: str  # "Host" or "Host and Guest", for the answer
+    starts_at: datetime | None = None
+    scenario: str | None = None
 
 
 CommandResult = OutgoingEvent | StartStory | Redo
@@ -117,18 +123,45 @@ def find_character(characters: list[CharacterInfo], wanted: str) -> CharacterInf
     raise CommandError(f"No character called `{wanted}`. Known: {names} (see `!characters`).")
 
 
-@command("new", "!new [character] [with character]", "start a new story room in your Space", LOBBY_ROOMS)
+_SCENARIO_COLON = re.compile(r":(?=\s|$)")  # "11:40pm" holds a colon too, never followed by a space
+_AT = re.compile(r"(?:^|\s)at(?:\s+|$)", re.IGNORECASE)
+
+
+def new_story_parts(args: str) -> tuple[str, str | None, str | None]:
+    """`!new`'s arguments split into the cast, the start time after ` at ` and the scenario
+    after `: ` (None where not given): "wren with odile at dusk: a storm" ->
+    ("wren with odile", "dusk", "a storm")."""
+    colon = _SCENARIO_COLON.search(args)
+    head, scenario = (args[:colon.start()], args[colon.end():].strip()) if colon else (args, None)
+    at = _AT.search(head)
+    cast, when = (head[:at.start()], head[at.end():].strip()) if at else (head, None)
+    return cast.strip(), when, scenario
+
+
+@command(
+    "new", "!new [character] [with character] [at time] [: scenario]",
+    "start a new story room in your Space, e.g. `!new wren at dusk: the lamps fail in a storm`", LOBBY_ROOMS,
+)
 async def _new(inv: Invocation) -> list[CommandResult]:
+    cast_text, when_text, scenario = new_story_parts(inv.args)
     characters = await inv.ctx.engine.list_characters()
-    host_text, _, guest_text = inv.args.partition(" with ")
-    if inv.args.lower().startswith("with "):
-        host_text, guest_text = "", inv.args[5:]
+    host_text, _, guest_text = cast_text.partition(" with ")
+    if cast_text.lower().startswith("with "):
+        host_text, guest_text = "", cast_text[5:]
     host = find_character(characters, host_text) if host_text.strip() else characters[0]
     guest = find_character(characters, guest_text) if guest_text.strip() else None
     if guest is not None and guest.character_id == host.character_id:
         raise CommandError(f"{host.name} cannot be their own guest.")
+    starts_at = None
+    if when_text is not None:
+        starts_at = read_start_time(when_text)
+        if starts_at is None:
+            what = f"`{when_text}` is not a time I can read" if when_text else "Say when the story begins after `at`"
+            raise CommandError(f"{what}. A story's start looks like {START_TIME_EXAMPLES}.")
+    if scenario is not None and not scenario:
+        raise CommandError("Say the story's scenario after the colon, or leave the colon out.")
     cast = host.name + (f" and {guest.name}" if guest else "")
-    return [StartStory(host.character_id, guest.character_id if guest else None, cast)]
+    return [StartStory(host.character_id, guest.character_id if guest else None, cast, starts_at, scenario)]
 
 
 def story_ready_text(room_id: str, server_name: str, cast: str) -> str:

@@ -152,7 +152,11 @@ async def _meanwhile(inv: Invocation) -> list[CommandResult]:
     return inv.reply(f"*Meanwhile, {first.name} and {second.name} meet somewhere you are not.* You will hear of it on your next turn.")
 
 
-@command("memory", "!memory [character] <query>", "what a character (the story's host unless you name one) remembers", STORY_ROOMS)
+@command(
+    "memory", "!memory [character] <query>",
+    "what a character (the story's host unless you name one) remembers, by words or by time "
+    "(`!memory yesterday`, `!memory the first thing`)", STORY_ROOMS,
+)
 async def _memory(inv: Invocation) -> list[CommandResult]:
     if not inv.args.strip():
         raise CommandError("Say what to look for, and whose memory if not the host's (a name, or `you`).")
@@ -172,7 +176,8 @@ async def _memory(inv: Invocation) -> list[CommandResult]:
     if not memories:
         return inv.reply(f"{name} {verb} nothing about “{query.strip()}”.")
     lines = [f"**{name} {verb}:**", ""]
-    lines += [f"- {story_time(m.story_time)}: {m.text}" for m in memories]
+    lines += [f"- {m.when[:1].upper() + m.when[1:]}: {m.text}" if m.when else f"- {story_time(m.story_time)}: {m.text}"
+              for m in memories]
     return inv.reply("\n".join(lines))
 
 
@@ -214,7 +219,7 @@ async def _status(inv: Invocation) -> list[CommandResult]:
 CONTEXT_LABELS = {
     "card": "character card", "examples": "example dialogue", "summaries": "memories of earlier scenes",
     "earlier": "memories of lines no longer shown", "threads": "open threads", "time": "story time",
-    "events": "world events", "edges": "feelings", "memories": "memories this line brings back",
+    "events": "world events", "edges": "feelings", "lore": "lore", "memories": "memories this line brings back",
     "digests": "off-screen news", "post_history": "the card's closing instruction", "dialogue": "dialogue",
 }
 

@@ -166,7 +166,7 @@ async def _world_event_transitioned(conn: aiosqlite.Connection, seq: int, p: Wor
     event = await _world_event(conn, p.chat_id, p.world_event_id)
     if p.to not in WORLD_EVENT_TRANSITIONS[event["status"]]:
         raise IllegalTransitionError("world event", p.world_event_id, event["status"], p.to)
-    now = await chat_clock(conn, p.chat_id)
+    now = story_time_text(p.at) if p.at is not None else await chat_clock(conn, p.chat_id)
     if p.to == "started":
         sql = "UPDATE world_events SET status = 'started', started_at = ? WHERE world_event_id = ?"
     else:

@@ -82,9 +82,9 @@ async def _chat_created(conn: aiosqlite.Connection, seq: int, p: ChatCreated) ->
     row = await fetch_one(conn, "SELECT COALESCE(MAX(chat_num), 0) + 1 AS next FROM chats")
     assert row is not None  # an aggregate without GROUP BY always returns one row
     await conn.execute_fetchall(
-        """INSERT INTO chats (chat_id, chat_num, owner, host, guest, title, clock, created_seq)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-        (p.chat_id, row["next"], p.owner, p.host, p.guest, p.title, story_time_text(p.clock), seq),
+        """INSERT INTO chats (chat_id, chat_num, owner, host, guest, title, clock, scenario, created_seq)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (p.chat_id, row["next"], p.owner, p.host, p.guest, p.title, story_time_text(p.clock), p.scenario, seq),
     )
     return None
 

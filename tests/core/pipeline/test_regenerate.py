@@ -96,7 +96,7 @@ async def test_regenerating_twice_equals_a_story_with_only_the_last_reply(open_e
     assert [t.is_shown for t in siblings] == [False, False, True]
     # Regenerating never re-routes (no classifier call) and never shows the replaced reply.
     purposes = [p for p in fake_a.purposes if p not in ("lifecycle", "relationship")]
-    assert purposes == ["addressee", "narrate", "narrate", "narrate", "narrate"]  # "morning": routed; then plain
+    assert purposes == ["opening_time", "addressee", "narrate", "narrate", "narrate", "narrate"]  # "morning": routed
     assert fake_a.purposes.count("relationship") == 4  # after each reply, swipes included
     for call, replaced in zip(fake_a.calls_for("narrate")[2:], DISCARDED, strict=True):
         text = "\n".join(m["content"] for m in call.messages)
@@ -133,7 +133,7 @@ async def test_regenerate_in_a_guest_chat_keeps_the_speaker(open_engine):
     await collect(engine.post_turn(chat.chat_id, "Captain?", "$1"))
     updates = await collect(engine.regenerate(chat.chat_id))
     assert updates[-1].speaker_id == GUEST
-    assert fake.purposes == ["narrate", "narrate"]  # "Captain?" calls her by name: no routing call
+    assert fake.purposes == ["opening_time", "narrate", "narrate"]  # "Captain?" calls her by name: no routing
 
 
 async def test_replaying_the_log_after_regenerates_rebuilds_the_same_state(open_engine):

@@ -33,8 +33,8 @@ async def test_one_character_chat_asks_the_narrative_model_first(open_engine):
     chat = await engine.create_chat(owner="@p:hs", host=HOST)
     await collect(engine.post_turn(chat.chat_id, "Hi", "$1"))
     await collect(engine.post_turn(chat.chat_id, "Still there?", "$2"))
-    assert fake.purposes == ["narrate", "narrate"]
-    assert all(c.streamed and c.role == "narrative" for c in fake.calls)
+    assert fake.purposes == ["opening_time", "narrate", "narrate"]  # the first: when the story begins
+    assert all(c.streamed and c.role == "narrative" for c in fake.calls_for("narrate"))
 
 
 async def test_a_line_calling_one_character_needs_no_classifier_and_a_mention_asks_once(open_engine):
@@ -43,13 +43,13 @@ async def test_a_line_calling_one_character_needs_no_classifier_and_a_mention_as
     chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
 
     updates = await collect(engine.post_turn(chat.chat_id, "Captain, is the ship ready?", "$1"))
-    assert fake.purposes == ["narrate"]
+    assert fake.purposes == ["opening_time", "narrate"]
     assert (updates[-1].speaker_name, updates[-1].speaker_id) == (GUEST_NAME, GUEST)
-    assert f"Character: {GUEST_NAME}" in fake.calls[0].system_prompt
+    assert f"Character: {GUEST_NAME}" in fake.calls[1].system_prompt
 
     updates = await collect(engine.post_turn(chat.chat_id, "Does the Captain sail today?", "$2"))  # a mention
-    assert fake.purposes == ["narrate", "addressee", "narrate"]
-    assert fake.calls[1].role == "classifier" and not fake.calls[1].streamed
+    assert fake.purposes == ["opening_time", "narrate", "addressee", "narrate"]
+    assert fake.calls[2].role == "classifier" and not fake.calls[2].streamed
 
 
 async def test_same_source_twice_makes_one_user_turn_and_one_reply(open_engine):
@@ -135,12 +135,12 @@ async def test_an_edge_moves_only_on_what_the_exchange_shows_and_only_after_the_
     assert memory.witnesses == tuple(sorted(["you", HOST, GUEST]))
     assert "may I come in?" in memory.text and "Come in from the rain." in memory.text
     await engine.pipeline.close()  # let after-turn work finish
-    assert fake.purposes == ["narrate"]  # small talk: no reading, no change
+    assert fake.purposes == ["opening_time", "narrate"]  # small talk: no reading, no change
     assert (await edge_state.get_edge(engine.db, chat.chat_id, HOST, "you")).affinity == 0
 
     updates = await collect(engine.post_turn(chat.chat_id, "Thank you, Wren. You are kind.", "$2"))
     await engine.pipeline.close()
-    assert fake.purposes == ["narrate", "narrate", "relationship"]  # the reading follows the reply
+    assert fake.purposes == ["opening_time", "narrate", "narrate", "relationship"]  # the reading follows the reply
     edge = await edge_state.get_edge(engine.db, chat.chat_id, HOST, "you")
     assert (edge.affinity, edge.trust, edge.summary) == (2, 1, "thanked her for the shelter")
     assert (await edge_state.get_edge(engine.db, chat.chat_id, GUEST, "you")).affinity == 0
@@ -228,13 +228,13 @@ async def test_cancel_during_routing_stops_before_narration(open_engine):
     chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
 
     turn = asyncio.create_task(collect(engine.post_turn(chat.chat_id, "Is the Captain here yet?", "$1")))
-    while not fake.calls:
+    while not fake.calls_for("addressee"):
         await asyncio.sleep(0.01)
     assert await engine.cancel(chat.chat_id) is True
     updates = await turn
 
     assert [(u.done, u.truncated, u.text) for u in updates] == [(True, True, "")]
-    assert fake.purposes == ["addressee"]
+    assert fake.purposes == ["opening_time", "addressee"]
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 

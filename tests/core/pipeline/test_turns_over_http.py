@@ -3,7 +3,8 @@
 Happy-path streaming, and every model failure a turn can meet: each failure
 either recovers inside the client (429 / 500 then success) or surfaces as a typed
 `LLMError` after the player's turn is recorded, with no reply recorded, so that a
-retry (regenerate, or posting the same source again) makes exactly one reply.
+retry (regenerate, or posting the same source again) makes exactly one reply.  Each story is
+given its start, so the server sees only the requests of the turns.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 
 import pytest
 
+from core.engine import STORY_START
 from core.llm import LLMStreamError, LLMTimeoutError
 from core.state import turns as turn_state
 from tests.core.pipeline.conftest import GUEST, HOST, HOST_NAME, collect, http_client
@@ -28,7 +30,7 @@ async def _turns(engine, chat_id):
 async def test_streamed_reply_and_recorded_turns(fake_openai, open_engine):
     fake_openai.add_rule(Reply(text=REPLY, chunk_size=6), purpose="narrate")
     engine = await open_engine(http_client(fake_openai))
-    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST, starts_at=STORY_START)
     greeting = await engine.greeting(chat.chat_id)
 
     updates = await collect(engine.post_turn(chat.chat_id, "Hello, Wren.", "$ev1"))
@@ -52,7 +54,7 @@ async def test_streamed_reply_and_recorded_turns(fake_openai, open_engine):
 async def test_timeout_raises_after_the_user_turn_and_regenerate_retries(fake_openai, open_engine):
     fake_openai.add_rule(Reply(text=REPLY, hang=True, fail_times=1), purpose="narrate")
     engine = await open_engine(http_client(fake_openai, timeout_s=0.3))
-    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST, starts_at=STORY_START)
 
     with pytest.raises(LLMTimeoutError):
         await collect(engine.post_turn(chat.chat_id, "Are you there?", "$ev1"))
@@ -73,7 +75,7 @@ async def test_timeout_raises_after_the_user_turn_and_regenerate_retries(fake_op
 async def test_429_with_retry_after_then_success(fake_openai, open_engine):
     fake_openai.add_rule(Reply(text=REPLY, status=429, retry_after=1, fail_times=1), purpose="narrate")
     engine = await open_engine(http_client(fake_openai))
-    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST, starts_at=STORY_START)
 
     updates = await collect(engine.post_turn(chat.chat_id, "Hi", "$ev1"))
 
@@ -86,7 +88,7 @@ async def test_429_with_retry_after_then_success(fake_openai, open_engine):
 async def test_500_then_success(fake_openai, open_engine):
     fake_openai.add_rule(Reply(text=REPLY, status=500, fail_times=2), purpose="narrate")
     engine = await open_engine(http_client(fake_openai))
-    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST, starts_at=STORY_START)
 
     updates = await collect(engine.post_turn(chat.chat_id, "Hi", "$ev1"))
 
@@ -104,7 +106,7 @@ async def test_stream_failure_mid_reply_raises_and_records_no_reply(fake_openai,
         Reply(text=REPLY, chunk_size=4, fail_after_chunks=3, fail_times=1, **failure), purpose="narrate"
     )
     engine = await open_engine(http_client(fake_openai))
-    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST, starts_at=STORY_START)
 
     seen = []
     with pytest.raises(LLMStreamError):
@@ -123,7 +125,7 @@ async def test_invalid_classifier_json_falls_back_to_the_host(fake_openai, open_
     fake_openai.add_rule(Reply(text="Probably the captain, I think."), purpose="addressee")
     fake_openai.add_rule(Reply(text=REPLY), purpose="narrate")
     engine = await open_engine(http_client(fake_openai))
-    chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST, starts_at=STORY_START)
 
     updates = await collect(engine.post_turn(chat.chat_id, "Is the Captain aboard yet?", "$ev1"))  # a mention: routed
 
@@ -137,7 +139,7 @@ async def test_cancel_closes_the_http_stream_and_keeps_a_truncated_turn(fake_ope
     long_text = "The tide comes in slowly over the black rocks. " * 20
     fake_openai.add_rule(Reply(text=long_text, chunk_size=5, chunk_delay_s=0.03), purpose="narrate")
     engine = await open_engine(http_client(fake_openai))
-    chat = await engine.create_chat(owner="@p:hs", host=HOST)
+    chat = await engine.create_chat(owner="@p:hs", host=HOST, starts_at=STORY_START)
 
     updates = []
     async for update in engine.post_turn(chat.chat_id, "Go on", "$ev1"):

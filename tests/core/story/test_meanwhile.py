@@ -27,7 +27,7 @@ async def test_meanwhile_is_remembered_by_its_two_characters_only(open_engine):
 
     lines = [u for u in updates if u.done]
     assert [u.speaker_id for u in lines] == [HOST, GUEST] * (meanwhile_service.LINES // 2)
-    assert {u.kind for u in updates} == {"reply"} and fake.purposes == ["meanwhile"] * meanwhile_service.LINES
+    assert {u.kind for u in updates} == {"reply"} and fake.purposes == ["opening_time"] + ["meanwhile"] * meanwhile_service.LINES
     assert await memory_state.search_memories(engine.db, chat.chat_id, "you", "smugglers") == []
     assert await engine.search_memory(chat.chat_id, "you", "smugglers") == []
     for who in (HOST, GUEST_NAME):

@@ -24,7 +24,8 @@ START = datetime(2026, 4, 1, 9, 0)
 
 
 def before_first_narration(fake: FakeLLM) -> list[str]:
-    purposes = fake.purposes
+    """The calls of a turn before its first narration (when the story begins is read at its creation)."""
+    purposes = fake.purposes[1:] if fake.purposes[:1] == ["opening_time"] else fake.purposes
     first = next(i for i, p in enumerate(purposes) if p in ("narrate", "skip"))
     return purposes[:first]
 
@@ -34,7 +35,7 @@ async def test_one_character_plain_text_makes_no_classifier_call(open_engine):
     engine = await open_engine(fake)
     chat = await engine.create_chat(owner="@p:hs", host=HOST)
     updates = await collect(engine.post_turn(chat.chat_id, "Could you pass the salt?", "$1"))
-    assert fake.purposes[0] == "narrate" and not set(fake.purposes) & CLASSIFIERS
+    assert fake.purposes[:2] == ["opening_time", "narrate"] and not set(fake.purposes) & CLASSIFIERS
     assert updates[-1].kind == "reply" and updates[-1].done
 
 
@@ -59,7 +60,7 @@ async def test_the_speaker_is_chosen_without_a_model_call_when_the_line_makes_it
                 ("What do you make of that?", GUEST),    # a Matrix reply to Odile's message
             ])]
     assert [s[-1].speaker_id for s in said] == [HOST, GUEST, GUEST, HOST, GUEST]
-    assert fake.purposes == ["narrate"] * 5
+    assert fake.purposes == ["opening_time"] + ["narrate"] * 5
 
 
 async def test_sleeping_till_morning_is_one_classifier_call_then_the_skip(open_engine):
@@ -129,7 +130,7 @@ async def test_skip_and_jump_commands(open_engine):
         await engine.skip(chat.chat_id, timedelta(0))
     with pytest.raises(ChatNotFoundError):
         await engine.skip("no-such-chat", timedelta(hours=1))
-    assert fake.purposes == ["skip", "skip"]
+    assert fake.purposes == ["opening_time", "skip", "skip"]
 
 
 async def test_a_narration_timeout_propagates_and_changes_nothing(open_engine):
@@ -172,5 +173,5 @@ async def test_a_detected_scene_close_alone_closes_the_scene_and_summarizes_afte
     assert [(u.kind, u.done) for u in updates] == [("scene", True)]
     assert await open_scene_id(engine, chat.chat_id) is None
     await settle(engine, chat.chat_id)
-    assert fake.purposes == ["narrate", "addressee", "scene_close", "threads"]
+    assert fake.purposes == ["opening_time", "narrate", "addressee", "scene_close", "threads"]
     assert await engine.close_scene(chat.chat_id) is None

@@ -38,7 +38,7 @@ async def test_regenerating_the_turn_that_completed_an_event_restores_it_to_star
     await collect(engine.post_turn(chat.chat_id, "Look at the lanterns!", "$1"))
     await settle(engine, chat.chat_id)
     # The lifecycle call runs after the reply, never before narration.
-    assert fake.purposes[:2] == ["narrate", "lifecycle"]
+    assert fake.purposes[:3] == ["opening_time", "narrate", "lifecycle"]
     await collect(engine.post_turn(chat.chat_id, "And now?", "$2"))
     await settle(engine, chat.chat_id)
     [event] = await engine.list_world_events(chat.chat_id)
@@ -62,7 +62,7 @@ async def test_no_lifecycle_call_without_live_world_events(open_engine):
     chat = await engine.create_chat(owner="@p:hs", host=HOST)
     await collect(engine.post_turn(chat.chat_id, "Hi.", "$1"))
     await settle(engine, chat.chat_id)
-    assert fake.purposes == ["narrate"]
+    assert fake.purposes == ["opening_time", "narrate"]
     with pytest.raises(InvalidTimeError):
         await engine.plan_event(chat.chat_id, "Yesterday's market", datetime(2026, 3, 1, 9, 0))
 
