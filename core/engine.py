@@ -1,6 +1,8 @@
 """Engine: the one API every adapter calls.
 
-An adapter creates chats (stories) for its players, asks for a character's
+An adapter creates chats (stories) for its players (beginning at the story time
+given, else the one their opening implies, else `STORY_START`; with a scenario of
+their own, if given), asks for a character's
 greeting, and posts player lines with its own source id (the Matrix event id);
 `post_turn` streams the character's reply as `TurnUpdate`s. Posting the same
 source id twice returns the turn already made: nothing is generated twice.
@@ -47,7 +49,9 @@ from core.llm.base import ChatMessage, LLMClient
 from core.services import reports, scenes, timeskip
 from core.services.card_text import greeting as greeting_text
 from core.services.dialogue import REPLY_SUFFIX, exchange_to_regenerate, load_cast, require_character
+from core.services.lorebook import LoreEntryInfo, LoreImportResult, import_card_books, import_world_info, lore_infos
 from core.services.meanwhile import resolve_character, run_meanwhile
+from core.services.opening_time import DEFAULT_START, story_start
 from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
 from core.services.replies import ReplySettings, stop_sequences
 from core.services.reports import (
@@ -66,13 +70,14 @@ from core.state import memory as memory_state
 from core.state import turns as turn_state
 from core.state.lines import OwedLine
 from core.state.personas import Persona, get_persona
-from core.text_input import check_line, check_readable
+from core.text_input import check_line, check_readable, check_scenario
 
 log = logging.getLogger(__name__)
 
 GREETING_SOURCE = "greeting"
 GUEST_ENTRANCE_SOURCE = "greeting#guest"
-STORY_START = datetime(2026, 4, 1, 9, 0)  # a chat's clock starts at a spring morning
+STORY_START = DEFAULT_START  # a story begins on a spring morning when nothing says otherwise
+LAST_START_YEAR = 9000
 
 __all__ = [
     "GREETING_SOURCE",
@@ -87,6 +92,8 @@ __all__ = [
     "Engine",
     "ExportedScene",
     "ExportedTurn",
+    "LoreEntryInfo",
+    "LoreImportResult",
     "MemoryInfo",
     "NextPrompt",
     "OwedLine",
@@ -111,6 +118,7 @@ class ChatInfo:
     host_name: str
     guest_id: str | None = None
     guest_name: str | None = None
+    starts_at: datetime | None = None  # the story time it begins at
 
 
 @dataclass(frozen=True)
@@ -241,16 +249,34 @@ class Engine:
             return await personas.set_persona(self.db, owner, name)
         return await personas.get_persona(self.db, owner)
 
-    async def create_chat(self, *, owner: str, host: str, guest: str | None = None, title: str | None = None) -> ChatInfo:
+    async def create_chat(
+        self, *, owner: str, host: str, guest: str | None = None, title: str | None = None,
+        starts_at: datetime | None = None, scenario: str | None = None,
+    ) -> ChatInfo:
+        """A new story.  `scenario` is the story's own, shared by everyone present (else the
+        host's card's).  It begins at `starts_at`, else when its opening (that scenario and the
+        host's greeting) says, read by one classifier call (purpose "opening_time", made only
+        when the opening has a word about time), else at `STORY_START`.  InvalidInputError for
+        an unreadable or overlong scenario, InvalidTimeError for a start after the year 9000."""
         host_character = await require_character(self.db, host)
         guest_character = await require_character(self.db, guest) if guest else None
         if guest_character is not None and guest_character.character_id == host_character.character_id:
             raise InvalidCastError(f"{host_character.name} cannot be their own guest")
+        scenario = check_scenario(scenario or "")
+        if starts_at is not None and starts_at.year >= LAST_START_YEAR:
+            raise InvalidTimeError(f"a story must begin before the year {LAST_START_YEAR}")
         title = title or host_character.name + (f" & {guest_character.name}" if guest_character else "")
-        chat = await world.create_chat(self.db, owner=owner, host=host, guest=guest, title=title, clock=STORY_START)
+        if starts_at is None:
+            player = await personas.get_persona(self.db, owner)
+            starts_at = await story_start(self.llm, host_character, scenario, player.name)
+        chat = await world.create_chat(
+            self.db, owner=owner, host=host, guest=guest, title=title, clock=starts_at.replace(tzinfo=None, microsecond=0),
+            scenario=scenario,
+        )
+        await import_card_books(self.db, chat.chat_id, [c for c in (host_character, guest_character) if c is not None])
         return ChatInfo(
             chat.chat_id, owner, chat.title, host, host_character.name,
-            guest, guest_character.name if guest_character else None,
+            guest, guest_character.name if guest_character else None, chat.clock,
         )
 
     async def greeting(self, chat_id: str) -> TurnUpdate:
@@ -469,3 +495,18 @@ class Engine:
             scenes_out.append(ExportedScene(scene.scene_id, scene.title, scene.started_at, scene.closed_at, summaries))
         threads = tuple(await reports.thread_infos(self.db, chat_id))
         return StoryExport(chat_id, chat.title, chat.owner, chat.clock, cast, turns, tuple(scenes_out), threads)
+
+    # -- the story's lorebook -------------------------------------------------------------
+
+    async def import_lore(self, chat_id: str, data: bytes, filename: str) -> LoreImportResult:
+        """Add a SillyTavern world info file (its bytes and file name) to the story's lorebook;
+        a file imported again under the same name replaces the book it gave before.  Entries
+        are common knowledge unless their character filter names who knows them.
+        LoreImportError for anything that is not world info (nothing written); ChatNotFoundError."""
+        return await import_world_info(self.db, chat_id, data, filename)
+
+    async def lore(self, chat_id: str) -> list[LoreEntryInfo]:
+        """Every lorebook entry of the story (its cards' books and imported world info), book by
+        book, with who knows each."""
+        await world.require_chat(self.db, chat_id)
+        return await lore_infos(self.db, chat_id)

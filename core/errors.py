@@ -121,6 +121,11 @@ class CardImportError(RpbotError):
     """A character card could not be read (bad JSON, no card in the PNG, not a PNG...)."""
 
 
+class LoreImportError(RpbotError):
+    """A lorebook could not be read (not JSON, not SillyTavern world info, an entry of the wrong
+    shape, too large); the message says what is wrong, and nothing was written."""
+
+
 class UnknownCharacterError(CharacterNotFoundError):
     """A character named by an adapter (id or display name) is neither in the story nor registered."""
 

@@ -20,8 +20,16 @@ class MediaError(Exception):
     """The file could not be had; the message says why, for the player."""
 
 
-async def fetch_uploaded_file(client: AsyncClient, room_id: str, event_id: str) -> tuple[str, bytes]:
-    """(file name, bytes) of the file sent as `event_id` in `room_id`."""
+def _too_large(max_bytes: int) -> str:
+    return f"That file is too large (over {max_bytes // (1024 * 1024)} MiB)."
+
+
+async def fetch_uploaded_file(
+    client: AsyncClient, room_id: str, event_id: str, *, max_bytes: int = MAX_UPLOAD_BYTES,
+    expected: str = "a card as .png or .json",
+) -> tuple[str, bytes]:
+    """(file name, bytes) of the file sent as `event_id` in `room_id`, at most `max_bytes`
+    (`expected` says what the file should be, for the player)."""
     response = await client.room_get_event(room_id, event_id)
     if isinstance(response, RoomGetEventError):
         raise MediaError("I cannot see the message you replied to.")
@@ -32,16 +40,16 @@ async def fetch_uploaded_file(client: AsyncClient, room_id: str, event_id: str) 
         except Exception as exc:  # noqa: BLE001  (nio raises several kinds here)
             raise MediaError("I cannot decrypt the message you replied to.") from exc
     if not isinstance(event, (RoomMessageMedia, RoomEncryptedMedia)):
-        raise MediaError("Reply to an uploaded file (a card as .png or .json).")
+        raise MediaError(f"Reply to an uploaded file ({expected}).")
     size = (event.source.get("content", {}).get("info") or {}).get("size")
-    if isinstance(size, int) and size > MAX_UPLOAD_BYTES:
-        raise MediaError(f"That file is too large (over {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB).")
+    if isinstance(size, int) and size > max_bytes:
+        raise MediaError(_too_large(max_bytes))
     download = await client.download(mxc=event.url)
     if isinstance(download, DownloadError):
         raise MediaError("The homeserver would not give me that file.")
     data = download.body
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise MediaError(f"That file is too large (over {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB).")
+    if len(data) > max_bytes:
+        raise MediaError(_too_large(max_bytes))
     if isinstance(event, RoomEncryptedMedia):
         try:
             data = decrypt_attachment(data, event.key["k"], event.hashes["sha256"], event.iv)

@@ -21,7 +21,10 @@ STORY_ROOMS = frozenset({"chat"})
 
 NOT_A_STORY_ROOM = "Stories are told in their own rooms; this one is for commands. Type `!help` to see what you can do here."
 UPLOAD_IN_LOBBY = "To add this character, reply to the file with `!import`."
-UPLOAD_IN_STORY = "Files are not part of the story. To add a character card, upload it in the Lobby and reply to it with `!import`."
+UPLOAD_IN_STORY = (
+    "Files are not part of the story. To add SillyTavern world info (.json) to its lore, reply to the file with "
+    "`!lore import`; to add a character card, upload it in the Lobby and reply to it with `!import`."
+)
 REACTIONS_IN_STORY_ROOMS = "React 🔄 or ⏹ to a reply in a story room: there is nothing to redo or stop here."
 REDO, STOP = "🔄", "⏹"
 

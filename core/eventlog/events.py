@@ -143,7 +143,8 @@ class ChatCreated(ChatEvent):
     host: Ident
     guest: Ident | None = None
     title: str = ""
-    clock: StoryTime
+    clock: StoryTime  # when the story begins
+    scenario: str = ""  # the story's own scenario, shared by everyone present ("": the host's card's)
 
 
 @event_kind("chat_title_set")
@@ -357,6 +358,7 @@ class WorldEventTransitioned(ChatEvent):
     world_event_id: RowId
     to: Literal["started", "completed", "cancelled"]
     cause_turn_id: RowId | None = None  # the turn whose after-work made the change (undone on regenerate)
+    at: StoryTime | None = None  # None: the chat clock (a time skip starts an event at its due time)
 
 
 @event_kind("world_event_reverted")
@@ -385,3 +387,47 @@ class DigestCreated(ChatEvent):
 class DigestConsumed(ChatEvent):
     digest_id: RowId
     turn_id: RowId | None = None
+
+
+# --- lore: lorebooks bound to who knows each entry ------------------------------------
+
+
+class LoreEntryRecord(BaseModel):
+    """One lorebook entry as imported, with who knows it: "everyone", "only" the `knowers`,
+    or everyone "except" them (character ids)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    uid: str = ""  # the entry's id in the file it came from
+    title: str = ""
+    keys: list[str] = []
+    secondary_keys: list[str] = []  # used only with `selective_logic` against the primary match
+    selective_logic: Literal[0, 1, 2, 3] = 0  # AND ANY, NOT ALL, NOT ANY, AND ALL
+    content: Annotated[str, StringConstraints(min_length=1)]
+    constant: bool = False
+    enabled: bool = True
+    order: int = 100
+    priority: int = 0
+    case_sensitive: bool = False
+    match_whole_words: bool = False
+    use_regex: bool = False
+    exclude_recursion: bool = False
+    prevent_recursion: bool = False
+    delay_until_recursion: bool = False
+    ignore_budget: bool = False
+    scan_depth: Annotated[int, Field(ge=0, le=1000)] | None = None
+    known_by: Literal["everyone", "only", "except"] = "everyone"
+    knowers: IdentList = []
+
+
+@event_kind("lore_imported")
+class LoreImported(ChatEvent):
+    """A lorebook added to the chat; it replaces the chat's book of the same name, if any."""
+
+    book: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    origin: Literal["card", "world_info"]
+    character_id: Ident | None = None  # whose card the book came with
+    scan_depth: Annotated[int, Field(ge=0, le=1000)] | None = None  # for entries that set none
+    token_budget: Annotated[int, Field(ge=1)] | None = None
+    recursive: bool = True  # whether entries' contents are scanned for further keys
+    entries: list[LoreEntryRecord]

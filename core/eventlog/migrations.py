@@ -23,6 +23,9 @@ __all__ = ["ENGINE_SCHEMA", "MIGRATIONS", "PROJECTION_TABLES", "latest_version",
 # Projection tables in an order that is safe to clear (children before parents).
 # The event log (`events`) is the truth and is never in this list.
 PROJECTION_TABLES: tuple[str, ...] = (
+    "lore_knowers",
+    "lore_entries",
+    "lore_books",
     "lines",
     "personas",
     "digests",
@@ -325,3 +328,58 @@ async def _lines(conn: aiosqlite.Connection) -> None:
         ) WITHOUT ROWID""",
         "CREATE INDEX lines_owed ON lines (received_seq) WHERE answered_seq IS NULL",
     ])
+
+
+@migration("lorebooks per chat: books, their entries, and which characters know an entry")
+async def _lore(conn: aiosqlite.Connection) -> None:
+    await run_statements(conn, [
+        """CREATE TABLE lore_books (
+            book_id INTEGER PRIMARY KEY,  -- the lore_imported event
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            name TEXT NOT NULL,
+            origin TEXT NOT NULL CHECK (origin IN ('card', 'world_info')),
+            character_id TEXT,  -- whose card the book came with
+            scan_depth INTEGER,
+            token_budget INTEGER,
+            recursive INTEGER NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX lore_books_by_name ON lore_books (chat_id, name)",
+        """CREATE TABLE lore_entries (
+            book_id INTEGER NOT NULL REFERENCES lore_books (book_id),
+            position INTEGER NOT NULL,  -- the entry's place in its book
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            uid TEXT NOT NULL,
+            title TEXT NOT NULL,
+            keys TEXT NOT NULL,            -- JSON list
+            secondary_keys TEXT NOT NULL,  -- JSON list
+            selective_logic INTEGER NOT NULL CHECK (selective_logic BETWEEN 0 AND 3),
+            content TEXT NOT NULL,
+            constant INTEGER NOT NULL,
+            enabled INTEGER NOT NULL,
+            insertion_order INTEGER NOT NULL,
+            priority INTEGER NOT NULL,
+            case_sensitive INTEGER NOT NULL,
+            match_whole_words INTEGER NOT NULL,
+            use_regex INTEGER NOT NULL,
+            exclude_recursion INTEGER NOT NULL,
+            prevent_recursion INTEGER NOT NULL,
+            delay_until_recursion INTEGER NOT NULL,
+            ignore_budget INTEGER NOT NULL,
+            scan_depth INTEGER,
+            known_by TEXT NOT NULL CHECK (known_by IN ('everyone', 'only', 'except')),
+            PRIMARY KEY (book_id, position)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX lore_entries_by_chat ON lore_entries (chat_id, book_id, position)",
+        """CREATE TABLE lore_knowers (
+            book_id INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            character_id TEXT NOT NULL,
+            PRIMARY KEY (book_id, position, character_id),
+            FOREIGN KEY (book_id, position) REFERENCES lore_entries (book_id, position)
+        ) WITHOUT ROWID""",
+    ])
+
+
+@migration("a chat's own story scenario, shared by everyone present (empty: the host's card's)")
+async def _chat_scenario(conn: aiosqlite.Connection) -> None:
+    await run_statements(conn, ["ALTER TABLE chats ADD COLUMN scenario TEXT NOT NULL DEFAULT ''"])

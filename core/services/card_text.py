@@ -43,7 +43,7 @@ def story_scenario(cast: Cast) -> str:
     """The scenario everyone present shares, macros resolved as its host's (`{{char}}` is the
     host): the story's own, else its host's card's (a guest joins the host's story; its own
     card's scenario would put it somewhere else)."""
-    return expand(cast.host.scenario, _values(cast.host, cast, "", ""))
+    return expand(cast.chat.scenario or cast.host.scenario, _values(cast.host, cast, "", ""))
 
 
 def macro_values(character: world.Character, cast: Cast, original: str = "") -> MacroValues:

@@ -14,7 +14,8 @@ share the longest prefix and a model server's prefix cache keeps hitting (`docs/
                named, into the `user` turn they belong to
     last user  the player's line, then the story notes of this turn in brackets (story time
                and part of day, world events running or due, how the speaker feels about those
-               present, memories the line brings back, meanwhile digests), then the card's
+               present, lorebook entries it knows that the recent lines call up, memories the
+               line brings back, meanwhile digests), then the card's
                `post_history_instructions` (and a regenerate's note)
 
 Budget (`tokens.estimate_tokens`, chars/4): the card and the player's line are always kept;
@@ -35,8 +36,9 @@ from core.eventlog import USER, Readable
 from core.llm.base import ChatMessage
 from core.llm.roles import NOTES_OPENING, alternating
 from core.services import recall
-from core.services.card_text import card_block, example_blocks, post_history
+from core.services.card_text import card_block, example_blocks, macro_values, post_history
 from core.services.dialogue import Cast
+from core.services.lorebook import lore_for_prompt
 from core.services.macros import story_time
 from core.services.prompt_window import dialogue_window, turn_cost
 from core.services.relationships import prior_edges
@@ -215,12 +217,17 @@ async def assemble_prompt(
     query = user_turn.text if user_turn else (pending_line or "")
     recalled = await recall.recalled_memories(
         source, chat_id, who, query, leave_out_turns={t.turn_id for t in dialogue},
-        leave_out_memories={m.memory_id for m in earlier}, excluding_turn=excluding_turn,
+        leave_out_memories={m.memory_id for m in earlier}, excluding_turn=excluding_turn, now=now,
     )
     digests = await recall.digests_for_reply(
         source, chat_id, who, user_turn.turn_id if user_turn else None, created_before=excluding_turn
     )
     room = budgets["notes"] - estimate_tokens(time_line) - _cost(event_lines) - _cost(edge_lines)
+    scanned = [t.text for t in dialogue] + ([pending_line] if pending_line else [])
+    lore = await lore_for_prompt(source, chat_id, who, scanned, token_budget=max(0, room // 3),
+                                 macros=macro_values(speaker, cast))
+    lore_lines = [f"- {text}" for text in lore]
+    room -= _cost(lore_lines)
     digest_lines = take_within([f"- {d.text}" for d in reversed(digests)], max(0, room // 2))
     memory_lines = take_within([memory_line(m, now) for m in recalled], max(0, room - _cost(digest_lines)))
 
@@ -236,6 +243,7 @@ async def assemble_prompt(
     notes = "\n".join(part for part in [
         time_line,
         section("Happening now or due soon:", event_lines),
+        section(f"What {speaker.name} knows of what was just mentioned (lore):", lore_lines),
         section(f"How {speaker.name} feels about those present:", edge_lines),
         section(f"What {speaker.name} recalls now:", memory_lines),
         section(f"Meanwhile, off-screen ({speaker.name} was there; {cast.player.name} has just learned of it):",
@@ -253,13 +261,14 @@ async def assemble_prompt(
         "time": estimate_tokens(time_line) + 12,  # and the notes' brackets
         "events": _cost(event_lines),
         "edges": _cost(edge_lines),
+        "lore": _cost(lore_lines),
         "memories": _cost(memory_lines),
         "digests": _cost(digest_lines),
         "post_history": estimate_tokens(note),
     }
     report.section_items = {
         "card": 1, "examples": len(examples), "summaries": len(summary_lines), "earlier": len(earlier_lines),
-        "threads": len(thread_lines), "time": 1, "events": len(event_lines), "edges": len(edge_lines),
+        "threads": len(thread_lines), "time": 1, "events": len(event_lines), "edges": len(edge_lines), "lore": len(lore_lines),
         "memories": len(memory_lines), "digests": len(digest_lines), "post_history": int(bool(note)),
     }
     chosen = [_turn_line(t) for t in dialogue]

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from core.eventlog import Database, clear_projections, replay
 from core.eventlog.migrations import PROJECTION_TABLES
+from core.services.lorebook import import_world_info
 from core.state import digests, edges, lines, memory, personas, plans, threads, turns, world
 from tests.core.conftest import STORY_START, add_cast, check_fts_index, dump_projections, row_counts
 
 
 async def play_long_story(db: Database) -> None:
-    """Two chats, scenes, swipes, truncation, memories, edges, threads, plans, digests, a retraction."""
+    """Two chats, scenes, swipes, truncation, memories, edges, threads, plans, digests, a retraction, lore."""
     await add_cast(db)
     one = await world.create_chat(db, owner="@p:hs", host="ada", guest="bram", clock=STORY_START, chat_id="one")
     two = await world.create_chat(db, owner="@q:hs", host="cora", clock=STORY_START + timedelta(days=3), chat_id="two")
@@ -79,6 +81,16 @@ async def play_long_story(db: Database) -> None:
         await turns.record_turn(db, two.chat_id, "user", "you", f"Cora, the maps {i}?", source_id=f"$user{i}")
         await memory.record_memory(db, two.chat_id, f"Cora heard about maps {i}.", ["you", "cora"])
     await world.set_clock(db, two.chat_id, STORY_START + timedelta(days=4), reason="jump")
+    # Lore: a book imported twice (the second replaces the first), one entry known to Bram only.
+    harbour = {"entries": {
+        "0": {"uid": 0, "key": ["maps"], "content": "The harbour maps are kept in the customs house."},
+        "1": {"uid": 1, "key": ["salt"], "content": "Bram smuggles salt.",
+              "characterFilter": {"isExclude": False, "names": ["Bram"], "tags": []}},
+    }}
+    await import_world_info(db, one.chat_id, json.dumps(harbour).encode(), "harbour.json")
+    harbour["entries"]["2"] = {"uid": 2, "key": ["gulls"], "content": "The gulls steal everything.", "constant": True}
+    await import_world_info(db, one.chat_id, json.dumps(harbour).encode(), "harbour.json")
+    await import_world_info(db, two.chat_id, json.dumps(harbour).encode(), "harbour.json")
 
 
 async def test_replay_rebuilds_identical_state(db):

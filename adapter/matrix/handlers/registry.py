@@ -12,7 +12,7 @@ import difflib
 
 from adapter.matrix.context import BotContext
 from adapter.matrix.failures import explain, log_failure
-from adapter.matrix.handlers import commands, persona, story_commands
+from adapter.matrix.handlers import commands, lore_commands, persona, story_commands
 from adapter.matrix.handlers.commands import Command, CommandError, CommandResult, Invocation
 from adapter.matrix.routing import LOBBY_ROOMS, STORY_ROOMS
 from adapter.matrix.store import RoomMeta
@@ -33,7 +33,7 @@ async def _help(inv: Invocation) -> list[CommandResult]:
 
 HELP = Command("help", "!help", "what you can do here", LOBBY_ROOMS | STORY_ROOMS, _help)
 REGISTRY: dict[str, Command] = {
-    c.name: c for c in (HELP, *commands.COMMANDS, *persona.COMMANDS, *story_commands.COMMANDS)
+    c.name: c for c in (HELP, *commands.COMMANDS, *persona.COMMANDS, *story_commands.COMMANDS, *lore_commands.COMMANDS)
 }
 
 
