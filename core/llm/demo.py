@@ -102,6 +102,15 @@ _GREETINGS = [
 ]
 
 
+_ENTRANCES = [
+    '*{name} comes in out of the weather, shaking the wet from a sleeve.* "{user}. I heard there was '
+    'company up here."',
+    '*The door opens and {name} steps through, {trait} and unhurried.* "Don\'t let me interrupt. '
+    'Or do; I came to be interrupted."',
+]
+ENTRANCE_MARK = "arrives in this scene"  # what a guest's entrance instruction says
+
+
 _TITLES = frozenset("brother sister father mother captain doctor dr mr mrs ms miss lady lord sir master madam".split())
 
 
@@ -202,6 +211,8 @@ class DemoLLM:
             return "none"
         if purpose == "skip" or _casts_a_narrator(messages):
             return _narration(sheet, messages, rng)
+        if messages and ENTRANCE_MARK in messages[-1]["content"]:
+            return _fill(rng.choice(_ENTRANCES), sheet, rng, topic="")
         last_user = _last_user_line(messages)
         if purpose == "greeting" or not last_user:
             return _fill(rng.choice(_GREETINGS), sheet, rng, topic="")

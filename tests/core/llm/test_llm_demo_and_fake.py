@@ -235,3 +235,12 @@ async def test_the_demo_answers_the_players_line_not_the_notes_after_it(open_eng
     swipe = (await collect(engine.regenerate(chat.chat_id)))[-1].text
     for text in (reply, swipe):
         assert not any(word in text.lower() for word in ("story time", "notes", "afresh", "affinity")), text
+
+
+async def test_the_demo_writes_a_guests_entrance_as_an_arrival(open_engine):
+    engine = await open_engine(DemoLLM(word_delay_s=0))
+    chat = await engine.create_chat(owner="@p:hs", host="wren-halloway", guest="odile-marchetti")
+    await engine.greeting(chat.chat_id)
+    entrance = await engine.guest_entrance(chat.chat_id)
+    assert entrance is not None and entrance.speaker_id == "odile-marchetti"
+    assert "Odile" in entrance.text and ("comes in" in entrance.text or "door opens" in entrance.text)
