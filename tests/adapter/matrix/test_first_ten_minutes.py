@@ -22,6 +22,8 @@ import pytest
 from tests.adapter.matrix.conftest import RunningBot, onboard
 from tests.support.matrix_user import MatrixUser
 
+DATA = Path(__file__).parents[2] / "data"
+
 pytestmark = pytest.mark.synapse
 
 TRANSCRIPT = Path(__file__).parent / "transcripts" / "first_ten_minutes.md"
@@ -78,6 +80,21 @@ class Session:
         self.player.send_text(room, text)
         self.settle(before)
 
+    def upload_and_reply(self, room: str, path: Path, command: str) -> None:
+        """Upload a file to `room`, then answer it with `command` as a Matrix reply (what Element's
+        Reply does), the way a player imports a card or a lorebook."""
+        before = self.shown()
+        self.out.append(f"### {self.rooms[room]}: uploads `{path.name}`, then replies to it with `{command}`\n")
+        url = self.player.upload(path.read_bytes(), path.name, "application/json")
+        upload = self.player.send_content(room, {"msgtype": "m.file", "body": path.name, "url": url})
+        self.settle(before)
+        before = self.shown()
+        self.player.send_content(room, {
+            "msgtype": "m.text", "body": f"> <{self.player.user_id}> sent a file.\n\n{command}",
+            "m.relates_to": {"m.in_reply_to": {"event_id": upload}},
+        })
+        self.settle(before)
+
     def react(self, room: str, key: str) -> None:
         before = self.shown()
         latest_reply = list(self.player.final_texts(room, self.bot.user_id))[-1]
@@ -110,6 +127,7 @@ def test_the_first_ten_minutes_read_as_the_checked_in_transcript(start_bot) -> N
 
     for command in ("!help", "!characters", "!persona", "!persona Tobin Reyes: a young deckhand, shipwrecked two days ago"):
         session.say(lobby, command)
+    session.upload_and_reply(lobby, DATA / "ilse_varga_v3.json", "!import")
     for line in LINES[:5]:
         session.say(story, line)
     for command in ("!help", "!status", "!memory the storm", "!memory you tea", "!threads", "!events", "!plan the supply boat at 6pm",
@@ -121,6 +139,8 @@ def test_the_first_ten_minutes_read_as_the_checked_in_transcript(start_bot) -> N
     session.say(story, "!jump tomorrow 9am")
     for line in LINES[8:]:
         session.say(story, line)
+    session.upload_and_reply(story, DATA / "world_info_gullrock.json", "!lore import")
+    session.say(story, "!lore")
     session.say(story, "!scene close")
     session.say(story, "!meanwhile wren odile a quarrel about the lamp")
     session.say(story, "!stauts")
