@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +34,7 @@ from tests.core.conftest import check_fts_index, dump_projections
 from tests.core.story.conftest import GUEST, GUEST_NAME, HOST, HOST_NAME, collect
 
 OPERATIONS = ("host line", "guest line", "meanwhile", "close", "close in words", "skip", "jump",
-              "regenerate", "post again", "second chat")
+              "regenerate", "post again", "second chat", "cancel")
 FAILING = (None, None, None, "narrate", "scene_close", "threads", "addressee", "skip", "meanwhile")
 TOKEN = re.compile(r"tok\d+x")
 
@@ -56,7 +57,7 @@ class Model:
             "lifecycle": {},
             "meanwhile": "We talk about the tide.",
             "skip": "Time passes.",
-        })
+        }, chunk_delay_s=0.002)  # a stream a cancel can stop after its first words
 
     @staticmethod
     def summary(messages) -> str:
@@ -97,7 +98,15 @@ async def play(run: Run, step: int, operation: str, failing: str | None, reply: 
         if operation in ("host line", "guest line", "close in words"):
             model.speaker = GUEST if operation == "guest line" else HOST
             model.close = operation == "close in words"
-            await collect(engine.post_turn(chat_id, f"Line {step}.", f"${step}"))
+            # Lines call their character by name (no routing call); a close in words is routed.
+            text = {"host line": f"Wren, line {step}.", "guest line": f"Odile, line {step}.",
+                    "close in words": f"Line {step}. We part ways for now."}[operation]
+            await collect(engine.post_turn(chat_id, text, f"${step}"))
+        elif operation == "cancel":  # the player stops the reply after its first words
+            async with aclosing(engine.post_turn(chat_id, f"Wren, line {step}.", f"${step}")) as updates:
+                async for update in updates:
+                    if not update.done:
+                        await engine.cancel(chat_id)
         elif operation == "post again":
             await collect(engine.post_turn(chat_id, f"Line {step // 2}.", f"${step // 2}"))
         elif operation == "second chat":
