@@ -28,30 +28,52 @@ positions are not modelled: the prompt places all activated lore in one place.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Sequence
 
+import regex
+
 from core.services.tokens import estimate_tokens
 from core.state.lore import LoreEntry
+
+log = logging.getLogger(__name__)
 
 AND_ANY, NOT_ALL, NOT_ANY, AND_ALL = 0, 1, 2, 3
 MAX_RECURSION_STEPS = 8
 DEFAULT_SCAN_DEPTH = 2  # SillyTavern's default: the last two messages
 MAX_SCAN_DEPTH = 1000
 _SLASHED = re.compile(r"^/([\w\W]+?)/([gimsuy]*)$")
-_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
+_FLAGS = {"i": regex.IGNORECASE, "m": regex.MULTILINE, "s": regex.DOTALL}
+REGEX_TIMEOUT_S = 0.05  # per search of one key
 _JOINER = "\n\x01"  # between scanned texts: a non-word mark, so no plain key spans two messages
 
 
 @functools.lru_cache(maxsize=1024)
-def _compiled(pattern: str, flags: int) -> re.Pattern[str] | None:
+def _compiled(pattern: str, flags: int) -> regex.Pattern[str] | None:
+    """A key's pattern, compiled by the `regex` module (it has a search timeout: keys come from
+    uploaded files, and one catastrophic pattern must not freeze the bot for everyone)."""
     try:
-        return re.compile(pattern, flags)
-    except (re.error, RecursionError, OverflowError, ValueError):
+        return regex.compile(pattern, flags | regex.VERSION0)
+    except (regex.error, RecursionError, OverflowError, ValueError):
         return None
 
 
-def slashed_regex(key: str) -> re.Pattern[str] | None:
+_too_slow: set[str] = set()  # patterns that ran out of time once: never searched again
+
+
+def _search(pattern: regex.Pattern[str], haystack: str) -> bool:
+    if pattern.pattern in _too_slow:
+        return False
+    try:
+        return pattern.search(haystack, timeout=REGEX_TIMEOUT_S) is not None
+    except TimeoutError:
+        _too_slow.add(pattern.pattern)
+        log.warning("a lorebook regex key took too long; it will not match again: %r", pattern.pattern[:80])
+        return False
+
+
+def slashed_regex(key: str) -> regex.Pattern[str] | None:
     """The regular expression a key written `/pattern/flags` stands for (None: not one, or broken)."""
     found = _SLASHED.match(key)
     if found is None:
@@ -70,16 +92,16 @@ def key_matches(haystack: str, key: str, entry: LoreEntry) -> bool:
     key = key.strip()
     if not key:
         return False
-    regex = slashed_regex(key)
-    if regex is None and entry.use_regex:
-        regex = _compiled(key, 0 if entry.case_sensitive else re.IGNORECASE)
-    if regex is not None:
-        return regex.search(haystack) is not None
+    pattern = slashed_regex(key)
+    if pattern is None and entry.use_regex:
+        pattern = _compiled(key, 0 if entry.case_sensitive else regex.IGNORECASE)
+    if pattern is not None:
+        return _search(pattern, haystack)
     if not entry.case_sensitive:
         haystack, key = haystack.lower(), key.lower()
     if entry.match_whole_words and len(key.split()) == 1:
         whole = _compiled(rf"(?:^|\W)({re.escape(key)})(?:$|\W)", 0)
-        return whole is not None and whole.search(haystack) is not None
+        return whole is not None and _search(whole, haystack)
     return key in haystack
 
 

@@ -138,3 +138,15 @@ def test_an_overflowing_budget_ends_recursion() -> None:
     halvard = LoreEntry("y" * 8, keys=("Halvard",))
     big = LoreEntry("z" * 80, keys=("lamp",), order=50)
     assert run([lamp, big, halvard], "lamp", budget=14, recursive=True) == [lamp.content]
+
+
+def test_a_catastrophic_regex_key_from_a_file_cannot_stall_a_turn() -> None:
+    import time
+
+    evil = LoreEntry("never", keys=("/(a+)+$/",))
+    fine = LoreEntry("the bell", keys=("bell",))
+    started = time.monotonic()
+    assert run([evil, fine], "the bell! " + "a" * 40 + "!") == ["the bell"]  # the bad key simply does not match
+    for _ in range(50):  # and once it ran out of time it costs nothing on later turns
+        run([evil, fine], "the bell! " + "a" * 40 + "!")
+    assert time.monotonic() - started < 1.0
