@@ -87,8 +87,10 @@ _NOT_NAMES = frozenset("the and of von van der den del de la le".split())
 
 
 def _name_words(character: world.Character) -> set[str]:
-    """The words a player may call `character` by: those of its name (a title too: "Captain")."""
-    words = {w.lower() for w in re.findall(r"[\w'-]+", character.name) if len(w) > 2}
+    """The words a player may call `character` by: those of its name (a title too: "Captain"),
+    not of an epithet after "of" ("Ilse Varga of the Northern Post" is not called "Post")."""
+    name = re.split(r"\s+of\s+", character.name, maxsplit=1)[0]
+    words = {w.lower() for w in re.findall(r"[\w'-]+", name) if len(w) > 2}
     return (words - _NOT_NAMES) or words
 
 
@@ -107,16 +109,27 @@ def _calls_by(text: str, word: str) -> bool:
     )
 
 
-def named_characters(cast: Cast, text: str) -> tuple[list[world.Character], list[world.Character]]:
+def _calls_by_strictly(text: str, word: str) -> bool:
+    """The vocative as a character's reply writes it: set off by a comma or a mark ("Ilse, tell
+    him", "..., Ilse.", "Ilse!"); a name starting a sentence ("Ilse hears everything") is not."""
+    name = re.escape(word)
+    return bool(re.search(rf"\b{name}\s*[,!?]|,\s*{name}\b", text, re.IGNORECASE))
+
+
+def named_characters(
+    cast: Cast, text: str, *, strict: bool = False
+) -> tuple[list[world.Character], list[world.Character]]:
     """(the characters present `text` speaks to by name, those it only mentions), each by a
-    word of its name that no other character present bears."""
+    word of its name that no other character present bears; `strict` for a character's reply
+    (`_calls_by_strictly`), else as a player's line calls (`_calls_by`)."""
+    calls = _calls_by_strictly if strict else _calls_by
     words = {w.lower() for w in re.findall(r"[\w'-]+", text)}
     own = {c.character_id: _name_words(c) for c in cast.characters}
     called, mentioned = [], []
     for character in cast.characters:
         others = set().union(*(w for cid, w in own.items() if cid != character.character_id))
         hits = (own[character.character_id] - others) & words
-        if any(_calls_by(text, word) for word in hits):
+        if any(calls(text, word) for word in hits):
             called.append(character)
         elif hits:
             mentioned.append(character)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ log = logging.getLogger(__name__)
 NARRATE = "narrate"
 EMPTY_REPLY_ATTEMPTS = 2  # an empty reply is asked for once more
 ENTRANCE_SAMPLE_CHARS = 400  # of a guest's own greeting, quoted for its voice
+FOLLOW_UP_SUFFIX = "#follow-up"  # the source of the other character's short answer to a reply
+FOLLOW_UP_MAX_TOKENS = 150
 
 
 @dataclass(frozen=True)
@@ -154,9 +157,21 @@ class TurnPipeline:
                             yield update
                     return
                 reply = self._reply(cast, route.speaker, user_turn, None, reply_source(source_id), control)
+                last = None
                 async with aclosing(reply) as updates:
                     async for update in updates:
+                        last = update
                         yield update
+                other = self._addressed_other(cast, route.speaker, last, control)
+                if other is not None and last is not None:
+                    instruction = (f"[{route.speaker.name} has just spoken to {other.name}. Write {other.name}'s "
+                                   "short answer: a line or two.]")
+                    # It answers the reply, not the player's line: no line of the player's to answer.
+                    follow = self._reply(cast, other, None, None, reply_source(source_id) + FOLLOW_UP_SUFFIX,
+                                         control, instruction, max_tokens=FOLLOW_UP_MAX_TOKENS)
+                    async with aclosing(follow) as updates:
+                        async for update in updates:
+                            yield update
             finally:
                 self._in_flight.pop(chat_id, None)
 
@@ -206,6 +221,18 @@ class TurnPipeline:
                         yield update
             finally:
                 self._in_flight.pop(chat_id, None)
+
+    @staticmethod
+    def _addressed_other(
+        cast: Cast, speaker: world.Character, last: TurnUpdate | None, control: _InFlight
+    ) -> world.Character | None:
+        """The other character present, when the reply just given speaks to it by name."""
+        if last is None or not last.done or last.truncated or control.cancel_requested or len(cast.characters) != 2:
+            return None
+        other = next(c for c in cast.characters if c.character_id != speaker.character_id)
+        spoken = re.sub(r"\*[^*]*\*", " ", last.text)  # what it says, not its *actions* (narration)
+        called, _ = addressee.named_characters(cast, spoken, strict=True)
+        return other if other in called else None
 
     def chats_held(self) -> int:
         """Chats this pipeline keeps anything for (a lock, a generation, after-work): only those in flight."""
@@ -308,6 +335,7 @@ class TurnPipeline:
         source_id: str | None,
         control: _InFlight,
         instruction: str = "",
+        max_tokens: int | None = None,
     ) -> AsyncGenerator[TurnUpdate, None]:
         take = len(await turn_state.sibling_turns(self.db, replaced.turn_id)) + 1 if replaced else 1
         prompt = await assemble_prompt(
@@ -321,7 +349,7 @@ class TurnPipeline:
         so_far, shown = "", ""
         for attempt in range(EMPTY_REPLY_ATTEMPTS):
             generation = control.generation = Generation(
-                self.llm, prompt.messages, purpose=NARRATE, max_tokens=self.replies.max_tokens, stop=stop
+                self.llm, prompt.messages, purpose=NARRATE, max_tokens=max_tokens or self.replies.max_tokens, stop=stop
             )
             if control.cancel_requested:
                 generation.cancel()

@@ -60,3 +60,20 @@ async def test_a_story_without_a_guest_has_no_entrance(open_engine):
     chat = await engine.create_chat(owner=OWNER, host="wren-halloway")
     await engine.greeting(chat.chat_id)
     assert await engine.guest_entrance(chat.chat_id) is None and fake.purposes == ["opening_time"]
+
+
+async def test_a_reply_that_speaks_to_the_other_character_gets_its_short_answer(open_engine):
+    replies = iter(["Ilse, tell the lad what you heard in Portkell.", "*Ilse shrugs.* That the light went dark."])
+    fake = FakeLLM({"narrate": lambda _messages: next(replies)})
+    engine, chat, maren, ilse = await _story(open_engine, fake)
+    updates = await collect(engine.post_turn(chat.chat_id, "Maren, what did you see at the wreck?", "$1"))
+    done = [u for u in updates if u.done]
+    assert [(u.speaker_id, u.text) for u in done] == [
+        (maren.character_id, "Ilse, tell the lad what you heard in Portkell."),
+        (ilse.character_id, "*Ilse shrugs.* That the light went dark."),
+    ]
+    follow_up = fake.calls_for("narrate")[1]
+    assert follow_up.max_tokens == 150 and "Write Ilse Varga of the Northern Post's short answer" in follow_up.messages[-1]["content"]
+    # Posted again, nothing is written twice; a reply that only mentions her, or acts, gets no follow-up.
+    await collect(engine.post_turn(chat.chat_id, "Maren, what did you see at the wreck?", "$1"))
+    assert len(fake.calls_for("narrate")) == 2
