@@ -89,7 +89,7 @@ def test_lobby_commands_answer_and_bad_ones_say_why(start_bot, line: str, expect
     )
     assert expected in notices[-1]
     if line.startswith("!new "):
-        assert "Usage: `!new [character] [with character]`" in notices[-1]
+        assert "Usage: `!new [character] [with character] [at time] [: scenario]`" in notices[-1]
 
 
 def test_someone_who_does_not_own_the_story_is_told_once_and_not_answered(start_bot) -> None:

@@ -32,7 +32,8 @@ def test_story_commands_reach_the_engine(start_bot) -> None:
     player.wait_for(lambda: player.final_texts(story, bot.user_id), what="the greeting")
 
     assert "A duration looks like" in ask(player, story, bot.user_id, "!skip banana", "`banana` is not a duration")
-    assert "Wednesday 1 April 2026, 11:00" in ask(player, story, bot.user_id, "!skip 2h", "Time passes")
+    # Brother Tamsin's story begins before dawn (its opening says so): 5:00, so two hours on is 7:00.
+    assert "Wednesday 1 April 2026, 7:00" in ask(player, story, bot.user_id, "!skip 2h", "Time passes")
     assert "Thursday 2 April 2026, 9:00" in ask(player, story, bot.user_id, "!jump tomorrow 9am", "It is now")
     assert "is not after the story's clock" in ask(player, story, bot.user_id, "!jump yesterday", "not after")
     assert "Story time: Thursday 2 April 2026, 9:00" in ask(player, story, bot.user_id, "!status", "Story time")
