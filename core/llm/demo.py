@@ -109,6 +109,11 @@ _ENTRANCES = [
     'Or do; I came to be interrupted."',
 ]
 ENTRANCE_MARK = "arrives in this scene"  # what a guest's entrance instruction says
+_ASIDES = [
+    '*{name} snorts softly.* "Don\'t look at me like that. You know I\'d have said the same."',
+    '*{name} lifts a hand, {trait} as ever.* "Fine. But I get the last word later."',
+]
+FOLLOW_UP_MARK = "has just spoken to"  # what the instruction for the other character's short answer says
 
 
 _TITLES = frozenset("brother sister father mother captain doctor dr mr mrs ms miss lady lord sir master madam".split())
@@ -213,6 +218,8 @@ class DemoLLM:
             return _narration(sheet, messages, rng)
         if messages and ENTRANCE_MARK in messages[-1]["content"]:
             return _fill(rng.choice(_ENTRANCES), sheet, rng, topic="")
+        if messages and FOLLOW_UP_MARK in messages[-1]["content"]:
+            return _fill(rng.choice(_ASIDES), sheet, rng, topic="")
         last_user = _last_user_line(messages)
         if purpose == "greeting" or not last_user:
             return _fill(rng.choice(_GREETINGS), sheet, rng, topic="")

@@ -244,3 +244,13 @@ async def test_the_demo_writes_a_guests_entrance_as_an_arrival(open_engine):
     entrance = await engine.guest_entrance(chat.chat_id)
     assert entrance is not None and entrance.speaker_id == "odile-marchetti"
     assert "Odile" in entrance.text and ("comes in" in entrance.text or "door opens" in entrance.text)
+
+
+async def test_the_demo_gives_the_other_characters_short_answer_as_an_aside():
+    # The instruction as the pipeline writes it (core.services.talk), answered as an aside.
+    reply = await DemoLLM(word_delay_s=0).generate([
+        {"role": "system", "content": "Character: Captain Odile Marchetti\nPersonality: pragmatic"},
+        {"role": "user", "content": "Wren Halloway: Odile, tell them.\n\n[Wren Halloway has just spoken to Captain "
+                                    "Odile Marchetti. Write Captain Odile Marchetti's short answer: a line or two.]"},
+    ], purpose="narrate")
+    assert "Odile" in reply and "short answer" not in reply and "tell them" not in reply
