@@ -44,7 +44,8 @@ from core.services.prompt_window import dialogue_window, turn_cost
 from core.services.relationships import prior_edges
 from core.services.story_clock import time_now_line, when_phrase
 from core.services.tokens import MESSAGE_OVERHEAD, estimate_tokens
-from core.state import in_view, world
+from core.state import plans, world
+from core.state import threads as thread_state
 from core.state.edges import Edge
 from core.state.memory import Memory
 from core.state.plans import WorldEvent
@@ -188,7 +189,7 @@ async def assemble_prompt(
     summaries = await recall.pov_summaries(source, chat_id, who, recorded_before=excluding_turn)
     summary_lines = list(reversed(take_within(
         [f"- ({when_phrase(m.story_time, now)}) {m.text}" for m in reversed(summaries)], budgets["summaries"])))
-    threads = await in_view.open_threads_known_by(source, chat_id, who)
+    threads = await thread_state.open_threads_known_by(source, chat_id, who)
     thread_lines = take_within([f"- {t.title}: {t.summary}" if t.summary else f"- {t.title}" for t in threads],
                                budgets["threads"])
     window_budget = max(0, free - budgets["notes"] - budgets["earlier"] - _cost(summary_lines) - _cost(thread_lines))
@@ -210,7 +211,7 @@ async def assemble_prompt(
 
     # The notes of this turn, after the player's line.
     time_line = time_now_line(now)
-    events = await in_view.world_events_in_view(source, chat_id, who, until=now + EVENTS_HORIZON)
+    events = await plans.world_events_in_view(source, chat_id, who, until=now + EVENTS_HORIZON)
     event_lines = [_event_line(e, now) for e in events]
     edges = await prior_edges(source, chat_id, who, [USER, *cast.present_ids], excluding_turn=excluding_turn)
     edge_lines = [_edge_line(cast, e) for e in edges]

@@ -21,13 +21,11 @@ from core.services.time_recall import memories_from_time
 from core.state import digests as digest_state
 from core.state import memory as memory_state
 from core.state.memory import Memory
-from core.state.memory_before import memories_before_turn
 
 log = logging.getLogger(__name__)
 
 _search_failure_logged = False
 
-RECENT_MEMORIES = 8
 EARLIER_MEMORIES = 12  # of the exchanges just before a prompt's dialogue window
 RELEVANT_MEMORIES = 6
 QUERY_TERMS = 4  # the player's most distinctive words searched for (cost grows with each term's hits)
@@ -42,40 +40,6 @@ async def pov_summaries(
     return await memory_state.pov_summaries(source, chat_id, who, limit, recorded_before=recorded_before)
 
 
-async def memories_for_prompt(
-    source: Readable,
-    chat_id: str,
-    who: str,
-    query: str,
-    *,
-    shown_turn_ids: Collection[int] = (),
-    excluding_turn: int | None = None,
-) -> list[Memory]:
-    """Event memories `who` witnessed: the most relevant to `query`, then the most recent.
-
-    Memories caused by turns in `shown_turn_ids` (already in the prompt's dialogue)
-    or by `excluding_turn` (the reply being regenerated) are left out, and so is
-    everything recorded after `excluding_turn` (a regenerate sees the story as it
-    stood at the reply it replaces). In story order, oldest first (`core.state.memory.story_places`).
-    """
-    def wanted(memory: Memory) -> bool:
-        turn = memory.source_turn_id
-        return turn is None or (turn != excluding_turn and turn not in shown_turn_ids)
-
-    recent = await memory_state.recent_memories_for(
-        source, chat_id, who, RECENT_MEMORIES + len(shown_turn_ids) + 1, kind="event", recorded_before=excluding_turn
-    )
-    hits = await _relevant(source, chat_id, who, query, excluding_turn) if query else []
-    chosen: dict[int, Memory] = {}
-    for memory in [h.memory for h in hits if h.memory.kind == "event"]:
-        if wanted(memory) and len(chosen) < RELEVANT_MEMORIES:
-            chosen[memory.memory_id] = memory
-    for memory in reversed([m for m in recent if wanted(m)][-RECENT_MEMORIES:]):
-        chosen.setdefault(memory.memory_id, memory)
-    order = await memory_state.story_places(source, list(chosen))
-    return sorted(chosen.values(), key=lambda m: (order.get(m.memory_id, 0), m.memory_id))
-
-
 async def earlier_memories(
     source: Readable, chat_id: str, who: str, first_shown_turn: int | None, *, excluding_turn: int | None = None
 ) -> list[Memory]:
@@ -84,8 +48,8 @@ async def earlier_memories(
     when the window starts at the story's first turn."""
     if first_shown_turn is None:
         return []
-    return await memories_before_turn(
-        source, chat_id, who, first_shown_turn, EARLIER_MEMORIES, recorded_before=excluding_turn
+    return await memory_state.recent_memories_for(
+        source, chat_id, who, EARLIER_MEMORIES, kind="event", recorded_before=excluding_turn, turn_before=first_shown_turn
     )
 
 

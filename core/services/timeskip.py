@@ -24,7 +24,8 @@ from core.llm.base import ChatMessage, LLMClient
 from core.services.dialogue import Cast, recent_dialogue
 from core.services.macros import clock_time, story_time
 from core.services.story_clock import part_of_day
-from core.state import in_view, plans, world
+from core.state import plans, world
+from core.state import threads as thread_state
 from core.state import turns as turn_state
 from core.state.plans import WorldEvent
 from core.state.threads import PlotThread
@@ -136,7 +137,7 @@ async def move_clock(
     check_time_move(old, new_clock)
     dialogue = await recent_dialogue(db, chat_id, limit=CONTEXT_TURNS)
     due = await plans.world_events_due_between(db, chat_id, old, new_clock)
-    threads = await in_view.open_threads_known_by(db, chat_id, None)  # the narrator knows them all
+    threads = await thread_state.open_threads_known_by(db, chat_id, None)  # the narrator knows them all
     messages = skip_messages(cast, dialogue, old, new_clock, due, threads)
     text = (await llm.generate(messages, purpose=PURPOSE, max_tokens=200)).strip()
     text = text or f"{describe(new_clock - old).capitalize()} later."

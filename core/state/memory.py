@@ -175,9 +175,12 @@ async def recent_memories_for(
     kind: Literal["event", "summary"] | None = None,
     min_significance: int = 1,
     recorded_before: int | None = None,
+    turn_before: int | None = None,
 ) -> list[Memory]:
     """The latest `limit` live memories `character` witnessed in the chat, oldest first
-    (with `recorded_before`, only those recorded before that event: the story as it stood then).
+    (with `recorded_before`, only those recorded before that event: the story as it stood then;
+    with `turn_before`, only memories of turns older than that one, as of the exchanges before
+    a prompt's dialogue window).
 
     The witness and the chat constrain the SQL (join on memory_witnesses by
     witness, within the chat's memory-id range); nothing is filtered in Python.
@@ -190,9 +193,10 @@ async def recent_memories_for(
             WHERE w.witness = :who AND w.memory_id BETWEEN :low AND :high
               AND m.retracted = 0 AND m.significance >= :min_significance
               AND (:kind IS NULL OR m.kind = :kind) AND (:before IS NULL OR m.recorded_seq < :before)
+              AND (:turn_before IS NULL OR m.source_turn_id < :turn_before)
             ORDER BY w.memory_id DESC LIMIT :limit"""),
         {"chat_id": chat_id, "who": character, "min_significance": min_significance, "kind": kind, "limit": limit,
-         "before": recorded_before},
+         "before": recorded_before, "turn_before": turn_before},
     )
     if not rows:
         await _require_chat_exists(source, chat_id)

@@ -209,3 +209,23 @@ async def world_events_planned_by(source: Readable, chat_id: str, turn_id: int) 
         (chat_id, turn_id),
     )
     return [r["world_event_id"] for r in rows]
+
+
+async def world_events_in_view(
+    source: Readable, chat_id: str, who: str | None, *, until: datetime, limit: int = 6
+) -> list[WorldEvent]:
+    """Running world events, and planned ones due by `until` (or overdue), that `who` knows of;
+    running first, then soonest due.  An event is known to the witnesses of the turn that
+    planned it (`planned_by_turn`); one the player planned by command is common knowledge;
+    `who=None` reads all (the narrator)."""
+    rows = await fetch_all(
+        source,
+        """SELECT e.* FROM world_events e
+           WHERE e.chat_id = :chat
+             AND (e.status = 'started' OR (e.status = 'planned' AND e.due_at IS NOT NULL AND e.due_at <= :until))
+             AND (:who IS NULL OR e.planned_by_turn IS NULL
+                  OR EXISTS (SELECT 1 FROM turn_witnesses w WHERE w.turn_id = e.planned_by_turn AND w.witness = :who))
+           ORDER BY e.status = 'planned', e.due_at, e.world_event_id LIMIT :limit""",
+        {"chat": chat_id, "who": who, "until": until.replace(tzinfo=None, microsecond=0).isoformat(timespec="seconds"), "limit": limit},
+    )
+    return [_world_event(r) for r in rows]

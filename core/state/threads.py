@@ -128,3 +128,23 @@ async def list_threads(
 
 async def count_open_threads(source: Readable, chat_id: str) -> int:
     return await fetch_count(source, "SELECT count(*) FROM plot_threads WHERE chat_id = ? AND status = 'open'", (chat_id,))
+
+
+async def open_threads_known_by(source: Readable, chat_id: str, who: str | None, limit: int = 8) -> list[PlotThread]:
+    """The chat's open threads `who` knows of, most recently updated first: a thread is known
+    to those present in a scene that opened or changed it (`thread_changes.cause_scene_id`);
+    one with no scene behind it is common knowledge; `who=None` reads all (the narrator)."""
+    rows = await fetch_all(
+        source,
+        """SELECT t.* FROM plot_threads t
+           WHERE t.chat_id = :chat AND t.status = 'open'
+             AND (:who IS NULL
+                  OR NOT EXISTS (SELECT 1 FROM thread_changes c
+                                 WHERE c.thread_id = t.thread_id AND c.cause_scene_id IS NOT NULL)
+                  OR EXISTS (SELECT 1 FROM thread_changes c JOIN scenes s ON s.scene_id = c.cause_scene_id,
+                                    json_each(s.present) p
+                             WHERE c.thread_id = t.thread_id AND p.value = :who))
+           ORDER BY t.updated_at DESC, t.thread_id DESC LIMIT :limit""",
+        {"chat": chat_id, "who": who, "limit": limit},
+    )
+    return [_thread(r) for r in rows]

@@ -251,6 +251,6 @@ async def test_a_regenerated_reply_is_remembered_in_story_order(open_engine) -> 
         if regenerate:
             story.reply = NEW
             await collect(engine.regenerate(chat.chat_id))
-        return [m.text for m in await recall.memories_for_prompt(engine.db, chat.chat_id, HOST, "lamp")]
+        return [m.text for m in await recall.recalled_memories(engine.db, chat.chat_id, HOST, "lamp")]
 
     assert await played("regenerated.sqlite3", True) == await played("reference.sqlite3", False)
