@@ -1,19 +1,30 @@
 """The turn pipeline: post a player's line, regenerate a reply, cancel a generation.
 
 post:        one transaction: the open main scene (opened if none), the user turn (idempotent
-             by source id), pending meanwhile digests consumed -> each digest yielded first
-             (kind "digest") -> routing (`addressee.route`: one classifier request, only with
-             a guest or when a local check sees skip / scene-close words) -> either the story
-             moves (scene closed, kind "scene", summaries deferred; then a skip / jump
-             narrated, kind "narration") or prompt -> streamed reply -> one transaction: the
-             reply turn, its memory for those present; after delivery, the relationship
-             reading (`relationships.classify_exchange_edges`, only for an exchange that
-             touches on feelings) and the lifecycle classifier.
-regenerate:  prompt without the replaced reply -> streamed reply -> one transaction:
-             rollback of what the replaced reply caused + the new swipe (+ its effects).
+             by source id, with the persona name it is spoken under), pending meanwhile digests
+             consumed -> each digest yielded first (kind "digest") -> routing
+             (`addressee.route`: one classifier request, only with a guest or when a local
+             check sees skip / scene-close words) -> prompt -> streamed reply -> one
+             transaction: the reply turn, its memory for those present -> then, if the line
+             asked for it, the story moves: the scene closes (kind "scene", summaries deferred)
+             and a skip / jump is narrated (kind "narration"), after the answer, never instead
+             of it; after delivery, the relationship reading (`relationships.classify_exchange_edges`,
+             only for an exchange that touches on feelings) and the lifecycle classifier.
+             A line wrapped in double parentheses is out of character (`ooc`): answered once,
+             briefly (kind "ooc"), and nothing of it is recorded.  A line already recorded
+             whose reply is missing (it failed, or an edit took it back) is answered again: in
+             place when nothing follows it, else in the present.
+regenerate:  prompt built on the story with the replaced reply taken back (`rollback.undo_turn`
+             inside a scratch transaction, rolled back before the model is called) -> streamed
+             reply -> one transaction: the same rollback + the new take (+ its effects).
              If the model fails, nothing changed: regenerate again to retry.
 cancel:      stops the in-flight generation of a chat; the partial text is recorded as the
              (truncated) reply and the stream ends with a done, truncated update.
+
+`write_reply` is that one way of writing a reply (`ReplyPlan`: what is taken back first, and
+whether the reply is a new turn, a new take or the continuation of one), and `derive` the one
+way of deriving what a reply causes, shared by the story controls (`story_control`: takes,
+continue, edit, rewind).
 
 Memory writes are deterministic (no model call) and are written in the same
 transaction as the reply turn, after its text is complete: nothing runs before the
@@ -37,12 +48,15 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
-from core.eventlog import USER, Database
+from core.errors import TurnNotFoundError
+from core.eventlog import USER, Database, Transaction
 from core.keyed_locks import KeyedLocks
 from core.llm.base import LLMClient
-from core.services import addressee, plot, scenes, timeskip
+from core.services import addressee, ooc, plot, scenes, timeskip
 from core.services.card_text import fill, nickname, whole_sentences
 from core.services.dialogue import (
+    FOLLOW_UP_SUFFIX,
+    SKIP_SUFFIX,
     Cast,
     exchange_to_regenerate,
     load_cast,
@@ -50,16 +64,18 @@ from core.services.dialogue import (
     reply_source,
     require_character,
     shown_reply_for_source,
+    shown_take_of_source,
 )
 from core.services.generation import Generation
 from core.services.memory_write import exchange_text, record_turn_memory
-from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
-from core.services.regenerate import roll_back_turn
+from core.services.prompt import DEFAULT_BUDGET_TOKENS, AssembledPrompt, assemble_prompt
 from core.services.relationships import classify_exchange_edges, may_touch_relationship
-from core.services.replies import ReplySettings, pending_prefix, stop_sequences, strip_speaker_name
+from core.services.replies import ReplySettings, join_continuation, pending_prefix, stop_sequences, strip_speaker_name
+from core.services.rollback import roll_back_scene_close, undo_turn
 from core.state import digests as digest_state
+from core.state import memory as memory_state
+from core.state import personas, world
 from core.state import turns as turn_state
-from core.state import world
 from core.state.turns import Turn
 
 log = logging.getLogger(__name__)
@@ -67,7 +83,6 @@ log = logging.getLogger(__name__)
 NARRATE = "narrate"
 EMPTY_REPLY_ATTEMPTS = 2  # an empty reply is asked for once more
 ENTRANCE_SAMPLE_CHARS = 400  # of a guest's own greeting, quoted for its voice
-FOLLOW_UP_SUFFIX = "#follow-up"  # the source of the other character's short answer to a reply
 FOLLOW_UP_MAX_TOKENS = 150
 
 
@@ -81,7 +96,7 @@ class TurnUpdate:
     done: bool
     truncated: bool = False
     turn_id: int | None = None  # the recorded turn, on the done update
-    kind: str = "reply"  # "reply" | "narration" | "digest" | "scene"; non-reply kinds come as one done update
+    kind: str = "reply"  # "reply" | "narration" | "digest" | "scene" | "ooc"; non-reply kinds come as one done update
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,27 @@ class AfterTurn:
 AfterTurnStep = Callable[[AfterTurn], Awaitable[None]]
 
 SCENE_CLOSES = TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, "The scene closes.", True, kind="scene")
+
+
+@dataclass(frozen=True)
+class ReplyPlan:
+    """How a reply lands in the story.  `prepare` takes back what the reply replaces (applied in
+    the scratch transaction the prompt is built in, and again, atomically, with the reply);
+    `replaced`: the reply is a new take of that turn; `continues`: the reply goes on from that
+    turn's text (the same turn grows); `scene_id`: the scene it is said in (None: the open one);
+    `as_of`: the prompt shows the story as it stood before this turn id (what was recorded from
+    it on, such as a meanwhile scene played after the replaced reply, is left out)."""
+
+    prepare: Callable[[Transaction], Awaitable[object]] | None = None
+    replaced: Turn | None = None
+    continues: Turn | None = None
+    scene_id: int | None = None
+    as_of: int | None = None
+
+
+def follow_up_instruction(answered: world.Character, speaker: world.Character) -> str:
+    return (f"[{answered.name} has just spoken to {speaker.name}. Write {speaker.name}'s "
+            "short answer: a line or two.]")
 
 
 @dataclass
@@ -131,32 +167,45 @@ class TurnPipeline:
     async def post_turn(
         self, chat_id: str, text: str, source_id: str, *, replying_to: str | None = None
     ) -> AsyncGenerator[TurnUpdate, None]:
-        async with self._locks.hold(chat_id):
-            await self._settle(chat_id)
+        async with self.hold(chat_id):
             cast = await load_cast(self.db, chat_id)
+            if ooc.is_out_of_character(text):
+                said = await ooc.answer(self.db, self.llm, cast, text)
+                yield TurnUpdate(ooc.SPEAKER_NAME, "", said, True, kind="ooc")
+                return
+            posted = await turn_state.get_turn_by_source(self.db, chat_id, source_id)
+            if posted is not None and posted.is_withdrawn:
+                raise TurnNotFoundError(source_id, "that line was taken back")
             finished = await shown_reply_for_source(self.db, chat_id, source_id)
             if finished is not None:
                 yield _done(cast, finished)
+                if posted is not None and finished.role != "narration":  # (older stories: a skip answered a line)
+                    async with aclosing(self._moves_made(cast, posted)) as moves:
+                        async for update in moves:
+                            yield update
                 return
-            posted = await turn_state.get_turn_by_source(self.db, chat_id, source_id)
             if posted is not None and await world.scene_closed_by(self.db, chat_id, posted.turn_id):
-                yield SCENE_CLOSES  # what this line did, said again; nothing is routed or closed twice
+                yield SCENE_CLOSES  # an older story's line that closed the scene instead of an answer
                 return
+            in_place = posted is not None and not await turn_state.shown_story_turns_from(
+                self.db, chat_id, posted.turn_id + 1)
             async with self.db.transaction() as tx:
-                await scenes.ensure_scene(tx, cast)
-                user_turn, _ = await turn_state.record_turn(tx, chat_id, "user", USER, text, source_id=source_id)
-                surfaced = await digest_state.consume_pending_digests(tx, chat_id, user_turn.turn_id)
+                if not in_place:
+                    await scenes.ensure_scene(tx, cast)
+                user_turn, created = await turn_state.record_turn(
+                    tx, chat_id, "user", USER, text, source_id=source_id, speaker_name=cast.player.name)
+                surfaced = await digest_state.consume_pending_digests(tx, chat_id, user_turn.turn_id) if created else []
+                if created and not await personas.has_story_persona(tx, chat_id, cast.chat.owner):
+                    # The story keeps the persona it began with.
+                    await personas.set_story_persona(tx, chat_id, cast.chat.owner, cast.player.name,
+                                                     cast.player.description)
             for digest in surfaced:
                 yield TurnUpdate("Meanwhile", "", digest.text, True, kind="digest")
             control = self._in_flight[chat_id] = _InFlight()
             try:
                 route = await self._route(cast, user_turn, replying_to)
-                if route.has_intent:
-                    async with aclosing(self._move_story(cast, user_turn, route)) as moves:
-                        async for update in moves:
-                            yield update
-                    return
-                reply = self._reply(cast, route.speaker, user_turn, None, reply_source(source_id), control)
+                plan = ReplyPlan(scene_id=user_turn.scene_id if in_place else None)
+                reply = self.write_reply(cast, route.speaker, user_turn, reply_source(source_id), control, plan=plan)
                 last = None
                 async with aclosing(reply) as updates:
                     async for update in updates:
@@ -164,42 +213,60 @@ class TurnPipeline:
                         yield update
                 other = self._addressed_other(cast, route.speaker, last, control)
                 if other is not None and last is not None:
-                    instruction = (f"[{route.speaker.name} has just spoken to {other.name}. Write {other.name}'s "
-                                   "short answer: a line or two.]")
                     # It answers the reply, not the player's line: no line of the player's to answer.
-                    follow = self._reply(cast, other, None, None, reply_source(source_id) + FOLLOW_UP_SUFFIX,
-                                         control, instruction, max_tokens=FOLLOW_UP_MAX_TOKENS)
+                    follow = self.write_reply(cast, other, None, reply_source(source_id) + FOLLOW_UP_SUFFIX,
+                                              control, follow_up_instruction(route.speaker, other),
+                                              max_tokens=FOLLOW_UP_MAX_TOKENS)
                     async with aclosing(follow) as updates:
                         async for update in updates:
+                            yield update
+                if route.has_intent and last is not None and not last.truncated and not control.cancel_requested:
+                    async with aclosing(self._move_story(cast, user_turn, route)) as moves:
+                        async for update in moves:
                             yield update
             finally:
                 self._in_flight.pop(chat_id, None)
 
     async def regenerate(self, chat_id: str) -> AsyncGenerator[TurnUpdate, None]:
-        async with self._locks.hold(chat_id):
-            await self._settle(chat_id)
+        async with self.hold(chat_id):
             cast = await load_cast(self.db, chat_id)
             exchange = await exchange_to_regenerate(self.db, chat_id)
             user_turn, replaced = exchange.user_turn, exchange.replaced
             control = self._in_flight[chat_id] = _InFlight()
             try:
+                instruction, max_tokens = "", None
                 if replaced is not None:
                     speaker = cast.get(replaced.speaker) or await require_character(self.db, replaced.speaker)
-                    source = None
+                    source, plan = None, self.take_plan(chat_id, replaced)
+                    if exchange.answered is not None:  # a follow-up: the other character's short answer, again
+                        answered = cast.get(exchange.answered.speaker) or cast.host
+                        instruction, max_tokens = follow_up_instruction(answered, speaker), FOLLOW_UP_MAX_TOKENS
                 else:
                     speaker = await self._addressee(cast, user_turn) if user_turn else cast.host
                     source = reply_source(user_turn.source_id) if user_turn and user_turn.source_id else None
-                async with aclosing(self._reply(cast, speaker, user_turn, replaced, source, control)) as updates:
+                    plan = ReplyPlan(scene_id=await self._scene_in_place(chat_id, user_turn))
+                async with aclosing(self.write_reply(cast, speaker, user_turn, source, control, instruction,
+                                                     max_tokens=max_tokens, plan=plan)) as updates:
                     async for update in updates:
                         yield update
             finally:
                 self._in_flight.pop(chat_id, None)
 
+    def take_plan(self, chat_id: str, replaced: Turn) -> ReplyPlan:
+        """A new take of `replaced`: what it caused is taken back first."""
+        return ReplyPlan(prepare=partial(undo_turn, chat_id=chat_id, turn=replaced), replaced=replaced,
+                         as_of=replaced.turn_id)
+
+    async def _scene_in_place(self, chat_id: str, line: Turn | None) -> int | None:
+        """The line's own scene when nothing follows it (its reply is said in place), else None."""
+        if line is None or await turn_state.shown_story_turns_from(self.db, chat_id, line.turn_id + 1):
+            return None
+        return line.scene_id
+
     async def entrance(self, chat_id: str, source_id: str) -> AsyncGenerator[TurnUpdate, None]:
         """The guest's entrance into the host's story, once (`source_id` keys it): written by the
         model in the story's scene, with the guest's own greeting as a sample of its voice."""
-        async with self._locks.hold(chat_id):
-            await self._settle(chat_id)
+        async with self.hold(chat_id):
             cast = await load_cast(self.db, chat_id)
             done = await turn_state.get_turn_by_source(self.db, chat_id, source_id)
             if done is not None or len(cast.characters) < 2:
@@ -216,7 +283,7 @@ class TurnPipeline:
             )
             control = self._in_flight[chat_id] = _InFlight()
             try:
-                async with aclosing(self._reply(cast, guest, None, None, source_id, control, instruction)) as updates:
+                async with aclosing(self.write_reply(cast, guest, None, source_id, control, instruction)) as updates:
                     async for update in updates:
                         yield update
             finally:
@@ -249,11 +316,25 @@ class TurnPipeline:
             await self._settle(chat_id)
 
     @asynccontextmanager
+    async def hold(self, chat_id: str) -> AsyncIterator[None]:
+        """The chat's turn: its lock, once the after-work of its previous reply is done."""
+        async with self._locks.hold(chat_id):
+            await self._settle(chat_id)
+            yield
+
+    def start_generation(self, chat_id: str) -> _InFlight:
+        """The handle `cancel(chat_id)` stops (drop it with `end_generation`)."""
+        control = self._in_flight[chat_id] = _InFlight()
+        return control
+
+    def end_generation(self, chat_id: str) -> None:
+        self._in_flight.pop(chat_id, None)
+
+    @asynccontextmanager
     async def exclusive(self, chat_id: str, *, cancellable: bool = False) -> AsyncIterator[_InFlight]:
         """Hold the chat's turn lock (after its pending after-work); with `cancellable`, the
         yielded handle is what `cancel(chat_id)` stops."""
-        async with self._locks.hold(chat_id):
-            await self._settle(chat_id)
+        async with self.hold(chat_id):
             control = _InFlight()
             if cancellable:
                 self._in_flight[chat_id] = control
@@ -299,7 +380,8 @@ class TurnPipeline:
         return await addressee.route(self.llm, cast, dialogue, user_turn.text)
 
     async def _move_story(self, cast: Cast, user_turn: Turn, route: addressee.Route) -> AsyncGenerator[TurnUpdate, None]:
-        """Scene close first (summaries deferred past the reply), then the skip or jump, narrated."""
+        """After the answer: the scene close the line asked for (summaries deferred), then the skip
+        or jump, narrated."""
         chat_id = cast.chat.chat_id
         closed = None
         if route.close_scene:
@@ -309,13 +391,23 @@ class TurnPipeline:
                 yield SCENE_CLOSES
         target = route.jump or (cast.chat.clock + route.skip if route.skip is not None else None)
         if target is not None:
-            source = reply_source(user_turn.source_id) if user_turn.source_id else None
+            source = user_turn.source_id + SKIP_SUFFIX if user_turn.source_id else None
             result, turn = await timeskip.move_clock(
                 self.db, self.llm, cast, target, reason=f"asked for in the player's line (turn {user_turn.turn_id})",
                 source_id=source, scene_closed=closed is not None,
             )
             yield TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, result.narration, True,
                              turn_id=turn.turn_id, kind="narration")
+
+    async def _moves_made(self, cast: Cast, user_turn: Turn) -> AsyncGenerator[TurnUpdate, None]:
+        """What a line already answered moved in the story, said again (nothing moves twice)."""
+        chat_id = cast.chat.chat_id
+        if await world.scene_closed_by(self.db, chat_id, user_turn.turn_id):
+            yield SCENE_CLOSES
+        if user_turn.source_id:
+            narration = await shown_take_of_source(self.db, chat_id, user_turn.source_id + SKIP_SUFFIX)
+            if narration is not None:
+                yield _done(cast, narration)
 
     async def _addressee(self, cast: Cast, user_turn: Turn) -> world.Character:
         if len(cast.characters) == 1:
@@ -326,26 +418,23 @@ class TurnPipeline:
         local = addressee.local_addressee(cast, dialogue, user_turn.text)
         return local or await addressee.choose_addressee(self.llm, cast, dialogue, user_turn.text)
 
-    async def _reply(
+    async def write_reply(
         self,
         cast: Cast,
         speaker: world.Character,
         user_turn: Turn | None,
-        replaced: Turn | None,
         source_id: str | None,
         control: _InFlight,
         instruction: str = "",
         max_tokens: int | None = None,
+        plan: ReplyPlan = ReplyPlan(),
     ) -> AsyncGenerator[TurnUpdate, None]:
-        take = len(await turn_state.sibling_turns(self.db, replaced.turn_id)) + 1 if replaced else 1
-        prompt = await assemble_prompt(
-            self.db, cast, speaker, user_turn=user_turn,
-            excluding_turn=replaced.turn_id if replaced else None, budget_tokens=self.budget_tokens, take=take,
-            instruction=instruction,
-        )
+        """`speaker`'s reply, streamed and recorded as `plan` says (see `ReplyPlan`)."""
+        prompt = await self._prompt(cast, speaker, user_turn, instruction, plan)
         names = [speaker.name, nickname(speaker)]
         stop = stop_sequences(cast, speaker, self.replies)
-        record = partial(self._record_reply, cast, speaker, user_turn, replaced, source_id)
+        record = partial(self._record_reply, cast, speaker, user_turn, source_id, plan)
+        base = plan.continues.text if plan.continues is not None else None
         so_far, shown = "", ""
         for attempt in range(EMPTY_REPLY_ATTEMPTS):
             generation = control.generation = Generation(
@@ -361,7 +450,8 @@ class TurnPipeline:
                         if pending_prefix(so_far, names):
                             continue
                         shown = strip_speaker_name(so_far, names)
-                        yield TurnUpdate(speaker.name, speaker.character_id, shown, done=False)
+                        text = shown if base is None else join_continuation(base, shown)
+                        yield TurnUpdate(speaker.name, speaker.character_id, text, done=False)
             except (asyncio.CancelledError, GeneratorExit):
                 # The consumer went away mid-stream: keep what was said (if anything), marked truncated.
                 await generation.aclose()
@@ -375,33 +465,77 @@ class TurnPipeline:
                 break
             log.warning("empty reply from %s (attempt %d of %d)", speaker.name, attempt + 1, EMPTY_REPLY_ATTEMPTS)
         truncated = generation.stopped
+        if plan.continues is not None and not shown.strip():
+            yield _done(cast, plan.continues)  # nothing more was said: the reply stays as it was
+            return
         reply = await asyncio.shield(record(shown if truncated else shown.strip(), truncated))
         yield _done(cast, reply)
+
+    async def _prompt(
+        self, cast: Cast, speaker: world.Character, user_turn: Turn | None, instruction: str, plan: ReplyPlan
+    ) -> AssembledPrompt:
+        """The reply's prompt, built on the story as it will stand when the reply is recorded:
+        what `plan` takes back is taken back in a scratch transaction that is rolled back before
+        any model is called, so every consequence of a replaced reply is out of view by construction."""
+        take = len(await turn_state.takes(self.db, plan.replaced.turn_id)) + 1 if plan.replaced else 1
+        arguments = dict(user_turn=user_turn, excluding_turn=plan.as_of, budget_tokens=self.budget_tokens, take=take,
+                         instruction=instruction)
+        if plan.prepare is None:
+            return await assemble_prompt(self.db, cast, speaker, **arguments)  # type: ignore[arg-type]
+        async with self.db.scratch() as tx:
+            await plan.prepare(tx)
+            return await assemble_prompt(tx, cast, speaker, **arguments)  # type: ignore[arg-type]
 
     async def _record_reply(
         self,
         cast: Cast,
         speaker: world.Character,
         user_turn: Turn | None,
-        replaced: Turn | None,
         source_id: str | None,
+        plan: ReplyPlan,
         text: str,
         truncated: bool,
     ) -> Turn:
         chat_id = cast.chat.chat_id
         async with self.db.transaction() as tx:
-            if replaced is not None:
-                await roll_back_turn(tx, chat_id, replaced.turn_id)
-            reply, _ = await turn_state.record_turn(
-                tx, chat_id, "assistant", speaker.character_id, text, source_id=source_id,
-                truncated=truncated, supersedes=replaced.turn_id if replaced else None,
-            )
-            if text.strip():
-                await record_turn_memory(
-                    tx, chat_id, user_turn=user_turn, reply_turn=reply, speaker_name=speaker.name,
-                    present=cast.present_ids, you_present=True, player_name=cast.player.name,
+            if plan.prepare is not None:
+                await plan.prepare(tx)
+            if plan.continues is not None:
+                appended = join_continuation(plan.continues.text, text)[len(plan.continues.text):]
+                await turn_state.continue_turn(tx, chat_id, plan.continues.turn_id, appended, truncated=truncated)
+                reply = await turn_state.require_turn(tx, plan.continues.turn_id)
+            else:
+                reply, _ = await turn_state.record_turn(
+                    tx, chat_id, "assistant", speaker.character_id, text, source_id=source_id,
+                    truncated=truncated, supersedes=plan.replaced.turn_id if plan.replaced else None,
+                    scene_id=plan.scene_id,
                 )
-        if await scenes.owed_summaries(self.db, chat_id):  # a summary failed before, or this swipe retracted one
+            await self.record_memory(tx, cast, speaker, user_turn, reply)
+        await self.derive(cast, speaker, user_turn, reply)
+        return reply
+
+    async def record_memory(
+        self, tx: Transaction, cast: Cast, speaker: world.Character, user_turn: Turn | None, reply: Turn
+    ) -> None:
+        """What a reply leaves in memory, in the reply's transaction; a reply said into a scene already
+        closed makes that close's summaries owed again (they are written after it, from what is shown)."""
+        chat_id = cast.chat.chat_id
+        if reply.text.strip():
+            await record_turn_memory(
+                tx, chat_id, user_turn=user_turn, reply_turn=reply, speaker_name=speaker.name,
+                present=cast.present_ids, you_present=True, player_name=cast.player.name,
+            )
+        scene = await world.get_scene(tx, reply.scene_id) if reply.scene_id else None
+        if scene is not None and scene.kind == "main" and not scene.is_open and await memory_state.live_summary_ids(
+                tx, scene.scene_id):
+            await roll_back_scene_close(tx, chat_id, scene.scene_id)
+
+    async def derive(self, cast: Cast, speaker: world.Character, user_turn: Turn | None, reply: Turn) -> None:
+        """Schedule what a recorded reply causes, to run after it is shown (the chat's next turn
+        waits for it): scene summaries still owed, the lifecycle and relationship readings (each
+        only when the exchange calls for it), the added after-turn steps."""
+        chat_id = cast.chat.chat_id
+        if await scenes.owed_summaries(self.db, chat_id):  # a summary failed before, or this reply retracted one
             self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id), "owed scene summaries")
         exchange = exchange_text(user_turn, reply.text, speaker.name, cast.player.name)
         said = bool(reply.text.strip())
@@ -411,7 +545,6 @@ class TurnPipeline:
             after = AfterTurn(self.db, self.llm, chat_id, user_turn, reply, tuple(cast.present_ids))
             self.defer(chat_id, partial(self._run_after_turn, after, speaker.name, cast.player.name,
                                         lifecycle=lifecycle, feelings=feelings))
-        return reply
 
     async def _run_after_turn(
         self, after: AfterTurn, speaker_name: str, player_name: str, *, lifecycle: bool, feelings: bool
