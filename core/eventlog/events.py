@@ -13,7 +13,7 @@ re-applied in the same order.
 
 Events that change a value carry the new absolute value (edge_set,
 memory_significance_set, clock_set), so a compensating event can restore the
-old one; memory_retracted / memory_restored, scene_reopened, scene_withdrawn,
+old one; memory_retracted / memory_restored, edge_cleared, scene_reopened, scene_withdrawn,
 thread_reopened, thread_withdrawn, world_event_reverted, world_event_withdrawn,
 digest_returned and turn_withdrawn undo the others.
 """
@@ -157,7 +157,7 @@ class ChatTitleSet(ChatEvent):
 class StoryNoteSet(ChatEvent):
     """The story's standing note (its Author's Note) for the model; "" removes it."""
 
-    text: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+    text: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 
 
 @event_kind("story_persona_set")
@@ -355,6 +355,15 @@ class EdgeSet(ChatEvent):
         if self.from_id == self.to_id:
             raise ValueError("an edge needs two different ends")
         return self
+
+
+@event_kind("edge_cleared")
+class EdgeCleared(ChatEvent):
+    """Compensation: the directed relationship from_id -> to_id goes back to never having been set."""
+
+    from_id: Ident
+    to_id: Ident
+    reason: str = ""
 
 
 # --- plot: threads, planned world events, meanwhile digests ------------------------

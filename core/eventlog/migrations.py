@@ -387,9 +387,12 @@ async def _chat_scenario(conn: aiosqlite.Connection) -> None:
     await run_statements(conn, ["ALTER TABLE chats ADD COLUMN scenario TEXT NOT NULL DEFAULT ''"])
 
 
-@migration("taking turns back: withdrawn scenes, the clock's history, the persona each player line was spoken under")
+@migration("taking turns back: withdrawn scenes, the clock's history, cleared edges, the persona each player "
+           "line was spoken under")
 async def _taking_back(conn: aiosqlite.Connection) -> None:
     await run_statements(conn, [
+        # An edge taken back to never having been set (its row goes; the change history says so).
+        "ALTER TABLE edge_changes ADD COLUMN cleared INTEGER NOT NULL DEFAULT 0",
         # A main scene whose every turn was taken back (rewound) is withdrawn: closed, owes nothing, shown nowhere.
         "ALTER TABLE scenes ADD COLUMN withdrawn INTEGER NOT NULL DEFAULT 0",
         # The persona name a player's line was spoken under (NULL: the story's persona, for lines older than this).

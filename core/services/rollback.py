@@ -135,10 +135,10 @@ async def withdraw_reply(tx: Transaction, chat_id: str, turn: Turn) -> list[int]
 
 
 async def take_back_from(
-    tx: Transaction, chat_id: str, first: Turn, *, keep: Collection[int] = ()
+    tx: Transaction, chat_id: str, first: Turn, *, keep: Collection[int] = (), done: TakenBack | None = None
 ) -> TakenBack:
     """Every shown main-story turn from `first` on leaves the story, exactly (see the module docstring)."""
-    done = TakenBack()
+    done = done if done is not None else TakenBack()
     turns = await turn_state.shown_story_turns_from(tx, chat_id, first.turn_id)
     closed_by_lines = []
     for turn in reversed(turns):

@@ -178,7 +178,7 @@ class TurnPipeline:
                 raise TurnNotFoundError(source_id, "that line was taken back")
             finished = await shown_reply_for_source(self.db, chat_id, source_id)
             if finished is not None:
-                yield _done(cast, finished)
+                yield done_update(cast, finished)
                 if posted is not None and finished.role != "narration":  # (older stories: a skip answered a line)
                     async with aclosing(self._moves_made(cast, posted)) as moves:
                         async for update in moves:
@@ -271,7 +271,7 @@ class TurnPipeline:
             done = await turn_state.get_turn_by_source(self.db, chat_id, source_id)
             if done is not None or len(cast.characters) < 2:
                 if done is not None:
-                    yield _done(cast, done)
+                    yield done_update(cast, done)
                 return
             guest = cast.characters[1]
             own = fill(guest.first_mes, guest, cast)
@@ -407,7 +407,7 @@ class TurnPipeline:
         if user_turn.source_id:
             narration = await shown_take_of_source(self.db, chat_id, user_turn.source_id + SKIP_SUFFIX)
             if narration is not None:
-                yield _done(cast, narration)
+                yield done_update(cast, narration)
 
     async def _addressee(self, cast: Cast, user_turn: Turn) -> world.Character:
         if len(cast.characters) == 1:
@@ -466,10 +466,10 @@ class TurnPipeline:
             log.warning("empty reply from %s (attempt %d of %d)", speaker.name, attempt + 1, EMPTY_REPLY_ATTEMPTS)
         truncated = generation.stopped
         if plan.continues is not None and not shown.strip():
-            yield _done(cast, plan.continues)  # nothing more was said: the reply stays as it was
+            yield done_update(cast, plan.continues)  # nothing more was said: the reply stays as it was
             return
         reply = await asyncio.shield(record(shown if truncated else shown.strip(), truncated))
-        yield _done(cast, reply)
+        yield done_update(cast, reply)
 
     async def _prompt(
         self, cast: Cast, speaker: world.Character, user_turn: Turn | None, instruction: str, plan: ReplyPlan
@@ -576,7 +576,8 @@ class TurnPipeline:
             await task
 
 
-def _done(cast: Cast, turn: Turn) -> TurnUpdate:
+def done_update(cast: Cast, turn: Turn) -> TurnUpdate:
+    """A recorded turn as the done update that shows it."""
     if turn.role == "narration":
         return TurnUpdate(timeskip.NARRATOR_NAME, turn.speaker, turn.text, True, turn.truncated, turn.turn_id,
                           kind="narration")

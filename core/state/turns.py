@@ -227,6 +227,7 @@ class KeyQuote:
     turn_id: int
     speaker: str
     text: str
+    speaker_name: str | None = None  # a player's line: the persona name it was said under
 
 
 async def key_quotes(source: Readable, scene_id: int, pov: str, limit: int) -> list[KeyQuote]:
@@ -234,7 +235,7 @@ async def key_quotes(source: Readable, scene_id: int, pov: str, limit: int) -> l
     the most significant (then latest) `limit`, in story order."""
     rows = await fetch_all(
         source,
-        """SELECT t.turn_id, t.speaker, t.text, max(m.significance) AS significance
+        """SELECT t.turn_id, t.speaker, t.text, t.speaker_name, max(m.significance) AS significance
            FROM turns t
            JOIN memories m ON m.source_turn_id = t.turn_id AND m.retracted = 0 AND m.significance >= 2
            JOIN memory_witnesses w ON w.memory_id = m.memory_id AND w.witness = :pov
@@ -242,7 +243,8 @@ async def key_quotes(source: Readable, scene_id: int, pov: str, limit: int) -> l
            GROUP BY t.turn_id ORDER BY significance DESC, t.turn_id DESC LIMIT :limit""",
         {"scene": scene_id, "pov": pov, "limit": limit},
     )
-    return sorted((KeyQuote(r["turn_id"], r["speaker"], r["text"]) for r in rows), key=lambda q: q.turn_id)
+    return sorted((KeyQuote(r["turn_id"], r["speaker"], r["text"], r["speaker_name"]) for r in rows),
+                  key=lambda q: q.turn_id)
 
 
 async def shown_story_turns(source: Readable, chat_id: str) -> list[Turn]:

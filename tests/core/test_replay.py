@@ -97,6 +97,8 @@ async def play_long_story(db: Database) -> None:
     await digests.return_digest(db, two.chat_id, told.digest_id)
     await world.withdraw_scene(db, two.chat_id, opened.scene_id)
     await world.set_note(db, two.chat_id, "Keep it gentle.")
+    await edges.set_edge(db, two.chat_id, "cora", "you", affinity=4, trust=1, cause_turn_id=answer.turn_id)
+    await edges.clear_edge(db, two.chat_id, "cora", "you", reason="undo")
     await personas.set_story_persona(db, two.chat_id, "@q:hs", "Quill", "a cartographer")
     # Lore: a book imported twice (the second replaces the first), one entry known to Bram only.
     harbour = {"entries": {

@@ -221,6 +221,7 @@ CONTEXT_LABELS = {
     "earlier": "memories of lines no longer shown", "threads": "open threads", "time": "story time",
     "events": "world events", "edges": "feelings", "lore": "lore", "memories": "memories this line brings back",
     "digests": "off-screen news", "post_history": "the card's closing instruction", "dialogue": "dialogue",
+    "note": "the story's note (`!note`)",
 }
 
 
