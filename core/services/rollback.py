@@ -23,8 +23,8 @@ What a turn caused, each found by a typed cause (`undo_turn`):
 
 `take_back_from(tx, chat_id, first)`: every shown main-story turn from `first` on leaves the
 story (withdrawn, with the other takes of each reply), newest first, each with what it caused
-undone; meanwhile digests told with a withdrawn line are pending again; a main scene that no
-longer shows any turn (one a taken-back line opened) is withdrawn; then the scene a
+undone; meanwhile digests told with a withdrawn line are pending again; a main scene of theirs
+that no longer shows any turn (one a taken-back line opened) is withdrawn; then the scene a
 taken-back line closed in words is reopened.  `keep` names turns that stay (the line an edit
 rewrites): what they caused is undone all the same.  A meanwhile scene played in between
 stays (a scene of its own, asked for by command), and so do other story actions by command
@@ -153,7 +153,7 @@ async def take_back_from(
             done.lines.append(turn)
             for digest in await digest_state.digests_consumed_by(tx, chat_id, turn.turn_id):
                 await digest_state.return_digest(tx, chat_id, digest.digest_id)
-    for scene in await world.empty_main_scenes_since(tx, chat_id, first.turn_id):
+    for scene in await world.empty_main_scenes(tx, chat_id, {t.scene_id for t in turns if t.scene_id}):
         await world.withdraw_scene(tx, chat_id, scene.scene_id)
     for scene in sorted(closed_by_lines, key=lambda s: s.scene_id):
         if not (await world.require_scene(tx, scene.scene_id)).withdrawn:

@@ -249,14 +249,15 @@ async def clock_before_change(source: Readable, chat_id: str, before_seq: int) -
     return None if row is None else datetime.fromisoformat(row["clock_before"])
 
 
-async def empty_main_scenes_since(source: Readable, chat_id: str, since_seq: int) -> list[Scene]:
-    """Main scenes opened at or after event `since_seq` that hold no shown turn and were not withdrawn."""
+async def empty_main_scenes(source: Readable, chat_id: str, scene_ids: Iterable[int]) -> list[Scene]:
+    """Those of the main scenes `scene_ids` that hold no shown turn and were not withdrawn."""
     rows = await fetch_all(
         source,
-        """SELECT * FROM scenes s WHERE s.chat_id = ? AND s.kind = 'main' AND s.scene_id >= ? AND s.withdrawn = 0
+        """SELECT * FROM scenes s WHERE s.chat_id = ? AND s.kind = 'main' AND s.withdrawn = 0
+             AND s.scene_id IN (SELECT value FROM json_each(?))
              AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.scene_id = s.scene_id AND t.superseded_by IS NULL)
            ORDER BY s.scene_id""",
-        (chat_id, since_seq),
+        (chat_id, json.dumps(sorted(scene_ids))),
     )
     return [_scene(r) for r in rows]
 
