@@ -16,6 +16,7 @@ from core.llm.base import ChatMessage, LLMClient
 from core.services.card_text import fill, whole_sentences
 from core.services.dialogue import Cast, recent_dialogue
 from core.services.story_clock import time_now_line
+from core.services.timeskip import NARRATOR_NAME
 
 PURPOSE = "ooc"
 SPEAKER_NAME = "Out of character"
@@ -49,7 +50,7 @@ def ooc_messages(cast: Cast, lines: list[tuple[str, str]], text: str) -> list[Ch
         "as yourself: briefly (one to three sentences), in plain words, without roleplaying and without "
         f"going on with the story. If {player} asks for something to happen, say how you will bring it in.\n"
         f"Characters:\n{roster}\n{time_now_line(cast.chat.clock)}"
-        + (f"\nThe story's note: {cast.chat.note}" if cast.chat.note else "")
+        + (f"\nThe story's note: {fill(cast.chat.note, cast.host, cast)}" if cast.chat.note.strip() else "")
     )
     said = "\n".join(f"{who}: {line[:LINE_CHARS]}" for who, line in lines)
     user = (f"The last lines of the story:\n{said}\n\n" if said else "") + f"{player}, out of character: {text}"
@@ -59,6 +60,6 @@ def ooc_messages(cast: Cast, lines: list[tuple[str, str]], text: str) -> list[Ch
 async def answer(source: Readable, llm: LLMClient, cast: Cast, text: str) -> str:
     """The storyteller's answer to the out-of-character line `text` (nothing recorded)."""
     dialogue = await recent_dialogue(source, cast.chat.chat_id, limit=CONTEXT_TURNS, witness=USER)
-    lines = [(cast.name_of_turn(t), t.text) for t in dialogue if t.text.strip()]
+    lines = [(NARRATOR_NAME if t.role == "narration" else cast.name_of_turn(t), t.text) for t in dialogue if t.text.strip()]
     reply = await llm.generate(ooc_messages(cast, lines, unwrapped(text)), purpose=PURPOSE, max_tokens=MAX_TOKENS)
     return reply.strip() or "(No answer.)"
