@@ -157,8 +157,10 @@ class StoryRoom(Room):
                 await self.redo(event_id, reacts_to)
             case SwitchTake(_, event_id, reacts_to, step, number):
                 await self.switch_take(event_id, reacts_to, step, number)
+                await self._lift(event_id, reacts_to)
             case ContinueReply(_, event_id, reacts_to):
                 await self.continue_reply(event_id, reacts_to)
+                await self._lift(event_id, reacts_to)
             case Rewind(_, event_id, steps):
                 await self.rewind(event_id, steps)
 
@@ -325,6 +327,12 @@ class StoryRoom(Room):
             return
         await self._remove(rewound, event_id, lines=True)
         await self.tell(event_id, "rewind", rewind_text(rewound))
+
+    async def _lift(self, reaction_id: str, reacts_to: str | None) -> None:
+        """Take the player's ◀ ▶ ⏩ reaction off once acted on, like a button let go, so it can be
+        pressed again (a homeserver refuses the same reaction twice)."""
+        if reacts_to is not None:
+            await self.ctx.sender.send(Redact(self.room_id, reaction_id, txn_id_for(reaction_id, "lift"), "done"))
 
     async def _remove(self, rewound: Rewound, event_id: str, *, lines: bool) -> None:
         shown = [m for m in [await message_showing_turn(self.ctx.store, t) for t in rewound.turn_ids] if m]

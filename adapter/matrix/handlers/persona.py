@@ -31,18 +31,19 @@ def _describe(name: str, description: str) -> str:
 COMMANDS, command = command_list()
 
 
-@command("persona", "!persona [name: description]", "who you are in your stories (`{{user}}`)", LOBBY_ROOMS | STORY_ROOMS)
+@command("persona", "!persona [name: description]",
+         "who you are (`{{user}}`): in the Lobby, in new stories; in a story room, in that story", LOBBY_ROOMS | STORY_ROOMS)
 async def _persona(inv: Invocation) -> list[CommandResult]:
     engine = inv.ctx.engine
     args = inv.args.strip()
     story = inv.meta.chat_id if inv.meta.room_type in STORY_ROOMS else None
-    where = "in this story" if story else "in new stories"
+    where = "In this story" if story else "In new stories"
     if not args:
         current = await engine.persona(inv.sender, story)
         other = ("`!persona` in the Lobby sets it for new stories." if story
                  else "Each story keeps the persona it began with: `!persona` in a story room changes that story's.")
         return inv.reply(
-            f"You play {_describe(current.name, current.description)} {where}.\n\n"
+            f"{where} you play {_describe(current.name, current.description)}.\n\n"
             f"Change it with `!persona Name: a short description`. {other}"
         )
     name, colon, description = args.partition(":")
@@ -53,7 +54,7 @@ async def _persona(inv: Invocation) -> list[CommandResult]:
     except InvalidPersonaError as error:
         raise CommandError(str(error)) from error
     if story:
-        return inv.reply(f"You now play {_describe(persona.name, persona.description)} in this story. Characters "
+        return inv.reply(f"In this story you now play {_describe(persona.name, persona.description)}. Characters "
                          "know you by this name from your next line on; your earlier lines keep the name you said them under.")
-    return inv.reply(f"You now play {_describe(persona.name, persona.description)} in new stories. "
+    return inv.reply(f"In new stories you now play {_describe(persona.name, persona.description)}. "
                      "A story you have begun keeps the persona it began with (`!persona` there changes it).")

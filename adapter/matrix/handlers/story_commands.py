@@ -256,8 +256,8 @@ async def _full_prompt(inv: Invocation) -> list[CommandResult]:
 # --- fixing a turn --------------------------------------------------------------------
 
 
-@command("note", "!note [text]", "the story's standing note for the characters (an Author's Note), never part of "
-         "memory: shown, or set; `!note clear` removes it", STORY_ROOMS)
+@command("note", "!note [text]", "the story's standing note for the characters (an Author's Note, never part of "
+         "memory): `!note` shows it, `!note <text>` sets it, `!note clear` removes it", STORY_ROOMS)
 async def _note(inv: Invocation) -> list[CommandResult]:
     chat_id = chat_id_of(inv)
     if not inv.args.strip():

@@ -211,9 +211,9 @@ async def test_engine_errors_become_a_short_message() -> None:
 @pytest.mark.parametrize("meta", [STORY, LOBBY])
 async def test_persona_is_shown_and_set_in_the_lobby_and_in_a_story(meta: RoomMeta) -> None:
     engine = StandInEngine()
-    assert "You play **alice**" in await answer(engine, "!persona", meta)
+    assert "you play **alice**" in await answer(engine, "!persona", meta)
     body = await answer(engine, "!persona Tobin Reyes: a shipwrecked deckhand", meta)
-    assert "You now play **Tobin Reyes**: a shipwrecked deckhand" in body
+    assert "you now play **Tobin Reyes**: a shipwrecked deckhand" in body
     assert engine.calls[-1] == ("persona", "@alice:localhost", "Tobin Reyes", " a shipwrecked deckhand", meta.chat_id)
     assert "**Tobin**: a shipwrecked deckhand" in await answer(engine, "!persona Tobin", meta)  # description kept
     assert "Usage: `!persona [name: description]`" in await answer(engine, "!persona : no name", meta)
@@ -221,11 +221,11 @@ async def test_persona_is_shown_and_set_in_the_lobby_and_in_a_story(meta: RoomMe
 
 async def test_persona_in_a_story_room_is_that_storys_and_in_the_lobby_the_default_for_new_ones() -> None:
     engine = StandInEngine()
-    assert "in this story" in await answer(engine, "!persona Mara: a cartographer", STORY)
-    assert "You play **alice** (no description yet) in new stories" in await answer(engine, "!persona", LOBBY)
+    assert "In this story you now play" in await answer(engine, "!persona Mara: a cartographer", STORY)
+    assert "In new stories you play **alice** (no description yet)" in await answer(engine, "!persona", LOBBY)
     lobby = await answer(engine, "!persona Tobin", LOBBY)
-    assert "in new stories" in lobby and "keeps the persona it began with" in lobby
-    assert "You play **Mara**: a cartographer in this story" in await answer(engine, "!persona", STORY)
+    assert "In new stories" in lobby and "keeps the persona it began with" in lobby
+    assert "In this story you play **Mara**: a cartographer" in await answer(engine, "!persona", STORY)
 
 
 async def story_action(text: str) -> object:
