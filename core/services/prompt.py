@@ -175,7 +175,7 @@ async def assemble_prompt(
 
     `source` may be a scratch transaction in which what a reply replaces was taken back: a
     regenerate's prompt is built on that story, so nothing the replaced reply caused is in view
-    (`talk.TurnPipeline.write_reply`).  `excluding_turn` is the turn the story is read as it
+    (`replying.ReplyWriter.write_reply`).  `excluding_turn` is the turn the story is read as it
     stood before: turns from it on, and what was recorded from it on that no rollback takes back
     (a meanwhile scene played after the replaced reply, its digest), are left out.  `take` > 1
     (a regenerate) adds a note after the dialogue asking for a fresh take, so swipes differ

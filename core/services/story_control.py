@@ -1,7 +1,7 @@
 """The player's controls over the story: edit the latest line, take lines back, show another
 take, continue a reply.  Each runs in the chat's turn (`TurnPipeline.hold`) and writes through
 the one rollback (`core.services.rollback`) and the one way of writing and deriving a reply
-(`TurnPipeline.write_reply`, `record_memory`, `derive`), so afterwards the story equals a run
+(`core.services.replying.ReplyWriter`), so afterwards the story equals a run
 that produced only what is shown.
 
 - `edit_line`: the player's latest line now reads differently.  Everything after it is taken
@@ -39,8 +39,9 @@ from core.errors import (
 )
 from core.eventlog import Transaction
 from core.services.dialogue import exchange_to_regenerate, load_cast, require_character
+from core.services.replying import ReplyPlan, TurnUpdate, done_update
 from core.services.rollback import TakenBack, reopen_scene_closed_by_line, take_back_from, undo_turn
-from core.services.talk import ReplyPlan, TurnPipeline, TurnUpdate, done_update
+from core.services.talk import TurnPipeline
 from core.state import turns as turn_state
 from core.state import world
 from core.state.turns import Turn
@@ -119,8 +120,8 @@ class StoryControl:
                 await undo_turn(tx, chat_id, shown)
                 await turn_state.show_sibling(tx, chat_id, shown.turn_id, chosen.turn_id)
                 chosen = await turn_state.require_turn(tx, chosen.turn_id)
-                await self.pipeline.record_memory(tx, cast, speaker, exchange.user_turn, chosen)
-            await self.pipeline.derive(cast, speaker, exchange.user_turn, chosen)
+                await self.pipeline.writer.record_memory(tx, cast, speaker, exchange.user_turn, chosen)
+            await self.pipeline.writer.derive(cast, speaker, exchange.user_turn, chosen)
             return done_update(cast, chosen)
 
     # -- continue ------------------------------------------------------------------------
@@ -138,7 +139,7 @@ class StoryControl:
             control = self.pipeline.start_generation(chat_id)
             try:
                 instruction = CONTINUE_INSTRUCTION.format(name=speaker.name)
-                reply = self.pipeline.write_reply(cast, speaker, exchange.user_turn, None, control, instruction, plan=plan)
+                reply = self.pipeline.writer.write_reply(cast, speaker, exchange.user_turn, None, control, instruction, plan=plan)
                 async with aclosing(reply) as updates:
                     async for update in updates:
                         yield update

@@ -21,10 +21,9 @@ regenerate:  prompt built on the story with the replaced reply taken back (`roll
 cancel:      stops the in-flight generation of a chat; the partial text is recorded as the
              (truncated) reply and the stream ends with a done, truncated update.
 
-`write_reply` is that one way of writing a reply (`ReplyPlan`: what is taken back first, and
-whether the reply is a new turn, a new take or the continuation of one), and `derive` the one
-way of deriving what a reply causes, shared by the story controls (`story_control`: takes,
-continue, edit, rewind).
+The pipeline writes every reply through its `ReplyWriter` (`core.services.replying`: the one
+way of writing a reply and deriving what it causes), which the story controls
+(`core.services.story_control`: takes, continue, edit, rewind) share.
 
 Memory writes are deterministic (no model call) and are written in the same
 transaction as the reply turn, after its text is complete: nothing runs before the
@@ -49,11 +48,11 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from core.errors import TurnNotFoundError
-from core.eventlog import USER, Database, Transaction
+from core.eventlog import USER, Database
 from core.keyed_locks import KeyedLocks
 from core.llm.base import LLMClient
-from core.services import addressee, ooc, plot, scenes, timeskip
-from core.services.card_text import fill, nickname, whole_sentences
+from core.services import addressee, ooc, scenes, timeskip
+from core.services.card_text import fill, whole_sentences
 from core.services.dialogue import (
     FOLLOW_UP_SUFFIX,
     SKIP_SUFFIX,
@@ -66,89 +65,37 @@ from core.services.dialogue import (
     shown_reply_for_source,
     shown_take_of_source,
 )
-from core.services.generation import Generation
-from core.services.memory_write import exchange_text, record_turn_memory
-from core.services.prompt import DEFAULT_BUDGET_TOKENS, AssembledPrompt, assemble_prompt
-from core.services.relationships import classify_exchange_edges, may_touch_relationship
-from core.services.replies import ReplySettings, join_continuation, pending_prefix, stop_sequences, strip_speaker_name
-from core.services.rollback import roll_back_scene_close, undo_turn
+from core.services.prompt import DEFAULT_BUDGET_TOKENS
+from core.services.replies import ReplySettings
+from core.services.replying import (
+    AfterTurn,
+    AfterTurnStep,
+    InFlight,
+    ReplyPlan,
+    ReplyWriter,
+    TurnUpdate,
+    done_update,
+)
+from core.services.rollback import undo_turn
 from core.state import digests as digest_state
-from core.state import memory as memory_state
 from core.state import personas, world
 from core.state import turns as turn_state
 from core.state.turns import Turn
 
+__all__ = ["AfterTurn", "AfterTurnStep", "ReplyPlan", "TurnPipeline", "TurnUpdate", "done_update"]
+
 log = logging.getLogger(__name__)
 
-NARRATE = "narrate"
-EMPTY_REPLY_ATTEMPTS = 2  # an empty reply is asked for once more
 ENTRANCE_SAMPLE_CHARS = 400  # of a guest's own greeting, quoted for its voice
 FOLLOW_UP_MAX_TOKENS = 150
 
 
-@dataclass(frozen=True)
-class TurnUpdate:
-    """One step of a streamed reply: who speaks, the text so far, and whether it is complete."""
-
-    speaker_name: str  # the character's display name
-    speaker_id: str
-    text: str
-    done: bool
-    truncated: bool = False
-    turn_id: int | None = None  # the recorded turn, on the done update
-    kind: str = "reply"  # "reply" | "narration" | "digest" | "scene" | "ooc"; non-reply kinds come as one done update
-
-
-@dataclass(frozen=True)
-class AfterTurn:
-    """What an after-turn step gets: the exchange just recorded."""
-
-    db: Database
-    llm: LLMClient
-    chat_id: str
-    user_turn: Turn | None
-    reply_turn: Turn
-    present: tuple[str, ...]
-
-
-AfterTurnStep = Callable[[AfterTurn], Awaitable[None]]
-
 SCENE_CLOSES = TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, "The scene closes.", True, kind="scene")
-
-
-@dataclass(frozen=True)
-class ReplyPlan:
-    """How a reply lands in the story.  `prepare` takes back what the reply replaces (applied in
-    the scratch transaction the prompt is built in, and again, atomically, with the reply);
-    `replaced`: the reply is a new take of that turn; `continues`: the reply goes on from that
-    turn's text (the same turn grows); `scene_id`: the scene it is said in (None: the open one);
-    `as_of`: the prompt shows the story as it stood before this turn id (what was recorded from
-    it on, such as a meanwhile scene played after the replaced reply, is left out)."""
-
-    prepare: Callable[[Transaction], Awaitable[object]] | None = None
-    replaced: Turn | None = None
-    continues: Turn | None = None
-    scene_id: int | None = None
-    as_of: int | None = None
 
 
 def follow_up_instruction(answered: world.Character, speaker: world.Character) -> str:
     return (f"[{answered.name} has just spoken to {speaker.name}. Write {speaker.name}'s "
             "short answer: a line or two.]")
-
-
-@dataclass
-class _InFlight:
-    """The chat's running turn: cancel may come before the generation exists."""
-
-    cancel_requested: bool = False
-    generation: Generation | None = None
-
-    def cancel(self) -> bool:
-        self.cancel_requested = True
-        if self.generation is not None:
-            self.generation.cancel()
-        return True
 
 
 @dataclass
@@ -159,8 +106,11 @@ class TurnPipeline:
     replies: ReplySettings = field(default_factory=ReplySettings)
     after_turn_steps: list[AfterTurnStep] = field(default_factory=list)
     _locks: KeyedLocks = field(default_factory=KeyedLocks)
-    _in_flight: dict[str, _InFlight] = field(default_factory=dict)
+    _in_flight: dict[str, InFlight] = field(default_factory=dict)
     _after_work: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.writer = ReplyWriter(self.db, self.llm, self.budget_tokens, self.replies, self.after_turn_steps, self.defer)
 
     # -- entry points ----------------------------------------------------------------
 
@@ -201,11 +151,11 @@ class TurnPipeline:
                                                      cast.player.description)
             for digest in surfaced:
                 yield TurnUpdate("Meanwhile", "", digest.text, True, kind="digest")
-            control = self._in_flight[chat_id] = _InFlight()
+            control = self._in_flight[chat_id] = InFlight()
             try:
                 route = await self._route(cast, user_turn, replying_to)
                 plan = ReplyPlan(scene_id=user_turn.scene_id if in_place else None)
-                reply = self.write_reply(cast, route.speaker, user_turn, reply_source(source_id), control, plan=plan)
+                reply = self.writer.write_reply(cast, route.speaker, user_turn, reply_source(source_id), control, plan=plan)
                 last = None
                 async with aclosing(reply) as updates:
                     async for update in updates:
@@ -214,7 +164,7 @@ class TurnPipeline:
                 other = self._addressed_other(cast, route.speaker, last, control)
                 if other is not None and last is not None:
                     # It answers the reply, not the player's line: no line of the player's to answer.
-                    follow = self.write_reply(cast, other, None, reply_source(source_id) + FOLLOW_UP_SUFFIX,
+                    follow = self.writer.write_reply(cast, other, None, reply_source(source_id) + FOLLOW_UP_SUFFIX,
                                               control, follow_up_instruction(route.speaker, other),
                                               max_tokens=FOLLOW_UP_MAX_TOKENS)
                     async with aclosing(follow) as updates:
@@ -232,7 +182,7 @@ class TurnPipeline:
             cast = await load_cast(self.db, chat_id)
             exchange = await exchange_to_regenerate(self.db, chat_id)
             user_turn, replaced = exchange.user_turn, exchange.replaced
-            control = self._in_flight[chat_id] = _InFlight()
+            control = self._in_flight[chat_id] = InFlight()
             try:
                 instruction, max_tokens = "", None
                 if replaced is not None:
@@ -245,7 +195,7 @@ class TurnPipeline:
                     speaker = await self._addressee(cast, user_turn) if user_turn else cast.host
                     source = reply_source(user_turn.source_id) if user_turn and user_turn.source_id else None
                     plan = ReplyPlan(scene_id=await self._scene_in_place(chat_id, user_turn))
-                async with aclosing(self.write_reply(cast, speaker, user_turn, source, control, instruction,
+                async with aclosing(self.writer.write_reply(cast, speaker, user_turn, source, control, instruction,
                                                      max_tokens=max_tokens, plan=plan)) as updates:
                     async for update in updates:
                         yield update
@@ -281,9 +231,9 @@ class TurnPipeline:
                 + (f" How {guest.name} usually opens, for the voice only (the place and situation there are not "
                    f"this story's): \"{whole_sentences(own, ENTRANCE_SAMPLE_CHARS)}\"" if own else "") + "]"
             )
-            control = self._in_flight[chat_id] = _InFlight()
+            control = self._in_flight[chat_id] = InFlight()
             try:
-                async with aclosing(self.write_reply(cast, guest, None, source_id, control, instruction)) as updates:
+                async with aclosing(self.writer.write_reply(cast, guest, None, source_id, control, instruction)) as updates:
                     async for update in updates:
                         yield update
             finally:
@@ -291,7 +241,7 @@ class TurnPipeline:
 
     @staticmethod
     def _addressed_other(
-        cast: Cast, speaker: world.Character, last: TurnUpdate | None, control: _InFlight
+        cast: Cast, speaker: world.Character, last: TurnUpdate | None, control: InFlight
     ) -> world.Character | None:
         """The other character present, when the reply just given speaks to it by name."""
         if last is None or not last.done or last.truncated or control.cancel_requested or len(cast.characters) != 2:
@@ -322,20 +272,20 @@ class TurnPipeline:
             await self._settle(chat_id)
             yield
 
-    def start_generation(self, chat_id: str) -> _InFlight:
+    def start_generation(self, chat_id: str) -> InFlight:
         """The handle `cancel(chat_id)` stops (drop it with `end_generation`)."""
-        control = self._in_flight[chat_id] = _InFlight()
+        control = self._in_flight[chat_id] = InFlight()
         return control
 
     def end_generation(self, chat_id: str) -> None:
         self._in_flight.pop(chat_id, None)
 
     @asynccontextmanager
-    async def exclusive(self, chat_id: str, *, cancellable: bool = False) -> AsyncIterator[_InFlight]:
+    async def exclusive(self, chat_id: str, *, cancellable: bool = False) -> AsyncIterator[InFlight]:
         """Hold the chat's turn lock (after its pending after-work); with `cancellable`, the
         yielded handle is what `cancel(chat_id)` stops."""
         async with self.hold(chat_id):
-            control = _InFlight()
+            control = InFlight()
             if cancellable:
                 self._in_flight[chat_id] = control
             try:
@@ -418,157 +368,6 @@ class TurnPipeline:
         local = addressee.local_addressee(cast, dialogue, user_turn.text)
         return local or await addressee.choose_addressee(self.llm, cast, dialogue, user_turn.text)
 
-    async def write_reply(
-        self,
-        cast: Cast,
-        speaker: world.Character,
-        user_turn: Turn | None,
-        source_id: str | None,
-        control: _InFlight,
-        instruction: str = "",
-        max_tokens: int | None = None,
-        plan: ReplyPlan = ReplyPlan(),
-    ) -> AsyncGenerator[TurnUpdate, None]:
-        """`speaker`'s reply, streamed and recorded as `plan` says (see `ReplyPlan`)."""
-        prompt = await self._prompt(cast, speaker, user_turn, instruction, plan)
-        names = [speaker.name, nickname(speaker)]
-        stop = stop_sequences(cast, speaker, self.replies)
-        record = partial(self._record_reply, cast, speaker, user_turn, source_id, plan)
-        base = plan.continues.text if plan.continues is not None else None
-        so_far, shown = "", ""
-        for attempt in range(EMPTY_REPLY_ATTEMPTS):
-            generation = control.generation = Generation(
-                self.llm, prompt.messages, purpose=NARRATE, max_tokens=max_tokens or self.replies.max_tokens, stop=stop
-            )
-            if control.cancel_requested:
-                generation.cancel()
-            so_far, shown = "", ""
-            try:
-                async with aclosing(generation.deltas()) as deltas:
-                    async for delta in deltas:
-                        so_far += delta
-                        if pending_prefix(so_far, names):
-                            continue
-                        shown = strip_speaker_name(so_far, names)
-                        text = shown if base is None else join_continuation(base, shown)
-                        yield TurnUpdate(speaker.name, speaker.character_id, text, done=False)
-            except (asyncio.CancelledError, GeneratorExit):
-                # The consumer went away mid-stream: keep what was said (if anything), marked truncated.
-                await generation.aclose()
-                if shown:
-                    await asyncio.shield(record(shown, True))
-                raise
-            finally:
-                await generation.aclose()
-            shown = strip_speaker_name(so_far, names)
-            if generation.stopped or shown.strip():
-                break
-            log.warning("empty reply from %s (attempt %d of %d)", speaker.name, attempt + 1, EMPTY_REPLY_ATTEMPTS)
-        truncated = generation.stopped
-        if plan.continues is not None and not shown.strip():
-            yield done_update(cast, plan.continues)  # nothing more was said: the reply stays as it was
-            return
-        reply = await asyncio.shield(record(shown if truncated else shown.strip(), truncated))
-        yield done_update(cast, reply)
-
-    async def _prompt(
-        self, cast: Cast, speaker: world.Character, user_turn: Turn | None, instruction: str, plan: ReplyPlan
-    ) -> AssembledPrompt:
-        """The reply's prompt, built on the story as it will stand when the reply is recorded:
-        what `plan` takes back is taken back in a scratch transaction that is rolled back before
-        any model is called, so every consequence of a replaced reply is out of view by construction."""
-        take = len(await turn_state.takes(self.db, plan.replaced.turn_id)) + 1 if plan.replaced else 1
-        arguments = dict(user_turn=user_turn, excluding_turn=plan.as_of, budget_tokens=self.budget_tokens, take=take,
-                         instruction=instruction)
-        if plan.prepare is None:
-            return await assemble_prompt(self.db, cast, speaker, **arguments)  # type: ignore[arg-type]
-        async with self.db.scratch() as tx:
-            await plan.prepare(tx)
-            return await assemble_prompt(tx, cast, speaker, **arguments)  # type: ignore[arg-type]
-
-    async def _record_reply(
-        self,
-        cast: Cast,
-        speaker: world.Character,
-        user_turn: Turn | None,
-        source_id: str | None,
-        plan: ReplyPlan,
-        text: str,
-        truncated: bool,
-    ) -> Turn:
-        chat_id = cast.chat.chat_id
-        async with self.db.transaction() as tx:
-            if plan.prepare is not None:
-                await plan.prepare(tx)
-            if plan.continues is not None:
-                appended = join_continuation(plan.continues.text, text)[len(plan.continues.text):]
-                await turn_state.continue_turn(tx, chat_id, plan.continues.turn_id, appended, truncated=truncated)
-                reply = await turn_state.require_turn(tx, plan.continues.turn_id)
-            else:
-                reply, _ = await turn_state.record_turn(
-                    tx, chat_id, "assistant", speaker.character_id, text, source_id=source_id,
-                    truncated=truncated, supersedes=plan.replaced.turn_id if plan.replaced else None,
-                    scene_id=plan.scene_id,
-                )
-            await self.record_memory(tx, cast, speaker, user_turn, reply)
-        await self.derive(cast, speaker, user_turn, reply)
-        return reply
-
-    async def record_memory(
-        self, tx: Transaction, cast: Cast, speaker: world.Character, user_turn: Turn | None, reply: Turn
-    ) -> None:
-        """What a reply leaves in memory, in the reply's transaction; a reply said into a scene already
-        closed makes that close's summaries owed again (they are written after it, from what is shown)."""
-        chat_id = cast.chat.chat_id
-        if reply.text.strip():
-            await record_turn_memory(
-                tx, chat_id, user_turn=user_turn, reply_turn=reply, speaker_name=speaker.name,
-                present=cast.present_ids, you_present=True, player_name=cast.player.name,
-            )
-        scene = await world.get_scene(tx, reply.scene_id) if reply.scene_id else None
-        if scene is not None and scene.kind == "main" and not scene.is_open and await memory_state.live_summary_ids(
-                tx, scene.scene_id):
-            await roll_back_scene_close(tx, chat_id, scene.scene_id)
-
-    async def derive(self, cast: Cast, speaker: world.Character, user_turn: Turn | None, reply: Turn) -> None:
-        """Schedule what a recorded reply causes, to run after it is shown (the chat's next turn
-        waits for it): scene summaries still owed, the lifecycle and relationship readings (each
-        only when the exchange calls for it), the added after-turn steps."""
-        chat_id = cast.chat.chat_id
-        if await scenes.owed_summaries(self.db, chat_id):  # a summary failed before, or this reply retracted one
-            self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id), "owed scene summaries")
-        exchange = exchange_text(user_turn, reply.text, speaker.name, cast.player.name)
-        said = bool(reply.text.strip())
-        lifecycle = said and await plot.needs_lifecycle(self.db, chat_id, exchange)
-        feelings = said and user_turn is not None and may_touch_relationship(exchange)
-        if self.after_turn_steps or lifecycle or feelings:
-            after = AfterTurn(self.db, self.llm, chat_id, user_turn, reply, tuple(cast.present_ids))
-            self.defer(chat_id, partial(self._run_after_turn, after, speaker.name, cast.player.name,
-                                        lifecycle=lifecycle, feelings=feelings))
-
-    async def _run_after_turn(
-        self, after: AfterTurn, speaker_name: str, player_name: str, *, lifecycle: bool, feelings: bool
-    ) -> None:
-        exchange = exchange_text(after.user_turn, after.reply_turn.text, speaker_name, player_name)
-        if lifecycle:
-            try:
-                await plot.detect_lifecycle(after.db, after.llm, after.chat_id, exchange, after.reply_turn.turn_id)
-            except Exception:
-                log.exception("lifecycle detection failed for turn %s", after.reply_turn.turn_id)
-        if feelings:
-            try:
-                await classify_exchange_edges(
-                    after.db, after.llm, after.chat_id, speaker_id=after.reply_turn.speaker, speaker_name=speaker_name,
-                    player_name=player_name, exchange=exchange, reply_turn_id=after.reply_turn.turn_id,
-                )
-            except Exception:
-                log.exception("relationship reading failed for turn %s", after.reply_turn.turn_id)
-        for step in self.after_turn_steps:
-            try:
-                await step(after)
-            except Exception:
-                log.exception("after-turn step %r failed for turn %s", step, after.reply_turn.turn_id)
-
     async def _settle(self, chat_id: str) -> None:
         """Wait for the after-turn work of the chat's previous reply."""
         task = self._after_work.pop(chat_id, None)
@@ -576,9 +375,3 @@ class TurnPipeline:
             await task
 
 
-def done_update(cast: Cast, turn: Turn) -> TurnUpdate:
-    """A recorded turn as the done update that shows it."""
-    if turn.role == "narration":
-        return TurnUpdate(timeskip.NARRATOR_NAME, turn.speaker, turn.text, True, turn.truncated, turn.turn_id,
-                          kind="narration")
-    return TurnUpdate(cast.name_of(turn.speaker), turn.speaker, turn.text, True, turn.truncated, turn.turn_id)

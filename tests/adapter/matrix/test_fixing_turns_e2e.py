@@ -2,8 +2,8 @@
 (the reply replaced in place), deleting it takes it back (the bot removes its reply), reactions
 ◀ ▶ and `!take` flip between takes, ⏩ and `!continue` make a reply go on, `!note` stands in the
 prompt, `((...))` is answered out of character, `!persona` in a story room is that story's,
-and `!rewind` takes lines back.  The model is the fake OpenAI-compatible server, so each prompt
-can be read."""
+`!rewind` takes lines back, and a skip a line asks for follows its answer and can be taken back.
+The model is the fake OpenAI-compatible server, so each prompt can be read."""
 
 from __future__ import annotations
 
@@ -65,6 +65,8 @@ def scripted_model(fake: FakeOpenAIServer) -> None:
     def route(request: RecordedRequest) -> Reply | None:
         if request.purpose == "ooc":
             return Reply(text="Out of the story: the storm is coming, and it will matter.")
+        if request.purpose == "addressee" and "Goodnight" in request.last_user_message:
+            return Reply(text='{"time": "skip", "amount": "8h"}')
         if request.purpose != "narrate":
             return None
         if "from where it stopped" in request.last_user_message:
@@ -154,3 +156,13 @@ def test_editing_deleting_takes_and_continue_as_the_player_does_them_in_element(
     prompt = story.narrate_prompts()[-1]
     assert "I climb the stairs" not in prompt and "I open the door" not in prompt and "I sit down" not in prompt
     assert "I look at the lighthouse." in prompt and "And then the lamp went out." in prompt
+
+    # A line that asks for a skip is answered first; the skip follows, and `!rewind` takes back just the skip.
+    _, goodnight = story.say("Goodnight, I sleep now.", "Reply 8 to: Goodnight, I sleep now.")
+    passing = story.notice("Time passes")
+    assert "`!rewind` takes this back" in passing
+    skip_notice = next(e for e, t in story.shown().items() if t == passing)
+    player.send_text(room, "!rewind")
+    assert "your line and its answer stay" in story.notice("the skip or scene close your last line asked for")
+    story.wait(lambda: skip_notice not in story.shown(), "the narration removed")
+    assert goodnight in story.shown()

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from core.errors import NothingToContinueError, NothingToRegenerateError, NothingToRewindError
 from core.llm.roles import role_order_error
-from core.services import talk
+from core.services import replying
 from core.services.prompt import SECTION_SHARES
 from core.services.tokens import estimate_prompt_tokens
 from core.state.turns import latest_line
@@ -29,14 +29,14 @@ LINES = ["I look out at the sea.", "Ilse, what news today?", "Maren, is the lamp
 
 async def test_every_prompt_of_a_long_random_story_is_one_a_strict_server_accepts(open_engine, monkeypatch):
     reports = []
-    assemble = talk.assemble_prompt
+    assemble = replying.assemble_prompt
 
     async def recording(*args, **kwargs):
         report = await assemble(*args, **kwargs)
         reports.append(report)
         return report
 
-    monkeypatch.setattr(talk, "assemble_prompt", recording)
+    monkeypatch.setattr(replying, "assemble_prompt", recording)
     fake = scripted_llm()  # strict: a prompt out of role order raises
     engine = await open_engine(fake, budget_tokens=1500)
     maren = await engine.import_character((DATA / "maren_ashdown_v2.png").read_bytes())
