@@ -341,9 +341,11 @@ class StoryRoom(Room):
             await self.ctx.sender.send(Redact(self.room_id, line, txn_id_for(event_id, f"redact:{line}"), TAKEN_BACK_REASON))
 
     async def _remove_messages(self, messages: list[str], taken_back: tuple[int, ...], event_id: str) -> None:
-        """Redact each of `messages` that still shows a turn taken back (not one a new answer took over)."""
+        """Redact each of `messages` that still shows a turn taken back, or nothing any more (a new
+        answer's message took its place): not one a new answer took over."""
         for message in dict.fromkeys(messages):
-            if await turn_of_message(self.ctx.store, message) in taken_back:
+            showing = await turn_of_message(self.ctx.store, message)
+            if showing is None or showing in taken_back:
                 await self.ctx.sender.send(
                     Redact(self.room_id, message, txn_id_for(event_id, f"redact:{message}"), TAKEN_BACK_REASON))
 
