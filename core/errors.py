@@ -76,6 +76,13 @@ class NothingToRegenerateError(TurnNotFoundError):
         self.ident = chat_id
 
 
+class LineTakenBackError(TurnNotFoundError):
+    """The player's line was taken back (deleted, rewound): it is no longer part of the story."""
+
+    def __init__(self, source_id: str) -> None:
+        super().__init__(source_id, "that line was taken back")
+
+
 class NotLatestLineError(RpbotError):
     """Only the player's latest line can be edited or taken back this way; `source_id` is an older one."""
 

@@ -34,6 +34,7 @@ from adapter.matrix.fixing_notices import (
     ONLY_THE_NEWEST_TAKES,
     REPLY_DELETED,
     TAKE_IT_BACK,
+    TAKEN_BACK_LINE_EDITED,
     TAKEN_BACK_REASON,
     rewind_text,
     take_bounds_text,
@@ -60,6 +61,7 @@ from adapter.matrix.store import (
 from adapter.matrix.streaming import StreamingReply
 from core.engine import Rewound, TurnUpdate
 from core.errors import (
+    LineTakenBackError,
     NothingToContinueError,
     NothingToRegenerateError,
     NothingToRewindError,
@@ -292,6 +294,9 @@ class StoryRoom(Room):
             rewound = await self.ctx.engine.edit_line(self.chat_id, line_event_id, text)
         except NotLatestLineError:
             await self.tell(event_id, "edit", OLDER_LINE_EDITED)
+            return
+        except LineTakenBackError:
+            await self.tell(event_id, "edit", TAKEN_BACK_LINE_EDITED)
             return
         except TurnNotFoundError:
             await self.tell(event_id, "edit", NOT_A_STORY_LINE)

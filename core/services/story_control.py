@@ -30,6 +30,7 @@ from contextlib import aclosing
 from functools import partial
 
 from core.errors import (
+    LineTakenBackError,
     NoSuchTakeError,
     NothingToContinueError,
     NothingToRegenerateError,
@@ -89,7 +90,7 @@ class StoryControl:
         if line is None or line.role != "user":
             raise TurnNotFoundError(source_id, "not a line of this story")
         if line.is_withdrawn:
-            raise TurnNotFoundError(source_id, "that line was taken back already")
+            raise LineTakenBackError(source_id)
         latest = await turn_state.latest_line(self.db, chat_id)
         if latest is None or latest.turn_id != line.turn_id:
             raise NotLatestLineError(source_id, f"only the latest line can be {what}")

@@ -47,7 +47,7 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
-from core.errors import TurnNotFoundError
+from core.errors import LineTakenBackError
 from core.eventlog import USER, Database
 from core.keyed_locks import KeyedLocks
 from core.llm.base import LLMClient
@@ -125,7 +125,7 @@ class TurnPipeline:
                 return
             posted = await turn_state.get_turn_by_source(self.db, chat_id, source_id)
             if posted is not None and posted.is_withdrawn:
-                raise TurnNotFoundError(source_id, "that line was taken back")
+                raise LineTakenBackError(source_id)
             finished = await shown_reply_for_source(self.db, chat_id, source_id)
             if finished is not None:
                 yield done_update(cast, finished)
@@ -137,8 +137,7 @@ class TurnPipeline:
             if posted is not None and await world.scene_closed_by(self.db, chat_id, posted.turn_id):
                 yield SCENE_CLOSES  # an older story's line that closed the scene instead of an answer
                 return
-            in_place = posted is not None and not await turn_state.shown_story_turns_from(
-                self.db, chat_id, posted.turn_id + 1)
+            in_place = posted is not None and await self._nothing_follows(chat_id, posted)
             async with self.db.transaction() as tx:
                 if not in_place:
                     await scenes.ensure_scene(tx, cast)
@@ -165,8 +164,8 @@ class TurnPipeline:
                 if other is not None and last is not None:
                     # It answers the reply, not the player's line: no line of the player's to answer.
                     follow = self.writer.write_reply(cast, other, None, reply_source(source_id) + FOLLOW_UP_SUFFIX,
-                                              control, follow_up_instruction(route.speaker, other),
-                                              max_tokens=FOLLOW_UP_MAX_TOKENS)
+                                                     control, follow_up_instruction(route.speaker, other),
+                                                     max_tokens=FOLLOW_UP_MAX_TOKENS)
                     async with aclosing(follow) as updates:
                         async for update in updates:
                             yield update
@@ -194,9 +193,11 @@ class TurnPipeline:
                 else:
                     speaker = await self._addressee(cast, user_turn) if user_turn else cast.host
                     source = reply_source(user_turn.source_id) if user_turn and user_turn.source_id else None
-                    plan = ReplyPlan(scene_id=await self._scene_in_place(chat_id, user_turn))
-                async with aclosing(self.writer.write_reply(cast, speaker, user_turn, source, control, instruction,
-                                                     max_tokens=max_tokens, plan=plan)) as updates:
+                    in_place = user_turn is not None and await self._nothing_follows(chat_id, user_turn)
+                    plan = ReplyPlan(scene_id=user_turn.scene_id if user_turn and in_place else None)
+                reply = self.writer.write_reply(cast, speaker, user_turn, source, control, instruction,
+                                                max_tokens=max_tokens, plan=plan)
+                async with aclosing(reply) as updates:
                     async for update in updates:
                         yield update
             finally:
@@ -207,11 +208,9 @@ class TurnPipeline:
         return ReplyPlan(prepare=partial(undo_turn, chat_id=chat_id, turn=replaced), replaced=replaced,
                          as_of=replaced.turn_id)
 
-    async def _scene_in_place(self, chat_id: str, line: Turn | None) -> int | None:
-        """The line's own scene when nothing follows it (its reply is said in place), else None."""
-        if line is None or await turn_state.shown_story_turns_from(self.db, chat_id, line.turn_id + 1):
-            return None
-        return line.scene_id
+    async def _nothing_follows(self, chat_id: str, line: Turn) -> bool:
+        """Whether no shown turn follows the player's line: its reply is then said in place, in its scene."""
+        return not await turn_state.shown_story_turns_from(self.db, chat_id, line.turn_id + 1)
 
     async def entrance(self, chat_id: str, source_id: str) -> AsyncGenerator[TurnUpdate, None]:
         """The guest's entrance into the host's story, once (`source_id` keys it): written by the
