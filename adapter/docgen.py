@@ -95,8 +95,19 @@ COMMANDS_HEADER = """\
 ## Chat commands
 
 Commands start with `!`. Plain text in a story room is your in-story turn; a bad command
-gets a short error with its usage line. Reactions on a character's reply: 🔄 regenerates
-it (like `!regen`), ⏹ stops it while it is being written (like `!stop`).
+gets a short error with its usage line.
+
+Gestures in a story room, the way Element offers them:
+
+- **Edit** your latest line: the story holds only the edited line, and the character's reply is
+  replaced in place by an answer to it. (An older line cannot be edited: `!rewind` first.)
+- **Delete** your latest line: the story goes back to before it; the bot removes its reply.
+- **React** to a character's newest reply: 🔄 writes a new take (like `!regen`), ◀ ▶ show
+  another take in its place (like `!take n`), ⏩ makes it go on (like `!continue`), ⏹ stops it
+  while it is being written (like `!stop`).
+- `((like this))`: an out-of-character line, answered briefly and never part of the story.
+
+Every take-back is exact: the story goes on as if only what is shown had ever been said.
 """
 
 

@@ -6,11 +6,20 @@ their own, if given), asks for a character's
 greeting, and posts player lines with its own source id (the Matrix event id);
 `post_turn` streams the character's reply as `TurnUpdate`s. Posting the same
 source id twice returns the turn already made: nothing is generated twice.
-`regenerate` replaces the last reply with a new swipe (rolling back what the old
+`regenerate` replaces the last reply with a new take (rolling back what the old
 one caused), and `cancel` stops a chat's in-flight generation, keeping the
 partial reply marked truncated.  The pipeline itself lives in core/services
 (`core.services.talk`); state changes go through the event log (core/state,
 core/eventlog).
+
+Fixing a turn (`core.services.story_control`): `edit_line` rewrites the player's latest
+line (then answer it again with `post_turn`), `take_back_line` and `rewind` take lines
+back, `takes` / `show_take` show another take of the newest reply, `continue_reply` makes
+it go on.  Every rollback is exact: the story equals a run that produced only what is
+shown.  A line wrapped in double parentheses is out of character: answered, never
+recorded.  `set_note` gives a story its standing note; `set_persona` with a chat id sets
+the persona the player plays in that story.  Player source ids never take the engine's
+own (`greeting`, `<id>#reply`, ...): ReservedSourceIdError.
 
 Story actions: `skip` / `jump` move the chat clock with a short
 narration; `close_scene` writes each present character's own summary of the
@@ -43,14 +52,23 @@ from pathlib import Path
 
 from core.characters.builtin import install_builtin_characters
 from core.characters.cards import import_card
-from core.errors import InvalidCastError, InvalidPersonaError, InvalidTimeError
+from core.errors import InvalidCastError, InvalidInputError, InvalidPersonaError, InvalidTimeError, ReservedSourceIdError
 from core.eventlog.db import Database, open_database
 from core.llm.base import ChatMessage, LLMClient
 from core.services import reports, scenes, timeskip
 from core.services.card_text import greeting as greeting_text
-from core.services.dialogue import REPLY_SUFFIX, exchange_to_regenerate, load_cast, require_character
+from core.services.dialogue import (
+    GREETING_SOURCE,
+    GUEST_ENTRANCE_SOURCE,
+    REPLY_SUFFIX,
+    exchange_to_regenerate,
+    is_reserved_source,
+    load_cast,
+    require_character,
+)
 from core.services.lorebook import LoreEntryInfo, LoreImportResult, import_card_books, import_world_info, lore_infos
 from core.services.meanwhile import resolve_character, run_meanwhile
+from core.services.ooc import is_out_of_character
 from core.services.opening_time import DEFAULT_START, story_start
 from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
 from core.services.replies import ReplySettings, stop_sequences
@@ -62,20 +80,20 @@ from core.services.reports import (
     ThreadInfo,
     WorldEventInfo,
 )
+from core.services.rollback import TakenBack
 from core.services.scenes import SceneCloseResult
+from core.services.story_control import StoryControl
 from core.services.talk import AfterTurn, AfterTurnStep, TurnPipeline, TurnUpdate
 from core.services.timeskip import SkipResult
 from core.state import lines, personas, plans, world
 from core.state import memory as memory_state
 from core.state import turns as turn_state
 from core.state.lines import OwedLine
-from core.state.personas import Persona, get_persona
-from core.text_input import check_line, check_readable, check_scenario
+from core.state.personas import Persona
+from core.text_input import check_line, check_note, check_readable, check_scenario
 
 log = logging.getLogger(__name__)
 
-GREETING_SOURCE = "greeting"
-GUEST_ENTRANCE_SOURCE = "greeting#guest"
 STORY_START = DEFAULT_START  # a story begins on a spring morning when nothing says otherwise
 LAST_START_YEAR = 9000
 
@@ -100,9 +118,11 @@ __all__ = [
     "Persona",
     "RegenerateTarget",
     "ReplySettings",
+    "Rewound",
     "SceneCloseResult",
     "SkipResult",
     "StoryExport",
+    "Takes",
     "ThreadInfo",
     "TurnUpdate",
     "WorldEventInfo",
@@ -142,6 +162,29 @@ class RegenerateTarget:
     replaces_turn_id: int | None
     speaker_id: str | None
     line_source_id: str | None
+
+
+@dataclass(frozen=True)
+class Rewound:
+    """What a take-back did: the turns that left the story (newest first; an adapter removes the
+    messages that showed them), the player's lines among them by source id, how many steps
+    were taken back, whether a scene opened again, and the story time now."""
+
+    turn_ids: tuple[int, ...]
+    line_sources: tuple[str, ...]
+    steps: int
+    scene_reopened: bool
+    clock: datetime
+
+
+@dataclass(frozen=True)
+class Takes:
+    """The takes of the newest reply: the one shown (`turn_id`, take `shown` of `count`)."""
+
+    turn_id: int
+    shown: int
+    count: int
+    speaker_name: str
 
 
 @dataclass(frozen=True)
@@ -196,6 +239,7 @@ class Engine:
         self.db = db
         self.llm = llm
         self.pipeline = TurnPipeline(db, llm, budget_tokens=budget_tokens, replies=replies or ReplySettings())
+        self.control = StoryControl(self.pipeline)
 
     @classmethod
     async def open(
@@ -227,12 +271,18 @@ class Engine:
         character = await import_card(self.db, data)
         return CharacterInfo(character.character_id, character.name, character.description)
 
-    async def persona(self, owner: str) -> Persona:
-        """The player's persona (a default from their id until they set one)."""
-        return await personas.get_persona(self.db, owner)
+    async def persona(self, owner: str, chat_id: str | None = None) -> Persona:
+        """The player's persona for new stories (a default from their id until they set one), or
+        with `chat_id`, the one they play in that story."""
+        if chat_id is None:
+            return await personas.get_persona(self.db, owner)
+        await world.require_chat(self.db, chat_id)
+        return await personas.story_persona(self.db, chat_id, owner)
 
-    async def set_persona(self, owner: str, name: str, description: str = "") -> Persona:
+    async def set_persona(self, owner: str, name: str, description: str = "", chat_id: str | None = None) -> Persona:
         """Set the player's persona: the name `{{user}}` stands for, and a short description.
+        Without `chat_id`, for new stories (a story begun keeps its own); with it, for that story,
+        from the next line on (its earlier lines keep the name they were said under).
         InvalidPersonaError for an empty or overlong name or description."""
         name, description = " ".join(name.split()), description.strip()
         if not name or len(name) > personas.MAX_NAME_CHARS or len(description) > personas.MAX_DESCRIPTION_CHARS:
@@ -240,7 +290,14 @@ class Engine:
                 f"a persona needs a name of 1 to {personas.MAX_NAME_CHARS} characters and a description of at "
                 f"most {personas.MAX_DESCRIPTION_CHARS}"
             )
-        return await personas.set_persona(self.db, owner, name, description)
+        if chat_id is not None:
+            await world.require_chat(self.db, chat_id)
+            return await personas.set_story_persona(self.db, chat_id, owner, name, description)
+        async with self.db.transaction() as tx:
+            old = await personas.get_persona(tx, owner)
+            for begun in await personas.stories_following_default(tx, owner):  # they keep the persona they began with
+                await personas.set_story_persona(tx, begun, owner, old.name, old.description)
+            return await personas.set_persona(tx, owner, name, description)
 
     async def ensure_persona(self, owner: str, name: str) -> Persona:
         """Give the player a persona named `name` (e.g. their display name) unless they have one."""
@@ -315,9 +372,13 @@ class Engine:
         `core.llm.LLMError` after the player's turn is recorded.  After `cancel`,
         the stream ends with a done update marked truncated.  A line that is empty,
         unreadable or longer than `MAX_LINE_CHARS` raises InvalidInputError and
-        nothing is written.
+        nothing is written (ReservedSourceIdError for a source id of the engine's own).
+        A line wrapped in double parentheses is out of character: one brief answer of
+        kind "ooc", and nothing is recorded.  Answering a line an edit rewrote writes its
+        reply in place.  The skip or scene close a line asks for follows its reply.
         """
         check_line(text)
+        check_source_id(source_id)
         async with aclosing(self.pipeline.post_turn(chat_id, text, source_id, replying_to=replying_to)) as updates:
             async for update in updates:
                 yield update
@@ -326,8 +387,10 @@ class Engine:
         """Take a player's line, durably, as owed an answer; False if this source id was taken
         before (received, or answered).  Never waits for the chat's turn in progress, so an
         adapter may call it as soon as it sees the line.  InvalidInputError for a line that
-        is empty, unreadable or too long (nothing written); ChatNotFoundError for no such chat."""
+        is empty, unreadable or too long, ReservedSourceIdError for a source id of the engine's
+        own (nothing written); ChatNotFoundError for no such chat."""
         check_line(text)
+        check_source_id(source_id)
         return await lines.receive_line(self.db, chat_id, source_id, text)
 
     async def line_answered(self, chat_id: str, source_id: str) -> None:
@@ -369,6 +432,75 @@ class Engine:
         the reply (marked truncated).  No task of the generation is left running.
         """
         return self.pipeline.cancel(chat_id)
+
+    # -- fixing a turn ------------------------------------------------------------------
+
+    async def edit_line(self, chat_id: str, source_id: str, text: str) -> Rewound:
+        """The player's latest line `source_id` now reads `text`: everything after it (and what the
+        line moved: a scene it closed opens again) is taken back, exactly, and the line is owed an
+        answer again: answer it with `post_turn(chat_id, text, source_id)`, which writes its reply
+        in place.  NotLatestLineError for an older line, TurnNotFoundError for no such line (or one
+        taken back), InvalidInputError for text refused as it stands (an out-of-character line is
+        a message of its own); nothing is written then."""
+        check_line(text)
+        check_source_id(source_id)
+        if is_out_of_character(text):
+            raise InvalidInputError("a line in double parentheses is out of character: send it as a new message")
+        return await self._rewound(chat_id, await self.control.edit_line(chat_id, source_id, text), 1)
+
+    async def take_back_line(self, chat_id: str, source_id: str) -> Rewound:
+        """The player's latest line `source_id` and everything after it leave the story, with what
+        they caused (a deleted message).  NotLatestLineError for an older line, TurnNotFoundError
+        for anything that is not a line of the story (nothing written)."""
+        check_source_id(source_id)
+        return await self._rewound(chat_id, await self.control.take_back_line(chat_id, source_id), 1)
+
+    async def rewind(self, chat_id: str, steps: int = 1) -> Rewound:
+        """Take back the last `steps` steps of the story: a step is the time skip or scene close the
+        latest line asked for, when there is one, else that line with everything after it.
+        NothingToRewindError when no line of the player's is left; InvalidInputError for fewer than 1."""
+        if steps < 1:
+            raise InvalidInputError("say how many steps to take back: 1 or more")
+        done, taken = await self.control.rewind(chat_id, steps)
+        return await self._rewound(chat_id, done, taken)
+
+    async def _rewound(self, chat_id: str, done: TakenBack, steps: int) -> Rewound:
+        lines = tuple(t.source_id for t in done.lines if t.source_id)
+        return Rewound(tuple(done.turn_ids), lines, steps, bool(done.scenes_reopened), await self.chat_clock(chat_id))
+
+    async def takes(self, chat_id: str) -> Takes:
+        """The takes of the newest reply; NothingToRegenerateError when there is no reply to have takes."""
+        shown, takes = await self.control.takes(chat_id)
+        cast = await load_cast(self.db, chat_id)
+        number = next(i for i, t in enumerate(takes, start=1) if t.turn_id == shown.turn_id)
+        return Takes(shown.turn_id, number, len(takes), cast.name_of(shown.speaker))
+
+    async def show_take(self, chat_id: str, number: int) -> TurnUpdate:
+        """Show take `number` (1-based) of the newest reply instead of the one shown: the story goes on
+        from it exactly as if only it had been written (what the shown take caused is taken back,
+        what the chosen one causes derived again).  NoSuchTakeError for a number it does not have."""
+        return await self.control.show_take(chat_id, number)
+
+    async def continue_reply(self, chat_id: str) -> AsyncGenerator[TurnUpdate, None]:
+        """The newest reply goes on from where it stopped, streamed like `post_turn` (each update holds
+        the whole reply so far; the same turn grows).  NothingToContinueError when the story's last turn
+        is not a character's reply; `cancel` stops it (what was added is kept); a model error changes nothing."""
+        async with aclosing(self.control.continue_reply(chat_id)) as updates:
+            async for update in updates:
+                yield update
+
+    async def note(self, chat_id: str) -> str:
+        """The story's standing note ("" when it has none)."""
+        return (await world.require_chat(self.db, chat_id)).note
+
+    async def set_note(self, chat_id: str, text: str) -> str:
+        """Give the story a standing note for the model (its Author's Note), placed near the end of
+        every reply prompt; "" removes it.  It never enters memory.  InvalidInputError for text that
+        is unreadable or longer than `MAX_NOTE_CHARS`."""
+        text = check_note(text)
+        await world.require_chat(self.db, chat_id)
+        await world.set_note(self.db, chat_id, text)
+        return text
 
     # -- story actions ----------------------------------------------------------------
 
@@ -473,7 +605,7 @@ class Engine:
             CharacterInfo(cid, characters[cid].name, characters[cid].description) for cid in cast_ids if cid in characters
         )
 
-        player = await get_persona(self.db, chat.owner)
+        player = await personas.story_persona(self.db, chat_id, chat.owner)
 
         def name_of(speaker: str) -> str:
             if speaker == "you":
@@ -482,12 +614,12 @@ class Engine:
             return character.name if character else speaker
 
         turns = tuple(
-            ExportedTurn(t.role, name_of(t.speaker), t.text, t.story_time, t.scene_id, t.truncated)
+            ExportedTurn(t.role, t.speaker_name or name_of(t.speaker), t.text, t.story_time, t.scene_id, t.truncated)
             for t in await turn_state.shown_story_turns(self.db, chat_id)
         )
         scenes_out = []
         for scene in await world.list_scenes(self.db, chat_id):
-            if scene.kind != "main":
+            if scene.kind != "main" or scene.withdrawn:
                 continue
             summaries = tuple(
                 (name_of(m.pov or "you"), m.text) for m in await memory_state.scene_summaries(self.db, scene.scene_id)
@@ -510,3 +642,9 @@ class Engine:
         book, with who knows each."""
         await world.require_chat(self.db, chat_id)
         return await lore_infos(self.db, chat_id)
+
+
+def check_source_id(source_id: str) -> None:
+    """ReservedSourceIdError for a source id the engine keeps for its own turns."""
+    if is_reserved_source(source_id):
+        raise ReservedSourceIdError(f"{source_id!r} is a source id the engine keeps for its own turns")

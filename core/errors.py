@@ -76,6 +76,38 @@ class NothingToRegenerateError(TurnNotFoundError):
         self.ident = chat_id
 
 
+class LineTakenBackError(TurnNotFoundError):
+    """The player's line was taken back (deleted, rewound): it is no longer part of the story."""
+
+    def __init__(self, source_id: str) -> None:
+        super().__init__(source_id, "that line was taken back")
+
+
+class NotLatestLineError(RpbotError):
+    """Only the player's latest line can be edited or taken back this way; `source_id` is an older one."""
+
+    def __init__(self, source_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.source_id = source_id
+
+
+class NothingToRewindError(RpbotError):
+    """A rewind was asked for, but the story holds no line of the player's to take back."""
+
+
+class NothingToContinueError(RpbotError):
+    """A continue was asked for, but the story's last turn is not a character's reply."""
+
+
+class NoSuchTakeError(RpbotError):
+    """A take was asked for by a number the newest reply does not have."""
+
+    def __init__(self, number: int, count: int) -> None:
+        super().__init__(f"there is no take {number}: the reply has {count} take{'s' if count != 1 else ''}")
+        self.number = number
+        self.count = count
+
+
 class MemoryNotFoundError(NotFoundError):
     entity = "memory"
 
@@ -112,6 +144,10 @@ class IllegalTransitionError(RpbotError):
 class InvalidInputError(RpbotError):
     """Input the engine refuses as it stands (empty, too long, unencodable text, an absurd
     duration): the message says what to change, and nothing was written."""
+
+
+class ReservedSourceIdError(InvalidInputError):
+    """A source id the engine keeps for its own turns (the greeting, `<id>#reply`, ...)."""
 
 
 # --- characters ----------------------------------------------------------------

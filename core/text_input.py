@@ -2,7 +2,8 @@
 
 A player's line must be readable (valid Unicode that can be stored: no lone surrogates),
 not empty, and at most `MAX_LINE_CHARS` long: a longer line would crowd the rest of the
-story out of the next prompt. A story's own scenario may hold at most `MAX_SCENARIO_CHARS`.
+story out of the next prompt. A story's own scenario may hold at most `MAX_SCENARIO_CHARS`,
+its standing note at most `MAX_NOTE_CHARS`.
 Other text arguments (a premise, a planned event, a memory query) must be readable. Each
 failure is an `InvalidInputError` saying what to change.
 """
@@ -13,6 +14,7 @@ from core.errors import InvalidInputError
 
 MAX_LINE_CHARS = 8_000
 MAX_SCENARIO_CHARS = 4_000
+MAX_NOTE_CHARS = 1_000
 
 
 def check_readable(text: str, what: str = "The text") -> str:
@@ -48,3 +50,15 @@ def check_scenario(text: str) -> str:
             f"{MAX_SCENARIO_CHARS:,}. Say it in fewer words."
         )
     return text.strip()
+
+
+def check_note(text: str) -> str:
+    """A story's standing note, checked and stripped (see the module docstring)."""
+    check_readable(text, "The note")
+    text = text.strip()
+    if len(text) > MAX_NOTE_CHARS:
+        raise InvalidInputError(
+            f"That note is too long: {len(text):,} characters, and a note may hold at most {MAX_NOTE_CHARS:,}. "
+            "A note works best as a sentence or two."
+        )
+    return text

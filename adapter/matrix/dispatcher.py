@@ -37,10 +37,15 @@ from adapter.matrix.routing import (
     Action,
     AwaitKey,
     BindRoom,
+    ContinueReply,
+    EditLine,
     Ignore,
     Redo,
+    Rewind,
     RunCommand,
     Stop,
+    SwitchTake,
+    TakeBack,
     TakeLine,
     Tell,
     TellStranger,
@@ -182,8 +187,13 @@ class Dispatcher:
                 await self.take_line(meta, chat_id, text, event_id, reply_to)
             case Stop(_, event_id):
                 self.in_turn(meta, lambda room: _story(room).stop(event_id), event_id, at_once=True)
-            case Redo(_, event_id, reacts_to):
-                self.in_turn(meta, lambda room: _story(room).redo(event_id, reacts_to), event_id)
+            case EditLine(_, _, line_event_id, text, event_id):
+                self.in_turn(meta, lambda room: _story(room).edit(line_event_id, text, event_id), event_id)
+            case TakeBack(_, redacted, event_id):
+                self.in_turn(meta, lambda room: _story(room).take_back(redacted, event_id), event_id)
+            case Redo() | SwitchTake() | ContinueReply() | Rewind():
+                control = action
+                self.in_turn(meta, lambda room: _story(room).control(control), action.event_id)
 
     async def take_line(self, meta: RoomMeta, chat_id: str, text: str, event_id: str, reply_to: str | None = None) -> None:
         """Hand the line to the engine now (durably, before the sync token moves) and answer it in turn."""

@@ -53,6 +53,16 @@ class SendState:
 
 
 @dataclass(frozen=True)
+class Redact:
+    """Remove a message from the room (a reply the story took back); `txn_id` keeps a replay from redacting twice."""
+
+    room_id: str
+    event_id: str
+    txn_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class SetTyping:
     room_id: str
     typing: bool
@@ -78,7 +88,7 @@ class CreateRoom:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-OutgoingEvent = SendMessage | SendState | SetTyping | LeaveRoom | RequestRoomKey
+OutgoingEvent = SendMessage | SendState | SetTyping | LeaveRoom | RequestRoomKey | Redact
 
 
 class SendFailed(RuntimeError):
@@ -165,6 +175,13 @@ class MatrixSender:
                 )
                 if isinstance(response, ErrorResponse):
                     raise SendFailed(f"state {event_type}", response)
+                return response.event_id
+            case Redact(room_id, event_id, txn_id, reason):
+                response = await self._with_rate_limit(
+                    "redact", room_id, lambda: self.client.room_redact(room_id, event_id, reason or None, tx_id=txn_id)
+                )
+                if isinstance(response, ErrorResponse):
+                    raise SendFailed("redact", response)
                 return response.event_id
             case SetTyping(room_id, typing):
                 # Typing notices are a courtesy: never wait for a rate limit on one.

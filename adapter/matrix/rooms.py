@@ -3,7 +3,9 @@
 A `StoryRoom` owns its room id and chat id, its queue (work in the room runs one
 piece at a time, in order), the messages its replies live in, and the player's
 actions there: answer a line, redo the newest reply, stop the one being written,
-run a command. A `LobbyRoom` (the Lobby, or the room a player first invited the bot
+run a command, and fix a turn: an edited line runs again (its reply replaced in place),
+a deleted line is taken back (the bot removes its replies), `!rewind`, another take
+shown in place, a reply continued in place. A `LobbyRoom` (the Lobby, or the room a player first invited the bot
 to) runs commands and starts stories. `LiveRooms` keeps the object of each room
 with work running or queued and drops it when the room goes idle, so a process
 serving rooms for months does not grow with them.
@@ -24,12 +26,26 @@ from dataclasses import dataclass
 from adapter.matrix.avatars import speaker_profile
 from adapter.matrix.context import BotContext
 from adapter.matrix.failures import explain, is_retryable, log_failure
+from adapter.matrix.fixing_notices import (
+    NOT_A_STORY_LINE,
+    OLDER_LINE_DELETED,
+    OLDER_LINE_EDITED,
+    ONLY_THE_NEWEST_GOES_ON,
+    ONLY_THE_NEWEST_TAKES,
+    REPLY_DELETED,
+    TAKE_IT_BACK,
+    TAKEN_BACK_LINE_EDITED,
+    TAKEN_BACK_REASON,
+    rewind_text,
+    take_bounds_text,
+    taken_back_text,
+)
 from adapter.matrix.handlers.commands import CommandResult, StartStory, story_ready_text
 from adapter.matrix.handlers.onboarding import ensure_onboarded
 from adapter.matrix.handlers.registry import handle_command
-from adapter.matrix.outgoing import SendMessage, SetTyping, txn_id_for
+from adapter.matrix.outgoing import Redact, SendMessage, SetTyping, txn_id_for
 from adapter.matrix.render import notice
-from adapter.matrix.routing import STORY_ROOMS, Redo
+from adapter.matrix.routing import STORY_ROOMS, ContinueReply, Redo, Rewind, StoryControl, SwitchTake
 from adapter.matrix.spaces import create_story_room
 from adapter.matrix.store import (
     RoomMeta,
@@ -40,18 +56,26 @@ from adapter.matrix.store import (
     record_reply_message,
     reply_message_for,
     set_room_meta,
+    turn_of_message,
 )
 from adapter.matrix.streaming import StreamingReply
-from core.engine import TurnUpdate
-from core.errors import NothingToRegenerateError
+from core.engine import Rewound, TurnUpdate
+from core.errors import (
+    LineTakenBackError,
+    NothingToContinueError,
+    NothingToRegenerateError,
+    NothingToRewindError,
+    NotLatestLineError,
+    RpbotError,
+    TurnNotFoundError,
+)
 
 log = logging.getLogger(__name__)
 
-NOTICE_HEADINGS = {"digest": "Meanwhile…", "narration": "Time passes…", "scene": "The scene closes."}
+NOTICE_HEADINGS = {"digest": "Meanwhile…", "narration": "Time passes…", "scene": "The scene closes.",
+                   "ooc": "Out of character"}
 ONLY_THE_NEWEST_REPLY = "Only the newest reply can be redone: react 🔄 to that one, or send `!regen`."
 NOTHING_TO_STOP = "Nothing is being written right now."
-
-
 def notice_text(kind: str, text: str) -> str:
     heading = NOTICE_HEADINGS.get(kind)
     return f"*{heading}*\n\n{text}" if heading else text
@@ -85,7 +109,7 @@ class Room:
     async def perform(self, result: CommandResult, source_event_id: str) -> None:
         if isinstance(result, StartStory):
             await self.start_story(result, source_event_id)
-        elif isinstance(result, Redo):
+        elif isinstance(result, (Redo, SwitchTake, ContinueReply, Rewind)):
             raise TypeError(f"{result!r} only makes sense in a story room")
         else:
             await self.ctx.sender.send(result)
@@ -123,14 +147,32 @@ class StoryRoom(Room):
         return self.meta.chat_id
 
     async def perform(self, result: CommandResult, source_event_id: str) -> None:
-        if isinstance(result, Redo):
-            await self.redo(result.event_id, result.reacts_to)
+        if isinstance(result, (Redo, SwitchTake, ContinueReply, Rewind)):
+            await self.control(result)
         else:
             await super().perform(result, source_event_id)
 
-    async def _stream(self, source_event_id: str, update: TurnUpdate, *, shown: str | None = None) -> StreamingReply:
+    async def control(self, action: StoryControl) -> None:
+        """One of the player's controls over the story (a reaction on a reply, or its command)."""
+        match action:
+            case Redo(_, event_id, reacts_to):
+                await self.redo(event_id, reacts_to)
+            case SwitchTake(_, event_id, reacts_to, step, number):
+                await self.switch_take(event_id, reacts_to, step, number)
+                await self._lift(event_id, reacts_to)
+            case ContinueReply(_, event_id, reacts_to):
+                await self.continue_reply(event_id, reacts_to)
+                await self._lift(event_id, reacts_to)
+            case Rewind(_, event_id, steps):
+                await self.rewind(event_id, steps)
+
+    async def _stream(
+        self, source_event_id: str, update: TurnUpdate, *, shown: str | None = None, txn_source: str | None = None
+    ) -> StreamingReply:
         """The message `update`'s speaker answers `source_event_id` in: `shown` (a reply being
-        redone), else the one already started for this source (a redelivery), else a new one."""
+        redone), else the one already started for this source (a redelivery, or a line edited
+        since), else a new one; transaction ids derive from `txn_source` (the edit, the reaction)
+        when the message is written anew."""
         character_id = update.speaker_id
 
         async def remember(event_id: str) -> None:
@@ -140,25 +182,38 @@ class StoryRoom(Room):
             shown = await reply_message_for(self.ctx.store, source_event_id, character_id)
         profile = await speaker_profile(self.ctx, character_id, update.speaker_name)
         return StreamingReply(
-            self.ctx.sender, self.room_id, source_event_id, update.speaker_name, speaker_id=character_id,
+            self.ctx.sender, self.room_id, txn_source or source_event_id, update.speaker_name, speaker_id=character_id,
             event_id=shown, on_first_shown=remember, profile=profile,
         )
 
-    async def _show(self, source_event_id: str, updates: AsyncIterator[TurnUpdate], *, shown: str | None = None) -> None:
+    async def _show(
+        self, source_event_id: str, updates: AsyncIterator[TurnUpdate], *, shown: str | None = None,
+        txn_source: str | None = None, from_a_line: bool = False,
+    ) -> None:
         """Stream each reply of `updates` into its message; notices (a digest, a skip's narration,
-        a scene closing) as notices. Each finished reply is recorded with its engine turn."""
+        a scene closing, an out-of-character answer) as notices; a skip or scene close a line
+        asked for (`from_a_line`) says how to take it back. Each finished reply, and each
+        narration, is recorded with its engine turn."""
         reply: StreamingReply | None = None
         notices = 0
+        txn_source = txn_source or source_event_id
         async for update in updates:
             if update.kind != "reply":
                 notices += 1
-                content = notice(notice_text(update.kind, update.text))
-                await self.ctx.sender.send(SendMessage(self.room_id, content, txn_id_for(source_event_id, f"{update.kind}:{notices}")))
+                text = notice_text(update.kind, update.text)
+                if from_a_line and update.kind in ("scene", "narration"):
+                    text += "\n\n" + TAKE_IT_BACK
+                message = SendMessage(self.room_id, notice(text), txn_id_for(txn_source, f"{update.kind}:{notices}"))
+                event_id = await self.ctx.sender.send(message)
+                if event_id is not None and update.turn_id is not None:
+                    await record_reply_message(self.ctx.store, source_event_id, update.speaker_id, event_id, update.turn_id)
                 continue
             if reply is None or reply.speaker_id != update.speaker_id:
                 if reply is not None:
                     await reply.finish(reply.latest_text)
-                reply = await self._stream(source_event_id, update, shown=shown)
+                if shown is not None and await character_of_message(self.ctx.store, shown) not in (None, update.speaker_id):
+                    shown = None  # another character answers now: a message of its own
+                reply = await self._stream(source_event_id, update, shown=shown, txn_source=txn_source)
                 shown = None
             if not update.done:
                 reply.push(update.text)
@@ -168,12 +223,15 @@ class StoryRoom(Room):
                 await record_reply_message(self.ctx.store, source_event_id, update.speaker_id, event_id, update.turn_id)
             log.info("reply delivered%s", " (truncated)" if update.truncated else "", extra=self._where(source_event_id))
 
-    async def answer(self, text: str, source_event_id: str, reply_to: str | None = None) -> None:
+    async def answer(
+        self, text: str, source_event_id: str, reply_to: str | None = None, *, txn_source: str | None = None
+    ) -> None:
         """Answer one in-story line (`reply_to`: the message it replies to; a character's
         message makes that character the one who answers, unless the line names another):
         the reply streams into the room; any failure becomes a notice.
         Either way the line is answered (the engine is told); a line the model failed stays
-        without a reply in the story, and `!regen` answers it."""
+        without a reply in the story, and `!regen` answers it.  A line answered again after an
+        edit (`txn_source`: the edit) has its reply replaced in the message that showed it."""
         where = self._where(source_event_id)
         log.info("turn started", extra=where)
         log.debug("turn text: %r", text, extra=where)  # message bodies only at DEBUG
@@ -181,11 +239,12 @@ class StoryRoom(Room):
         try:
             replying_to = await character_of_message(self.ctx.store, reply_to) if reply_to else None
             updates = self.ctx.engine.post_turn(self.chat_id, text, source_event_id, replying_to=replying_to)
-            await self._show(source_event_id, updates)
+            await self._show(source_event_id, updates, txn_source=txn_source, from_a_line=True)
         except Exception as exc:  # noqa: BLE001  (every line gets an answer, whatever went wrong)
             log_failure("turn", exc, where)
             retry = "The story paused: send `!regen` to try again."
-            await self.tell(source_event_id, "error", explain(exc, retry=retry) if is_retryable(exc) else explain(exc))
+            await self.tell(txn_source or source_event_id, "error",
+                            explain(exc, retry=retry) if is_retryable(exc) else explain(exc))
         finally:
             await self.ctx.sender.send(SetTyping(self.room_id, False))
         await self.ctx.engine.line_answered(self.chat_id, source_event_id)
@@ -225,6 +284,118 @@ class StoryRoom(Room):
         """Stop the reply being written (the reply itself then ends, marked as stopped)."""
         if not await self.ctx.engine.cancel(self.chat_id):
             await self.tell(source_event_id, "stop", NOTHING_TO_STOP)
+
+    # -- fixing a turn ---------------------------------------------------------------------
+
+    async def edit(self, line_event_id: str, text: str, event_id: str) -> None:
+        """The player edited their latest line: what followed it is taken back and the line is
+        answered again, its reply replaced in the message that showed it (an edit of it)."""
+        try:
+            rewound = await self.ctx.engine.edit_line(self.chat_id, line_event_id, text)
+        except NotLatestLineError:
+            await self.tell(event_id, "edit", OLDER_LINE_EDITED)
+            return
+        except LineTakenBackError:
+            await self.tell(event_id, "edit", TAKEN_BACK_LINE_EDITED)
+            return
+        except TurnNotFoundError:
+            await self.tell(event_id, "edit", NOT_A_STORY_LINE)
+            return
+        except RpbotError as exc:
+            await self.tell(event_id, "edit", explain(exc))
+            return
+        shown = [m for m in [await message_showing_turn(self.ctx.store, t) for t in rewound.turn_ids] if m]
+        await self.answer(text, line_event_id, txn_source=event_id)
+        await self._remove_messages(shown, rewound.turn_ids, event_id)  # those the new answer did not take over
+
+    async def take_back(self, redacted_event_id: str, event_id: str) -> None:
+        """The player deleted a message: their latest line is taken back (with everything after it,
+        whose messages the bot removes); an older line, or a reply, gets a notice of what to do."""
+        try:
+            rewound = await self.ctx.engine.take_back_line(self.chat_id, redacted_event_id)
+        except NotLatestLineError:
+            await self.tell(event_id, "delete", OLDER_LINE_DELETED)
+            return
+        except TurnNotFoundError:
+            if await character_of_message(self.ctx.store, redacted_event_id) is not None:
+                await self.tell(event_id, "delete", REPLY_DELETED)
+            return  # a reaction taken off, a command or an aside deleted: not part of the story
+        await self._remove(rewound, event_id, lines=False)
+        await self.tell(event_id, "delete", taken_back_text(rewound, "Taken back: the story is as it was before that line."))
+
+    async def rewind(self, event_id: str, steps: int) -> None:
+        """`!rewind [n]`: the last n steps leave the story, and their messages the room."""
+        try:
+            rewound = await self.ctx.engine.rewind(self.chat_id, steps)
+        except NothingToRewindError as exc:
+            await self.tell(event_id, "rewind", str(exc))
+            return
+        await self._remove(rewound, event_id, lines=True)
+        await self.tell(event_id, "rewind", rewind_text(rewound))
+
+    async def _lift(self, reaction_id: str, reacts_to: str | None) -> None:
+        """Take the player's ◀ ▶ ⏩ reaction off once acted on, like a button let go, so it can be
+        pressed again (a homeserver refuses the same reaction twice)."""
+        if reacts_to is not None:
+            await self.ctx.sender.send(Redact(self.room_id, reaction_id, txn_id_for(reaction_id, "lift"), "done"))
+
+    async def _remove(self, rewound: Rewound, event_id: str, *, lines: bool) -> None:
+        shown = [m for m in [await message_showing_turn(self.ctx.store, t) for t in rewound.turn_ids] if m]
+        await self._remove_messages(shown, rewound.turn_ids, event_id)
+        for line in rewound.line_sources if lines else ():
+            await self.ctx.sender.send(Redact(self.room_id, line, txn_id_for(event_id, f"redact:{line}"), TAKEN_BACK_REASON))
+
+    async def _remove_messages(self, messages: list[str], taken_back: tuple[int, ...], event_id: str) -> None:
+        """Redact each of `messages` that still shows a turn taken back, or nothing any more (a new
+        answer's message took its place): not one a new answer took over."""
+        for message in dict.fromkeys(messages):
+            showing = await turn_of_message(self.ctx.store, message)
+            if showing is None or showing in taken_back:
+                await self.ctx.sender.send(
+                    Redact(self.room_id, message, txn_id_for(event_id, f"redact:{message}"), TAKEN_BACK_REASON))
+
+    async def switch_take(self, event_id: str, reacts_to: str | None = None, step: int = 0, number: int | None = None) -> None:
+        """Show another take of the newest reply in its message (◀ ▶ on it, or `!take N`)."""
+        try:
+            takes = await self.ctx.engine.takes(self.chat_id)
+        except NothingToRegenerateError as exc:
+            await self.tell(event_id, "take", str(exc))
+            return
+        shown = await message_showing_turn(self.ctx.store, takes.turn_id)
+        if reacts_to is not None and reacts_to != shown:
+            await self.tell(event_id, "reaction", ONLY_THE_NEWEST_TAKES)
+            return
+        wanted = number if number is not None else takes.shown + step
+        if not 1 <= wanted <= takes.count or wanted == takes.shown:
+            await self.tell(event_id, "take", take_bounds_text(wanted, takes))
+            return
+        update = await self.ctx.engine.show_take(self.chat_id, wanted)
+        reply = await self._stream(event_id, update, shown=shown)
+        message = await reply.finish(update.text, truncated=update.truncated)
+        if message is not None and update.turn_id is not None:
+            await record_reply_message(self.ctx.store, event_id, update.speaker_id, message, update.turn_id)
+
+    async def continue_reply(self, event_id: str, reacts_to: str | None = None) -> None:
+        """The newest reply goes on, growing in its message (⏩ on it, or `!continue`)."""
+        try:
+            target = await self.ctx.engine.regenerate_target(self.chat_id)
+        except NothingToRegenerateError as exc:
+            await self.tell(event_id, "continue", str(exc))
+            return
+        shown = await message_showing_turn(self.ctx.store, target.replaces_turn_id) if target.replaces_turn_id else None
+        if reacts_to is not None and reacts_to != shown:
+            await self.tell(event_id, "reaction", ONLY_THE_NEWEST_GOES_ON)
+            return
+        await self.ctx.sender.send(SetTyping(self.room_id, True))
+        try:
+            await self._show(event_id, self.ctx.engine.continue_reply(self.chat_id), shown=shown)
+        except NothingToContinueError as exc:
+            await self.tell(event_id, "continue", str(exc))
+        except Exception as exc:  # noqa: BLE001  (every continue gets an answer, whatever went wrong)
+            log_failure("continue", exc, self._where(event_id))
+            await self.tell(event_id, "continue-error", explain(exc, retry="The reply did not go on: try `!continue` again."))
+        finally:
+            await self.ctx.sender.send(SetTyping(self.room_id, False))
 
 
 def room_for(ctx: BotContext, meta: RoomMeta) -> Room:

@@ -1,5 +1,9 @@
 """What to do about one Matrix event: a pure decision, no I/O.
 
+A player's line in their story room is taken for the story; an edit of it (`m.replace`) asks
+to re-run that turn, a deletion (`m.room.redaction`) to take it back; reactions on a reply are
+the story's controls (🔄 redo, ◀ ▶ another take, ⏩ go on, ⏹ stop).
+
 `route(room_id, event, room, bot_user_id)` looks only at the event, the room it came
 in, the cached record of that room (None for a room the bot has not bound) and the
 bot's own id, and returns one action. The dispatcher performs it (`adapter.matrix.dispatcher`), through the room's
@@ -12,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nio import MegolmEvent, ReactionEvent, RoomEncryptedMedia, RoomMessageMedia, RoomMessageText
+from nio import MegolmEvent, ReactionEvent, RedactionEvent, RoomEncryptedMedia, RoomMessageMedia, RoomMessageText
 
 from adapter.matrix.store import RoomMeta
 
@@ -25,8 +29,11 @@ UPLOAD_IN_STORY = (
     "Files are not part of the story. To add SillyTavern world info (.json) to its lore, reply to the file with "
     "`!lore import`; to add a character card, upload it in the Lobby and reply to it with `!import`."
 )
-REACTIONS_IN_STORY_ROOMS = "React 🔄 or ⏹ to a reply in a story room: there is nothing to redo or stop here."
-REDO, STOP = "🔄", "⏹"
+REACTIONS_IN_STORY_ROOMS = (
+    "React to a reply in a story room (🔄 redo, ◀ ▶ another take, ⏩ go on, ⏹ stop): there is nothing to change here."
+)
+EDIT_INTO_COMMAND = "An edit stays your line in the story: send a command as a new message."
+REDO, STOP, EARLIER_TAKE, LATER_TAKE, GO_ON = "🔄", "⏹", "◀", "▶", "⏩"
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,58 @@ class Redo:
     reacts_to: str | None = None
 
 
-Action = Ignore | AwaitKey | BindRoom | TellStranger | Tell | TakeLine | RunCommand | Stop | Redo
+@dataclass(frozen=True)
+class EditLine:
+    """The player edited their line `line_event_id` (an `m.replace`, `event_id`): it now reads `text`."""
+
+    room_id: str
+    chat_id: str
+    line_event_id: str
+    text: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class TakeBack:
+    """The player deleted (redacted) `redacted_event_id` in their story room."""
+
+    room_id: str
+    redacted_event_id: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class SwitchTake:
+    """Show another take of the newest reply: `step` takes on (◀ -1, ▶ +1, on `reacts_to`), or take
+    `number` (`!take N`)."""
+
+    room_id: str
+    event_id: str
+    reacts_to: str | None = None
+    step: int = 0
+    number: int | None = None
+
+
+@dataclass(frozen=True)
+class ContinueReply:
+    """The newest reply goes on (⏩ on `reacts_to`, or `!continue`)."""
+
+    room_id: str
+    event_id: str
+    reacts_to: str | None = None
+
+
+@dataclass(frozen=True)
+class Rewind:
+    """Take back the story's last `steps` steps (`!rewind [n]`)."""
+
+    room_id: str
+    event_id: str
+    steps: int = 1
+
+
+StoryControl = Redo | SwitchTake | ContinueReply | Rewind
+Action = Ignore | AwaitKey | BindRoom | TellStranger | Tell | TakeLine | RunCommand | Stop | EditLine | TakeBack | StoryControl
 
 
 def strip_reply_fallback(body: str) -> str:
@@ -124,6 +182,19 @@ def strip_reply_fallback(body: str) -> str:
     while index < len(lines) and lines[index].startswith(">"):
         index += 1
     return "\n".join(lines[index:]).lstrip("\n")
+
+
+def redacted_event_id(event: Any) -> str | None:
+    """The event a redaction removes: `redacts` at the top level (room versions before 11, and
+    servers that copy it there for older clients) or in its content (from version 11 on, where
+    nio, whose schema asks for the top-level key, hands over an unparsed event instead)."""
+    if isinstance(event, RedactionEvent):
+        return event.redacts
+    source = getattr(event, "source", None)
+    if isinstance(source, dict) and source.get("type") == "m.room.redaction":
+        redacts = source.get("redacts") or (source.get("content") or {}).get("redacts")
+        return redacts if isinstance(redacts, str) else None
+    return None
 
 
 def is_story_line(event: Any) -> bool:
@@ -147,6 +218,11 @@ def route(room_id: str, event: Any, room: RoomMeta | None, bot_user_id: str) -> 
         return Ignore("a room the bot has not bound")
     if isinstance(event, ReactionEvent):
         return _route_reaction(event, room)
+    redacted = redacted_event_id(event)
+    if redacted is not None:
+        if sender != room.matrix_user_id or room.room_type not in STORY_ROOMS or room.chat_id is None:
+            return Ignore("a deletion outside the player's story")
+        return TakeBack(room.room_id, redacted, event.event_id)
     if isinstance(event, (RoomMessageMedia, RoomEncryptedMedia)):
         if event.sender != room.matrix_user_id:
             return Ignore("an upload by someone else")
@@ -158,7 +234,7 @@ def route(room_id: str, event: Any, room: RoomMeta | None, bot_user_id: str) -> 
         return TellStranger(room.room_id, room.matrix_user_id, event.sender, event.event_id)
     relates_to = event.source.get("content", {}).get("m.relates_to") or {}
     if relates_to.get("rel_type") == "m.replace":
-        return Ignore("an edit of a line already taken: the story keeps what was said")
+        return _route_edit(event, room, relates_to)
     reply_to = (relates_to.get("m.in_reply_to") or {}).get("event_id")
     text = (strip_reply_fallback(event.body) if reply_to else event.body).strip()
     if not text:
@@ -171,13 +247,34 @@ def route(room_id: str, event: Any, room: RoomMeta | None, bot_user_id: str) -> 
     return TakeLine(room.room_id, room.chat_id, text, event.event_id, reply_to)
 
 
+def _route_edit(event: RoomMessageText, room: RoomMeta, relates_to: dict[str, Any]) -> Action:
+    """A player's edit of their line in a story room re-runs the turn; elsewhere edits change nothing."""
+    new = event.source.get("content", {}).get("m.new_content") or {}
+    original = relates_to.get("event_id")
+    body = new.get("body")
+    text = body.strip() if isinstance(body, str) else ""
+    if room.room_type not in STORY_ROOMS or room.chat_id is None or not isinstance(original, str) or not text:
+        return Ignore("an edit outside a story, or of nothing")
+    if text.startswith("!"):
+        return Tell(room.room_id, event.event_id, "edit", EDIT_INTO_COMMAND)
+    return EditLine(room.room_id, room.chat_id, original, text, event.event_id)
+
+
+REACTIONS = (STOP, REDO, EARLIER_TAKE, LATER_TAKE, GO_ON)
+
+
 def _route_reaction(event: ReactionEvent, room: RoomMeta) -> Action:
-    """🔄 redoes the newest reply and ⏹ stops the one being written; other reactions are not actions."""
+    """🔄 redoes the newest reply, ◀ ▶ show another take of it, ⏩ makes it go on, ⏹ stops the one
+    being written; other reactions are not actions."""
     key = event.key.replace("\ufe0f", "")
-    if event.sender != room.matrix_user_id or key not in (STOP, REDO):
+    if event.sender != room.matrix_user_id or key not in REACTIONS:
         return Ignore("a reaction that is not an action")
     if room.room_type not in STORY_ROOMS or room.chat_id is None:
         return Tell(room.room_id, event.event_id, "reaction", REACTIONS_IN_STORY_ROOMS)
     if key == STOP:
         return Stop(room.room_id, event.event_id)
+    if key in (EARLIER_TAKE, LATER_TAKE):
+        return SwitchTake(room.room_id, event.event_id, event.reacts_to, step=-1 if key == EARLIER_TAKE else 1)
+    if key == GO_ON:
+        return ContinueReply(room.room_id, event.event_id, event.reacts_to)
     return Redo(room.room_id, event.event_id, reacts_to=event.reacts_to)

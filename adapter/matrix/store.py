@@ -287,6 +287,14 @@ async def message_showing_turn(store: AdapterStore, turn_id: int) -> str | None:
     return row[0] if row else None
 
 
+async def turn_of_message(store: AdapterStore, event_id: str) -> int | None:
+    """The engine turn the message `event_id` shows now: the newest turn recorded for it (None: unknown,
+    or not recorded yet)."""
+    async with store.conn.execute("SELECT max(turn_id) FROM reply_messages WHERE event_id = ?", (event_id,)) as cursor:
+        row = await cursor.fetchone()
+    return row[0] if row else None
+
+
 async def story_room_of_chat(store: AdapterStore, chat_id: str) -> RoomMeta | None:
     async with store.conn.execute(
         "SELECT * FROM room_meta WHERE chat_id = ? AND room_type = 'chat' LIMIT 1", (chat_id,)

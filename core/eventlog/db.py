@@ -40,6 +40,10 @@ CACHE_SIZE_KIB = 16 * 1024
 MMAP_SIZE_BYTES = 0
 
 
+class _Discarded(Exception):
+    """Ends a scratch transaction (rolled back by design)."""
+
+
 class Transaction:
     """An open write transaction on the writer connection (see `Database.transaction`)."""
 
@@ -77,6 +81,18 @@ class Database:
                     yield tx
             finally:
                 self._writing_task = None
+
+    @asynccontextmanager
+    async def scratch(self) -> AsyncIterator[Transaction]:
+        """A write transaction that is always rolled back: to read the state some writes would
+        leave (a prompt built on the story with a reply taken back) without keeping them.
+        Holds the write lock while it lasts: keep it short (never wait on a model inside)."""
+        try:
+            async with self.transaction() as tx:
+                yield tx
+                raise _Discarded
+        except _Discarded:
+            pass
 
     @asynccontextmanager
     async def _immediate(self) -> AsyncIterator[Transaction]:

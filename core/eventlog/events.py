@@ -13,8 +13,9 @@ re-applied in the same order.
 
 Events that change a value carry the new absolute value (edge_set,
 memory_significance_set, clock_set), so a compensating event can restore the
-old one; memory_retracted / memory_restored, scene_reopened, thread_reopened,
-thread_withdrawn, world_event_reverted and world_event_withdrawn undo the others.
+old one; memory_retracted / memory_restored, edge_cleared, scene_reopened, scene_withdrawn,
+thread_reopened, thread_withdrawn, world_event_reverted, world_event_withdrawn,
+digest_returned and turn_withdrawn undo the others.
 """
 
 from __future__ import annotations
@@ -152,6 +153,22 @@ class ChatTitleSet(ChatEvent):
     title: str
 
 
+@event_kind("story_note_set")
+class StoryNoteSet(ChatEvent):
+    """The story's standing note (its Author's Note) for the model; "" removes it."""
+
+    text: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
+
+
+@event_kind("story_persona_set")
+class StoryPersonaSet(ChatEvent):
+    """The persona `player` plays in this story, from the next line on."""
+
+    player: Ident
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
+
+
 @event_kind("chat_guest_set")
 class ChatGuestSet(ChatEvent):
     guest: Ident | None
@@ -191,6 +208,15 @@ class SceneClosed(ChatEvent):
 
 @event_kind("scene_reopened")
 class SceneReopened(ChatEvent):
+    """Compensation for `scene_closed` (the line that asked for the close was taken back)."""
+
+    scene_id: RowId
+
+
+@event_kind("scene_withdrawn")
+class SceneWithdrawn(ChatEvent):
+    """A main scene none of whose turns is shown any more leaves the story (closed, owing nothing)."""
+
     scene_id: RowId
 
 
@@ -209,6 +235,7 @@ class TurnRecorded(ChatEvent):
     story_time: StoryTime | None = None  # None: the chat clock (or the superseded turn's time)
     truncated: bool = False
     supersedes: RowId | None = None
+    speaker_name: Annotated[str, StringConstraints(max_length=200)] | None = None  # a player's persona name then
 
 
 @event_kind("turn_truncated")
@@ -225,6 +252,30 @@ class TurnSuperseded(ChatEvent):
 
     turn_id: RowId
     by_turn_id: RowId
+
+
+@event_kind("turn_withdrawn")
+class TurnWithdrawn(ChatEvent):
+    """The turn leaves the story (taken back): shown nowhere, replaced by nothing, kept in the log."""
+
+    turn_id: RowId
+
+
+@event_kind("turn_edited")
+class TurnEdited(ChatEvent):
+    """The player's line now reads `text` (an edit); the words it replaces stay only in the log."""
+
+    turn_id: RowId
+    text: str
+
+
+@event_kind("turn_continued")
+class TurnContinued(ChatEvent):
+    """The reply goes on: `text` is appended to it (a continue); `truncated` is whether it was stopped again."""
+
+    turn_id: RowId
+    text: str
+    truncated: bool = False
 
 
 # --- player lines: received, then answered ---------------------------------------------
@@ -304,6 +355,15 @@ class EdgeSet(ChatEvent):
         if self.from_id == self.to_id:
             raise ValueError("an edge needs two different ends")
         return self
+
+
+@event_kind("edge_cleared")
+class EdgeCleared(ChatEvent):
+    """Compensation: the directed relationship from_id -> to_id goes back to never having been set."""
+
+    from_id: Ident
+    to_id: Ident
+    reason: str = ""
 
 
 # --- plot: threads, planned world events, meanwhile digests ------------------------
@@ -387,6 +447,13 @@ class DigestCreated(ChatEvent):
 class DigestConsumed(ChatEvent):
     digest_id: RowId
     turn_id: RowId | None = None
+
+
+@event_kind("digest_returned")
+class DigestReturned(ChatEvent):
+    """Compensation for `digest_consumed`: the line it was told with was taken back; it is pending again."""
+
+    digest_id: RowId
 
 
 # --- lore: lorebooks bound to who knows each entry ------------------------------------

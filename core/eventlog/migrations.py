@@ -23,6 +23,8 @@ __all__ = ["ENGINE_SCHEMA", "MIGRATIONS", "PROJECTION_TABLES", "latest_version",
 # Projection tables in an order that is safe to clear (children before parents).
 # The event log (`events`) is the truth and is never in this list.
 PROJECTION_TABLES: tuple[str, ...] = (
+    "story_personas",
+    "clock_changes",
     "lore_knowers",
     "lore_entries",
     "lore_books",
@@ -383,3 +385,44 @@ async def _lore(conn: aiosqlite.Connection) -> None:
 @migration("a chat's own story scenario, shared by everyone present (empty: the host's card's)")
 async def _chat_scenario(conn: aiosqlite.Connection) -> None:
     await run_statements(conn, ["ALTER TABLE chats ADD COLUMN scenario TEXT NOT NULL DEFAULT ''"])
+
+
+@migration("taking turns back: withdrawn scenes, the clock's history, cleared edges, the persona each player "
+           "line was spoken under")
+async def _taking_back(conn: aiosqlite.Connection) -> None:
+    await run_statements(conn, [
+        # An edge taken back to never having been set (its row goes; the change history says so).
+        "ALTER TABLE edge_changes ADD COLUMN cleared INTEGER NOT NULL DEFAULT 0",
+        # A main scene whose every turn was taken back (rewound) is withdrawn: closed, owes nothing, shown nowhere.
+        "ALTER TABLE scenes ADD COLUMN withdrawn INTEGER NOT NULL DEFAULT 0",
+        # The persona name a player's line was spoken under (NULL: the story's persona, for lines older than this).
+        "ALTER TABLE turns ADD COLUMN speaker_name TEXT",
+        """CREATE TABLE clock_changes (
+            seq INTEGER PRIMARY KEY,  -- the clock_set event
+            chat_id TEXT NOT NULL,
+            clock_before TEXT NOT NULL,
+            clock TEXT NOT NULL
+        )""",
+        "CREATE INDEX clock_changes_by_chat ON clock_changes (chat_id, seq)",
+        # Every clock change so far, with the clock it replaced (the previous change's, or the chat's start).
+        """INSERT INTO clock_changes (seq, chat_id, clock_before, clock)
+           SELECT seq, chat_id, before, clock FROM (
+               SELECT seq, kind, chat_id, json_extract(payload, '$.clock') AS clock,
+                      LAG(json_extract(payload, '$.clock')) OVER (PARTITION BY chat_id ORDER BY seq) AS before
+               FROM events WHERE kind IN ('chat_created', 'clock_set'))
+           WHERE kind = 'clock_set'""",
+    ])
+
+
+@migration("a story's own note (the Author's Note) and the persona each player plays in each story")
+async def _story_note_and_personas(conn: aiosqlite.Connection) -> None:
+    await run_statements(conn, [
+        "ALTER TABLE chats ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+        """CREATE TABLE story_personas (
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            player TEXT NOT NULL,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL,
+            PRIMARY KEY (chat_id, player)
+        ) WITHOUT ROWID""",
+    ])

@@ -20,6 +20,8 @@ Purposes:
 - "skip" (and any prompt that casts the model as the narrator): a line or two of narration
   of the time passing, told by no one in the scene, and the planned events it lists.
 - "summary", "scene_close": a short point-of-view summary with a "Key quotes" section.
+- "ooc": a short, plain answer out of character, about what the player asked or said.
+- a reply asked to go on from where it stopped (a continue): one more line of the character's.
 - "opening_time": when the story begins, from the plain words of its opening ("before dawn",
   "late autumn", "the third night of the blizzard"); nothing when it has none.
 - any call with `response_schema`: JSON for a valid instance of the schema built from its
@@ -114,6 +116,15 @@ _ASIDES = [
     '*{name} lifts a hand, {trait} as ever.* "Fine. But I get the last word later."',
 ]
 FOLLOW_UP_MARK = "has just spoken to"  # what the instruction for the other character's short answer says
+CONTINUE_MARK = "from where it stopped"  # what the instruction to go on with a reply says
+_OOC_QUESTIONS = [
+    "Good question about {topic}. The story has not shown that yet; keep playing and watch for it.",
+    "{Topic} is still open in the story, so it can go the way you play it.",
+]
+_OOC_REMARKS = [
+    "Noted. I will bring {topic} into the story from here.",
+    "Understood: {topic} it is, from the next reply on.",
+]
 
 
 _TITLES = frozenset("brother sister father mother captain doctor dr mr mrs ms miss lady lord sir master madam".split())
@@ -220,10 +231,21 @@ class DemoLLM:
             return _fill(rng.choice(_ENTRANCES), sheet, rng, topic="")
         if messages and FOLLOW_UP_MARK in messages[-1]["content"]:
             return _fill(rng.choice(_ASIDES), sheet, rng, topic="")
+        if purpose == "ooc":
+            return _ooc_answer(messages, rng)
+        if messages and CONTINUE_MARK in messages[-1]["content"]:
+            return " " + _fill(rng.choice(_FOLLOW_UPS), sheet, rng, topic="")
         last_user = _last_user_line(messages)
         if purpose == "greeting" or not last_user:
             return _fill(rng.choice(_GREETINGS), sheet, rng, topic="")
         return _in_character_reply(sheet, last_user, rng, _recent_replies(messages))
+
+
+def _ooc_answer(messages: Sequence[ChatMessage], rng: random.Random) -> str:
+    asked = messages[-1]["content"].rsplit("out of character:", 1)[-1].strip() if messages else ""
+    topic = _topic_of(asked) or "that"
+    templates = _OOC_QUESTIONS if asked.endswith("?") else _OOC_REMARKS
+    return rng.choice(templates).format(topic=topic, Topic=topic[:1].upper() + topic[1:])
 
 
 def _conversation_seed(messages: Sequence[ChatMessage], purpose: str) -> int:

@@ -162,7 +162,7 @@ def addressee_messages(cast: Cast, dialogue: Sequence[Turn], text: str) -> list[
         for c in cast.characters
     )
     ids = " | ".join(f'"{c.character_id}"' for c in cast.characters)
-    context = "\n".join(f"{cast.name_of(t.speaker)}: {t.text[:LINE_CHARS]}" for t in dialogue[-CONTEXT_TURNS:])
+    context = "\n".join(f"{cast.name_of_turn(t)}: {t.text[:LINE_CHARS]}" for t in dialogue[-CONTEXT_TURNS:])
     system = (
         f"You route a roleplay between {player} (the player) and the characters present. Decide which "
         f"character {player}'s latest line is addressed to, i.e. who should answer it.\n"

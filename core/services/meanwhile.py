@@ -35,7 +35,7 @@ from core.services.story_clock import time_now_line, when_phrase
 from core.state import digests as digest_state
 from core.state import memory as memory_state
 from core.state import world
-from core.state.personas import get_persona
+from core.state.personas import story_persona
 
 PURPOSE = "meanwhile"
 LINES = 4
@@ -118,7 +118,7 @@ async def run_meanwhile(
         raise InvalidCastError(f"a meanwhile scene needs two different characters, got {a!r} twice")
     scene = await world.open_scene(db, chat_id, kind="meanwhile", title=premise[:200],
                                    present=[first.character_id, second.character_id])
-    cast = Cast(chat, (first, second), await get_persona(db, chat.owner))
+    cast = Cast(chat, (first, second), await story_persona(db, chat_id, chat.owner))
     setting = whole_sentences(story_scenario(await load_cast(db, chat_id)), SETTING_CHARS)
     stories = {c.character_id: await story_so_far(db, cast, c, setting) for c in (first, second)}
     lines: list[MeanwhileLine] = []

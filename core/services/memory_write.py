@@ -24,6 +24,8 @@ def _clip(text: str) -> str:
 
 
 def exchange_text(user_turn: Turn | None, reply_text: str, speaker_name: str, player_name: str) -> str:
+    """The exchange as memory holds it: the player named as they were when they said their line."""
+    player_name = user_turn.speaker_name or player_name if user_turn is not None else player_name
     said = f'{player_name} said: "{_clip(user_turn.text)}" ' if user_turn is not None else ""
     return f'{said}{speaker_name} answered: "{_clip(reply_text)}"'
 

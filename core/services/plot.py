@@ -10,7 +10,7 @@
   exchange mentions a future time (`may_mention_plan`, a local regex).  It proposes
   transitions (start / complete / cancel) and newly planned events, recorded with
   `cause_turn_id` = the reply, so regenerating that reply reverts / withdraws exactly
-  them (`regenerate.roll_back_turn`).
+  them (`rollback.undo_turn`).
 
 Both prompts state the story time now with its part of day.  Times of every change are the
 chat clock (set by the projections), never wall-clock.

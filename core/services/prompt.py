@@ -17,6 +17,8 @@ share the longest prefix and a model server's prefix cache keeps hitting (`docs/
                present, lorebook entries it knows that the recent lines call up, memories the
                line brings back, meanwhile digests), then the card's
                `post_history_instructions` (and a regenerate's note)
+    note       the story's own note (Author's Note), if it has one, folded into the dialogue a
+               few messages from its end (`core.services.story_note`)
 
 Budget (`tokens.estimate_tokens`, chars/4): the card and the player's line are always kept;
 `TAIL_SHARE` of the rest is held for the notes; summaries, earlier memories and threads get
@@ -43,6 +45,7 @@ from core.services.macros import story_time
 from core.services.prompt_window import dialogue_window, turn_cost
 from core.services.relationships import prior_edges
 from core.services.story_clock import time_now_line, when_phrase
+from core.services.story_note import note_text, place_note
 from core.services.tokens import MESSAGE_OVERHEAD, estimate_tokens
 from core.state import plans, world
 from core.state import threads as thread_state
@@ -96,35 +99,38 @@ def _edge_line(cast: Cast, edge: Edge) -> str:
     return line + (f"; {edge.summary}" if edge.summary else "")
 
 
-def fold_lines(cast: Cast, speaker_id: str, lines: Sequence[tuple[str, str]]) -> list[ChatMessage]:
-    """Dialogue lines (who, text) as `speaker_id`'s prompt holds them: its own lines are
-    `assistant`; everyone else's are folded into the `user` turn between, named, unless that
-    turn holds only the player's words (narration goes in brackets)."""
+def fold_lines(
+    cast: Cast, speaker_id: str, lines: Sequence[tuple[str, str] | tuple[str, str, str | None]]
+) -> list[ChatMessage]:
+    """Dialogue lines (who, text[, the name it was said under]) as `speaker_id`'s prompt holds them:
+    its own lines are `assistant`; everyone else's are folded into the `user` turn between, named,
+    unless that turn holds only the player's words (narration goes in brackets)."""
     messages: list[ChatMessage] = []
-    group: list[tuple[str, str]] = []
+    group: list[tuple[str, str, str]] = []
 
     def flush() -> None:
         if not group:
             return
-        if all(who == USER for who, _ in group):
-            messages.append({"role": "user", "content": "\n\n".join(text for _, text in group)})
+        if all(who == USER for who, _, _ in group):
+            messages.append({"role": "user", "content": "\n\n".join(text for _, text, _ in group)})
         else:
-            named = [f"[Narration: {text}]" if who == NARRATOR else f"{cast.name_of(who)}: {text}" for who, text in group]
+            named = [f"[Narration: {text}]" if who == NARRATOR else f"{name}: {text}" for who, text, name in group]
             messages.append({"role": "user", "content": "\n\n".join(named)})
         group.clear()
 
-    for who, text in lines:
+    for line in lines:
+        who, text = line[0], line[1]
         if who == speaker_id:
             flush()
             messages.append({"role": "assistant", "content": text})
         else:
-            group.append((who, text))
+            group.append((who, text, (line[2] if len(line) > 2 else None) or cast.name_of(who)))
     flush()
     return messages
 
 
-def _turn_line(turn: Turn) -> tuple[str, str]:
-    return (NARRATOR if turn.role == "narration" else turn.speaker, turn.text)
+def _turn_line(turn: Turn) -> tuple[str, str, str | None]:
+    return (NARRATOR if turn.role == "narration" else turn.speaker, turn.text, turn.speaker_name)
 
 
 def finish_with_user(messages: list[ChatMessage], note: str, fallback: str, notes: str = "") -> list[ChatMessage]:
@@ -167,12 +173,14 @@ async def assemble_prompt(
     """The messages for `speaker`'s reply to `user_turn` (None: an opening line, or with
     `pending_line` the player's next line, as `!context` shows it).
 
-    `excluding_turn` is the reply a regenerate replaces: it and everything it caused
-    (memories, edge changes) are left out, as if it never happened, and so is all that
-    was recorded after it (a meanwhile scene, its digest, a scene's summaries).  `take` > 1
+    `source` may be a scratch transaction in which what a reply replaces was taken back: a
+    regenerate's prompt is built on that story, so nothing the replaced reply caused is in view
+    (`replying.ReplyWriter.write_reply`).  `excluding_turn` is the turn the story is read as it
+    stood before: turns from it on, and what was recorded from it on that no rollback takes back
+    (a meanwhile scene played after the replaced reply, its digest), are left out.  `take` > 1
     (a regenerate) adds a note after the dialogue asking for a fresh take, so swipes differ
-    even with a deterministic model.  `instruction` (a guest's entrance) goes after the
-    dialogue, before the card's post-history instructions.
+    even with a deterministic model.  `instruction` (a guest's entrance, a continue) goes after
+    the dialogue, before the card's post-history instructions.
     """
     chat_id, who, now = cast.chat.chat_id, speaker.character_id, cast.chat.clock
     card = card_block(speaker, cast) + "\n" + present_line(cast, speaker)
@@ -181,7 +189,9 @@ async def assemble_prompt(
         note = (note + "\n" if note else "") + f"(This is take {take} of {speaker.name}'s reply: write it afresh.)"
     if instruction:
         note = instruction + ("\n" + note if note else "")
-    free = max(0, budget_tokens - estimate_tokens(card) - estimate_tokens(note) - 3 * MESSAGE_OVERHEAD)
+    story_note = note_text(speaker, cast)
+    free = max(0, budget_tokens - estimate_tokens(card) - estimate_tokens(note) - estimate_tokens(story_note)
+               - 3 * MESSAGE_OVERHEAD)
     budgets = {name: int(free * share) for name, share in SECTION_SHARES.items()}
     budgets["notes"] = int(free * TAIL_SHARE)
 
@@ -213,7 +223,7 @@ async def assemble_prompt(
     time_line = time_now_line(now)
     events = await plans.world_events_in_view(source, chat_id, who, until=now + EVENTS_HORIZON)
     event_lines = [_event_line(e, now) for e in events]
-    edges = await prior_edges(source, chat_id, who, [USER, *cast.present_ids], excluding_turn=excluding_turn)
+    edges = await prior_edges(source, chat_id, who, [USER, *cast.present_ids])  # a replaced reply's are taken back
     edge_lines = [_edge_line(cast, e) for e in edges]
     query = user_turn.text if user_turn else (pending_line or "")
     recalled = await recall.recalled_memories(
@@ -266,23 +276,25 @@ async def assemble_prompt(
         "memories": _cost(memory_lines),
         "digests": _cost(digest_lines),
         "post_history": estimate_tokens(note),
+        "note": estimate_tokens(story_note),
     }
     report.section_items = {
         "card": 1, "examples": len(examples), "summaries": len(summary_lines), "earlier": len(earlier_lines),
         "threads": len(thread_lines), "time": 1, "events": len(event_lines), "edges": len(edge_lines), "lore": len(lore_lines),
         "memories": len(memory_lines), "digests": len(digest_lines), "post_history": int(bool(note)),
+        "note": int(bool(story_note)),
     }
     chosen = [_turn_line(t) for t in dialogue]
     report.section_items["dialogue"] = report.dialogue_turns = len(chosen)
     report.dropped_turns = window.left_out
     if pending_line is not None:
-        chosen.append((USER, pending_line))
+        chosen.append((USER, pending_line, None))
     history = fold_lines(cast, who, chosen)
     report.section_tokens["dialogue"] = sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD for m in history)
     opening = "[Earlier lines of the story are left out.]" if window.left_out else (
         f"[The scene begins. Write {speaker.name}'s opening message.]")
     messages = alternating([{"role": "system", "content": system}, *history], opening=opening)
-    report.messages = finish_with_user(messages, note, f"[{speaker.name} goes on.]", notes)
+    report.messages = place_note(finish_with_user(messages, note, f"[{speaker.name} goes on.]", notes), story_note)
     return report
 
 

@@ -117,18 +117,25 @@ async def prior_edges(
 
 
 async def restore_edges_caused_by(tx: Transaction, chat_id: str, turn_id: int) -> int:
-    """Set every edge `turn_id` changed back to its value before the turn; returns how many."""
+    """Set every edge `turn_id` changed back to its value before the turn (cleared, when the turn
+    first set it); returns how many."""
     changes = await edge_changes_caused_by(tx, chat_id, turn_id)
     pairs = list(dict.fromkeys((c.from_id, c.to_id) for c in changes))
     restored = 0
     for from_id, to_id in pairs:
+        own = [c for c in changes if (c.from_id, c.to_id) == (from_id, to_id)]
+        last_is_own = await edge_state.edge_updated_seq(tx, chat_id, from_id, to_id) == own[-1].seq
+        if last_is_own and await edge_state.edge_set_before(tx, chat_id, from_id, to_id, own[0].seq) is None:
+            await edge_state.clear_edge(tx, chat_id, from_id, to_id, reason=f"undo of turn {turn_id}")
+            restored += 1
+            continue
         [before] = await prior_edges(tx, chat_id, from_id, [to_id], excluding_turn=turn_id)
         current = await edge_state.get_edge(tx, chat_id, from_id, to_id)
         if (current.affinity, current.trust, current.summary) == (before.affinity, before.trust, before.summary):
             continue
         await edge_state.set_edge(
             tx, chat_id, from_id, to_id, affinity=before.affinity, trust=before.trust,
-            summary=before.summary, reason=f"undo of turn {turn_id} (regenerated)",
+            summary=before.summary, reason=f"undo of turn {turn_id} (taken back)",
         )
         restored += 1
     return restored

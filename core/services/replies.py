@@ -54,3 +54,15 @@ def pending_prefix(text: str, names: list[str]) -> bool:
         if head.startswith(name) and not head[len(name):].strip(" *"):
             return True
     return False
+
+
+_RUNS_ON = (".", ",", ";", ":", "!", "?", "…", ")", "]", "'", '"', "”", "’", "-", "—")
+
+
+def join_continuation(base: str, more: str) -> str:
+    """A reply that went on: `more` follows `base` as the model wrote it, with a space between
+    two words (a continuation that starts with a mark or a space, or a base that ends with
+    one, runs on as it is)."""
+    if not more or not base or base[-1].isspace() or more[0].isspace() or more.startswith(_RUNS_ON):
+        return base + more
+    return f"{base} {more}"

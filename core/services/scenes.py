@@ -71,7 +71,7 @@ async def close_open_scene(target: Writable, chat_id: str, *, cause_turn_id: int
 
 
 def transcript(cast: Cast, turns: list[Turn]) -> str:
-    lines = [f"{cast.name_of(t.speaker)}: {t.text[:TRANSCRIPT_LINE_CHARS]}" for t in turns if t.text.strip()]
+    lines = [f"{cast.name_of_turn(t)}: {t.text[:TRANSCRIPT_LINE_CHARS]}" for t in turns if t.text.strip()]
     return "\n".join(lines[-TRANSCRIPT_TURNS:])
 
 
@@ -89,7 +89,7 @@ async def key_quotes(source: Readable, scene_id: int, pov: str, limit: int = KEY
 def key_quotes_suffix(cast: Cast, quotes: list[KeyQuote]) -> str:
     if not quotes:
         return ""
-    lines = [f'- {cast.name_of(q.speaker)}: "{" ".join(q.text.split())[:QUOTE_CHARS]}"' for q in quotes]
+    lines = [f'- {q.speaker_name or cast.name_of(q.speaker)}: "{" ".join(q.text.split())[:QUOTE_CHARS]}"' for q in quotes]
     return f"\n\n{KEY_QUOTES_HEADER}\n" + "\n".join(lines)
 
 

@@ -1,19 +1,29 @@
 """The turn pipeline: post a player's line, regenerate a reply, cancel a generation.
 
 post:        one transaction: the open main scene (opened if none), the user turn (idempotent
-             by source id), pending meanwhile digests consumed -> each digest yielded first
-             (kind "digest") -> routing (`addressee.route`: one classifier request, only with
-             a guest or when a local check sees skip / scene-close words) -> either the story
-             moves (scene closed, kind "scene", summaries deferred; then a skip / jump
-             narrated, kind "narration") or prompt -> streamed reply -> one transaction: the
-             reply turn, its memory for those present; after delivery, the relationship
-             reading (`relationships.classify_exchange_edges`, only for an exchange that
-             touches on feelings) and the lifecycle classifier.
-regenerate:  prompt without the replaced reply -> streamed reply -> one transaction:
-             rollback of what the replaced reply caused + the new swipe (+ its effects).
+             by source id, with the persona name it is spoken under), pending meanwhile digests
+             consumed -> each digest yielded first (kind "digest") -> routing
+             (`addressee.route`: one classifier request, only with a guest or when a local
+             check sees skip / scene-close words) -> prompt -> streamed reply -> one
+             transaction: the reply turn, its memory for those present -> then, if the line
+             asked for it, the story moves: the scene closes (kind "scene", summaries deferred)
+             and a skip / jump is narrated (kind "narration"), after the answer, never instead
+             of it; after delivery, the relationship reading (`relationships.classify_exchange_edges`,
+             only for an exchange that touches on feelings) and the lifecycle classifier.
+             A line wrapped in double parentheses is out of character (`ooc`): answered once,
+             briefly (kind "ooc"), and nothing of it is recorded.  A line already recorded
+             whose reply is missing (it failed, or an edit took it back) is answered again: in
+             place when nothing follows it, else in the present.
+regenerate:  prompt built on the story with the replaced reply taken back (`rollback.undo_turn`
+             inside a scratch transaction, rolled back before the model is called) -> streamed
+             reply -> one transaction: the same rollback + the new take (+ its effects).
              If the model fails, nothing changed: regenerate again to retry.
 cancel:      stops the in-flight generation of a chat; the partial text is recorded as the
              (truncated) reply and the stream ends with a done, truncated update.
+
+The pipeline writes every reply through its `ReplyWriter` (`core.services.replying`: the one
+way of writing a reply and deriving what it causes), which the story controls
+(`core.services.story_control`: takes, continue, edit, rewind) share.
 
 Memory writes are deterministic (no model call) and are written in the same
 transaction as the reply turn, after its text is complete: nothing runs before the
@@ -37,12 +47,15 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
+from core.errors import LineTakenBackError
 from core.eventlog import USER, Database
 from core.keyed_locks import KeyedLocks
 from core.llm.base import LLMClient
-from core.services import addressee, plot, scenes, timeskip
-from core.services.card_text import fill, nickname, whole_sentences
+from core.services import addressee, ooc, scenes, timeskip
+from core.services.card_text import fill, whole_sentences
 from core.services.dialogue import (
+    FOLLOW_UP_SUFFIX,
+    SKIP_SUFFIX,
     Cast,
     exchange_to_regenerate,
     load_cast,
@@ -50,69 +63,39 @@ from core.services.dialogue import (
     reply_source,
     require_character,
     shown_reply_for_source,
+    shown_take_of_source,
 )
-from core.services.generation import Generation
-from core.services.memory_write import exchange_text, record_turn_memory
-from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
-from core.services.regenerate import roll_back_turn
-from core.services.relationships import classify_exchange_edges, may_touch_relationship
-from core.services.replies import ReplySettings, pending_prefix, stop_sequences, strip_speaker_name
+from core.services.prompt import DEFAULT_BUDGET_TOKENS
+from core.services.replies import ReplySettings
+from core.services.replying import (
+    AfterTurn,
+    AfterTurnStep,
+    InFlight,
+    ReplyPlan,
+    ReplyWriter,
+    TurnUpdate,
+    done_update,
+)
+from core.services.rollback import undo_turn
 from core.state import digests as digest_state
+from core.state import personas, world
 from core.state import turns as turn_state
-from core.state import world
 from core.state.turns import Turn
+
+__all__ = ["AfterTurn", "AfterTurnStep", "ReplyPlan", "TurnPipeline", "TurnUpdate", "done_update"]
 
 log = logging.getLogger(__name__)
 
-NARRATE = "narrate"
-EMPTY_REPLY_ATTEMPTS = 2  # an empty reply is asked for once more
 ENTRANCE_SAMPLE_CHARS = 400  # of a guest's own greeting, quoted for its voice
-FOLLOW_UP_SUFFIX = "#follow-up"  # the source of the other character's short answer to a reply
 FOLLOW_UP_MAX_TOKENS = 150
 
-
-@dataclass(frozen=True)
-class TurnUpdate:
-    """One step of a streamed reply: who speaks, the text so far, and whether it is complete."""
-
-    speaker_name: str  # the character's display name
-    speaker_id: str
-    text: str
-    done: bool
-    truncated: bool = False
-    turn_id: int | None = None  # the recorded turn, on the done update
-    kind: str = "reply"  # "reply" | "narration" | "digest" | "scene"; non-reply kinds come as one done update
-
-
-@dataclass(frozen=True)
-class AfterTurn:
-    """What an after-turn step gets: the exchange just recorded."""
-
-    db: Database
-    llm: LLMClient
-    chat_id: str
-    user_turn: Turn | None
-    reply_turn: Turn
-    present: tuple[str, ...]
-
-
-AfterTurnStep = Callable[[AfterTurn], Awaitable[None]]
 
 SCENE_CLOSES = TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, "The scene closes.", True, kind="scene")
 
 
-@dataclass
-class _InFlight:
-    """The chat's running turn: cancel may come before the generation exists."""
-
-    cancel_requested: bool = False
-    generation: Generation | None = None
-
-    def cancel(self) -> bool:
-        self.cancel_requested = True
-        if self.generation is not None:
-            self.generation.cancel()
-        return True
+def follow_up_instruction(answered: world.Character, speaker: world.Character) -> str:
+    return (f"[{answered.name} has just spoken to {speaker.name}. Write {speaker.name}'s "
+            "short answer: a line or two.]")
 
 
 @dataclass
@@ -123,40 +106,55 @@ class TurnPipeline:
     replies: ReplySettings = field(default_factory=ReplySettings)
     after_turn_steps: list[AfterTurnStep] = field(default_factory=list)
     _locks: KeyedLocks = field(default_factory=KeyedLocks)
-    _in_flight: dict[str, _InFlight] = field(default_factory=dict)
+    _in_flight: dict[str, InFlight] = field(default_factory=dict)
     _after_work: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.writer = ReplyWriter(self.db, self.llm, self.budget_tokens, self.replies, self.after_turn_steps, self.defer)
 
     # -- entry points ----------------------------------------------------------------
 
     async def post_turn(
         self, chat_id: str, text: str, source_id: str, *, replying_to: str | None = None
     ) -> AsyncGenerator[TurnUpdate, None]:
-        async with self._locks.hold(chat_id):
-            await self._settle(chat_id)
+        async with self.hold(chat_id):
             cast = await load_cast(self.db, chat_id)
-            finished = await shown_reply_for_source(self.db, chat_id, source_id)
-            if finished is not None:
-                yield _done(cast, finished)
+            if ooc.is_out_of_character(text):
+                said = await ooc.answer(self.db, self.llm, cast, text)
+                yield TurnUpdate(ooc.SPEAKER_NAME, "", said, True, kind="ooc")
                 return
             posted = await turn_state.get_turn_by_source(self.db, chat_id, source_id)
-            if posted is not None and await world.scene_closed_by(self.db, chat_id, posted.turn_id):
-                yield SCENE_CLOSES  # what this line did, said again; nothing is routed or closed twice
-                return
-            async with self.db.transaction() as tx:
-                await scenes.ensure_scene(tx, cast)
-                user_turn, _ = await turn_state.record_turn(tx, chat_id, "user", USER, text, source_id=source_id)
-                surfaced = await digest_state.consume_pending_digests(tx, chat_id, user_turn.turn_id)
-            for digest in surfaced:
-                yield TurnUpdate("Meanwhile", "", digest.text, True, kind="digest")
-            control = self._in_flight[chat_id] = _InFlight()
-            try:
-                route = await self._route(cast, user_turn, replying_to)
-                if route.has_intent:
-                    async with aclosing(self._move_story(cast, user_turn, route)) as moves:
+            if posted is not None and posted.is_withdrawn:
+                raise LineTakenBackError(source_id)
+            finished = await shown_reply_for_source(self.db, chat_id, source_id)
+            if finished is not None:
+                yield done_update(cast, finished)
+                if posted is not None and finished.role != "narration":  # (older stories: a skip answered a line)
+                    async with aclosing(self._moves_made(cast, posted)) as moves:
                         async for update in moves:
                             yield update
-                    return
-                reply = self._reply(cast, route.speaker, user_turn, None, reply_source(source_id), control)
+                return
+            if posted is not None and await world.scene_closed_by(self.db, chat_id, posted.turn_id):
+                yield SCENE_CLOSES  # an older story's line that closed the scene instead of an answer
+                return
+            in_place = posted is not None and await self._nothing_follows(chat_id, posted)
+            async with self.db.transaction() as tx:
+                if not in_place:
+                    await scenes.ensure_scene(tx, cast)
+                user_turn, created = await turn_state.record_turn(
+                    tx, chat_id, "user", USER, text, source_id=source_id, speaker_name=cast.player.name)
+                surfaced = await digest_state.consume_pending_digests(tx, chat_id, user_turn.turn_id) if created else []
+                if created and not await personas.has_story_persona(tx, chat_id, cast.chat.owner):
+                    # The story keeps the persona it began with.
+                    await personas.set_story_persona(tx, chat_id, cast.chat.owner, cast.player.name,
+                                                     cast.player.description)
+            for digest in surfaced:
+                yield TurnUpdate("Meanwhile", "", digest.text, True, kind="digest")
+            control = self._in_flight[chat_id] = InFlight()
+            try:
+                route = await self._route(cast, user_turn, replying_to)
+                plan = ReplyPlan(scene_id=user_turn.scene_id if in_place else None)
+                reply = self.writer.write_reply(cast, route.speaker, user_turn, reply_source(source_id), control, plan=plan)
                 last = None
                 async with aclosing(reply) as updates:
                     async for update in updates:
@@ -164,47 +162,65 @@ class TurnPipeline:
                         yield update
                 other = self._addressed_other(cast, route.speaker, last, control)
                 if other is not None and last is not None:
-                    instruction = (f"[{route.speaker.name} has just spoken to {other.name}. Write {other.name}'s "
-                                   "short answer: a line or two.]")
                     # It answers the reply, not the player's line: no line of the player's to answer.
-                    follow = self._reply(cast, other, None, None, reply_source(source_id) + FOLLOW_UP_SUFFIX,
-                                         control, instruction, max_tokens=FOLLOW_UP_MAX_TOKENS)
+                    follow = self.writer.write_reply(cast, other, None, reply_source(source_id) + FOLLOW_UP_SUFFIX,
+                                                     control, follow_up_instruction(route.speaker, other),
+                                                     max_tokens=FOLLOW_UP_MAX_TOKENS)
                     async with aclosing(follow) as updates:
                         async for update in updates:
+                            yield update
+                if route.has_intent and last is not None and not last.truncated and not control.cancel_requested:
+                    async with aclosing(self._move_story(cast, user_turn, route)) as moves:
+                        async for update in moves:
                             yield update
             finally:
                 self._in_flight.pop(chat_id, None)
 
     async def regenerate(self, chat_id: str) -> AsyncGenerator[TurnUpdate, None]:
-        async with self._locks.hold(chat_id):
-            await self._settle(chat_id)
+        async with self.hold(chat_id):
             cast = await load_cast(self.db, chat_id)
             exchange = await exchange_to_regenerate(self.db, chat_id)
             user_turn, replaced = exchange.user_turn, exchange.replaced
-            control = self._in_flight[chat_id] = _InFlight()
+            control = self._in_flight[chat_id] = InFlight()
             try:
+                instruction, max_tokens = "", None
                 if replaced is not None:
                     speaker = cast.get(replaced.speaker) or await require_character(self.db, replaced.speaker)
-                    source = None
+                    source, plan = None, self.take_plan(chat_id, replaced)
+                    if exchange.answered is not None:  # a follow-up: the other character's short answer, again
+                        answered = cast.get(exchange.answered.speaker) or cast.host
+                        instruction, max_tokens = follow_up_instruction(answered, speaker), FOLLOW_UP_MAX_TOKENS
                 else:
                     speaker = await self._addressee(cast, user_turn) if user_turn else cast.host
                     source = reply_source(user_turn.source_id) if user_turn and user_turn.source_id else None
-                async with aclosing(self._reply(cast, speaker, user_turn, replaced, source, control)) as updates:
+                    in_place = user_turn is not None and await self._nothing_follows(chat_id, user_turn)
+                    plan = ReplyPlan(scene_id=user_turn.scene_id if user_turn and in_place else None)
+                reply = self.writer.write_reply(cast, speaker, user_turn, source, control, instruction,
+                                                max_tokens=max_tokens, plan=plan)
+                async with aclosing(reply) as updates:
                     async for update in updates:
                         yield update
             finally:
                 self._in_flight.pop(chat_id, None)
 
+    def take_plan(self, chat_id: str, replaced: Turn) -> ReplyPlan:
+        """A new take of `replaced`: what it caused is taken back first."""
+        return ReplyPlan(prepare=partial(undo_turn, chat_id=chat_id, turn=replaced), replaced=replaced,
+                         as_of=replaced.turn_id)
+
+    async def _nothing_follows(self, chat_id: str, line: Turn) -> bool:
+        """Whether no shown turn follows the player's line: its reply is then said in place, in its scene."""
+        return not await turn_state.shown_story_turns_from(self.db, chat_id, line.turn_id + 1)
+
     async def entrance(self, chat_id: str, source_id: str) -> AsyncGenerator[TurnUpdate, None]:
         """The guest's entrance into the host's story, once (`source_id` keys it): written by the
         model in the story's scene, with the guest's own greeting as a sample of its voice."""
-        async with self._locks.hold(chat_id):
-            await self._settle(chat_id)
+        async with self.hold(chat_id):
             cast = await load_cast(self.db, chat_id)
             done = await turn_state.get_turn_by_source(self.db, chat_id, source_id)
             if done is not None or len(cast.characters) < 2:
                 if done is not None:
-                    yield _done(cast, done)
+                    yield done_update(cast, done)
                 return
             guest = cast.characters[1]
             own = fill(guest.first_mes, guest, cast)
@@ -214,9 +230,9 @@ class TurnPipeline:
                 + (f" How {guest.name} usually opens, for the voice only (the place and situation there are not "
                    f"this story's): \"{whole_sentences(own, ENTRANCE_SAMPLE_CHARS)}\"" if own else "") + "]"
             )
-            control = self._in_flight[chat_id] = _InFlight()
+            control = self._in_flight[chat_id] = InFlight()
             try:
-                async with aclosing(self._reply(cast, guest, None, None, source_id, control, instruction)) as updates:
+                async with aclosing(self.writer.write_reply(cast, guest, None, source_id, control, instruction)) as updates:
                     async for update in updates:
                         yield update
             finally:
@@ -224,7 +240,7 @@ class TurnPipeline:
 
     @staticmethod
     def _addressed_other(
-        cast: Cast, speaker: world.Character, last: TurnUpdate | None, control: _InFlight
+        cast: Cast, speaker: world.Character, last: TurnUpdate | None, control: InFlight
     ) -> world.Character | None:
         """The other character present, when the reply just given speaks to it by name."""
         if last is None or not last.done or last.truncated or control.cancel_requested or len(cast.characters) != 2:
@@ -249,12 +265,26 @@ class TurnPipeline:
             await self._settle(chat_id)
 
     @asynccontextmanager
-    async def exclusive(self, chat_id: str, *, cancellable: bool = False) -> AsyncIterator[_InFlight]:
-        """Hold the chat's turn lock (after its pending after-work); with `cancellable`, the
-        yielded handle is what `cancel(chat_id)` stops."""
+    async def hold(self, chat_id: str) -> AsyncIterator[None]:
+        """The chat's turn: its lock, once the after-work of its previous reply is done."""
         async with self._locks.hold(chat_id):
             await self._settle(chat_id)
-            control = _InFlight()
+            yield
+
+    def start_generation(self, chat_id: str) -> InFlight:
+        """The handle `cancel(chat_id)` stops (drop it with `end_generation`)."""
+        control = self._in_flight[chat_id] = InFlight()
+        return control
+
+    def end_generation(self, chat_id: str) -> None:
+        self._in_flight.pop(chat_id, None)
+
+    @asynccontextmanager
+    async def exclusive(self, chat_id: str, *, cancellable: bool = False) -> AsyncIterator[InFlight]:
+        """Hold the chat's turn lock (after its pending after-work); with `cancellable`, the
+        yielded handle is what `cancel(chat_id)` stops."""
+        async with self.hold(chat_id):
+            control = InFlight()
             if cancellable:
                 self._in_flight[chat_id] = control
             try:
@@ -299,7 +329,8 @@ class TurnPipeline:
         return await addressee.route(self.llm, cast, dialogue, user_turn.text)
 
     async def _move_story(self, cast: Cast, user_turn: Turn, route: addressee.Route) -> AsyncGenerator[TurnUpdate, None]:
-        """Scene close first (summaries deferred past the reply), then the skip or jump, narrated."""
+        """After the answer: the scene close the line asked for (summaries deferred), then the skip
+        or jump, narrated."""
         chat_id = cast.chat.chat_id
         closed = None
         if route.close_scene:
@@ -309,13 +340,23 @@ class TurnPipeline:
                 yield SCENE_CLOSES
         target = route.jump or (cast.chat.clock + route.skip if route.skip is not None else None)
         if target is not None:
-            source = reply_source(user_turn.source_id) if user_turn.source_id else None
+            source = user_turn.source_id + SKIP_SUFFIX if user_turn.source_id else None
             result, turn = await timeskip.move_clock(
                 self.db, self.llm, cast, target, reason=f"asked for in the player's line (turn {user_turn.turn_id})",
                 source_id=source, scene_closed=closed is not None,
             )
             yield TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, result.narration, True,
                              turn_id=turn.turn_id, kind="narration")
+
+    async def _moves_made(self, cast: Cast, user_turn: Turn) -> AsyncGenerator[TurnUpdate, None]:
+        """What a line already answered moved in the story, said again (nothing moves twice)."""
+        chat_id = cast.chat.chat_id
+        if await world.scene_closed_by(self.db, chat_id, user_turn.turn_id):
+            yield SCENE_CLOSES
+        if user_turn.source_id:
+            narration = await shown_take_of_source(self.db, chat_id, user_turn.source_id + SKIP_SUFFIX)
+            if narration is not None:
+                yield done_update(cast, narration)
 
     async def _addressee(self, cast: Cast, user_turn: Turn) -> world.Character:
         if len(cast.characters) == 1:
@@ -326,116 +367,6 @@ class TurnPipeline:
         local = addressee.local_addressee(cast, dialogue, user_turn.text)
         return local or await addressee.choose_addressee(self.llm, cast, dialogue, user_turn.text)
 
-    async def _reply(
-        self,
-        cast: Cast,
-        speaker: world.Character,
-        user_turn: Turn | None,
-        replaced: Turn | None,
-        source_id: str | None,
-        control: _InFlight,
-        instruction: str = "",
-        max_tokens: int | None = None,
-    ) -> AsyncGenerator[TurnUpdate, None]:
-        take = len(await turn_state.sibling_turns(self.db, replaced.turn_id)) + 1 if replaced else 1
-        prompt = await assemble_prompt(
-            self.db, cast, speaker, user_turn=user_turn,
-            excluding_turn=replaced.turn_id if replaced else None, budget_tokens=self.budget_tokens, take=take,
-            instruction=instruction,
-        )
-        names = [speaker.name, nickname(speaker)]
-        stop = stop_sequences(cast, speaker, self.replies)
-        record = partial(self._record_reply, cast, speaker, user_turn, replaced, source_id)
-        so_far, shown = "", ""
-        for attempt in range(EMPTY_REPLY_ATTEMPTS):
-            generation = control.generation = Generation(
-                self.llm, prompt.messages, purpose=NARRATE, max_tokens=max_tokens or self.replies.max_tokens, stop=stop
-            )
-            if control.cancel_requested:
-                generation.cancel()
-            so_far, shown = "", ""
-            try:
-                async with aclosing(generation.deltas()) as deltas:
-                    async for delta in deltas:
-                        so_far += delta
-                        if pending_prefix(so_far, names):
-                            continue
-                        shown = strip_speaker_name(so_far, names)
-                        yield TurnUpdate(speaker.name, speaker.character_id, shown, done=False)
-            except (asyncio.CancelledError, GeneratorExit):
-                # The consumer went away mid-stream: keep what was said (if anything), marked truncated.
-                await generation.aclose()
-                if shown:
-                    await asyncio.shield(record(shown, True))
-                raise
-            finally:
-                await generation.aclose()
-            shown = strip_speaker_name(so_far, names)
-            if generation.stopped or shown.strip():
-                break
-            log.warning("empty reply from %s (attempt %d of %d)", speaker.name, attempt + 1, EMPTY_REPLY_ATTEMPTS)
-        truncated = generation.stopped
-        reply = await asyncio.shield(record(shown if truncated else shown.strip(), truncated))
-        yield _done(cast, reply)
-
-    async def _record_reply(
-        self,
-        cast: Cast,
-        speaker: world.Character,
-        user_turn: Turn | None,
-        replaced: Turn | None,
-        source_id: str | None,
-        text: str,
-        truncated: bool,
-    ) -> Turn:
-        chat_id = cast.chat.chat_id
-        async with self.db.transaction() as tx:
-            if replaced is not None:
-                await roll_back_turn(tx, chat_id, replaced.turn_id)
-            reply, _ = await turn_state.record_turn(
-                tx, chat_id, "assistant", speaker.character_id, text, source_id=source_id,
-                truncated=truncated, supersedes=replaced.turn_id if replaced else None,
-            )
-            if text.strip():
-                await record_turn_memory(
-                    tx, chat_id, user_turn=user_turn, reply_turn=reply, speaker_name=speaker.name,
-                    present=cast.present_ids, you_present=True, player_name=cast.player.name,
-                )
-        if await scenes.owed_summaries(self.db, chat_id):  # a summary failed before, or this swipe retracted one
-            self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id), "owed scene summaries")
-        exchange = exchange_text(user_turn, reply.text, speaker.name, cast.player.name)
-        said = bool(reply.text.strip())
-        lifecycle = said and await plot.needs_lifecycle(self.db, chat_id, exchange)
-        feelings = said and user_turn is not None and may_touch_relationship(exchange)
-        if self.after_turn_steps or lifecycle or feelings:
-            after = AfterTurn(self.db, self.llm, chat_id, user_turn, reply, tuple(cast.present_ids))
-            self.defer(chat_id, partial(self._run_after_turn, after, speaker.name, cast.player.name,
-                                        lifecycle=lifecycle, feelings=feelings))
-        return reply
-
-    async def _run_after_turn(
-        self, after: AfterTurn, speaker_name: str, player_name: str, *, lifecycle: bool, feelings: bool
-    ) -> None:
-        exchange = exchange_text(after.user_turn, after.reply_turn.text, speaker_name, player_name)
-        if lifecycle:
-            try:
-                await plot.detect_lifecycle(after.db, after.llm, after.chat_id, exchange, after.reply_turn.turn_id)
-            except Exception:
-                log.exception("lifecycle detection failed for turn %s", after.reply_turn.turn_id)
-        if feelings:
-            try:
-                await classify_exchange_edges(
-                    after.db, after.llm, after.chat_id, speaker_id=after.reply_turn.speaker, speaker_name=speaker_name,
-                    player_name=player_name, exchange=exchange, reply_turn_id=after.reply_turn.turn_id,
-                )
-            except Exception:
-                log.exception("relationship reading failed for turn %s", after.reply_turn.turn_id)
-        for step in self.after_turn_steps:
-            try:
-                await step(after)
-            except Exception:
-                log.exception("after-turn step %r failed for turn %s", step, after.reply_turn.turn_id)
-
     async def _settle(self, chat_id: str) -> None:
         """Wait for the after-turn work of the chat's previous reply."""
         task = self._after_work.pop(chat_id, None)
@@ -443,8 +374,3 @@ class TurnPipeline:
             await task
 
 
-def _done(cast: Cast, turn: Turn) -> TurnUpdate:
-    if turn.role == "narration":
-        return TurnUpdate(timeskip.NARRATOR_NAME, turn.speaker, turn.text, True, turn.truncated, turn.turn_id,
-                          kind="narration")
-    return TurnUpdate(cast.name_of(turn.speaker), turn.speaker, turn.text, True, turn.truncated, turn.turn_id)

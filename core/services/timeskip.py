@@ -99,7 +99,7 @@ def skip_messages(
     player = cast.player.name
     names = ", ".join(c.name for c in cast.characters)
     context = "\n".join(
-        f"{NARRATOR_NAME if t.role == 'narration' else cast.name_of(t.speaker)}: {t.text[:LINE_CHARS]}"
+        f"{NARRATOR_NAME if t.role == 'narration' else cast.name_of_turn(t)}: {t.text[:LINE_CHARS]}"
         for t in dialogue if t.text.strip()
     )
     system = (

@@ -63,6 +63,18 @@ async def consume_pending_digests(target: Writable, chat_id: str, turn_id: int |
     return pending
 
 
+async def return_digest(target: Writable, chat_id: str, digest_id: int) -> None:
+    """A consumed digest is pending again (the line it was told with was taken back)."""
+    await append_and_apply(target, "digest_returned", {"chat_id": chat_id, "digest_id": digest_id})
+
+
+async def digests_consumed_by(source: Readable, chat_id: str, turn_id: int) -> list[Digest]:
+    rows = await fetch_all(
+        source, "SELECT * FROM digests WHERE chat_id = ? AND consumed_by_turn = ? ORDER BY digest_id", (chat_id, turn_id)
+    )
+    return [_digest(r) for r in rows]
+
+
 async def pending_digests(source: Readable, chat_id: str) -> list[Digest]:
     rows = await fetch_all(
         source, "SELECT * FROM digests WHERE chat_id = ? AND status = 'pending' ORDER BY digest_id", (chat_id,)

@@ -4,7 +4,8 @@ A->B and B->A are independent records (affinity and trust in -100..100, and a
 short summary).  Each change is an `edge_set` event carrying the new absolute
 values and the reply that caused it; its projection `edge_changes` keeps every
 change, so a compensating event can restore any earlier value and a regenerate
-finds exactly what a reply changed.  An edge never set reads as neutral.
+finds exactly what a reply changed.  An edge never set reads as neutral; taking
+back its first change clears it again (`edge_cleared`).
 """
 
 from __future__ import annotations
@@ -90,6 +91,12 @@ async def set_edge(
         return await get_edge(tx, chat_id, from_id, to_id)
 
 
+async def clear_edge(target: Writable, chat_id: str, from_id: str, to_id: str, reason: str = "") -> None:
+    """The edge goes back to never having been set (compensation)."""
+    await append_and_apply(target, "edge_cleared", {"chat_id": chat_id, "from_id": from_id, "to_id": to_id,
+                                                    "reason": reason})
+
+
 async def adjust_edge(
     target: Writable,
     chat_id: str,
@@ -144,14 +151,15 @@ async def edge_changes_caused_by(source: Readable, chat_id: str, turn_id: int) -
 
 
 async def edge_set_before(source: Readable, chat_id: str, from_id: str, to_id: str, before_seq: int) -> Edge | None:
-    """The edge from_id -> to_id as its last change before event `before_seq` left it; None when there was none."""
+    """The edge from_id -> to_id as its last change before event `before_seq` left it; None when there was
+    none (or that change cleared it)."""
     row = await fetch_one(
         source,
-        """SELECT affinity, trust, summary FROM edge_changes
+        """SELECT affinity, trust, summary, cleared FROM edge_changes
            WHERE chat_id = ? AND from_id = ? AND to_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1""",
         (chat_id, from_id, to_id, before_seq),
     )
-    if row is None:
+    if row is None or row["cleared"]:
         return None
     return Edge(chat_id, from_id, to_id, row["affinity"], row["trust"], row["summary"], None)
 

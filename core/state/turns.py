@@ -1,10 +1,13 @@
-"""The turns read model: what was said, in order, with swipes and truncation.
+"""The turns read model: what was said, in order, with swipes (takes), truncation, edits and take-backs.
 
 A user turn carries the adapter's `source_id` (the Matrix event id): recording
 the same source id twice in a chat returns the existing turn and writes nothing.
 Regenerating records a new assistant turn with `supersedes=<old turn id>`: both
-stay as siblings of one group and only the newest is shown
-(`superseded_by IS NULL`).
+stay as siblings of one group (the takes) and only one is shown
+(`superseded_by IS NULL`).  A withdrawn turn (taken back by an edit or a rewind) is
+superseded by itself: it is shown nowhere and is no longer a take; a reply or narration
+recorded again under its source id takes its place in its group.  A player's line keeps
+the persona name it was spoken under (`speaker_name`).
 """
 
 from __future__ import annotations
@@ -33,17 +36,22 @@ class Turn:
     truncated: bool
     sibling_group: int
     superseded_by: int | None
+    speaker_name: str | None = None  # a player's line: the persona name it was spoken under
 
     @property
     def is_shown(self) -> bool:
         return self.superseded_by is None
+
+    @property
+    def is_withdrawn(self) -> bool:
+        return self.superseded_by == self.turn_id
 
 
 def _turn(row: Any) -> Turn:
     return Turn(
         row["turn_id"], row["chat_id"], row["scene_id"], row["role"], row["speaker"], row["text"],
         row["source_id"], datetime.fromisoformat(row["story_time"]), bool(row["truncated"]),
-        row["sibling_group"], row["superseded_by"],
+        row["sibling_group"], row["superseded_by"], row["speaker_name"],
     )
 
 
@@ -59,16 +67,22 @@ async def record_turn(
     story_time: datetime | None = None,
     truncated: bool = False,
     supersedes: int | None = None,
+    speaker_name: str | None = None,
 ) -> tuple[Turn, bool]:
-    """Record a turn; returns (turn, created). created is False when source_id was seen before."""
+    """Record a turn; returns (turn, created). created is False when source_id was seen before,
+    unless that turn was withdrawn and this is not a player's line: then the new turn takes its
+    place (the reply to an edited line, say)."""
     async with writing(target) as tx:
         if source_id is not None:
             existing = await get_turn_by_source(tx, chat_id, source_id)
-            if existing is not None:
+            if existing is not None and not (existing.is_withdrawn and role != "user" and supersedes is None):
                 return existing, False
+            if existing is not None:
+                supersedes, source_id = existing.turn_id, None
         event = await append_and_apply(tx, "turn_recorded", {
             "chat_id": chat_id, "role": role, "speaker": speaker, "text": text, "source_id": source_id,
             "scene_id": scene_id, "story_time": story_time, "truncated": truncated, "supersedes": supersedes,
+            "speaker_name": speaker_name,
         })
         assert event.ref is not None
         return await require_turn(tx, event.ref), True
@@ -83,6 +97,23 @@ async def show_sibling(target: Writable, chat_id: str, shown_turn_id: int, sibli
     """Swipe: show `sibling_turn_id` instead of `shown_turn_id` (same sibling group)."""
     await append_and_apply(target, "turn_superseded", {
         "chat_id": chat_id, "turn_id": shown_turn_id, "by_turn_id": sibling_turn_id,
+    })
+
+
+async def withdraw_turn(target: Writable, chat_id: str, turn_id: int) -> None:
+    """Take the turn out of the story (it stays in the log, shown nowhere)."""
+    await append_and_apply(target, "turn_withdrawn", {"chat_id": chat_id, "turn_id": turn_id})
+
+
+async def edit_turn(target: Writable, chat_id: str, turn_id: int, text: str) -> None:
+    """The player's line `turn_id` now reads `text`."""
+    await append_and_apply(target, "turn_edited", {"chat_id": chat_id, "turn_id": turn_id, "text": text})
+
+
+async def continue_turn(target: Writable, chat_id: str, turn_id: int, text: str, *, truncated: bool) -> None:
+    """Append `text` to the reply `turn_id` (it went on)."""
+    await append_and_apply(target, "turn_continued", {
+        "chat_id": chat_id, "turn_id": turn_id, "text": text, "truncated": truncated,
     })
 
 
@@ -150,6 +181,35 @@ async def sibling_turns(source: Readable, turn_id: int) -> list[Turn]:
     return [_turn(r) for r in rows]
 
 
+async def takes(source: Readable, turn_id: int) -> list[Turn]:
+    """The takes of a reply: its sibling group's turns that were not withdrawn, oldest first."""
+    return [t for t in await sibling_turns(source, turn_id) if not t.is_withdrawn]
+
+
+async def shown_story_turns_from(source: Readable, chat_id: str, turn_id: int) -> list[Turn]:
+    """The chat's shown main-story turns from `turn_id` on (it included), in order."""
+    rows = await fetch_all(
+        source,
+        """SELECT t.* FROM turns t LEFT JOIN scenes s ON s.scene_id = t.scene_id
+           WHERE t.chat_id = ? AND t.turn_id >= ? AND t.superseded_by IS NULL AND (s.kind IS NULL OR s.kind = 'main')
+           ORDER BY t.turn_id""",
+        (chat_id, turn_id),
+    )
+    return [_turn(r) for r in rows]
+
+
+async def latest_line(source: Readable, chat_id: str) -> Turn | None:
+    """The player's latest shown line of the main story."""
+    row = await fetch_one(
+        source,
+        """SELECT t.* FROM turns t LEFT JOIN scenes s ON s.scene_id = t.scene_id
+           WHERE t.chat_id = ? AND t.role = 'user' AND t.superseded_by IS NULL AND (s.kind IS NULL OR s.kind = 'main')
+           ORDER BY t.turn_id DESC LIMIT 1""",
+        (chat_id,),
+    )
+    return None if row is None else _turn(row)
+
+
 async def scene_turns(source: Readable, scene_id: int) -> list[Turn]:
     """The shown turns of one scene, oldest first (for scene-close summaries)."""
     rows = await fetch_all(
@@ -167,6 +227,7 @@ class KeyQuote:
     turn_id: int
     speaker: str
     text: str
+    speaker_name: str | None = None  # a player's line: the persona name it was said under
 
 
 async def key_quotes(source: Readable, scene_id: int, pov: str, limit: int) -> list[KeyQuote]:
@@ -174,7 +235,7 @@ async def key_quotes(source: Readable, scene_id: int, pov: str, limit: int) -> l
     the most significant (then latest) `limit`, in story order."""
     rows = await fetch_all(
         source,
-        """SELECT t.turn_id, t.speaker, t.text, max(m.significance) AS significance
+        """SELECT t.turn_id, t.speaker, t.text, t.speaker_name, max(m.significance) AS significance
            FROM turns t
            JOIN memories m ON m.source_turn_id = t.turn_id AND m.retracted = 0 AND m.significance >= 2
            JOIN memory_witnesses w ON w.memory_id = m.memory_id AND w.witness = :pov
@@ -182,7 +243,8 @@ async def key_quotes(source: Readable, scene_id: int, pov: str, limit: int) -> l
            GROUP BY t.turn_id ORDER BY significance DESC, t.turn_id DESC LIMIT :limit""",
         {"scene": scene_id, "pov": pov, "limit": limit},
     )
-    return sorted((KeyQuote(r["turn_id"], r["speaker"], r["text"]) for r in rows), key=lambda q: q.turn_id)
+    return sorted((KeyQuote(r["turn_id"], r["speaker"], r["text"], r["speaker_name"]) for r in rows),
+                  key=lambda q: q.turn_id)
 
 
 async def shown_story_turns(source: Readable, chat_id: str) -> list[Turn]:

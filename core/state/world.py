@@ -50,6 +50,7 @@ class Chat:
     title: str
     clock: datetime
     scenario: str = ""  # the story's own scenario ("": its host's card's)
+    note: str = ""  # the story's standing note for the model (its Author's Note)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Scene:
     present: tuple[str, ...]
     started_at: datetime
     closed_at: datetime | None
+    withdrawn: bool = False  # every turn of it was taken back: it is no part of the story
 
     @property
     def is_open(self) -> bool:
@@ -82,12 +84,12 @@ def _character(row: Any) -> Character:
 
 def _chat(row: Any) -> Chat:
     return Chat(row["chat_id"], row["owner"], row["host"], row["guest"], row["title"],
-                datetime.fromisoformat(row["clock"]), row["scenario"])
+                datetime.fromisoformat(row["clock"]), row["scenario"], row["note"])
 
 
 def _scene(row: Any) -> Scene:
     return Scene(row["scene_id"], row["chat_id"], row["kind"], row["title"], json_tuple(row["present"]),
-                 datetime.fromisoformat(row["started_at"]), story_time(row["closed_at"]))
+                 datetime.fromisoformat(row["started_at"]), story_time(row["closed_at"]), bool(row["withdrawn"]))
 
 
 # --- characters ------------------------------------------------------------------
@@ -164,6 +166,11 @@ async def set_guest(target: Writable, chat_id: str, guest: str | None) -> None:
     await append_and_apply(target, "chat_guest_set", {"chat_id": chat_id, "guest": guest})
 
 
+async def set_note(target: Writable, chat_id: str, text: str) -> None:
+    """The story's standing note ("" removes it)."""
+    await append_and_apply(target, "story_note_set", {"chat_id": chat_id, "text": text})
+
+
 async def get_clock(source: Readable, chat_id: str) -> datetime:
     return (await require_chat(source, chat_id)).clock
 
@@ -223,6 +230,42 @@ async def scene_closed_by(source: Readable, chat_id: str, turn_id: int) -> bool:
     return row is not None
 
 
+async def scene_closed_by_line(source: Readable, chat_id: str, turn_id: int) -> Scene | None:
+    """The scene the player's line `turn_id` closed (asked for in words), if it is still closed."""
+    row = await fetch_one(
+        source, "SELECT * FROM scenes WHERE chat_id = ? AND closed_by_turn = ? AND closed_at IS NOT NULL LIMIT 1",
+        (chat_id, turn_id),
+    )
+    return None if row is None else _scene(row)
+
+
+async def clock_before_change(source: Readable, chat_id: str, before_seq: int) -> datetime | None:
+    """The clock as it was before the chat's last clock change preceding event `before_seq`
+    (None: the clock had not changed by then)."""
+    row = await fetch_one(
+        source, "SELECT clock_before FROM clock_changes WHERE chat_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1",
+        (chat_id, before_seq),
+    )
+    return None if row is None else datetime.fromisoformat(row["clock_before"])
+
+
+async def empty_main_scenes(source: Readable, chat_id: str, scene_ids: Iterable[int]) -> list[Scene]:
+    """Those of the main scenes `scene_ids` that hold no shown turn and were not withdrawn."""
+    rows = await fetch_all(
+        source,
+        """SELECT * FROM scenes s WHERE s.chat_id = ? AND s.kind = 'main' AND s.withdrawn = 0
+             AND s.scene_id IN (SELECT value FROM json_each(?))
+             AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.scene_id = s.scene_id AND t.superseded_by IS NULL)
+           ORDER BY s.scene_id""",
+        (chat_id, json.dumps(sorted(scene_ids))),
+    )
+    return [_scene(r) for r in rows]
+
+
+async def withdraw_scene(target: Writable, chat_id: str, scene_id: int) -> None:
+    await append_and_apply(target, "scene_withdrawn", {"chat_id": chat_id, "scene_id": scene_id})
+
+
 async def reopen_scene(target: Writable, chat_id: str, scene_id: int) -> None:
     await append_and_apply(target, "scene_reopened", {"chat_id": chat_id, "scene_id": scene_id})
 
@@ -254,7 +297,8 @@ async def current_scene(source: Readable, chat_id: str) -> Scene | None:
 
 
 async def list_scenes(source: Readable, chat_id: str, *, open_only: bool = False) -> list[Scene]:
-    sql = "SELECT * FROM scenes WHERE chat_id = ?" + (" AND closed_at IS NULL" if open_only else "")
+    """The chat's scenes, oldest first (withdrawn ones left out)."""
+    sql = "SELECT * FROM scenes WHERE chat_id = ? AND withdrawn = 0" + (" AND closed_at IS NULL" if open_only else "")
     return [_scene(r) for r in await fetch_all(source, sql + " ORDER BY scene_id", (chat_id,))]
 
 
@@ -270,7 +314,7 @@ async def scenes_owing_summaries(source: Readable, chat_id: str) -> list[tuple[i
     rows = await fetch_all(
         source,
         """SELECT s.scene_id, p.value AS pov FROM scenes s, json_each(s.present) p
-           WHERE s.chat_id = ? AND s.kind = 'main' AND s.closed_at IS NOT NULL AND p.value != 'you'
+           WHERE s.chat_id = ? AND s.kind = 'main' AND s.closed_at IS NOT NULL AND s.withdrawn = 0 AND p.value != 'you'
              AND p.value IN (SELECT character_id FROM characters)
              AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.scene_id = s.scene_id AND m.pov = p.value
                              AND m.kind = 'summary' AND m.retracted = 0)

@@ -81,6 +81,25 @@ async def play_long_story(db: Database) -> None:
         await turns.record_turn(db, two.chat_id, "user", "you", f"Cora, the maps {i}?", source_id=f"$user{i}")
         await memory.record_memory(db, two.chat_id, f"Cora heard about maps {i}.", ["you", "cora"])
     await world.set_clock(db, two.chat_id, STORY_START + timedelta(days=4), reason="jump")
+    # Taking back: an edited line, a continued reply, a line and its reply withdrawn with the scene
+    # they opened, the digest told with that line pending again; a note and a story's own persona.
+    edited, _ = await turns.record_turn(db, two.chat_id, "user", "you", "Cora, the chart?", source_id="$chart",
+                                        speaker_name="Maren")
+    await turns.edit_turn(db, two.chat_id, edited.turn_id, "Cora, the sea chart?")
+    answer, _ = await turns.record_turn(db, two.chat_id, "assistant", "cora", "It is")
+    await turns.continue_turn(db, two.chat_id, answer.turn_id, " in the drawer.", truncated=False)
+    await world.close_scene(db, two.chat_id, (await world.current_scene(db, two.chat_id)).scene_id)
+    opened = await world.open_scene(db, two.chat_id, present=["you", "cora"])
+    await digests.create_digest(db, two.chat_id, "Meanwhile, Cora slept.", participants=["cora"])
+    doomed_line, _ = await turns.record_turn(db, two.chat_id, "user", "you", "Goodbye.", source_id="$bye")
+    [told] = await digests.consume_pending_digests(db, two.chat_id, doomed_line.turn_id)
+    await turns.withdraw_turn(db, two.chat_id, doomed_line.turn_id)
+    await digests.return_digest(db, two.chat_id, told.digest_id)
+    await world.withdraw_scene(db, two.chat_id, opened.scene_id)
+    await world.set_note(db, two.chat_id, "Keep it gentle.")
+    await edges.set_edge(db, two.chat_id, "cora", "you", affinity=4, trust=1, cause_turn_id=answer.turn_id)
+    await edges.clear_edge(db, two.chat_id, "cora", "you", reason="undo")
+    await personas.set_story_persona(db, two.chat_id, "@q:hs", "Quill", "a cartographer")
     # Lore: a book imported twice (the second replaces the first), one entry known to Bram only.
     harbour = {"entries": {
         "0": {"uid": 0, "key": ["maps"], "content": "The harbour maps are kept in the customs house."},

@@ -125,8 +125,12 @@ def test_outsiders_forgeries_and_odd_input_change_nothing(start_bot, fake_openai
     alice.send_content(story, {"msgtype": "m.text", "body": "* edited", "m.new_content": {"msgtype": "m.text", "body": "edited"},
                                "m.relates_to": {"rel_type": "m.replace", "event_id": honest}})
     say_and_wait(alice, story, bot, "after the media and the redaction")
-    # Two lines answered, the image and the file each told where cards go; the sticker, edit and redaction silent.
-    assert len(alice.final_texts(story, bot.user_id)) == before_media + 4
+    # The image and the file each told where cards go; the deleted line taken back (its reply removed, a
+    # notice saying so), the edit of it answered with what to do instead; the sticker silent.
+    texts = bot_texts(alice, story, bot)
+    assert not any(t.endswith("Echo: a line I will redact") for t in texts)
+    assert any("Taken back" in t for t in texts) and any("editing it changes nothing" in t for t in texts)
+    assert len(alice.final_texts(story, bot.user_id)) == before_media + 5
 
     commands = (("!frobnicate", "Unknown command"), ("!skip banana", "!skip"), ("!jump", "!jump"), ("!memory", "!memory"), ("!new wren", "lobby"))
     for line, expected in commands:

@@ -79,6 +79,28 @@ class MatrixUser:
         content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
         return self._call("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.reaction/{txn}", json=content)["event_id"]
 
+    def edit(self, room_id: str, event_id: str, text: str) -> str:
+        """Edit one of our messages, as Element does: the new text in `m.new_content`, a `* ` fallback body."""
+        content = {"msgtype": "m.text", "body": f"* {text}", "m.new_content": {"msgtype": "m.text", "body": text},
+                   "m.relates_to": {"rel_type": "m.replace", "event_id": event_id}}
+        return self.send_content(room_id, content)
+
+    def redact(self, room_id: str, event_id: str, reason: str | None = None) -> str:
+        """Delete (redact) a message, as Element's Remove does."""
+        txn = uuid.uuid4().hex
+        body = {"reason": reason} if reason else {}
+        return self._call("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/redact/{quote(event_id)}/{txn}", json=body)["event_id"]
+
+    def redactions(self, room_id: str) -> dict[str, str]:
+        """event id removed -> who removed it, from the redactions seen (`redacts` in the content from room
+        version 11 on, at the top level before it)."""
+        found = {}
+        for event in self.timeline.get(room_id, []):
+            if event.get("type") == "m.room.redaction":
+                redacts = event.get("content", {}).get("redacts") or event.get("redacts")
+                found[redacts] = event.get("sender", "")
+        return found
+
     def edits_of(self, room_id: str, event_id: str) -> list[Event]:
         return [
             e for e in self.timeline.get(room_id, [])
@@ -145,13 +167,17 @@ class MatrixUser:
         return [e for e in self.timeline.get(room_id, []) if e.get("sender") == sender and e.get("type") == "m.room.message"]
 
     def final_texts(self, room_id: str, sender: str) -> dict[str, str]:
-        """event_id -> newest body of each message `sender` sent (edits applied)."""
+        """event_id -> newest body of each message `sender` sent and nobody removed (edits applied)."""
         texts: dict[str, str] = {}
+        removed = self.redactions(room_id)
         for event in self.messages_from(room_id, sender):
+            if event["event_id"] in removed:
+                continue
             content = event.get("content", {})
             relates = content.get("m.relates_to", {})
             if relates.get("rel_type") == "m.replace":
-                texts[relates["event_id"]] = content.get("m.new_content", {}).get("body", "")
+                if relates["event_id"] not in removed:
+                    texts[relates["event_id"]] = content.get("m.new_content", {}).get("body", "")
             else:
                 texts.setdefault(event["event_id"], content.get("body", ""))
         return texts

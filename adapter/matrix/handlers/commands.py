@@ -1,7 +1,8 @@
 """`!commands`: what a command is given, what it may answer, and the Lobby's commands.
 
 A command runs in its room's turn and returns what to do: notices to send, or an
-action for its room to perform (`StartStory` for `!new`, `Redo` for `!regen`); it sends
+action for its room to perform (`StartStory` for `!new`, a story control such as `Redo` for
+`!regen` or `Rewind` for `!rewind`); it sends
 nothing itself. Bad arguments raise `CommandError`, which `registry.handle_command`
 turns into the reason and the usage line. Each handler module lists its own commands
 (`COMMANDS`); `adapter.matrix.handlers.registry` puts them in one explicit registry.
@@ -19,11 +20,11 @@ from adapter.matrix.context import BotContext
 from adapter.matrix.media import MediaError, fetch_uploaded_file
 from adapter.matrix.outgoing import OutgoingEvent, SendMessage, txn_id_for
 from adapter.matrix.render import notice, room_link
-from adapter.matrix.routing import LOBBY_ROOMS, STORY_ROOMS, Redo
+from adapter.matrix.routing import LOBBY_ROOMS, STORY_ROOMS, ContinueReply, Redo, Rewind, StoryControl, SwitchTake
 from adapter.matrix.store import RoomMeta
 from core import START_TIME_EXAMPLES, read_start_time
 from core.engine import CharacterInfo
-from core.errors import CardImportError
+from core.errors import CardImportError, NothingToRegenerateError
 
 
 class CommandError(Exception):
@@ -42,7 +43,7 @@ class StartStory:
     scenario: str | None = None
 
 
-CommandResult = OutgoingEvent | StartStory | Redo
+CommandResult = OutgoingEvent | StartStory | StoryControl
 
 
 @dataclass(frozen=True)
@@ -199,3 +200,41 @@ async def _stop(inv: Invocation) -> list[CommandResult]:
     if await inv.ctx.engine.cancel(inv.meta.chat_id):
         return []  # the reply itself ends, marked as stopped
     return inv.reply("Nothing is being written right now.")
+
+
+def _count(args: str, what: str) -> int | None:
+    """A positive whole number given as the argument (None when none is given)."""
+    if not args.strip():
+        return None
+    if not args.strip().isdigit() or int(args) < 1:
+        raise CommandError(f"`{args.strip()}` is not {what}: give a whole number from 1 up.")
+    return int(args)
+
+
+@command("take", "!take [n]", "show take n of the newest reply in its place (also: react ◀ ▶ to it); "
+         "with no number, which take is shown", STORY_ROOMS)
+async def _take(inv: Invocation) -> list[CommandResult]:
+    number = _count(inv.args, "a take number")
+    if number is not None:
+        return [SwitchTake(inv.meta.room_id, inv.source_event_id, number=number)]
+    try:
+        assert inv.meta.chat_id is not None
+        takes = await inv.ctx.engine.takes(inv.meta.chat_id)
+    except NothingToRegenerateError as exc:
+        return inv.reply(str(exc))
+    return inv.reply(f"{takes.speaker_name}'s newest reply shows take {takes.shown} of {takes.count}. "
+                     "React ◀ ▶ to it, or send `!take <n>`, to show another; 🔄 writes a new one.")
+
+
+@command("continue", "!continue", "the newest reply goes on from where it stopped (also: react ⏩ to it)", STORY_ROOMS)
+async def _continue(inv: Invocation) -> list[CommandResult]:
+    if inv.args:
+        raise CommandError("`!continue` takes no arguments.")
+    return [ContinueReply(inv.meta.room_id, inv.source_event_id)]
+
+
+@command("rewind", "!rewind [n]", "take back your last n lines and what followed (1 unless you say); a skip or "
+         "scene close your last line asked for goes first", STORY_ROOMS)
+async def _rewind(inv: Invocation) -> list[CommandResult]:
+    steps = _count(inv.args, "a number of steps") or 1
+    return [Rewind(inv.meta.room_id, inv.source_event_id, steps)]

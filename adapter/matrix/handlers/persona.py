@@ -1,9 +1,11 @@
 """`!persona`: the player's persona (the name `{{user}}` stands for, and a short description).
 
 Anywhere (the Lobby or a story room): `!persona` shows it, `!persona Name: description` sets
-both, `!persona Name` sets the name and keeps the description.  Until a player sets one, the
-persona is their Matrix display name (read from the room state the bot already has, no
-request), given at onboarding, else the localpart of their id.
+both, `!persona Name` sets the name and keeps the description.  In the Lobby it is the persona
+for new stories (a story keeps the one it began with); in a story room, that story's own, from
+the next line on.  Until a player sets one, the persona is their Matrix display name (read
+from the room state the bot already has, no request), given at onboarding, else the
+localpart of their id.
 """
 
 from __future__ import annotations
@@ -29,22 +31,30 @@ def _describe(name: str, description: str) -> str:
 COMMANDS, command = command_list()
 
 
-@command("persona", "!persona [name: description]", "who you are in your stories (`{{user}}`)", LOBBY_ROOMS | STORY_ROOMS)
+@command("persona", "!persona [name: description]",
+         "who you are (`{{user}}`): in the Lobby, in new stories; in a story room, in that story", LOBBY_ROOMS | STORY_ROOMS)
 async def _persona(inv: Invocation) -> list[CommandResult]:
     engine = inv.ctx.engine
     args = inv.args.strip()
+    story = inv.meta.chat_id if inv.meta.room_type in STORY_ROOMS else None
+    where = "In this story" if story else "In new stories"
     if not args:
-        current = await engine.persona(inv.sender)
+        current = await engine.persona(inv.sender, story)
+        other = ("`!persona` in the Lobby sets it for new stories." if story
+                 else "Each story keeps the persona it began with: `!persona` in a story room changes that story's.")
         return inv.reply(
-            f"You play {_describe(current.name, current.description)}.\n\n"
-            "Change it with `!persona Name: a short description`."
+            f"{where} you play {_describe(current.name, current.description)}.\n\n"
+            f"Change it with `!persona Name: a short description`. {other}"
         )
     name, colon, description = args.partition(":")
     if not colon:
-        description = (await engine.persona(inv.sender)).description
+        description = (await engine.persona(inv.sender, story)).description
     try:
-        persona = await engine.set_persona(inv.sender, name, description)
+        persona = await engine.set_persona(inv.sender, name, description, chat_id=story)
     except InvalidPersonaError as error:
         raise CommandError(str(error)) from error
-    return inv.reply(f"You now play {_describe(persona.name, persona.description)}. "
-                     "Characters know you by this name from your next line on.")
+    if story:
+        return inv.reply(f"In this story you now play {_describe(persona.name, persona.description)}. Characters "
+                         "know you by this name from your next line on; your earlier lines keep the name you said them under.")
+    return inv.reply(f"In new stories you now play {_describe(persona.name, persona.description)}. "
+                     "A story you have begun keeps the persona it began with (`!persona` there changes it).")

@@ -23,7 +23,9 @@ def help_text(room_type: str) -> str:
     lines = [f"**Commands in {where}:**", ""]
     lines += [f"- `{c.usage}`: {c.summary}" for c in REGISTRY.values() if room_type in c.rooms]
     if room_type in STORY_ROOMS:
-        lines += ["", "Anything else you type is your line in the story. React 🔄 to a reply to redo it, ⏹ to stop it."]
+        lines += ["", "Anything else you type is your line in the story; `((like this))` is out of character. "
+                  "Edit your latest line to say it differently, or delete it to take it back. "
+                  "React to a reply: 🔄 a new take, ◀ ▶ another take, ⏩ go on, ⏹ stop."]
     return "\n".join(lines)
 
 

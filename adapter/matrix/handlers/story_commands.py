@@ -1,4 +1,5 @@
-"""Story-room commands that act on the story itself: time, scenes, threads, plans, memory, status.
+"""Story-room commands that act on the story itself: time, scenes, threads, plans, memory, status,
+and the story's standing `!note`.
 
 Each parses its arguments (durations and times with core.timeparse, characters by
 id or name), calls the engine, and answers with a notice. Bad arguments raise
@@ -221,6 +222,7 @@ CONTEXT_LABELS = {
     "earlier": "memories of lines no longer shown", "threads": "open threads", "time": "story time",
     "events": "world events", "edges": "feelings", "lore": "lore", "memories": "memories this line brings back",
     "digests": "off-screen news", "post_history": "the card's closing instruction", "dialogue": "dialogue",
+    "note": "the story's note (`!note`)",
 }
 
 
@@ -249,3 +251,24 @@ async def _full_prompt(inv: Invocation) -> list[CommandResult]:
         SendMessage(inv.meta.room_id, content, txn_id_for(inv.source_event_id, f"context:{index}"))
         for index, content in enumerate(collapsed_blocks(summary, text))
     ]
+
+
+# --- fixing a turn --------------------------------------------------------------------
+
+
+@command("note", "!note [text]", "the story's standing note for the characters (an Author's Note, never part of "
+         "memory): `!note` shows it, `!note <text>` sets it, `!note clear` removes it", STORY_ROOMS)
+async def _note(inv: Invocation) -> list[CommandResult]:
+    chat_id = chat_id_of(inv)
+    if not inv.args.strip():
+        note = await engine_call(inv, inv.ctx.engine.note(chat_id))
+        if not note:
+            return inv.reply("This story has no note. Set one with `!note <text>`: a standing instruction, "
+                             "e.g. `!note Keep the tone hopeful; Wren hides her fear.`")
+        return inv.reply(f"**The story's note:** {note}\n\n`!note <text>` changes it, `!note clear` removes it.")
+    if inv.args.strip().lower() == "clear":
+        await engine_call(inv, inv.ctx.engine.set_note(chat_id, ""))
+        return inv.reply("The story's note is removed.")
+    note = await engine_call(inv, inv.ctx.engine.set_note(chat_id, inv.args))
+    return inv.reply(f"**The story's note is set:** {note}\n\nIt stands in every reply from now on (never in "
+                     "memory); `!context` shows its cost.")

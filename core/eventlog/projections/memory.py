@@ -17,6 +17,7 @@ import aiosqlite
 from core.errors import CharacterNotFoundError, IllegalTransitionError, MemoryNotFoundError, TurnNotFoundError
 from core.eventlog.events import (
     USER,
+    EdgeCleared,
     EdgeSet,
     MemoryRecorded,
     MemoryRestored,
@@ -143,5 +144,18 @@ async def _edge_set(conn: aiosqlite.Connection, seq: int, p: EdgeSet) -> None:
         """INSERT INTO edge_changes (seq, chat_id, from_id, to_id, affinity, trust, summary, reason, cause_turn_id)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (seq, p.chat_id, p.from_id, p.to_id, p.affinity, p.trust, p.summary, p.reason, p.cause_turn_id),
+    )
+    return None
+
+
+@projects(EdgeCleared)
+async def _edge_cleared(conn: aiosqlite.Connection, seq: int, p: EdgeCleared) -> None:
+    await conn.execute_fetchall(
+        "DELETE FROM edges WHERE chat_id = ? AND from_id = ? AND to_id = ?", (p.chat_id, p.from_id, p.to_id)
+    )
+    await conn.execute_fetchall(
+        """INSERT INTO edge_changes (seq, chat_id, from_id, to_id, affinity, trust, summary, reason, cause_turn_id, cleared)
+           VALUES (?, ?, ?, ?, 0, 0, '', ?, NULL, 1)""",
+        (seq, p.chat_id, p.from_id, p.to_id, p.reason),
     )
     return None

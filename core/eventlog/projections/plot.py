@@ -6,7 +6,8 @@ Lifecycles are enforced here, so an illegal change raises
   thread_updated only while open;
 - world events: see `WORLD_EVENT_TRANSITIONS` and `WORLD_EVENT_REVERSIONS`; a
   still-planned event can be withdrawn (compensation for the turn that planned it);
-- digests: pending -> consumed, exactly once.
+- digests: pending -> consumed, exactly once; consumed -> pending (digest_returned) when the
+  line it was told with is taken back.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from core.errors import (
 from core.eventlog.events import (
     DigestConsumed,
     DigestCreated,
+    DigestReturned,
     ThreadClosed,
     ThreadOpened,
     ThreadReopened,
@@ -222,5 +224,17 @@ async def _digest_consumed(conn: aiosqlite.Connection, seq: int, p: DigestConsum
     await conn.execute_fetchall(
         "UPDATE digests SET status = 'consumed', consumed_at = ?, consumed_by_turn = ? WHERE digest_id = ?",
         (await chat_clock(conn, p.chat_id), p.turn_id, p.digest_id),
+    )
+    return None
+
+
+@projects(DigestReturned)
+async def _digest_returned(conn: aiosqlite.Connection, seq: int, p: DigestReturned) -> None:
+    digest = await require_row(conn, DigestNotFoundError, "digests", "digest_id", p.digest_id, p.chat_id)
+    if digest["status"] != "consumed":
+        raise IllegalTransitionError("digest", p.digest_id, digest["status"], "returned")
+    await conn.execute_fetchall(
+        "UPDATE digests SET status = 'pending', consumed_at = NULL, consumed_by_turn = NULL WHERE digest_id = ?",
+        (p.digest_id,),
     )
     return None

@@ -1,10 +1,16 @@
-"""Projectors for turns: recording, truncation, and swipes (superseding siblings).
+"""Projectors for turns: recording, truncation, swipes (superseding siblings), taking back, edits.
 
 A turn is witnessed (`turn_witnesses`) by the player and the chat's cast when it is
 recorded.  A turn starts its own sibling group (group id = its turn id).  A turn recorded
 with `supersedes=X` joins X's group and becomes the shown one; X (which must be
-the shown turn of its group) gets `superseded_by` set.  `turn_superseded`
-switches the shown sibling within a group.
+the shown turn of its group, or withdrawn) gets `superseded_by` set unless it was withdrawn.
+`turn_superseded` switches the shown sibling within a group (withdrawn siblings stay withdrawn).
+
+A withdrawn turn (`turn_withdrawn`: taken back by an edit or a rewind) is superseded by
+itself (`superseded_by = turn_id`): replaced by nothing, so every read of shown turns
+(`superseded_by IS NULL`) leaves it out, and it is never shown again as a take.
+`turn_edited` replaces a player's line's text (and the received line's, which is owed an
+answer again); `turn_continued` appends to a reply.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import aiosqlite
 
 from core.errors import ConflictError, IllegalTransitionError, TurnNotFoundError
-from core.eventlog.events import TurnRecorded, TurnSuperseded, TurnTruncated
+from core.eventlog.events import TurnContinued, TurnEdited, TurnRecorded, TurnSuperseded, TurnTruncated, TurnWithdrawn
 from core.eventlog.projections.base import (
     chat_clock,
     fetch_one,
@@ -36,7 +42,7 @@ async def _turn_recorded(conn: aiosqlite.Connection, seq: int, p: TurnRecorded) 
     old = None
     if p.supersedes is not None:
         old = await require_row(conn, TurnNotFoundError, "turns", "turn_id", p.supersedes, p.chat_id)
-        if old["superseded_by"] is not None:
+        if old["superseded_by"] is not None and not _withdrawn(old):
             raise IllegalTransitionError("turn", p.supersedes, "superseded", "superseded again")
     if p.scene_id is not None or old is None:
         scene_id = await scene_or_open_main(conn, p.chat_id, p.scene_id)
@@ -51,10 +57,10 @@ async def _turn_recorded(conn: aiosqlite.Connection, seq: int, p: TurnRecorded) 
     sibling_group = seq if old is None else old["sibling_group"]
     await conn.execute_fetchall(
         """INSERT INTO turns (turn_id, chat_id, scene_id, role, speaker, text, source_id,
-                              story_time, truncated, sibling_group)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                              story_time, truncated, sibling_group, speaker_name)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (seq, p.chat_id, scene_id, p.role, p.speaker, p.text, p.source_id, time_text,
-         int(p.truncated), sibling_group),
+         int(p.truncated), sibling_group, p.speaker_name),
     )
     # Witnessed by the player and the chat's cast as it is now (a guest added later never sees it).
     await conn.execute_fetchall(
@@ -63,9 +69,20 @@ async def _turn_recorded(conn: aiosqlite.Connection, seq: int, p: TurnRecorded) 
            UNION SELECT ?, guest FROM chats WHERE chat_id = ? AND guest IS NOT NULL""",
         (seq, seq, p.chat_id, seq, p.chat_id),
     )
-    if p.supersedes is not None:
+    if old is not None and not _withdrawn(old):
         await conn.execute_fetchall("UPDATE turns SET superseded_by = ? WHERE turn_id = ?", (seq, p.supersedes))
     return seq
+
+
+def _withdrawn(turn: aiosqlite.Row) -> bool:
+    return turn["superseded_by"] == turn["turn_id"]
+
+
+async def _live_turn(conn: aiosqlite.Connection, chat_id: str, turn_id: int, change: str) -> aiosqlite.Row:
+    turn = await require_row(conn, TurnNotFoundError, "turns", "turn_id", turn_id, chat_id)
+    if _withdrawn(turn):
+        raise IllegalTransitionError("turn", turn_id, "withdrawn", change)
+    return turn
 
 
 @projects(TurnTruncated)
@@ -78,12 +95,43 @@ async def _turn_truncated(conn: aiosqlite.Connection, seq: int, p: TurnTruncated
 @projects(TurnSuperseded)
 async def _turn_superseded(conn: aiosqlite.Connection, seq: int, p: TurnSuperseded) -> None:
     old = await require_row(conn, TurnNotFoundError, "turns", "turn_id", p.turn_id, p.chat_id)
-    new = await require_row(conn, TurnNotFoundError, "turns", "turn_id", p.by_turn_id, p.chat_id)
+    new = await _live_turn(conn, p.chat_id, p.by_turn_id, "shown again")
     if old["sibling_group"] != new["sibling_group"] or p.turn_id == p.by_turn_id:
         raise IllegalTransitionError("turn", p.turn_id, "sibling group", f"superseded by turn {p.by_turn_id}")
     await conn.execute_fetchall(
-        "UPDATE turns SET superseded_by = ? WHERE sibling_group = ? AND turn_id != ?",
+        """UPDATE turns SET superseded_by = ?
+           WHERE sibling_group = ? AND turn_id != ? AND superseded_by IS NOT turn_id""",
         (p.by_turn_id, new["sibling_group"], p.by_turn_id),
     )
     await conn.execute_fetchall("UPDATE turns SET superseded_by = NULL WHERE turn_id = ?", (p.by_turn_id,))
+    return None
+
+
+@projects(TurnWithdrawn)
+async def _turn_withdrawn(conn: aiosqlite.Connection, seq: int, p: TurnWithdrawn) -> None:
+    await _live_turn(conn, p.chat_id, p.turn_id, "withdrawn")
+    await conn.execute_fetchall("UPDATE turns SET superseded_by = turn_id WHERE turn_id = ?", (p.turn_id,))
+    return None
+
+
+@projects(TurnEdited)
+async def _turn_edited(conn: aiosqlite.Connection, seq: int, p: TurnEdited) -> None:
+    turn = await _live_turn(conn, p.chat_id, p.turn_id, "edited")
+    if turn["role"] != "user":
+        raise IllegalTransitionError("turn", p.turn_id, turn["role"], "edited (only a player's line is)")
+    await conn.execute_fetchall("UPDATE turns SET text = ? WHERE turn_id = ?", (p.text, p.turn_id))
+    if turn["source_id"] is not None:
+        await conn.execute_fetchall(
+            "UPDATE lines SET text = ?, answered_seq = NULL WHERE chat_id = ? AND source_id = ?",
+            (p.text, p.chat_id, turn["source_id"]),
+        )
+    return None
+
+
+@projects(TurnContinued)
+async def _turn_continued(conn: aiosqlite.Connection, seq: int, p: TurnContinued) -> None:
+    await _live_turn(conn, p.chat_id, p.turn_id, "continued")
+    await conn.execute_fetchall(
+        "UPDATE turns SET text = text || ?, truncated = ? WHERE turn_id = ?", (p.text, int(p.truncated), p.turn_id)
+    )
     return None

@@ -1,4 +1,5 @@
-"""Projectors for the world: characters, chats, the chat clock and scenes."""
+"""Projectors for the world: characters, chats (their note, their players' personas), the chat
+clock (with its history, `clock_changes`, so a time skip can be taken back) and scenes."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from core.eventlog.events import (
     SceneOpened,
     ScenePresenceSet,
     SceneReopened,
+    SceneWithdrawn,
+    StoryNoteSet,
+    StoryPersonaSet,
 )
 from core.eventlog.projections.base import (
     chat_clock,
@@ -105,7 +109,28 @@ async def _chat_guest_set(conn: aiosqlite.Connection, seq: int, p: ChatGuestSet)
 
 @projects(ClockSet)
 async def _clock_set(conn: aiosqlite.Connection, seq: int, p: ClockSet) -> None:
+    before = await chat_clock(conn, p.chat_id)
     await conn.execute_fetchall("UPDATE chats SET clock = ? WHERE chat_id = ?", (story_time_text(p.clock), p.chat_id))
+    await conn.execute_fetchall(
+        "INSERT INTO clock_changes (seq, chat_id, clock_before, clock) VALUES (?, ?, ?, ?)",
+        (seq, p.chat_id, before, story_time_text(p.clock)),
+    )
+    return None
+
+
+@projects(StoryNoteSet)
+async def _story_note_set(conn: aiosqlite.Connection, seq: int, p: StoryNoteSet) -> None:
+    await conn.execute_fetchall("UPDATE chats SET note = ? WHERE chat_id = ?", (p.text, p.chat_id))
+    return None
+
+
+@projects(StoryPersonaSet)
+async def _story_persona_set(conn: aiosqlite.Connection, seq: int, p: StoryPersonaSet) -> None:
+    await conn.execute_fetchall(
+        """INSERT INTO story_personas (chat_id, player, name, description) VALUES (?, ?, ?, ?)
+           ON CONFLICT (chat_id, player) DO UPDATE SET name = excluded.name, description = excluded.description""",
+        (p.chat_id, p.player, p.name, p.description),
+    )
     return None
 
 
@@ -159,6 +184,8 @@ async def _scene_reopened(conn: aiosqlite.Connection, seq: int, p: SceneReopened
     scene = await require_row(conn, SceneNotFoundError, "scenes", "scene_id", p.scene_id, p.chat_id)
     if scene["closed_at"] is None:
         raise IllegalTransitionError("scene", p.scene_id, "open", "open")
+    if scene["withdrawn"]:
+        raise IllegalTransitionError("scene", p.scene_id, "withdrawn", "open")
     if scene["kind"] == "main":
         other = await fetch_one(
             conn,
@@ -167,5 +194,21 @@ async def _scene_reopened(conn: aiosqlite.Connection, seq: int, p: SceneReopened
         )
         if other is not None:
             raise IllegalTransitionError("main scene", other["scene_id"], "open", "second open main scene")
-    await conn.execute_fetchall("UPDATE scenes SET closed_at = NULL WHERE scene_id = ?", (p.scene_id,))
+    await conn.execute_fetchall("UPDATE scenes SET closed_at = NULL, closed_by_turn = NULL WHERE scene_id = ?",
+                                (p.scene_id,))
+    return None
+
+
+@projects(SceneWithdrawn)
+async def _scene_withdrawn(conn: aiosqlite.Connection, seq: int, p: SceneWithdrawn) -> None:
+    scene = await require_row(conn, SceneNotFoundError, "scenes", "scene_id", p.scene_id, p.chat_id)
+    shown = await fetch_one(
+        conn, "SELECT 1 FROM turns WHERE scene_id = ? AND superseded_by IS NULL LIMIT 1", (p.scene_id,)
+    )
+    if scene["kind"] != "main" or scene["withdrawn"] or shown is not None:
+        raise IllegalTransitionError("scene", p.scene_id, "holding shown turns" if shown else scene["kind"], "withdrawn")
+    await conn.execute_fetchall(
+        "UPDATE scenes SET withdrawn = 1, closed_at = coalesce(closed_at, ?) WHERE scene_id = ?",
+        (await chat_clock(conn, p.chat_id), p.scene_id),
+    )
     return None

@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapter.matrix.handlers.registry import REGISTRY, handle_command
+from adapter.matrix.routing import ContinueReply, Rewind, SwitchTake
 from adapter.matrix.store import RoomMeta
-from core.engine import CharacterInfo, ChatStatus, ContextReport, ContextSection, Persona, SceneCloseResult
+from core.engine import CharacterInfo, ChatStatus, ContextReport, ContextSection, Persona, SceneCloseResult, Takes
 from core.errors import ChatNotFoundError, InvalidPersonaError
 
 CLOCK = datetime(2026, 4, 1, 9, 0)
@@ -35,6 +36,7 @@ class StandInEngine:
     calls: list[tuple] = field(default_factory=list)
     fail_with: Exception | None = None
     personas: dict[str, Persona] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
     guest: str | None = "Captain Odile Marchetti"
     title: str = "Wren Halloway"
     closed: SceneCloseResult | None = None
@@ -84,15 +86,28 @@ class StandInEngine:
     async def list_world_events(self, chat_id: str) -> list:
         return []
 
-    async def persona(self, owner: str) -> Persona:
-        return self.personas.get(owner, Persona(owner, "alice", is_default=True))
+    async def persona(self, owner: str, chat_id: str | None = None) -> Persona:
+        default = self.personas.get(owner, Persona(owner, "alice", is_default=True))
+        return self.personas.get(f"{owner} in {chat_id}", default) if chat_id else default
 
-    async def set_persona(self, owner: str, name: str, description: str = "") -> Persona:
-        self.calls.append(("persona", owner, name, description))
+    async def set_persona(self, owner: str, name: str, description: str = "", chat_id: str | None = None) -> Persona:
+        self.calls.append(("persona", owner, name, description, chat_id))
         if not name.strip() or len(name) > 80:
             raise InvalidPersonaError("a persona needs a name of 1 to 80 characters")
-        self.personas[owner] = Persona(owner, name.strip(), description.strip())
-        return self.personas[owner]
+        key = f"{owner} in {chat_id}" if chat_id else owner
+        self.personas[key] = Persona(owner, name.strip(), description.strip())
+        return self.personas[key]
+
+    async def note(self, chat_id: str) -> str:
+        return self.notes.get(chat_id, "")
+
+    async def set_note(self, chat_id: str, text: str) -> str:
+        self.calls.append(("note", chat_id, text))
+        self.notes[chat_id] = text.strip()
+        return text.strip()
+
+    async def takes(self, chat_id: str) -> Takes:
+        return Takes(7, 2, 3, "Wren Halloway")
 
 
 class Ctx:
@@ -196,12 +211,45 @@ async def test_engine_errors_become_a_short_message() -> None:
 @pytest.mark.parametrize("meta", [STORY, LOBBY])
 async def test_persona_is_shown_and_set_in_the_lobby_and_in_a_story(meta: RoomMeta) -> None:
     engine = StandInEngine()
-    assert "You play **alice**" in await answer(engine, "!persona", meta)
+    assert "you play **alice**" in await answer(engine, "!persona", meta)
     body = await answer(engine, "!persona Tobin Reyes: a shipwrecked deckhand", meta)
-    assert "You now play **Tobin Reyes**: a shipwrecked deckhand" in body
-    assert engine.calls[-1] == ("persona", "@alice:localhost", "Tobin Reyes", " a shipwrecked deckhand")
+    assert "you now play **Tobin Reyes**: a shipwrecked deckhand" in body
+    assert engine.calls[-1] == ("persona", "@alice:localhost", "Tobin Reyes", " a shipwrecked deckhand", meta.chat_id)
     assert "**Tobin**: a shipwrecked deckhand" in await answer(engine, "!persona Tobin", meta)  # description kept
     assert "Usage: `!persona [name: description]`" in await answer(engine, "!persona : no name", meta)
+
+
+async def test_persona_in_a_story_room_is_that_storys_and_in_the_lobby_the_default_for_new_ones() -> None:
+    engine = StandInEngine()
+    assert "In this story you now play" in await answer(engine, "!persona Mara: a cartographer", STORY)
+    assert "In new stories you play **alice** (no description yet)" in await answer(engine, "!persona", LOBBY)
+    lobby = await answer(engine, "!persona Tobin", LOBBY)
+    assert "In new stories" in lobby and "keeps the persona it began with" in lobby
+    assert "In this story you play **Mara**: a cartographer" in await answer(engine, "!persona", STORY)
+
+
+async def story_action(text: str) -> object:
+    (result,) = await handle_command(Ctx(StandInEngine()), STORY, text, "$source", STORY.matrix_user_id)  # type: ignore[arg-type]
+    return result
+
+
+async def test_take_continue_and_rewind_ask_the_story_room_to_act() -> None:
+    assert await story_action("!take 2") == SwitchTake("!story", "$source", number=2)
+    assert await story_action("!continue") == ContinueReply("!story", "$source")
+    assert await story_action("!rewind") == Rewind("!story", "$source", 1)
+    assert await story_action("!rewind 3") == Rewind("!story", "$source", 3)
+    assert "give a whole number from 1 up" in await answer(StandInEngine(), "!rewind two")
+    assert "Usage: `!take [n]`" in await answer(StandInEngine(), "!take 0")
+    assert "shows take 2 of 3" in await answer(StandInEngine(), "!take")
+
+
+async def test_note_is_shown_set_and_cleared() -> None:
+    engine = StandInEngine()
+    assert "This story has no note" in await answer(engine, "!note")
+    assert "The story's note is set:** Keep it hopeful." in await answer(engine, "!note Keep it hopeful.")
+    assert "**The story's note:** Keep it hopeful." in await answer(engine, "!note")
+    assert "removed" in await answer(engine, "!note clear")
+    assert engine.calls[-1] == ("note", "chat-1", "")
 
 
 async def test_commands_answer_only_where_they_belong() -> None:
@@ -213,7 +261,7 @@ async def test_commands_answer_only_where_they_belong() -> None:
 @given(name=st.sampled_from(sorted(REGISTRY) + ["", "unknown", "SKIP"]), args=st.text(max_size=80))
 @pytest.mark.parametrize("meta", [STORY, LOBBY])
 async def test_no_command_line_crashes(meta: RoomMeta, name: str, args: str) -> None:
-    if name in ("new", "regen", "stop", "status", "context"):
-        return  # these need a real Space or engine: covered end to end
+    if name in ("new", "regen", "stop", "status", "context", "take", "continue", "rewind"):
+        return  # these need a real Space or engine, or ask the room to act: covered end to end
     body = await answer(StandInEngine(), f"!{name} {args}", meta)
     assert body.strip()

@@ -19,6 +19,7 @@ from nio import RoomMessageText, SyncResponse
 from adapter.matrix.dispatcher import Dispatcher, RecentlySeen
 from adapter.matrix.store import AdapterStore, RoomMeta, set_room_meta
 from core.engine import OwedLine, TurnUpdate
+from core.errors import NothingToRegenerateError, NothingToRewindError, TurnNotFoundError
 from tests.adapter.matrix.stand_ins import BOT, Ctx
 
 ALICE = "@alice:localhost"
@@ -74,6 +75,21 @@ class SlowEngine:
         self.running.pop(chat_id, None)
         self.turns.append((chat_id, text, started, time.monotonic()))
         yield TurnUpdate("Mira", "mira", f"Re: {text}", done=True, truncated=truncated, turn_id=1)
+
+    async def edit_line(self, chat_id: str, source_id: str, text: str):
+        raise TurnNotFoundError(source_id, "not a line of this story")
+
+    async def take_back_line(self, chat_id: str, source_id: str):
+        raise TurnNotFoundError(source_id, "not a line of this story")
+
+    async def rewind(self, chat_id: str, steps: int = 1):
+        raise NothingToRewindError("There is nothing to take back.")
+
+    async def takes(self, chat_id: str):
+        raise NothingToRegenerateError(chat_id, "There is no reply yet.")
+
+    async def regenerate_target(self, chat_id: str):
+        raise NothingToRegenerateError(chat_id, "There is no reply yet.")
 
     async def cancel(self, chat_id: str) -> bool:
         self.cancelled.append(chat_id)

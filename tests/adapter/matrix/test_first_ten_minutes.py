@@ -2,7 +2,8 @@
 
 A scripted session against a real Synapse and the real bot with the offline demo model (the one
 `make dev` plays): onboarding, a persona, ten lines, every command once, a skip, a jump, a
-regenerate, and a second story with two characters. What the bot says is written as a readable
+regenerate and the take before it shown again, an edited line, a deleted one, an out-of-character
+line, and a second story with two characters. What the bot says is written as a readable
 transcript and compared with the one checked in (`transcripts/first_ten_minutes.md`); ids that
 differ from run to run are replaced by stable placeholders. After an intended change, rewrite it
 with `RPBOT_UPDATE_TRANSCRIPT=1` and review the diff like any other change to the product.
@@ -50,6 +51,7 @@ class Session:
         self.bot, self.player = bot, player
         self.rooms: dict[str, str] = {}  # room id -> the name the transcript uses
         self.out: list[str] = []
+        self.last_line: dict[str, str] = {}  # room id -> the player's latest line there
 
     def shown(self) -> dict[tuple[str, str], str]:
         self.player.sync_once(timeout_ms=200)
@@ -68,6 +70,9 @@ class Session:
             latest = self.shown()
             if latest != current:
                 current, stable_since = latest, time.monotonic()
+        for key, text in before.items():
+            if key not in current:
+                self.out.append(f"**bot** in {self.rooms[key[0]]} removes its message:\n\n{quote_block(text)}\n")
         for key, text in current.items():
             if key not in before:
                 self.out.append(f"**bot** in {self.rooms[key[0]]}:\n\n{quote_block(text)}\n")
@@ -77,7 +82,21 @@ class Session:
     def say(self, room: str, text: str) -> None:
         before = self.shown()
         self.out.append(f"### {self.rooms[room]}: `{text}`\n")
-        self.player.send_text(room, text)
+        event_id = self.player.send_text(room, text)
+        if not text.startswith("!"):
+            self.last_line[room] = event_id
+        self.settle(before)
+
+    def edit_last_line(self, room: str, text: str) -> None:
+        before = self.shown()
+        self.out.append(f"### {self.rooms[room]}: edits that line to `{text}`\n")
+        self.player.edit(room, self.last_line[room], text)
+        self.settle(before)
+
+    def delete_last_line(self, room: str) -> None:
+        before = self.shown()
+        self.out.append(f"### {self.rooms[room]}: deletes that line\n")
+        self.player.redact(room, self.last_line.pop(room))
         self.settle(before)
 
     def upload_and_reply(self, room: str, path: Path, command: str) -> None:
@@ -136,9 +155,14 @@ def test_the_first_ten_minutes_read_as_the_checked_in_transcript(start_bot) -> N
     for line in LINES[5:8]:
         session.say(story, line)
     session.react(story, "🔄")
+    session.react(story, "◀")
+    session.say(story, "((Is Wren hiding something about the lamp?))")
     session.say(story, "!jump tomorrow 9am")
-    for line in LINES[8:]:
-        session.say(story, line)
+    session.say(story, LINES[8])
+    session.edit_last_line(story, "I think someone is watching us from the rocks.")
+    session.say(story, LINES[9])
+    session.say(story, "Let's go down to the boat right now.")
+    session.delete_last_line(story)
     session.upload_and_reply(story, DATA / "world_info_gullrock.json", "!lore import")
     session.say(story, "!lore")
     session.say(story, "!scene close")

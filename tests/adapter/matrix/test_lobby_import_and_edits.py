@@ -59,23 +59,30 @@ def test_a_card_uploaded_to_the_lobby_is_imported_and_playable(start_bot) -> Non
     player.wait_for(lambda: [n for n in notices(player, lobby, bot.user_id) if "reply to it with `!import`" in n], what="the usage")
 
 
-def test_edits_are_not_new_turns_and_reply_quotes_are_not_part_of_the_line(start_bot, fake_openai: FakeOpenAIServer) -> None:
+def test_an_edit_reruns_its_turn_in_place_and_reply_quotes_are_not_part_of_the_line(
+    start_bot, fake_openai: FakeOpenAIServer
+) -> None:
     bot = start_bot(llm={"provider": "openai", "base_url": fake_openai.base_url, "narrative_model": "m", "timeout_s": 30})
     player = bot.player()
     _, _, story = onboard(bot, player)
     greeting_id = player.wait_for(lambda: list(player.final_texts(story, bot.user_id)), what="the greeting")[0]
 
     line = player.send_text(story, "I wave.")
-    player.wait_for(lambda: any("Echo: I wave." in t for t in player.final_texts(story, bot.user_id).values()), what="the reply")
+    reply = player.wait_for(lambda: next((e for e, t in player.final_texts(story, bot.user_id).items() if "Echo: I wave." in t),
+                                         None), what="the reply")
     player.send_content(story, {
         "msgtype": "m.text", "body": "* I wave wildly.",
         "m.new_content": {"msgtype": "m.text", "body": "I wave wildly."},
         "m.relates_to": {"rel_type": "m.replace", "event_id": line},
     })
+    player.wait_for(lambda: "Echo: I wave wildly." in player.final_texts(story, bot.user_id).get(reply, ""),
+                    what="the reply to the edited line, in place")
     player.send_content(story, {
         "msgtype": "m.text", "body": "> <@rpbot> the greeting\n\nWhat coast?",
         "m.relates_to": {"m.in_reply_to": {"event_id": greeting_id}},
     })
     player.wait_for(lambda: any("Echo: What coast?" in t for t in player.final_texts(story, bot.user_id).values()), what="the reply to the reply")
     narrations = [r.player_line for r in fake_openai.requests_for(purpose="narrate")]
-    assert narrations == ["I wave.", "What coast?"]  # the edit made no turn; the quote is not in the line
+    assert narrations == ["I wave.", "I wave wildly.", "What coast?"]  # the quote is not in the line
+    assert len(player.final_texts(story, bot.user_id)) == 3  # the greeting and two replies: the edit made no new one
+    assert "I wave." not in "\n".join(str(m.get("content")) for m in fake_openai.requests_for(purpose="narrate")[-1].messages)

@@ -11,16 +11,21 @@ from typing import Any
 from nio import Event, MegolmEvent
 
 from adapter.matrix.routing import (
+    EDIT_INTO_COMMAND,
     NOT_A_STORY_ROOM,
     REACTIONS_IN_STORY_ROOMS,
     UPLOAD_IN_LOBBY,
     UPLOAD_IN_STORY,
     AwaitKey,
     BindRoom,
+    ContinueReply,
+    EditLine,
     Ignore,
     Redo,
     RunCommand,
     Stop,
+    SwitchTake,
+    TakeBack,
     TakeLine,
     Tell,
     TellStranger,
@@ -52,11 +57,41 @@ def test_a_line_in_a_story_room_is_taken_for_the_story() -> None:
     assert route("!story", event, STORY, BOT) == TakeLine("!story", "chat-1", "Hello, Wren.", event.event_id)
 
 
-def test_the_bots_own_events_edits_and_empty_lines_are_ignored() -> None:
+def test_the_bots_own_events_and_empty_lines_are_ignored() -> None:
     assert isinstance(route("!story", text("my own reply", sender=BOT), STORY, BOT), Ignore)
-    edit = text("* fixed", **{"m.relates_to": {"rel_type": "m.replace", "event_id": "$old"}})
-    assert isinstance(route("!story", edit, STORY, BOT), Ignore)
     assert isinstance(route("!story", text("   "), STORY, BOT), Ignore)
+
+
+def edit(body: str, sender: str = ALICE) -> Any:
+    return text(f"* {body}", sender=sender, **{"m.new_content": {"msgtype": "m.text", "body": body},
+                                              "m.relates_to": {"rel_type": "m.replace", "event_id": "$old"}})
+
+
+def test_an_edit_of_a_line_in_a_story_asks_to_run_the_turn_again() -> None:
+    fixed = edit("  Hello, Wren!  ")
+    assert route("!story", fixed, STORY, BOT) == EditLine("!story", "chat-1", "$old", "Hello, Wren!", fixed.event_id)
+    into_command = edit("!skip 2h")
+    assert route("!story", into_command, STORY, BOT) == Tell("!story", into_command.event_id, "edit", EDIT_INTO_COMMAND)
+    assert isinstance(route("!lobby", edit("!new wren"), LOBBY, BOT), Ignore)  # an edit elsewhere changes nothing
+    assert isinstance(route("!story", edit("mine now", sender=BOB), STORY, BOT), TellStranger)
+    assert isinstance(route("!story", edit("   "), STORY, BOT), Ignore)
+
+
+def redaction(redacts: str, sender: str = ALICE, *, in_content: bool = False) -> Any:
+    event = {"type": "m.room.redaction", "sender": sender, "event_id": f"$e{next(_ids)}", "origin_server_ts": 1,
+             "content": {"redacts": redacts} if in_content else {}}
+    if not in_content:
+        event["redacts"] = redacts
+    return Event.parse_event(event)
+
+
+def test_a_deletion_in_a_story_asks_to_take_it_back_whichever_room_version_wrote_it() -> None:
+    for in_content in (False, True):  # `redacts` at the top level before room version 11, in the content from 11 on
+        deleted = redaction("$line", in_content=in_content)
+        assert route("!story", deleted, STORY, BOT) == TakeBack("!story", "$line", deleted.event_id)
+    assert isinstance(route("!story", redaction("$line", sender=BOB), STORY, BOT), Ignore)
+    assert isinstance(route("!lobby", redaction("$line"), LOBBY, BOT), Ignore)
+    assert isinstance(route("!story", redaction("$reply", sender=BOT), STORY, BOT), Ignore)
 
 
 def test_a_reply_drops_the_quoted_fallback() -> None:
@@ -98,6 +133,16 @@ def test_reactions_redo_or_stop_in_a_story_and_say_why_not_elsewhere() -> None:
     assert route("!lobby", elsewhere, LOBBY, BOT) == Tell("!lobby", elsewhere.event_id, "reaction", REACTIONS_IN_STORY_ROOMS)
     assert isinstance(route("!story", reaction("👍"), STORY, BOT), Ignore)
     assert isinstance(route("!story", reaction("🔄", sender=BOB), STORY, BOT), Ignore)
+
+
+def test_reactions_flip_between_takes_and_make_a_reply_go_on() -> None:
+    for variation in ("", "\ufe0f"):  # Element's picker adds the emoji variation selector
+        earlier, later, go_on = reaction("◀" + variation), reaction("▶" + variation), reaction("⏩" + variation)
+        assert route("!story", earlier, STORY, BOT) == SwitchTake("!story", earlier.event_id, "$reply", step=-1)
+        assert route("!story", later, STORY, BOT) == SwitchTake("!story", later.event_id, "$reply", step=1)
+        assert route("!story", go_on, STORY, BOT) == ContinueReply("!story", go_on.event_id, "$reply")
+    elsewhere = reaction("▶")
+    assert route("!lobby", elsewhere, LOBBY, BOT) == Tell("!lobby", elsewhere.event_id, "reaction", REACTIONS_IN_STORY_ROOMS)
 
 
 def test_an_unknown_room_is_bound_only_for_a_line_and_undecryptable_events_wait_for_their_key() -> None:

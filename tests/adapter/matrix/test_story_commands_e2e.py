@@ -42,8 +42,8 @@ def test_story_commands_reach_the_engine(start_bot) -> None:
     assert "the harvest fair** (planned, due Saturday 4 April 2026, 12:00)" in ask(player, story, bot.user_id, "!events", "World events")
     ask(player, story, bot.user_id, "!threads", "threads")
     assert "tokens" in ask(player, story, bot.user_id, "!context", "Next prompt for")
-    assert "You now play **Tobin Reyes**: a shipwrecked deckhand" in ask(
-        player, story, bot.user_id, "!persona Tobin Reyes: a shipwrecked deckhand", "You now play")
+    assert "In this story you now play **Tobin Reyes**: a shipwrecked deckhand" in ask(
+        player, story, bot.user_id, "!persona Tobin Reyes: a shipwrecked deckhand", "you now play")
     assert "You play: **Tobin Reyes**: a shipwrecked deckhand" in ask(player, story, bot.user_id, "!status", "You play")
     full = ask(player, story, bot.user_id, "!context full", "max_tokens")
     assert "[system]" in full and "User: Tobin Reyes" in full and "[user]\nTobin" not in full
@@ -66,6 +66,6 @@ def test_a_new_players_persona_is_their_display_name_until_they_set_one(start_bo
     player = bot.player()
     player._call("PUT", f"/_matrix/client/v3/profile/{player.user_id}/displayname", json={"displayname": "Tobin Reyes"})
     _, lobby, story = onboard(bot, player)
-    assert "You play **Tobin Reyes**" in ask(player, lobby, bot.user_id, "!persona", "You play")
-    assert "You now play **Tobin**: a deckhand" in ask(player, lobby, bot.user_id, "!persona Tobin: a deckhand", "You now play")
+    assert "you play **Tobin Reyes**" in ask(player, lobby, bot.user_id, "!persona", "you play")
+    assert "you now play **Tobin**: a deckhand" in ask(player, lobby, bot.user_id, "!persona Tobin: a deckhand", "you now play")
     assert "You play: **Tobin**: a deckhand" in ask(player, story, bot.user_id, "!status", "You play")

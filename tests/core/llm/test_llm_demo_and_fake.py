@@ -254,3 +254,16 @@ async def test_the_demo_gives_the_other_characters_short_answer_as_an_aside():
                                     "Odile Marchetti. Write Captain Odile Marchetti's short answer: a line or two.]"},
     ], purpose="narrate")
     assert "Odile" in reply and "short answer" not in reply and "tell them" not in reply
+
+
+def test_the_demo_model_answers_out_of_character_and_goes_on_with_a_reply() -> None:
+    demo = DemoLLM(word_delay_s=0)
+    asked = [{"role": "system", "content": "You are the storyteller behind a roleplay."},
+             {"role": "user", "content": "Tobin, out of character: Is the storm real?"}]
+    answer = demo.reply_for(asked, purpose="ooc")
+    assert "storm" in answer and "*" not in answer and not answer.startswith("Out of character")
+    going_on = [{"role": "system", "content": "Character: Wren\nUser: Tobin"}, {"role": "user", "content": "Hi."},
+                {"role": "assistant", "content": "Hello."},
+                {"role": "user", "content": "[Wren goes on.]\n\n[Continue Wren's last message from where it stopped.]"}]
+    more = demo.reply_for(going_on, purpose="narrate")
+    assert more.startswith(" ") and "Hello" not in more

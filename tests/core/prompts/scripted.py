@@ -37,6 +37,8 @@ def scripted_llm() -> FakeLLM:
     said: dict[str, int] = {}
 
     def narrate(messages) -> str:
+        if "from where it stopped" in messages[-1]["content"]:
+            return "*She pauses at the door.* And bring the oil up when you come; the lamp won't wait."
         if "arrives in this scene" in messages[-1]["content"]:
             return "*Ilse bangs the lamp-room door open, dripping, and drops the post sack.* Mail! And news of the wreck."
         name = "Ilse" if _speaker(messages).startswith("Ilse") else "Maren Ashdown"
@@ -70,6 +72,7 @@ def scripted_llm() -> FakeLLM:
         "meanwhile": meanwhile,
         "relationship": {"affinity": 1, "trust": 0, "why": "Tobin thanked her"},
         "skip": "The lamp turns through the grey hours while the tide runs out over the Teeth.",
+        "ooc": "Out of the story: yes, Maren knows more about the Alba than she says; it will come out in time.",
     })
 
 
@@ -89,9 +92,12 @@ async def play_scripted_story(engine: Engine) -> str:
     await engine.close_scene(chat)
     await collect(engine.post_turn(chat, "I need to sleep for a few hours.", "$sleep"))
     await collect(engine.meanwhile(chat, maren.character_id, ilse.character_id, "an argument about the buoy"))
+    await engine.set_note(chat, "Keep {{char}} gruff but kind; let the buoy matter.")
+    await collect(engine.post_turn(chat, "(( Does Maren know more about the Alba than she says? ))", "$ooc"))
     for n, line in enumerate(["I slept like the dead. Is the buoy still adrift?", "Can I help you move it?"]):
         await collect(engine.post_turn(chat, line, f"$late{n}"))
     await collect(engine.regenerate(chat))
+    await collect(engine.continue_reply(chat))
     await engine.pipeline.close()  # the after-turn readings of the last replies, too
     return chat
 
@@ -113,8 +119,10 @@ def golden_calls(fake: FakeLLM) -> dict[str, FakeLLMCall]:
         "guest_entrance": entrance,
         "first_turn": narrate[0],
         "guest_reply": guest,
-        "deep_turn": narrate[-2],
-        "regenerate": narrate[-1],
+        "deep_turn": narrate[-3],  # with the story's note at depth
+        "regenerate": narrate[-2],
+        "continued_reply": narrate[-1],
+        "ooc": fake.calls_for("ooc")[0],
         "routing": fake.calls_for("addressee")[0],  # "Does Ilse always bring news?": a mention, not a call
         "summary": fake.calls_for("scene_close")[0],
         "threads": fake.calls_for("threads")[0],

@@ -11,10 +11,12 @@ import random
 import re
 from datetime import timedelta
 
+from core.errors import NothingToContinueError, NothingToRegenerateError, NothingToRewindError
 from core.llm.roles import role_order_error
-from core.services import talk
+from core.services import replying
 from core.services.prompt import SECTION_SHARES
 from core.services.tokens import estimate_prompt_tokens
+from core.state.turns import latest_line
 from tests.core.pipeline.conftest import collect
 from tests.core.prompts.scripted import DATA, OWNER, PERSONA, scripted_llm
 
@@ -27,14 +29,14 @@ LINES = ["I look out at the sea.", "Ilse, what news today?", "Maren, is the lamp
 
 async def test_every_prompt_of_a_long_random_story_is_one_a_strict_server_accepts(open_engine, monkeypatch):
     reports = []
-    assemble = talk.assemble_prompt
+    assemble = replying.assemble_prompt
 
     async def recording(*args, **kwargs):
         report = await assemble(*args, **kwargs)
         reports.append(report)
         return report
 
-    monkeypatch.setattr(talk, "assemble_prompt", recording)
+    monkeypatch.setattr(replying, "assemble_prompt", recording)
     fake = scripted_llm()  # strict: a prompt out of role order raises
     engine = await open_engine(fake, budget_tokens=1500)
     maren = await engine.import_character((DATA / "maren_ashdown_v2.png").read_bytes())
@@ -42,22 +44,38 @@ async def test_every_prompt_of_a_long_random_story_is_one_a_strict_server_accept
     await engine.set_persona(OWNER, *PERSONA)
     chat = (await engine.create_chat(owner=OWNER, host=maren.character_id, guest=ilse.character_id)).chat_id
     await engine.greeting(chat)
+    await engine.set_note(chat, "Keep {{char}} gruff but kind to {{user}}.")
     rng = random.Random(16)
     for step in range(90):
         action = rng.random()
-        if action < 0.75:
-            await collect(engine.post_turn(chat, rng.choice(LINES), f"$t{step}"))
-        elif action < 0.83:
-            await collect(engine.regenerate(chat))
-        elif action < 0.88:
-            await engine.close_scene(chat)
-        elif action < 0.93:
-            await collect(engine.meanwhile(chat, maren.character_id, ilse.character_id, rng.choice(["", "the buoy"])))
-        else:
-            await engine.skip(chat, timedelta(hours=rng.randint(1, 9)))
+        try:
+            if action < 0.66:
+                await collect(engine.post_turn(chat, rng.choice(LINES), f"$t{step}"))
+            elif action < 0.72:
+                await collect(engine.regenerate(chat))
+            elif action < 0.76:
+                await engine.close_scene(chat)
+            elif action < 0.80:
+                await collect(engine.meanwhile(chat, maren.character_id, ilse.character_id, rng.choice(["", "the buoy"])))
+            elif action < 0.84:
+                await engine.skip(chat, timedelta(hours=rng.randint(1, 9)))
+            elif action < 0.88:
+                await collect(engine.continue_reply(chat))
+            elif action < 0.91:
+                await collect(engine.post_turn(chat, "((Is Maren hiding something?))", f"$ooc{step}"))
+            elif action < 0.95 and (latest := await latest_line(engine.db, chat)) is not None:
+                edited = rng.choice(LINES)
+                await engine.edit_line(chat, latest.source_id, edited)
+                await collect(engine.post_turn(chat, edited, latest.source_id))
+            elif action < 0.97:
+                await engine.rewind(chat)
+            else:
+                await engine.show_take(chat, 1)
+        except (NothingToContinueError, NothingToRewindError, NothingToRegenerateError):
+            pass
 
     purposes = {call.purpose for call in fake.calls}
-    assert {"narrate", "addressee", "scene_close", "threads", "lifecycle", "meanwhile", "skip"} <= purposes
+    assert {"narrate", "addressee", "scene_close", "threads", "lifecycle", "meanwhile", "skip", "ooc"} <= purposes
     assert len(fake.calls) > 150 and not fake.unplanned
     # Background calls (summaries, threads, lifecycle, relationships) too: their failures are
     # logged, not raised, so the strict fake's refusal alone would not fail this test.

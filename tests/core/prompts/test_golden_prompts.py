@@ -16,7 +16,7 @@ from tests.core.prompts.scripted import describe_call, golden_calls, play_script
 
 GOLDEN = Path(__file__).parent / "golden"
 KINDS = ["first_turn", "deep_turn", "guest_reply", "routing", "summary", "threads", "lifecycle", "meanwhile",
-         "skip_narration", "regenerate", "relationship", "guest_entrance"]
+         "skip_narration", "regenerate", "relationship", "guest_entrance", "continued_reply", "ooc"]
 
 
 @pytest.fixture

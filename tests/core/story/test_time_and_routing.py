@@ -63,9 +63,10 @@ async def test_the_speaker_is_chosen_without_a_model_call_when_the_line_makes_it
     assert fake.purposes == ["opening_time"] + ["narrate"] * 5
 
 
-async def test_sleeping_till_morning_is_one_classifier_call_then_the_skip(open_engine):
+async def test_sleeping_till_morning_is_answered_first_then_the_skip_follows(open_engine):
     fake = FakeLLM(routes={
         "addressee": {"speaker": HOST, "time": "jump", "amount": "tomorrow 7am"},
+        "narrate": "Sleep well.",
         "skip": "The night passes quietly.",
     })
     engine = await open_engine(fake)
@@ -74,12 +75,13 @@ async def test_sleeping_till_morning_is_one_classifier_call_then_the_skip(open_e
 
     assert before_first_narration(fake) == ["addressee"]
     assert fake.calls_for("addressee")[0].role == "classifier"
-    assert [(u.kind, u.done) for u in updates] == [("narration", True)]
-    assert updates[0].text == "The night passes quietly."
+    done = [(u.kind, u.text) for u in updates if u.done]
+    assert done == [("reply", "Sleep well."), ("narration", "The night passes quietly.")]
     assert await engine.chat_clock(chat.chat_id) == datetime(2026, 4, 2, 7, 0)
-    # Posting the same line again returns the narration; nothing runs twice.
+    # Posting the same line again says the same again; nothing runs twice.
     again = await collect(engine.post_turn(chat.chat_id, "We sleep till morning.", "$1"))
-    assert again[-1].turn_id == updates[0].turn_id and len(fake.calls_for("skip")) == 1
+    assert [(u.kind, u.text, u.turn_id) for u in again] == [(u.kind, u.text, u.turn_id) for u in updates if u.done]
+    assert len(fake.calls_for("skip")) == 1 and len(fake.calls_for("narrate")) == 1
     # A narration is not a reply: there is nothing to regenerate (a typed error, nothing changes).
     with pytest.raises(TurnNotFoundError):
         await collect(engine.regenerate(chat.chat_id))
@@ -99,7 +101,7 @@ async def test_a_skip_that_also_closes_the_scene_closes_it_first(open_engine):
     scene_id = await open_scene_id(engine, chat.chat_id)
     updates = await collect(engine.post_turn(chat.chat_id, "Let's end the scene and sleep for 8 hours.", "$1"))
 
-    assert [u.kind for u in updates] == ["scene", "narration"]
+    assert [u.kind for u in updates if u.done] == ["reply", "scene", "narration"]  # the answer first
     assert await open_scene_id(engine, chat.chat_id) is None
     kinds = [r[0] for r in await engine.db.reader.execute_fetchall(
         "SELECT kind FROM events WHERE kind IN ('scene_closed', 'clock_set') ORDER BY seq")]
@@ -141,9 +143,11 @@ async def test_a_narration_timeout_propagates_and_changes_nothing(open_engine):
         await engine.skip(chat.chat_id, timedelta(hours=1))
     assert await engine.chat_clock(chat.chat_id) == START
     fake.set_route("addressee", {"speaker": HOST, "time": "skip", "amount": "1h"})
-    with pytest.raises(LLMTimeoutError):
+    fake.set_route("narrate", "See you then.")
+    with pytest.raises(LLMTimeoutError):  # after the answer, which stays
         await collect(engine.post_turn(chat.chat_id, "An hour later...", "$1"))
     assert await engine.chat_clock(chat.chat_id) == START
+    assert [t.text for t in (await engine.export_story(chat.chat_id)).turns] == ["An hour later...", "See you then."]
 
 
 async def test_unreadable_intent_falls_back_to_a_plain_reply(open_engine):
@@ -170,8 +174,9 @@ async def test_a_detected_scene_close_alone_closes_the_scene_and_summarizes_afte
     chat = await engine.create_chat(owner="@p:hs", host=HOST)
     await collect(engine.post_turn(chat.chat_id, "Hello.", "$0"))
     updates = await collect(engine.post_turn(chat.chat_id, "That's where we end the scene.", "$1"))
-    assert [(u.kind, u.done) for u in updates] == [("scene", True)]
+    assert [(u.kind, u.text) for u in updates if u.done] == [("reply", "Farewell."), ("scene", "The scene closes.")]
     assert await open_scene_id(engine, chat.chat_id) is None
     await settle(engine, chat.chat_id)
-    assert fake.purposes == ["opening_time", "narrate", "addressee", "scene_close", "threads"]
+    assert fake.purposes == ["opening_time", "narrate", "addressee", "narrate", "scene_close", "threads"]
+    assert "Farewell." in fake.calls_for("scene_close")[0].messages[-1]["content"]  # the answer is in the scene
     assert await engine.close_scene(chat.chat_id) is None
