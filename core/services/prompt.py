@@ -203,6 +203,7 @@ async def assemble_prompt(
     earlier = await recall.earlier_memories(source, chat_id, who, window.first_turn_id if window.left_out else None,
                                             excluding_turn=excluding_turn)
     earlier_lines = list(reversed(take_within([memory_line(m, now) for m in reversed(earlier)], budgets["earlier"])))
+    earlier = earlier[len(earlier) - len(earlier_lines):]  # those shown: the others are for recall to find
     window_cost = sum(turn_cost(t) for t in dialogue)
     spare = window_budget + budgets["earlier"] - _cost(earlier_lines) - window_cost
     # Examples only while the whole story fits: once lines are left out, dialogue outranks them.
