@@ -52,7 +52,7 @@ from core.services.dialogue import REPLY_SUFFIX, exchange_to_regenerate, load_ca
 from core.services.lorebook import LoreEntryInfo, LoreImportResult, import_card_books, import_world_info, lore_infos
 from core.services.meanwhile import resolve_character, run_meanwhile
 from core.services.opening_time import DEFAULT_START, story_start
-from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
+from core.services.prompt import assemble_prompt
 from core.services.replies import ReplySettings, stop_sequences
 from core.services.reports import (
     ChatStatus,
@@ -65,6 +65,7 @@ from core.services.reports import (
 from core.services.scenes import SceneCloseResult
 from core.services.talk import AfterTurn, AfterTurnStep, TurnPipeline, TurnUpdate
 from core.services.timeskip import SkipResult
+from core.services.tokens import DEFAULT_CONTEXT_TOKENS
 from core.state import lines, personas, plans, world
 from core.state import memory as memory_state
 from core.state import turns as turn_state
@@ -190,7 +191,7 @@ class StoryExport:
 
 class Engine:
     def __init__(
-        self, db: Database, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+        self, db: Database, llm: LLMClient, *, budget_tokens: int = DEFAULT_CONTEXT_TOKENS,
         replies: ReplySettings | None = None,
     ) -> None:
         self.db = db
@@ -199,7 +200,7 @@ class Engine:
 
     @classmethod
     async def open(
-        cls, path: Path | str, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+        cls, path: Path | str, llm: LLMClient, *, budget_tokens: int = DEFAULT_CONTEXT_TOKENS,
         replies: ReplySettings | None = None,
     ) -> Engine:
         db = await open_database(path)

@@ -43,7 +43,7 @@ from core.services.macros import story_time
 from core.services.prompt_window import dialogue_window, turn_cost
 from core.services.relationships import prior_edges
 from core.services.story_clock import time_now_line, when_phrase
-from core.services.tokens import MESSAGE_OVERHEAD, estimate_tokens
+from core.services.tokens import DEFAULT_CONTEXT_TOKENS, MESSAGE_OVERHEAD, estimate_tokens
 from core.state import plans, world
 from core.state import threads as thread_state
 from core.state.edges import Edge
@@ -51,7 +51,6 @@ from core.state.memory import Memory
 from core.state.plans import WorldEvent
 from core.state.turns import Turn
 
-DEFAULT_BUDGET_TOKENS = 6000
 DIALOGUE_TURNS = 40
 TAIL_SHARE = 0.15  # held for the notes after the player's line
 SECTION_SHARES = {"examples": 0.15, "summaries": 0.12, "earlier": 0.15, "threads": 0.05}
@@ -159,7 +158,7 @@ async def assemble_prompt(
     *,
     user_turn: Turn | None,
     excluding_turn: int | None = None,
-    budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+    budget_tokens: int = DEFAULT_CONTEXT_TOKENS,
     take: int = 1,
     pending_line: str | None = None,
     instruction: str = "",

@@ -53,10 +53,11 @@ from core.services.dialogue import (
 )
 from core.services.generation import Generation
 from core.services.memory_write import exchange_text, record_turn_memory
-from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
+from core.services.prompt import assemble_prompt
 from core.services.regenerate import roll_back_turn
 from core.services.relationships import classify_exchange_edges, may_touch_relationship
 from core.services.replies import ReplySettings, pending_prefix, stop_sequences, strip_speaker_name
+from core.services.tokens import DEFAULT_CONTEXT_TOKENS
 from core.state import digests as digest_state
 from core.state import turns as turn_state
 from core.state import world
@@ -119,7 +120,7 @@ class _InFlight:
 class TurnPipeline:
     db: Database
     llm: LLMClient
-    budget_tokens: int = DEFAULT_BUDGET_TOKENS
+    budget_tokens: int = DEFAULT_CONTEXT_TOKENS
     replies: ReplySettings = field(default_factory=ReplySettings)
     after_turn_steps: list[AfterTurnStep] = field(default_factory=list)
     _locks: KeyedLocks = field(default_factory=KeyedLocks)

@@ -14,6 +14,7 @@ from core.llm.base import ChatMessage
 
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD = 4
+DEFAULT_CONTEXT_TOKENS = 6000  # the prompt budget (`llm.context_tokens`) when none is configured
 
 
 def estimate_tokens(text: str) -> int:
