@@ -61,6 +61,9 @@ class Memory:
     source_turn_id: int | None
     retracted: bool
     witnesses: tuple[str, ...]
+    summary_of: Literal["scene", "part", "story"] | None = None  # what a summary covers
+    covers_from_turn: int | None = None  # the turns a summary was made from
+    covers_to_turn: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def _memory(row: Any) -> Memory:
         row["memory_id"], row["chat_id"], row["scene_id"], row["kind"], row["pov"], row["text"],
         row["significance"], datetime.fromisoformat(row["story_time"]), row["source_turn_id"],
         bool(row["retracted"]), tuple(sorted(json.loads(row["witnesses"]))),
+        row["summary_of"], row["covers_from_turn"], row["covers_to_turn"],
     )
 
 
@@ -98,12 +102,16 @@ async def record_memory(
     scene_id: int | None = None,
     story_time: datetime | None = None,
     source_turn_id: int | None = None,
+    summary_of: Literal["scene", "part", "story"] | None = None,
+    covers: tuple[int, int] | None = None,
 ) -> Memory:
+    """Record a memory; `covers` is the (first, last) turn a summary was made from."""
     async with writing(target) as tx:
         event = await append_and_apply(tx, "memory_recorded", {
             "chat_id": chat_id, "text": text, "witnesses": list(witnesses), "significance": significance,
             "memory_kind": kind, "pov": pov, "scene_id": scene_id, "story_time": story_time,
-            "source_turn_id": source_turn_id,
+            "source_turn_id": source_turn_id, "summary_of": summary_of,
+            "covers_from_turn": covers[0] if covers else None, "covers_to_turn": covers[1] if covers else None,
         })
         assert event.ref is not None
         return await require_memory(tx, event.ref)
@@ -111,6 +119,11 @@ async def record_memory(
 
 async def retract_memory(target: Writable, chat_id: str, memory_id: int, reason: str = "") -> None:
     await append_and_apply(target, "memory_retracted", {"chat_id": chat_id, "memory_id": memory_id, "reason": reason})
+
+
+async def forget_memory(target: Writable, chat_id: str, memory_id: int, witness: str) -> None:
+    """`witness` no longer remembers the memory; others who witnessed it still do."""
+    await append_and_apply(target, "memory_forgotten", {"chat_id": chat_id, "memory_id": memory_id, "witness": witness})
 
 
 async def restore_memory(target: Writable, chat_id: str, memory_id: int) -> None:
