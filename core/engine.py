@@ -403,7 +403,7 @@ class Engine:
         async with self.pipeline.exclusive(chat_id):
             await world.require_chat(self.db, chat_id)
             closing = await scenes.close_open_scene(self.db, chat_id)
-            written = await scenes.summarize_owed(self.db, self.llm, chat_id)
+            written = await scenes.summarize_owed(self.db, self.llm, chat_id, context_tokens=self.pipeline.budget_tokens)
             if closing is not None:
                 return next((r for r in written if r.scene_id == closing.scene_id), SceneCloseResult(closing.scene_id, {}))
             return written[-1] if written else None

@@ -8,7 +8,7 @@
 - `example_blocks`: `mes_example` split at `<START>` into separate example dialogues.
 - `post_history`: the card's `post_history_instructions`, sent after the dialogue.
 - `character_brief`: who a character is, for prompts where it does not reply to the player
-  (scene summaries, meanwhile scenes).
+  (scene summaries, meanwhile scenes); `brief_within` cuts it to a request's share.
 
 The full list of card fields and what rpbot does with each is in `docs/prompts.md`.
 """
@@ -95,6 +95,24 @@ def character_brief(character: world.Character, cast: Cast) -> str:
     """Who `character` is (card fields but the scenario, and the player's persona), without the
     reply instruction: for prompts that say where the story stands themselves."""
     return "\n".join([*_profile_lines(character, cast, scenario=False), *persona_lines(cast)])
+
+
+def brief_within(character: world.Character, cast: Cast, chars: int) -> str:
+    """`character_brief` in at most `chars` characters: whole lines while they fit, then the
+    next line's first sentences that do (a request's share of a long card)."""
+    text = character_brief(character, cast)
+    if len(text) <= chars:
+        return text
+    kept: list[str] = []
+    used = 0
+    for line in text.split("\n"):
+        if used + len(line) + 1 > chars:
+            rest = whole_sentences(line, chars - used)
+            kept.append(rest if len(rest) <= chars - used else line[: max(0, chars - used - 1)] + "…")
+            break
+        kept.append(line)
+        used += len(line) + 1
+    return "\n".join(kept)
 
 
 def example_blocks(character: world.Character, cast: Cast) -> list[str]:

@@ -31,6 +31,7 @@ from core.eventlog import Database
 from core.llm.base import ChatMessage, LLMClient
 from core.llm.structured import generate_json
 from core.services.story_clock import time_now_line
+from core.services.tokens import DEFAULT_CONTEXT_TOKENS, estimate_prompt_tokens, last_lines_within
 from core.state import plans, world
 from core.state import threads as thread_state
 from core.timeparse import parse_story_time
@@ -120,12 +121,23 @@ def thread_messages(open_threads: list[thread_state.PlotThread], scene_text: str
 
 
 async def detect_threads(
-    db: Database, llm: LLMClient, chat_id: str, scene_text: str, *, scene_id: int | None = None
+    db: Database, llm: LLMClient, chat_id: str, scene_text: str, *, scene_id: int | None = None,
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> ThreadChanges:
     """Ask the detector about one scene's transcript and apply what fits (each change tagged
-    with `scene_id`, so it can be undone with the scene's summaries); returns the answer."""
+    with `scene_id`, so it can be undone with the scene's summaries); returns the answer.  The
+    request fits `context_tokens`: the open threads listed are the newest that fit a third of
+    it, the transcript its newest lines that fit the rest."""
     open_threads = await thread_state.list_threads(db, chat_id, "open")
-    messages = thread_messages(open_threads, scene_text, await world.get_clock(db, chat_id))
+    clock = await world.get_clock(db, chat_id)
+    bare = estimate_prompt_tokens(thread_messages([], "", clock))
+    listed: list[thread_state.PlotThread] = []
+    for thread in reversed(open_threads):
+        if estimate_prompt_tokens(thread_messages([thread, *listed], "", clock)) - bare > (context_tokens - bare) // 3:
+            break
+        listed.insert(0, thread)
+    room = context_tokens - estimate_prompt_tokens(thread_messages(listed, "", clock))
+    messages = thread_messages(listed, last_lines_within(scene_text, room), clock)
     changes = await generate_json(
         llm, messages, purpose=THREADS_PURPOSE, schema=ThreadChanges,
         default=ThreadChanges(), role="classifier", max_tokens=STRUCTURED_MAX_TOKENS,

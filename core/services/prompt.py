@@ -36,10 +36,12 @@ from core.eventlog import USER, Readable
 from core.llm.base import ChatMessage
 from core.llm.roles import NOTES_OPENING, alternating
 from core.services import recall
+from core.services.budget import SECTION_SHARES, TAIL_SHARE, scaled
 from core.services.card_text import card_block, example_blocks, macro_values, post_history
 from core.services.dialogue import Cast
 from core.services.lorebook import lore_for_prompt
 from core.services.macros import story_time
+from core.services.prompt_memories import past_sections, without_what_the_window_shows
 from core.services.prompt_window import dialogue_window, turn_cost
 from core.services.relationships import prior_edges
 from core.services.story_clock import time_now_line, when_phrase
@@ -51,9 +53,7 @@ from core.state.memory import Memory
 from core.state.plans import WorldEvent
 from core.state.turns import Turn
 
-DIALOGUE_TURNS = 40
-TAIL_SHARE = 0.15  # held for the notes after the player's line
-SECTION_SHARES = {"examples": 0.15, "summaries": 0.12, "earlier": 0.15, "threads": 0.05}
+DIALOGUE_TURNS = 40  # at the default budget (`budget.scaled`)
 EVENTS_HORIZON = timedelta(days=3)  # planned world events this close are "due soon"
 NARRATOR = "narrator"
 
@@ -184,23 +184,24 @@ async def assemble_prompt(
     budgets = {name: int(free * share) for name, share in SECTION_SHARES.items()}
     budgets["notes"] = int(free * TAIL_SHARE)
 
-    # The stable part: what changes at a scene's close, a thread's change or a window move.
-    summaries = await recall.pov_summaries(source, chat_id, who, recorded_before=excluding_turn)
-    summary_lines = list(reversed(take_within(
-        [f"- ({when_phrase(m.story_time, now)}) {m.text}" for m in reversed(summaries)], budgets["summaries"])))
+    # The stable part: what changes at a scene's close, a part's writing, a thread's change or a window move.
+    past = await past_sections(source, chat_id, who, budgets, now, summaries=scaled(recall.SUMMARIES, budget_tokens),
+                               recorded_before=excluding_turn)
     threads = await thread_state.open_threads_known_by(source, chat_id, who)
     thread_lines = take_within([f"- {t.title}: {t.summary}" if t.summary else f"- {t.title}" for t in threads],
                                budgets["threads"])
-    window_budget = max(0, free - budgets["notes"] - budgets["earlier"] - _cost(summary_lines) - _cost(thread_lines))
+    held = sum(_cost(past.lines(name)) for name in ("story", "summaries", "scene"))
+    window_budget = max(0, free - budgets["notes"] - budgets["earlier"] - held - _cost(thread_lines))
     window = await dialogue_window(
         source, chat_id, who, up_to_turn_id=excluding_turn - 1 if excluding_turn else None,
-        budget=window_budget, max_turns=DIALOGUE_TURNS,
+        budget=window_budget, max_turns=scaled(DIALOGUE_TURNS, budget_tokens),
     )
     dialogue = list(window.turns)
     if user_turn is not None and not excluding_turn:  # a line answered late is answered in the present
         dialogue = [t for t in dialogue if t.turn_id != user_turn.turn_id] + [user_turn]
+    past = without_what_the_window_shows(past, window.turns, now)
     earlier = await recall.earlier_memories(source, chat_id, who, window.first_turn_id if window.left_out else None,
-                                            excluding_turn=excluding_turn)
+                                            excluding_turn=excluding_turn, limit=scaled(recall.EARLIER_MEMORIES, budget_tokens))
     earlier_lines = list(reversed(take_within([memory_line(m, now) for m in reversed(earlier)], budgets["earlier"])))
     earlier = earlier[len(earlier) - len(earlier_lines):]  # those shown: the others are for recall to find
     window_cost = sum(turn_cost(t) for t in dialogue)
@@ -218,7 +219,7 @@ async def assemble_prompt(
     query = user_turn.text if user_turn else (pending_line or "")
     recalled = await recall.recalled_memories(
         source, chat_id, who, query, leave_out_turns={t.turn_id for t in dialogue},
-        leave_out_memories={m.memory_id for m in earlier}, excluding_turn=excluding_turn, now=now,
+        leave_out_memories={m.memory_id for m in earlier} | past.memory_ids(), excluding_turn=excluding_turn, now=now,
     )
     digests = await recall.digests_for_reply(
         source, chat_id, who, user_turn.turn_id if user_turn else None, created_before=excluding_turn
@@ -236,7 +237,10 @@ async def assemble_prompt(
         card,
         section(f"Example dialogue (how {speaker.name} speaks; not part of the story):",
                 [f"<example>\n{block}\n</example>" for block in examples]),
-        section(f"{speaker.name}'s own memories of earlier scenes:", summary_lines),
+        section(f"{speaker.name}'s story so far, in its own words:", past.lines("story")),
+        section(f"{speaker.name}'s own memories of earlier scenes:", past.lines("summaries")),
+        section(f"{speaker.name}'s own account of this scene so far (its earlier lines are no longer shown):",
+                past.lines("scene")),
         section(f"Earlier in this story ({speaker.name} remembers it; these lines are no longer shown):",
                 earlier_lines),
         section(f"Open threads {speaker.name} knows of:", thread_lines),
@@ -256,7 +260,9 @@ async def assemble_prompt(
     report.section_tokens = {
         "card": estimate_tokens(card),
         "examples": _cost(examples),
-        "summaries": _cost(summary_lines),
+        "story": _cost(past.lines("story")),
+        "summaries": _cost(past.lines("summaries")),
+        "scene": _cost(past.lines("scene")),
         "earlier": _cost(earlier_lines),
         "threads": _cost(thread_lines),
         "time": estimate_tokens(time_line) + 12,  # and the notes' brackets
@@ -268,7 +274,8 @@ async def assemble_prompt(
         "post_history": estimate_tokens(note),
     }
     report.section_items = {
-        "card": 1, "examples": len(examples), "summaries": len(summary_lines), "earlier": len(earlier_lines),
+        "card": 1, "examples": len(examples), "story": len(past.story), "summaries": len(past.summaries),
+        "scene": len(past.scene), "earlier": len(earlier_lines),
         "threads": len(thread_lines), "time": 1, "events": len(event_lines), "edges": len(edge_lines), "lore": len(lore_lines),
         "memories": len(memory_lines), "digests": len(digest_lines), "post_history": int(bool(note)),
     }

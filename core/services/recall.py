@@ -41,15 +41,16 @@ async def pov_summaries(
 
 
 async def earlier_memories(
-    source: Readable, chat_id: str, who: str, first_shown_turn: int | None, *, excluding_turn: int | None = None
+    source: Readable, chat_id: str, who: str, first_shown_turn: int | None, *, excluding_turn: int | None = None,
+    limit: int = EARLIER_MEMORIES,
 ) -> list[Memory]:
     """What `who` remembers of the exchanges just before the prompt's dialogue window (the
-    turns the window no longer shows), newest `EARLIER_MEMORIES`, in story order; nothing
+    turns the window no longer shows), the newest `limit`, in story order; nothing
     when the window starts at the story's first turn."""
     if first_shown_turn is None:
         return []
     return await memory_state.recent_memories_for(
-        source, chat_id, who, EARLIER_MEMORIES, kind="event", recorded_before=excluding_turn, turn_before=first_shown_turn
+        source, chat_id, who, limit, kind="event", recorded_before=excluding_turn, turn_before=first_shown_turn
     )
 
 

@@ -11,6 +11,9 @@ What a turn caused, and how each is found exactly:
   after the turn and before the chat's next turn (the engine finishes a turn's
   after-work before the chat's next turn starts);
 - world events planned from the turn (`planned_by_turn`) -> `world_event_withdrawn`, after the transitions are reverted.
+- rolling summaries made from the turn (a part of an open scene, a roll-up of parts, a story so
+  far: the turn lies in the turns they cover, `summaries_made_from_turn`) -> `memory_retracted`;
+  they are written again from the turns that stay.
 
 - if the turn's scene is already closed, what its close derived from the scene: the
   per-POV summaries (with their key quotes) -> `memory_retracted`, and the thread
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from core.eventlog import Transaction
 from core.services.relationships import restore_edges_caused_by
 from core.state import memory as memory_state
-from core.state import plans, world
+from core.state import plans, summaries, world
 from core.state import threads as thread_state
 from core.state import turns as turn_state
 
@@ -64,8 +67,11 @@ async def roll_back_turn(tx: Transaction, chat_id: str, turn_id: int) -> Rollbac
     memories = await memory_state.memories_from_turn(tx, chat_id, turn_id)
     for memory in memories:
         await memory_state.retract_memory(tx, chat_id, memory.memory_id, reason=f"turn {turn_id} regenerated")
+    made = await summaries.summaries_made_from_turn(tx, chat_id, turn_id)
+    for summary_id in made:
+        await memory_state.retract_memory(tx, chat_id, summary_id, reason=f"made from turn {turn_id}, rolled back")
     edges = await restore_edges_caused_by(tx, chat_id, turn_id)
-    retracted = len(memories)
+    retracted = len(memories) + len(made)
     turn = await turn_state.get_turn(tx, turn_id)
     scene = await world.get_scene(tx, turn.scene_id) if turn and turn.scene_id else None
     if scene is not None and scene.kind == "main" and not scene.is_open:

@@ -21,7 +21,9 @@ first words but the routing call (and that only when the line is not plain).  Ex
 lifecycle classifier, `plot.detect_lifecycle`, always run; then the added steps) runs
 as a task per chat after the reply (`defer`); the chat's next turn or regenerate waits
 for it, so its events belong to that reply (see `regenerate`).  Scene summaries still
-owed (a model failure, or a swipe that retracted them) are written the same way.  `exclusive` gives other
+owed (a model failure, or a swipe that retracted them) are written the same way.  The rolling
+summaries of a long scene (`rolling_summaries.SummaryJobs`) run in the background too, but no turn
+waits for them.  `exclusive` gives other
 story actions (skip, jump, scene close, meanwhile) the same per-chat serialization.
 
 Turns of one chat are serialized by a per-chat lock; different chats run concurrently.
@@ -57,6 +59,7 @@ from core.services.prompt import assemble_prompt
 from core.services.regenerate import roll_back_turn
 from core.services.relationships import classify_exchange_edges, may_touch_relationship
 from core.services.replies import ReplySettings, pending_prefix, stop_sequences, strip_speaker_name
+from core.services.rolling_summaries import SummaryJobs, parts_may_be_due, write_due_parts
 from core.services.tokens import DEFAULT_CONTEXT_TOKENS
 from core.state import digests as digest_state
 from core.state import turns as turn_state
@@ -126,6 +129,7 @@ class TurnPipeline:
     _locks: KeyedLocks = field(default_factory=KeyedLocks)
     _in_flight: dict[str, _InFlight] = field(default_factory=dict)
     _after_work: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    summary_jobs: SummaryJobs = field(default_factory=SummaryJobs)  # rolling summaries: no turn waits for them
 
     # -- entry points ----------------------------------------------------------------
 
@@ -237,7 +241,7 @@ class TurnPipeline:
 
     def chats_held(self) -> int:
         """Chats this pipeline keeps anything for (a lock, a generation, after-work): only those in flight."""
-        return len(set(self._locks.keys()) | set(self._in_flight) | set(self._after_work))
+        return len(set(self._locks.keys()) | set(self._in_flight) | set(self._after_work) | self.summary_jobs.chats())
 
     def cancel(self, chat_id: str) -> bool:
         control = self._in_flight.get(chat_id)
@@ -248,6 +252,7 @@ class TurnPipeline:
             control.cancel()
         for chat_id in list(self._after_work):
             await self._settle(chat_id)
+        await self.summary_jobs.close()
 
     @asynccontextmanager
     async def exclusive(self, chat_id: str, *, cancellable: bool = False) -> AsyncIterator[_InFlight]:
@@ -306,7 +311,8 @@ class TurnPipeline:
         if route.close_scene:
             closed = await scenes.close_open_scene(self.db, chat_id, cause_turn_id=user_turn.turn_id)
             if closed is not None:
-                self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id), "scene summary")
+                self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id,
+                                            context_tokens=self.budget_tokens), "scene summary")
                 yield SCENE_CLOSES
         target = route.jump or (cast.chat.clock + route.skip if route.skip is not None else None)
         if target is not None:
@@ -403,7 +409,11 @@ class TurnPipeline:
                     present=cast.present_ids, you_present=True, player_name=cast.player.name,
                 )
         if await scenes.owed_summaries(self.db, chat_id):  # a summary failed before, or this swipe retracted one
-            self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id), "owed scene summaries")
+            self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id, context_tokens=self.budget_tokens),
+                       "owed scene summaries")
+        if await parts_may_be_due(self.db, reply.scene_id, self.budget_tokens):
+            self.summary_jobs.request(chat_id, partial(write_due_parts, self.db, self.llm, chat_id,
+                                                       context_tokens=self.budget_tokens))
         exchange = exchange_text(user_turn, reply.text, speaker.name, cast.player.name)
         said = bool(reply.text.strip())
         lifecycle = said and await plot.needs_lifecycle(self.db, chat_id, exchange)

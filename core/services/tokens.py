@@ -28,3 +28,33 @@ def estimate_message_tokens(message: ChatMessage) -> int:
 
 def estimate_prompt_tokens(messages: Iterable[ChatMessage]) -> int:
     return sum(estimate_message_tokens(m) for m in messages)
+
+
+def last_lines_within(text: str, tokens: int, note: str = "[Earlier lines are left out.]") -> str:
+    """The last whole lines of `text` that fit in `tokens` (after `note` when some are left out);
+    at least the end of the last line."""
+    if estimate_tokens(text) <= tokens:
+        return text
+    kept: list[str] = []
+    used = estimate_tokens(note) + 1
+    for line in reversed(text.split("\n")):
+        cost = estimate_tokens(line) + 1
+        if used + cost > tokens:
+            if not kept:
+                kept.append(line[-max(0, tokens - used) * CHARS_PER_TOKEN:] if tokens > used else "")
+            break
+        kept.append(line)
+        used += cost
+    return "\n".join([note, *reversed(kept)])
+
+
+def first_within(text: str, tokens: int) -> str:
+    """`text` cut to `tokens` (at a line or a word when one is near)."""
+    if estimate_tokens(text) <= tokens:
+        return text
+    cut = text[: max(0, tokens) * CHARS_PER_TOKEN]
+    for mark in ("\n", " "):
+        at = cut.rfind(mark)
+        if at > len(cut) * 3 // 4:
+            return cut[:at] + " …"
+    return cut + "…"

@@ -315,17 +315,14 @@ async def count_live_memories(source: Readable, chat_id: str) -> int:
 
 
 async def live_summary_ids(source: Readable, scene_id: int, pov: str | None = None) -> list[int]:
-    """Ids of the scene's live summaries (with `pov`, only those from that point of view)."""
-    if pov is None:
-        rows = await fetch_all(
-            source, "SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND retracted = 0", (scene_id,)
-        )
-    else:
-        rows = await fetch_all(
-            source,
-            "SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND pov = ? AND retracted = 0",
-            (scene_id, pov),
-        )
+    """Ids of the scene's live summaries of the whole scene (with `pov`, only those from that point
+    of view); not its parts, nor a story so far that takes it in."""
+    rows = await fetch_all(
+        source,
+        """SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND summary_of = 'scene'
+           AND retracted = 0 AND (? IS NULL OR pov = ?)""",
+        (scene_id, pov, pov),
+    )
     return [r["memory_id"] for r in rows]
 
 
@@ -338,7 +335,7 @@ async def _chat_memory_range(source: Readable, chat_id: str) -> tuple[int, int]:
 async def pov_summaries(
     source: Readable, chat_id: str, who: str, limit: int, *, recorded_before: int | None = None
 ) -> list[Memory]:
-    """The latest `limit` live scene summaries written from `who`'s point of view and witnessed by `who`
+    """The latest `limit` live summaries of whole scenes written from `who`'s point of view and witnessed by `who`
     (recorded before event `recorded_before`, if given), oldest first."""
     low, high = await _chat_memory_range(source, chat_id)
     rows = await fetch_all(
@@ -346,7 +343,7 @@ async def pov_summaries(
         f"""SELECT m.*, {_WITNESSES_COLUMN}
             FROM memory_witnesses w JOIN memories m ON m.memory_id = w.memory_id
             WHERE w.witness = :who AND w.memory_id BETWEEN :low AND :high
-              AND m.kind = 'summary' AND m.pov = :who AND m.retracted = 0
+              AND m.kind = 'summary' AND m.summary_of = 'scene' AND m.pov = :who AND m.retracted = 0
               AND (:before IS NULL OR m.recorded_seq < :before)
             ORDER BY w.memory_id DESC LIMIT :limit""",
         {"who": who, "low": low, "high": high, "limit": limit, "before": recorded_before},
@@ -374,7 +371,7 @@ async def scene_summaries(source: Readable, scene_id: int) -> list[Memory]:
     rows = await fetch_all(
         source,
         f"""SELECT m.*, {_WITNESSES_COLUMN} FROM memories m
-            WHERE scene_id = ? AND kind = 'summary' AND retracted = 0
+            WHERE scene_id = ? AND kind = 'summary' AND summary_of = 'scene' AND retracted = 0
             ORDER BY memory_id""",
         (scene_id,),
     )

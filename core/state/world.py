@@ -253,6 +253,14 @@ async def current_scene(source: Readable, chat_id: str) -> Scene | None:
     return None if row is None else _scene(row)
 
 
+async def latest_main_scene(source: Readable, chat_id: str) -> Scene | None:
+    """The chat's newest main scene, open or closed."""
+    row = await fetch_one(
+        source, "SELECT * FROM scenes WHERE chat_id = ? AND kind = 'main' ORDER BY scene_id DESC LIMIT 1", (chat_id,)
+    )
+    return None if row is None else _scene(row)
+
+
 async def list_scenes(source: Readable, chat_id: str, *, open_only: bool = False) -> list[Scene]:
     sql = "SELECT * FROM scenes WHERE chat_id = ?" + (" AND closed_at IS NULL" if open_only else "")
     return [_scene(r) for r in await fetch_all(source, sql + " ORDER BY scene_id", (chat_id,))]
@@ -273,7 +281,7 @@ async def scenes_owing_summaries(source: Readable, chat_id: str) -> list[tuple[i
            WHERE s.chat_id = ? AND s.kind = 'main' AND s.closed_at IS NOT NULL AND p.value != 'you'
              AND p.value IN (SELECT character_id FROM characters)
              AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.scene_id = s.scene_id AND m.pov = p.value
-                             AND m.kind = 'summary' AND m.retracted = 0)
+                             AND m.kind = 'summary' AND m.summary_of = 'scene' AND m.retracted = 0)
            ORDER BY s.scene_id, p.key""",
         (chat_id,),
     )
