@@ -44,6 +44,7 @@ from core.services.macros import story_time
 from core.services.prompt_memories import past_sections, without_what_the_window_shows
 from core.services.prompt_window import dialogue_window, turn_cost
 from core.services.relationships import prior_edges
+from core.services.scenes import strip_key_quotes
 from core.services.story_clock import time_now_line, when_phrase
 from core.services.tokens import DEFAULT_CONTEXT_TOKENS, MESSAGE_OVERHEAD, estimate_tokens
 from core.state import plans, world
@@ -82,6 +83,18 @@ def take_within(items: Sequence[str], budget: int) -> list[str]:
             break
         kept.append(item)
         used += cost
+    return kept
+
+
+def each_within(items: Sequence[str], budget: int) -> list[str]:
+    """Those of `items` (most important first) that fit in `budget` tokens, whole: one that does
+    not fit is passed over for the smaller ones after it."""
+    kept, used = [], 0
+    for item in items:
+        cost = estimate_tokens(item) + 1
+        if used + cost <= budget:
+            kept.append(item)
+            used += cost
     return kept
 
 
@@ -138,8 +151,8 @@ def finish_with_user(messages: list[ChatMessage], note: str, fallback: str, note
     return messages
 
 
-def memory_line(memory: Memory, now: datetime) -> str:
-    return f"- ({when_phrase(memory.story_time, now)}) {memory.text}"
+def memory_line(memory: Memory, now: datetime, text: str | None = None) -> str:
+    return f"- ({when_phrase(memory.story_time, now)}) {memory.text if text is None else text}"
 
 
 def section(title: str, lines: Sequence[str]) -> str:
@@ -231,7 +244,8 @@ async def assemble_prompt(
     lore_lines = [f"- {text}" for text in lore]
     room -= _cost(lore_lines)
     digest_lines = take_within([f"- {d.text}" for d in reversed(digests)], max(0, room // 2))
-    memory_lines = take_within([memory_line(m, now) for m in recalled], max(0, room - _cost(digest_lines)))
+    memory_lines = each_within([memory_line(m, now, strip_key_quotes(m.text)) for m in recalled],
+                               max(0, room - _cost(digest_lines)))
 
     system = "\n\n".join(part for part in [
         card,

@@ -4,8 +4,9 @@ Every read is scoped in SQL to the chat and to what the character witnessed
 (`core.state.memory` for event memories and per-POV summaries, which join
 `memory_witnesses` on the character too; `core.state.digests` for digests).  Nothing is witness-filtered in
 Python.  The only Python-side step is dropping memories a regenerate is about to
-replace (`excluding_turn`) and memories of turns already shown verbatim in the
-prompt's dialogue, which is de-duplication, not access control.
+replace (`excluding_turn`), memories of turns already shown verbatim in the
+prompt's dialogue and memories the prompt holds already (or says the same as one),
+which is de-duplication, not access control.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _search_failure_logged = False
 
 EARLIER_MEMORIES = 12  # of the exchanges just before a prompt's dialogue window
 RELEVANT_MEMORIES = 6
+RECALLED_SUMMARIES = 2  # of the character's own summaries, after the event memories
 QUERY_TERMS = 4  # the player's most distinctive words searched for (cost grows with each term's hits)
 SUMMARIES = 4
 
@@ -65,24 +67,42 @@ async def recalled_memories(
     excluding_turn: int | None = None,
     now: datetime | None = None,
 ) -> list[Memory]:
-    """Event memories `who` witnessed that the player's line brings back: those of the time or
+    """Memories `who` witnessed that the player's line brings back: event memories of the time or
     order it names ("when I first woke up", "last night"; with `now`, the story clock), then
-    by word relevance, most relevant first, leaving out memories of turns the prompt shows (`leave_out_turns`),
-    memories it holds already (`leave_out_memories`) and, for a regenerate, the replaced
-    reply's and anything recorded after it."""
+    by word relevance, most relevant first; then up to `RECALLED_SUMMARIES` of its own summaries
+    (of scenes, or parts of one) that the words bring back.  Left out: memories of turns the
+    prompt shows (`leave_out_turns`), summaries of nothing but those, memories it holds already
+    (`leave_out_memories`), a memory saying what another chosen one says, and, for a
+    regenerate, the replaced reply's and anything recorded after it."""
     if not query:
         return []
     hits = await _relevant(source, chat_id, who, query, excluding_turn)
     by_time = await memories_from_time(source, chat_id, who, query, now, recorded_before=excluding_turn) if now else []
+    events = _fresh([*by_time, *(h.memory for h in hits if h.memory.kind == "event")], leave_out_turns,
+                    leave_out_memories, excluding_turn, RELEVANT_MEMORIES)
+    own = [h.memory for h in hits if h.memory.kind == "summary" and h.memory.pov == who
+           and h.memory.summary_of in ("scene", "part")]
+    summaries = _fresh(own, leave_out_turns, leave_out_memories, excluding_turn, RECALLED_SUMMARIES,
+                       said={m.text for m in events})
+    return events + summaries
+
+
+def _fresh(
+    memories: list[Memory], leave_out_turns: Collection[int], leave_out_memories: Collection[int],
+    excluding_turn: int | None, limit: int, said: Collection[str] = (),
+) -> list[Memory]:
+    """The first `limit` of `memories` that the prompt does not hold yet, each saying something new."""
     chosen: list[Memory] = []
-    for memory in [*by_time, *(h.memory for h in hits if h.memory.kind == "event")]:
-        if memory in chosen:
+    texts = set(said)
+    for memory in memories:
+        turn = memory.source_turn_id if memory.kind == "event" else memory.covers_from_turn
+        if memory.memory_id in leave_out_memories or memory.text in texts:
             continue
-        turn = memory.source_turn_id
-        if memory.memory_id in leave_out_memories or (turn is not None and (turn in leave_out_turns or turn == excluding_turn)):
+        if turn is not None and (turn in leave_out_turns or turn == excluding_turn):
             continue
         chosen.append(memory)
-        if len(chosen) == RELEVANT_MEMORIES:
+        texts.add(memory.text)
+        if len(chosen) == limit:
             break
     return chosen
 

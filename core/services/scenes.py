@@ -200,6 +200,13 @@ async def apply_scene_close_summary(
                                   context_tokens=context_tokens)
     except Exception:
         log.exception("thread detection failed for scene %s of chat %s", scene_id, chat_id)
+    try:
+        from core.services import story_so_far  # it builds on this module's summaries
+
+        await story_so_far.refresh(db, llm, chat_id, [c.character_id for c in characters],
+                                   context_tokens=context_tokens)
+    except Exception:
+        log.exception("the story so far was not refreshed after scene %s of chat %s", scene_id, chat_id)
     return SceneCloseResult(scene_id, summaries)
 
 
