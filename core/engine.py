@@ -384,14 +384,16 @@ class Engine:
         async with self.pipeline.exclusive(chat_id):
             cast = await load_cast(self.db, chat_id)
             target = await timeskip.skip_target(self.db, chat_id, duration)
-            result, _ = await timeskip.move_clock(self.db, self.llm, cast, target, reason=f"skip {duration}")
+            result, _ = await timeskip.move_clock(self.db, self.llm, cast, target, reason=f"skip {duration}",
+                                                  context_tokens=self.pipeline.budget_tokens)
             return result
 
     async def jump(self, chat_id: str, when: datetime) -> SkipResult:
         """Set the story clock to `when` with a short narration; InvalidTimeError if not in the future."""
         async with self.pipeline.exclusive(chat_id):
             cast = await load_cast(self.db, chat_id)
-            result, _ = await timeskip.move_clock(self.db, self.llm, cast, when, reason="jump")
+            result, _ = await timeskip.move_clock(self.db, self.llm, cast, when, reason="jump",
+                                                  context_tokens=self.pipeline.budget_tokens)
             return result
 
     async def close_scene(self, chat_id: str) -> SceneCloseResult | None:
@@ -431,7 +433,7 @@ class Engine:
         UnknownCharacterError / InvalidCastError for a bad cast; `cancel` stops it."""
         check_readable(premise, "The premise")
         async with self.pipeline.exclusive(chat_id, cancellable=True) as control:
-            lines = run_meanwhile(self.db, self.llm, chat_id, a, b, premise, control)
+            lines = run_meanwhile(self.db, self.llm, chat_id, a, b, premise, control, self.pipeline.budget_tokens)
             async with aclosing(lines) as written:
                 async for line, done in written:
                     yield TurnUpdate(line.speaker.name, line.speaker.character_id, line.text, done, line.truncated)

@@ -91,6 +91,24 @@ def card_block(character: world.Character, cast: Cast) -> str:
     return "\n".join([main_prompt(character, cast), "", *_profile_lines(character, cast), *persona_lines(cast)])
 
 
+def card_block_within(character: world.Character, cast: Cast, chars: int) -> str:
+    """`card_block` in at most about `chars` characters: when it is longer, its longest lines (a
+    long description, personality or scenario) are cut at a sentence until it fits, the player's
+    persona and the main prompt kept."""
+    lines = card_block(character, cast).split("\n")
+    for _ in range(len(lines)):
+        excess = sum(len(line) + 1 for line in lines) - chars
+        if excess <= 0:
+            break
+        longest = max(range(len(lines)), key=lambda i: len(lines[i]))
+        keep = max(200, len(lines[longest]) - excess)
+        if keep >= len(lines[longest]):
+            break
+        cut = whole_sentences(lines[longest], keep)
+        lines[longest] = cut if len(cut) <= keep else lines[longest][:keep].rstrip() + "…"
+    return "\n".join(lines)
+
+
 def character_brief(character: world.Character, cast: Cast) -> str:
     """Who `character` is (card fields but the scenario, and the player's persona), without the
     reply instruction: for prompts that say where the story stands themselves."""

@@ -187,15 +187,25 @@ def lifecycle_messages(events: list[plans.WorldEvent], exchange: str, clock: dat
 
 
 async def detect_lifecycle(
-    db: Database, llm: LLMClient, chat_id: str, exchange: str, cause_turn_id: int
+    db: Database, llm: LLMClient, chat_id: str, exchange: str, cause_turn_id: int, *,
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> list[Transition]:
-    """Transitions the exchange caused (and events it planned), recorded with `cause_turn_id`."""
+    """Transitions the exchange caused (and events it planned), recorded with `cause_turn_id`.
+    The request fits `context_tokens`: the events listed are the first that fit half of it."""
     events = await plans.list_world_events(db, chat_id, ["planned", "started"])
     if not events and not may_mention_plan(exchange):
         return []
     clock = await world.get_clock(db, chat_id)
+    exchange = exchange[:EXCHANGE_CHARS * 2]
+    bare = estimate_prompt_tokens(lifecycle_messages([], exchange, clock))
+    listed: list[plans.WorldEvent] = []
+    for event in events:
+        if estimate_prompt_tokens(lifecycle_messages([*listed, event], exchange, clock)) - bare > (context_tokens - bare) // 2:
+            break
+        listed.append(event)
+    events = listed
     changes = await generate_json(
-        llm, lifecycle_messages(events, exchange[:EXCHANGE_CHARS * 2], clock), purpose=LIFECYCLE_PURPOSE,
+        llm, lifecycle_messages(events, exchange, clock), purpose=LIFECYCLE_PURPOSE,
         schema=LifecycleChanges, default=LifecycleChanges(), role="classifier", max_tokens=STRUCTURED_MAX_TOKENS,
         default_on_llm_error=True,
     )

@@ -36,17 +36,25 @@ from core.eventlog import USER, Readable
 from core.llm.base import ChatMessage
 from core.llm.roles import NOTES_OPENING, alternating
 from core.services import recall
-from core.services.budget import SECTION_SHARES, TAIL_SHARE, scaled
-from core.services.card_text import card_block, example_blocks, macro_values, post_history
+from core.services.budget import CARD_SHARE, NOTE_SHARE, SECTION_SHARES, TAIL_SHARE, TURN_SHARE, scaled
+from core.services.card_text import card_block_within, example_blocks, macro_values, post_history
 from core.services.dialogue import Cast
 from core.services.lorebook import lore_for_prompt
 from core.services.macros import story_time
 from core.services.prompt_memories import past_sections, without_what_the_window_shows
-from core.services.prompt_window import dialogue_window, turn_cost
+from core.services.prompt_window import clipped, dialogue_window, turn_cost
 from core.services.relationships import prior_edges
 from core.services.scenes import strip_key_quotes
 from core.services.story_clock import time_now_line, when_phrase
-from core.services.tokens import DEFAULT_CONTEXT_TOKENS, MESSAGE_OVERHEAD, estimate_tokens
+from core.services.tokens import (
+    DEFAULT_CONTEXT_TOKENS,
+    MESSAGE_OVERHEAD,
+    each_within,
+    ends_within,
+    estimate_tokens,
+    first_within,
+    take_within,
+)
 from core.state import plans, world
 from core.state import threads as thread_state
 from core.state.edges import Edge
@@ -72,30 +80,6 @@ class AssembledPrompt:
     @property
     def total_tokens(self) -> int:
         return sum(self.section_tokens.values())
-
-
-def take_within(items: Sequence[str], budget: int) -> list[str]:
-    """As many of `items` (most important first) as fit in `budget` tokens, whole."""
-    kept, used = [], 0
-    for item in items:
-        cost = estimate_tokens(item) + 1
-        if used + cost > budget:
-            break
-        kept.append(item)
-        used += cost
-    return kept
-
-
-def each_within(items: Sequence[str], budget: int) -> list[str]:
-    """Those of `items` (most important first) that fit in `budget` tokens, whole: one that does
-    not fit is passed over for the smaller ones after it."""
-    kept, used = [], 0
-    for item in items:
-        cost = estimate_tokens(item) + 1
-        if used + cost <= budget:
-            kept.append(item)
-            used += cost
-    return kept
 
 
 def _cost(items: Sequence[str]) -> int:
@@ -187,13 +171,16 @@ async def assemble_prompt(
     dialogue, before the card's post-history instructions.
     """
     chat_id, who, now = cast.chat.chat_id, speaker.character_id, cast.chat.clock
-    card = card_block(speaker, cast) + "\n" + present_line(cast, speaker)
-    note = post_history(speaker, cast)
+    card = card_block_within(speaker, cast, int(CARD_SHARE * budget_tokens) * 4) + "\n" + present_line(cast, speaker)
+    note = first_within(post_history(speaker, cast), int(NOTE_SHARE * budget_tokens))
+    turn_tokens = int(TURN_SHARE * budget_tokens)
     if take > 1:
         note = (note + "\n" if note else "") + f"(This is take {take} of {speaker.name}'s reply: write it afresh.)"
     if instruction:
         note = instruction + ("\n" + note if note else "")
-    free = max(0, budget_tokens - estimate_tokens(card) - estimate_tokens(note) - 3 * MESSAGE_OVERHEAD)
+    line = clipped(user_turn, turn_tokens) if user_turn is not None else None
+    line_cost = turn_cost(line) if line else estimate_tokens(ends_within(pending_line or "", turn_tokens)) + 12
+    free = max(0, budget_tokens - estimate_tokens(card) - estimate_tokens(note) - 3 * MESSAGE_OVERHEAD - line_cost)
     budgets = {name: int(free * share) for name, share in SECTION_SHARES.items()}
     budgets["notes"] = int(free * TAIL_SHARE)
 
@@ -207,11 +194,13 @@ async def assemble_prompt(
     window_budget = max(0, free - budgets["notes"] - budgets["earlier"] - held - _cost(thread_lines))
     window = await dialogue_window(
         source, chat_id, who, up_to_turn_id=excluding_turn - 1 if excluding_turn else None,
-        budget=window_budget, max_turns=scaled(DIALOGUE_TURNS, budget_tokens),
+        budget=window_budget + (line_cost if line else 0), max_turns=scaled(DIALOGUE_TURNS, budget_tokens),
+        turn_tokens=turn_tokens,
     )
     dialogue = list(window.turns)
     if user_turn is not None and not excluding_turn:  # a line answered late is answered in the present
-        dialogue = [t for t in dialogue if t.turn_id != user_turn.turn_id] + [user_turn]
+        dialogue = [t for t in dialogue if t.turn_id != user_turn.turn_id] + [clipped(user_turn, turn_tokens)]
+    window_budget += line_cost  # the player's line is in the window (or after it)
     past = without_what_the_window_shows(past, window.turns, now)
     earlier = await recall.earlier_memories(source, chat_id, who, window.first_turn_id if window.left_out else None,
                                             excluding_turn=excluding_turn, limit=scaled(recall.EARLIER_MEMORIES, budget_tokens))
@@ -226,9 +215,9 @@ async def assemble_prompt(
     # The notes of this turn, after the player's line.
     time_line = time_now_line(now)
     events = await plans.world_events_in_view(source, chat_id, who, until=now + EVENTS_HORIZON)
-    event_lines = [_event_line(e, now) for e in events]
+    event_lines = take_within([_event_line(e, now) for e in events], budgets["notes"] // 3)
     edges = await prior_edges(source, chat_id, who, [USER, *cast.present_ids], excluding_turn=excluding_turn)
-    edge_lines = [_edge_line(cast, e) for e in edges]
+    edge_lines = take_within([_edge_line(cast, e) for e in edges], budgets["notes"] // 4)
     query = user_turn.text if user_turn else (pending_line or "")
     recalled = await recall.recalled_memories(
         source, chat_id, who, query, leave_out_turns={t.turn_id for t in dialogue},
@@ -297,7 +286,7 @@ async def assemble_prompt(
     report.section_items["dialogue"] = report.dialogue_turns = len(chosen)
     report.dropped_turns = window.left_out
     if pending_line is not None:
-        chosen.append((USER, pending_line))
+        chosen.append((USER, ends_within(pending_line, turn_tokens)))
     history = fold_lines(cast, who, chosen)
     report.section_tokens["dialogue"] = sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD for m in history)
     opening = "[Earlier lines of the story are left out.]" if window.left_out else (

@@ -20,10 +20,10 @@ falls out of the window is not forgotten: those exchanges' memories are in the p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.eventlog import Readable
-from core.services.tokens import MESSAGE_OVERHEAD, estimate_tokens
+from core.services.tokens import MESSAGE_OVERHEAD, ends_within, estimate_tokens
 from core.state import turns as turn_state
 from core.state.turns import Turn
 
@@ -78,14 +78,23 @@ def exchange_start(turns: list[Turn], start: int) -> int:
     return start
 
 
+def clipped(turn: Turn, tokens: int | None) -> Turn:
+    """`turn` with a text longer than `tokens` shown by its ends (`tokens.ends_within`)."""
+    if tokens is None or estimate_tokens(turn.text) <= tokens:
+        return turn
+    return replace(turn, text=ends_within(turn.text, tokens))
+
+
 async def dialogue_window(
-    source: Readable, chat_id: str, who: str, *, up_to_turn_id: int | None, budget: int, max_turns: int
+    source: Readable, chat_id: str, who: str, *, up_to_turn_id: int | None, budget: int, max_turns: int,
+    turn_tokens: int | None = None,
 ) -> DialogueWindow:
     """The turns `who` witnessed (up to `up_to_turn_id`) that the prompt shows: block-aligned,
-    starting on a player's line when anything is left out."""
+    starting on a player's line when anything is left out; a turn longer than `turn_tokens` by its ends."""
     fetched, total = await turn_state.witnessed_turns_up_to(
         source, chat_id, who, up_to_turn_id, max_turns + BLOCK_TURNS
     )
+    fetched = [clipped(t, turn_tokens) for t in fetched]
     first_ordinal = total - len(fetched)
     start = window_start([turn_cost(t) for t in fetched], first_ordinal, budget, max_turns)
     if first_ordinal + start > 0:  # something is left out: cut between exchanges

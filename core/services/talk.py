@@ -302,7 +302,7 @@ class TurnPipeline:
             local = addressee.local_addressee(cast, dialogue, user_turn.text, replying_to)
             if local is not None:
                 return addressee.Route(local)
-        return await addressee.route(self.llm, cast, dialogue, user_turn.text)
+        return await addressee.route(self.llm, cast, dialogue, user_turn.text, context_tokens=self.budget_tokens)
 
     async def _move_story(self, cast: Cast, user_turn: Turn, route: addressee.Route) -> AsyncGenerator[TurnUpdate, None]:
         """Scene close first (summaries deferred past the reply), then the skip or jump, narrated."""
@@ -319,7 +319,7 @@ class TurnPipeline:
             source = reply_source(user_turn.source_id) if user_turn.source_id else None
             result, turn = await timeskip.move_clock(
                 self.db, self.llm, cast, target, reason=f"asked for in the player's line (turn {user_turn.turn_id})",
-                source_id=source, scene_closed=closed is not None,
+                source_id=source, scene_closed=closed is not None, context_tokens=self.budget_tokens,
             )
             yield TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, result.narration, True,
                              turn_id=turn.turn_id, kind="narration")
@@ -331,7 +331,8 @@ class TurnPipeline:
             self.db, cast.chat.chat_id, limit=addressee.CONTEXT_TURNS, up_to_turn_id=user_turn.turn_id - 1
         )
         local = addressee.local_addressee(cast, dialogue, user_turn.text)
-        return local or await addressee.choose_addressee(self.llm, cast, dialogue, user_turn.text)
+        return local or await addressee.choose_addressee(self.llm, cast, dialogue, user_turn.text,
+                                                         context_tokens=self.budget_tokens)
 
     async def _reply(
         self,
@@ -430,7 +431,8 @@ class TurnPipeline:
         exchange = exchange_text(after.user_turn, after.reply_turn.text, speaker_name, player_name)
         if lifecycle:
             try:
-                await plot.detect_lifecycle(after.db, after.llm, after.chat_id, exchange, after.reply_turn.turn_id)
+                await plot.detect_lifecycle(after.db, after.llm, after.chat_id, exchange, after.reply_turn.turn_id,
+                                            context_tokens=self.budget_tokens)
             except Exception:
                 log.exception("lifecycle detection failed for turn %s", after.reply_turn.turn_id)
         if feelings:

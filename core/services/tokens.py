@@ -8,7 +8,7 @@ estimate is within about 15% for prose; the prompt budget keeps a margin for tha
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from core.llm.base import ChatMessage
 
@@ -58,3 +58,37 @@ def first_within(text: str, tokens: int) -> str:
         if at > len(cut) * 3 // 4:
             return cut[:at] + " …"
     return cut + "…"
+
+
+def take_within(items: Sequence[str], budget: int) -> list[str]:
+    """As many of `items` (most important first) as fit in `budget` tokens, whole."""
+    kept, used = [], 0
+    for item in items:
+        cost = estimate_tokens(item) + 1
+        if used + cost > budget:
+            break
+        kept.append(item)
+        used += cost
+    return kept
+
+
+def each_within(items: Sequence[str], budget: int) -> list[str]:
+    """Those of `items` (most important first) that fit in `budget` tokens, whole: one that does
+    not fit is passed over for the smaller ones after it."""
+    kept, used = [], 0
+    for item in items:
+        cost = estimate_tokens(item) + 1
+        if used + cost <= budget:
+            kept.append(item)
+            used += cost
+    return kept
+
+
+def ends_within(text: str, tokens: int, mark: str = " […] ") -> str:
+    """`text` in at most `tokens`: whole if it fits, else its first third and its last two thirds
+    of the room with `mark` between (a long line's end, where its question is, matters most)."""
+    if estimate_tokens(text) <= tokens:
+        return text
+    room = max(0, tokens * CHARS_PER_TOKEN - len(mark))
+    head = room // 3
+    return text[:head].rstrip() + mark + text[len(text) - (room - head):].lstrip()
