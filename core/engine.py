@@ -16,8 +16,8 @@ Story actions: `skip` / `jump` move the chat clock with a short
 narration; `close_scene` writes each present character's own summary of the
 scene; `meanwhile` plays two characters off-screen and queues a digest the
 player sees on the next turn; `plan_event`, `list_threads`,
-`list_world_events`, `search_memory`, `status` and `context` read or shape the
-story.  A turn may also ask for a skip, a jump or a scene close in plain words;
+`list_world_events`, `search_memory`, `recent_memories`, `status` and `context` read or
+shape the story; `forget_memory` makes one character forget one memory.  A turn may also ask for a skip, a jump or a scene close in plain words;
 the routing call detects it (see `core.services.addressee`).  Errors are typed
 (core.errors): ChatNotFoundError, UnknownCharacterError, InvalidCastError,
 InvalidTimeError, InvalidInputError (a line or text refused as it stands),
@@ -43,7 +43,7 @@ from pathlib import Path
 
 from core.characters.builtin import install_builtin_characters
 from core.characters.cards import import_card
-from core.errors import InvalidCastError, InvalidPersonaError, InvalidTimeError
+from core.errors import InvalidCastError, InvalidPersonaError, InvalidTimeError, MemoryNotFoundError
 from core.eventlog.db import Database, open_database
 from core.llm.base import ChatMessage, LLMClient
 from core.services import reports, scenes, timeskip
@@ -444,6 +444,24 @@ class Engine:
         await world.require_chat(self.db, chat_id)
         who = reports.player_or(character) or (await resolve_character(self.db, character)).character_id
         return await reports.search_memory_infos(self.db, chat_id, who, query, limit)
+
+    async def recent_memories(self, chat_id: str, character: str, limit: int = 10) -> list[MemoryInfo]:
+        """What `character` (id, name, or "you") remembers most recently, oldest first."""
+        await world.require_chat(self.db, chat_id)
+        who = reports.player_or(character) or (await resolve_character(self.db, character)).character_id
+        return await reports.recent_memory_infos(self.db, chat_id, who, limit)
+
+    async def forget_memory(self, chat_id: str, character: str, memory_id: int) -> MemoryInfo:
+        """`character` (id, name, or "you") no longer remembers memory `memory_id`: an event in the
+        story's log, undone by nothing; whoever else witnessed it still remembers it.  Returns what
+        was forgotten; MemoryNotFoundError when the character does not remember it (any more)."""
+        await world.require_chat(self.db, chat_id)
+        who = reports.player_or(character) or (await resolve_character(self.db, character)).character_id
+        memory = await memory_state.require_memory(self.db, memory_id)
+        if memory.chat_id != chat_id or memory.retracted or who not in memory.witnesses:
+            raise MemoryNotFoundError(memory_id, f"{character!r} does not remember it")
+        await memory_state.forget_memory(self.db, chat_id, memory_id, who)
+        return reports.memory_infos([memory], await world.get_clock(self.db, chat_id))[0]
 
     async def status(self, chat_id: str) -> ChatStatus:
         return await reports.chat_status(self.db, await load_cast(self.db, chat_id))
