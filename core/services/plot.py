@@ -143,9 +143,13 @@ async def detect_threads(
         default=ThreadChanges(), role="classifier", max_tokens=STRUCTURED_MAX_TOKENS,
     )
     # One transaction per change: a change that does not fit is rolled back alone (no savepoints).
+    known = {t.title.strip().lower() for t in open_threads}
     for new in changes.open:
-        if new.title.strip():
+        if new.title.strip().lower() in known:  # the detector did not see it listed (or forgot): no second copy
+            log.info("thread %r is open already; not opened twice", new.title)
+        elif new.title.strip():
             await thread_state.open_thread(db, chat_id, new.title.strip(), new.summary, cause_scene_id=scene_id)
+            known.add(new.title.strip().lower())
     for update in changes.update:
         await _guarded(thread_state.update_thread(db, chat_id, update.thread_id, update.summary, update.title,
                                                   cause_scene_id=scene_id),

@@ -222,6 +222,7 @@ async def assemble_prompt(
     recalled = await recall.recalled_memories(
         source, chat_id, who, query, leave_out_turns={t.turn_id for t in dialogue},
         leave_out_memories={m.memory_id for m in earlier} | past.memory_ids(), excluding_turn=excluding_turn, now=now,
+        known_texts={m.text for m in earlier} | past.texts(),
     )
     digests = await recall.digests_for_reply(
         source, chat_id, who, user_turn.turn_id if user_turn else None, created_before=excluding_turn

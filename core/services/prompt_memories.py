@@ -46,6 +46,9 @@ class PastSections:
     def memory_ids(self) -> set[int]:
         return {m.memory_id for m, _ in (*self.story, *self.summaries, *self.scene)}
 
+    def texts(self) -> set[str]:
+        return {m.text for m, _ in (*self.story, *self.summaries, *self.scene)}
+
 
 def _line(memory: Memory, now: datetime, text: str | None = None) -> str:
     return f"- ({when_phrase(memory.story_time, now)}) {memory.text if text is None else text}"

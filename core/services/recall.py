@@ -66,24 +66,25 @@ async def recalled_memories(
     leave_out_memories: Collection[int] = (),
     excluding_turn: int | None = None,
     now: datetime | None = None,
+    known_texts: Collection[str] = (),
 ) -> list[Memory]:
     """Memories `who` witnessed that the player's line brings back: event memories of the time or
     order it names ("when I first woke up", "last night"; with `now`, the story clock), then
     by word relevance, most relevant first; then up to `RECALLED_SUMMARIES` of its own summaries
     (of scenes, or parts of one) that the words bring back.  Left out: memories of turns the
     prompt shows (`leave_out_turns`), summaries of nothing but those, memories it holds already
-    (`leave_out_memories`), a memory saying what another chosen one says, and, for a
+    (`leave_out_memories`) or says (`known_texts`), a memory saying what another chosen one says, and, for a
     regenerate, the replaced reply's and anything recorded after it."""
     if not query:
         return []
     hits = await _relevant(source, chat_id, who, query, excluding_turn)
     by_time = await memories_from_time(source, chat_id, who, query, now, recorded_before=excluding_turn) if now else []
     events = _fresh([*by_time, *(h.memory for h in hits if h.memory.kind == "event")], leave_out_turns,
-                    leave_out_memories, excluding_turn, RELEVANT_MEMORIES)
+                    leave_out_memories, excluding_turn, RELEVANT_MEMORIES, said=known_texts)
     own = [h.memory for h in hits if h.memory.kind == "summary" and h.memory.pov == who
            and h.memory.summary_of in ("scene", "part")]
     summaries = _fresh(own, leave_out_turns, leave_out_memories, excluding_turn, RECALLED_SUMMARIES,
-                       said={m.text for m in events})
+                       said={*known_texts, *(m.text for m in events)})
     return events + summaries
 
 
