@@ -261,6 +261,8 @@ def _search_sql(term_count: int) -> str:
                relevance.value * (1.0 + :bias * (m.significance - 1)) AS relevance
         FROM relevance JOIN memories m ON m.memory_id = relevance.memory_id
         WHERE m.retracted = 0 AND (:before IS NULL OR m.recorded_seq < :before)
+          AND (:only IS NULL OR (:only = 'events' AND m.kind = 'event')
+               OR (:only = 'summaries' AND m.kind = 'summary' AND m.summary_of IN ('scene', 'part')))
         ORDER BY relevance DESC, m.memory_id DESC
         LIMIT :candidates""")
 
@@ -274,6 +276,7 @@ async def search_memories(
     *,
     now: datetime | None = None,
     recorded_before: int | None = None,
+    only: Literal["events", "summaries"] | None = None,
 ) -> list[MemoryHit]:
     """Full-text search of the memories `character` witnessed in one chat, best first.
 
@@ -288,14 +291,16 @@ async def search_memories(
     newest candidate), then the top `limit` are returned.
 
     Any user text is safe as `query` (see `fts_terms`); a query with no words
-    returns nothing.  With `recorded_before`, only memories recorded before that event count.
+    returns nothing.  With `recorded_before`, only memories recorded before that event count;
+    with `only`, only event memories, or only summaries of scenes and parts of scenes (ranked
+    apart, so many summaries naming a word never crowd out the exchange that said it).
     """
     terms = fts_terms(query)
     if not terms or limit <= 0:
         return []
     params: dict[str, Any] = {f"t{i}": term for i, term in enumerate(terms)}
     params.update(chat_id=chat_id, who=character, bias=SIGNIFICANCE_BIAS, per_term=MAX_HITS_PER_TERM,
-                  candidates=limit * CANDIDATE_FACTOR, before=recorded_before)
+                  candidates=limit * CANDIDATE_FACTOR, before=recorded_before, only=only)
     rows = await fetch_all(source, _search_sql(len(terms)), params)
     if not rows:
         await _require_chat_exists(source, chat_id)

@@ -59,3 +59,16 @@ async def test_recalled_memories_never_say_the_same_thing_twice(open_engine):
     await collect(engine.post_turn(chat, "Is the lamp lit, Wren?", "$ask"))
     notes = fake.calls_for("narrate")[-1].messages[-1]["content"].split(f"What {HOST_NAME} recalls now:", 1)[1]
     assert notes.count('said: "Is the lamp lit?"') == 1
+
+
+async def test_summaries_naming_a_word_never_crowd_out_the_exchange_that_said_it(db, chat) -> None:
+    from core.services import recall
+    from core.state import memory
+
+    said = await memory.record_memory(db, "chat-1", 'You said: "My cousin Odalys hid the astrolabe."', ["you", "ada"])
+    for n in range(30):  # summaries after it keep naming her, as a summarizer told to keep names does
+        await memory.record_memory(db, "chat-1", f"Scene {n}: I thought of Odalys again.", ["ada"], kind="summary",
+                                   pov="ada", significance=3)
+    recalled = await recall.recalled_memories(db, "chat-1", "ada", "What about Odalys?")
+    assert recalled[0].memory_id == said.memory_id
+    assert [m.kind for m in recalled].count("summary") == recall.RECALLED_SUMMARIES
