@@ -82,8 +82,8 @@ async def recalled_memories(
     by_time = await memories_from_time(source, chat_id, who, query, now, recorded_before=excluding_turn) if now else []
     events = _fresh([*by_time, *(h.memory for h in hits)], leave_out_turns,
                     leave_out_memories, excluding_turn, RELEVANT_MEMORIES, said=known_texts)
-    own = [h.memory for h in await _relevant(source, chat_id, who, query, excluding_turn, only="summaries")
-           if h.memory.pov == who]
+    own = [h.memory for h in await _relevant(source, chat_id, who, query, excluding_turn, only="summaries",
+                                              limit=RECALLED_SUMMARIES * 2) if h.memory.pov == who]
     summaries = _fresh(own, leave_out_turns, leave_out_memories, excluding_turn, RECALLED_SUMMARIES,
                        said={*known_texts, *(m.text for m in events)})
     return events + summaries
@@ -119,13 +119,13 @@ def relevance_query(text: str) -> str:
 
 async def _relevant(
     source: Readable, chat_id: str, who: str, text: str, recorded_before: int | None = None,
-    only: Literal["events", "summaries"] | None = None,
+    only: Literal["events", "summaries"] | None = None, limit: int = RELEVANT_MEMORIES * 2,
 ) -> list[memory_state.MemoryHit]:
     """Full-text hits (core.state.memory.search_memories); a search the local SQLite cannot
     run (an FTS5 feature it lacks) degrades to no hits, logged, rather than failing the turn."""
     try:
         return await memory_state.search_memories(
-            source, chat_id, who, relevance_query(text), RELEVANT_MEMORIES * 2, recorded_before=recorded_before,
+            source, chat_id, who, relevance_query(text), limit, recorded_before=recorded_before,
             only=only,
         )
     except sqlite3.OperationalError as error:

@@ -232,16 +232,20 @@ def fts_terms(query: str) -> list[str]:
     return [f'"{t}"' for t in content]
 
 
-def _search_sql(term_count: int) -> str:
+def _search_sql(term_count: int, summaries_only: bool = False) -> str:
     # One range-seeked MATCH per term, each already restricted to memories the
     # witness saw, gives chat-local document frequencies without touching other
     # chats (FTS5's bm25() would count every chat's documents for its IDF).
+    # Summaries are few: a search of them alone keeps only their matches per term.
+    summary = ("""AND EXISTS (SELECT 1 FROM memories s WHERE s.memory_id = memories_fts.rowid
+                              AND s.kind = 'summary' AND s.summary_of IN ('scene', 'part'))"""
+               if summaries_only else "")
     hits = " UNION ALL ".join(
         f"""SELECT * FROM (
                 SELECT memories_fts.rowid, {i} FROM memories_fts
                 WHERE memories_fts MATCH :t{i} AND memories_fts.rowid BETWEEN :low AND :high
                   AND EXISTS (SELECT 1 FROM memory_witnesses w
-                              WHERE w.memory_id = memories_fts.rowid AND w.witness = :who)
+                              WHERE w.memory_id = memories_fts.rowid AND w.witness = :who) {summary}
                 ORDER BY memories_fts.rowid DESC LIMIT :per_term)"""
         for i in range(term_count)
     )
@@ -301,7 +305,7 @@ async def search_memories(
     params: dict[str, Any] = {f"t{i}": term for i, term in enumerate(terms)}
     params.update(chat_id=chat_id, who=character, bias=SIGNIFICANCE_BIAS, per_term=MAX_HITS_PER_TERM,
                   candidates=limit * CANDIDATE_FACTOR, before=recorded_before, only=only)
-    rows = await fetch_all(source, _search_sql(len(terms)), params)
+    rows = await fetch_all(source, _search_sql(len(terms), only == "summaries"), params)
     if not rows:
         await _require_chat_exists(source, chat_id)
         return []
