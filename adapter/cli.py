@@ -28,6 +28,7 @@ from adapter.logs import LOG_FORMATS, setup_logging
 
 if TYPE_CHECKING:
     from core import LLMClient, ReplySettings
+    from core.engine import Engine
 
 log = logging.getLogger("rpbot")
 
@@ -94,6 +95,8 @@ def make_llm(config: Config) -> LLMClient:
         narrative_model=llm.narrative_model,
         classifier_model=llm.classifier_model,
         timeout_s=llm.timeout_s,
+        sampling=llm.sampling,
+        system_placement=llm.system_placement,
     )
 
 
@@ -101,19 +104,26 @@ def reply_settings(config: Config) -> ReplySettings:
     from core import ReplySettings
 
     llm = config.llm
-    return ReplySettings(max_tokens=llm.reply_max_tokens, stop_at_names=llm.stop_at_names,
+    return ReplySettings(max_tokens=llm.max_reply_tokens, stop_at_names=llm.stop_at_names,
                          extra_stop=tuple(llm.stop_sequences))
 
 
-async def run_bot(config: Config) -> None:
-    from adapter.matrix.bot import MatrixBot
+async def open_engine(config: Config) -> Engine:
+    """The engine on `data_dir/engine.sqlite3`, with the configured model and its settings."""
     from core.engine import Engine
 
     data_dir = Path(config.storage.data_dir)
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    return await Engine.open(data_dir / "engine.sqlite3", make_llm(config), replies=reply_settings(config),
+                             budget_tokens=config.llm.context_tokens)
+
+
+async def run_bot(config: Config) -> None:
+    from adapter.matrix.bot import MatrixBot
+
     if config.llm.provider == "demo":
         log.warning("llm.provider is \"demo\": characters answer from the offline demo model")
-    engine = await Engine.open(data_dir / "engine.sqlite3", make_llm(config), replies=reply_settings(config))
+    engine = await open_engine(config)
     bot = MatrixBot(config, engine)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -170,7 +180,7 @@ def dev(args: argparse.Namespace) -> int:
             }
         )
         for key, value in llm_section.items():
-            os.environ.setdefault(f"RPBOT_LLM__{key.upper()}", str(value))
+            os.environ.setdefault(f"RPBOT_LLM__{key.upper()}", value if isinstance(value, str) else json.dumps(value))
         config = load_config(None)
         if config.llm.provider == "openai":
             llm_description = f"({config.llm.narrative_model} at {config.llm.base_url})"

@@ -8,6 +8,7 @@ message names each bad or missing key the way an operator writes it
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import tomllib
 from contextvars import ContextVar
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,6 +31,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from core import DEFAULT_CONTEXT_TOKENS
+
+RESERVED_SAMPLING_KEYS = ("model", "messages", "stream")  # rpbot sends these itself
 _MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]+)?$")
 # The TOML file's contents while `load_config` builds a `Config`; None outside it.
 _toml_data: ContextVar[dict[str, Any] | None] = ContextVar("_toml_data", default=None)
@@ -120,11 +125,42 @@ class LLMConfig(_Section):
         default="", description="The model for routing, summaries and other short calls; defaults to `narrative_model`.",
     )
     timeout_s: float = Field(default=60, gt=0, description="Seconds to wait for the endpoint before a call counts as failed.")
-    reply_max_tokens: int = Field(default=400, ge=16, le=8192, description="The most tokens a character's reply may take (`max_tokens`).")
+    context_tokens: int = Field(
+        default=DEFAULT_CONTEXT_TOKENS, ge=2048, le=2_000_000,
+        description="The prompt budget: every request rpbot sends (replies, summaries, classifiers) fits in this many "
+        "tokens, estimated at four characters a token, and each part of a reply prompt gets its share of it. Set it to "
+        "the model's context length less `max_reply_tokens` and a margin of about 15 %.",
+    )
+    max_reply_tokens: int = Field(
+        default=400, ge=16, le=8192, validation_alias=AliasChoices("max_reply_tokens", "reply_max_tokens"),
+        description="The most tokens a character's reply may take (`max_tokens`). `reply_max_tokens` (and "
+        "`RPBOT_LLM__REPLY_MAX_TOKENS`) is the older spelling, still read.",
+    )
+    sampling: dict[str, Any] = Field(
+        default_factory=dict,
+        description="A table, `[llm.sampling]`, sent in every request's body as given: `temperature`, `top_p`, "
+        "`top_k`, `min_p`, `repetition_penalty`, `frequency_penalty`, `presence_penalty`, or any other key the "
+        "server takes (`chat_template_kwargs = {enable_thinking = false}`). A call's own value wins (structured "
+        "answers ask for temperature 0). In the environment, `RPBOT_LLM__SAMPLING__TEMPERATURE=0.8`; values are "
+        "read as JSON when they are JSON.",
+    )
+    system_placement: Literal["system", "first_user"] = Field(
+        default="system",
+        description="Where the system text goes: `system`, a system message; `first_user`, at the start of the "
+        "first user message, for chat templates that refuse a system role (Gemma's).",
+    )
     stop_at_names: bool = Field(
         default=True, description="Stop a reply where the model starts the next speaker's line (`\\n<player's persona name>:`, other characters).",
     )
     stop_sequences: list[str] = Field(default_factory=list, description="Extra stop sequences for replies (at most four are sent, names first).")
+
+    @field_validator("sampling")
+    @classmethod
+    def _sampling_is_the_servers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        reserved = [key for key in RESERVED_SAMPLING_KEYS if key in value]
+        if reserved:
+            raise ValueError(f"cannot set {', '.join(reserved)} (rpbot sends it with every request)")
+        return {key: _json_or_text(item) for key, item in value.items()}
 
     @model_validator(mode="after")
     def _openai_needs_a_model(self) -> LLMConfig:
@@ -133,6 +169,17 @@ class LLMConfig(_Section):
         if not self.classifier_model:
             self.classifier_model = self.narrative_model
         return self
+
+
+def _json_or_text(value: Any) -> Any:
+    """A sampler value as the server should get it: text from the environment that is JSON
+    (`0.8`, `[2, 7]`, `true`) as that JSON, anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 class Config(BaseSettings):

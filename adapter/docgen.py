@@ -42,6 +42,8 @@ _SIMPLE_TYPES = {Path: "path", str: "string", bool: "boolean", float: "number", 
 def _type_name(annotation: Any) -> str:
     if get_origin(annotation) is Literal:
         return " or ".join(f'`"{choice}"`' for choice in get_args(annotation))
+    if get_origin(annotation) is dict:
+        return "table (`RPBOT_<SECTION>__<KEY>__<NAME>` per entry, or the whole table as JSON)"
     if get_origin(annotation) is list:
         return f"list of {_type_name(get_args(annotation)[0])}s (JSON in the environment)"
     return _SIMPLE_TYPES.get(annotation, getattr(annotation, "__name__", str(annotation)))
@@ -59,6 +61,8 @@ def _default(field: FieldInfo) -> str:
         return f"`{value:g}`"
     if isinstance(value, PurePath):
         return f'`"{value if value.is_absolute() else "./" + str(value)}"`'
+    if isinstance(value, dict):
+        return "`{}`" if not value else f"`{value}`"
     if isinstance(value, list):
         return "`[]`" if not value else f"`{value}`"
     return f'`"{value}"`' if str(value) != "" else '`""`'

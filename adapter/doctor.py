@@ -158,7 +158,7 @@ async def check_llm(llm: LLMConfig) -> list[Check]:
             return [Check("llm endpoint", "FAIL", f"{base}/models refused the key ({models.status_code}): check llm.api_key")]
         else:
             checks.append(Check("llm models", "WARN", f"{base}/models answered {models.status_code} (some servers do not list models)"))
-        body = {"model": llm.narrative_model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 1, "stream": False}
+        body = {**llm.sampling, "model": llm.narrative_model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 1, "stream": False}
         try:
             completion = await http.post(f"{base}/chat/completions", json=body, headers={"X-RPBot-Purpose": "doctor"})
         except httpx.HTTPError as exc:

@@ -70,7 +70,7 @@ async def build_history(engine: Engine, chat_id: str, prior_turns: int, rng: ran
             reply, _ = await turn_state.record_turn(
                 tx, chat_id, "assistant", HOST, line(rng, 30), source_id=f"$old{i}#reply"
             )
-            await record_turn_memory(tx, chat_id, user_turn=user, reply_turn=reply, speaker_name="Wren",
+            await record_turn_memory(tx, chat_id, user_turn=user, reply_turn=reply, speaker_name="Wren", player_name="Tobin",
                                      present=[HOST])
             if i % 10 == 0:  # a relationship reading now and then, as a story has them
                 await edge_state.adjust_edge(tx, chat_id, HOST, USER, affinity_delta=1, cause_turn_id=reply.turn_id)
@@ -83,7 +83,8 @@ def percentile(values: list[float], p: float) -> float:
 
 async def run(prior_turns: int, turns: int, guest: bool) -> None:
     rng = random.Random(7)
-    fake = FakeLLM(routes={"narrate": REPLY, "addressee": AddresseeDecision(speaker=HOST, confidence="high")})
+    fake = FakeLLM(routes={"narrate": REPLY, "addressee": AddresseeDecision(speaker=HOST, confidence="high"), "lifecycle": {},
+                           "relationship": {"affinity": 0, "trust": 0, "why": ""}})
     with tempfile.TemporaryDirectory() as tmp:
         engine = await Engine.open(Path(tmp) / "bench.sqlite3", fake)
         try:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from core.llm.roles import render_messages
     from core.services.opening_time import START_TIME_EXAMPLES, read_start_time
     from core.services.replies import ReplySettings
+    from core.services.tokens import DEFAULT_CONTEXT_TOKENS
     from core.timeparse import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time
 
 _HOMES = {
@@ -26,6 +27,7 @@ _HOMES = {
     "render_messages": "core.llm.roles",
     "Schema": "core.eventlog.schema",
     "ReplySettings": "core.services.replies",
+    "DEFAULT_CONTEXT_TOKENS": "core.services.tokens",
     "START_TIME_EXAMPLES": "core.services.opening_time",
     "read_start_time": "core.services.opening_time",
     "DURATION_EXAMPLES": "core.timeparse",
@@ -35,6 +37,7 @@ _HOMES = {
 }
 
 __all__ = [
+    "DEFAULT_CONTEXT_TOKENS",
     "DURATION_EXAMPLES",
     "START_TIME_EXAMPLES",
     "TIME_EXAMPLES",

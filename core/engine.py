@@ -25,8 +25,8 @@ Story actions: `skip` / `jump` move the chat clock with a short
 narration; `close_scene` writes each present character's own summary of the
 scene; `meanwhile` plays two characters off-screen and queues a digest the
 player sees on the next turn; `plan_event`, `list_threads`,
-`list_world_events`, `search_memory`, `status` and `context` read or shape the
-story.  A turn may also ask for a skip, a jump or a scene close in plain words;
+`list_world_events`, `search_memory`, `recent_memories`, `status` and `context` read or
+shape the story; `forget_memory` makes one character forget one memory.  A turn may also ask for a skip, a jump or a scene close in plain words;
 the routing call detects it (see `core.services.addressee`).  Errors are typed
 (core.errors): ChatNotFoundError, UnknownCharacterError, InvalidCastError,
 InvalidTimeError, InvalidInputError (a line or text refused as it stands),
@@ -52,7 +52,14 @@ from pathlib import Path
 
 from core.characters.builtin import install_builtin_characters
 from core.characters.cards import import_card
-from core.errors import InvalidCastError, InvalidInputError, InvalidPersonaError, InvalidTimeError, ReservedSourceIdError
+from core.errors import (
+    InvalidCastError,
+    InvalidInputError,
+    InvalidPersonaError,
+    InvalidTimeError,
+    MemoryNotFoundError,
+    ReservedSourceIdError,
+)
 from core.eventlog.db import Database, open_database
 from core.llm.base import ChatMessage, LLMClient
 from core.services import reports, scenes, timeskip
@@ -70,7 +77,7 @@ from core.services.lorebook import LoreEntryInfo, LoreImportResult, import_card_
 from core.services.meanwhile import resolve_character, run_meanwhile
 from core.services.ooc import is_out_of_character
 from core.services.opening_time import DEFAULT_START, story_start
-from core.services.prompt import DEFAULT_BUDGET_TOKENS, assemble_prompt
+from core.services.prompt import assemble_prompt
 from core.services.replies import ReplySettings, stop_sequences
 from core.services.reports import (
     ChatStatus,
@@ -85,6 +92,7 @@ from core.services.scenes import SceneCloseResult
 from core.services.story_control import StoryControl
 from core.services.talk import AfterTurn, AfterTurnStep, TurnPipeline, TurnUpdate
 from core.services.timeskip import SkipResult
+from core.services.tokens import DEFAULT_CONTEXT_TOKENS
 from core.state import lines, personas, plans, world
 from core.state import memory as memory_state
 from core.state import turns as turn_state
@@ -233,7 +241,7 @@ class StoryExport:
 
 class Engine:
     def __init__(
-        self, db: Database, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+        self, db: Database, llm: LLMClient, *, budget_tokens: int = DEFAULT_CONTEXT_TOKENS,
         replies: ReplySettings | None = None,
     ) -> None:
         self.db = db
@@ -243,7 +251,7 @@ class Engine:
 
     @classmethod
     async def open(
-        cls, path: Path | str, llm: LLMClient, *, budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+        cls, path: Path | str, llm: LLMClient, *, budget_tokens: int = DEFAULT_CONTEXT_TOKENS,
         replies: ReplySettings | None = None,
     ) -> Engine:
         db = await open_database(path)
@@ -515,14 +523,16 @@ class Engine:
         async with self.pipeline.exclusive(chat_id):
             cast = await load_cast(self.db, chat_id)
             target = await timeskip.skip_target(self.db, chat_id, duration)
-            result, _ = await timeskip.move_clock(self.db, self.llm, cast, target, reason=f"skip {duration}")
+            result, _ = await timeskip.move_clock(self.db, self.llm, cast, target, reason=f"skip {duration}",
+                                                  context_tokens=self.pipeline.budget_tokens)
             return result
 
     async def jump(self, chat_id: str, when: datetime) -> SkipResult:
         """Set the story clock to `when` with a short narration; InvalidTimeError if not in the future."""
         async with self.pipeline.exclusive(chat_id):
             cast = await load_cast(self.db, chat_id)
-            result, _ = await timeskip.move_clock(self.db, self.llm, cast, when, reason="jump")
+            result, _ = await timeskip.move_clock(self.db, self.llm, cast, when, reason="jump",
+                                                  context_tokens=self.pipeline.budget_tokens)
             return result
 
     async def close_scene(self, chat_id: str) -> SceneCloseResult | None:
@@ -534,7 +544,7 @@ class Engine:
         async with self.pipeline.exclusive(chat_id):
             await world.require_chat(self.db, chat_id)
             closing = await scenes.close_open_scene(self.db, chat_id)
-            written = await scenes.summarize_owed(self.db, self.llm, chat_id)
+            written = await scenes.summarize_owed(self.db, self.llm, chat_id, context_tokens=self.pipeline.budget_tokens)
             if closing is not None:
                 return next((r for r in written if r.scene_id == closing.scene_id), SceneCloseResult(closing.scene_id, {}))
             return written[-1] if written else None
@@ -562,7 +572,7 @@ class Engine:
         UnknownCharacterError / InvalidCastError for a bad cast; `cancel` stops it."""
         check_readable(premise, "The premise")
         async with self.pipeline.exclusive(chat_id, cancellable=True) as control:
-            lines = run_meanwhile(self.db, self.llm, chat_id, a, b, premise, control)
+            lines = run_meanwhile(self.db, self.llm, chat_id, a, b, premise, control, self.pipeline.budget_tokens)
             async with aclosing(lines) as written:
                 async for line, done in written:
                     yield TurnUpdate(line.speaker.name, line.speaker.character_id, line.text, done, line.truncated)
@@ -573,6 +583,24 @@ class Engine:
         await world.require_chat(self.db, chat_id)
         who = reports.player_or(character) or (await resolve_character(self.db, character)).character_id
         return await reports.search_memory_infos(self.db, chat_id, who, query, limit)
+
+    async def recent_memories(self, chat_id: str, character: str, limit: int = 10) -> list[MemoryInfo]:
+        """What `character` (id, name, or "you") remembers most recently, oldest first."""
+        await world.require_chat(self.db, chat_id)
+        who = reports.player_or(character) or (await resolve_character(self.db, character)).character_id
+        return await reports.recent_memory_infos(self.db, chat_id, who, limit)
+
+    async def forget_memory(self, chat_id: str, character: str, memory_id: int) -> MemoryInfo:
+        """`character` (id, name, or "you") no longer remembers memory `memory_id`: an event in the
+        story's log, undone by nothing; whoever else witnessed it still remembers it.  Returns what
+        was forgotten; MemoryNotFoundError when the character does not remember it (any more)."""
+        await world.require_chat(self.db, chat_id)
+        who = reports.player_or(character) or (await resolve_character(self.db, character)).character_id
+        memory = await memory_state.require_memory(self.db, memory_id)
+        if memory.chat_id != chat_id or memory.retracted or who not in memory.witnesses:
+            raise MemoryNotFoundError(memory_id, f"{character!r} does not remember it")
+        await memory_state.forget_memory(self.db, chat_id, memory_id, who)
+        return reports.memory_infos([memory], await world.get_clock(self.db, chat_id))[0]
 
     async def status(self, chat_id: str) -> ChatStatus:
         return await reports.chat_status(self.db, await load_cast(self.db, chat_id))

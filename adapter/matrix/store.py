@@ -4,13 +4,14 @@ Its rooms and users can be rebuilt from Matrix room state (`org.rpbot.*` events
 the bot wrote); `engine.sqlite3` holds the stories and knows which lines are owed.
 Tables: user_meta (a user's Space and lobby), room_meta (what each room is for and
 which chat it shows), counters, kv (the sync token, uploaded media), reply_messages
-(which Matrix message shows which reply) and undecrypted (events waiting for their
-key). Plain SQL in small named functions taking the store first.
+(which Matrix message shows which reply), undecrypted (events waiting for their
+key) and memory_lists (the last `!memory` list shown in each room). Plain SQL in small named functions taking the store first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,18 @@ ADAPTER_SCHEMA.statements("the engine owns answered lines; the cache maps messag
 
 ADAPTER_SCHEMA.statements("find a reply's message by its event id (whom a player's Matrix reply answers)", [
     "CREATE INDEX reply_messages_by_event ON reply_messages (event_id)",
+])
+
+# The last `!memory` list shown in each story room, by memory id, so `!forget <n>` means the n-th
+# memory of that list whatever was remembered since, and after a restart.
+ADAPTER_SCHEMA.statements("the last memory list shown in each room (what `!forget <n>` numbers from)", [
+    """CREATE TABLE memory_lists (
+        room_id TEXT PRIMARY KEY,
+        chat_id TEXT NOT NULL,
+        holder TEXT NOT NULL,  -- whose memories: a character id, or "you"
+        holder_name TEXT NOT NULL,
+        memory_ids TEXT NOT NULL  -- JSON list, in the order shown (number 1 first)
+    )""",
 ])
 
 
@@ -334,3 +347,33 @@ async def undecrypted_events(store: AdapterStore) -> list[tuple[str, str, str]]:
 async def forget_undecrypted(store: AdapterStore, event_id: str) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall("DELETE FROM undecrypted WHERE event_id = ?", (event_id,))
+
+
+@dataclass(frozen=True)
+class MemoryList:
+    """The memories a `!memory` list showed in a room, numbered from 1 in this order."""
+
+    room_id: str
+    chat_id: str
+    holder: str
+    holder_name: str
+    memory_ids: tuple[int, ...]
+
+
+async def set_memory_list(store: AdapterStore, shown: MemoryList) -> None:
+    async with store.write_lock:
+        await store.conn.execute_fetchall(
+            """INSERT INTO memory_lists (room_id, chat_id, holder, holder_name, memory_ids) VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT (room_id) DO UPDATE SET chat_id = excluded.chat_id, holder = excluded.holder,
+                   holder_name = excluded.holder_name, memory_ids = excluded.memory_ids""",
+            (shown.room_id, shown.chat_id, shown.holder, shown.holder_name, json.dumps(list(shown.memory_ids))),
+        )
+
+
+async def memory_list(store: AdapterStore, room_id: str) -> MemoryList | None:
+    rows = await store.conn.execute_fetchall("SELECT * FROM memory_lists WHERE room_id = ?", (room_id,))
+    row = next(iter(rows), None)
+    if row is None:
+        return None
+    return MemoryList(row["room_id"], row["chat_id"], row["holder"], row["holder_name"],
+                      tuple(json.loads(row["memory_ids"])))

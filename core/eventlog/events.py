@@ -301,6 +301,12 @@ class LineAnswered(ChatEvent):
 
 @event_kind("memory_recorded")
 class MemoryRecorded(ChatEvent):
+    """A memory: an exchange (`event`) or a summary written from `pov`'s point of view.  A summary
+    is of a closed scene (`summary_of` "scene"; None in events older than the field), of a stretch
+    of an open scene ("part"), or the story so far ("story", rolled up from older scene summaries);
+    `covers_from_turn` / `covers_to_turn` are the turns it was made from (a regenerate or rewind of
+    any of them retracts it)."""
+
     text: Annotated[str, StringConstraints(min_length=1)]
     witnesses: Annotated[IdentList, Field(min_length=1)]  # "you" and/or character ids
     significance: Significance = 2
@@ -309,12 +315,33 @@ class MemoryRecorded(ChatEvent):
     scene_id: RowId | None = None  # None: the open main scene, if any
     story_time: StoryTime | None = None  # None: the chat clock
     source_turn_id: RowId | None = None
+    summary_of: Literal["scene", "part", "story"] | None = None
+    covers_from_turn: RowId | None = None
+    covers_to_turn: RowId | None = None
+
+    @model_validator(mode="after")
+    def _a_summary_says_what_it_covers(self) -> MemoryRecorded:
+        if self.summary_of is not None and self.memory_kind != "summary":
+            raise ValueError("only a summary covers a scene, a part of one or the story so far")
+        if (self.covers_from_turn is None) != (self.covers_to_turn is None):
+            raise ValueError("a summary covers a range of turns: give both ends or neither")
+        if self.covers_from_turn is not None and self.covers_to_turn is not None and self.covers_from_turn > self.covers_to_turn:
+            raise ValueError("a summary's first covered turn comes after its last")
+        return self
 
 
 @event_kind("memory_retracted")
 class MemoryRetracted(ChatEvent):
     memory_id: RowId
     reason: str = ""
+
+
+@event_kind("memory_forgotten")
+class MemoryForgotten(ChatEvent):
+    """`witness` no longer remembers the memory (its player asked); whoever else witnessed it still does."""
+
+    memory_id: RowId
+    witness: Ident
 
 
 @event_kind("memory_restored")

@@ -426,3 +426,18 @@ async def _story_note_and_personas(conn: aiosqlite.Connection) -> None:
             PRIMARY KEY (chat_id, player)
         ) WITHOUT ROWID""",
     ])
+
+
+@migration("rolling summaries: what a summary covers (a closed scene, a stretch of an open one, the story so far) "
+           "and the turns it was made from")
+async def _rolling_summaries(conn: aiosqlite.Connection) -> None:
+    await run_statements(conn, [
+        "ALTER TABLE memories ADD COLUMN summary_of TEXT CHECK (summary_of IN ('scene', 'part', 'story'))",
+        "ALTER TABLE memories ADD COLUMN covers_from_turn INTEGER",  # the turns a summary was made from
+        "ALTER TABLE memories ADD COLUMN covers_to_turn INTEGER",
+        "UPDATE memories SET summary_of = 'scene' WHERE kind = 'summary'",
+        """CREATE INDEX memories_summaries_of_pov ON memories (pov, summary_of, scene_id)
+           WHERE kind = 'summary' AND retracted = 0""",
+        """CREATE INDEX memories_by_covered_turns ON memories (chat_id, covers_to_turn)
+           WHERE covers_to_turn IS NOT NULL AND retracted = 0""",
+    ])

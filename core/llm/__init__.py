@@ -1,7 +1,7 @@
 """The language-model layer: one protocol, an OpenAI-compatible client, a demo model, a fake.
 
 `make_llm_client("openai", base_url=..., api_key=..., narrative_model=..., classifier_model=...,
-timeout_s=...)` or `make_llm_client("demo")` builds the client the engine uses. Nothing here
+timeout_s=..., sampling=..., system_placement=...)` or `make_llm_client("demo")` builds the client the engine uses. Nothing here
 imports Matrix code.
 """
 
@@ -31,7 +31,8 @@ from core.llm.openai_client import OpenAICompatibleClient
 from core.llm.retry import RetryPolicy
 from core.llm.structured import extract_json, generate_json, parse_structured, placeholder_instance
 
-_OPENAI_ONLY_SETTINGS = ("base_url", "api_key", "narrative_model", "classifier_model", "timeout_s")
+_OPENAI_ONLY_SETTINGS = ("base_url", "api_key", "narrative_model", "classifier_model", "timeout_s", "sampling",
+                         "system_placement")
 
 
 def make_llm_client(provider: str, /, **settings: Any) -> LLMClient:

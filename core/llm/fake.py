@@ -11,7 +11,8 @@ messages and returning any of those (it may be async). Every call is recorded in
 Calling a purpose with no route raises `UnplannedLLMCallError` (an AssertionError, so code
 that catches `LLMError` for resilience cannot swallow it) and is also kept in `unplanned`,
 except for the purposes of `DEFAULT_ROUTES`, which have a safe answer unless a test routes
-them: "opening_time" (reading when a new story begins) says the opening states no time.
+them: "opening_time" (reading when a new story begins) says the opening states no time, and the
+rolling summaries of a long story ("scene_part", "story_so_far") are a plain sentence.
 Like a model server with a strict chat template, the fake refuses messages that are not one
 system message followed by user / assistant strictly alternating from user: it raises
 `RoleOrderError` (an AssertionError too), unless created with `strict=False`.
@@ -40,7 +41,11 @@ Route = str | dict | BaseModel | Callable[[list[ChatMessage]], Any]
 messages returning one of those."""
 
 
-DEFAULT_ROUTES: dict[str, Route] = {"opening_time": {}}
+DEFAULT_ROUTES: dict[str, Route] = {
+    "opening_time": {},
+    "scene_part": "I kept listening as the talk went on.",
+    "story_so_far": "Much has happened since the story began.",
+}
 """Purposes answered when a test did not route them (recorded in `calls` like any other)."""
 
 

@@ -19,6 +19,11 @@ Behaviour callers can rely on:
 - Structured output: with `response_schema`, a JSON-schema `response_format` is sent. If the
   provider rejects it (HTTP 400/422), the call is repeated once without it and the client stops
   sending it; `core.llm.structured` then extracts JSON from the free text.
+- The model's own settings: `sampling` (temperature, top_p, min_p, penalties, any other body key
+  a server takes) goes into every request body as given; a call's own value (a structured
+  answer's temperature 0, a reply's max_tokens and stop) wins over it.  With
+  `system_placement="first_user"` the system text opens the first user message instead of
+  being a system message, for chat templates without a system role (Gemma's).
 - Every request carries the call's purpose in the `X-RPBot-Purpose` header (for logs and tests;
   providers ignore it). `Authorization: Bearer` is sent only when `api_key` is not empty.
 """
@@ -30,7 +35,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel
@@ -48,6 +53,7 @@ from core.llm.base import (
 )
 from core.llm.openai_stream import completion_text, error_in, stream_deltas
 from core.llm.retry import RetryPolicy, make_retrying, parse_retry_after
+from core.llm.roles import system_in_first_user
 from core.llm.structured import response_format_for
 
 logger = logging.getLogger("core.llm.openai")
@@ -55,6 +61,8 @@ logger = logging.getLogger("core.llm.openai")
 PURPOSE_HEADER = "X-RPBot-Purpose"
 MAX_STOP_SEQUENCES = 4  # the most the OpenAI API accepts
 _MAX_CONNECT_TIMEOUT_S = 10.0
+RESERVED_BODY_KEYS = frozenset({"model", "messages", "stream"})  # what rpbot itself decides for every request
+SystemPlacement = Literal["system", "first_user"]
 
 
 class OpenAICompatibleClient:
@@ -72,7 +80,16 @@ class OpenAICompatibleClient:
         use_response_format: bool = True,
         extra_headers: Mapping[str, str] | None = None,
         http_client: httpx.AsyncClient | None = None,
+        sampling: Mapping[str, Any] | None = None,
+        system_placement: SystemPlacement = "system",
     ) -> None:
+        reserved = sorted(RESERVED_BODY_KEYS & set(sampling or {}))
+        if reserved:
+            raise ValueError(f"sampling settings cannot set {', '.join(reserved)}: rpbot sends them itself")
+        if system_placement not in ("system", "first_user"):
+            raise ValueError(f"system_placement must be 'system' or 'first_user', not {system_placement!r}")
+        self.sampling = dict(sampling or {})
+        self.system_placement = system_placement
         self.base_url = base_url.rstrip("/")
         self.narrative_model = narrative_model
         self.classifier_model = classifier_model or narrative_model
@@ -258,7 +275,10 @@ class OpenAICompatibleClient:
         stream: bool,
         stop: Sequence[str] | None = None,
     ) -> dict[str, Any]:
+        if self.system_placement == "first_user":
+            messages = system_in_first_user(messages)
         payload: dict[str, Any] = {
+            **self.sampling,
             "model": self.model_for(role),
             "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
             "stream": stream,

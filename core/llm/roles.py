@@ -6,7 +6,8 @@ alternating, starting with user.  `role_order_error` says what is wrong with a l
 (None when it is fine); `alternating` makes any list fit, by merging consecutive messages of one
 role and opening with a user message when the first turn is the assistant's.  `render_messages`
 shows messages as readable text; `without_notes` is a user message without the notes a reply
-prompt adds after the player's line.
+prompt adds after the player's line.  `system_in_first_user` serves chat templates with no system
+role at all (Gemma's): the system text opens the first user message instead.
 """
 
 from __future__ import annotations
@@ -64,6 +65,17 @@ def alternating(messages: Sequence[ChatMessage], *, opening: str = OPENING_USER_
         merged.insert(0, {"role": "user", "content": opening})
     head: list[ChatMessage] = [{"role": "system", "content": "\n\n".join(system)}] if system else []
     return head + merged
+
+
+def system_in_first_user(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """`messages` (valid for strict templates) without a system message: its text opens the first
+    user message, a blank line before that message's own text."""
+    if not messages or messages[0]["role"] != "system":
+        return list(messages)
+    system, rest = messages[0]["content"], list(messages[1:])
+    if rest and rest[0]["role"] == "user":
+        return [{"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}, *rest[1:]]
+    return [{"role": "user", "content": system}, *rest]
 
 
 def render_messages(messages: Sequence[ChatMessage]) -> str:

@@ -32,6 +32,13 @@ from core.services.card_text import fill, whole_sentences
 from core.services.dialogue import Cast
 from core.services.macros import story_time
 from core.services.timeskip import MAX_TIME_MOVE
+from core.services.tokens import (
+    DEFAULT_CONTEXT_TOKENS,
+    ends_within,
+    estimate_prompt_tokens,
+    estimate_tokens,
+    last_lines_within,
+)
 from core.state import world
 from core.state.turns import Turn
 from core.timeparse import parse_duration, parse_story_time
@@ -154,7 +161,11 @@ def local_addressee(
     return last or cast.host
 
 
-def addressee_messages(cast: Cast, dialogue: Sequence[Turn], text: str) -> list[ChatMessage]:
+def addressee_messages(
+    cast: Cast, dialogue: Sequence[Turn], text: str, context_tokens: int = DEFAULT_CONTEXT_TOKENS
+) -> list[ChatMessage]:
+    """The routing request, within `context_tokens`: the player's line (by its ends when it is
+    very long) and as many of the recent lines as fit."""
     player = cast.player.name
     roster = "\n".join(
         f"- {c.character_id} ({c.name})" + (f": {whole_sentences(fill(c.description, c, cast), ROSTER_CHARS)}"
@@ -176,7 +187,11 @@ def addressee_messages(cast: Cast, dialogue: Sequence[Turn], text: str) -> list[
         '("high", "medium" or "low"), time ("none", "skip" or "jump"), amount (a string), '
         "close_scene (true or false)."
     )
-    user = (f"Recent lines:\n{context}\n\n" if context else "") + f"{player}'s latest line:\n{text}"
+    room = context_tokens - estimate_prompt_tokens([{"role": "system", "content": system},
+                                                    {"role": "user", "content": f"Recent lines:\n\n\n{player}'s latest line:\n"}])
+    latest = ends_within(text, room * 2 // 3)
+    context = last_lines_within(context, room - estimate_tokens(latest)) if context else ""
+    user = (f"Recent lines:\n{context}\n\n" if context else "") + f"{player}'s latest line:\n{latest}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -218,11 +233,13 @@ def _intent(decision: AddresseeDecision, now: datetime) -> tuple[timedelta | Non
     return None, None
 
 
-async def route(llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str) -> Route:
+async def route(
+    llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str, *, context_tokens: int = DEFAULT_CONTEXT_TOKENS
+) -> Route:
     """One classifier request: who answers `text`, and any skip / jump / scene close it asks for."""
     fallback = AddresseeDecision(speaker=cast.host.character_id, confidence="low")
     decision = await generate_json(
-        llm, addressee_messages(cast, dialogue, text), purpose=PURPOSE, schema=AddresseeDecision,
+        llm, addressee_messages(cast, dialogue, text, context_tokens), purpose=PURPOSE, schema=AddresseeDecision,
         default=fallback, role="classifier", max_tokens=ROUTE_MAX_TOKENS, default_on_llm_error=True,
     )
     speaker = _pick_speaker(cast, dialogue, decision, decision is fallback)
@@ -231,9 +248,9 @@ async def route(llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str)
 
 
 async def choose_addressee(
-    llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str
+    llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str, *, context_tokens: int = DEFAULT_CONTEXT_TOKENS
 ) -> world.Character:
     """The character who answers `text`; the host without any model call if it is alone."""
     if len(cast.characters) == 1:
         return cast.host
-    return (await route(llm, cast, dialogue, text)).speaker
+    return (await route(llm, cast, dialogue, text, context_tokens=context_tokens)).speaker

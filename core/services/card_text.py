@@ -8,7 +8,7 @@
 - `example_blocks`: `mes_example` split at `<START>` into separate example dialogues.
 - `post_history`: the card's `post_history_instructions`, sent after the dialogue.
 - `character_brief`: who a character is, for prompts where it does not reply to the player
-  (scene summaries, meanwhile scenes).
+  (scene summaries, meanwhile scenes); `brief_within` cuts it to a request's share.
 
 The full list of card fields and what rpbot does with each is in `docs/prompts.md`.
 """
@@ -91,10 +91,46 @@ def card_block(character: world.Character, cast: Cast) -> str:
     return "\n".join([main_prompt(character, cast), "", *_profile_lines(character, cast), *persona_lines(cast)])
 
 
+def card_block_within(character: world.Character, cast: Cast, chars: int) -> str:
+    """`card_block` in at most about `chars` characters: when it is longer, its longest lines (a
+    long description, personality or scenario) are cut at a sentence until it fits, the player's
+    persona and the main prompt kept."""
+    lines = card_block(character, cast).split("\n")
+    for _ in range(len(lines)):
+        excess = sum(len(line) + 1 for line in lines) - chars
+        if excess <= 0:
+            break
+        longest = max(range(len(lines)), key=lambda i: len(lines[i]))
+        keep = max(200, len(lines[longest]) - excess)
+        if keep >= len(lines[longest]):
+            break
+        cut = whole_sentences(lines[longest], keep)
+        lines[longest] = cut if len(cut) <= keep else lines[longest][:keep].rstrip() + "…"
+    return "\n".join(lines)
+
+
 def character_brief(character: world.Character, cast: Cast) -> str:
     """Who `character` is (card fields but the scenario, and the player's persona), without the
     reply instruction: for prompts that say where the story stands themselves."""
     return "\n".join([*_profile_lines(character, cast, scenario=False), *persona_lines(cast)])
+
+
+def brief_within(character: world.Character, cast: Cast, chars: int) -> str:
+    """`character_brief` in at most `chars` characters: whole lines while they fit, then the
+    next line's first sentences that do (a request's share of a long card)."""
+    text = character_brief(character, cast)
+    if len(text) <= chars:
+        return text
+    kept: list[str] = []
+    used = 0
+    for line in text.split("\n"):
+        if used + len(line) + 1 > chars:
+            rest = whole_sentences(line, chars - used)
+            kept.append(rest if len(rest) <= chars - used else line[: max(0, chars - used - 1)] + "…")
+            break
+        kept.append(line)
+        used += len(line) + 1
+    return "\n".join(kept)
 
 
 def example_blocks(character: world.Character, cast: Cast) -> list[str]:

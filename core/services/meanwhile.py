@@ -26,12 +26,14 @@ from core.eventlog import USER, Database
 from core.llm.base import ChatMessage, LLMClient
 from core.llm.roles import alternating
 from core.services import recall
-from core.services.card_text import character_brief, nickname, story_scenario, whole_sentences
+from core.services.budget import BRIEF_SHARE, share_tokens
+from core.services.card_text import brief_within, nickname, story_scenario, whole_sentences
 from core.services.dialogue import Cast, load_cast
 from core.services.generation import Generation
 from core.services.prompt import finish_with_user, fold_lines
 from core.services.replies import pending_prefix, strip_speaker_name
 from core.services.story_clock import time_now_line, when_phrase
+from core.services.tokens import DEFAULT_CONTEXT_TOKENS, ends_within, estimate_tokens, first_within
 from core.state import digests as digest_state
 from core.state import memory as memory_state
 from core.state import world
@@ -44,6 +46,7 @@ LINE_MAX_TOKENS = 300
 DIGEST_LINE_CHARS = 160
 MEMORY_ITEMS = 4  # summaries, and latest memories, each character brings into the scene
 SETTING_CHARS = 400
+STORY_SHARE = 0.3  # of a line's request, for what the speaker brings into the scene
 
 
 @dataclass(frozen=True)
@@ -80,20 +83,24 @@ async def story_so_far(db: Database, cast: Cast, speaker: world.Character, setti
 
 
 def line_messages(
-    cast: Cast, speaker: world.Character, premise: str, lines: list[MeanwhileLine], story: str = ""
+    cast: Cast, speaker: world.Character, premise: str, lines: list[MeanwhileLine], story: str = "",
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> list[ChatMessage]:
     """`speaker`'s next line: its own lines are `assistant`, the other's `user` (named);
-    `story` is what `story_so_far` gives the speaker."""
+    `story` is what `story_so_far` gives the speaker.  Within `context_tokens`: the card, the
+    story and the premise each cut to their share, and the lines said so far to what is left."""
     other = next(c for c in cast.characters if c.character_id != speaker.character_id)
     system = (
-        f"You are {speaker.name}.\n" + character_brief(speaker, cast)
-        + (f"\n\n{story}" if story else "")
+        f"You are {speaker.name}.\n" + brief_within(speaker, cast, share_tokens(BRIEF_SHARE, context_tokens) * 4)
+        + (f"\n\n{first_within(story, share_tokens(STORY_SHARE, context_tokens))}" if story else "")
         + f"\n\nMeanwhile, away from {cast.player.name}, {speaker.name} is with {other.name}."
-        + (f" Situation: {premise.rstrip('.')}." if premise else "")
+        + (f" Situation: {first_within(premise, share_tokens(0.05, context_tokens)).rstrip('.')}." if premise else "")
         + f"\n{time_now_line(cast.chat.clock)}"
         + f"\nWrite {speaker.name}'s next line only: one short paragraph of speech and action."
     )
-    dialogue = fold_lines(cast, speaker.character_id, [(line.speaker.character_id, line.text) for line in lines])
+    room = context_tokens - estimate_tokens(system) - 40
+    said = [(line.speaker.character_id, ends_within(line.text, room // max(1, len(lines)) - 8)) for line in lines]
+    dialogue = fold_lines(cast, speaker.character_id, said)
     opening = f"[Scene: {premise or 'the two of them talk.'}]"
     messages = alternating([{"role": "system", "content": system}, *dialogue], opening=opening)
     return finish_with_user(messages, "", f"[{speaker.name} goes on.]")
@@ -108,7 +115,8 @@ def digest_text(a: world.Character, b: world.Character, premise: str, lines: lis
 
 
 async def run_meanwhile(
-    db: Database, llm: LLMClient, chat_id: str, a: str, b: str, premise: str, control: Any
+    db: Database, llm: LLMClient, chat_id: str, a: str, b: str, premise: str, control: Any,
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> AsyncGenerator[tuple[MeanwhileLine, bool], None]:
     """Yield (line so far, done) as the lines are written; `control` is the chat's in-flight
     handle (`cancel_requested`, `generation`), so a cancel stops the scene."""
@@ -130,7 +138,8 @@ async def run_meanwhile(
             other = second if speaker is first else first
             names = [speaker.name, nickname(speaker)]
             generation = control.generation = Generation(
-                llm, line_messages(cast, speaker, premise, lines, stories[speaker.character_id]), purpose=PURPOSE,
+                llm, line_messages(cast, speaker, premise, lines, stories[speaker.character_id], context_tokens),
+                purpose=PURPOSE,
                 max_tokens=LINE_MAX_TOKENS,
                 stop=[f"\n{other.name}:", f"\n{cast.player.name}:"],
             )

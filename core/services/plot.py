@@ -31,6 +31,7 @@ from core.eventlog import Database
 from core.llm.base import ChatMessage, LLMClient
 from core.llm.structured import generate_json
 from core.services.story_clock import time_now_line
+from core.services.tokens import DEFAULT_CONTEXT_TOKENS, estimate_prompt_tokens, last_lines_within
 from core.state import plans, world
 from core.state import threads as thread_state
 from core.timeparse import parse_story_time
@@ -120,20 +121,35 @@ def thread_messages(open_threads: list[thread_state.PlotThread], scene_text: str
 
 
 async def detect_threads(
-    db: Database, llm: LLMClient, chat_id: str, scene_text: str, *, scene_id: int | None = None
+    db: Database, llm: LLMClient, chat_id: str, scene_text: str, *, scene_id: int | None = None,
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> ThreadChanges:
     """Ask the detector about one scene's transcript and apply what fits (each change tagged
-    with `scene_id`, so it can be undone with the scene's summaries); returns the answer."""
+    with `scene_id`, so it can be undone with the scene's summaries); returns the answer.  The
+    request fits `context_tokens`: the open threads listed are the newest that fit a third of
+    it, the transcript its newest lines that fit the rest."""
     open_threads = await thread_state.list_threads(db, chat_id, "open")
-    messages = thread_messages(open_threads, scene_text, await world.get_clock(db, chat_id))
+    clock = await world.get_clock(db, chat_id)
+    bare = estimate_prompt_tokens(thread_messages([], "", clock))
+    listed: list[thread_state.PlotThread] = []
+    for thread in reversed(open_threads):
+        if estimate_prompt_tokens(thread_messages([thread, *listed], "", clock)) - bare > (context_tokens - bare) // 3:
+            break
+        listed.insert(0, thread)
+    room = context_tokens - estimate_prompt_tokens(thread_messages(listed, "", clock))
+    messages = thread_messages(listed, last_lines_within(scene_text, room), clock)
     changes = await generate_json(
         llm, messages, purpose=THREADS_PURPOSE, schema=ThreadChanges,
         default=ThreadChanges(), role="classifier", max_tokens=STRUCTURED_MAX_TOKENS,
     )
     # One transaction per change: a change that does not fit is rolled back alone (no savepoints).
+    known = {t.title.strip().lower() for t in open_threads}
     for new in changes.open:
-        if new.title.strip():
+        if new.title.strip().lower() in known:  # the detector did not see it listed (or forgot): no second copy
+            log.info("thread %r is open already; not opened twice", new.title)
+        elif new.title.strip():
             await thread_state.open_thread(db, chat_id, new.title.strip(), new.summary, cause_scene_id=scene_id)
+            known.add(new.title.strip().lower())
     for update in changes.update:
         await _guarded(thread_state.update_thread(db, chat_id, update.thread_id, update.summary, update.title,
                                                   cause_scene_id=scene_id),
@@ -175,15 +191,25 @@ def lifecycle_messages(events: list[plans.WorldEvent], exchange: str, clock: dat
 
 
 async def detect_lifecycle(
-    db: Database, llm: LLMClient, chat_id: str, exchange: str, cause_turn_id: int
+    db: Database, llm: LLMClient, chat_id: str, exchange: str, cause_turn_id: int, *,
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> list[Transition]:
-    """Transitions the exchange caused (and events it planned), recorded with `cause_turn_id`."""
+    """Transitions the exchange caused (and events it planned), recorded with `cause_turn_id`.
+    The request fits `context_tokens`: the events listed are the first that fit half of it."""
     events = await plans.list_world_events(db, chat_id, ["planned", "started"])
     if not events and not may_mention_plan(exchange):
         return []
     clock = await world.get_clock(db, chat_id)
+    exchange = exchange[:EXCHANGE_CHARS * 2]
+    bare = estimate_prompt_tokens(lifecycle_messages([], exchange, clock))
+    listed: list[plans.WorldEvent] = []
+    for event in events:
+        if estimate_prompt_tokens(lifecycle_messages([*listed, event], exchange, clock)) - bare > (context_tokens - bare) // 2:
+            break
+        listed.append(event)
+    events = listed
     changes = await generate_json(
-        llm, lifecycle_messages(events, exchange[:EXCHANGE_CHARS * 2], clock), purpose=LIFECYCLE_PURPOSE,
+        llm, lifecycle_messages(events, exchange, clock), purpose=LIFECYCLE_PURPOSE,
         schema=LifecycleChanges, default=LifecycleChanges(), role="classifier", max_tokens=STRUCTURED_MAX_TOKENS,
         default_on_llm_error=True,
     )

@@ -38,15 +38,26 @@ from core.eventlog import USER, Readable
 from core.llm.base import ChatMessage
 from core.llm.roles import NOTES_OPENING, alternating
 from core.services import recall
-from core.services.card_text import card_block, example_blocks, macro_values, post_history
+from core.services.budget import CARD_SHARE, NOTE_SHARE, SECTION_SHARES, TAIL_SHARE, TURN_SHARE, scaled
+from core.services.card_text import card_block_within, example_blocks, macro_values, post_history
 from core.services.dialogue import Cast
 from core.services.lorebook import lore_for_prompt
 from core.services.macros import story_time
-from core.services.prompt_window import dialogue_window, turn_cost
+from core.services.prompt_memories import past_sections, without_what_the_window_shows
+from core.services.prompt_window import clipped, dialogue_window, turn_cost
 from core.services.relationships import prior_edges
+from core.services.scenes import strip_key_quotes
 from core.services.story_clock import time_now_line, when_phrase
 from core.services.story_note import note_text, place_note
-from core.services.tokens import MESSAGE_OVERHEAD, estimate_tokens
+from core.services.tokens import (
+    DEFAULT_CONTEXT_TOKENS,
+    MESSAGE_OVERHEAD,
+    each_within,
+    ends_within,
+    estimate_tokens,
+    first_within,
+    take_within,
+)
 from core.state import plans, world
 from core.state import threads as thread_state
 from core.state.edges import Edge
@@ -54,10 +65,7 @@ from core.state.memory import Memory
 from core.state.plans import WorldEvent
 from core.state.turns import Turn
 
-DEFAULT_BUDGET_TOKENS = 6000
-DIALOGUE_TURNS = 40
-TAIL_SHARE = 0.15  # held for the notes after the player's line
-SECTION_SHARES = {"examples": 0.15, "summaries": 0.12, "earlier": 0.15, "threads": 0.05}
+DIALOGUE_TURNS = 40  # at the default budget (`budget.scaled`)
 EVENTS_HORIZON = timedelta(days=3)  # planned world events this close are "due soon"
 NARRATOR = "narrator"
 
@@ -75,18 +83,6 @@ class AssembledPrompt:
     @property
     def total_tokens(self) -> int:
         return sum(self.section_tokens.values())
-
-
-def take_within(items: Sequence[str], budget: int) -> list[str]:
-    """As many of `items` (most important first) as fit in `budget` tokens, whole."""
-    kept, used = [], 0
-    for item in items:
-        cost = estimate_tokens(item) + 1
-        if used + cost > budget:
-            break
-        kept.append(item)
-        used += cost
-    return kept
 
 
 def _cost(items: Sequence[str]) -> int:
@@ -145,8 +141,8 @@ def finish_with_user(messages: list[ChatMessage], note: str, fallback: str, note
     return messages
 
 
-def memory_line(memory: Memory, now: datetime) -> str:
-    return f"- ({when_phrase(memory.story_time, now)}) {memory.text}"
+def memory_line(memory: Memory, now: datetime, text: str | None = None) -> str:
+    return f"- ({when_phrase(memory.story_time, now)}) {memory.text if text is None else text}"
 
 
 def section(title: str, lines: Sequence[str]) -> str:
@@ -165,7 +161,7 @@ async def assemble_prompt(
     *,
     user_turn: Turn | None,
     excluding_turn: int | None = None,
-    budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+    budget_tokens: int = DEFAULT_CONTEXT_TOKENS,
     take: int = 1,
     pending_line: str | None = None,
     instruction: str = "",
@@ -183,36 +179,43 @@ async def assemble_prompt(
     the dialogue, before the card's post-history instructions.
     """
     chat_id, who, now = cast.chat.chat_id, speaker.character_id, cast.chat.clock
-    card = card_block(speaker, cast) + "\n" + present_line(cast, speaker)
-    note = post_history(speaker, cast)
+    card = card_block_within(speaker, cast, int(CARD_SHARE * budget_tokens) * 4) + "\n" + present_line(cast, speaker)
+    note = first_within(post_history(speaker, cast), int(NOTE_SHARE * budget_tokens))
+    turn_tokens = int(TURN_SHARE * budget_tokens)
     if take > 1:
         note = (note + "\n" if note else "") + f"(This is take {take} of {speaker.name}'s reply: write it afresh.)"
     if instruction:
         note = instruction + ("\n" + note if note else "")
     story_note = note_text(speaker, cast)
+    line = clipped(user_turn, turn_tokens) if user_turn is not None else None
+    line_cost = turn_cost(line) if line else estimate_tokens(ends_within(pending_line or "", turn_tokens)) + 12
     free = max(0, budget_tokens - estimate_tokens(card) - estimate_tokens(note) - estimate_tokens(story_note)
-               - 3 * MESSAGE_OVERHEAD)
+               - 3 * MESSAGE_OVERHEAD - line_cost)
     budgets = {name: int(free * share) for name, share in SECTION_SHARES.items()}
     budgets["notes"] = int(free * TAIL_SHARE)
 
-    # The stable part: what changes at a scene's close, a thread's change or a window move.
-    summaries = await recall.pov_summaries(source, chat_id, who, recorded_before=excluding_turn)
-    summary_lines = list(reversed(take_within(
-        [f"- ({when_phrase(m.story_time, now)}) {m.text}" for m in reversed(summaries)], budgets["summaries"])))
+    # The stable part: what changes at a scene's close, a part's writing, a thread's change or a window move.
+    past = await past_sections(source, chat_id, who, budgets, now, summaries=scaled(recall.SUMMARIES, budget_tokens),
+                               recorded_before=excluding_turn)
     threads = await thread_state.open_threads_known_by(source, chat_id, who)
     thread_lines = take_within([f"- {t.title}: {t.summary}" if t.summary else f"- {t.title}" for t in threads],
                                budgets["threads"])
-    window_budget = max(0, free - budgets["notes"] - budgets["earlier"] - _cost(summary_lines) - _cost(thread_lines))
+    held = sum(_cost(past.lines(name)) for name in ("story", "summaries", "scene"))
+    window_budget = max(0, free - budgets["notes"] - budgets["earlier"] - held - _cost(thread_lines))
     window = await dialogue_window(
         source, chat_id, who, up_to_turn_id=excluding_turn - 1 if excluding_turn else None,
-        budget=window_budget, max_turns=DIALOGUE_TURNS,
+        budget=window_budget + (line_cost if line else 0), max_turns=scaled(DIALOGUE_TURNS, budget_tokens),
+        turn_tokens=turn_tokens,
     )
     dialogue = list(window.turns)
     if user_turn is not None and not excluding_turn:  # a line answered late is answered in the present
-        dialogue = [t for t in dialogue if t.turn_id != user_turn.turn_id] + [user_turn]
+        dialogue = [t for t in dialogue if t.turn_id != user_turn.turn_id] + [clipped(user_turn, turn_tokens)]
+    window_budget += line_cost  # the player's line is in the window (or after it)
+    past = without_what_the_window_shows(past, window.turns, now)
     earlier = await recall.earlier_memories(source, chat_id, who, window.first_turn_id if window.left_out else None,
-                                            excluding_turn=excluding_turn)
+                                            excluding_turn=excluding_turn, limit=scaled(recall.EARLIER_MEMORIES, budget_tokens))
     earlier_lines = list(reversed(take_within([memory_line(m, now) for m in reversed(earlier)], budgets["earlier"])))
+    earlier = earlier[len(earlier) - len(earlier_lines):]  # those shown: the others are for recall to find
     window_cost = sum(turn_cost(t) for t in dialogue)
     spare = window_budget + budgets["earlier"] - _cost(earlier_lines) - window_cost
     # Examples only while the whole story fits: once lines are left out, dialogue outranks them.
@@ -222,13 +225,14 @@ async def assemble_prompt(
     # The notes of this turn, after the player's line.
     time_line = time_now_line(now)
     events = await plans.world_events_in_view(source, chat_id, who, until=now + EVENTS_HORIZON)
-    event_lines = [_event_line(e, now) for e in events]
+    event_lines = take_within([_event_line(e, now) for e in events], budgets["notes"] // 3)
     edges = await prior_edges(source, chat_id, who, [USER, *cast.present_ids])  # a replaced reply's are taken back
-    edge_lines = [_edge_line(cast, e) for e in edges]
+    edge_lines = take_within([_edge_line(cast, e) for e in edges], budgets["notes"] // 4)
     query = user_turn.text if user_turn else (pending_line or "")
     recalled = await recall.recalled_memories(
         source, chat_id, who, query, leave_out_turns={t.turn_id for t in dialogue},
-        leave_out_memories={m.memory_id for m in earlier}, excluding_turn=excluding_turn, now=now,
+        leave_out_memories={m.memory_id for m in earlier} | past.memory_ids(), excluding_turn=excluding_turn, now=now,
+        known_texts={m.text for m in earlier} | past.texts(),
     )
     digests = await recall.digests_for_reply(
         source, chat_id, who, user_turn.turn_id if user_turn else None, created_before=excluding_turn
@@ -240,13 +244,17 @@ async def assemble_prompt(
     lore_lines = [f"- {text}" for text in lore]
     room -= _cost(lore_lines)
     digest_lines = take_within([f"- {d.text}" for d in reversed(digests)], max(0, room // 2))
-    memory_lines = take_within([memory_line(m, now) for m in recalled], max(0, room - _cost(digest_lines)))
+    memory_lines = each_within([memory_line(m, now, strip_key_quotes(m.text)) for m in recalled],
+                               max(0, room - _cost(digest_lines)))
 
     system = "\n\n".join(part for part in [
         card,
         section(f"Example dialogue (how {speaker.name} speaks; not part of the story):",
                 [f"<example>\n{block}\n</example>" for block in examples]),
-        section(f"{speaker.name}'s own memories of earlier scenes:", summary_lines),
+        section(f"{speaker.name}'s story so far, in its own words:", past.lines("story")),
+        section(f"{speaker.name}'s own memories of earlier scenes:", past.lines("summaries")),
+        section(f"{speaker.name}'s own account of this scene so far (its earlier lines are no longer shown):",
+                past.lines("scene")),
         section(f"Earlier in this story ({speaker.name} remembers it; these lines are no longer shown):",
                 earlier_lines),
         section(f"Open threads {speaker.name} knows of:", thread_lines),
@@ -266,7 +274,9 @@ async def assemble_prompt(
     report.section_tokens = {
         "card": estimate_tokens(card),
         "examples": _cost(examples),
-        "summaries": _cost(summary_lines),
+        "story": _cost(past.lines("story")),
+        "summaries": _cost(past.lines("summaries")),
+        "scene": _cost(past.lines("scene")),
         "earlier": _cost(earlier_lines),
         "threads": _cost(thread_lines),
         "time": estimate_tokens(time_line) + 12,  # and the notes' brackets
@@ -279,7 +289,8 @@ async def assemble_prompt(
         "note": estimate_tokens(story_note),
     }
     report.section_items = {
-        "card": 1, "examples": len(examples), "summaries": len(summary_lines), "earlier": len(earlier_lines),
+        "card": 1, "examples": len(examples), "story": len(past.story), "summaries": len(past.summaries),
+        "scene": len(past.scene), "earlier": len(earlier_lines),
         "threads": len(thread_lines), "time": 1, "events": len(event_lines), "edges": len(edge_lines), "lore": len(lore_lines),
         "memories": len(memory_lines), "digests": len(digest_lines), "post_history": int(bool(note)),
         "note": int(bool(story_note)),
@@ -288,7 +299,7 @@ async def assemble_prompt(
     report.section_items["dialogue"] = report.dialogue_turns = len(chosen)
     report.dropped_turns = window.left_out
     if pending_line is not None:
-        chosen.append((USER, pending_line, None))
+        chosen.append((USER, ends_within(pending_line, turn_tokens), None))
     history = fold_lines(cast, who, chosen)
     report.section_tokens["dialogue"] = sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD for m in history)
     opening = "[Earlier lines of the story are left out.]" if window.left_out else (

@@ -10,7 +10,8 @@ called, so everything a replaced reply caused is out of view by construction; th
 and the new text are then recorded in one transaction.  `record_memory` writes what the reply
 leaves in memory (in that transaction) and `derive` schedules what it causes after it is shown
 (owed scene summaries, the lifecycle and relationship readings, added after-turn steps), through
-the pipeline's per-chat after-work (`defer`), so the chat's next turn waits for it.
+the pipeline's per-chat after-work (`defer`), so the chat's next turn waits for it; the rolling
+summaries of a long scene are asked for on their own queue (`SummaryJobs`), which no turn waits for.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from core.services.prompt import AssembledPrompt, assemble_prompt
 from core.services.relationships import classify_exchange_edges, may_touch_relationship
 from core.services.replies import ReplySettings, join_continuation, pending_prefix, stop_sequences, strip_speaker_name
 from core.services.rollback import roll_back_scene_close
+from core.services.rolling_summaries import SummaryJobs, parts_may_be_due, write_due_parts
 from core.state import memory as memory_state
 from core.state import turns as turn_state
 from core.state import world
@@ -111,11 +113,12 @@ class ReplyWriter:
 
     def __init__(
         self, db: Database, llm: LLMClient, budget_tokens: int, settings: ReplySettings,
-        after_turn_steps: list[AfterTurnStep], defer: Defer,
+        after_turn_steps: list[AfterTurnStep], defer: Defer, summary_jobs: SummaryJobs,
     ) -> None:
         self.db, self.llm, self.budget_tokens, self.settings = db, llm, budget_tokens, settings
         self.after_turn_steps = after_turn_steps
         self.defer = defer
+        self.summary_jobs = summary_jobs
 
     async def write_reply(
         self,
@@ -232,10 +235,15 @@ class ReplyWriter:
     async def derive(self, cast: Cast, speaker: world.Character, user_turn: Turn | None, reply: Turn) -> None:
         """Schedule what a recorded reply causes, to run after it is shown (the chat's next turn
         waits for it): scene summaries still owed, the lifecycle and relationship readings (each
-        only when the exchange calls for it), the added after-turn steps."""
+        only when the exchange calls for it), the added after-turn steps; and the rolling summaries
+        of a long scene, on their own queue (no turn waits for them)."""
         chat_id = cast.chat.chat_id
         if await scenes.owed_summaries(self.db, chat_id):  # a summary failed before, or this reply retracted one
-            self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id), "owed scene summaries")
+            self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id, context_tokens=self.budget_tokens),
+                       "owed scene summaries")
+        if await parts_may_be_due(self.db, reply.scene_id, self.budget_tokens):
+            self.summary_jobs.request(chat_id, partial(write_due_parts, self.db, self.llm, chat_id,
+                                                       context_tokens=self.budget_tokens))
         exchange = exchange_text(user_turn, reply.text, speaker.name, cast.player.name)
         said = bool(reply.text.strip())
         lifecycle = said and await plot.needs_lifecycle(self.db, chat_id, exchange)
@@ -251,7 +259,8 @@ class ReplyWriter:
         exchange = exchange_text(after.user_turn, after.reply_turn.text, speaker_name, player_name)
         if lifecycle:
             try:
-                await plot.detect_lifecycle(after.db, after.llm, after.chat_id, exchange, after.reply_turn.turn_id)
+                await plot.detect_lifecycle(after.db, after.llm, after.chat_id, exchange, after.reply_turn.turn_id,
+                                            context_tokens=self.budget_tokens)
             except Exception:
                 log.exception("lifecycle detection failed for turn %s", after.reply_turn.turn_id)
         if feelings:

@@ -53,6 +53,7 @@ class MemoryInfo:
     story_time: datetime
     significance: int
     when: str = ""  # the story time seen from the chat clock: "yesterday evening", "a little earlier"
+    memory_id: int = 0  # what `Engine.forget_memory` takes
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,18 @@ async def search_memory_infos(source: Readable, chat_id: str, who: str, query: s
         memories = await recall_by_time(source, chat_id, who, window, limit)
     else:
         memories = [h.memory for h in await memory_state.search_memories(source, chat_id, who, query, limit)]
-    return [MemoryInfo(m.text, m.story_time, m.significance, when_phrase(m.story_time, clock)) for m in memories]
+    return memory_infos(memories, clock)
+
+
+def memory_infos(memories: list[memory_state.Memory], clock: datetime) -> list[MemoryInfo]:
+    return [MemoryInfo(m.text, m.story_time, m.significance, when_phrase(m.story_time, clock), m.memory_id)
+            for m in memories]
+
+
+async def recent_memory_infos(source: Readable, chat_id: str, who: str, limit: int) -> list[MemoryInfo]:
+    """What `who` remembers most recently, in story order."""
+    clock = await world.get_clock(source, chat_id)
+    return memory_infos(await memory_state.recent_memories_for(source, chat_id, who, limit), clock)
 
 
 async def chat_status(source: Readable, cast: Cast) -> ChatStatus:

@@ -13,6 +13,9 @@ What a turn caused, each found by a typed cause (`undo_turn`):
   turn and before the chat's next turn: the engine finishes a turn's after-work before the
   next turn starts) -> `world_event_reverted`, newest first; then the world events planned from
   it (`planned_by_turn`) -> `world_event_withdrawn`;
+- rolling summaries made from the turn (a part of an open scene, a roll-up of parts, a story so
+  far: the turn lies in the turns they cover, `summaries_made_from_turn`) -> `memory_retracted`;
+  they are written again from the turns that stay;
 - a narration (a time skip or jump) -> `clock_set` back to the clock before it (the clock's
   history is `clock_changes`); the events the skip started name it as their cause (above);
 - when the turn's main scene is closed, what that close derived from the scene: the per-POV
@@ -40,7 +43,7 @@ from core.eventlog import Transaction
 from core.services.relationships import restore_edges_caused_by
 from core.state import digests as digest_state
 from core.state import memory as memory_state
-from core.state import plans, world
+from core.state import plans, summaries, world
 from core.state import threads as thread_state
 from core.state import turns as turn_state
 from core.state.turns import Turn
@@ -84,6 +87,10 @@ async def undo_turn(tx: Transaction, chat_id: str, turn: Turn, done: TakenBack |
     for memory in memories:
         await memory_state.retract_memory(tx, chat_id, memory.memory_id, reason=f"turn {turn.turn_id} taken back")
     done.memories_retracted += len(memories)
+    made = await summaries.summaries_made_from_turn(tx, chat_id, turn.turn_id)
+    for summary_id in made:
+        await memory_state.retract_memory(tx, chat_id, summary_id, reason=f"made from turn {turn.turn_id}, taken back")
+    done.memories_retracted += len(made)
     done.edges_restored += await restore_edges_caused_by(tx, chat_id, turn.turn_id)
     if turn.role == "narration":
         before = await world.clock_before_change(tx, chat_id, turn.turn_id)
@@ -109,8 +116,8 @@ async def _roll_back_close_of(tx: Transaction, chat_id: str, scene_id: int, done
 
 async def roll_back_scene_close(tx: Transaction, chat_id: str, scene_id: int) -> list[int]:
     """Undo what a closed scene's summaries derived (see the module docstring); the retracted summary ids."""
-    summaries = await memory_state.live_summary_ids(tx, scene_id)
-    for memory_id in summaries:
+    summary_ids = await memory_state.live_summary_ids(tx, scene_id)
+    for memory_id in summary_ids:
         await memory_state.retract_memory(tx, chat_id, memory_id, reason=f"scene {scene_id} summarized again")
     for change in reversed(await thread_state.thread_changes_caused_by_scene(tx, chat_id, scene_id)):
         thread = await thread_state.get_thread(tx, change.thread_id)
@@ -122,7 +129,7 @@ async def roll_back_scene_close(tx: Transaction, chat_id: str, scene_id: int) ->
             await thread_state.reopen_thread(tx, chat_id, change.thread_id)
         elif change.kind == "thread_updated" and thread.status == "open" and change.summary_before is not None:
             await thread_state.update_thread(tx, chat_id, change.thread_id, change.summary_before, change.title_before)
-    return summaries
+    return summary_ids
 
 
 async def withdraw_reply(tx: Transaction, chat_id: str, turn: Turn) -> list[int]:

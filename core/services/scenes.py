@@ -4,14 +4,20 @@
 - `close_open_scene`: the `scene_closed` event only (no model call), for the turn pipeline,
   which closes a scene before a skip and summarizes it after the reply.
 - `apply_scene_close_summary`: for each character present, ONE narrative call (purpose
-  "scene_close") writing the scene from that character's point of view; recorded as a
-  memory of kind "summary", pov = the character, witnessed by that character (and by the
+  "scene_close") writing the scene from that character's point of view, from what it witnessed:
+  a short scene's lines; a long one's parts (`rolling_summaries`, any long stretch not yet in a
+  part written first) and the lines after them, never the raw transcript of a long scene.
+  Recorded as a memory of kind "summary" (`summary_of` "scene", covering the scene's turns),
+  pov = the character, witnessed by that character (and by the
   player, "you", if the player was present).  A "Key quotes" suffix follows, built from the
   immutable text of the scene's turns whose memories (witnessed by that character) have
   significance >= 2, each quote cut at `QUOTE_CHARS`.  Summarizing the same scene again
   retracts the earlier summary first and strips any "Key quotes" the model echoed, so the
   suffix is never doubled (idempotent).  Then the thread detector (`plot.detect_threads`)
-  reads the transcript of this scene only; its failure is logged with the exception.
+  reads the transcript of this scene only (its newest lines that fit); its failure is logged
+  with the exception.  Then each character's story so far takes in the scene summaries that
+  dropped out of the prompt's latest few (`story_so_far.refresh`).  Every request fits
+  `context_tokens`.
 - A summary the model failed to write is owed, per character (`owed_summaries`), and
   written later by `summarize_owed`: after the chat's next reply, or at the next close.
 """
@@ -24,14 +30,16 @@ from dataclasses import dataclass
 
 from core.eventlog import USER, Database, Readable, Writable, writing
 from core.llm.base import ChatMessage, LLMClient
-from core.services import plot
-from core.services.card_text import character_brief
+from core.services import plot, rolling_summaries
 from core.services.dialogue import Cast, load_cast
 from core.services.macros import story_time
+from core.services.tokens import DEFAULT_CONTEXT_TOKENS, estimate_prompt_tokens, estimate_tokens
+from core.services.transcripts import newest_within
 from core.state import memory as memory_state
+from core.state import summaries as summary_state
 from core.state import turns as turn_state
 from core.state import world
-from core.state.turns import KeyQuote, Turn
+from core.state.turns import KeyQuote
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +47,6 @@ PURPOSE = "scene_close"
 KEY_QUOTES_HEADER = "Key quotes:"
 QUOTE_CHARS = 200
 KEY_QUOTES = 3
-TRANSCRIPT_LINE_CHARS = 600
-TRANSCRIPT_TURNS = 60
 SUMMARY_MAX_TOKENS = 400
 
 
@@ -70,11 +76,6 @@ async def close_open_scene(target: Writable, chat_id: str, *, cause_turn_id: int
         return await world.close_scene(tx, chat_id, scene.scene_id, cause_turn_id=cause_turn_id)
 
 
-def transcript(cast: Cast, turns: list[Turn]) -> str:
-    lines = [f"{cast.name_of_turn(t)}: {t.text[:TRANSCRIPT_LINE_CHARS]}" for t in turns if t.text.strip()]
-    return "\n".join(lines[-TRANSCRIPT_TURNS:])
-
-
 def strip_key_quotes(text: str) -> str:
     """`text` without any "Key quotes" section (a model may echo an earlier summary)."""
     index = text.find(KEY_QUOTES_HEADER)
@@ -94,12 +95,13 @@ def key_quotes_suffix(cast: Cast, quotes: list[KeyQuote]) -> str:
 
 
 def summary_messages(
-    cast: Cast, character: world.Character, scene: world.Scene, scene_text: str, others: list[str]
+    cast: Cast, character: world.Character, scene: world.Scene, scene_text: str, others: list[str],
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> list[ChatMessage]:
     """One instruction: a first-person, past-tense summary from `character`'s own point of view."""
     when = story_time(scene.started_at)
     system = (
-        f"You are {character.name}. Who you are:\n" + character_brief(character, cast)
+        f"You are {character.name}. Who you are:\n" + rolling_summaries.brief(character, cast, context_tokens)
         + f"\n\nA scene has just ended (it began {when}). Write {character.name}'s own short summary of it: "
         f"at most five sentences, in the first person (\"I\") and the past tense, only what {character.name} "
         f"saw, heard and felt, and what it means to {character.name}. Name people by their names. "
@@ -110,11 +112,32 @@ def summary_messages(
             {"role": "user", "content": f"Also there: {who}.\nThe scene:\n{scene_text}"}]
 
 
+async def scene_material(
+    db: Database, llm: LLMClient, cast: Cast, scene: world.Scene, character: world.Character, room: int,
+    context_tokens: int,
+) -> str:
+    """What `character` summarizes the scene from, within `room` tokens: the lines it witnessed, or
+    for a long scene its parts (a long stretch not yet in one is written first) and the lines after."""
+    who = character.character_id
+    await rolling_summaries.write_parts(db, llm, cast.chat.chat_id, scene, context_tokens=context_tokens,
+                                        leave_tokens=room // 2, only=[who])
+    parts = await summary_state.scene_parts(db, scene.scene_id, who)
+    tail = await turn_state.witnessed_scene_turns(
+        db, scene.scene_id, who, after_turn_id=parts[-1].covers_to_turn if parts else None)
+    if not parts:
+        return newest_within(cast, tail, room)
+    noted = "\n".join(f"- {p.text}" for p in parts)
+    rest = newest_within(cast, tail, room - estimate_tokens(noted) - 20) if tail else "(nothing more)"
+    return f"What you noted as it went on:\n{noted}\n\nThe lines after that:\n{rest}"
+
+
 async def _summary_for(
-    db: Database, llm: LLMClient, cast: Cast, scene: world.Scene, character: world.Character, scene_text: str
+    db: Database, llm: LLMClient, cast: Cast, scene: world.Scene, character: world.Character, context_tokens: int
 ) -> str:
     others = [cast.name_of(p) for p in scene.present if p != character.character_id]
-    messages = summary_messages(cast, character, scene, scene_text, others)
+    room = context_tokens - estimate_prompt_tokens(summary_messages(cast, character, scene, "", others, context_tokens))
+    material = await scene_material(db, llm, cast, scene, character, room, context_tokens)
+    messages = summary_messages(cast, character, scene, material, others, context_tokens)
     reply = await llm.generate(messages, purpose=PURPOSE, role="narrative", max_tokens=SUMMARY_MAX_TOKENS)
     body = strip_key_quotes(reply.strip() if isinstance(reply, str) else str(reply)) or "(nothing to tell)"
     return body + key_quotes_suffix(cast, await key_quotes(db, scene.scene_id, character.character_id))
@@ -134,7 +157,8 @@ async def owed_summaries(source: Readable, chat_id: str) -> dict[int, list[str]]
 
 
 async def apply_scene_close_summary(
-    db: Database, llm: LLMClient, chat_id: str, scene_id: int, only: list[str] | None = None
+    db: Database, llm: LLMClient, chat_id: str, scene_id: int, only: list[str] | None = None,
+    *, context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> SceneCloseResult:
     """Write (or rewrite) each present character's summary of a scene (with `only`, just those
     characters'), then, once every present character has one, detect plot threads.
@@ -145,15 +169,15 @@ async def apply_scene_close_summary(
     cast = await load_cast(db, chat_id)
     scene = await world.require_scene(db, scene_id)
     turns = await turn_state.scene_turns(db, scene_id)
-    scene_text = transcript(cast, turns)
     characters = [c for c in [await world.get_character(db, p) for p in scene.present if p != USER] if c]
     if only is not None:
         characters = [c for c in characters if c.character_id in only]
     names = {c.character_id: c.name for c in characters}
     cast = Cast(cast.chat, tuple({c.character_id: c for c in (*cast.characters, *characters)}.values()), cast.player)
     texts = await asyncio.gather(
-        *(_summary_for(db, llm, cast, scene, c, scene_text) for c in characters), return_exceptions=True
+        *(_summary_for(db, llm, cast, scene, c, context_tokens) for c in characters), return_exceptions=True
     )
+    covers = (turns[0].turn_id, turns[-1].turn_id) if turns else None
     summaries: dict[str, str] = {}
     async with db.transaction() as tx:
         for character, text in zip(characters, texts, strict=True):
@@ -165,22 +189,33 @@ async def apply_scene_close_summary(
             witnesses = [who] + ([USER] if USER in scene.present else [])
             await memory_state.record_memory(
                 tx, chat_id, text, witnesses, significance=3, kind="summary", pov=who, scene_id=scene_id,
+                summary_of="scene", covers=covers,
             )
             summaries[names[who]] = text
     failures = [t for t in texts if isinstance(t, BaseException)]
     if failures:
         raise failures[0]
     try:
-        await plot.detect_threads(db, llm, chat_id, scene_text, scene_id=scene_id)
+        await plot.detect_threads(db, llm, chat_id, newest_within(cast, turns, context_tokens), scene_id=scene_id,
+                                  context_tokens=context_tokens)
     except Exception:
         log.exception("thread detection failed for scene %s of chat %s", scene_id, chat_id)
+    try:
+        from core.services import story_so_far  # it builds on this module's summaries
+
+        await story_so_far.refresh(db, llm, chat_id, [c.character_id for c in characters],
+                                   context_tokens=context_tokens)
+    except Exception:
+        log.exception("the story so far was not refreshed after scene %s of chat %s", scene_id, chat_id)
     return SceneCloseResult(scene_id, summaries)
 
 
-async def summarize_owed(db: Database, llm: LLMClient, chat_id: str) -> list[SceneCloseResult]:
+async def summarize_owed(
+    db: Database, llm: LLMClient, chat_id: str, *, context_tokens: int = DEFAULT_CONTEXT_TOKENS
+) -> list[SceneCloseResult]:
     """Write every summary the chat's closed scenes still owe, oldest scene first (a model
     failure is raised after what could be written was)."""
     return [
-        await apply_scene_close_summary(db, llm, chat_id, scene_id, only=povs)
+        await apply_scene_close_summary(db, llm, chat_id, scene_id, only=povs, context_tokens=context_tokens)
         for scene_id, povs in (await owed_summaries(db, chat_id)).items()
     ]

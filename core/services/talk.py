@@ -31,7 +31,9 @@ first words but the routing call (and that only when the line is not plain).  Ex
 lifecycle classifier, `plot.detect_lifecycle`, always run; then the added steps) runs
 as a task per chat after the reply (`defer`); the chat's next turn or regenerate waits
 for it, so its events belong to that reply (see `regenerate`).  Scene summaries still
-owed (a model failure, or a swipe that retracted them) are written the same way.  `exclusive` gives other
+owed (a model failure, or a swipe that retracted them) are written the same way.  The rolling
+summaries of a long scene (`rolling_summaries.SummaryJobs`) run in the background too, but no turn
+waits for them.  `exclusive` gives other
 story actions (skip, jump, scene close, meanwhile) the same per-chat serialization.
 
 Turns of one chat are serialized by a per-chat lock; different chats run concurrently.
@@ -65,7 +67,6 @@ from core.services.dialogue import (
     shown_reply_for_source,
     shown_take_of_source,
 )
-from core.services.prompt import DEFAULT_BUDGET_TOKENS
 from core.services.replies import ReplySettings
 from core.services.replying import (
     AfterTurn,
@@ -77,6 +78,8 @@ from core.services.replying import (
     done_update,
 )
 from core.services.rollback import undo_turn
+from core.services.rolling_summaries import SummaryJobs
+from core.services.tokens import DEFAULT_CONTEXT_TOKENS
 from core.state import digests as digest_state
 from core.state import personas, world
 from core.state import turns as turn_state
@@ -102,15 +105,17 @@ def follow_up_instruction(answered: world.Character, speaker: world.Character) -
 class TurnPipeline:
     db: Database
     llm: LLMClient
-    budget_tokens: int = DEFAULT_BUDGET_TOKENS
+    budget_tokens: int = DEFAULT_CONTEXT_TOKENS
     replies: ReplySettings = field(default_factory=ReplySettings)
     after_turn_steps: list[AfterTurnStep] = field(default_factory=list)
     _locks: KeyedLocks = field(default_factory=KeyedLocks)
     _in_flight: dict[str, InFlight] = field(default_factory=dict)
     _after_work: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    summary_jobs: SummaryJobs = field(default_factory=SummaryJobs)  # rolling summaries: no turn waits for them
 
     def __post_init__(self) -> None:
-        self.writer = ReplyWriter(self.db, self.llm, self.budget_tokens, self.replies, self.after_turn_steps, self.defer)
+        self.writer = ReplyWriter(self.db, self.llm, self.budget_tokens, self.replies, self.after_turn_steps, self.defer,
+                                  self.summary_jobs)
 
     # -- entry points ----------------------------------------------------------------
 
@@ -252,7 +257,7 @@ class TurnPipeline:
 
     def chats_held(self) -> int:
         """Chats this pipeline keeps anything for (a lock, a generation, after-work): only those in flight."""
-        return len(set(self._locks.keys()) | set(self._in_flight) | set(self._after_work))
+        return len(set(self._locks.keys()) | set(self._in_flight) | set(self._after_work) | self.summary_jobs.chats())
 
     def cancel(self, chat_id: str) -> bool:
         control = self._in_flight.get(chat_id)
@@ -263,6 +268,7 @@ class TurnPipeline:
             control.cancel()
         for chat_id in list(self._after_work):
             await self._settle(chat_id)
+        await self.summary_jobs.close()
 
     @asynccontextmanager
     async def hold(self, chat_id: str) -> AsyncIterator[None]:
@@ -326,7 +332,7 @@ class TurnPipeline:
             local = addressee.local_addressee(cast, dialogue, user_turn.text, replying_to)
             if local is not None:
                 return addressee.Route(local)
-        return await addressee.route(self.llm, cast, dialogue, user_turn.text)
+        return await addressee.route(self.llm, cast, dialogue, user_turn.text, context_tokens=self.budget_tokens)
 
     async def _move_story(self, cast: Cast, user_turn: Turn, route: addressee.Route) -> AsyncGenerator[TurnUpdate, None]:
         """After the answer: the scene close the line asked for (summaries deferred), then the skip
@@ -336,14 +342,15 @@ class TurnPipeline:
         if route.close_scene:
             closed = await scenes.close_open_scene(self.db, chat_id, cause_turn_id=user_turn.turn_id)
             if closed is not None:
-                self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id), "scene summary")
+                self.defer(chat_id, partial(scenes.summarize_owed, self.db, self.llm, chat_id,
+                                            context_tokens=self.budget_tokens), "scene summary")
                 yield SCENE_CLOSES
         target = route.jump or (cast.chat.clock + route.skip if route.skip is not None else None)
         if target is not None:
             source = user_turn.source_id + SKIP_SUFFIX if user_turn.source_id else None
             result, turn = await timeskip.move_clock(
                 self.db, self.llm, cast, target, reason=f"asked for in the player's line (turn {user_turn.turn_id})",
-                source_id=source, scene_closed=closed is not None,
+                source_id=source, scene_closed=closed is not None, context_tokens=self.budget_tokens,
             )
             yield TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, result.narration, True,
                              turn_id=turn.turn_id, kind="narration")
@@ -365,7 +372,8 @@ class TurnPipeline:
             self.db, cast.chat.chat_id, limit=addressee.CONTEXT_TURNS, up_to_turn_id=user_turn.turn_id - 1
         )
         local = addressee.local_addressee(cast, dialogue, user_turn.text)
-        return local or await addressee.choose_addressee(self.llm, cast, dialogue, user_turn.text)
+        return local or await addressee.choose_addressee(self.llm, cast, dialogue, user_turn.text,
+                                                         context_tokens=self.budget_tokens)
 
     async def _settle(self, chat_id: str) -> None:
         """Wait for the after-turn work of the chat's previous reply."""

@@ -24,6 +24,13 @@ from core.llm.base import ChatMessage, LLMClient
 from core.services.dialogue import Cast, recent_dialogue
 from core.services.macros import clock_time, story_time
 from core.services.story_clock import part_of_day
+from core.services.tokens import (
+    DEFAULT_CONTEXT_TOKENS,
+    estimate_prompt_tokens,
+    estimate_tokens,
+    last_lines_within,
+    take_within,
+)
 from core.state import plans, world
 from core.state import threads as thread_state
 from core.state import turns as turn_state
@@ -93,9 +100,11 @@ def event_lines(events: list[WorldEvent], old: datetime) -> list[str]:
 
 def skip_messages(
     cast: Cast, dialogue: list[Turn], old: datetime, new: datetime, due: list[WorldEvent] | None = None,
-    threads: list[PlotThread] | None = None,
+    threads: list[PlotThread] | None = None, context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> list[ChatMessage]:
-    """The narrator's request: it knows everything (every open thread, every event due)."""
+    """The narrator's request: it knows everything (every open thread, every event due), as far
+    as `context_tokens` holds: the events due first (the soonest), then the threads, then the
+    recent lines, each in what the others leave."""
     player = cast.player.name
     names = ", ".join(c.name for c in cast.characters)
     context = "\n".join(
@@ -107,8 +116,14 @@ def skip_messages(
         "story: write one to three sentences of narration bridging the gap (an elision), in the present "
         f"tense, without dialogue and without deciding anything for {player}."
     )
-    planned = event_lines(due or [], old)
-    open_threads = "\n".join(f"- {t.title}" + (f": {t.summary}" if t.summary else "") for t in threads or [])
+    room = context_tokens - estimate_prompt_tokens([{"role": "system", "content": system},
+                                                    {"role": "user", "content": " " * 400}])
+    planned = take_within(event_lines(due or [], old), room // 3)
+    if len(planned) < len(due or []):
+        planned.append(f"- And {len(due or []) - len(planned)} more.")
+    open_threads = "\n".join(take_within(
+        [f"- {t.title}" + (f": {t.summary}" if t.summary else "") for t in threads or []], room // 3))
+    context = last_lines_within(context, room - estimate_tokens(open_threads) - estimate_tokens("\n".join(planned)))
     user = (
         (f"Open threads of the story:\n{open_threads}\n\n" if open_threads else "")
         + (f"Recent lines:\n{context}\n\n" if context else "")
@@ -128,6 +143,7 @@ async def move_clock(
     reason: str,
     source_id: str | None = None,
     scene_closed: bool = False,
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> tuple[SkipResult, Turn]:
     """Narrate the passing time, record the narration turn, set the clock to `new_clock` and
     start the planned world events the move passes (see the module docstring)."""
@@ -138,7 +154,7 @@ async def move_clock(
     dialogue = await recent_dialogue(db, chat_id, limit=CONTEXT_TURNS)
     due = await plans.world_events_due_between(db, chat_id, old, new_clock)
     threads = await thread_state.open_threads_known_by(db, chat_id, None)  # the narrator knows them all
-    messages = skip_messages(cast, dialogue, old, new_clock, due, threads)
+    messages = skip_messages(cast, dialogue, old, new_clock, due, threads, context_tokens)
     text = (await llm.generate(messages, purpose=PURPOSE, max_tokens=200)).strip()
     text = text or f"{describe(new_clock - old).capitalize()} later."
     async with db.transaction() as tx:

@@ -61,6 +61,9 @@ class Memory:
     source_turn_id: int | None
     retracted: bool
     witnesses: tuple[str, ...]
+    summary_of: Literal["scene", "part", "story"] | None = None  # what a summary covers
+    covers_from_turn: int | None = None  # the turns a summary was made from
+    covers_to_turn: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def _memory(row: Any) -> Memory:
         row["memory_id"], row["chat_id"], row["scene_id"], row["kind"], row["pov"], row["text"],
         row["significance"], datetime.fromisoformat(row["story_time"]), row["source_turn_id"],
         bool(row["retracted"]), tuple(sorted(json.loads(row["witnesses"]))),
+        row["summary_of"], row["covers_from_turn"], row["covers_to_turn"],
     )
 
 
@@ -98,12 +102,16 @@ async def record_memory(
     scene_id: int | None = None,
     story_time: datetime | None = None,
     source_turn_id: int | None = None,
+    summary_of: Literal["scene", "part", "story"] | None = None,
+    covers: tuple[int, int] | None = None,
 ) -> Memory:
+    """Record a memory; `covers` is the (first, last) turn a summary was made from."""
     async with writing(target) as tx:
         event = await append_and_apply(tx, "memory_recorded", {
             "chat_id": chat_id, "text": text, "witnesses": list(witnesses), "significance": significance,
             "memory_kind": kind, "pov": pov, "scene_id": scene_id, "story_time": story_time,
-            "source_turn_id": source_turn_id,
+            "source_turn_id": source_turn_id, "summary_of": summary_of,
+            "covers_from_turn": covers[0] if covers else None, "covers_to_turn": covers[1] if covers else None,
         })
         assert event.ref is not None
         return await require_memory(tx, event.ref)
@@ -111,6 +119,11 @@ async def record_memory(
 
 async def retract_memory(target: Writable, chat_id: str, memory_id: int, reason: str = "") -> None:
     await append_and_apply(target, "memory_retracted", {"chat_id": chat_id, "memory_id": memory_id, "reason": reason})
+
+
+async def forget_memory(target: Writable, chat_id: str, memory_id: int, witness: str) -> None:
+    """`witness` no longer remembers the memory; others who witnessed it still do."""
+    await append_and_apply(target, "memory_forgotten", {"chat_id": chat_id, "memory_id": memory_id, "witness": witness})
 
 
 async def restore_memory(target: Writable, chat_id: str, memory_id: int) -> None:
@@ -219,16 +232,20 @@ def fts_terms(query: str) -> list[str]:
     return [f'"{t}"' for t in content]
 
 
-def _search_sql(term_count: int) -> str:
+def _search_sql(term_count: int, summaries_only: bool = False) -> str:
     # One range-seeked MATCH per term, each already restricted to memories the
     # witness saw, gives chat-local document frequencies without touching other
     # chats (FTS5's bm25() would count every chat's documents for its IDF).
+    # Summaries are few: a search of them alone keeps only their matches per term.
+    summary = ("""AND EXISTS (SELECT 1 FROM memories s WHERE s.memory_id = memories_fts.rowid
+                              AND s.kind = 'summary' AND s.summary_of IN ('scene', 'part'))"""
+               if summaries_only else "")
     hits = " UNION ALL ".join(
         f"""SELECT * FROM (
                 SELECT memories_fts.rowid, {i} FROM memories_fts
                 WHERE memories_fts MATCH :t{i} AND memories_fts.rowid BETWEEN :low AND :high
                   AND EXISTS (SELECT 1 FROM memory_witnesses w
-                              WHERE w.memory_id = memories_fts.rowid AND w.witness = :who)
+                              WHERE w.memory_id = memories_fts.rowid AND w.witness = :who) {summary}
                 ORDER BY memories_fts.rowid DESC LIMIT :per_term)"""
         for i in range(term_count)
     )
@@ -248,6 +265,8 @@ def _search_sql(term_count: int) -> str:
                relevance.value * (1.0 + :bias * (m.significance - 1)) AS relevance
         FROM relevance JOIN memories m ON m.memory_id = relevance.memory_id
         WHERE m.retracted = 0 AND (:before IS NULL OR m.recorded_seq < :before)
+          AND (:only IS NULL OR (:only = 'events' AND m.kind = 'event')
+               OR (:only = 'summaries' AND m.kind = 'summary' AND m.summary_of IN ('scene', 'part')))
         ORDER BY relevance DESC, m.memory_id DESC
         LIMIT :candidates""")
 
@@ -261,6 +280,7 @@ async def search_memories(
     *,
     now: datetime | None = None,
     recorded_before: int | None = None,
+    only: Literal["events", "summaries"] | None = None,
 ) -> list[MemoryHit]:
     """Full-text search of the memories `character` witnessed in one chat, best first.
 
@@ -275,15 +295,17 @@ async def search_memories(
     newest candidate), then the top `limit` are returned.
 
     Any user text is safe as `query` (see `fts_terms`); a query with no words
-    returns nothing.  With `recorded_before`, only memories recorded before that event count.
+    returns nothing.  With `recorded_before`, only memories recorded before that event count;
+    with `only`, only event memories, or only summaries of scenes and parts of scenes (ranked
+    apart, so many summaries naming a word never crowd out the exchange that said it).
     """
     terms = fts_terms(query)
     if not terms or limit <= 0:
         return []
     params: dict[str, Any] = {f"t{i}": term for i, term in enumerate(terms)}
     params.update(chat_id=chat_id, who=character, bias=SIGNIFICANCE_BIAS, per_term=MAX_HITS_PER_TERM,
-                  candidates=limit * CANDIDATE_FACTOR, before=recorded_before)
-    rows = await fetch_all(source, _search_sql(len(terms)), params)
+                  candidates=limit * CANDIDATE_FACTOR, before=recorded_before, only=only)
+    rows = await fetch_all(source, _search_sql(len(terms), only == "summaries"), params)
     if not rows:
         await _require_chat_exists(source, chat_id)
         return []
@@ -302,17 +324,14 @@ async def count_live_memories(source: Readable, chat_id: str) -> int:
 
 
 async def live_summary_ids(source: Readable, scene_id: int, pov: str | None = None) -> list[int]:
-    """Ids of the scene's live summaries (with `pov`, only those from that point of view)."""
-    if pov is None:
-        rows = await fetch_all(
-            source, "SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND retracted = 0", (scene_id,)
-        )
-    else:
-        rows = await fetch_all(
-            source,
-            "SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND pov = ? AND retracted = 0",
-            (scene_id, pov),
-        )
+    """Ids of the scene's live summaries of the whole scene (with `pov`, only those from that point
+    of view); not its parts, nor a story so far that takes it in."""
+    rows = await fetch_all(
+        source,
+        """SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND summary_of = 'scene'
+           AND retracted = 0 AND (? IS NULL OR pov = ?)""",
+        (scene_id, pov, pov),
+    )
     return [r["memory_id"] for r in rows]
 
 
@@ -325,7 +344,7 @@ async def _chat_memory_range(source: Readable, chat_id: str) -> tuple[int, int]:
 async def pov_summaries(
     source: Readable, chat_id: str, who: str, limit: int, *, recorded_before: int | None = None
 ) -> list[Memory]:
-    """The latest `limit` live scene summaries written from `who`'s point of view and witnessed by `who`
+    """The latest `limit` live summaries of whole scenes written from `who`'s point of view and witnessed by `who`
     (recorded before event `recorded_before`, if given), oldest first."""
     low, high = await _chat_memory_range(source, chat_id)
     rows = await fetch_all(
@@ -333,7 +352,7 @@ async def pov_summaries(
         f"""SELECT m.*, {_WITNESSES_COLUMN}
             FROM memory_witnesses w JOIN memories m ON m.memory_id = w.memory_id
             WHERE w.witness = :who AND w.memory_id BETWEEN :low AND :high
-              AND m.kind = 'summary' AND m.pov = :who AND m.retracted = 0
+              AND m.kind = 'summary' AND m.summary_of = 'scene' AND m.pov = :who AND m.retracted = 0
               AND (:before IS NULL OR m.recorded_seq < :before)
             ORDER BY w.memory_id DESC LIMIT :limit""",
         {"who": who, "low": low, "high": high, "limit": limit, "before": recorded_before},
@@ -361,7 +380,7 @@ async def scene_summaries(source: Readable, scene_id: int) -> list[Memory]:
     rows = await fetch_all(
         source,
         f"""SELECT m.*, {_WITNESSES_COLUMN} FROM memories m
-            WHERE scene_id = ? AND kind = 'summary' AND retracted = 0
+            WHERE scene_id = ? AND kind = 'summary' AND summary_of = 'scene' AND retracted = 0
             ORDER BY memory_id""",
         (scene_id,),
     )

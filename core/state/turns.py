@@ -274,3 +274,29 @@ async def witnessed_turns_up_to(
     rows = await fetch_all(source, f"SELECT * {_WITNESSED_SHOWN} ORDER BY turn_id DESC LIMIT :limit", params)
     total = await fetch_count(source, f"SELECT count(*) {_WITNESSED_SHOWN}", params)
     return [_turn(r) for r in reversed(rows)], total
+
+
+async def witnessed_scene_turns(
+    source: Readable, scene_id: int, witness: str, *, after_turn_id: int | None = None
+) -> list[Turn]:
+    """The shown turns of one scene that `witness` saw (after `after_turn_id`, if given), oldest first."""
+    rows = await fetch_all(
+        source,
+        """SELECT * FROM turns WHERE scene_id = :scene AND superseded_by IS NULL
+             AND (:after IS NULL OR turn_id > :after)
+             AND EXISTS (SELECT 1 FROM turn_witnesses w WHERE w.turn_id = turns.turn_id AND w.witness = :who)
+           ORDER BY turn_id""",
+        {"scene": scene_id, "after": after_turn_id, "who": witness},
+    )
+    return [_turn(r) for r in rows]
+
+
+async def all_shown(source: Readable, turn_ids: list[int]) -> bool:
+    """Whether every one of these turns is still shown (none superseded since)."""
+    if not turn_ids:
+        return True
+    marks = ", ".join("?" * len(turn_ids))
+    shown = await fetch_count(
+        source, f"SELECT count(*) FROM turns WHERE turn_id IN ({marks}) AND superseded_by IS NULL", turn_ids
+    )
+    return shown == len(set(turn_ids))

@@ -296,6 +296,14 @@ async def current_scene(source: Readable, chat_id: str) -> Scene | None:
     return None if row is None else _scene(row)
 
 
+async def latest_main_scene(source: Readable, chat_id: str) -> Scene | None:
+    """The chat's newest main scene, open or closed."""
+    row = await fetch_one(
+        source, "SELECT * FROM scenes WHERE chat_id = ? AND kind = 'main' ORDER BY scene_id DESC LIMIT 1", (chat_id,)
+    )
+    return None if row is None else _scene(row)
+
+
 async def list_scenes(source: Readable, chat_id: str, *, open_only: bool = False) -> list[Scene]:
     """The chat's scenes, oldest first (withdrawn ones left out)."""
     sql = "SELECT * FROM scenes WHERE chat_id = ? AND withdrawn = 0" + (" AND closed_at IS NULL" if open_only else "")
@@ -317,7 +325,7 @@ async def scenes_owing_summaries(source: Readable, chat_id: str) -> list[tuple[i
            WHERE s.chat_id = ? AND s.kind = 'main' AND s.closed_at IS NOT NULL AND s.withdrawn = 0 AND p.value != 'you'
              AND p.value IN (SELECT character_id FROM characters)
              AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.scene_id = s.scene_id AND m.pov = p.value
-                             AND m.kind = 'summary' AND m.retracted = 0)
+                             AND m.kind = 'summary' AND m.summary_of = 'scene' AND m.retracted = 0)
            ORDER BY s.scene_id, p.key""",
         (chat_id,),
     )

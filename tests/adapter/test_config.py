@@ -121,3 +121,76 @@ def test_cli_run_with_a_bad_config_names_the_key_and_exits_2(tmp_path: Path) -> 
     result = rpbot("run", "--config", str(write(tmp_path, GOOD.replace('user_id = "@rpbot:localhost"', 'user_id = "x"'))))
     assert result.returncode == 2
     assert "matrix.user_id" in result.stderr and "RPBOT_MATRIX__USER_ID" in result.stderr
+
+
+MODEL_SETTINGS = GOOD + """context_tokens = 12000
+max_reply_tokens = 600
+system_placement = "first_user"
+
+[llm.sampling]
+temperature = 0.9
+min_p = 0.05
+repetition_penalty = 1.1
+chat_template_kwargs = {enable_thinking = false}
+"""
+
+
+def test_the_models_own_settings_load_with_defaults_for_what_is_not_set(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MODEL_SETTINGS))
+    assert config.llm.context_tokens == 12000 and config.llm.max_reply_tokens == 600
+    assert config.llm.system_placement == "first_user"
+    assert config.llm.sampling == {"temperature": 0.9, "min_p": 0.05, "repetition_penalty": 1.1,
+                                   "chat_template_kwargs": {"enable_thinking": False}}
+    plain = load_config(write(tmp_path, GOOD))
+    assert (plain.llm.context_tokens, plain.llm.max_reply_tokens, plain.llm.system_placement, plain.llm.sampling) == (
+        6000, 400, "system", {})
+
+
+def test_the_older_spelling_reply_max_tokens_is_still_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_config(write(tmp_path, GOOD + "reply_max_tokens = 250\n")).llm.max_reply_tokens == 250
+    monkeypatch.setenv("RPBOT_LLM__REPLY_MAX_TOKENS", "300")
+    assert load_config(write(tmp_path, GOOD)).llm.max_reply_tokens == 300
+
+
+def test_sampler_settings_from_the_environment_are_read_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RPBOT_LLM__SAMPLING__TEMPERATURE", "0.7")
+    monkeypatch.setenv("RPBOT_LLM__SAMPLING__STOP_TOKEN_IDS", "[2, 7]")
+    monkeypatch.setenv("RPBOT_LLM__SAMPLING__GRAMMAR_NAME", "plain words")
+    assert load_config(write(tmp_path, GOOD)).llm.sampling == {
+        "temperature": 0.7, "stop_token_ids": [2, 7], "grammar_name": "plain words"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ("context_tokens = 100\n", "llm.context_tokens"),
+        ('system_placement = "assistant"\n', "llm.system_placement"),
+        ("[llm.sampling]\nmessages = []\n", "llm.sampling: cannot set messages"),
+        ("max_reply_tokens = 5\n", "llm.max_reply_tokens"),
+    ],
+)
+def test_bad_model_settings_are_named(tmp_path: Path, extra: str, named: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, GOOD + extra))
+    assert named in str(raised.value)
+
+
+async def test_the_model_settings_reach_the_model_server_and_the_engine(tmp_path: Path, fake_openai) -> None:
+    from adapter.cli import make_llm, open_engine
+
+    fake_openai.system_role = False  # a Gemma-style template: the system text must come in the first user message
+    config = load_config(write(tmp_path, MODEL_SETTINGS.replace("http://127.0.0.1:11434/v1", fake_openai.base_url)))
+    llm = make_llm(config)
+    try:
+        await llm.generate([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi."}],
+                           purpose="narrate")
+    finally:
+        await llm.aclose()
+    body = fake_openai.requests_for(purpose="narrate")[0].json
+    assert body["messages"] == [{"role": "user", "content": "Be brief.\n\nHi."}]
+    assert body["min_p"] == 0.05 and body["chat_template_kwargs"] == {"enable_thinking": False}
+    engine = await open_engine(config.model_copy(update={"storage": config.storage.model_copy(update={"data_dir": tmp_path})}))
+    try:
+        assert engine.pipeline.budget_tokens == 12000 and engine.pipeline.replies.max_tokens == 600
+    finally:
+        await engine.close()

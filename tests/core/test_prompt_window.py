@@ -78,3 +78,48 @@ async def test_a_line_that_names_a_time_brings_back_the_memories_of_that_time(op
     assert "My head is pounding" not in system and "My head is pounding" not in "".join(m["content"] for m in prompt[1:-1])
     notes = last.split("What Wren Halloway recalls now:", 1)[1]
     assert "My head is pounding" in notes  # no word in common: recalled by order, as the first thing said
+
+
+WORDS = [f"{a}{b}" for a in ("brass", "salt", "tin", "oak", "gull", "reef", "kelp", "tar", "flint", "peat")
+         for b in ("hook", "lamp", "rope", "bell", "oar", "net", "knot", "mast", "sail", "chart")]
+
+
+async def test_no_exchange_is_lost_at_the_windows_edge_whatever_the_windows_position(open_engine):
+    """100 exchanges; after each, every earlier player line is in the prompt (dialogue, memories of
+    lines no longer shown, summaries) or comes back for a line that shares one word with it."""
+    fake = FakeLLM({"narrate": "Noted.", "scene_part": "I listened to Tobin talk about the harbour."})
+    engine = await open_engine(fake, budget_tokens=2500)
+    chat = (await engine.create_chat(owner="@p:hs", host=HOST)).chat_id
+    await engine.greeting(chat)  # so the window's block boundaries fall on replies
+    starts = set()
+    for n in range(100):
+        await collect(engine.post_turn(chat, f"Exchange {n}: I saw the {WORDS[n]} by the harbour " + "and so on " * 12,
+                                       f"${n}"))
+        prompt = "\n".join(m["content"] for m in fake.calls_for("narrate")[-1].messages)
+        starts.add(min(k for k in range(n + 1) if f"Exchange {k}:" in prompt))
+        for k in range(n):
+            if f"Exchange {k}:" in prompt:
+                continue
+            probe = await engine.next_prompt(chat, f"Do you remember the {WORDS[k]}?")
+            assert f"Exchange {k}:" in "\n".join(m["content"] for m in probe.messages), (
+                f"after exchange {n}, exchange {k} ({WORDS[k]}) is nowhere in reach")
+    assert len(starts) > 4  # the window moved many times
+
+
+def test_a_cut_window_starts_on_a_players_line_so_no_exchange_is_split():
+    from datetime import datetime
+
+    from core.services.prompt_window import exchange_start
+    from core.state.turns import Turn
+
+    def turns(roles: str) -> list[Turn]:
+        kinds = {"u": "user", "a": "assistant", "n": "narration"}
+        return [Turn(i + 1, "c", 1, kinds[r], "x", "x", None, datetime(2026, 4, 1), False, i + 1, None)  # type: ignore[arg-type]
+                for i, r in enumerate(roles)]
+
+    story = turns("auaauanuaua")  # greeting, replies, a guest's short answer, narration after a skip
+    for start in range(len(story)):
+        chosen = exchange_start(story, start)
+        assert story[chosen].role == "user"
+        assert chosen >= start or all(t.role != "user" for t in story[start:])
+    assert exchange_start(turns("uaa"), 2) == 0  # no line after the cut: back to the last one before it

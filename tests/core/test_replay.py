@@ -59,6 +59,14 @@ async def play_long_story(db: Database) -> None:
     for pov in ("ada", "bram"):
         await memory.record_memory(db, one.chat_id, f"Summary of the harbour scene from {pov}'s view.", [pov],
                                    kind="summary", pov=pov, scene_id=scene.scene_id, significance=3)
+    # A stretch of the scene summarized as it went, the story so far rolled up, and a memory forgotten.
+    first, last = (await turns.scene_turns(db, scene.scene_id))[0], (await turns.scene_turns(db, scene.scene_id))[5]
+    await memory.record_memory(db, one.chat_id, "Ada's part: the maps, the salt.", ["ada", "you"], kind="summary",
+                               pov="ada", scene_id=scene.scene_id, summary_of="part", covers=(first.turn_id, last.turn_id))
+    await memory.record_memory(db, one.chat_id, "Ada's story so far: maps went missing.", ["ada"], kind="summary",
+                               pov="ada", scene_id=scene.scene_id, summary_of="story", covers=(first.turn_id, last.turn_id))
+    forgotten = await memory.record_memory(db, one.chat_id, "Bram saw Ada at the customs house.", ["you", "ada", "bram"])
+    await memory.forget_memory(db, one.chat_id, forgotten.memory_id, "ada")
     # Meanwhile: two characters without the player, then a digest consumed once.
     meanwhile = await world.open_scene(db, one.chat_id, kind="meanwhile", present=["ada", "bram"])
     await memory.record_memory(db, one.chat_id, "Ada and Bram argue about the salt.", ["ada", "bram"],

@@ -36,8 +36,13 @@ def write_config(
         "",
         "[llm]",
     ]
-    for key, value in (llm or {"provider": "demo"}).items():
-        lines.append(f"{key} = {json.dumps(value)}")
+    settings = llm or {"provider": "demo"}
+    for key, value in settings.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key} = {json.dumps(value)}")
+    for key, value in settings.items():
+        if isinstance(value, dict):  # a table of its own, such as [llm.sampling]
+            lines += ["", f"[llm.{key}]", *(f"{name} = {json.dumps(item)}" for name, item in value.items())]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -27,7 +27,8 @@ The server is strict by default, as vLLM is with a strict chat template: a chat 
 messages are not one system message followed by user / assistant strictly alternating (starting
 with user) gets HTTP 400 before any rule is consulted, and is kept in `rejected`.  The
 `fake_openai` fixture fails the test if any request was rejected (unless the test set
-`expect_rejections`).  `strict = False` turns the check off.
+`expect_rejections`).  `strict = False` turns the check off.  `system_role = False` makes it a
+server whose chat template has no system role (Gemma's): a system message gets HTTP 400 too.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class FakeOpenAIServer:
         self.router: Router | None = None
         self._rules: list[Rule] = []
         self.strict = True
+        self.system_role = True  # False: refuse system messages, as a template without a system role does
         self.expect_rejections = False
         self.rejected: list[tuple[RecordedRequest, str]] = []  # (request, why) refused for role order
         self._requests: list[RecordedRequest] = []
@@ -225,6 +227,8 @@ class FakeOpenAIServer:
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         record = await self._record(request)
         problem = role_order_error(record.messages) if self.strict else None
+        if problem is None and not self.system_role and any(m.get("role") == "system" for m in record.messages):
+            problem = "System role not supported"
         if problem is not None:
             with self._lock:
                 self.rejected.append((record, problem))

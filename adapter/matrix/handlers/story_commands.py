@@ -19,9 +19,10 @@ from adapter.matrix.handlers.commands import CommandError, CommandResult, Invoca
 from adapter.matrix.outgoing import SendMessage, txn_id_for
 from adapter.matrix.render import collapsed_blocks
 from adapter.matrix.routing import STORY_ROOMS
+from adapter.matrix.store import MemoryList, memory_list, set_memory_list
 from core import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time, render_messages
 from core.engine import CharacterInfo
-from core.errors import LLMError, RpbotError
+from core.errors import LLMError, MemoryNotFoundError, RpbotError
 
 _Result = TypeVar("_Result")
 
@@ -154,32 +155,61 @@ async def _meanwhile(inv: Invocation) -> list[CommandResult]:
 
 
 @command(
-    "memory", "!memory [character] <query>",
-    "what a character (the story's host unless you name one) remembers, by words or by time "
-    "(`!memory yesterday`, `!memory the first thing`)", STORY_ROOMS,
+    "memory", "!memory [character] [query]",
+    "what a character (the story's host unless you name one) remembers, numbered: the latest, or by words or "
+    "by time (`!memory yesterday`, `!memory the first thing`)", STORY_ROOMS,
 )
 async def _memory(inv: Invocation) -> list[CommandResult]:
-    if not inv.args.strip():
-        raise CommandError("Say what to look for, and whose memory if not the host's (a name, or `you`).")
-    who, _, rest = inv.args.partition(" ")
+    who, _, rest = inv.args.strip().partition(" ")
     status = await engine_call(inv, inv.ctx.engine.status(chat_id_of(inv)))
     cast = [c for c in await inv.ctx.engine.list_characters() if c.name in (status.host_name, status.guest_name)]
-    named = _cast_member(cast, who) if rest.strip() else None
-    if who.lower() in ("you", "me") and rest.strip():
+    named = _cast_member(cast, who) if who else None
+    if who.lower() in ("you", "me"):
         character_id, name, query = "you", "You", rest
-    elif named is not None:
+    elif named is not None and (rest.strip() or not inv.args.strip().count(" ")):
         character_id, name, query = named.character_id, named.name, rest
     else:  # no name first: the whole line is the query, about the host's memory
         host = next(c for c in cast if c.name == status.host_name)
         character_id, name, query = host.character_id, host.name, inv.args
-    memories = await engine_call(inv, inv.ctx.engine.search_memory(chat_id_of(inv), character_id, query.strip()))
+    query = query.strip()
+    if query:
+        memories = await engine_call(inv, inv.ctx.engine.search_memory(chat_id_of(inv), character_id, query))
+    else:
+        memories = await engine_call(inv, inv.ctx.engine.recent_memories(chat_id_of(inv), character_id))
     verb = "remember" if character_id == "you" else "remembers"
     if not memories:
-        return inv.reply(f"{name} {verb} nothing about “{query.strip()}”.")
+        return inv.reply(f"{name} {verb} nothing about “{query}”." if query else f"{name} {verb} nothing yet.")
+    await set_memory_list(inv.ctx.store, MemoryList(inv.meta.room_id, chat_id_of(inv), character_id, name,
+                                                    tuple(m.memory_id for m in memories)))
     lines = [f"**{name} {verb}:**", ""]
-    lines += [f"- {m.when[:1].upper() + m.when[1:]}: {m.text}" if m.when else f"- {story_time(m.story_time)}: {m.text}"
-              for m in memories]
+    lines += [f"{n}. " + (f"{m.when[:1].upper() + m.when[1:]}: {m.text}" if m.when else f"{story_time(m.story_time)}: {m.text}")
+              for n, m in enumerate(memories, start=1)]
+    lines += ["", "To forget one: `!forget <number>`." if character_id == "you"
+              else f"To make {name} forget one: `!forget <number>`."]
     return inv.reply("\n".join(lines))
+
+
+@command("forget", "!forget <number>", "the character forgets that memory of the last `!memory` list (others who "
+         "were there keep it)", STORY_ROOMS)
+async def _forget(inv: Invocation) -> list[CommandResult]:
+    if not inv.args.strip().isdigit() or int(inv.args) < 1:
+        raise CommandError("Say which memory, by its number in the last `!memory` list.")
+    shown = await memory_list(inv.ctx.store, inv.meta.room_id)
+    if shown is None or shown.chat_id != chat_id_of(inv):
+        raise CommandError("Show the memories first with `!memory`, then forget one by its number.")
+    number = int(inv.args)
+    if number > len(shown.memory_ids):
+        count = len(shown.memory_ids)
+        raise CommandError(f"The last `!memory` list has {count} {'memory' if count == 1 else 'memories'}: "
+                           f"pick a number from 1 to {count}.")
+    you = shown.holder == "you"
+    with engine_errors():
+        try:
+            forgotten = await inv.ctx.engine.forget_memory(chat_id_of(inv), shown.holder, shown.memory_ids[number - 1])
+        except MemoryNotFoundError:
+            return inv.reply(f"{'You have' if you else shown.holder_name + ' has'} already forgotten memory {number}.")
+    who = "You no longer remember" if you else f"{shown.holder_name} no longer remembers"
+    return inv.reply(f"{who}: “{forgotten.text}”")
 
 
 def _cast_member(cast: list[CharacterInfo], word: str) -> CharacterInfo | None:
@@ -218,7 +248,8 @@ async def _status(inv: Invocation) -> list[CommandResult]:
 
 
 CONTEXT_LABELS = {
-    "card": "character card", "examples": "example dialogue", "summaries": "memories of earlier scenes",
+    "card": "character card", "examples": "example dialogue", "story": "the story so far, in its own words",
+    "summaries": "memories of earlier scenes", "scene": "its account of this scene so far",
     "earlier": "memories of lines no longer shown", "threads": "open threads", "time": "story time",
     "events": "world events", "edges": "feelings", "lore": "lore", "memories": "memories this line brings back",
     "digests": "off-screen news", "post_history": "the card's closing instruction", "dialogue": "dialogue",

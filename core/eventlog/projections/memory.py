@@ -19,6 +19,7 @@ from core.eventlog.events import (
     USER,
     EdgeCleared,
     EdgeSet,
+    MemoryForgotten,
     MemoryRecorded,
     MemoryRestored,
     MemoryRetracted,
@@ -51,7 +52,7 @@ async def _require_characters(conn: aiosqlite.Connection, ids: list[str]) -> Non
 
 _INSERT_MEMORY = f"""
     INSERT INTO memories (memory_id, chat_id, scene_id, kind, pov, text, significance,
-                          story_time, source_turn_id, recorded_seq)
+                          story_time, source_turn_id, recorded_seq, summary_of, covers_from_turn, covers_to_turn)
     SELECT COALESCE((SELECT MAX(m.memory_id) FROM memories m
                      WHERE m.memory_id BETWEEN c.chat_num << {MEMORY_ID_BITS}
                                            AND ((c.chat_num + 1) << {MEMORY_ID_BITS}) - 1),
@@ -59,7 +60,8 @@ _INSERT_MEMORY = f"""
            c.chat_id,
            COALESCE(:scene_id, (SELECT s.scene_id FROM scenes s
                                 WHERE s.chat_id = c.chat_id AND s.kind = 'main' AND s.closed_at IS NULL)),
-           :kind, :pov, :text, :significance, COALESCE(:story_time, c.clock), :source_turn_id, :seq
+           :kind, :pov, :text, :significance, COALESCE(:story_time, c.clock), :source_turn_id, :seq,
+           :summary_of, :covers_from, :covers_to
     FROM chats c
     WHERE c.chat_id = :chat_id
       AND NOT EXISTS (SELECT 1 FROM json_each(:witnesses) j
@@ -88,6 +90,8 @@ async def _memory_recorded(conn: aiosqlite.Connection, seq: int, p: MemoryRecord
         "significance": p.significance,
         "story_time": None if p.story_time is None else story_time_text(p.story_time),
         "source_turn_id": p.source_turn_id, "seq": seq, "witnesses": json_list(p.witnesses), "user": USER,
+        "summary_of": p.summary_of or ("scene" if p.memory_kind == "summary" else None),
+        "covers_from": p.covers_from_turn, "covers_to": p.covers_to_turn,
     })
     if not inserted:
         await _explain_rejected_memory(conn, p)
@@ -116,6 +120,17 @@ async def _memory_retracted(conn: aiosqlite.Connection, seq: int, p: MemoryRetra
 @projects(MemoryRestored)
 async def _memory_restored(conn: aiosqlite.Connection, seq: int, p: MemoryRestored) -> None:
     await _set_retracted(conn, p.chat_id, p.memory_id, False)
+    return None
+
+
+@projects(MemoryForgotten)
+async def _memory_forgotten(conn: aiosqlite.Connection, seq: int, p: MemoryForgotten) -> None:
+    await require_row(conn, MemoryNotFoundError, "memories", "memory_id", p.memory_id, p.chat_id)
+    removed = await conn.execute_fetchall(
+        "DELETE FROM memory_witnesses WHERE memory_id = ? AND witness = ? RETURNING witness", (p.memory_id, p.witness)
+    )
+    if not removed:
+        raise MemoryNotFoundError(p.memory_id, f"{p.witness!r} does not remember it")
     return None
 
 

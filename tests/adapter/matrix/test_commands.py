@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from adapter.matrix.handlers.registry import REGISTRY, handle_command
 from adapter.matrix.routing import ContinueReply, Rewind, SwitchTake
-from adapter.matrix.store import RoomMeta
+from adapter.matrix.store import AdapterStore, RoomMeta
 from core.engine import CharacterInfo, ChatStatus, ContextReport, ContextSection, Persona, SceneCloseResult, Takes
 from core.errors import ChatNotFoundError, InvalidPersonaError
 
@@ -70,6 +70,10 @@ class StandInEngine:
         self.calls.append(("memory", chat_id, character, query))
         return []
 
+    async def recent_memories(self, chat_id: str, character: str, limit: int = 10) -> list:
+        self.calls.append(("recent memories", chat_id, character))
+        return []
+
     async def close_scene(self, chat_id: str):
         return self.closed
 
@@ -111,12 +115,17 @@ class StandInEngine:
 
 
 class Ctx:
-    def __init__(self, engine: StandInEngine) -> None:
+    def __init__(self, engine: StandInEngine, store: AdapterStore | None = None) -> None:
         self.engine = engine
+        self.store = store
 
 
 async def answer(engine: StandInEngine, text: str, meta: RoomMeta = STORY) -> str:
-    (sent,) = await handle_command(Ctx(engine), meta, text, "$source", meta.matrix_user_id)  # type: ignore[arg-type]
+    store = await AdapterStore.open(":memory:")  # where `!memory` keeps the list it showed
+    try:
+        (sent,) = await handle_command(Ctx(engine, store), meta, text, "$source", meta.matrix_user_id)  # type: ignore[arg-type]
+    finally:
+        await store.close()
     return sent.content["body"]
 
 
@@ -163,7 +172,9 @@ async def test_memory_asks_the_host_unless_a_character_or_you_is_named_first() -
     await answer(engine, "!memory you the storm")
     assert engine.calls[-1] == ("memory", "chat-1", "you", "the storm")
     await answer(StandInEngine(), "!memory wren the storm")
-    assert "Say what to look for" in await answer(engine, "!memory")
+    assert "Wren Halloway remembers nothing yet." in await answer(engine, "!memory")
+    assert engine.calls[-1] == ("recent memories", "chat-1", "wren")
+    assert "Captain Odile Marchetti remembers nothing yet." in await answer(StandInEngine(), "!memory captain")
 
 
 async def test_scene_close_reads_well_for_one_character_and_for_two() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.adapter.matrix.conftest import onboard
+from tests.support.fake_openai import FakeOpenAIServer
 from tests.support.matrix_user import MatrixUser
 
 pytestmark = pytest.mark.synapse
@@ -69,3 +70,31 @@ def test_a_new_players_persona_is_their_display_name_until_they_set_one(start_bo
     assert "you play **Tobin Reyes**" in ask(player, lobby, bot.user_id, "!persona", "you play")
     assert "you now play **Tobin**: a deckhand" in ask(player, lobby, bot.user_id, "!persona Tobin: a deckhand", "you now play")
     assert "You play: **Tobin**: a deckhand" in ask(player, story, bot.user_id, "!status", "You play")
+
+
+def test_a_numbered_memory_is_forgotten_even_after_a_restart_on_a_model_without_a_system_role(
+    start_bot, fake_openai: FakeOpenAIServer
+) -> None:
+    fake_openai.system_role = False  # a Gemma-style chat template: a system message would be refused
+    bot = start_bot(llm={"provider": "openai", "base_url": fake_openai.base_url, "narrative_model": "m",
+                         "timeout_s": 30, "context_tokens": 4000, "system_placement": "first_user",
+                         "sampling": {"temperature": 0.7, "min_p": 0.05}})
+    player = bot.player()
+    _, _, story = onboard(bot, player)
+    player.wait_for(lambda: player.final_texts(story, bot.user_id), what="the greeting")
+    for line in ("My sister is called Odalys.", "The key is under the third stone."):
+        player.send_text(story, line)
+        player.wait_for(lambda line=line: any(t.endswith(f"Echo: {line}") for t in player.final_texts(story, bot.user_id).values()),
+                        timeout_s=30, what=f"the answer to {line!r}")
+
+    listed = ask(player, story, bot.user_id, "!memory", "remembers:")
+    first = listed.split("\n1. ", 1)[1].split("\n")[0]
+    assert "Odalys" in first and "`!forget <number>`" in listed
+    assert bot.process.stop() == 0
+    bot.process.start()  # the list's numbers survive a restart
+
+    assert "Odalys" in ask(player, story, bot.user_id, "!forget 1", "no longer remembers")
+    assert "remembers nothing about" in ask(player, story, bot.user_id, "!memory odalys", "remembers nothing")
+    assert "Odalys" in ask(player, story, bot.user_id, "!memory you odalys", "You remember")
+    replies = fake_openai.requests_for(purpose="narrate")
+    assert replies and all(r.json["min_p"] == 0.05 and r.messages[0]["role"] == "user" for r in replies)

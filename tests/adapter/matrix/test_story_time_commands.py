@@ -71,7 +71,7 @@ async def test_memory_shows_when_each_memory_was() -> None:
     engine = RemembersEngine()
     body = await answer(engine, "!memory wren yesterday")
     assert engine.calls[-1] == ("memory", "chat-1", "wren", "yesterday")
-    assert "- Yesterday evening: Tobin asked about the boat." in body
+    assert "1. Yesterday evening: Tobin asked about the boat." in body
 
 
 def text_event(body: str, event_id: str) -> RoomMessageText:

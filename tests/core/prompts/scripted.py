@@ -55,7 +55,10 @@ def scripted_llm() -> FakeLLM:
 
     def summary(messages) -> str:
         me = messages[0]["content"].split(".", 1)[0].removeprefix("You are ")
-        return f"I sat with Tobin Reyes in the lamp room while the tide turned. ({me}) I kept my worries to myself."
+        asked = re.search(r"^Tobin Reyes: (.+)$", messages[-1]["content"], re.MULTILINE)
+        return ("I sat with Tobin Reyes in the lamp room while the tide turned. "
+                + (f"Tobin asked: {asked.group(1)} " if asked and "Thank you" not in asked.group(1) else "")
+                + f"({me}) I kept my worries to myself.")
 
     def meanwhile(messages) -> str:
         return ("*Maren taps the chart.* That buoy will drown someone." if "You are Maren" in messages[0]["content"]
@@ -73,7 +76,42 @@ def scripted_llm() -> FakeLLM:
         "relationship": {"affinity": 1, "trust": 0, "why": "Tobin thanked her"},
         "skip": "The lamp turns through the grey hours while the tide runs out over the Teeth.",
         "ooc": "Out of the story: yes, Maren knows more about the Alba than she says; it will come out in time.",
+        "scene_part": part,
+        "story_so_far": "I took Tobin Reyes in after the wreck of the Alba. We mended nets, argued about the "
+                        "drifting buoy and waited on Ilse's letters; someone at Kell shipyard is asking who survived.",
     })
+
+
+def part(messages) -> str:
+    if "The earlier account:" in messages[-1]["content"]:
+        return "Tobin Reyes and I worked through the night: the lamp, the nets, and talk of the Alba."
+    said = re.findall(r"^Tobin Reyes: (.+)$", messages[-1]["content"].split("The stretch:", 1)[-1], re.MULTILINE)
+    return f"Tobin Reyes kept at the chores while the weather turned. First: {said[0] if said else 'nothing'}"
+
+
+LONG_SCENE = ["I trim the wick again.", "The wind is rising from the north.", "I carry the oil up the stairs.",
+              "Do you hear the bell on the reef?", "I mend the torn net by the stove.", "Tell me about the Alba's crew.",
+              "The gulls are quiet tonight."]
+
+
+async def play_long_scripted_story(engine: Engine) -> str:
+    """A story long enough for the rolling summaries: six short scenes (so older summaries roll up
+    into Maren's story so far), then one long scene (written in parts as it goes); returns the chat id."""
+    maren = await engine.import_character((DATA / "maren_ashdown_v2.png").read_bytes())
+    await engine.set_persona(OWNER, *PERSONA)
+    chat = (await engine.create_chat(owner=OWNER, host=maren.character_id)).chat_id
+    await engine.greeting(chat)
+    for n, line in enumerate(["Thank you for the tea.", "What is that light out past the rocks?",
+                              "Where does the buoy usually sit?", "Who keeps the lamp when you sleep?",
+                              "Is the boat sound?", "Will the storm pass by morning?"]):
+        await collect(engine.post_turn(chat, line, f"$short{n}"))
+        await engine.close_scene(chat)
+    for n in range(60):
+        await collect(engine.post_turn(chat, LONG_SCENE[n % len(LONG_SCENE)], f"$long{n}"))
+    await engine.pipeline.summary_jobs.settle(chat)
+    await collect(engine.post_turn(chat, "What did I ask you about the buoy?", "$last"))
+    await engine.pipeline.close()
+    return chat
 
 
 async def play_scripted_story(engine: Engine) -> str:
@@ -130,4 +168,16 @@ def golden_calls(fake: FakeLLM) -> dict[str, FakeLLMCall]:
         "meanwhile": fake.calls_for("meanwhile")[1],
         "skip_narration": fake.calls_for("skip")[0],
         "relationship": fake.calls_for("relationship")[0],
+    }
+
+
+def long_story_calls(fake: FakeLLM) -> dict[str, FakeLLMCall]:
+    """One request of each kind the long scripted story adds: a part, a roll-up of parts, the
+    story so far, and a reply with all of them in its prompt."""
+    parts = fake.calls_for("scene_part")
+    return {
+        "scene_part": next(c for c in parts if "The stretch:" in c.messages[-1]["content"]),
+        "scene_part_rolled": next(c for c in parts if "The earlier account:" in c.messages[-1]["content"]),
+        "story_so_far": fake.calls_for("story_so_far")[-1],
+        "long_story_turn": fake.calls_for("narrate")[-1],
     }

@@ -12,11 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.prompts.scripted import describe_call, golden_calls, play_scripted_story, scripted_llm
+from tests.core.prompts.scripted import (
+    describe_call,
+    golden_calls,
+    long_story_calls,
+    play_long_scripted_story,
+    play_scripted_story,
+    scripted_llm,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 KINDS = ["first_turn", "deep_turn", "guest_reply", "routing", "summary", "threads", "lifecycle", "meanwhile",
-         "skip_narration", "regenerate", "relationship", "guest_entrance", "continued_reply", "ooc"]
+         "skip_narration", "regenerate", "relationship", "guest_entrance", "continued_reply", "ooc",
+         "scene_part", "scene_part_rolled", "story_so_far", "long_story_turn"]
 
 
 @pytest.fixture
@@ -24,7 +32,10 @@ async def golden_texts(open_engine) -> dict[str, str]:
     fake = scripted_llm()
     engine = await open_engine(fake)
     await play_scripted_story(engine)
-    return {kind: describe_call(call) for kind, call in golden_calls(fake).items()}
+    texts = {kind: describe_call(call) for kind, call in golden_calls(fake).items()}
+    long_fake = scripted_llm()
+    await play_long_scripted_story(await open_engine(long_fake, name="long.sqlite3"))
+    return texts | {kind: describe_call(call) for kind, call in long_story_calls(long_fake).items()}
 
 
 async def test_every_call_kind_has_a_golden_prompt(golden_texts) -> None:

@@ -170,3 +170,14 @@ async def test_a_summary_failure_propagates_and_the_summary_stays_owed(open_engi
     fake.set_error("scene_close", None)
     assert (await engine.close_scene(chat.chat_id)).scene_id == scene_id  # the owed summary, written now
     assert len(await live_summaries(engine, chat.chat_id, scene_id)) == 1
+
+
+async def test_a_thread_the_detector_opens_again_is_not_opened_twice(open_engine) -> None:
+    fake = FakeLLM({"narrate": "Aye.", "scene_close": "I remember.",
+                    "threads": {"open": [{"title": "The drifting buoy", "summary": "It lies about the reef."}]}})
+    engine = await open_engine(fake)
+    chat = (await engine.create_chat(owner="@p:hs", host=HOST)).chat_id
+    for n in range(3):
+        await collect(engine.post_turn(chat, f"The buoy again, {n}.", f"${n}"))
+        await engine.close_scene(chat)
+    assert [t.title for t in await thread_state.list_threads(engine.db, chat)] == ["The drifting buoy"]
