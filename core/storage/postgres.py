@@ -1,0 +1,178 @@
+"""The storage seam on PostgreSQL, through psycopg 3 (its asyncio connection).
+
+`open_postgres(url, ...)` returns a `PostgresConnection` in autocommit mode. Statements are
+written in our SQL's parameter style and run numbered (`core.storage.paramstyle`) through a raw
+cursor; psycopg prepares a statement on the server once it has run a few times.
+
+Values read back as SQLite gives them, so the SQL homes read both alike: JSON columns as text,
+`numeric` results as float; a Python bool is written as the integer 1 or 0 (our flags are
+INTEGER columns on both). `transaction()` is `BEGIN` plus `pg_advisory_xact_lock(lock_key)`:
+one writer at a time per lock key across every process on the server (see `core.storage.base`).
+Transactions run at READ COMMITTED, so each statement after the lock sees every earlier commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any, ClassVar, cast
+
+import psycopg
+from psycopg import sql as pgsql
+from psycopg.abc import AdaptContext
+from psycopg.adapt import Dumper
+from psycopg.pq import TransactionStatus
+from psycopg.rows import RowMaker
+from psycopg.types.numeric import FloatLoader
+from psycopg.types.string import TextLoader
+
+from core.storage.base import Connection, Dialect, IntegrityError, Row, SqlParams, StorageError
+from core.storage.paramstyle import to_numbered
+
+
+def lock_key(name: str) -> int:
+    """A stable 63-bit advisory lock key for a name (the database's, or a schema's)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
+
+
+class PgRow(tuple[Any, ...]):
+    """A row readable by index and by column name (as sqlite3.Row is)."""
+
+    __slots__ = ()
+    _index: ClassVar[dict[str, int]] = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            try:
+                key = self._index[key]
+            except KeyError:
+                raise IndexError(f"no column named {key!r}") from None
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+@lru_cache(maxsize=1024)
+def _row_class(names: tuple[str, ...]) -> type[PgRow]:
+    index: dict[str, int] = {}
+    for position, name in enumerate(names):
+        index.setdefault(name, position)  # the first of two same-named columns, as sqlite3.Row
+    return type("PgRow", (PgRow,), {"__slots__": (), "_index": index})
+
+
+def _row_factory(cursor: Any) -> RowMaker[PgRow]:
+    description = cursor.description or ()
+    return cast(RowMaker[PgRow], _row_class(tuple(column.name for column in description)))
+
+
+class _BoolAsInteger(Dumper):
+    """Python bools are stored as INTEGER 1/0, as SQLite stores them."""
+
+    oid = psycopg.adapters.types["int8"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"1" if obj else b"0"
+
+
+def _configure(context: AdaptContext) -> None:
+    adapters = context.adapters
+    adapters.register_dumper(bool, _BoolAsInteger)
+    for json_type in ("json", "jsonb"):
+        adapters.register_loader(json_type, TextLoader)
+    adapters.register_loader("numeric", FloatLoader)
+
+
+def _storage_error(error: psycopg.Error) -> StorageError:
+    kind = IntegrityError if isinstance(error, psycopg.errors.IntegrityError) else StorageError
+    return kind(str(error).strip())
+
+
+class PostgresConnection(Connection):
+    dialect = Dialect.POSTGRESQL
+
+    def __init__(self, conn: psycopg.AsyncConnection[PgRow], lock_key: int) -> None:
+        self.conn = conn
+        self.lock_key = lock_key
+
+    async def _run(self, sql: str, params: SqlParams, *, rows: bool) -> tuple[list[Row], int]:
+        statement = to_numbered(sql)
+        try:
+            async with psycopg.AsyncRawCursor(self.conn, row_factory=_row_factory) as cursor:
+                await cursor.execute(statement.sql, statement.bind(params))
+                fetched = await cursor.fetchall() if rows and cursor.description is not None else []
+                return cast(list[Row], fetched), cursor.rowcount
+        except psycopg.Error as error:
+            raise _storage_error(error) from error
+
+    async def fetch_all(self, sql: str, params: SqlParams = ()) -> list[Row]:
+        return (await self._run(sql, params, rows=True))[0]
+
+    async def execute(self, sql: str, params: SqlParams = ()) -> int:
+        return (await self._run(sql, params, rows=False))[1]
+
+    async def execute_many(self, sql: str, params: Iterable[SqlParams]) -> None:
+        statement = to_numbered(sql)
+        try:
+            async with psycopg.AsyncRawCursor(self.conn) as cursor:
+                await cursor.executemany(statement.sql, [statement.bind(p) for p in params])
+        except psycopg.Error as error:
+            raise _storage_error(error) from error
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        await self.execute("BEGIN")
+        try:
+            await self.execute("SELECT pg_advisory_xact_lock(?)", (self.lock_key,))
+            yield
+        except BaseException:
+            # Shielded so that a cancelled caller still leaves no transaction open.
+            await asyncio.shield(self._end("ROLLBACK"))
+            raise
+        try:
+            await asyncio.shield(self._end("COMMIT"))
+        except Exception:
+            if self.in_transaction:
+                await asyncio.shield(self._end("ROLLBACK"))
+            raise
+
+    async def _end(self, statement: str) -> None:
+        if self.conn.closed:
+            return
+        await self.execute(statement)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.info.transaction_status != TransactionStatus.IDLE
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+async def open_postgres(url: str, *, lock_name: str, schema: str | None = None, read_only: bool = False) -> PostgresConnection:
+    """Connect to the database at `url`; with `schema`, our tables live in that schema (made if
+    missing); `read_only` refuses every write on this connection. `lock_name` names the write lock
+    its transactions take."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=_row_factory)
+    except psycopg.Error as error:
+        raise _storage_error(error) from error
+    connection = PostgresConnection(conn, lock_key(lock_name))
+    try:
+        _configure(conn)
+        if schema is not None:
+            if not read_only:
+                await conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(schema)))
+            await conn.execute(pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(schema)))
+        if read_only:
+            await conn.execute("SET default_transaction_read_only = on")
+    except psycopg.Error as error:
+        await conn.close()
+        raise _storage_error(error) from error
+    except BaseException:
+        await conn.close()
+        raise
+    return connection
