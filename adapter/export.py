@@ -10,13 +10,10 @@ present character's point of view, and the plot threads.
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 from adapter.config import Config
 from adapter.matrix.store import chat_id_of_platform_chat
-from adapter.reconcile_preview import read_only_uri
 from core import make_llm_client
 from core.engine import Engine, ExportedScene, StoryExport
 from core.errors import ChatNotFoundError
@@ -26,14 +23,6 @@ class ExportError(RuntimeError):
     """The story could not be found or read; the message says why."""
 
 
-def chat_id_for_platform_id(adapter_db: Path, platform_chat_id: str) -> str | None:
-    """The engine chat id of a platform chat id (`mx-N`), from the adapter cache, opened read-only."""
-    if not adapter_db.exists():
-        return None
-    with closing(sqlite3.connect(read_only_uri(adapter_db), uri=True)) as conn:
-        return chat_id_of_platform_chat(conn, platform_chat_id)
-
-
 async def export_story(config: Config, chat: str) -> StoryExport:
     data_dir = Path(config.storage.data_dir)
     engine_db = data_dir / "engine.sqlite3"
@@ -41,7 +30,7 @@ async def export_story(config: Config, chat: str) -> StoryExport:
         raise ExportError(f"no stories here: {engine_db} does not exist")
     engine = await Engine.open(engine_db, make_llm_client("demo"))
     try:
-        for candidate in (chat, chat_id_for_platform_id(data_dir / "adapter.sqlite3", chat)):
+        for candidate in (chat, chat_id_of_platform_chat(data_dir / "adapter.sqlite3", chat)):
             if candidate is None:
                 continue
             try:

@@ -13,9 +13,7 @@ nothing the bot has not seen) and its response is never followed up.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import tempfile
-from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -24,30 +22,12 @@ from nio import AsyncClient, AsyncClientConfig
 from adapter.config import Config
 from adapter.matrix.bot import full_state_sync
 from adapter.matrix.reconciliation import ReconcilePlan, plan_reconciliation
-from adapter.matrix.store import AdapterStore, all_room_meta, all_user_meta, get_sync_token
+from adapter.matrix.store import AdapterStore, all_room_meta, all_user_meta, copy_store, get_sync_token
 from adapter.operator_session import bot_session
 
 
 class DryRunError(RuntimeError):
     """The dry run could not sync with the homeserver."""
-
-
-def read_only_uri(path: Path) -> str:
-    """An SQLite URI that reads `path` without creating or changing any file next to it.
-
-    With no WAL file present (the bot is stopped, or checkpointed), `immutable=1` keeps
-    SQLite from creating empty -wal/-shm files; with one present, plain read-only mode
-    reads the WAL too (the bot may be running)."""
-    wal = path.with_name(path.name + "-wal")
-    return f"file:{path}?mode=ro" if wal.exists() else f"file:{path}?immutable=1"
-
-
-def copy_store(source: Path, target: Path) -> None:
-    """A consistent copy of adapter.sqlite3 (WAL included) through SQLite's backup API, read-only at the source."""
-    if not source.exists():
-        return
-    with closing(sqlite3.connect(read_only_uri(source), uri=True)) as src, closing(sqlite3.connect(target)) as dst:
-        src.backup(dst)
 
 
 async def plan_restart(config: Config) -> tuple[ReconcilePlan, int]:

@@ -198,12 +198,12 @@ async def build(db: Database, args: argparse.Namespace) -> None:
         if done % (args.batch * 20) == 0:
             rate = done / (time.perf_counter() - started)
             print(f"  built {done:,} memories ({rate:,.0f}/s)", flush=True)
-    await db.writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
-    await db.writer.execute_fetchall("ANALYZE")
+    await db.writer.fetch_all("PRAGMA wal_checkpoint(TRUNCATE)")
+    await db.writer.fetch_all("ANALYZE")
     elapsed = time.perf_counter() - started
     print(f"bulk load: {args.total:,} memories in {elapsed:.0f} s = {args.total / elapsed:,.0f} events/s "
           f"(append_and_apply, {args.batch} events per transaction, {args.loaders} loaders)", flush=True)
-    misordered = (await db.reader.execute_fetchall(
+    misordered = (await db.reader.fetch_all(
         """SELECT count(*) FROM (
                SELECT recorded_seq, lag(recorded_seq) OVER (PARTITION BY chat_id ORDER BY memory_id) AS previous
                FROM memories) WHERE previous > recorded_seq"""))[0][0]
@@ -218,9 +218,9 @@ def percentiles(samples_ms: list[float]) -> str:
 
 
 async def chat_memory_count(db: Database, chat: str) -> int:
-    chat_num = (await db.reader.execute_fetchall("SELECT chat_num FROM chats WHERE chat_id = ?", (chat,)))[0][0]
+    chat_num = (await db.reader.fetch_all("SELECT chat_num FROM chats WHERE chat_id = ?", (chat,)))[0][0]
     low, high = memory_id_range(chat_num)
-    rows = await db.reader.execute_fetchall(
+    rows = await db.reader.fetch_all(
         "SELECT count(*) FROM memories WHERE memory_id BETWEEN ? AND ?", (low, high)
     )
     return rows[0][0]
@@ -276,7 +276,7 @@ async def main(args: argparse.Namespace) -> None:
             Path(str(path) + suffix).unlink(missing_ok=True)
     db = await open_database(path)
     try:
-        existing = (await db.reader.execute_fetchall("SELECT count(*) FROM memories"))[0][0]
+        existing = (await db.reader.fetch_all("SELECT count(*) FROM memories"))[0][0]
         if existing == 0:
             print(f"building {args.total:,} memories across {args.chats:,} chats (big chat: {args.big:,})", flush=True)
             await build(db, args)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from core.services.opening_time import START_TIME_EXAMPLES, read_start_time
     from core.services.replies import ReplySettings
     from core.services.tokens import DEFAULT_CONTEXT_TOKENS
+    from core.storage import SqliteConnection
     from core.timeparse import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time
 
 _HOMES = {
@@ -27,6 +28,7 @@ _HOMES = {
     "render_messages": "core.llm.roles",
     "Schema": "core.eventlog.schema",
     "ReplySettings": "core.services.replies",
+    "SqliteConnection": "core.storage",
     "DEFAULT_CONTEXT_TOKENS": "core.services.tokens",
     "START_TIME_EXAMPLES": "core.services.opening_time",
     "read_start_time": "core.services.opening_time",
@@ -45,6 +47,7 @@ __all__ = [
     "LLMClient",
     "ReplySettings",
     "Schema",
+    "SqliteConnection",
     "make_llm_client",
     "parse_duration",
     "parse_story_time",

@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
 
-from core import Schema
+from core import Schema, SqliteConnection
 
 # The cache's schema, with the engine's migration mechanism: append steps, never edit one that shipped.
-ADAPTER_SCHEMA = Schema("adapter.sqlite3")
+ADAPTER_SCHEMA = Schema("adapter", "adapter.sqlite3")
 ADAPTER_SCHEMA.statements("rooms and users, counters, the sync token, deliveries", [
     """CREATE TABLE user_meta (
         user_id TEXT PRIMARY KEY,
@@ -137,7 +138,7 @@ class AdapterStore:
             conn.row_factory = aiosqlite.Row
             await conn.execute_fetchall("PRAGMA journal_mode=WAL")
             await conn.execute_fetchall("PRAGMA synchronous=FULL")
-            await ADAPTER_SCHEMA.upgrade(conn)
+            await ADAPTER_SCHEMA.upgrade(SqliteConnection(conn, Path(path)))
         except BaseException:
             await conn.close()  # its thread would otherwise keep the process alive
             raise
@@ -182,10 +183,31 @@ async def set_room_meta(store: AdapterStore, meta: RoomMeta) -> None:
         )
 
 
-def chat_id_of_platform_chat(conn: sqlite3.Connection, platform_chat_id: str) -> str | None:
-    """The engine chat id of a platform chat id (`mx-N`), read through a plain (e.g. read-only) connection,
-    for operator commands that must not open the store for writing."""
-    row = conn.execute("SELECT chat_id FROM room_meta WHERE platform_chat_id = ?", (platform_chat_id,)).fetchone()
+def read_only_uri(path: Path) -> str:
+    """An SQLite URI that reads `path` without creating or changing any file next to it.
+
+    With no WAL file present (the bot is stopped, or checkpointed), `immutable=1` keeps
+    SQLite from creating empty -wal/-shm files; with one present, plain read-only mode
+    reads the WAL too (the bot may be running)."""
+    wal = path.with_name(path.name + "-wal")
+    return f"file:{path}?mode=ro" if wal.exists() else f"file:{path}?immutable=1"
+
+
+def copy_store(source: Path, target: Path) -> None:
+    """A consistent copy of adapter.sqlite3 (WAL included) through SQLite's backup API, read-only at the source."""
+    if not source.exists():
+        return
+    with closing(sqlite3.connect(read_only_uri(source), uri=True)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+
+
+def chat_id_of_platform_chat(path: Path, platform_chat_id: str) -> str | None:
+    """The engine chat id of a platform chat id (`mx-N`), read from the cache at `path` without
+    changing it, for operator commands that must not open the store for writing."""
+    if not path.exists():
+        return None
+    with closing(sqlite3.connect(read_only_uri(path), uri=True)) as conn:
+        row = conn.execute("SELECT chat_id FROM room_meta WHERE platform_chat_id = ?", (platform_chat_id,)).fetchone()
     return row[0] if row and row[0] else None
 
 

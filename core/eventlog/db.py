@@ -1,43 +1,42 @@
-"""Opening engine.sqlite3: one writer connection, one reader connection, one write lock.
+"""Opening the engine's database: one writer connection, one reader connection, one write lock.
 
-`open_database(path)` runs the migrations and returns a `Database`.  All writes
-go through `Database.transaction()`, which holds an asyncio lock for the whole
-`BEGIN IMMEDIATE ... COMMIT`, so transactions of concurrent coroutines on the
-single writer connection never interleave.  Reads outside a transaction use the
-separate reader connection (WAL mode), so a long query never queues the writer.
+`open_database(location)` opens a SQLite file (a path: `engine.sqlite3`) or a PostgreSQL
+database (a `postgresql://` URL) through the storage seam (`core.storage`), runs the
+migrations and returns a `Database`.  All writes go through `Database.transaction()`, which
+holds an asyncio lock for the whole transaction, so transactions of concurrent coroutines on the
+single writer connection never interleave; the transaction itself holds the database's write
+lock (SQLite's `BEGIN IMMEDIATE`; on PostgreSQL an advisory lock every rpbot process on that
+database takes), so writers in other processes wait too.  Reads outside a transaction use the
+separate reader connection (read only; SQLite in WAL mode), so a long query never queues the writer.
 
 Read functions in core/state accept any `Readable`: the `Database` (reads the
 committed state through the reader), a `Transaction` (sees its own uncommitted
-writes), or a bare aiosqlite connection.
-
-Run SQL with `execute_fetchall` / `execute_insert`, never bare `execute`: the
-cursor of `execute` lives on and may be freed on the event-loop thread while
-the connection's own thread runs another statement, and sqlite3 then fails
-with "bad parameter or other API misuse".
+writes), or a bare `Connection`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Union
 
-import aiosqlite
-
 from core.eventlog.migrations import upgrade_schema
+from core.storage import Connection, Dialect, is_postgres_url, open_connection
 
-BUSY_TIMEOUT_MS = 10_000
-# Per connection (a writer and a reader).  The default 2 MB page cache thrashes once the
+# Per SQLite connection (a writer and a reader).  The default 2 MB page cache thrashes once the
 # memory indexes outgrow it.  No memory-mapped reads: mapped pages count in the process's
 # resident memory as the log grows (32 MB cache + 256 MB mmap peaked at 329 MB on a
 # 1M-memory database; 16 MB and no mmap at 58 MB, memory search p99 7.6 ms either way:
 # bench/RESULTS.md, "Memory: the database's caches").
+BUSY_TIMEOUT_MS = 10_000
 CACHE_SIZE_KIB = 16 * 1024
 MMAP_SIZE_BYTES = 0
+_SQLITE_CONNECTION = (f"busy_timeout = {BUSY_TIMEOUT_MS:d}", f"cache_size = -{CACHE_SIZE_KIB:d}", f"mmap_size = {MMAP_SIZE_BYTES:d}")
+_SQLITE_WRITER = ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON")
+# The name of the engine's write lock on PostgreSQL (one per database, shared by every process).
+ENGINE_WRITE_LOCK = "rpbot engine writes"
 
 
 class _Discarded(Exception):
@@ -52,21 +51,25 @@ class Transaction:
         self.conn = db.writer
 
 
-Readable = Union["Database", Transaction, aiosqlite.Connection]
+Readable = Union["Database", Transaction, Connection]
 Writable = Union["Database", Transaction]
 
 
 class Database:
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
-        self.path = path
+    def __init__(self, location: str, writer: Connection, reader: Connection) -> None:
+        self.location = location  # a SQLite file's path, or a PostgreSQL URL
         self.writer = writer
         self.reader = reader
         self.write_lock = asyncio.Lock()
         self._writing_task: asyncio.Task[object] | None = None
 
+    @property
+    def dialect(self) -> Dialect:
+        return self.writer.dialect
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        """Hold the write lock and one IMMEDIATE transaction; commit on success, else roll back.
+        """Hold the write lock and one write transaction; commit on success, else roll back.
 
         Not re-entrant: inside a transaction, pass its `Transaction` to writers
         (they join it); passing the Database again would wait on itself forever,
@@ -77,8 +80,8 @@ class Database:
         async with self.write_lock:
             self._writing_task = asyncio.current_task()
             try:
-                async with self._immediate() as tx:
-                    yield tx
+                async with self.writer.transaction():
+                    yield Transaction(self)
             finally:
                 self._writing_task = None
 
@@ -94,23 +97,6 @@ class Database:
         except _Discarded:
             pass
 
-    @asynccontextmanager
-    async def _immediate(self) -> AsyncIterator[Transaction]:
-        await self.writer.execute_fetchall("BEGIN IMMEDIATE")
-        try:
-            yield Transaction(self)
-        except BaseException:
-            # Shielded so that a cancelled caller still leaves no transaction open.
-            await asyncio.shield(self.writer.execute_fetchall("ROLLBACK"))
-            raise
-        try:
-            await asyncio.shield(self.writer.execute_fetchall("COMMIT"))
-        except Exception:
-            # (On cancellation the shielded COMMIT still runs, queued before any later BEGIN.)
-            if self.writer.in_transaction:
-                await asyncio.shield(self.writer.execute_fetchall("ROLLBACK"))
-            raise
-
     async def close(self) -> None:
         await self.reader.close()
         await self.writer.close()
@@ -122,7 +108,7 @@ class Database:
         await self.close()
 
 
-def read_connection(source: Readable) -> aiosqlite.Connection:
+def read_connection(source: Readable) -> Connection:
     if isinstance(source, Database):
         return source.reader
     if isinstance(source, Transaction):
@@ -140,45 +126,20 @@ async def writing(target: Writable) -> AsyncIterator[Transaction]:
             yield tx
 
 
-async def _ensure_math_functions(conn: aiosqlite.Connection) -> None:
-    # Memory search uses ln(); SQLite builds without SQLITE_ENABLE_MATH_FUNCTIONS lack it.
+async def _open(location: str | Path, *, read_only: bool) -> Connection:
+    pragmas = _SQLITE_CONNECTION if read_only else (*_SQLITE_CONNECTION, *_SQLITE_WRITER)
+    return await open_connection(location, lock_name=ENGINE_WRITE_LOCK, read_only=read_only, sqlite_pragmas=pragmas)
+
+
+async def open_database(location: str | Path) -> Database:
+    """Open (creating if needed) and migrate the engine database at `location`: a SQLite file's
+    path, or a `postgresql://` URL."""
+    location = location if is_postgres_url(location) else Path(location)
+    writer = await _open(location, read_only=False)
     try:
-        await conn.execute_fetchall("SELECT ln(2)")
-    except sqlite3.OperationalError:
-        await conn.create_function("ln", 1, math.log, deterministic=True)
-
-
-async def _connect(path: Path) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    try:
-        conn.row_factory = aiosqlite.Row
-        await conn.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-        await conn.execute_fetchall(f"PRAGMA cache_size = -{CACHE_SIZE_KIB:d}")
-        await conn.execute_fetchall(f"PRAGMA mmap_size = {MMAP_SIZE_BYTES:d}")
-        await _ensure_math_functions(conn)
-    except BaseException:
-        await conn.close()  # its thread would otherwise keep the process alive
-        raise
-    return conn
-
-
-async def open_database(path: str | Path) -> Database:
-    """Open (creating if needed) and migrate the engine database at `path`."""
-    path = Path(path)
-    writer = await _connect(path)
-    try:
-        await writer.execute_fetchall("PRAGMA journal_mode = WAL")
-        await writer.execute_fetchall("PRAGMA synchronous = NORMAL")
-        await writer.execute_fetchall("PRAGMA foreign_keys = ON")
         await upgrade_schema(writer)
-        reader = await _connect(path)
+        reader = await _open(location, read_only=True)
     except BaseException:
         await writer.close()
         raise
-    database = Database(path, writer, reader)
-    try:
-        await reader.execute_fetchall("PRAGMA query_only = ON")
-    except BaseException:
-        await database.close()
-        raise
-    return database
+    return Database(str(location), writer, reader)

@@ -19,7 +19,6 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
 from pydantic_core import PydanticSerializationError
 
 from core.errors import ChatNotFoundError, ConflictError, InvalidPayloadError
@@ -27,6 +26,7 @@ from core.eventlog.db import Database, Transaction, Writable
 from core.eventlog.events import ChatCreated, ChatEvent, EventPayload, parse_payload
 from core.eventlog.migrations import PROJECTION_TABLES
 from core.eventlog.projections import PROJECTORS
+from core.storage import Connection, Row, SqliteConnection
 
 REPLAY_BATCH = 2000
 
@@ -43,12 +43,12 @@ class Event:
     ref: int | None = None
 
 
-def _writer(target: Transaction | aiosqlite.Connection) -> aiosqlite.Connection:
+def _writer(target: Transaction | Connection) -> Connection:
     return target.conn if isinstance(target, Transaction) else target
 
 
 async def append_event(
-    target: Transaction | aiosqlite.Connection,
+    target: Transaction | Connection,
     kind: str,
     payload: EventPayload | Mapping[str, Any],
 ) -> Event:
@@ -69,7 +69,7 @@ async def append_event(
         negation = "NOT " if isinstance(parsed, ChatCreated) else ""
         guard = f" WHERE {negation}EXISTS (SELECT 1 FROM chats WHERE chat_id = ?)"
         params += (chat_id,)
-    inserted = await conn.execute_fetchall(
+    inserted = await conn.fetch_all(
         f"INSERT INTO events (kind, chat_id, payload, recorded_at) SELECT ?, ?, ?, ?{guard} RETURNING seq", params
     )
     if not inserted:
@@ -80,9 +80,12 @@ async def append_event(
     return Event(seq, kind, chat_id, parsed, recorded_at)
 
 
-async def apply_event(target: Transaction | aiosqlite.Connection, event: Event) -> int | None:
+async def apply_event(target: Transaction | Connection, event: Event) -> int | None:
     """Project one stored event; returns the id of the row it created, if any."""
-    return await PROJECTORS[event.kind](_writer(target), event.seq, event.payload)
+    conn = _writer(target)
+    if not isinstance(conn, SqliteConnection):
+        raise NotImplementedError("the projections speak SQLite only for now")
+    return await PROJECTORS[event.kind](conn.conn, event.seq, event.payload)
 
 
 async def append_and_apply(
@@ -101,13 +104,13 @@ async def _append_and_apply(tx: Transaction, kind: str, payload: EventPayload | 
     return Event(event.seq, event.kind, event.chat_id, event.payload, event.recorded_at, ref)
 
 
-def _event_from_row(row: aiosqlite.Row) -> Event:
+def _event_from_row(row: Row) -> Event:
     payload = parse_payload(row["kind"], json.loads(row["payload"]))
     return Event(row["seq"], row["kind"], row["chat_id"], payload, row["recorded_at"])
 
 
 async def iter_events(
-    conn: aiosqlite.Connection, *, chat_id: str | None = None, after_seq: int = 0
+    conn: Connection, *, chat_id: str | None = None, after_seq: int = 0
 ) -> AsyncGenerator[Event, None]:
     """Events in log order, fetched in batches (safe to interleave with writes on `conn`)."""
     while True:
@@ -117,7 +120,7 @@ async def iter_events(
         else:
             sql = "SELECT * FROM events WHERE chat_id = ? AND seq > ? ORDER BY seq LIMIT ?"
             params = (chat_id, after_seq, REPLAY_BATCH)
-        rows = list(await conn.execute_fetchall(sql, params))
+        rows = await conn.fetch_all(sql, params)
         if not rows:
             return
         for row in rows:
@@ -128,7 +131,7 @@ async def iter_events(
 async def clear_projections(tx: Transaction) -> None:
     """Empty every projection table (the FTS index follows through its triggers)."""
     for table in PROJECTION_TABLES:
-        await tx.conn.execute_fetchall(f"DELETE FROM {table}")
+        await tx.conn.execute(f"DELETE FROM {table}")
 
 
 async def replay(db: Database) -> int:

@@ -1,19 +1,22 @@
-"""The schema of engine.sqlite3: its numbered migrations, registered in order.
+"""The engine's schema: its numbered migrations, registered in order.
 
-The mechanism (version numbers in `PRAGMA user_version`, one transaction per step,
-a newer database refused) is `core.eventlog.schema.Schema`, shared with the
-adapter's cache.  To change the schema, append a new migration at the end of this
-file; never edit one that has shipped.  If the change touches a projection, keep
-`PROJECTION_TABLES` in step: replay clears exactly those tables.
+The mechanism (version numbers in the `schema_versions` table, one transaction per step,
+a newer database refused, a PostgreSQL database started from its baseline) is
+`core.eventlog.schema.Schema`, shared with the adapter's cache.  To change the schema, append a
+new migration at the end of this file, written for both dialects (the step is given the
+connection; ask its `dialect`); never edit one that has shipped.  If the change touches a
+projection, keep `PROJECTION_TABLES` in step: replay clears exactly those tables.
 """
 
 from __future__ import annotations
 
-import aiosqlite
+from core.eventlog.postgres_baseline import STATEMENTS as POSTGRES_BASELINE
+from core.eventlog.postgres_baseline import VERSION as POSTGRES_BASELINE_VERSION
+from core.eventlog.schema import Migration, Schema, run_statements
+from core.storage import Connection, Dialect
 
-from core.eventlog.schema import Migration, Schema, run_statements, schema_version
-
-ENGINE_SCHEMA = Schema("engine.sqlite3")
+ENGINE_SCHEMA = Schema("engine", "engine.sqlite3")
+ENGINE_SCHEMA.baseline(Dialect.POSTGRESQL, POSTGRES_BASELINE_VERSION, POSTGRES_BASELINE)
 MIGRATIONS: list[Migration] = ENGINE_SCHEMA.migrations
 migration = ENGINE_SCHEMA.migration
 upgrade_schema = ENGINE_SCHEMA.upgrade
@@ -51,8 +54,12 @@ def latest_version() -> int:
     return ENGINE_SCHEMA.latest_version
 
 
+async def schema_version(conn: Connection) -> int:
+    return await ENGINE_SCHEMA.version(conn)
+
+
 @migration("event log, world, turns, memory with witnesses and FTS5, edges, plot")
-async def _initial_schema(conn: aiosqlite.Connection) -> None:
+async def _initial_schema(conn: Connection) -> None:
     await run_statements(conn, [
         """CREATE TABLE events (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -212,14 +219,14 @@ async def _initial_schema(conn: aiosqlite.Connection) -> None:
 
 
 @migration("index the live scene summaries by scene (which closed scenes still owe a summary)")
-async def _summaries_by_scene(conn: aiosqlite.Connection) -> None:
+async def _summaries_by_scene(conn: Connection) -> None:
     await run_statements(conn, [
         "CREATE INDEX memories_summaries_by_scene ON memories (scene_id, pov) WHERE kind = 'summary' AND retracted = 0",
     ])
 
 
 @migration("who witnessed each turn: the player and the chat's cast when it was said")
-async def _turn_witnesses(conn: aiosqlite.Connection) -> None:
+async def _turn_witnesses(conn: Connection) -> None:
     await run_statements(conn, [
         """CREATE TABLE turn_witnesses (
             turn_id INTEGER NOT NULL REFERENCES turns (turn_id),
@@ -236,7 +243,7 @@ async def _turn_witnesses(conn: aiosqlite.Connection) -> None:
 
 
 @migration("player personas: a name and a short description per player")
-async def _personas(conn: aiosqlite.Connection) -> None:
+async def _personas(conn: Connection) -> None:
     await run_statements(conn, [
         """CREATE TABLE personas (
             owner TEXT PRIMARY KEY,
@@ -248,7 +255,7 @@ async def _personas(conn: aiosqlite.Connection) -> None:
 
 @migration("typed causes: the change histories of edges, world events and threads; who planned an event, "
            "which line closed a scene")
-async def _typed_causes(conn: aiosqlite.Connection) -> None:
+async def _typed_causes(conn: Connection) -> None:
     await run_statements(conn, [
         """CREATE TABLE edge_changes (
             seq INTEGER PRIMARY KEY,  -- the edge_set event
@@ -318,7 +325,7 @@ async def _typed_causes(conn: aiosqlite.Connection) -> None:
 
 
 @migration("player lines: received from the adapter, owed an answer until it was shown")
-async def _lines(conn: aiosqlite.Connection) -> None:
+async def _lines(conn: Connection) -> None:
     await run_statements(conn, [
         """CREATE TABLE lines (
             chat_id TEXT NOT NULL REFERENCES chats (chat_id),
@@ -333,7 +340,7 @@ async def _lines(conn: aiosqlite.Connection) -> None:
 
 
 @migration("lorebooks per chat: books, their entries, and which characters know an entry")
-async def _lore(conn: aiosqlite.Connection) -> None:
+async def _lore(conn: Connection) -> None:
     await run_statements(conn, [
         """CREATE TABLE lore_books (
             book_id INTEGER PRIMARY KEY,  -- the lore_imported event
@@ -383,13 +390,13 @@ async def _lore(conn: aiosqlite.Connection) -> None:
 
 
 @migration("a chat's own story scenario, shared by everyone present (empty: the host's card's)")
-async def _chat_scenario(conn: aiosqlite.Connection) -> None:
+async def _chat_scenario(conn: Connection) -> None:
     await run_statements(conn, ["ALTER TABLE chats ADD COLUMN scenario TEXT NOT NULL DEFAULT ''"])
 
 
 @migration("taking turns back: withdrawn scenes, the clock's history, cleared edges, the persona each player "
            "line was spoken under")
-async def _taking_back(conn: aiosqlite.Connection) -> None:
+async def _taking_back(conn: Connection) -> None:
     await run_statements(conn, [
         # An edge taken back to never having been set (its row goes; the change history says so).
         "ALTER TABLE edge_changes ADD COLUMN cleared INTEGER NOT NULL DEFAULT 0",
@@ -415,7 +422,7 @@ async def _taking_back(conn: aiosqlite.Connection) -> None:
 
 
 @migration("a story's own note (the Author's Note) and the persona each player plays in each story")
-async def _story_note_and_personas(conn: aiosqlite.Connection) -> None:
+async def _story_note_and_personas(conn: Connection) -> None:
     await run_statements(conn, [
         "ALTER TABLE chats ADD COLUMN note TEXT NOT NULL DEFAULT ''",
         """CREATE TABLE story_personas (
@@ -430,7 +437,7 @@ async def _story_note_and_personas(conn: aiosqlite.Connection) -> None:
 
 @migration("rolling summaries: what a summary covers (a closed scene, a stretch of an open one, the story so far) "
            "and the turns it was made from")
-async def _rolling_summaries(conn: aiosqlite.Connection) -> None:
+async def _rolling_summaries(conn: Connection) -> None:
     await run_statements(conn, [
         "ALTER TABLE memories ADD COLUMN summary_of TEXT CHECK (summary_of IN ('scene', 'part', 'story'))",
         "ALTER TABLE memories ADD COLUMN covers_from_turn INTEGER",  # the turns a summary was made from

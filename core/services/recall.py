@@ -12,7 +12,6 @@ which is de-duplication, not access control.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +22,7 @@ from core.services.time_recall import memories_from_time
 from core.state import digests as digest_state
 from core.state import memory as memory_state
 from core.state.memory import Memory
+from core.storage import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +121,14 @@ async def _relevant(
     source: Readable, chat_id: str, who: str, text: str, recorded_before: int | None = None,
     only: Literal["events", "summaries"] | None = None, limit: int = RELEVANT_MEMORIES * 2,
 ) -> list[memory_state.MemoryHit]:
-    """Full-text hits (core.state.memory.search_memories); a search the local SQLite cannot
-    run (an FTS5 feature it lacks) degrades to no hits, logged, rather than failing the turn."""
+    """Full-text hits (core.state.memory.search_memories); a search the database cannot run
+    (an FTS5 feature the local SQLite lacks) degrades to no hits, logged, rather than failing the turn."""
     try:
         return await memory_state.search_memories(
             source, chat_id, who, relevance_query(text), limit, recorded_before=recorded_before,
             only=only,
         )
-    except sqlite3.OperationalError as error:
+    except StorageError as error:
         global _search_failure_logged
         if not _search_failure_logged:
             _search_failure_logged = True

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from core.eventlog.db import Readable, read_connection
-
-SqlParams = Sequence[Any] | Mapping[str, Any]  # positional (?) or named (:name) parameters
-
-
-async def fetch_one(source: Readable, sql: str, params: SqlParams = ()) -> aiosqlite.Row | None:
-    rows = await read_connection(source).execute_fetchall(sql, params)
-    return next(iter(rows), None)
+from core.storage import Row, SqlParams
 
 
-async def fetch_all(source: Readable, sql: str, params: SqlParams = ()) -> list[aiosqlite.Row]:
-    return list(await read_connection(source).execute_fetchall(sql, params))
+async def fetch_one(source: Readable, sql: str, params: SqlParams = ()) -> Row | None:
+    return await read_connection(source).fetch_one(sql, params)
+
+
+async def fetch_all(source: Readable, sql: str, params: SqlParams = ()) -> list[Row]:
+    return await read_connection(source).fetch_all(sql, params)
 
 
 def story_time(text: str | None) -> datetime | None:

@@ -1,8 +1,8 @@
 """Our SQL's parameter style (SQLite's `?` and `:name`) in PostgreSQL's (`$1`, `$2`, ...).
 
 `to_numbered(sql)` rewrites a statement once (the result is cached): each `?` becomes the next
-`$n`; each distinct `:name` gets one `$n`, reused wherever the name repeats. Quoted strings,
-quoted identifiers, comments and PostgreSQL's `::type` casts are left alone. `bind` then turns the
+`$n`; each distinct `:name` gets one `$n`, reused wherever the name repeats. Quoted strings
+(dollar-quoted too), quoted identifiers, comments and PostgreSQL's `::type` casts are left alone. `bind` then turns the
 caller's parameters into the sequence the numbered statement needs.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 # Things to skip whole (literals, identifiers, comments, casts) or to rewrite (placeholders).
 _TOKENS = re.compile(
-    r"""(?P<skip>'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|::)"""
+    r"""(?P<skip>'(?:[^']|'')*'|"(?:[^"]|"")*"|\$\$.*?\$\$|--[^\n]*|/\*.*?\*/|::)"""
     r"""|(?P<positional>\?)"""
     r"""|(?<![:\w]):(?P<name>[A-Za-z_]\w*)""",
     re.DOTALL,

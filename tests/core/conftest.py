@@ -44,7 +44,7 @@ async def chat(db: Database) -> world.Chat:
 async def row_counts(db: Database) -> dict[str, int]:
     counts = {}
     for table in ("events", *PROJECTION_TABLES):
-        rows = await db.reader.execute_fetchall(f"SELECT count(*) FROM {table}")
+        rows = await db.reader.fetch_all(f"SELECT count(*) FROM {table}")
         counts[table] = rows[0][0]
     return counts
 
@@ -53,7 +53,7 @@ async def dump_projections(db: Database) -> dict[str, list[tuple]]:
     """Every row of every projection table (and the FTS index's rowids), in a stable order."""
     dump = {}
     for table in PROJECTION_TABLES:
-        rows = await db.reader.execute_fetchall(f"SELECT * FROM {table} ORDER BY 1, 2")
+        rows = await db.reader.fetch_all(f"SELECT * FROM {table} ORDER BY 1, 2")
         dump[table] = [tuple(row) for row in rows]
     dump["memories_fts"] = await dump_fts_index(db)
     return dump
@@ -64,7 +64,7 @@ async def dump_fts_index(db: Database) -> list[tuple]:
     await db.writer.execute(
         "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memories_fts_instances USING fts5vocab(main, memories_fts, instance)"
     )
-    rows = await db.writer.execute_fetchall(
+    rows = await db.writer.fetch_all(
         "SELECT term, doc, offset FROM temp.memories_fts_instances ORDER BY term, doc, offset"
     )
     return [tuple(row) for row in rows]
@@ -75,7 +75,7 @@ async def check_fts_index(db: Database) -> None:
     async with db.transaction() as tx:
         await tx.conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('integrity-check')")
     indexed = {doc for _, doc, _ in await dump_fts_index(db)}
-    live = await db.reader.execute_fetchall("SELECT memory_id FROM memories WHERE retracted = 0")
+    live = await db.reader.fetch_all("SELECT memory_id FROM memories WHERE retracted = 0")
     assert indexed == {r[0] for r in live}
 
 

@@ -32,7 +32,7 @@ async def test_concurrent_appends_make_a_consistent_log(db, chat):
 
     await asyncio.gather(*(one_exchange(n) for n in range(40)), *(one_turn(n) for n in range(40)))
 
-    rows = await db.reader.execute_fetchall("SELECT seq, payload FROM events WHERE kind = 'turn_recorded' ORDER BY seq")
+    rows = await db.reader.fetch_all("SELECT seq, payload FROM events WHERE kind = 'turn_recorded' ORDER BY seq")
     texts = [json.loads(r["payload"])["text"] for r in rows]
     assert len(texts) == 120
     seqs = [r["seq"] for r in rows]

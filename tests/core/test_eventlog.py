@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 
-import aiosqlite
 import pytest
 
 from core.errors import (
@@ -25,13 +25,14 @@ from core.eventlog.events import TurnRecorded
 from core.eventlog.migrations import MIGRATIONS, latest_version, schema_version
 from core.eventlog.projections import PROJECTORS
 from core.state import turns, world
+from core.storage import StorageError
 from tests.core.conftest import STORY_START, row_counts
 
 
 async def test_new_database_is_at_latest_schema_version_in_wal_mode(db):
     assert await schema_version(db.writer) == latest_version() == len(MIGRATIONS) >= 1
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
-    rows = await db.writer.execute_fetchall("PRAGMA journal_mode")
+    rows = await db.writer.fetch_all("PRAGMA journal_mode")
     assert rows[0][0] == "wal"
 
 
@@ -47,9 +48,8 @@ async def test_reopening_keeps_data_and_version(tmp_path, chat):
 
 async def test_database_from_a_newer_rpbot_is_refused(tmp_path):
     path = tmp_path / "future.sqlite3"
-    async with aiosqlite.connect(path) as conn:
-        await conn.execute(f"PRAGMA user_version = {latest_version() + 1}")
-        await conn.commit()
+    with closing(sqlite3.connect(path)) as conn:  # as an older rpbot's file: only PRAGMA user_version
+        conn.execute(f"PRAGMA user_version = {latest_version() + 1}")
     with pytest.raises(SchemaVersionError):
         await open_database(path)
 
@@ -59,15 +59,15 @@ async def test_the_engines_database_memory_is_bounded(db):
     grows, so a bot serving 1,000 rooms for months stays under its 150 MB budget (bench/RESULTS.md)."""
     total_bytes = 0
     for conn in (db.writer, db.reader):
-        [[cache]] = await conn.execute_fetchall("PRAGMA cache_size")
-        [[page_size]] = await conn.execute_fetchall("PRAGMA page_size")
-        [[mmap]] = await conn.execute_fetchall("PRAGMA mmap_size")
+        [[cache]] = await conn.fetch_all("PRAGMA cache_size")
+        [[page_size]] = await conn.fetch_all("PRAGMA page_size")
+        [[mmap]] = await conn.fetch_all("PRAGMA mmap_size")
         total_bytes += (-cache * 1024 if cache < 0 else cache * page_size) + mmap
     assert total_bytes <= 48 * 1024 * 1024
 
 
 async def test_reader_connection_cannot_write(db):
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StorageError):
         await db.reader.execute("INSERT INTO events (kind, payload, recorded_at) VALUES ('x', '{}', 0)")
 
 

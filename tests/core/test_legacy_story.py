@@ -22,7 +22,7 @@ async def test_a_story_database_of_rpbot_0_1_has_every_event_kind_of_its_release
     shutil.copy(LEGACY, copy)
     db = await open_database(copy)
     try:
-        kinds = {row[0] for row in await db.reader.execute_fetchall("SELECT DISTINCT kind FROM events")}
+        kinds = {row[0] for row in await db.reader.fetch_all("SELECT DISTINCT kind FROM events")}
     finally:
         await db.close()
     assert len(kinds) == 32 and kinds <= set(EVENT_MODELS)

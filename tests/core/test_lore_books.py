@@ -41,7 +41,7 @@ async def lore_of(engine: Engine, chat_id: str, who: str, *texts: str) -> list[s
 
 
 async def event_count(engine: Engine) -> int:
-    rows = await engine.db.reader.execute_fetchall("SELECT count(*) FROM events")
+    rows = await engine.db.reader.fetch_all("SELECT count(*) FROM events")
     return rows[0][0]
 
 

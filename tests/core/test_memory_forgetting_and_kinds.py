@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
 from core.errors import InvalidPayloadError, MemoryNotFoundError
@@ -14,6 +13,7 @@ from core.eventlog import open_database, replay
 from core.eventlog.migrations import ENGINE_SCHEMA
 from core.state import memory
 from core.state.rows import fetch_all
+from core.storage import open_sqlite
 
 
 async def test_a_forgotten_memory_is_gone_for_that_witness_only(db, chat) -> None:
@@ -38,21 +38,17 @@ async def test_only_a_summary_says_what_it_covers(db, chat) -> None:
 
 async def test_a_summary_recorded_before_the_field_is_a_scene_summary(tmp_path: Path) -> None:
     path = tmp_path / "engine.sqlite3"
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        for migration in ENGINE_SCHEMA.migrations[:8]:  # the schema before rolling summaries
-            await conn.execute_fetchall("BEGIN IMMEDIATE")
-            await migration.step(conn)
-            await conn.execute_fetchall(f"PRAGMA user_version = {migration.version}")
-            await conn.execute_fetchall("COMMIT")
-        await conn.execute_fetchall(
+    async with await open_sqlite(path) as conn:
+        await ENGINE_SCHEMA.upgrade(conn, to=8)  # the schema before rolling summaries
+        await conn.execute(
             """INSERT INTO characters VALUES ('ada', 'Ada', '', '', '', '', '', '', '', '', '[]', '[]', '', '', 'manual',
                NULL, 1)""")
-        await conn.execute_fetchall(
+        await conn.execute(
             "INSERT INTO chats VALUES ('c', 1, '@p:hs', 'ada', NULL, 'Ada', '1890-10-03T20:00:00', 2, '')")
-        await conn.execute_fetchall(
+        await conn.execute(
             """INSERT INTO memories (memory_id, chat_id, kind, pov, text, significance, story_time, recorded_seq)
                VALUES (4294967297, 'c', 'summary', 'ada', 'I lit the lamp.', 3, '1890-10-03T20:00:00', 3)""")
-        await conn.execute_fetchall(
+        await conn.execute(
             "INSERT INTO events (seq, kind, chat_id, payload, recorded_at) VALUES (3, 'memory_recorded', 'c', ?, 0)",
             (json.dumps({"chat_id": "c", "text": "I lit the lamp.", "witnesses": ["ada"], "significance": 3,
                          "memory_kind": "summary", "pov": "ada"}),),

@@ -7,7 +7,6 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
 from core.errors import IllegalTransitionError
@@ -15,6 +14,7 @@ from core.eventlog import open_database, replay
 from core.eventlog.migrations import ENGINE_SCHEMA
 from core.state import lines, turns, world
 from core.state.rows import fetch_all
+from core.storage import open_sqlite
 from tests.core.conftest import STORY_START, dump_projections
 
 
@@ -61,19 +61,15 @@ async def test_a_scene_is_withdrawn_only_once_it_shows_no_turn(db, chat) -> None
 
 async def test_the_clock_keeps_its_history_and_older_stories_get_theirs_from_the_log(tmp_path: Path) -> None:
     path = tmp_path / "engine.sqlite3"
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
+    async with await open_sqlite(path) as conn:
         history = next(m for m in ENGINE_SCHEMA.migrations if m.description.startswith("taking turns back"))
-        for migration in ENGINE_SCHEMA.migrations[:history.version - 1]:  # the schema before the clock's history
-            await conn.execute_fetchall("BEGIN IMMEDIATE")
-            await migration.step(conn)
-            await conn.execute_fetchall(f"PRAGMA user_version = {migration.version}")
-            await conn.execute_fetchall("COMMIT")
+        await ENGINE_SCHEMA.upgrade(conn, to=history.version - 1)  # the schema before the clock's history
         clocks = [STORY_START, STORY_START + timedelta(hours=2), STORY_START + timedelta(days=1)]
         events = [("character_registered", None, {"character_id": "ada", "name": "Ada"}),
                   ("chat_created", "c", {"chat_id": "c", "owner": "@p:hs", "host": "ada", "clock": clocks[0].isoformat()})]
         events += [("clock_set", "c", {"chat_id": "c", "clock": clock.isoformat()}) for clock in clocks[1:]]
         for seq, (kind, chat_id, payload) in enumerate(events, start=1):
-            await conn.execute_fetchall(
+            await conn.execute(
                 "INSERT INTO events (seq, kind, chat_id, payload, recorded_at) VALUES (?, ?, ?, ?, 0)",
                 (seq, kind, chat_id, json.dumps(payload)),
             )

@@ -7,12 +7,11 @@ import json
 import time
 from pathlib import Path
 
-import aiosqlite
-
 from core.eventlog import open_database, replay
 from core.eventlog.migrations import ENGINE_SCHEMA
 from core.state import edges
 from core.state.rows import fetch_all
+from core.storage import open_sqlite
 
 
 async def test_an_edge_change_names_the_reply_that_caused_it(db, chat) -> None:
@@ -26,7 +25,7 @@ async def test_an_edge_change_names_the_reply_that_caused_it(db, chat) -> None:
 async def test_an_older_edge_event_keeps_its_cause_through_a_replay(db, chat) -> None:
     """Before `cause_turn_id` existed the turn was named in the reason ("turn:<id>; ...")."""
     async with db.transaction() as tx:
-        await tx.conn.execute_fetchall(
+        await tx.conn.fetch_all(
             "INSERT INTO events (kind, chat_id, payload, recorded_at) VALUES ('edge_set', 'chat-1', ?, ?)",
             (json.dumps({"chat_id": "chat-1", "from_id": "ada", "to_id": "you", "affinity": 3, "trust": 0,
                          "summary": "", "reason": "turn:12; an exchange with the player"}), time.time()),
@@ -37,23 +36,18 @@ async def test_an_older_edge_event_keeps_its_cause_through_a_replay(db, chat) ->
 
 async def test_the_migration_backfills_causes_from_the_log(tmp_path: Path) -> None:
     path = tmp_path / "engine.sqlite3"
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        before = ENGINE_SCHEMA.migrations[:4]  # the schema as it was before typed causes
-        for migration in before:
-            await conn.execute_fetchall("BEGIN IMMEDIATE")
-            await migration.step(conn)
-            await conn.execute_fetchall(f"PRAGMA user_version = {migration.version}")
-            await conn.execute_fetchall("COMMIT")
-        await conn.execute_fetchall(
+    async with await open_sqlite(path) as conn:
+        await ENGINE_SCHEMA.upgrade(conn, to=4)  # the schema as it was before typed causes
+        await conn.execute(
             "INSERT INTO events (seq, kind, chat_id, payload, recorded_at) VALUES (40, 'edge_set', 'c', ?, 0)",
             (json.dumps({"chat_id": "c", "from_id": "ada", "to_id": "you", "affinity": 1, "trust": 0,
                          "summary": "", "reason": "turn:39; an exchange with the player"}),),
         )
-        await conn.execute_fetchall(
+        await conn.execute(
             "INSERT INTO events (seq, kind, chat_id, payload, recorded_at) VALUES (41, 'thread_opened', 'c', ?, 0)",
             (json.dumps({"chat_id": "c", "title": "The lamp", "summary": "It flickers.", "cause_scene_id": 3}),),
         )
-        await conn.execute_fetchall(
+        await conn.execute(
             "INSERT INTO events (seq, kind, chat_id, payload, recorded_at) VALUES (42, 'world_event_transitioned', 'c', ?, 0)",
             (json.dumps({"chat_id": "c", "world_event_id": 30, "to": "started", "cause_turn_id": 39}),),
         )

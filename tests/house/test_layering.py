@@ -4,7 +4,8 @@
 - The adapter reaches the core only through its front door: `core.engine`, `core.errors` and
   what `core/__init__.py` exports on purpose.
 - SQL lives in `core/state` and `core/eventlog` (and, for the adapter's own cache, in
-  `adapter/matrix/store.py`): nowhere else holds a SQL statement.
+  `adapter/matrix/store.py`): nowhere else holds a SQL statement. Only they and the storage seam
+  (`core/storage`) import a database driver.
 - Read models read projections, whose causes are typed columns; only `core/eventlog` reads the
   raw event log.
 """
@@ -21,6 +22,7 @@ import core
 ROOT = Path(__file__).resolve().parents[2]
 SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|PRAGMA|REPLACE)\b", re.IGNORECASE)
 SQL_HOMES = ("core/state/", "core/eventlog/", "adapter/matrix/store.py")
+DRIVERS = {"sqlite3", "aiosqlite", "psycopg", "psycopg_pool", "psycopg_binary", "asyncpg"}
 
 
 def python_files(*folders: str) -> Iterator[Path]:
@@ -81,6 +83,17 @@ def test_sql_lives_only_in_state_eventlog_and_the_adapters_store() -> None:
         for path in python_files("core", "adapter")
         if not str(path.relative_to(ROOT)).startswith(SQL_HOMES)
         for line, text in sql_strings(path)
+    ]
+    assert found == []
+
+
+def test_only_the_sql_homes_and_the_storage_seam_import_a_database_driver() -> None:
+    found = [
+        f"{where(path, line)} imports {module}"
+        for path in python_files("core", "adapter")
+        if not str(path.relative_to(ROOT)).startswith((*SQL_HOMES, "core/storage/"))
+        for line, module in imported_modules(path)
+        if module.split(".")[0] in DRIVERS
     ]
     assert found == []
 

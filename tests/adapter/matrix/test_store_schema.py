@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
 from adapter.matrix.dispatcher import Dispatcher
@@ -19,7 +20,8 @@ from adapter.matrix.store import (
 )
 from core.errors import SchemaVersionError
 from core.eventlog.migrations import ENGINE_SCHEMA
-from core.eventlog.schema import Schema, schema_version
+from core.eventlog.schema import Schema
+from core.storage import open_sqlite
 from tests.adapter.matrix.test_dispatcher import Ctx, SlowEngine
 
 
@@ -32,7 +34,8 @@ async def test_a_new_cache_is_at_the_latest_version_and_reopens_with_its_rows(tm
     path = tmp_path / "adapter.sqlite3"
     store = await StateStore.open(path)
     await set_room_meta(store, RoomMeta("!room", "lobby", "@alice:localhost", "!space"))
-    assert await schema_version(store.conn) == ADAPTER_SCHEMA.latest_version
+    async with await open_sqlite(path) as conn:
+        assert await ADAPTER_SCHEMA.version(conn) == ADAPTER_SCHEMA.latest_version
     await store.close()
     again = await StateStore.open(path)
     assert await get_room_meta(again, "!room") == RoomMeta("!room", "lobby", "@alice:localhost", "!space")
@@ -41,9 +44,8 @@ async def test_a_new_cache_is_at_the_latest_version_and_reopens_with_its_rows(tm
 
 async def test_a_cache_written_by_a_newer_rpbot_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "adapter.sqlite3"
-    async with aiosqlite.connect(path) as conn:
-        await conn.execute(f"PRAGMA user_version = {ADAPTER_SCHEMA.latest_version + 1}")
-        await conn.commit()
+    with closing(sqlite3.connect(path)) as conn:  # as an older rpbot's file: only PRAGMA user_version
+        conn.execute(f"PRAGMA user_version = {ADAPTER_SCHEMA.latest_version + 1}")
     with pytest.raises(SchemaVersionError, match="adapter.sqlite3"):
         await StateStore.open(path)
 
@@ -52,11 +54,9 @@ async def test_an_older_cache_hands_its_owed_lines_to_the_engine_and_keeps_which
     """Before the engine owned answered lines, the cache kept `deliveries`: upgrading keeps the
     message of each delivered reply (so 🔄 on it still works) and hands owed lines to the engine."""
     path = tmp_path / "adapter.sqlite3"
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        for migration in ADAPTER_SCHEMA.migrations[:3]:
-            await migration.step(conn)
-        await conn.execute_fetchall("PRAGMA user_version = 3")
-        await conn.execute_fetchall(
+    async with await open_sqlite(path) as conn:
+        await ADAPTER_SCHEMA.upgrade(conn, to=3)
+        await conn.execute(
             "INSERT INTO deliveries (source_event_id, room_id, chat_id, turn_id, text, reply_event_id, status) VALUES"
             " ('$old', '!story', 'chat-1', '12', 'Hello', '$reply', 'delivered'),"
             " ('$owed', '!story', 'chat-1', NULL, 'And then?', NULL, 'pending'),"

@@ -87,10 +87,10 @@ async def story_content(engine: Engine, chat_id: str) -> dict:
     memories with their witnesses, edges, threads, world events, scenes, digests, clock, note."""
 
     async def rows(sql: str) -> list[tuple]:
-        return sorted(tuple(r) for r in await engine.db.reader.execute_fetchall(sql, (chat_id,)))
+        return sorted(tuple(r) for r in await engine.db.reader.fetch_all(sql, (chat_id,)))
 
     return {
-        "turns": [tuple(r) for r in await engine.db.reader.execute_fetchall(
+        "turns": [tuple(r) for r in await engine.db.reader.fetch_all(
             """SELECT role, speaker, text, truncated, speaker_name FROM turns
                WHERE chat_id = ? AND superseded_by IS NULL ORDER BY turn_id""", (chat_id,))],
         "memories": await rows(

@@ -41,7 +41,7 @@ async def test_meanwhile_is_remembered_by_its_two_characters_only(open_engine):
     assert first[-1].kind == "reply"
     second = await collect(engine.post_turn(chat.chat_id, "Anything else?", "$2"))
     assert [u.kind for u in second if u.kind == "digest"] == []
-    consumed = await engine.db.reader.execute_fetchall("SELECT count(*) FROM events WHERE kind = 'digest_consumed'")
+    consumed = await engine.db.reader.fetch_all("SELECT count(*) FROM events WHERE kind = 'digest_consumed'")
     assert consumed[0][0] == 1
     # Re-posting the first line does not surface the digest again.
     again = await collect(engine.post_turn(chat.chat_id, "I'm back. What did I miss?", "$1"))
@@ -74,7 +74,7 @@ async def test_cancel_stops_a_meanwhile_scene_and_still_queues_the_digest(open_e
     assert updates[-1].done and updates[-1].truncated and "eight" not in updates[-1].text
     assert len(fake.calls_for("meanwhile")) == 1
     assert asyncio.all_tasks() == {asyncio.current_task()}
-    pending = await engine.db.reader.execute_fetchall("SELECT count(*) FROM digests WHERE status = 'pending'")
+    pending = await engine.db.reader.fetch_all("SELECT count(*) FROM digests WHERE status = 'pending'")
     assert pending[0][0] == 1
 
 

@@ -185,7 +185,7 @@ async def test_rolling_back_an_older_turn_retracts_every_part_made_from_it(open_
 
 
 async def retracted(engine: Engine) -> set[int]:
-    rows = await engine.db.reader.execute_fetchall("SELECT memory_id FROM memories WHERE retracted = 1")
+    rows = await engine.db.reader.fetch_all("SELECT memory_id FROM memories WHERE retracted = 1")
     return {row[0] for row in rows}
 
 

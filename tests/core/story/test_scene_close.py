@@ -48,7 +48,7 @@ def routes(**extra):
 
 
 async def live_summaries(engine, chat_id, scene_id):
-    rows = await engine.db.reader.execute_fetchall(
+    rows = await engine.db.reader.fetch_all(
         "SELECT memory_id FROM memories WHERE scene_id = ? AND kind = 'summary' AND retracted = 0", (scene_id,)
     )
     return [await memory_state.require_memory(engine.db, r[0]) for r in rows]

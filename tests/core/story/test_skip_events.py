@@ -53,7 +53,7 @@ async def test_an_eight_hour_skip_narrates_and_starts_the_events_it_passes(open_
 
 
 async def _narration_turn_id(engine, chat: str) -> int:
-    rows = await engine.db.reader.execute_fetchall(
+    rows = await engine.db.reader.fetch_all(
         "SELECT turn_id FROM turns WHERE chat_id = ? AND role = 'narration'", (chat,))
     return rows[-1][0]
 

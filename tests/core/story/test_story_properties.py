@@ -375,7 +375,7 @@ async def story_content(run: Run) -> dict:
     engine, names = run.engine, {run.chat_id: "main", run.second_chat_id: "second"}
 
     async def rows(sql: str) -> list[tuple]:
-        return sorted((names[r[0]], *tuple(r)[1:]) for r in await engine.db.reader.execute_fetchall(sql))
+        return sorted((names[r[0]], *tuple(r)[1:]) for r in await engine.db.reader.fetch_all(sql))
 
     return {
         "turns": await rows("""SELECT chat_id, role, speaker, text, truncated FROM turns WHERE superseded_by IS NULL"""),

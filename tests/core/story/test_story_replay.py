@@ -105,12 +105,12 @@ async def test_a_200_turn_story_replays_to_identical_state(open_engine):
     await settle(engine, chat_id)
 
     assert kinds.count("scene") == 4 and kinds.count("narration") == 2 and kinds.count("digest") == 1
-    scenes = await engine.db.reader.execute_fetchall(
+    scenes = await engine.db.reader.fetch_all(
         "SELECT kind, count(*) FROM scenes WHERE chat_id = ? GROUP BY kind ORDER BY kind", (chat_id,))
     assert [tuple(r) for r in scenes] == [("main", 5), ("meanwhile", 1)]
     assert await engine.chat_clock(chat_id) == start + timedelta(hours=4)
     statuses = sorted(e.status for e in await engine.list_world_events(chat_id))
-    counts = dict(tuple(r) for r in await engine.db.reader.execute_fetchall(
+    counts = dict(tuple(r) for r in await engine.db.reader.fetch_all(
         "SELECT kind, count(*) FROM events GROUP BY kind"))
     assert counts["world_event_reverted"] >= 1 and counts["memory_retracted"] >= 1  # swipes rolled back
     assert counts["thread_closed"] == 1 and counts["digest_consumed"] == 1

@@ -103,7 +103,7 @@ async def test_a_skip_that_also_closes_the_scene_closes_it_first(open_engine):
 
     assert [u.kind for u in updates if u.done] == ["reply", "scene", "narration"]  # the answer first
     assert await open_scene_id(engine, chat.chat_id) is None
-    kinds = [r[0] for r in await engine.db.reader.execute_fetchall(
+    kinds = [r[0] for r in await engine.db.reader.fetch_all(
         "SELECT kind FROM events WHERE kind IN ('scene_closed', 'clock_set') ORDER BY seq")]
     assert kinds == ["scene_closed", "clock_set"]
     assert (await world.require_scene(engine.db, scene_id)).closed_at == START  # closed before the clock moved

@@ -50,7 +50,7 @@ async def test_regenerating_the_turn_that_completed_an_event_restores_it_to_star
     assert event.status == "started"
     stored = await plans.require_world_event(engine.db, event.world_event_id)
     assert stored.ended_at is None and stored.started_at is not None
-    causes = await engine.db.reader.execute_fetchall(
+    causes = await engine.db.reader.fetch_all(
         "SELECT json_extract(payload, '$.cause_turn_id') FROM events WHERE kind = 'world_event_transitioned'"
     )
     assert all(row[0] is not None for row in causes)
@@ -87,7 +87,7 @@ async def test_an_event_announced_in_a_reply_is_planned_and_withdrawn_on_regener
     await collect(engine.regenerate(chat.chat_id))
     await settle(engine, chat.chat_id)
     assert await engine.list_world_events(chat.chat_id) == []
-    withdrawn = await engine.db.reader.execute_fetchall("SELECT count(*) FROM events WHERE kind = 'world_event_withdrawn'")
+    withdrawn = await engine.db.reader.fetch_all("SELECT count(*) FROM events WHERE kind = 'world_event_withdrawn'")
     assert withdrawn[0][0] == 1
     before = await dump_projections(engine.db)
     await replay(engine.db)

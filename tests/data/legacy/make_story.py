@@ -153,7 +153,7 @@ async def main(path: Path) -> None:
         await thread_state.reopen_thread(tx, chat_id, closed.thread_id)
         dropped = await plans.plan_world_event(tx, chat_id, "A plan dropped", due_at=start + timedelta(days=9))
         await plans.withdraw_world_event(tx, chat_id, dropped.world_event_id)
-        swiped = await tx.conn.execute_fetchall(
+        swiped = await tx.conn.fetch_all(
             "SELECT min(turn_id), max(turn_id) FROM turns WHERE chat_id = ? GROUP BY sibling_group HAVING count(*) > 1 "
             "ORDER BY 2 DESC LIMIT 1", (chat_id,))
         older, newer = next(iter(swiped))

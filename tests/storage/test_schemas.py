@@ -1,0 +1,77 @@
+"""One migration mechanism on both backends: the version kept in a table, SQLite files carried
+over from `PRAGMA user_version`, a new PostgreSQL database started from its baseline with the very
+tables and columns SQLite's steps build."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from contextlib import closing
+
+import pytest
+
+from core.errors import SchemaVersionError
+from core.eventlog import open_database
+from core.eventlog.migrations import ENGINE_SCHEMA, latest_version
+from core.storage import Connection, Dialect, open_connection, open_sqlite
+
+
+async def columns(conn: Connection) -> dict[str, list[str]]:
+    """Every table's columns, in order (the full-text index's own tables left out)."""
+    if conn.dialect is Dialect.SQLITE:
+        tables = [row[0] for row in await conn.fetch_all(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'memories_fts%'")]
+        return {table: [row["name"] for row in await conn.fetch_all(f"PRAGMA table_info({table})")] for table in tables}
+    rows = await conn.fetch_all(
+        """SELECT table_name, column_name FROM information_schema.columns
+           WHERE table_schema = current_schema() AND table_name NOT LIKE 'memories_fts%'
+           ORDER BY table_name, ordinal_position""")
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        found.setdefault(row["table_name"], []).append(row["column_name"])
+    return found
+
+
+async def test_a_new_postgres_database_has_the_tables_and_columns_sqlites_steps_build(tmp_path, postgres_url):
+    sqlite_db = await open_database(tmp_path / "engine.sqlite3")
+    postgres_db = await open_database(postgres_url)
+    try:
+        assert postgres_db.dialect is Dialect.POSTGRESQL
+        assert await ENGINE_SCHEMA.version(postgres_db.writer) == latest_version()
+        assert await columns(postgres_db.reader) == await columns(sqlite_db.reader)
+    finally:
+        await sqlite_db.close()
+        await postgres_db.close()
+
+
+async def test_an_older_sqlite_file_carries_its_version_over_from_the_pragma(tmp_path):
+    path = tmp_path / "engine.sqlite3"
+    async with await open_sqlite(path) as conn:
+        await ENGINE_SCHEMA.upgrade(conn, to=5)
+        await conn.execute("DROP TABLE schema_versions")  # as an rpbot from before the table wrote it
+    db = await open_database(path)
+    try:
+        assert await ENGINE_SCHEMA.version(db.reader) == latest_version()
+        assert [tuple(row) for row in await db.reader.fetch_all("SELECT * FROM schema_versions")] == [("engine", latest_version())]
+    finally:
+        await db.close()
+    with closing(sqlite3.connect(path)) as conn:  # what an older rpbot reads: it refuses a file moved on
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == latest_version()
+
+
+async def test_a_postgres_database_from_a_newer_rpbot_is_refused(postgres_url):
+    async with await open_connection(postgres_url) as conn:
+        await ENGINE_SCHEMA.upgrade(conn)
+        await conn.execute("UPDATE schema_versions SET version = version + 1 WHERE name = 'engine'")
+    with pytest.raises(SchemaVersionError, match="PostgreSQL"):
+        await open_database(postgres_url)
+
+
+async def test_processes_starting_at_once_on_one_postgres_database_migrate_it_once(postgres_url):
+    opened = await asyncio.gather(*(open_database(postgres_url) for _ in range(3)))
+    try:
+        for db in opened:
+            assert await ENGINE_SCHEMA.version(db.reader) == latest_version()
+    finally:
+        for db in opened:
+            await db.close()
