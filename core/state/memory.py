@@ -20,9 +20,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from core.errors import ChatNotFoundError, MemoryNotFoundError
-from core.eventlog import Readable, Writable, append_and_apply, writing
+from core.eventlog import Readable, Writable, append_and_apply, read_connection, writing
 from core.eventlog.projections.base import MEMORY_ID_BITS, memory_id_range
 from core.state.rows import fetch_all, fetch_count, fetch_one
+from core.storage import Dialect
+from core.storage.sql import json_list_agg
 
 # FTS5 query shaping.
 MAX_QUERY_TERMS = 6
@@ -73,9 +75,12 @@ class MemoryHit:
     score: float  # after the recency re-rank
 
 
-_WITNESSES_COLUMN = (
-    "(SELECT json_group_array(witness) FROM memory_witnesses mw WHERE mw.memory_id = m.memory_id) AS witnesses"
-)
+def _witnesses_column(dialect: Dialect) -> str:
+    return (f"(SELECT {json_list_agg(dialect, 'witness')} FROM memory_witnesses mw"
+            " WHERE mw.memory_id = m.memory_id) AS witnesses")
+
+
+_WITNESSES_COLUMN = _witnesses_column(Dialect.SQLITE)
 
 
 def _memory(row: Any) -> Memory:
@@ -232,21 +237,34 @@ def fts_terms(query: str) -> list[str]:
     return [f'"{t}"' for t in content]
 
 
-def _search_sql(term_count: int, summaries_only: bool = False) -> str:
+def _indexed_id(dialect: Dialect) -> str:
+    """The memory id of a row of the full-text index (FTS5's rowid; on PostgreSQL a column)."""
+    return "memories_fts.rowid" if dialect is Dialect.SQLITE else "memories_fts.memory_id"
+
+
+def _matches(dialect: Dialect, term: str) -> str:
+    """The full-text index's rows holding the term `term` (a parameter holding one `fts_terms` term)."""
+    if dialect is Dialect.SQLITE:
+        return f"memories_fts MATCH {term}"
+    return f"memories_fts.document @@ rpbot_search_query({term})"
+
+
+def _search_sql(dialect: Dialect, term_count: int, summaries_only: bool = False) -> str:
     # One range-seeked MATCH per term, each already restricted to memories the
     # witness saw, gives chat-local document frequencies without touching other
     # chats (FTS5's bm25() would count every chat's documents for its IDF).
     # Summaries are few: a search of them alone keeps only their matches per term.
-    summary = ("""AND EXISTS (SELECT 1 FROM memories s WHERE s.memory_id = memories_fts.rowid
+    indexed = _indexed_id(dialect)
+    summary = (f"""AND EXISTS (SELECT 1 FROM memories s WHERE s.memory_id = {indexed}
                               AND s.kind = 'summary' AND s.summary_of IN ('scene', 'part'))"""
                if summaries_only else "")
     hits = " UNION ALL ".join(
         f"""SELECT * FROM (
-                SELECT memories_fts.rowid, {i} FROM memories_fts
-                WHERE memories_fts MATCH :t{i} AND memories_fts.rowid BETWEEN :low AND :high
+                SELECT {indexed}, {i} FROM memories_fts
+                WHERE {_matches(dialect, f":t{i}")} AND {indexed} BETWEEN :low AND :high
                   AND EXISTS (SELECT 1 FROM memory_witnesses w
-                              WHERE w.memory_id = memories_fts.rowid AND w.witness = :who) {summary}
-                ORDER BY memories_fts.rowid DESC LIMIT :per_term)"""
+                              WHERE w.memory_id = {indexed} AND w.witness = :who) {summary}
+                ORDER BY {indexed} DESC LIMIT :per_term) AS term_{i}"""
         for i in range(term_count)
     )
     return _in_chat(f"""
@@ -261,7 +279,7 @@ def _search_sql(term_count: int, summaries_only: bool = False) -> str:
         relevance(memory_id, value) AS (
             SELECT hits.memory_id, sum(idf.weight) FROM hits JOIN idf USING (term)
             GROUP BY hits.memory_id)
-        SELECT m.*, {_WITNESSES_COLUMN},
+        SELECT m.*, {_witnesses_column(dialect)},
                relevance.value * (1.0 + :bias * (m.significance - 1)) AS relevance
         FROM relevance JOIN memories m ON m.memory_id = relevance.memory_id
         WHERE m.retracted = 0 AND (:before IS NULL OR m.recorded_seq < :before)
@@ -305,7 +323,8 @@ async def search_memories(
     params: dict[str, Any] = {f"t{i}": term for i, term in enumerate(terms)}
     params.update(chat_id=chat_id, who=character, bias=SIGNIFICANCE_BIAS, per_term=MAX_HITS_PER_TERM,
                   candidates=limit * CANDIDATE_FACTOR, before=recorded_before, only=only)
-    rows = await fetch_all(source, _search_sql(len(terms), only == "summaries"), params)
+    dialect = read_connection(source).dialect
+    rows = await fetch_all(source, _search_sql(dialect, len(terms), only == "summaries"), params)
     if not rows:
         await _require_chat_exists(source, chat_id)
         return []

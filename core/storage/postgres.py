@@ -1,12 +1,13 @@
 """The storage seam on PostgreSQL, through psycopg 3 (its asyncio connection).
 
 `open_postgres(url, ...)` returns a `PostgresConnection` in autocommit mode. Statements are
-written in our SQL's parameter style and run numbered (`core.storage.paramstyle`) through a raw
-cursor; psycopg prepares a statement on the server once it has run a few times.
+written in our SQL's parameter style and run numbered (`core.storage.paramstyle`, which also
+writes a None parameter as NULL) through a raw cursor; psycopg prepares a statement on the server
+once it has run a few times.
 
 Values read back as SQLite gives them, so the SQL homes read both alike: JSON columns as text,
-`numeric` results as float; a Python bool is written as the integer 1 or 0 (our flags are
-INTEGER columns on both). `transaction()` is `BEGIN` plus `pg_advisory_xact_lock(lock_key)`:
+`numeric` results as int or float; a Python int is written as a BIGINT and a bool as the integer
+1 or 0 (our flags are INTEGER columns on both). `transaction()` is `BEGIN` plus `pg_advisory_xact_lock(lock_key)`:
 one writer at a time per lock key across every process on the server (see `core.storage.base`).
 Transactions run at READ COMMITTED, so each statement after the lock sees every earlier commit.
 """
@@ -15,22 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any, ClassVar, cast
 
 import psycopg
 from psycopg import sql as pgsql
-from psycopg.abc import AdaptContext
-from psycopg.adapt import Dumper
+from psycopg.abc import AdaptContext, Buffer
+from psycopg.adapt import Dumper, Loader
 from psycopg.pq import TransactionStatus
 from psycopg.rows import RowMaker
-from psycopg.types.numeric import FloatLoader
+from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 from psycopg.types.string import TextLoader
 
 from core.storage.base import Connection, Dialect, IntegrityError, Row, SqlParams, StorageError
-from core.storage.paramstyle import to_numbered
+from core.storage.paramstyle import numbered
 
 
 def lock_key(name: str) -> int:
@@ -78,12 +79,28 @@ class _BoolAsInteger(Dumper):
         return b"1" if obj else b"0"
 
 
+class _NumericAsNumber(Loader):
+    """A `numeric` result (a sum of BIGINTs, arithmetic with a literal like 1.0) reads as SQLite's
+    would: an int when it is whole, else a float."""
+
+    def load(self, data: Buffer) -> int | float:
+        text = bytes(data).decode()
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+
+
 def _configure(context: AdaptContext) -> None:
     adapters = context.adapters
     adapters.register_dumper(bool, _BoolAsInteger)
+    # Every Python int is a BIGINT, as every SQLite integer is 64 bits: psycopg would otherwise
+    # send a small one as int4, and arithmetic on it (`:chat_num << 32`) would overflow there.
+    adapters.register_dumper(int, Int8Dumper)
+    adapters.register_dumper(int, Int8BinaryDumper)
     for json_type in ("json", "jsonb"):
         adapters.register_loader(json_type, TextLoader)
-    adapters.register_loader("numeric", FloatLoader)
+    adapters.register_loader("numeric", _NumericAsNumber)
 
 
 def _storage_error(error: psycopg.Error) -> StorageError:
@@ -99,10 +116,10 @@ class PostgresConnection(Connection):
         self.lock_key = lock_key
 
     async def _run(self, sql: str, params: SqlParams, *, rows: bool) -> tuple[list[Row], int]:
-        statement = to_numbered(sql)
+        statement = numbered(sql, params)
         try:
             async with psycopg.AsyncRawCursor(self.conn, row_factory=_row_factory) as cursor:
-                await cursor.execute(statement.sql, statement.bind(params))
+                await cursor.execute(statement.sql, statement.values)
                 fetched = await cursor.fetchall() if rows and cursor.description is not None else []
                 return cast(list[Row], fetched), cursor.rowcount
         except psycopg.Error as error:
@@ -115,10 +132,15 @@ class PostgresConnection(Connection):
         return (await self._run(sql, params, rows=False))[1]
 
     async def execute_many(self, sql: str, params: Iterable[SqlParams]) -> None:
-        statement = to_numbered(sql)
+        # Rows with NULLs in different places are different statements: each runs in its group.
+        groups: dict[str, list[Sequence[Any]]] = {}
+        for one in params:
+            statement = numbered(sql, one)
+            groups.setdefault(statement.sql, []).append(statement.values)
         try:
             async with psycopg.AsyncRawCursor(self.conn) as cursor:
-                await cursor.executemany(statement.sql, [statement.bind(p) for p in params])
+                for text, values in groups.items():
+                    await cursor.executemany(text, values)
         except psycopg.Error as error:
             raise _storage_error(error) from error
 

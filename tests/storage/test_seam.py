@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from core.storage import Dialect, IntegrityError, StorageError, open_connection
-from core.storage.paramstyle import to_numbered
+from core.storage.paramstyle import numbered
 
 
 async def _table(conn) -> None:
@@ -87,10 +87,12 @@ async def test_postgres_reads_back_what_sqlite_does(postgres_url):
     async with await open_connection(postgres_url) as conn:
         assert conn.dialect is Dialect.POSTGRESQL
         row = await conn.fetch_one(
-            "SELECT json_agg(x) AS list, 1.5::numeric / 3 AS ratio, ?::bigint AS flag, 'a' || ? AS text FROM (VALUES (1), (2)) v(x)",
+            "SELECT json_agg(x) AS list, 1.5::numeric / 3 AS ratio, sum(x) AS total, ?::bigint AS flag, 'a' || ? AS text"
+            " FROM (VALUES (CAST(1 AS BIGINT)), (2)) v(x)",
             (True, "b"),
         )
-        assert row is not None and tuple(row) == ("[1, 2]", 0.5, 1, "ab")
+        assert row is not None and tuple(row) == ("[1, 2]", 0.5, 3, 1, "ab")
+        assert type(row["total"]) is int
 
 
 async def test_postgres_writers_in_two_connections_take_turns(postgres_url):
@@ -119,11 +121,22 @@ async def test_postgres_writers_in_two_connections_take_turns(postgres_url):
         assert [row[0] for row in await first.fetch_all("SELECT text FROM notes ORDER BY note_id")] == ["first", "second saw 1"]
 
 
-def test_our_parameter_style_becomes_numbered_parameters():
-    named = to_numbered("SELECT :a, :b, :a, '?:x', \"col:y\", x::text -- :c ?\nFROM t WHERE y = :b")
-    assert named.sql == "SELECT $1, $2, $1, '?:x', \"col:y\", x::text -- :c ?\nFROM t WHERE y = $2"
-    assert named.bind({"b": 2, "a": 1, "unused": 3}) == [1, 2]
-    positional = to_numbered("SELECT ?, ? FROM t WHERE z = 'it''s ?'")
-    assert positional.sql == "SELECT $1, $2 FROM t WHERE z = 'it''s ?'" and positional.bind((1, 2)) == (1, 2)
+def test_our_parameter_style_becomes_numbered_parameters_and_none_a_null():
+    named = numbered("SELECT :a, :b, :a, '?:x', \"col:y\", x::text -- :c ?\nFROM t WHERE y = :b", {"b": 2, "a": 1, "unused": 3})
+    assert named.sql == "SELECT $1, $2, $1, '?:x', \"col:y\", x::text -- :c ?\nFROM t WHERE y = $2" and named.values == [1, 2]
+    positional = numbered("SELECT ?, ? FROM t WHERE z = 'it''s ?'", (1, 2))
+    assert positional.sql == "SELECT $1, $2 FROM t WHERE z = 'it''s ?'" and positional.values == [1, 2]
+    with_none = numbered("SELECT * FROM t WHERE (:before IS NULL OR seq < :before) AND kind = :kind", {"before": None, "kind": "k"})
+    assert with_none.sql == "SELECT * FROM t WHERE (NULL IS NULL OR seq < NULL) AND kind = $1" and with_none.values == ["k"]
+    assert numbered("INSERT INTO t VALUES (?, ?, ?)", (None, 1, None)).sql == "INSERT INTO t VALUES (NULL, $1, NULL)"
     with pytest.raises(ValueError):
-        to_numbered("SELECT ?, :a")
+        numbered("SELECT ?, :a", {"a": 1})
+
+
+async def test_an_optional_filter_reads_alike_given_or_not(database_location):
+    async with await open_connection(database_location) as conn:
+        await _table(conn)
+        await conn.execute_many("INSERT INTO notes VALUES (?, ?, ?)", [(1, "a", 0), (2, "b", 1), (3, "c", 1)])
+        optional = "SELECT note_id FROM notes WHERE (:flag IS NULL OR flag = :flag) AND (:after IS NULL OR note_id > :after)"
+        assert [r[0] for r in await conn.fetch_all(optional, {"flag": None, "after": None})] == [1, 2, 3]
+        assert [r[0] for r in await conn.fetch_all(optional, {"flag": 1, "after": 2})] == [3]
