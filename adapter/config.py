@@ -106,6 +106,29 @@ class StorageConfig(_Section):
         description="Where the bot keeps its data: `engine.sqlite3` (the stories: back it up), "
         "`adapter.sqlite3` (a cache rebuilt from Matrix), `session.json` and `crypto/`.",
     )
+    database_url: str = Field(
+        default="",
+        description="Empty: the stories and the cache are SQLite files in `data_dir` (nothing to set up). "
+        "`postgresql://user:password@host:5432/dbname`: both live in that PostgreSQL database instead (the cache "
+        "in a schema of its own for this bot account), so several bot processes can share the stories; "
+        "`session.json` and `crypto/` stay in `data_dir`. See docs/storage.md.",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_postgres(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be empty (SQLite in data_dir) or a postgresql:// URL, like postgresql://rpbot@localhost/rpbot")
+        return value
+
+    def engine_location(self) -> str | Path:
+        """Where the stories live: the PostgreSQL URL, or `data_dir/engine.sqlite3`."""
+        return self.database_url or Path(self.data_dir) / "engine.sqlite3"
+
+    def adapter_location(self) -> str | Path:
+        """Where the adapter's cache lives: the PostgreSQL URL, or `data_dir/adapter.sqlite3`."""
+        return self.database_url or Path(self.data_dir) / "adapter.sqlite3"
 
 
 class LLMConfig(_Section):

@@ -1,15 +1,15 @@
 """`rpbot doctor`: check a deployment before (or while) running it, one verdict per check.
 
-Checks, in order: the config file; who may use the bot; the data directory; that the homeserver
-answers; that the bot account logs in (reusing `data_dir/session.json`, see
-`adapter.operator_session`, so no device is left behind); which room version new
-rooms will be made in (FAIL when the homeserver offers none with restricted joins); whether Synapse
-rate-limits the bot (readable only with an admin token: `--admin-token` or
-`RPBOT_ADMIN_TOKEN`; otherwise "unknown"); with encryption, whether the bot's device is
-cross-signed with keys the homeserver accepted and the bot holds (Element talks to no
-other device); and that the LLM endpoint answers
-a one-token request. Each check prints OK, WARN or FAIL; the command exits 1
-if any check failed. Secrets are never printed.
+Checks, in order: the config file; who may use the bot; the data directory; the database (the
+stories: a SQLite file in the data directory, or the PostgreSQL database `storage.database_url`
+names): that it can be reached and written, and its schema version; that the homeserver answers;
+that the bot account logs in (reusing `data_dir/session.json`, see `adapter.operator_session`, so
+no device is left behind); which room version new rooms will be made in (FAIL when the homeserver
+offers none with restricted joins); whether Synapse rate-limits the bot (readable only with an
+admin token: `--admin-token` or `RPBOT_ADMIN_TOKEN`; otherwise "unknown"); with encryption,
+whether the bot's device is cross-signed with keys the homeserver accepted and the bot holds
+(Element talks to no other device); and that the LLM endpoint answers a one-token request. Each
+check prints OK, WARN or FAIL; the command exits 1 if any check failed. Secrets are never printed.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from adapter.matrix.room_versions import (
     stable_versions,
 )
 from adapter.operator_session import BotSession, SessionError, bot_session, saved_session
+from core import database_status
 
 Verdict = Literal["OK", "WARN", "FAIL"]
 HTTP_TIMEOUT_S = 15.0
@@ -69,6 +70,22 @@ def check_data_dir(config: Config) -> Check:
         return Check("data_dir", "FAIL", f"{data_dir} is not writable by this user")
     stories = "engine.sqlite3 present" if (data_dir / "engine.sqlite3").exists() else "no engine.sqlite3 yet (a new install)"
     return Check("data_dir", "OK", f"{data_dir} ({stories})")
+
+
+async def check_database(config: Config) -> Check:
+    """The stories' database: reachable, writable, and at which schema version."""
+    status = await database_status(config.storage.engine_location())
+    where = f"{status.backend} {status.where}"
+    if status.problem:
+        return Check("database", "FAIL", f"{where} {status.problem}")
+    if status.version > status.latest:
+        return Check("database", "FAIL", f"{where} is at schema version {status.version}, newer than this rpbot "
+                                         f"(up to {status.latest}): run the rpbot that wrote it")
+    if status.version == 0:
+        return Check("database", "OK", f"{where}: no stories yet; the bot creates its tables (schema version {status.latest})")
+    if status.version < status.latest:
+        return Check("database", "OK", f"{where}: schema version {status.version}; the bot upgrades it to {status.latest} at start")
+    return Check("database", "OK", f"{where}: schema version {status.version} (current), writable")
 
 
 async def check_rate_limit(http: httpx.AsyncClient, user_id: str, token: str, admin_token: str | None) -> Check:
@@ -183,6 +200,7 @@ async def run_checks(config_path: Path, admin_token: str | None = None) -> list[
     else:
         checks.append(Check("allowed_users", "WARN", "empty: nobody may use the bot (set matrix.allowed_users, e.g. [\"@*:example.org\"])"))
     checks.append(check_data_dir(config))
+    checks.append(await check_database(config))
     homeserver = config.matrix.homeserver
     async with httpx.AsyncClient(base_url=homeserver, timeout=HTTP_TIMEOUT_S) as http:
         try:

@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from core.eventlog.db import DatabaseStatus, database_status
     from core.eventlog.schema import Schema
     from core.keyed_locks import KeyedLocks
     from core.llm import LLMClient, make_llm_client
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from core.timeparse import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time
 
 _HOMES = {
+    "DatabaseStatus": "core.eventlog.db",
+    "database_status": "core.eventlog.db",
     "KeyedLocks": "core.keyed_locks",
     "LLMClient": "core.llm",
     "make_llm_client": "core.llm",
@@ -40,9 +43,11 @@ _HOMES = {
 
 __all__ = [
     "DEFAULT_CONTEXT_TOKENS",
+    "DatabaseStatus",
     "DURATION_EXAMPLES",
     "START_TIME_EXAMPLES",
     "TIME_EXAMPLES",
+    "database_status",
     "KeyedLocks",
     "LLMClient",
     "ReplySettings",

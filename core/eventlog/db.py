@@ -17,13 +17,15 @@ writes), or a bare `Connection`.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from core.eventlog.migrations import upgrade_schema
-from core.storage import Connection, Dialect, is_postgres_url, open_connection
+from core.eventlog.migrations import ENGINE_SCHEMA, upgrade_schema
+from core.storage import Connection, Dialect, StorageError, is_postgres_url, open_connection, open_sqlite, shown_location
 
 # Per SQLite connection (a writer and a reader).  The default 2 MB page cache thrashes once the
 # memory indexes outgrow it.  No memory-mapped reads: mapped pages count in the process's
@@ -143,3 +145,46 @@ async def open_database(location: str | Path) -> Database:
         await writer.close()
         raise
     return Database(str(location), writer, reader)
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    """What `database_status` found: for the operator's checks, before the bot opens the database."""
+
+    backend: str  # "SQLite" or "PostgreSQL"
+    where: str  # the file, or the URL without its password
+    version: int  # the schema version it is at (0: nothing there yet)
+    latest: int  # the version this rpbot brings it to
+    problem: str = ""  # why it cannot be read or written ("": it can)
+
+
+async def database_status(location: str | Path) -> DatabaseStatus:
+    """Whether the engine's database at `location` can be reached and written, and its schema
+    version; changes nothing (a PostgreSQL write is tried in a transaction rolled back)."""
+    latest = ENGINE_SCHEMA.latest_version
+    if not is_postgres_url(location):
+        path = Path(location)
+        if not await asyncio.to_thread(path.exists):
+            return DatabaseStatus("SQLite", str(path), 0, latest)
+        try:
+            async with await open_sqlite(path, untouched=True) as conn:
+                version = await ENGINE_SCHEMA.version(conn)
+        except StorageError as error:
+            return DatabaseStatus("SQLite", str(path), 0, latest, f"cannot be read: {error}")
+        problem = "" if os.access(path, os.W_OK) else "the file is not writable by this user"
+        return DatabaseStatus("SQLite", str(path), version, latest, problem)
+    where = shown_location(str(location))
+    try:
+        async with await open_connection(location, lock_name=ENGINE_WRITE_LOCK) as conn:
+            version = await ENGINE_SCHEMA.version(conn)
+            try:
+                await conn.execute("BEGIN")
+                await conn.execute("CREATE TABLE rpbot_write_check (checked INTEGER)")
+            except StorageError as error:
+                return DatabaseStatus("PostgreSQL", where, version, latest, f"cannot be written: {error}")
+            finally:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+    except StorageError as error:
+        return DatabaseStatus("PostgreSQL", where, 0, latest, f"cannot be reached: {error}")
+    return DatabaseStatus("PostgreSQL", where, version, latest)

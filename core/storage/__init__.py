@@ -19,6 +19,7 @@ from core.storage.base import (
     SqlParams,
     StorageError,
     is_postgres_url,
+    shown_location,
 )
 from core.storage.sqlite import SqliteConnection, open_sqlite
 
@@ -33,6 +34,7 @@ __all__ = [
     "is_postgres_url",
     "open_connection",
     "open_sqlite",
+    "shown_location",
 ]
 
 

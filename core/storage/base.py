@@ -18,6 +18,7 @@ a counter) sees every earlier commit, exactly as on SQLite.
 from __future__ import annotations
 
 import enum
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -94,3 +95,8 @@ class Connection(ABC):
 def is_postgres_url(location: object) -> bool:
     """Whether a database location names a PostgreSQL server (else it is a SQLite file)."""
     return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+def shown_location(location: str) -> str:
+    """A database location fit to print or log: a URL's password replaced by `***`."""
+    return re.sub(r"^(postgres(?:ql)?://[^:/@]*:)[^@]*@", r"\1***@", location)

@@ -88,10 +88,24 @@ async def _ensure_math_functions(conn: aiosqlite.Connection) -> None:
         await conn.create_function("ln", 1, math.log, deterministic=True)
 
 
-async def open_sqlite(path: str | Path, *, pragmas: Sequence[str] = ()) -> SqliteConnection:
-    """Open (creating if needed) the SQLite file at `path`, running each `PRAGMA` given first."""
+def read_only_uri(path: Path) -> str:
+    """An SQLite URI that reads `path` without creating or changing any file next to it.
+
+    With no WAL file present (the bot is stopped, or checkpointed), `immutable=1` keeps
+    SQLite from creating empty -wal/-shm files; with one present, plain read-only mode
+    reads the WAL too (the bot may be running)."""
+    wal = path.with_name(path.name + "-wal")
+    return f"file:{path}?mode=ro" if wal.exists() else f"file:{path}?immutable=1"
+
+
+async def open_sqlite(path: str | Path, *, pragmas: Sequence[str] = (), untouched: bool = False) -> SqliteConnection:
+    """Open (creating if needed) the SQLite file at `path`, running each `PRAGMA` given first.
+    `untouched`: open an existing file only to read it, creating or changing nothing beside it."""
     path = Path(path)
-    conn = await aiosqlite.connect(path, isolation_level=None)
+    if untouched:
+        conn = await aiosqlite.connect(read_only_uri(path), isolation_level=None, uri=True)
+    else:
+        conn = await aiosqlite.connect(path, isolation_level=None)
     try:
         conn.row_factory = aiosqlite.Row
         for pragma in pragmas:

@@ -81,12 +81,23 @@ def test_environment_alone_is_enough(monkeypatch: pytest.MonkeyPatch) -> None:
         ('narrative_model = "story"', "", "llm.narrative_model"),
         ('password = "secret"', "", "matrix.password"),
         ('password = "secret"', 'password = "secret"\nencryption_typo = 1', "matrix.encryption_typo: unknown key"),
+        ('data_dir = "./data"', 'data_dir = "./data"\ndatabase_url = "mysql://db/rpbot"', "storage.database_url"),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, old: str, new: str, named: str) -> None:
     with pytest.raises(ConfigError) as raised:
         load_config(write(tmp_path, GOOD.replace(old, new)))
     assert named in str(raised.value)
+
+
+def test_the_stories_live_in_sqlite_files_unless_a_postgres_url_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    assert config.storage.database_url == ""
+    assert config.storage.engine_location() == Path("./data/engine.sqlite3")
+    assert config.storage.adapter_location() == Path("./data/adapter.sqlite3")
+    monkeypatch.setenv("RPBOT_STORAGE__DATABASE_URL", "postgresql://rpbot@db.example.org/rpbot")
+    config = load_config(write(tmp_path, GOOD))
+    assert config.storage.engine_location() == config.storage.adapter_location() == "postgresql://rpbot@db.example.org/rpbot"
 
 
 def test_missing_section_and_bad_toml_and_missing_file(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_doctor_reuses_the_running_bots_session_and_checks_everything(start_bot,
     assert result.returncode == 0, result.stdout + result.stderr
     checks = verdicts(result.stdout)
     assert checks == {
-        "config": "OK", "allowed_users": "OK", "data_dir": "OK", "homeserver": "OK", "login": "OK", "room versions": "OK",
+        "config": "OK", "allowed_users": "OK", "data_dir": "OK", "database": "OK", "homeserver": "OK", "login": "OK", "room versions": "OK",
         "rate limits": "WARN", "cross-signing": "OK", "llm models": "OK", "llm completion": "OK",
     }, result.stdout
     assert "not needed: matrix.encryption is off" in result.stdout

@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def write_config(
     path: Path, *, homeserver: str, user_id: str, password: str, allowed_users: list[str], data_dir: Path,
-    llm: dict[str, Any] | None = None, encryption: bool = False,
+    llm: dict[str, Any] | None = None, encryption: bool = False, database_url: str = "",
 ) -> Path:
     lines = [
         "[matrix]",
@@ -33,6 +33,7 @@ def write_config(
         "",
         "[storage]",
         f"data_dir = {json.dumps(str(data_dir))}",
+        f"database_url = {json.dumps(database_url)}",
         "",
         "[llm]",
     ]
