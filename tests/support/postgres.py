@@ -2,8 +2,9 @@
 
 Like the Synapse fixtures, the server is a child process in a temporary directory: `initdb`,
 then `postgres` on a free port on 127.0.0.1 (its unix socket in that directory), torn down (and
-the directory removed) when the session ends. The binaries are Debian's (`/usr/lib/postgresql/<version>/bin`, the
-`postgresql` package), or whatever `postgres` and `initdb` are on PATH.
+the directory removed) when the session ends. The binaries are Debian's
+(`/usr/lib/postgresql/<version>/bin`, the `postgresql` package), or whatever `postgres` and
+`initdb` are on PATH, or those in the directory RPBOT_POSTGRES_BINDIR names.
 
 `initdb` refuses to run as root, so under root the server runs as the `postgres` account in a
 directory it owns (`runuser -u postgres --`), made directly in the system's temporary directory
@@ -48,7 +49,11 @@ class PostgresUnavailable(RuntimeError):
 
 
 def find_binaries() -> Path | None:
-    """The directory holding `postgres` and `initdb` (the newest Debian version first), or None."""
+    """The directory holding `postgres` and `initdb` (the newest Debian version first), or None.
+    RPBOT_POSTGRES_BINDIR names the directory instead (and only it is looked in)."""
+    chosen = os.environ.get("RPBOT_POSTGRES_BINDIR")
+    if chosen is not None:
+        return Path(chosen) if all((Path(chosen) / name).exists() for name in ("postgres", "initdb", "pg_ctl")) else None
     debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: _version(p.parent.parent.name))
     for candidate in reversed(debian):
         if (candidate.parent / "initdb").exists():
@@ -204,6 +209,7 @@ def postgres_url(postgres_server: LocalPostgres) -> Iterator[str]:
         postgres_server.drop_database(name)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for line in _missing_reported:
         terminalreporter.write_line(line, yellow=True, bold=True)
