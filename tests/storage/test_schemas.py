@@ -75,3 +75,26 @@ async def test_processes_starting_at_once_on_one_postgres_database_migrate_it_on
     finally:
         for db in opened:
             await db.close()
+
+
+async def test_text_sorts_as_on_sqlite_in_a_postgres_database_of_another_collation(postgres_server):
+    """A database made with an English collation (ICU's `en-US`) still sorts our text by code point."""
+    name = postgres_server.create_database(prefix="english")
+    postgres_server.drop_database(name)
+    postgres_server.sql(f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+    try:
+        db = await open_database(postgres_server.url(name))
+        try:
+            async with db.transaction() as tx:
+                await tx.conn.execute_many(
+                    "INSERT INTO personas (owner, name, description) VALUES (?, ?, '')",
+                    [("@b:hs", "bram"), ("@c:hs", "Cora"), ("@a:hs", "ada"), ("@e:hs", "Émile")],
+                )
+            names = [row[0] for row in await db.reader.fetch_all("SELECT name FROM personas ORDER BY name")]
+            english = [row[0] for row in await db.reader.fetch_all("SELECT name COLLATE \"default\" FROM personas ORDER BY 1")]
+        finally:
+            await db.close()
+        assert names == sorted(names) == ["Cora", "ada", "bram", "Émile"]
+        assert english == ["ada", "bram", "Cora", "Émile"]  # what the database's own collation would have done
+    finally:
+        postgres_server.drop_database(name)
