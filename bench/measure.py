@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from adapter.devserver import LocalHomeserver
+from tests.support.postgres import LocalPostgres
 from tests.support.synapse import SynapseServer
 
 
@@ -24,6 +26,22 @@ def throwaway_homeserver(prefix: str) -> Iterator[tuple[Path, SynapseServer]]:
             yield work, SynapseServer(homeserver)
         finally:
             homeserver.stop()
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[LocalPostgres]:
+    """A started local PostgreSQL (the machine's binaries) on PostgreSQL's own defaults, durable
+    commits included (unlike the tests' server); removed after."""
+    server = LocalPostgres(settings={})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def postgres_version(server: LocalPostgres) -> str:
+    return subprocess.run([str(server.binaries / "postgres"), "--version"], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def machine() -> str:

@@ -3,6 +3,8 @@
 Not a test; run by hand (see bench/RESULTS.md for figures and the exact command):
 
     .venv/bin/python bench/memory_search.py --db /tmp/rpbot-bench.sqlite3
+    # the same memories in PostgreSQL (a throwaway server on its defaults), copied from that file:
+    .venv/bin/python bench/memory_search.py --postgres --copy-from /tmp/rpbot-bench.sqlite3
 
 It builds (or, with --reuse, reopens) a database with --total memories across
 --chats chats, one of which (the "big" chat) holds --big memories, all written
@@ -16,6 +18,12 @@ are very common, as in real prose.  It then reports:
 - p50 / p99 of `recent_memories_for` for the big chat;
 - the true `append_and_apply` rate: one event per transaction, as the live path
   does it (sequential, then from concurrent coroutines).
+
+On PostgreSQL (`--postgres` starts a throwaway server from the machine's binaries,
+`--database-url` names one), `--copy-from` fills the database with a SQLite bench database's
+rows (characters, chats, memories and their witnesses, the full-text index built by its
+triggers) with COPY: the searches read the same rows however they were written, and writing a
+million events again takes far longer than copying them.
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import psycopg
+
+from bench.measure import postgres_version, throwaway_postgres
 from core.eventlog import Database, Transaction, append_and_apply, open_database
 from core.eventlog.events import CharacterRegistered, MemoryRecorded
 from core.eventlog.projections import memory_id_range
@@ -269,19 +280,72 @@ async def time_appends(db: Database, args: argparse.Namespace) -> tuple[float, f
     return sequential, concurrent
 
 
+COPIED_TABLES = {  # table: its primary key (pages of rows are read in its order)
+    "characters": ("character_id",),
+    "chats": ("chat_id",),
+    "memories": ("memory_id",),
+    "memory_witnesses": ("memory_id", "witness"),
+}
+
+
+async def copy_rows(source: Path, url: str) -> None:
+    """Fill the PostgreSQL database at `url` (already migrated) with the source file's memories."""
+    started = time.perf_counter()
+    sqlite_db = await open_database(source)
+    try:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            for table, key in COPIED_TABLES.items():
+                columns = [row["name"] for row in await sqlite_db.reader.fetch_all(f"PRAGMA table_info({table})")]
+                order = ", ".join(key)
+                after = f"WHERE ({order}) > ({', '.join('?' * len(key))})"
+                count, last = 0, None
+                async with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    while True:
+                        rows = await sqlite_db.reader.fetch_all(
+                            f"SELECT {', '.join(columns)} FROM {table} {after if last else ''} ORDER BY {order} LIMIT 20000",
+                            last or ())
+                        if not rows:
+                            break
+                        for row in rows:
+                            await copy.write_row(tuple(row))
+                        count += len(rows)
+                        last = tuple(rows[-1][column] for column in key)
+                print(f"  copied {count:,} rows of {table}", flush=True)
+            await conn.commit()
+            await conn.execute("ANALYZE")
+    finally:
+        await sqlite_db.close()
+    print(f"copy: {time.perf_counter() - started:.0f} s", flush=True)
+
+
 async def main(args: argparse.Namespace) -> None:
-    path = Path(args.db)
-    if path.exists() and not args.reuse:
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
-    db = await open_database(path)
+    if args.postgres:
+        with throwaway_postgres() as server:
+            print(postgres_version(server), flush=True)
+            args.database_url = server.url()
+            await measure(args)
+    else:
+        await measure(args)
+
+
+async def measure(args: argparse.Namespace) -> None:
+    if args.database_url:
+        location: str | Path = args.database_url
+    else:
+        location = path = Path(args.db)
+        if path.exists() and not args.reuse:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+    db = await open_database(location)
     try:
         existing = (await db.reader.fetch_all("SELECT count(*) FROM memories"))[0][0]
-        if existing == 0:
+        if existing == 0 and args.copy_from:
+            await copy_rows(Path(args.copy_from), args.database_url)
+        elif existing == 0:
             print(f"building {args.total:,} memories across {args.chats:,} chats (big chat: {args.big:,})", flush=True)
             await build(db, args)
         else:
-            print(f"reusing {path} with {existing:,} memories", flush=True)
+            print(f"reusing {location} with {existing:,} memories", flush=True)
         big, typical = chat_id(0), chat_id(args.chats // 2)
         host_big, _ = cast_of(0, args.characters)
         host_typical, _ = cast_of(args.chats // 2, args.characters)
@@ -291,9 +355,10 @@ async def main(args: argparse.Namespace) -> None:
             print(f"search_memories, {label} ({size:,} memories, viewer {viewer}): {report}; "
                   f"{mean_hits:.1f} hits/query", flush=True)
         print(f"recent_memories_for, big chat: {await time_recent(db, big, host_big, args.queries)}", flush=True)
-        sequential, concurrent = await time_appends(db, args)
-        print(f"append_and_apply (one memory_recorded event per transaction): {sequential:,.0f} events/s "
-              f"sequential; {concurrent:,.0f} events/s from {args.writers} concurrent coroutines", flush=True)
+        if args.appends:
+            sequential, concurrent = await time_appends(db, args)
+            print(f"append_and_apply (one memory_recorded event per transaction): {sequential:,.0f} events/s "
+                  f"sequential; {concurrent:,.0f} events/s from {args.writers} concurrent coroutines", flush=True)
     finally:
         await db.close()
 
@@ -302,6 +367,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", default="/tmp/rpbot-bench.sqlite3")
     parser.add_argument("--reuse", action="store_true", help="reuse an existing database instead of rebuilding")
+    parser.add_argument("--postgres", action="store_true", help="run on a throwaway PostgreSQL server (the machine's binaries)")
+    parser.add_argument("--database-url", default="", help="run on this PostgreSQL database (postgresql://...)")
+    parser.add_argument("--copy-from", default="", help="fill an empty PostgreSQL database with this SQLite bench database's rows")
     parser.add_argument("--total", type=int, default=1_000_000)
     parser.add_argument("--chats", type=int, default=1_000)
     parser.add_argument("--big", type=int, default=10_000, help="memories in the big chat")

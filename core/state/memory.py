@@ -254,6 +254,7 @@ def _search_sql(dialect: Dialect, term_count: int, summaries_only: bool = False)
     # witness saw, gives chat-local document frequencies without touching other
     # chats (FTS5's bm25() would count every chat's documents for its IDF).
     # Summaries are few: a search of them alone keeps only their matches per term.
+    # (Weights are floats on both backends: PostgreSQL's exact numeric would cost milliseconds.)
     indexed = _indexed_id(dialect)
     summary = (f"""AND EXISTS (SELECT 1 FROM memories s WHERE s.memory_id = {indexed}
                               AND s.kind = 'summary' AND s.summary_of IN ('scene', 'part'))"""
@@ -274,7 +275,7 @@ def _search_sql(dialect: Dialect, term_count: int, summaries_only: bool = False)
             SELECT count(*) FROM memory_witnesses
             WHERE witness = :who AND memory_id BETWEEN :low AND :high),
         idf(term, weight) AS (
-            SELECT term, ln(1.0 + ((SELECT n FROM known) - count(*) + 0.5) / (count(*) + 0.5))
+            SELECT term, ln(1.0 + CAST((SELECT n FROM known) - count(*) + 0.5 AS DOUBLE PRECISION) / (count(*) + 0.5))
             FROM hits GROUP BY term),
         relevance(memory_id, value) AS (
             SELECT hits.memory_id, sum(idf.weight) FROM hits JOIN idf USING (term)
