@@ -38,6 +38,10 @@ class SchemaVersionError(RpbotError):
     """The database was written by a newer rpbot than this one."""
 
 
+class StoryMoveError(RpbotError):
+    """The stories could not be moved to another database; nothing was changed at the target."""
+
+
 # --- missing or conflicting entities ------------------------------------------
 
 

@@ -136,10 +136,15 @@ async def clear_projections(tx: Transaction) -> None:
 
 async def replay(db: Database) -> int:
     """Rebuild every projection from the log in one transaction; returns the number of events."""
-    count = 0
     async with db.transaction() as tx:
-        await clear_projections(tx)
-        async for event in iter_events(tx.conn):
-            await apply_event(tx, event)
-            count += 1
+        return await rebuild_projections(tx)
+
+
+async def rebuild_projections(tx: Transaction) -> int:
+    """Clear every projection and apply the whole log again, inside the caller's transaction."""
+    count = 0
+    await clear_projections(tx)
+    async for event in iter_events(tx.conn):
+        await apply_event(tx, event)
+        count += 1
     return count

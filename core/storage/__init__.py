@@ -21,7 +21,7 @@ from core.storage.base import (
     is_postgres_url,
     shown_location,
 )
-from core.storage.sqlite import SqliteConnection, open_sqlite
+from core.storage.sqlite import SqliteConnection, open_sqlite, snapshot_sqlite
 
 __all__ = [
     "Connection",
@@ -35,6 +35,7 @@ __all__ = [
     "open_connection",
     "open_sqlite",
     "shown_location",
+    "snapshot_sqlite",
 ]
 
 

@@ -64,3 +64,11 @@ def like_ignoring_case(dialect: Dialect, value: str, pattern: str) -> str:
 def all_rows(dialect: Dialect) -> str:
     """A LIMIT that keeps every row (for an OFFSET without a limit)."""
     return "LIMIT -1" if dialect is Dialect.SQLITE else "LIMIT ALL"
+
+
+def identity_follows_copied_rows(dialect: Dialect, table: str, column: str) -> str | None:
+    """The statement that makes new rows' ids continue after rows copied in with their own ids
+    (None: SQLite's AUTOINCREMENT follows by itself)."""
+    if dialect is Dialect.SQLITE:
+        return None
+    return f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), (SELECT max({column}) FROM {table}))"

@@ -13,7 +13,7 @@ import asyncio
 import math
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any, cast
 
@@ -96,6 +96,13 @@ def read_only_uri(path: Path) -> str:
     reads the WAL too (the bot may be running)."""
     wal = path.with_name(path.name + "-wal")
     return f"file:{path}?mode=ro" if wal.exists() else f"file:{path}?immutable=1"
+
+
+def snapshot_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy of the SQLite file `source` (its WAL included) at `target`, through
+    SQLite's backup API; the source is only read, and may be in use."""
+    with closing(sqlite3.connect(read_only_uri(source), uri=True)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
 
 
 async def open_sqlite(path: str | Path, *, pragmas: Sequence[str] = (), untouched: bool = False) -> SqliteConnection:
