@@ -31,6 +31,7 @@ from adapter.matrix.outgoing import SendMessage, SetTyping, txn_id_for
 from adapter.matrix.render import notice
 from adapter.matrix.routing import STORY_ROOMS, Redo
 from adapter.matrix.spaces import create_story_room
+from adapter.matrix.speaking import mentions_for
 from adapter.matrix.store import (
     RoomMeta,
     character_of_message,
@@ -113,6 +114,12 @@ class Room:
 class LobbyRoom(Room):
     """The Lobby, or the room a player first invited the bot to: commands that start stories."""
 
+    async def tell(self, source_event_id: str, purpose: str, text: str) -> None:
+        if self.meta.room_type == "invite":
+            async with self.ctx.user_locks.hold(self.owner):  # the welcome being made is the first answer here
+                pass
+        await super().tell(source_event_id, purpose, text)
+
 
 class StoryRoom(Room):
     """One story: its chat, the messages its replies live in, and the player's actions."""
@@ -128,9 +135,12 @@ class StoryRoom(Room):
         else:
             await super().perform(result, source_event_id)
 
-    async def _stream(self, source_event_id: str, update: TurnUpdate, *, shown: str | None = None) -> StreamingReply:
+    async def _stream(
+        self, source_event_id: str, update: TurnUpdate, *, shown: str | None = None, answering: str | None = None
+    ) -> StreamingReply:
         """The message `update`'s speaker answers `source_event_id` in: `shown` (a reply being
-        redone), else the one already started for this source (a redelivery), else a new one."""
+        redone), else the one already started for this source (a redelivery), else a new one.
+        `answering`: the player whose line it answers (it may mention them)."""
         character_id = update.speaker_id
 
         async def remember(event_id: str) -> None:
@@ -141,13 +151,17 @@ class StoryRoom(Room):
         profile = await speaker_profile(self.ctx, character_id, update.speaker_name)
         return StreamingReply(
             self.ctx.sender, self.room_id, source_event_id, update.speaker_name, speaker_id=character_id,
-            event_id=shown, on_first_shown=remember, profile=profile,
+            event_id=shown, on_first_shown=remember, profile=profile, faces=self.ctx.faces,
+            streaming=self.ctx.config.matrix.streaming, mentions=mentions_for(self.ctx.client, self.room_id, answering),
         )
 
     async def _show(self, source_event_id: str, updates: AsyncIterator[TurnUpdate], *, shown: str | None = None) -> None:
         """Stream each reply of `updates` into its message; notices (a digest, a skip's narration,
-        a scene closing) as notices. Each finished reply is recorded with its engine turn."""
+        a scene closing) as notices. Each finished reply is recorded with its engine turn. The
+        first reply answers the player's line (today the room's owner); a second character's
+        answers the first."""
         reply: StreamingReply | None = None
+        answering: str | None = self.owner
         notices = 0
         async for update in updates:
             if update.kind != "reply":
@@ -158,8 +172,8 @@ class StoryRoom(Room):
             if reply is None or reply.speaker_id != update.speaker_id:
                 if reply is not None:
                     await reply.finish(reply.latest_text)
-                reply = await self._stream(source_event_id, update, shown=shown)
-                shown = None
+                reply = await self._stream(source_event_id, update, shown=shown, answering=answering)
+                shown, answering = None, None
             if not update.done:
                 reply.push(update.text)
                 continue
