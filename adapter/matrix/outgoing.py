@@ -72,13 +72,22 @@ class RequestRoomKey:
 
 
 @dataclass(frozen=True)
+class SetOwnProfile:
+    """Change the bot account's own display name and/or avatar (None: leave it). The homeserver then
+    rewrites the bot's member event in every room it is in (see `adapter.matrix.own_profile`)."""
+
+    displayname: str | None = None
+    avatar_url: str | None = None
+
+
+@dataclass(frozen=True)
 class CreateRoom:
     """A createRoom request; `room_create` keyword arguments of nio."""
 
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-OutgoingEvent = SendMessage | SendState | SetTyping | LeaveRoom | RequestRoomKey
+OutgoingEvent = SendMessage | SendState | SetTyping | LeaveRoom | RequestRoomKey | SetOwnProfile
 
 
 class SendFailed(RuntimeError):
@@ -173,6 +182,12 @@ class MatrixSender:
             case LeaveRoom(room_id, reason):
                 await self._with_rate_limit("leave", room_id, lambda: self._leave(room_id, reason))
                 return None
+            case SetOwnProfile(displayname, avatar_url):
+                if displayname is not None:
+                    await self._profile_field("displayname", lambda: self.client.set_displayname(displayname))
+                if avatar_url is not None:
+                    await self._profile_field("avatar_url", lambda: self.client.set_avatar(avatar_url))
+                return None
             case RequestRoomKey(encrypted):
                 try:
                     await self.client.request_room_key(encrypted)
@@ -181,6 +196,11 @@ class MatrixSender:
                     log.debug("room key request for %s not sent: %s", encrypted.event_id, exc)
                 return None
         raise TypeError(f"not an outgoing event: {event!r}")
+
+    async def _profile_field(self, field_name: str, call: Callable[[], Awaitable[Any]]) -> None:
+        response = await self._with_rate_limit(f"profile {field_name}", "(profile)", call)
+        if isinstance(response, ErrorResponse):
+            raise SendFailed(f"profile {field_name}", response)
 
     async def _leave(self, room_id: str, reason: str) -> Any:
         # nio's room_leave takes no reason; the spec's leave endpoint does.
