@@ -91,8 +91,7 @@ def welcome_text(ctx: BotContext, space_id: str, lobby_id: str | None, story_id:
     story = room_link(story_id, ctx.server_name, "your first story") if story_id else "your first story"
     lobby = room_link(lobby_id, ctx.server_name, "Lobby") if lobby_id else "Lobby"
     return (
-        f"Welcome! I've made you {space}, with a {lobby} and {story}.\n\n"
-        f"Accept the invite to {space}, then open {story} and just type to talk with its character. "
-        f"In the {lobby} (it opens from the Space, no invite needed), `!new` starts another story and "
-        "`!characters` lists who you can meet."
+        f"Welcome! Accept the invite to {space}, then open {story} and just type to talk with its character.\n\n"
+        f"The {lobby}, in the same Space, opens without an invite: there `!new` starts another story "
+        "and `!characters` lists who you can meet."
     )
