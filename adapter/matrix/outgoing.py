@@ -153,11 +153,27 @@ class MatrixSender:
                 raise SendFailed(f"waiting for {room_id} to sync", None)
             await asyncio.sleep(0.05)
 
+    async def wait_for_new_members_keys(self, room_id: str, timeout_s: float = 10.0) -> None:
+        """In an encrypted room, wait until the devices of members the bot has never tracked are
+        known (the sync loop queries them right after the sync that shows them), so that the
+        message's room key reaches them: a new story room's first line would otherwise race it."""
+        olm = getattr(self.client, "olm", None)
+        room = self.client.rooms.get(room_id)
+        if not olm or room is None or not room.encrypted:
+            return
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while (set(room.users) & olm.users_for_key_query) - olm.tracked_users:
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("sending in %s before the devices of its new members are known", room_id)
+                return
+            await asyncio.sleep(0.05)
+
     async def send(self, event: OutgoingEvent) -> str | None:
         """Perform one outgoing event; return the new event id where there is one."""
         match event:
             case SendMessage(room_id, content, txn_id, event_type):
                 await self.wait_for_room(room_id)
+                await self.wait_for_new_members_keys(room_id)
                 response = await self._with_rate_limit(
                     "send",
                     room_id,

@@ -31,7 +31,7 @@ class MatrixUser:
         self.timeline: dict[str, list[Event]] = {}
         self.invites: dict[str, list[Event]] = {}
         self.left: set[str] = set()
-        self.members: dict[str, dict[str, dict[str, Any]]] = {}  # room -> user -> member content, as of the newest sync
+        self.member_profiles: dict[str, dict[str, dict[str, Any]]] = {}  # room -> user -> member content, as of the newest sync
         self.sender_names: dict[str, str] = {}  # event id -> its sender's room name when it was sent (what a client shows)
 
     def close(self) -> None:
@@ -129,7 +129,7 @@ class MatrixUser:
     def _follow_members(self, room_id: str, state: list[Event], timeline: list[Event]) -> None:
         """Keep each room's member profiles as the sync tells them (its state section is the state
         before its timeline), and note each timeline event's sender name at that event."""
-        members = self.members.setdefault(room_id, {})
+        members = self.member_profiles.setdefault(room_id, {})
         for event in state:
             if event.get("type") == "m.room.member":
                 members[event["state_key"]] = event.get("content", {})
