@@ -12,7 +12,7 @@ and one local Synapse, three kinds of exchange:
 For each exchange the player's client records the time from sending the line to the first new
 bot message (first text) and to the reply reading complete, and counts the bot's events in the
 room: messages (the reply and its streamed edits) and member events (switches). The fake model
-waits --ttft before its first token and then streams for about two seconds, so a reply is one
+waits --ttft before its first token and then streams for about 2.75 s, so a reply is one
 message and a few edits, as with a real model.
 
 Everything runs twice on the same homeserver: first with Synapse's stock rate limits (as a player's
@@ -119,7 +119,7 @@ def report(title: str, results: dict[str, list[tuple]]) -> None:
 def main(lines: int, gap_s: float, ttft: float) -> None:
     with tempfile.TemporaryDirectory(prefix="rpbot-faces-") as tmp, FakeOpenAIServer() as llm:
         work = Path(tmp)
-        llm.default_reply = Reply(text=answer, first_token_delay_s=ttft, chunk_size=24, chunk_delay_s=0.2)
+        llm.default_reply = Reply(text=answer, first_token_delay_s=ttft, chunk_size=24, chunk_delay_s=0.25)
         homeserver = LocalHomeserver(work / "synapse", relaxed_rate_limits=False)  # Synapse's own limits
         homeserver.start()
         bot = None
@@ -160,7 +160,7 @@ def main(lines: int, gap_s: float, ttft: float) -> None:
             homeserver.stop()
 
     print(f"machine: {machine()}")
-    print(f"{lines} lines per kind; model: {ttft:.2f} s to its first token, then about 2 s of streaming; player's pause: {gap_s:.0f} s")
+    print(f"{lines} lines per kind; model: {ttft:.2f} s to its first token, then about 2.75 s of streaming; player's pause: {gap_s:.0f} s")
     report("Synapse's stock rate limits (rc_message 0.2/s, burst 10)", stock)
     report("the bot's limits lifted (admin override_ratelimit)", lifted)
 

@@ -42,7 +42,7 @@ from adapter.matrix.dispatcher import Dispatcher
 from adapter.matrix.handlers.onboarding import resume_onboarding
 from adapter.matrix.outgoing import MatrixSender, OutgoingEvent, SendFailed
 from adapter.matrix.own_profile import ensure_own_profile
-from adapter.matrix.reconciliation import reconcile_from_space_topology, send_room_settings
+from adapter.matrix.reconciliation import reconcile_from_space_topology, send_once_ready
 from adapter.matrix.room_versions import CAPABILITIES_PATH, NoUsableRoomVersion, choose_room_version, stable_versions
 from adapter.matrix.rooms import bind_unregistered_room
 from adapter.matrix.store import AdapterStore, get_sync_token, set_sync_token
@@ -243,8 +243,8 @@ class MatrixBot:
             await set_sync_token(self.store, next_batch)
         for owner in reconciled.users_to_finish:  # its new rooms need the live sync: not awaited here
             self.dispatcher.spawn(functools.partial(resume_onboarding, ctx, owner))
-        if reconciled.room_settings:  # never held behind a rate limit before the bot is ready
-            self.dispatcher.spawn(functools.partial(send_room_settings, ctx, reconciled.room_settings))
+        if reconciled.once_ready:  # never held behind a rate limit before the bot is ready
+            self.dispatcher.spawn(functools.partial(send_once_ready, ctx, reconciled.once_ready))
         self.ready.set()
         log.info("ready as %s (device %s)", self.client.user_id, self.client.device_id)
 

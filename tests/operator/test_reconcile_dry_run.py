@@ -64,7 +64,7 @@ def test_a_healthy_cache_needs_nothing(onboarded):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Dry run: nothing was changed." in result.stdout
     assert "a restart would rebuild nothing" in result.stdout
-    assert section(result.stdout, "Story room settings, written once the bot is ready") == []  # made with them
+    assert section(result.stdout, "State writes once the bot is ready") == []  # made with them
     assert (fingerprint(data_dir), room_states(player, rooms)) == before
 
 
@@ -111,7 +111,7 @@ def test_a_legacy_room_would_be_backfilled_but_is_not(onboarded):
     assert section(result.stdout, "State writes") == [f"{story}  org.rpbot.room"]
     assert [line.split()[0] for line in section(result.stdout, "Room writes")] == [story]
     assert "platform=mx-legacy-" in section(result.stdout, "Room writes")[0]
-    assert section(result.stdout, "Story room settings, written once the bot is ready") == [f"{story}  im.vector.web.settings"]
+    assert section(result.stdout, "State writes once the bot is ready") == [f"{story}  im.vector.web.settings"]
     assert (fingerprint(data_dir), room_states(player, [space, lobby, story])) == before
 
 

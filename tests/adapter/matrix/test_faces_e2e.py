@@ -174,21 +174,34 @@ def test_the_bot_has_its_own_face_set_only_when_it_differs(start_bot) -> None:
     assert profile_changes(bot) == 2 and uploads(bot) == uploaded + 1  # the account's picture is recognised by its bytes
 
 
-def test_old_story_rooms_get_elements_settings_at_start_up_and_players_cannot_change_them(start_bot) -> None:
+def test_rooms_an_older_version_made_are_brought_up_to_date_at_start_up(start_bot) -> None:
+    """Story rooms get Element's settings (players cannot change them); a Lobby invite left waiting is withdrawn."""
     bot = start_bot()
     player = bot.player()
     _, _, story = onboard(bot, player)
     assert player.state_event(story, "im.vector.web.settings") == HIDDEN_SWITCHES
     assert player.send_state(story, "im.vector.web.settings", {}).status_code == 403  # the bot's, like its other state
 
-    # A room made before story rooms carried the settings: none, and power levels that let the player write them.
+    # As an older version left them: no settings, power levels that let the player write them, and
+    # (for a second player) the Lobby invited as well as joinable from the Space.
+    newcomer = bot.player()
+    newcomer.invite_room = newcomer.create_room(invite=[bot.user_id])
+    their_space = newcomer.wait_for_invite(room_type="m.space", timeout_s=60)
+    newcomer.join(their_space)
+    their_lobby = newcomer.wait_for(lambda: next((r["room_id"] for r in newcomer.hierarchy(their_space) if r.get("name") == "Lobby"), None),
+                                    what="the newcomer's Lobby")
     assert bot.process.stop() == 0
     as_bot = as_the_bot(bot)
     levels = as_bot.state_event(story, "m.room.power_levels")
     del levels["events"]["im.vector.web.settings"]
     as_bot.send_state(story, "m.room.power_levels", levels).raise_for_status()
     as_bot.send_state(story, "im.vector.web.settings", {}).raise_for_status()
+    as_bot._call("POST", f"/_matrix/client/v3/rooms/{their_lobby}/invite", json={"user_id": newcomer.user_id})
+    newcomer.wait_for(lambda: their_lobby in newcomer.invites, what="the old Lobby invite")
+
     bot.process.start()
     player.wait_for(lambda: player.state_event(story, "im.vector.web.settings") == HIDDEN_SWITCHES, what="the settings written again")
     assert player.state_event(story, "m.room.power_levels")["events"]["im.vector.web.settings"] == 100
     assert player.send_state(story, "im.vector.web.settings", {}).status_code == 403
+    newcomer.wait_for(lambda: their_lobby not in newcomer.invites, what="the old Lobby invite withdrawn")
+    newcomer.join(their_lobby)  # still one click away, from the Space

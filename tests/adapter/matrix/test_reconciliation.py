@@ -18,7 +18,7 @@ from adapter.matrix.reconciliation import (
     legacy_platform_chat_id,
     plan_reconciliation,
     reconcile_from_space_topology,
-    send_room_settings,
+    send_once_ready,
 )
 from adapter.matrix.store import (
     AdapterStore,
@@ -213,13 +213,13 @@ async def test_a_story_room_without_elements_settings_gets_them_and_the_power_to
     old_room = with_story_state(alice_rooms(), state_event("m.room.power_levels", STORY_LEVELS))
     report = await reconcile_from_space_topology(ctx, old_room)  # type: ignore[arg-type]
     assert ctx.sender.sent == []  # not sent before the live sync: a rate limit on many rooms must not hold the start
-    levels, settings = report.room_settings
+    levels, settings = report.once_ready
     assert (levels.room_id, levels.event_type) == ("!story", "m.room.power_levels")
     assert levels.content["events"] == {"org.rpbot.room": 100, "im.vector.web.settings": 100}
     assert levels.content["users"] == {ALICE: 50}  # the rest of the power levels unchanged
     assert (settings.room_id, settings.event_type, settings.state_key) == ("!story", "im.vector.web.settings", "")
     assert settings.content == {"showDisplaynameChanges": False, "showAvatarChanges": False}
-    await send_room_settings(ctx, report.room_settings)  # type: ignore[arg-type]
+    await send_once_ready(ctx, report.once_ready)  # type: ignore[arg-type]
     assert ctx.sender.sent == [levels, settings]
 
 
@@ -229,13 +229,23 @@ def test_a_story_room_that_has_them_or_a_lobby_needs_no_settings() -> None:
         state_event("m.room.power_levels", {**STORY_LEVELS, "events": {"im.vector.web.settings": 100}}),
         state_event("im.vector.web.settings", {"showDisplaynameChanges": False, "showAvatarChanges": False}),
     )
-    assert plan_reconciliation(made_now, {}, {}, BOT, "localhost").room_settings == []
+    assert plan_reconciliation(made_now, {}, {}, BOT, "localhost").once_ready == []
     forged = with_story_state(  # a setting only the bot may write, from someone else: written again
         alice_rooms(),
         state_event("m.room.power_levels", {**STORY_LEVELS, "events": {"im.vector.web.settings": 100}}),
         state_event("im.vector.web.settings", {"showDisplaynameChanges": False, "showAvatarChanges": False}, sender=ALICE),
     )
-    assert [w.event_type for w in plan_reconciliation(forged, {}, {}, BOT, "localhost").room_settings] == ["im.vector.web.settings"]
+    assert [w.event_type for w in plan_reconciliation(forged, {}, {}, BOT, "localhost").once_ready] == ["im.vector.web.settings"]
+
+
+def test_a_lobby_invite_an_older_version_left_waiting_is_withdrawn_once_the_bot_is_ready() -> None:
+    rooms = alice_rooms()
+    rooms["!lobby"] = {"state": [*rooms["!lobby"]["state"], state_event("m.room.member", {"membership": "invite"}, state_key=ALICE)]}
+    (withdrawal,) = plan_reconciliation(sync(rooms), {}, {}, BOT, "localhost").once_ready[:1]
+    assert (withdrawal.room_id, withdrawal.event_type, withdrawal.state_key) == ("!lobby", "m.room.member", ALICE)
+    assert withdrawal.content["membership"] == "leave"
+    rooms["!lobby"]["state"][-1] = state_event("m.room.member", {"membership": "join"}, state_key=ALICE)
+    assert [w for w in plan_reconciliation(sync(rooms), {}, {}, BOT, "localhost").once_ready if w.room_id == "!lobby"] == []
 
 
 async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
