@@ -72,6 +72,21 @@ class MatrixConfig(_Section):
         "which Element requires before it talks to a device; the first start prints a recovery key (see the README). "
         "Turn off only to test what clients do without it.",
     )
+    streaming: bool = Field(
+        default=True,
+        description="Show a reply while the model writes it, as one message updated by edits (Element marks it \"(edited)\"). "
+        "`false`: only the typing notice while the model writes, then the reply as one message when it is complete.",
+    )
+    display_name: str = Field(
+        default="",
+        description="The bot account's own name (in the invite, the Space, the Lobby). Empty: the account keeps the name it has. "
+        "Set only when it differs, since a change rewrites the bot's member event in every room it is in.",
+    )
+    avatar: str = Field(
+        default="",
+        description="The bot account's own picture: an image file (PNG or JPEG) or an `mxc://` URI. Empty: the account keeps its "
+        "picture, or gets the portrait that ships with rpbot if it has none. Uploaded once; set only when it differs.",
+    )
 
     @field_validator("homeserver")
     @classmethod
@@ -85,6 +100,13 @@ class MatrixConfig(_Section):
     def _user_id_is_mxid(cls, value: str) -> str:
         if not _MXID.match(value):
             raise ValueError("must be a full Matrix user id, like @rpbot:example.org")
+        return value
+
+    @field_validator("avatar")
+    @classmethod
+    def _avatar_is_a_file_or_mxc(cls, value: str) -> str:
+        if value and not value.startswith("mxc://") and not Path(value).expanduser().is_file():
+            raise ValueError(f"no such image file: {value} (give a PNG or JPEG file, or an mxc:// URI)")
         return value
 
     @model_validator(mode="after")

@@ -89,8 +89,12 @@ def format_plan(plan: ReconcilePlan, joined_rooms: int) -> str:
     lines.append(f"Unfinished onboardings ({len(plan.users_to_finish)}):")
     for owner in plan.users_to_finish:
         lines.append(f"  {owner}")
+    lines.append(f"State writes once the bot is ready ({len(plan.once_ready)}):")
+    for state in plan.once_ready:
+        key = f" state_key={state.state_key}" if state.state_key else ""
+        lines.append(f"  {state.room_id}  {state.event_type}{key}")
     if plan.highest_platform_number:
         lines.append(f"Platform chat id counter: at least {plan.highest_platform_number}.")
-    if not (plan.room_writes or plan.user_writes or plan.state_writes or plan.users_to_finish):
+    if not (plan.room_writes or plan.user_writes or plan.state_writes or plan.users_to_finish or plan.once_ready):
         lines.append("The cache is in step with Matrix: a restart would rebuild nothing.")
     return "\n".join(lines)

@@ -23,14 +23,14 @@ log = logging.getLogger(__name__)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-async def uploaded(ctx: BotContext, png: bytes, filename: str) -> str | None:
+async def uploaded(ctx: BotContext, png: bytes, filename: str, content_type: str = "image/png") -> str | None:
     """The mxc URI of this image, uploading it the first time; None if the homeserver refused it."""
     digest = hashlib.sha256(png).hexdigest()
     known = await get_uploaded_media(ctx.store, digest)
     if known is not None:
         return known
     try:
-        uri = await ctx.sender.upload(png, "image/png", filename)
+        uri = await ctx.sender.upload(png, content_type, filename)
     except SendFailed as exc:  # a face is a nicety: the story goes on without it
         log.warning("could not upload %s: %s", filename, exc)
         return None

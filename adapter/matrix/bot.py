@@ -3,7 +3,8 @@
 Startup: login (the session in `data_dir/session.json` is reused, so a restart
 is not a new device; with encryption, the device is then cross-signed, see
 `cross_signing.py`) -> the room version for new rooms, from the homeserver's
-capabilities -> a full-state sync (`full_state_sync`; `prepare_live_sync` gives its token) ->
+capabilities -> the account's own name and picture, set only when they differ
+(`own_profile.py`) -> a full-state sync (`full_state_sync`; `prepare_live_sync` gives its token) ->
 reconciliation of the cache from room state -> redelivery of replies owed ->
 the live sync loop. The loop backs off on errors (nio's `sync_forever` does
 not), does nio's E2EE housekeeping, hands each response to the dispatcher, and
@@ -39,8 +40,9 @@ from adapter.matrix.cross_signing import CrossSigningError, ensure_device_cross_
 from adapter.matrix.device_trust import refresh_device_trust
 from adapter.matrix.dispatcher import Dispatcher
 from adapter.matrix.handlers.onboarding import resume_onboarding
-from adapter.matrix.outgoing import MatrixSender, OutgoingEvent
-from adapter.matrix.reconciliation import reconcile_from_space_topology
+from adapter.matrix.outgoing import MatrixSender, OutgoingEvent, SendFailed
+from adapter.matrix.own_profile import ensure_own_profile
+from adapter.matrix.reconciliation import reconcile_from_space_topology, send_once_ready
 from adapter.matrix.room_versions import CAPABILITIES_PATH, NoUsableRoomVersion, choose_room_version, stable_versions
 from adapter.matrix.rooms import bind_unregistered_room
 from adapter.matrix.store import AdapterStore, get_sync_token, set_sync_token
@@ -218,6 +220,10 @@ class MatrixBot:
         ctx = BotContext(self.client, self.config, self.store, self.engine, sender, room_version)
         self.ctx = ctx
         self.dispatcher = Dispatcher(ctx)
+        try:
+            await ensure_own_profile(ctx)  # before the full-state sync, so that it shows the rooms as they now are
+        except SendFailed as exc:  # the bot's own face is a nicety: the stories go on without it
+            log.warning("could not set the account's own profile: %s", exc)
         saved_token = await get_sync_token(self.store)
         self.client.next_batch = saved_token
         full_sync = None
@@ -237,6 +243,8 @@ class MatrixBot:
             await set_sync_token(self.store, next_batch)
         for owner in reconciled.users_to_finish:  # its new rooms need the live sync: not awaited here
             self.dispatcher.spawn(functools.partial(resume_onboarding, ctx, owner))
+        if reconciled.once_ready:  # never held behind a rate limit before the bot is ready
+            self.dispatcher.spawn(functools.partial(send_once_ready, ctx, reconciled.once_ready))
         self.ready.set()
         log.info("ready as %s (device %s)", self.client.user_id, self.client.device_id)
 

@@ -1,13 +1,16 @@
-"""What every handler is given: the client, config, cache store, engine, sender and the room version for new rooms."""
+"""What every handler is given: the client, config, cache store, engine, sender, the room version for new rooms,
+and the faces the bot wears in rooms."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from nio import AsyncClient
 
 from adapter.config import Config
 from adapter.matrix.outgoing import MatrixSender
+from adapter.matrix.speaking import RoomFaces
 from adapter.matrix.store import AdapterStore
 from core import KeyedLocks
 from core.engine import Engine
@@ -22,6 +25,10 @@ class BotContext:
     sender: MatrixSender
     room_version: str  # new rooms are made in it (chosen at start from the homeserver's capabilities)
     user_locks: KeyedLocks = field(default_factory=KeyedLocks)
+
+    @cached_property
+    def faces(self) -> RoomFaces:
+        return RoomFaces(self.client, self.sender)
 
     @property
     def bot_user_id(self) -> str:

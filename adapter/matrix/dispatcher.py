@@ -23,6 +23,7 @@ from nio import (
     InviteMemberEvent,
     MegolmEvent,
     MessageDirection,
+    RoomMemberEvent,
     RoomMessagesError,
     SyncResponse,
 )
@@ -141,14 +142,27 @@ class Dispatcher:
     # -- routing and performing --------------------------------------------------------
 
     async def dispatch_sync(self, response: SyncResponse, *, include_timeline: bool = True) -> None:
+        self.ctx.faces.seen_in_sync(response)
         for room_id, info in response.rooms.invite.items():
             for event in info.invite_state:
                 if isinstance(event, InviteMemberEvent) and event.state_key == self.ctx.bot_user_id and event.membership == "invite":
                     self.dispatch_invite(room_id, event.sender)
         if include_timeline:
             for room_id, info in response.rooms.join.items():
-                for event in info.timeline.events:
+                for event in self.since_bot_joined(info.timeline.events):
                     await self.dispatch_event(room_id, event)
+
+    def since_bot_joined(self, events: list[Any]) -> list[Any]:
+        """The events after the bot's own join, if the timeline holds it: what was said in a room
+        before the bot came (a player's first line in the room they invite it to, as Element's
+        new-chat dialog sends it) is answered by the welcome, not line by line."""
+        joined_at = max(
+            (index for index, event in enumerate(events)
+             if isinstance(event, RoomMemberEvent) and event.state_key == self.ctx.bot_user_id
+             and event.membership == "join" and event.prev_membership != "join"),
+            default=-1,
+        )
+        return events[joined_at + 1 :]
 
     def dispatch_invite(self, room_id: str, inviter: str) -> None:
         if (room_id, inviter) in self._invites_seen:

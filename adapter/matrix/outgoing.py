@@ -82,13 +82,22 @@ class RequestRoomKey:
 
 
 @dataclass(frozen=True)
+class SetOwnProfile:
+    """Change the bot account's own display name and/or avatar (None: leave it). The homeserver then
+    rewrites the bot's member event in every room it is in (see `adapter.matrix.own_profile`)."""
+
+    displayname: str | None = None
+    avatar_url: str | None = None
+
+
+@dataclass(frozen=True)
 class CreateRoom:
     """A createRoom request; `room_create` keyword arguments of nio."""
 
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-OutgoingEvent = SendMessage | SendState | SetTyping | LeaveRoom | RequestRoomKey | Redact
+OutgoingEvent = SendMessage | SendState | SetTyping | LeaveRoom | RequestRoomKey | Redact | SetOwnProfile
 
 
 class SendFailed(RuntimeError):
@@ -154,11 +163,27 @@ class MatrixSender:
                 raise SendFailed(f"waiting for {room_id} to sync", None)
             await asyncio.sleep(0.05)
 
+    async def wait_for_new_members_keys(self, room_id: str, timeout_s: float = 10.0) -> None:
+        """In an encrypted room, wait until the devices of members the bot has never tracked are
+        known (the sync loop queries them right after the sync that shows them), so that the
+        message's room key reaches them: a new story room's first line would otherwise race it."""
+        olm = getattr(self.client, "olm", None)
+        room = self.client.rooms.get(room_id)
+        if not olm or room is None or not room.encrypted:
+            return
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while (set(room.users) & olm.users_for_key_query) - olm.tracked_users:
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("sending in %s before the devices of its new members are known", room_id)
+                return
+            await asyncio.sleep(0.05)
+
     async def send(self, event: OutgoingEvent) -> str | None:
         """Perform one outgoing event; return the new event id where there is one."""
         match event:
             case SendMessage(room_id, content, txn_id, event_type):
                 await self.wait_for_room(room_id)
+                await self.wait_for_new_members_keys(room_id)
                 response = await self._with_rate_limit(
                     "send",
                     room_id,
@@ -190,6 +215,12 @@ class MatrixSender:
             case LeaveRoom(room_id, reason):
                 await self._with_rate_limit("leave", room_id, lambda: self._leave(room_id, reason))
                 return None
+            case SetOwnProfile(displayname, avatar_url):
+                if displayname is not None:
+                    await self._profile_field("displayname", lambda: self.client.set_displayname(displayname))
+                if avatar_url is not None:
+                    await self._profile_field("avatar_url", lambda: self.client.set_avatar(avatar_url))
+                return None
             case RequestRoomKey(encrypted):
                 try:
                     await self.client.request_room_key(encrypted)
@@ -198,6 +229,11 @@ class MatrixSender:
                     log.debug("room key request for %s not sent: %s", encrypted.event_id, exc)
                 return None
         raise TypeError(f"not an outgoing event: {event!r}")
+
+    async def _profile_field(self, field_name: str, call: Callable[[], Awaitable[Any]]) -> None:
+        response = await self._with_rate_limit(f"profile {field_name}", "(profile)", call)
+        if isinstance(response, ErrorResponse):
+            raise SendFailed(f"profile {field_name}", response)
 
     async def _leave(self, room_id: str, reason: str) -> Any:
         # nio's room_leave takes no reason; the spec's leave endpoint does.

@@ -15,7 +15,13 @@ it does no I/O.
   written to the store and to the room state before anything is routed;
 - a room that names a Space but is not yet its child is linked
   (`m.space.child`), and a player whose Space has no lobby or story is
-  finished off by the normal onboarding steps, which skip what exists.
+  finished off by the normal onboarding steps, which skip what exists;
+- a story room made before Element's room settings were part of a story room
+  gets them (`im.vector.web.settings` hiding the bot's face switches, and power
+  levels that keep them the bot's), and a Lobby invite an older version left
+  waiting is withdrawn (the Lobby is joined from the Space); these are returned,
+  not sent, and the caller sends them once the live sync runs, so a homeserver's
+  rate limit on many old rooms never holds the start.
 
 Nothing is created for a room that already has an identity.
 """
@@ -31,8 +37,8 @@ from typing import Any
 from nio import SyncResponse
 
 from adapter.matrix.context import BotContext
-from adapter.matrix.outgoing import SendState
-from adapter.matrix.spaces import ROOM_STATE, SPACE_STATE
+from adapter.matrix.outgoing import SendFailed, SendState
+from adapter.matrix.spaces import ELEMENT_SETTINGS, HIDE_PROFILE_CHANGES, ROOM_STATE, SPACE_STATE
 from adapter.matrix.store import (
     RoomMeta,
     UserMeta,
@@ -57,6 +63,7 @@ class ReconcileReport:
     # Owners whose onboarding a crash cut short (a Space without its lobby or first story). The
     # caller finishes them once the live sync runs: a new room is only usable after a sync shows it.
     users_to_finish: tuple[str, ...] = ()
+    once_ready: tuple[SendState, ...] = ()  # for the caller to send once the live sync runs (`send_once_ready`)
 
 
 @dataclass
@@ -66,6 +73,7 @@ class ReconcilePlan:
     state_writes: list[SendState] = field(default_factory=list)  # sent before anything is routed
     highest_platform_number: int = 0
     users_to_finish: list[str] = field(default_factory=list)
+    once_ready: list[SendState] = field(default_factory=list)  # story rooms' Element settings, Lobby invites withdrawn
     rooms_seen: int = 0
     backfilled: int = 0
     links_added: int = 0
@@ -99,6 +107,38 @@ def identity_events(response: SyncResponse, bot_user_id: str) -> dict[str, tuple
     return found
 
 
+def current_state(response: SyncResponse) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(room_id, event type, state key) -> the newest state event of that key in the sync."""
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for room_id, source in state_sources(response):
+        if isinstance(source.get("state_key"), str) and isinstance(source.get("type"), str):
+            found[(room_id, source["type"], source["state_key"])] = source
+    return found
+
+
+def story_once_ready(room_id: str, state: Mapping[tuple[str, str, str], dict[str, Any]], bot_user_id: str) -> list[SendState]:
+    """What a story room lacks of Element's settings: power levels that keep them the bot's, then
+    the settings that hide the bot's face switches (as a new story room is made)."""
+    writes = []
+    levels = (state.get((room_id, "m.room.power_levels", "")) or {}).get("content")
+    if isinstance(levels, dict) and (levels.get("events") or {}).get(ELEMENT_SETTINGS) != 100:
+        writes.append(SendState(room_id, "m.room.power_levels", {**levels, "events": {**(levels.get("events") or {}), ELEMENT_SETTINGS: 100}}))
+    settings = state.get((room_id, ELEMENT_SETTINGS, "")) or {}
+    content: dict[str, Any] = settings["content"] if isinstance(settings.get("content"), dict) else {}
+    if settings.get("sender") != bot_user_id or any(content.get(key) is not False for key in HIDE_PROFILE_CHANGES):
+        writes.append(SendState(room_id, ELEMENT_SETTINGS, {**content, **HIDE_PROFILE_CHANGES}))
+    return writes
+
+
+def withdrawn_lobby_invite(room_id: str, owner: str, state: Mapping[tuple[str, str, str], dict[str, Any]]) -> list[SendState]:
+    """A Lobby invite still waiting (an older version invited the player to the Lobby too), withdrawn:
+    the Lobby is joined from the Space, and an invite left waiting is a badge that never goes."""
+    member = (state.get((room_id, "m.room.member", owner)) or {}).get("content") or {}
+    if member.get("membership") != "invite":
+        return []
+    return [SendState(room_id, "m.room.member", {"membership": "leave", "reason": "The Lobby opens from your Space."}, state_key=owner)]
+
+
 def space_children(response: SyncResponse) -> dict[str, set[str]]:
     """space_id -> child room ids linked with a `via` (an unlinked child has empty content)."""
     children: dict[str, dict[str, bool]] = {}
@@ -125,6 +165,7 @@ def plan_reconciliation(
     the full-state sync `response`; no I/O."""
     plan = ReconcilePlan()
     identities = identity_events(response, bot_user_id)
+    state = current_state(response)
     linked = space_children(response)
     plan.rooms_seen = len(identities)
     spaces_of: dict[str, str] = {}
@@ -150,8 +191,10 @@ def plan_reconciliation(
             wanted = RoomMeta(room_id, room_type, owner, space_id, content.get("chat_id"), platform_chat_id)
             if room_type == "lobby":
                 lobbies_of[owner] = room_id
+                plan.once_ready.extend(withdrawn_lobby_invite(room_id, owner, state))
             else:
                 stories_of[owner] = stories_of.get(owner, 0) + 1
+                plan.once_ready.extend(story_once_ready(room_id, state, bot_user_id))
             if space_id in identities and room_id not in linked.get(space_id, set()):
                 order = "0000" if room_type == "lobby" else "1" + room_id
                 plan.state_writes.append(
@@ -189,7 +232,19 @@ async def reconcile_from_space_topology(ctx: BotContext, response: SyncResponse 
         await raise_counter_to(ctx.store, "platform_chat_id", plan.highest_platform_number)
     report = ReconcileReport(
         plan.rooms_seen, len(plan.room_writes), len(plan.user_writes), plan.backfilled, plan.links_added,
-        len(plan.users_to_finish), tuple(plan.users_to_finish),
+        len(plan.users_to_finish), tuple(plan.users_to_finish), tuple(plan.once_ready),
     )
     log.info("reconciled: %s", report)
     return report
+
+
+async def send_once_ready(ctx: BotContext, writes: tuple[SendState, ...]) -> None:
+    """Send what the reconciliation left for once the bot is ready (story rooms' Element settings,
+    Lobby invites withdrawn); a refusal in one room does not stop the others."""
+    for write in writes:
+        try:
+            await ctx.sender.send(write)
+        except SendFailed as exc:
+            log.warning("could not write %s in %s: %s", write.event_type, write.room_id, exc)
+    if writes:
+        log.info("sent %d state events left for once the bot is ready", len(writes))

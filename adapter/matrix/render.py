@@ -46,7 +46,8 @@ _PROFILE_FIELD_BYTES = 255
 
 @dataclass(frozen=True)
 class SpeakerProfile:
-    """Who a character's message is from, for clients that show per-message profiles."""
+    """Who a character's message is from: the face the bot wears in the room before it (its member
+    event's name and avatar) and, for clients that show them, the message's per-message profile."""
 
     profile_id: str  # opaque and stable: the character id
     displayname: str
@@ -56,7 +57,6 @@ class SpeakerProfile:
         profile: dict[str, Any] = {
             "id": _clip_utf8(self.profile_id, _PROFILE_FIELD_BYTES),
             "displayname": _clip_utf8(self.displayname, _PROFILE_FIELD_BYTES),
-            "has_fallback": True,
         }
         if self.avatar_url:
             profile["avatar_url"] = self.avatar_url
@@ -67,23 +67,33 @@ def _clip_utf8(text: str, limit: int) -> str:
     return text.encode()[:limit].decode(errors="ignore")
 
 
-def character_reply(speaker: str, text: str, *, truncated: bool = False, profile: SpeakerProfile | None = None) -> dict[str, Any]:
-    """One character's turn as a message: the name shown first, markdown rendered.
+def intentional_mentions(user_ids: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """`m.mentions` naming exactly `user_ids` (none: `{}`), so that no client highlights a line
+    because it happens to contain a player's name."""
+    return {"user_ids": list(user_ids)} if user_ids else {}
 
-    The name at the start is a fallback for clients without per-message profiles, marked
-    (`data-mx-profile-fallback`) so that clients which show the profile hide it. A reply too big
-    for one Matrix event is shown as plain text, and if still too big, cut with a note (the engine
-    keeps the whole text); the homeserver would refuse it otherwise.
+
+def character_reply(
+    text: str, *, truncated: bool = False, profile: SpeakerProfile | None = None, mentions: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """One character's turn as a message: markdown rendered, with intentional mentions (`mentions`:
+    the players it names on purpose; none by default).
+
+    The speaker is not written into the text: the bot wears the character's name and portrait as
+    its member profile in the room when the line is sent (`adapter.matrix.speaking`), which every
+    client shows as the line's sender, and `profile` travels as the per-message profile for the
+    clients that render those. A reply too big for one Matrix event is shown as plain text, and if
+    still too big, cut with a note (the engine keeps the whole text); the homeserver would refuse it
+    otherwise.
     """
     suffix = " …(stopped)" if truncated else ""
     body_text = text if text else "…"
     content: dict[str, Any] = {
         "msgtype": "m.text",
-        "body": f"{speaker}: {body_text}{suffix}",
+        "body": f"{body_text}{suffix}",
         "format": "org.matrix.custom.html",
-        "formatted_body": (
-            f"<strong data-mx-profile-fallback>{html.escape(speaker)}: </strong>{_inline(markdown_to_html(body_text))}{html.escape(suffix)}"
-        ),
+        "formatted_body": f"{_inline(markdown_to_html(body_text))}{html.escape(suffix)}",
+        "m.mentions": intentional_mentions(mentions),
     }
     if profile is not None:
         content[PER_MESSAGE_PROFILE] = profile.content()
@@ -93,12 +103,12 @@ def character_reply(speaker: str, text: str, *, truncated: bool = False, profile
     keep = len(body_text)
     while content_bytes(plain) > MAX_CONTENT_BYTES and keep > 0:
         keep = keep * 3 // 4
-        plain["body"] = f"{speaker}: {body_text[:keep]}{CUT_NOTE}{suffix}"
+        plain["body"] = f"{body_text[:keep]}{CUT_NOTE}{suffix}"
     return plain
 
 
 def _inline(rendered: str) -> str:
-    # A single paragraph reads better on the same line as the name.
+    # A single paragraph is sent without its <p>, as clients send one-line messages.
     if rendered.startswith("<p>") and rendered.endswith("</p>") and rendered.count("<p>") == 1:
         return rendered[3:-4]
     return rendered
@@ -143,8 +153,11 @@ def collapsed_blocks(summary: str, text: str) -> list[dict[str, Any]]:
 
 
 def edit_of(event_id: str, new_content: dict[str, Any]) -> dict[str, Any]:
-    """An `m.replace` edit of `event_id` carrying the whole new content."""
+    """An `m.replace` edit of `event_id` carrying the whole new content. An edit mentions no one
+    anew (`m.mentions` `{}`): whoever the message names was mentioned by the message itself."""
     content = dict(new_content)
+    if "m.mentions" in new_content:
+        content["m.mentions"] = {}
     body = new_content["body"]
     content["body"] = "* " + (body if len(body) <= EDIT_FALLBACK_CHARS else body[:EDIT_FALLBACK_CHARS] + "…")
     if "formatted_body" in new_content:

@@ -47,6 +47,7 @@ from adapter.matrix.outgoing import Redact, SendMessage, SetTyping, txn_id_for
 from adapter.matrix.render import notice
 from adapter.matrix.routing import STORY_ROOMS, ContinueReply, Redo, Rewind, StoryControl, SwitchTake
 from adapter.matrix.spaces import create_story_room
+from adapter.matrix.speaking import mentions_for
 from adapter.matrix.store import (
     RoomMeta,
     character_of_message,
@@ -137,6 +138,12 @@ class Room:
 class LobbyRoom(Room):
     """The Lobby, or the room a player first invited the bot to: commands that start stories."""
 
+    async def tell(self, source_event_id: str, purpose: str, text: str) -> None:
+        if self.meta.room_type == "invite":
+            async with self.ctx.user_locks.hold(self.owner):  # the welcome being made is the first answer here
+                pass
+        await super().tell(source_event_id, purpose, text)
+
 
 class StoryRoom(Room):
     """One story: its chat, the messages its replies live in, and the player's actions."""
@@ -167,12 +174,14 @@ class StoryRoom(Room):
                 await self.rewind(event_id, steps)
 
     async def _stream(
-        self, source_event_id: str, update: TurnUpdate, *, shown: str | None = None, txn_source: str | None = None
+        self, source_event_id: str, update: TurnUpdate, *, shown: str | None = None, txn_source: str | None = None,
+        answering: str | None = None,
     ) -> StreamingReply:
         """The message `update`'s speaker answers `source_event_id` in: `shown` (a reply being
         redone), else the one already started for this source (a redelivery, or a line edited
         since), else a new one; transaction ids derive from `txn_source` (the edit, the reaction)
-        when the message is written anew."""
+        when the message is written anew. `answering`: the player whose line it answers (it may
+        mention them)."""
         character_id = update.speaker_id
 
         async def remember(event_id: str) -> None:
@@ -183,7 +192,8 @@ class StoryRoom(Room):
         profile = await speaker_profile(self.ctx, character_id, update.speaker_name)
         return StreamingReply(
             self.ctx.sender, self.room_id, txn_source or source_event_id, update.speaker_name, speaker_id=character_id,
-            event_id=shown, on_first_shown=remember, profile=profile,
+            event_id=shown, on_first_shown=remember, profile=profile, faces=self.ctx.faces,
+            streaming=self.ctx.config.matrix.streaming, mentions=mentions_for(self.ctx.client, self.room_id, answering),
         )
 
     async def _show(
@@ -193,8 +203,10 @@ class StoryRoom(Room):
         """Stream each reply of `updates` into its message; notices (a digest, a skip's narration,
         a scene closing, an out-of-character answer) as notices; a skip or scene close a line
         asked for (`from_a_line`) says how to take it back. Each finished reply, and each
-        narration, is recorded with its engine turn."""
+        narration, is recorded with its engine turn. The first reply answers the player's line
+        (today the room's owner); a second character's answers the first."""
         reply: StreamingReply | None = None
+        answering: str | None = self.owner
         notices = 0
         txn_source = txn_source or source_event_id
         async for update in updates:
@@ -213,8 +225,8 @@ class StoryRoom(Room):
                     await reply.finish(reply.latest_text)
                 if shown is not None and await character_of_message(self.ctx.store, shown) not in (None, update.speaker_id):
                     shown = None  # another character answers now: a message of its own
-                reply = await self._stream(source_event_id, update, shown=shown, txn_source=txn_source)
-                shown = None
+                reply = await self._stream(source_event_id, update, shown=shown, txn_source=txn_source, answering=answering)
+                shown, answering = None, None
             if not update.done:
                 reply.push(update.text)
                 continue

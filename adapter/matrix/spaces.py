@@ -2,10 +2,16 @@
 
 The identity of each room lives in Matrix state written by the bot
 (`org.rpbot.space`, `org.rpbot.room`); the adapter's store is a cache of it.
-Power levels keep those events (and the Space links) at 100, so only the bot
-can write them; the player gets 50. Rooms are made in the room version chosen
+Power levels keep those events (and the Space links, and Element's room settings) at 100,
+so only the bot can write them; the player gets 50. Rooms are made in the room version chosen
 at start (`adapter.matrix.room_versions`); a Space may hold rooms of several.
 The Space, the Lobby and each story room have a picture (the story's is its host's face).
+
+The player is invited to the Space and to each story room; the Lobby is joined from the Space
+(its join rule lets the Space's members in), so no invite is left waiting once the player has
+followed the welcome. A story room starts with the bot wearing its host's face (its member
+event in the initial state) and with `im.vector.web.settings` telling Element to hide the
+bot's name and avatar changes (the face switches of a group scene).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from adapter.matrix.context import BotContext
 from adapter.matrix.outgoing import CreateRoom, SendMessage, SendState, txn_id_for
 from adapter.matrix.render import character_reply
 from adapter.matrix.room_versions import creators_have_unlimited_power
+from adapter.matrix.speaking import Face, initial_face_state
 from adapter.matrix.store import (
     RoomMeta,
     UserMeta,
@@ -36,6 +43,9 @@ log = logging.getLogger(__name__)
 SPACE_STATE = "org.rpbot.space"
 ROOM_STATE = "org.rpbot.room"
 STATE_VERSION = 1
+# Element's room-level settings (state key ""): in story rooms, the bot's face switches are not shown.
+ELEMENT_SETTINGS = "im.vector.web.settings"
+HIDE_PROFILE_CHANGES = {"showDisplaynameChanges": False, "showAvatarChanges": False}
 
 _BOT_ONLY_EVENTS = (
     SPACE_STATE,
@@ -48,6 +58,7 @@ _BOT_ONLY_EVENTS = (
     "m.room.history_visibility",
     "m.room.tombstone",
     "m.room.server_acl",
+    ELEMENT_SETTINGS,
 )
 
 
@@ -90,9 +101,17 @@ def space_request(ctx: BotContext, owner: str, avatar: str | None = None) -> Cre
     )
 
 
+def story_room_state(bot_user_id: str, face: Face) -> list[dict[str, Any]]:
+    """What a story room starts with beyond any room's: the bot wearing its host's face, and
+    Element told to hide the bot's profile changes in it."""
+    return [initial_face_state(bot_user_id, face), {"type": ELEMENT_SETTINGS, "state_key": "", "content": dict(HIDE_PROFILE_CHANGES)}]
+
+
 def child_room_request(
-    ctx: BotContext, owner: str, space_id: str, *, name: str, topic: str, identity: dict[str, Any], avatar: str | None = None
+    ctx: BotContext, owner: str, space_id: str, *, name: str, topic: str, identity: dict[str, Any], avatar: str | None = None,
+    invite: bool = True, extra_state: list[dict[str, Any]] | None = None,
 ) -> CreateRoom:
+    """A room in `space_id`; `invite`: the owner gets an invite (else joins through the Space)."""
     initial_state: list[dict[str, Any]] = [
         {"type": "m.space.parent", "state_key": space_id, "content": {"canonical": True, "via": [ctx.server_name]}},
         {
@@ -102,6 +121,7 @@ def child_room_request(
         },
         {"type": ROOM_STATE, "state_key": "", "content": identity},
         *avatar_state(avatar),
+        *(extra_state or []),
     ]
     if ctx.config.matrix.encryption:
         initial_state.append({"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}})
@@ -112,7 +132,7 @@ def child_room_request(
             "room_version": ctx.room_version,
             "visibility": RoomVisibility.private,
             "preset": RoomPreset.private_chat,
-            "invite": [owner],
+            "invite": [owner] if invite else [],
             "power_level_override": power_levels(ctx.bot_user_id, owner, ctx.room_version),
             "initial_state": initial_state,
         }
@@ -145,6 +165,7 @@ async def create_lobby(ctx: BotContext, owner: str, space_id: str, notify_room: 
             topic="Start a story here: !new [character] [with character] · !characters · !help",
             identity=identity,
             avatar=await place_avatar(ctx, "lobby"),
+            invite=False,  # joined from the Space: no invite left waiting
         ),
         notify_room=notify_room,
     )
@@ -171,7 +192,7 @@ async def create_story_room(
         "version": STATE_VERSION,
     }
     cast = chat.host_name + (f" & {chat.guest_name}" if chat.guest_name else "")
-    host_face = await speaker_profile(ctx, chat.host_id, chat.host_name)
+    host_face = Face.of(await speaker_profile(ctx, chat.host_id, chat.host_name))
     room_id = await ctx.sender.create_room(
         child_room_request(
             ctx,
@@ -181,9 +202,11 @@ async def create_story_room(
             topic=f"A story with {cast}. Type to talk; !help lists commands.",
             identity=identity,
             avatar=host_face.avatar_url,
+            extra_state=story_room_state(ctx.bot_user_id, host_face),
         ),
         notify_room=notify_room,
     )
+    ctx.faces.assume(room_id, host_face)
     await set_room_meta(ctx.store, RoomMeta(room_id, "chat", owner, space_id, chat.chat_id, platform_chat_id))
     await link_child(ctx, space_id, room_id, order=f"1{platform_chat_id.removeprefix('mx-').zfill(8)}")
     await _show_opening(ctx, room_id, await ctx.engine.greeting(chat.chat_id), "greeting")
@@ -202,7 +225,8 @@ async def create_story_room(
 async def _show_opening(ctx: BotContext, room_id: str, update: TurnUpdate, what: str) -> None:
     """The host's greeting or the guest's entrance, as a character's message 🔄 can redo."""
     profile = await speaker_profile(ctx, update.speaker_id, update.speaker_name)
-    content = character_reply(update.speaker_name, update.text, profile=profile)
-    event_id = await ctx.sender.send(SendMessage(room_id, content, txn_id_for(room_id, what)))
+    content = character_reply(update.text, profile=profile)  # it answers no one: it mentions no one
+    async with ctx.faces.speaking(room_id, profile):
+        event_id = await ctx.sender.send(SendMessage(room_id, content, txn_id_for(room_id, what)))
     if event_id is not None and update.turn_id is not None:
         await record_reply_message(ctx.store, f"{room_id}#{what}", update.speaker_id, event_id, update.turn_id)

@@ -6,19 +6,29 @@ limit or a slow homeserver just means fewer, larger edits (the newest text
 always wins). `finish` sends the complete text: as the only message if nothing
 was shown yet, else as the final edit. Transaction ids derive from the source
 event, so a replayed turn cannot post a second message.
+
+With `streaming=False` (`[matrix] streaming = false`) nothing is shown while the model
+writes but the typing notice (kept alive), and the reply is one message when complete:
+no "(edited)" mark in Element, later first words. The reply's first message is sent
+wearing the speaker's face in the room (`adapter.matrix.speaking`); edits need no switch,
+as clients show an edited message under its original sender.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from adapter.matrix.outgoing import MatrixSender, SendMessage, txn_id_for
+from adapter.matrix.outgoing import MatrixSender, SendMessage, SetTyping, txn_id_for
 from adapter.matrix.render import SpeakerProfile, character_reply, edit_of
+from adapter.matrix.speaking import RoomFaces
 
 log = logging.getLogger(__name__)
+
+TYPING_REFRESH_S = 20.0  # the typing notice is sent for 30 s; renewed before it lapses while the model writes
 
 
 class StreamingReply:
@@ -35,6 +45,9 @@ class StreamingReply:
         event_id: str | None = None,
         on_first_shown: Callable[[str], Awaitable[None]] | None = None,
         profile: SpeakerProfile | None = None,
+        faces: RoomFaces | None = None,
+        streaming: bool = True,
+        mentions: tuple[str, ...] = (),
     ) -> None:
         self.sender = sender
         self.room_id = room_id
@@ -46,6 +59,9 @@ class StreamingReply:
         self.event_id = event_id  # set when resuming a reply already shown before a restart
         self.on_first_shown = on_first_shown
         self.profile = profile
+        self.faces = faces
+        self.streaming = streaming
+        self.mentions = mentions
         self.edits_sent = 0
         self._latest = ""
         self._shown = ""
@@ -65,7 +81,16 @@ class StreamingReply:
         self._latest = text
         self._changed.set()
         if self._pump is None:
-            self._pump = asyncio.create_task(self._run_pump())
+            self._pump = asyncio.create_task(self._run_pump() if self.streaming else self._keep_typing())
+
+    async def _keep_typing(self) -> None:
+        """Not streaming: only the typing notice shows the reply being written, renewed until it is done."""
+        while True:
+            await asyncio.sleep(TYPING_REFRESH_S)
+            try:
+                await self.sender.send(SetTyping(self.room_id, True))
+            except Exception:  # noqa: BLE001  (a courtesy: the reply comes anyway)
+                log.debug("typing notice not renewed in %s", self.room_id, exc_info=True)
 
     async def _run_pump(self) -> None:
         while True:
@@ -89,11 +114,12 @@ class StreamingReply:
             await self._show(text, final=False)
 
     async def _show(self, text: str, *, final: bool, truncated: bool = False) -> None:
-        content = character_reply(self.speaker_name, text, truncated=truncated, profile=self.profile)
+        content = character_reply(text, truncated=truncated, profile=self.profile, mentions=self.mentions)
         if self.event_id is None:
-            self.event_id = await self.sender.send(
-                SendMessage(self.room_id, content, txn_id_for(self.source_event_id, f"reply:{self.speaker_id}"))
-            )
+            async with self._speaking():
+                self.event_id = await self.sender.send(
+                    SendMessage(self.room_id, content, txn_id_for(self.source_event_id, f"reply:{self.speaker_id}"))
+                )
             if self.on_first_shown is not None and self.event_id is not None:
                 await self.on_first_shown(self.event_id)
         else:
@@ -103,6 +129,14 @@ class StreamingReply:
                 self.edits_sent += 1
         self._shown = text
         self._last_send = time.monotonic()
+
+    @contextlib.asynccontextmanager
+    async def _speaking(self) -> AsyncIterator[None]:
+        if self.faces is None:
+            yield
+            return
+        async with self.faces.speaking(self.room_id, self.profile):
+            yield
 
     async def finish(self, text: str, *, truncated: bool = False) -> str | None:
         """Show the complete text; return the reply's event id."""

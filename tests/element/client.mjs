@@ -6,8 +6,10 @@
 // and only their messages decrypt), or, with --all-devices, the old mode.
 // The Python side (tests/support/element_js.py) talks to it by JSON lines: commands on
 // stdin ({"id", "cmd": "send", "room_id", "body"}; "devices" with "user_id"; "verified" with "user_id"
-// and "device_id"), and on stdout every message it sees,
-// with its decryption result and shield, plus one answer per command.
+// and "device_id"; "join" with "room_id"; "rooms": the rooms and their membership, highlight count
+// and Element's room settings), and on stdout every message it sees (encrypted or not), with its
+// decryption result and shield, and its sender as Element shows it (the sender's room member at
+// that event: `event.sender`, its name and avatar), plus one answer per command.
 import "./node20.mjs"; // must run before matrix-js-sdk is loaded
 import * as readline from "node:readline";
 import * as sdk from "matrix-js-sdk";
@@ -39,23 +41,32 @@ crypto.setDeviceIsolationMode(mode === "--all-devices" ? new AllDevicesIsolation
 
 const reported = new Set();
 async function report(event) {
-  if (!event.isEncrypted() || event.isBeingDecrypted()) return;
-  if (event.getType() === "m.room.encrypted" && !event.isDecryptionFailure()) return; // not tried yet
+  if (event.isBeingDecrypted()) return;
+  if (event.isEncrypted() && event.getType() === "m.room.encrypted" && !event.isDecryptionFailure()) return; // not tried yet
+  if (!event.isEncrypted() && event.getType() !== "m.room.message") return;
   const key = `${event.getId()}:${event.isDecryptionFailure()}`;
   if (reported.has(key)) return;
   reported.add(key);
-  const info = event.isDecryptionFailure() ? null : await crypto.getEncryptionInfoForEvent(event);
+  const info = event.isEncrypted() && !event.isDecryptionFailure() ? await crypto.getEncryptionInfoForEvent(event) : null;
+  const content = event.isDecryptionFailure() ? null : event.getOriginalContent();
   out({
     kind: "message",
     room_id: event.getRoomId(),
     event_id: event.getId(),
     sender: event.getSender(),
     type: event.getType(),
-    body: event.isDecryptionFailure() ? null : event.getContent().body ?? null,
+    body: content?.body ?? null,
     failure: event.isDecryptionFailure() ? String(event.decryptionFailureReason) : null,
     sender_device: event.getWireContent().device_id ?? null,
     shield: info ? EventShieldColour[info.shieldColour] : null,
     shield_reason: info?.shieldReason == null ? null : EventShieldReason[info.shieldReason],
+    encrypted: event.isEncrypted(),
+    sender_name: event.sender?.name ?? null, // the sender's room member when the event was sent, as Element names it
+    sender_avatar: event.sender?.getMxcAvatarUrl() ?? null,
+    msgtype: content?.msgtype ?? null,
+    edits: content?.["m.relates_to"]?.rel_type === "m.replace" ? content["m.relates_to"].event_id : null,
+    profile: content?.["com.beeper.per_message_profile"] ?? null,
+    mentions: content?.["m.mentions"] ?? null,
   });
 }
 client.on(sdk.MatrixEventEvent.Decrypted, (event) => report(event));
@@ -82,6 +93,17 @@ for await (const line of readline.createInterface({ input: process.stdin })) {
     } else if (command.cmd === "verified") {
       const status = await crypto.getDeviceVerificationStatus(command.user_id, command.device_id);
       out({ kind: "result", id: command.id, verified: Boolean(status?.isVerified()), cross_signing_verified: Boolean(status?.crossSigningVerified) });
+    } else if (command.cmd === "join") {
+      await client.joinRoom(command.room_id);
+      out({ kind: "result", id: command.id });
+    } else if (command.cmd === "rooms") {
+      const rooms = client.getRooms().map((room) => ({
+        room_id: room.roomId,
+        membership: room.getMyMembership(),
+        highlights: room.getUnreadNotificationCount("highlight"),
+        settings: room.currentState.getStateEvents("im.vector.web.settings", "")?.getContent() ?? null,
+      }));
+      out({ kind: "result", id: command.id, rooms });
     } else if (command.cmd === "stop") {
       client.stopClient();
       out({ kind: "result", id: command.id });

@@ -19,9 +19,8 @@ def test_export_by_platform_or_engine_chat_id_while_the_bot_runs(start_bot, tmp_
     greeting = player.wait_for(lambda: list(player.final_texts(story, bot.user_id).values()), what="the greeting")[0]
     player.send_text(story, LINE)
     ask(player, story, bot.user_id, "!scene close", "The scene closes", timeout_s=60)  # runs after the reply
-    host, greeting = greeting.split(": ", 1)  # the Matrix body starts with the speaker's name
-    texts = player.final_texts(story, bot.user_id).values()
-    replies = [text.split(": ", 1)[1] for text in texts if text.startswith(host + ": ") and greeting not in text]
+    lines = {e["event_id"] for e in player.messages_from(story, bot.user_id) if e["content"].get("msgtype") == "m.text"}
+    replies = [text for event_id, text in player.final_texts(story, bot.user_id).items() if event_id in lines and text != greeting]
     identity = player.state_event(story, "org.rpbot.room")
 
     by_platform = rpbot("export", "--config", bot.process.config_path, "--chat", identity["platform_chat_id"])

@@ -64,6 +64,7 @@ def test_a_healthy_cache_needs_nothing(onboarded):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Dry run: nothing was changed." in result.stdout
     assert "a restart would rebuild nothing" in result.stdout
+    assert section(result.stdout, "State writes once the bot is ready") == []  # made with them
     assert (fingerprint(data_dir), room_states(player, rooms)) == before
 
 
@@ -98,6 +99,10 @@ def test_a_legacy_room_would_be_backfilled_but_is_not(onboarded):
         f"{bot.server.url}/_matrix/client/v3/rooms/{quote(story)}/state/org.rpbot.room/",
         json=legacy, headers={"Authorization": f"Bearer {session['access_token']}"},
     ).raise_for_status()
+    httpx.put(  # nor Element's settings
+        f"{bot.server.url}/_matrix/client/v3/rooms/{quote(story)}/state/im.vector.web.settings/",
+        json={}, headers={"Authorization": f"Bearer {session['access_token']}"},
+    ).raise_for_status()
     before = fingerprint(data_dir), room_states(player, [space, lobby, story])
 
     result = rpbot("reconcile", "--config", bot.process.config_path, "--dry-run")
@@ -106,6 +111,7 @@ def test_a_legacy_room_would_be_backfilled_but_is_not(onboarded):
     assert section(result.stdout, "State writes") == [f"{story}  org.rpbot.room"]
     assert [line.split()[0] for line in section(result.stdout, "Room writes")] == [story]
     assert "platform=mx-legacy-" in section(result.stdout, "Room writes")[0]
+    assert section(result.stdout, "State writes once the bot is ready") == [f"{story}  im.vector.web.settings"]
     assert (fingerprint(data_dir), room_states(player, [space, lobby, story])) == before
 
 

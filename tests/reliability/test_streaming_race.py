@@ -42,4 +42,4 @@ async def test_finishing_during_the_first_send_still_shows_the_whole_reply() -> 
     await asyncio.sleep(0.05)  # the first chunk is on its way, its answer not back yet
     event_id = await reply.finish("Answering line-1: the whole reply.")
     assert event_id is not None
-    assert list(homeserver.shown.values()) == ["Mira: Answering line-1: the whole reply."]
+    assert list(homeserver.shown.values()) == ["Answering line-1: the whole reply."]

@@ -47,6 +47,13 @@ class SeenMessage:
     sender_device: str | None
     shield: str | None  # "NONE" (nothing to warn about), "GREY" or "RED"
     shield_reason: str | None
+    encrypted: bool = True
+    sender_name: str | None = None  # as Element shows the sender of this line: its room member at the event
+    sender_avatar: str | None = None
+    msgtype: str | None = None
+    edits: str | None = None  # the event this one replaces, for an edit
+    profile: dict[str, Any] | None = None  # the per-message profile (MSC4144), for clients that show it
+    mentions: dict[str, Any] | None = None
 
 
 class ElementClient:
@@ -130,6 +137,14 @@ class ElementClient:
 
     def send_text(self, room_id: str, body: str) -> str:
         return self._command("send", room_id=room_id, body=body)["event_id"]
+
+    def join(self, room_id: str) -> None:
+        """Join a room, as Element's Accept (an invite) or Join (a room of the Space) does."""
+        self._command("join", room_id=room_id)
+
+    def rooms(self) -> dict[str, dict[str, Any]]:
+        """room id -> {"membership", "highlights" (the red badge count), "settings" (Element's room settings)}."""
+        return {room["room_id"]: room for room in self._command("rooms")["rooms"]}
 
     def devices_of(self, user_id: str) -> set[str]:
         """The devices of `user_id` the client knows (from its device list, as it would encrypt to them)."""

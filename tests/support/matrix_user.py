@@ -31,6 +31,8 @@ class MatrixUser:
         self.timeline: dict[str, list[Event]] = {}
         self.invites: dict[str, list[Event]] = {}
         self.left: set[str] = set()
+        self.member_profiles: dict[str, dict[str, dict[str, Any]]] = {}  # room -> user -> member content, as of the newest sync
+        self.sender_names: dict[str, str] = {}  # event id -> its sender's room name when it was sent (what a client shows)
 
     def close(self) -> None:
         self.http.close()
@@ -136,13 +138,28 @@ class MatrixUser:
         self.since = body["next_batch"]
         rooms = body.get("rooms", {})
         for room_id, info in rooms.get("join", {}).items():
-            self.timeline.setdefault(room_id, []).extend(info.get("timeline", {}).get("events", []))
+            events = info.get("timeline", {}).get("events", [])
+            self._follow_members(room_id, info.get("state", {}).get("events", []), events)
+            self.timeline.setdefault(room_id, []).extend(events)
             self.invites.pop(room_id, None)
         for room_id, info in rooms.get("invite", {}).items():
             self.invites[room_id] = info.get("invite_state", {}).get("events", [])
         for room_id in rooms.get("leave", {}):
             self.left.add(room_id)
             self.invites.pop(room_id, None)
+
+    def _follow_members(self, room_id: str, state: list[Event], timeline: list[Event]) -> None:
+        """Keep each room's member profiles as the sync tells them (its state section is the state
+        before its timeline), and note each timeline event's sender name at that event."""
+        members = self.member_profiles.setdefault(room_id, {})
+        for event in state:
+            if event.get("type") == "m.room.member":
+                members[event["state_key"]] = event.get("content", {})
+        for event in timeline:
+            sender = event.get("sender", "")
+            self.sender_names[event["event_id"]] = members.get(sender, {}).get("displayname") or sender
+            if event.get("type") == "m.room.member":
+                members[event["state_key"]] = event.get("content", {})
 
     def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout_s

@@ -5,6 +5,11 @@ allowed user's invite is accepted; if they have no Space yet, the bot builds
 the Space, its lobby and a first story room. Everything for one user runs
 under that user's lock, so concurrent invites never make a second Space, and a
 half-finished onboarding (Space made, rooms not yet) is completed, not redone.
+
+The welcome is the first thing the bot says in the room it was invited to (what the player
+said there before the bot came is answered by it) and links the Space, the Lobby and the
+first story as pills. Following it (accept the Space's invite, open the story) leaves no
+invite waiting: the Lobby has none, it opens from the Space or its link.
 """
 
 from __future__ import annotations
@@ -44,7 +49,10 @@ async def handle_invite(ctx: BotContext, room_id: str, inviter: str) -> None:
         elif known.room_type != "invite":
             return  # one of the player's own rooms (a re-invite after leaving): nothing to build
         space_id = await ensure_onboarded(ctx, inviter, notify_room=room_id)
-        await ctx.sender.send(SendMessage(room_id, notice(welcome_text(ctx, space_id)), txn_id_for(room_id, f"welcome:{space_id}")))
+        user = await get_user_meta(ctx.store, inviter)
+        stories = [room.room_id for room in await rooms_of_user(ctx.store, inviter) if room.room_type == "chat"]
+        text = welcome_text(ctx, space_id, user.lobby_room_id if user else None, stories[0] if stories else None)
+        await ctx.sender.send(SendMessage(room_id, notice(text), txn_id_for(room_id, f"welcome:{space_id}")))
 
 
 async def ensure_onboarded(ctx: BotContext, user_id: str, notify_room: str | None = None) -> str:
@@ -77,9 +85,13 @@ async def resume_onboarding(ctx: BotContext, user_id: str) -> None:
     log.info("resumed the onboarding of %s in %s", user_id, space_id)
 
 
-def welcome_text(ctx: BotContext, space_id: str) -> str:
+def welcome_text(ctx: BotContext, space_id: str, lobby_id: str | None, story_id: str | None) -> str:
+    """The welcome: where the player's stories are, each room a pill, and the two clicks to start."""
+    space = room_link(space_id, ctx.server_name, "your Space")
+    story = room_link(story_id, ctx.server_name, "your first story") if story_id else "your first story"
+    lobby = room_link(lobby_id, ctx.server_name, "Lobby") if lobby_id else "Lobby"
     return (
-        "Welcome! I've made you a Space with a **Lobby** and your first story room.\n\n"
-        f"Accept the invite to {room_link(space_id, ctx.server_name, 'your Space')}, open the story room and just type to talk "
-        "with its character. In the Lobby, `!new` starts another story and `!characters` lists who you can meet."
+        f"Welcome! Accept the invite to {space}, then open {story} and just type to talk with its character.\n\n"
+        f"The {lobby}, in the same Space, opens without an invite: there `!new` starts another story "
+        "and `!characters` lists who you can meet."
     )

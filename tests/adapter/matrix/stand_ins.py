@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from adapter.config import Config, MatrixConfig, StorageConfig
+from adapter.matrix.outgoing import SendMessage
+from adapter.matrix.speaking import RoomFaces
 from core.keyed_locks import KeyedLocks
 
 BOT = "@rpbot:localhost"
@@ -34,13 +36,23 @@ class RecordingSender:
         """What was shown in the room, in order (an edit counts as its new text)."""
         return [
             (e.content.get("m.new_content") or e.content)["body"]
-            for e in self.sent if getattr(e, "room_id", None) == room_id and hasattr(e, "content")
+            for e in self.sent if isinstance(e, SendMessage) and e.room_id == room_id
         ]
+
+
+class StandInClient:
+    """What the adapter reads of nio's client: its user id and the rooms the sync showed (none here)."""
+
+    def __init__(self) -> None:
+        self.user_id = BOT
+        self.rooms: dict[str, Any] = {}
 
 
 class Ctx:
     def __init__(self, store: Any, engine: Any) -> None:
         self.store, self.engine, self.sender = store, engine, RecordingSender()
+        self.client = StandInClient()
+        self.faces = RoomFaces(self.client, self.sender)
         self.bot_user_id = BOT
         self.server_name = "localhost"
         self.room_version = "12"

@@ -47,7 +47,7 @@ class World:
         self.clients: list[ElementClient] = []
         self.users: list[MatrixUser] = []
 
-    def start_bot(self, *, cross_signing: bool = True) -> BotProcess:
+    def start_bot(self, *, cross_signing: bool = True, encryption: bool = True, llm: dict | None = None) -> BotProcess:
         account = self.synapse.register("rpbot")
         self.bot_account = account
         self.bot_id = account.user_id
@@ -58,7 +58,8 @@ class World:
             password=account.password,
             allowed_users=["@player-*:localhost"],
             data_dir=self.data_dir,
-            encryption=True,
+            encryption=encryption,
+            llm=llm,
         )
         if not cross_signing:
             config.write_text(config.read_text().replace("encryption = true", "encryption = true\ncross_signing = false"))
@@ -74,8 +75,11 @@ class World:
 
     def onboard(self, user: MatrixUser) -> str:
         """Invite the bot, join the Space it makes and its rooms; return the story room."""
+        return onboard(self.running(), user)[2]
+
+    def running(self) -> RunningBot:
         assert self.bot is not None
-        return onboard(RunningBot(self.bot, self.bot_id, self.synapse), user)[2]
+        return RunningBot(self.bot, self.bot_id, self.synapse)
 
     def bot_device(self) -> str:
         return json.loads((self.data_dir / "session.json").read_text())["device_id"]

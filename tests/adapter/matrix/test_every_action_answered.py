@@ -88,13 +88,13 @@ def message_showing(ctx: Ctx, body: str) -> str:
 
 async def test_regenerate_after_a_skip_says_there_is_nothing_to_redo(world) -> None:
     _fake, ctx, dispatcher = world
-    assert await act(dispatcher, ctx, STORY, text_event("Hello, Wren.")) == ["Wren Halloway: The lamp hums."]
+    assert await act(dispatcher, ctx, STORY, text_event("Hello, Wren.")) == ["The lamp hums."]
     assert any("Two hours go by." in b for b in await act(dispatcher, ctx, STORY, text_event("!skip 2h")))
 
     answer = await act(dispatcher, ctx, STORY, text_event("!regen"))
     assert len(answer) == 1 and "time skip" in answer[0] and "not found" not in answer[0]
 
-    newest = message_showing(ctx, "Wren Halloway: The lamp hums.")
+    newest = message_showing(ctx, "The lamp hums.")
     answer = await act(dispatcher, ctx, STORY, reaction(newest, "🔄"))
     assert len(answer) == 1 and "time skip" in answer[0]
 
@@ -171,7 +171,7 @@ async def test_a_reaction_on_the_greeting_redoes_it_until_a_newer_reply_exists(w
     greeting_id = f"$out{ctx.sender.sent.index(greeting) + 1}"
 
     answer = await act(dispatcher, ctx, room_id, reaction(greeting_id, "🔄"))
-    assert answer == ["Wren Halloway: Oh. Hello again, stranger."]
+    assert answer == ["Oh. Hello again, stranger."]
     redone = [e for e in ctx.sender.sent if getattr(e, "room_id", None) == room_id and hasattr(e, "content")][-1]
     assert redone.content["m.relates_to"] == {"rel_type": "m.replace", "event_id": greeting_id}  # in place
 

@@ -38,16 +38,23 @@ def test_other_characters_get_a_monogram_that_is_always_the_same() -> None:
     assert place_face("space") != place_face("lobby")
 
 
-def test_a_reply_carries_the_speakers_profile_and_a_marked_fallback_name() -> None:
+def test_a_reply_carries_the_speakers_profile_and_no_name_in_its_text() -> None:
     profile = SpeakerProfile("wren-halloway", "Wren Halloway", "mxc://localhost/abc")
-    content = character_reply("Wren Halloway", "*She looks up.* Hello.", profile=profile)
-    assert content[PER_MESSAGE_PROFILE] == {
-        "id": "wren-halloway", "displayname": "Wren Halloway", "avatar_url": "mxc://localhost/abc", "has_fallback": True,
-    }
-    assert content["body"] == "Wren Halloway: *She looks up.* Hello."
-    assert content["formatted_body"] == "<strong data-mx-profile-fallback>Wren Halloway: </strong><em>She looks up.</em> Hello."
+    content = character_reply("*She looks up.* Hello, Tobin.", profile=profile)
+    assert content[PER_MESSAGE_PROFILE] == {"id": "wren-halloway", "displayname": "Wren Halloway", "avatar_url": "mxc://localhost/abc"}
+    # The sender (the bot, wearing Wren's face in the room) names the speaker: the text does not.
+    assert content["body"] == "*She looks up.* Hello, Tobin."
+    assert content["formatted_body"] == "<em>She looks up.</em> Hello, Tobin."
+    assert content["m.mentions"] == {}  # the player's name in the text is not a mention
     edit = edit_of("$first", content)
     assert edit["m.new_content"][PER_MESSAGE_PROFILE] == content[PER_MESSAGE_PROFILE]
+
+
+def test_a_line_mentions_only_the_players_it_names_on_purpose_and_an_edit_mentions_no_one_anew() -> None:
+    content = character_reply("Hello.", mentions=("@tobin:localhost",))
+    assert content["m.mentions"] == {"user_ids": ["@tobin:localhost"]}
+    edit = edit_of("$first", content)
+    assert edit["m.mentions"] == {} and edit["m.new_content"]["m.mentions"] == {"user_ids": ["@tobin:localhost"]}
 
 
 def test_profile_fields_stay_within_255_bytes_and_a_missing_avatar_is_left_out() -> None:

@@ -59,8 +59,8 @@ def test_new_in_the_lobby_starts_a_story_with_host_and_guest(start_bot) -> None:
     player.wait_for(lambda: len(player.hierarchy(space_id)) == 4, what="a third room in the Space")
     new_room = next(r["room_id"] for r in player.hierarchy(space_id) if r["room_id"] not in (space_id, lobby, first_story))
     player.join(new_room)
-    greeting = player.wait_for(lambda: list(player.final_texts(new_room, bot.user_id).values()), what="the new story's greeting")
-    assert greeting[0].startswith("Wren Halloway: ")
+    greeting = player.wait_for(lambda: player.messages_from(new_room, bot.user_id), what="the new story's greeting")
+    assert greeting[0]["content"]["com.beeper.per_message_profile"]["displayname"] == "Wren Halloway"
     first = player.state_event(first_story, "org.rpbot.room")
     second = player.state_event(new_room, "org.rpbot.room")
     assert second["platform_chat_id"] != first["platform_chat_id"]

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 from nio import SyncResponse
 
-from adapter.matrix.reconciliation import ReconcileReport, legacy_platform_chat_id, plan_reconciliation, reconcile_from_space_topology
+from adapter.matrix.reconciliation import (
+    ReconcileReport,
+    legacy_platform_chat_id,
+    plan_reconciliation,
+    reconcile_from_space_topology,
+    send_once_ready,
+)
 from adapter.matrix.store import (
     AdapterStore,
     RoomMeta,
@@ -62,6 +68,11 @@ def sync(rooms: dict[str, dict[str, list[dict[str, Any]]]]) -> SyncResponse:
 
 
 def alice_topology(*, legacy: bool = False, unlinked_story: bool = False) -> SyncResponse:
+    return sync(alice_rooms(legacy=legacy, unlinked_story=unlinked_story))
+
+
+def alice_rooms(*, legacy: bool = False, unlinked_story: bool = False) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Alice's Space, Lobby and story, as sync sections."""
     story_identity = {"owner": ALICE, "room_type": "chat", "space_id": "!space", "chat_id": "chat-a", "platform_chat_id": "mx-7", "version": 1}
     if legacy:
         del story_identity["platform_chat_id"]
@@ -71,21 +82,19 @@ def alice_topology(*, legacy: bool = False, unlinked_story: bool = False) -> Syn
     ]
     if not unlinked_story:
         space_state.append(state_event("m.space.child", {"via": ["localhost"]}, state_key="!story"))
-    return sync(
-        {
-            "!space": {"state": space_state},
-            "!lobby": {
-                "state": [
-                    state_event(
-                        "org.rpbot.room",
-                        {"owner": ALICE, "room_type": "lobby", "space_id": "!space", "chat_id": None, "platform_chat_id": None, "version": 1},
-                    )
-                ]
-            },
-            # A recent state event arrives in the timeline section, not in state.
-            "!story": {"timeline": [state_event("org.rpbot.room", story_identity)]},
-        }
-    )
+    return {
+        "!space": {"state": space_state},
+        "!lobby": {
+            "state": [
+                state_event(
+                    "org.rpbot.room",
+                    {"owner": ALICE, "room_type": "lobby", "space_id": "!space", "chat_id": None, "platform_chat_id": None, "version": 1},
+                )
+            ]
+        },
+        # A recent state event arrives in the timeline section, not in state.
+        "!story": {"timeline": [state_event("org.rpbot.room", story_identity)]},
+    }
 
 
 class RecordingSender:
@@ -189,8 +198,58 @@ async def test_a_room_not_yet_linked_into_its_space_is_linked_not_recreated(stor
     assert link.content["via"] == ["localhost"]
 
 
+def with_story_state(response_rooms: dict[str, Any], *events: dict[str, Any]) -> SyncResponse:
+    rooms = {room_id: dict(parts) for room_id, parts in response_rooms.items()}
+    rooms["!story"] = {"timeline": [*rooms["!story"]["timeline"], *events]}
+    return sync(rooms)
+
+
+STORY_LEVELS = {"users": {ALICE: 50}, "state_default": 50, "events": {"org.rpbot.room": 100}}
+
+
+async def test_a_story_room_without_elements_settings_gets_them_and_the_power_to_keep_them(store: AdapterStore) -> None:
+    """Rooms made before story rooms carried `im.vector.web.settings` get it at start-up, after the bot is ready."""
+    ctx = Context(store)
+    old_room = with_story_state(alice_rooms(), state_event("m.room.power_levels", STORY_LEVELS))
+    report = await reconcile_from_space_topology(ctx, old_room)  # type: ignore[arg-type]
+    assert ctx.sender.sent == []  # not sent before the live sync: a rate limit on many rooms must not hold the start
+    levels, settings = report.once_ready
+    assert (levels.room_id, levels.event_type) == ("!story", "m.room.power_levels")
+    assert levels.content["events"] == {"org.rpbot.room": 100, "im.vector.web.settings": 100}
+    assert levels.content["users"] == {ALICE: 50}  # the rest of the power levels unchanged
+    assert (settings.room_id, settings.event_type, settings.state_key) == ("!story", "im.vector.web.settings", "")
+    assert settings.content == {"showDisplaynameChanges": False, "showAvatarChanges": False}
+    await send_once_ready(ctx, report.once_ready)  # type: ignore[arg-type]
+    assert ctx.sender.sent == [levels, settings]
+
+
+def test_a_story_room_that_has_them_or_a_lobby_needs_no_settings() -> None:
+    made_now = with_story_state(
+        alice_rooms(),
+        state_event("m.room.power_levels", {**STORY_LEVELS, "events": {"im.vector.web.settings": 100}}),
+        state_event("im.vector.web.settings", {"showDisplaynameChanges": False, "showAvatarChanges": False}),
+    )
+    assert plan_reconciliation(made_now, {}, {}, BOT, "localhost").once_ready == []
+    forged = with_story_state(  # a setting only the bot may write, from someone else: written again
+        alice_rooms(),
+        state_event("m.room.power_levels", {**STORY_LEVELS, "events": {"im.vector.web.settings": 100}}),
+        state_event("im.vector.web.settings", {"showDisplaynameChanges": False, "showAvatarChanges": False}, sender=ALICE),
+    )
+    assert [w.event_type for w in plan_reconciliation(forged, {}, {}, BOT, "localhost").once_ready] == ["im.vector.web.settings"]
+
+
+def test_a_lobby_invite_an_older_version_left_waiting_is_withdrawn_once_the_bot_is_ready() -> None:
+    rooms = alice_rooms()
+    rooms["!lobby"] = {"state": [*rooms["!lobby"]["state"], state_event("m.room.member", {"membership": "invite"}, state_key=ALICE)]}
+    (withdrawal,) = plan_reconciliation(sync(rooms), {}, {}, BOT, "localhost").once_ready[:1]
+    assert (withdrawal.room_id, withdrawal.event_type, withdrawal.state_key) == ("!lobby", "m.room.member", ALICE)
+    assert withdrawal.content["membership"] == "leave"
+    rooms["!lobby"]["state"][-1] = state_event("m.room.member", {"membership": "join"}, state_key=ALICE)
+    assert [w for w in plan_reconciliation(sync(rooms), {}, {}, BOT, "localhost").once_ready if w.room_id == "!lobby"] == []
+
+
 async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """MatrixBot.start: login -> room version -> full-state sync -> reconcile -> redeliver -> catch up; the live loop only after."""
+    """MatrixBot.start: login -> room version -> own profile -> full-state sync -> reconcile -> redeliver -> catch up; the live loop only after."""
     import adapter.matrix.bot as bot_module
     from adapter.config import Config, MatrixConfig, StorageConfig
 
@@ -210,6 +269,10 @@ async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatc
         calls.append("room_version")
         return "12"
 
+    async def fake_own_profile(ctx):
+        calls.append("own_profile")
+        return False
+
     async def fake_full_state_sync(client):
         calls.append("full_state_sync")
         return alice_topology()
@@ -220,6 +283,7 @@ async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatc
 
     monkeypatch.setattr(bot_module.MatrixBot, "login", fake_login)
     monkeypatch.setattr(bot_module, "room_version_for", fake_room_version)
+    monkeypatch.setattr(bot_module, "ensure_own_profile", fake_own_profile)
     monkeypatch.setattr(bot_module, "full_state_sync", fake_full_state_sync)
     monkeypatch.setattr(bot_module, "reconcile_from_space_topology", fake_reconcile)
     monkeypatch.setattr(bot_module.Dispatcher, "redeliver_pending", lambda self: _record(calls, "redeliver"))
@@ -231,7 +295,7 @@ async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatc
     bot = bot_module.MatrixBot(config, engine=None)  # type: ignore[arg-type]
     await bot.start()
     await bot.store.close()
-    assert calls == ["login", "room_version", "full_state_sync", "reconcile", "redeliver", "dispatch(timeline=False)", "catch_up"]
+    assert calls == ["login", "room_version", "own_profile", "full_state_sync", "reconcile", "redeliver", "dispatch(timeline=False)", "catch_up"]
 
 
 async def _record(calls: list[str], name: str) -> int:

@@ -6,23 +6,28 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from adapter.matrix.outgoing import SendMessage
 from adapter.matrix.rooms import StoryRoom
+from adapter.matrix.speaking import RoomFaces
 from adapter.matrix.store import AdapterStore, RoomMeta, message_showing_turn, reply_message_for
 from core.engine import TurnUpdate
-from tests.adapter.matrix.stand_ins import stand_in_config
+from tests.adapter.matrix.stand_ins import StandInClient, stand_in_config
 
 
 class ForgetfulSender:
-    """Records sends; every send makes a new event (no transaction-id memory at all)."""
+    """Records sends; every message sent makes a new event (no transaction-id memory at all)."""
 
     def __init__(self) -> None:
         self.sent = []
 
     async def send(self, event):
         self.sent.append(event)
-        if not hasattr(event, "content"):
-            return None  # a typing notice
-        return f"$event{sum(hasattr(e, 'content') for e in self.sent)}"
+        if not isinstance(event, SendMessage):
+            return None  # a typing notice, the speaker's face
+        return f"$event{len(self.messages())}"
+
+    def messages(self) -> list[SendMessage]:
+        return [e for e in self.sent if isinstance(e, SendMessage)]
 
     async def upload(self, data: bytes, content_type: str, filename: str) -> str:
         return f"mxc://localhost/{filename}"
@@ -49,6 +54,8 @@ class Ctx:
     def __init__(self, store: AdapterStore, engine: ScriptedEngine) -> None:
         self.store, self.engine, self.sender = store, engine, ForgetfulSender()
         self.config = stand_in_config()
+        self.client = StandInClient()
+        self.faces = RoomFaces(self.client, self.sender)
 
 
 async def test_a_redelivered_turn_edits_the_message_shown_before_the_crash(tmp_path: Path) -> None:
@@ -57,7 +64,7 @@ async def test_a_redelivered_turn_edits_the_message_shown_before_the_crash(tmp_p
     partial = TurnUpdate("Mira", "mira", "The first half", done=False)
     crashed = Ctx(store, ScriptedEngine([partial], hang_after=True))
     task = asyncio.create_task(StoryRoom(crashed, meta).answer("hello", "$line"))  # type: ignore[arg-type]
-    while not [e for e in crashed.sender.sent if hasattr(e, "content")]:
+    while not crashed.sender.messages():
         await asyncio.sleep(0.01)
     task.cancel()  # the crash
     await asyncio.gather(task, return_exceptions=True)
@@ -67,10 +74,10 @@ async def test_a_redelivered_turn_edits_the_message_shown_before_the_crash(tmp_p
     done = TurnUpdate("Mira", "mira", "The first half, and the rest.", done=True, turn_id=7)
     restarted = Ctx(store, ScriptedEngine([done]))
     await StoryRoom(restarted, meta).answer("hello", "$line")  # type: ignore[arg-type]
-    messages = [e for e in restarted.sender.sent if hasattr(e, "content")]
+    messages = restarted.sender.messages()
     assert len(messages) == 1
     assert messages[0].content["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$event1"}
-    assert messages[0].content["m.new_content"]["body"] == "Mira: The first half, and the rest."
+    assert messages[0].content["m.new_content"]["body"] == "The first half, and the rest."
     assert restarted.engine.answered == ["$line"]
     assert await message_showing_turn(store, 7) == "$event1"  # the reply a 🔄 on that message redoes
     await store.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from adapter.matrix.outgoing import SendMessage, txn_id_for
+from adapter.matrix.outgoing import SendMessage, SetTyping, txn_id_for
 from adapter.matrix.render import character_reply, edit_of, markdown_to_html
 from adapter.matrix.streaming import StreamingReply
 
@@ -42,7 +42,7 @@ async def test_edits_are_throttled_and_the_final_edit_is_complete() -> None:
     assert "m.relates_to" not in first.content
     assert all(e.content["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$event1"} for e in edits)
     assert 2 <= len(edits) <= 7  # about one per 0.1 s, not one per word
-    assert edits[-1].content["m.new_content"]["body"] == f"Mira: {text}"
+    assert edits[-1].content["m.new_content"]["body"] == text
 
 
 async def test_edit_count_is_capped_but_the_reply_still_ends_complete() -> None:
@@ -52,7 +52,7 @@ async def test_edit_count_is_capped_but_the_reply_still_ends_complete() -> None:
     await reply.finish(text)
     edits = sender.sent[1:]
     assert len(edits) == 4  # three streaming edits, then the final one
-    assert edits[-1].content["m.new_content"]["body"] == f"Mira: {text}"
+    assert edits[-1].content["m.new_content"]["body"] == text
 
 
 async def test_a_slow_homeserver_means_fewer_larger_edits() -> None:
@@ -61,7 +61,7 @@ async def test_a_slow_homeserver_means_fewer_larger_edits() -> None:
     text = await stream_words(reply, words=60, every_s=0.01)
     await reply.finish(text)
     assert len(sender.sent) <= 6
-    assert sender.sent[-1].content["m.new_content"]["body"] == f"Mira: {text}"
+    assert sender.sent[-1].content["m.new_content"]["body"] == text
 
 
 async def test_a_short_reply_is_one_message_and_transaction_ids_derive_from_the_source() -> None:
@@ -84,9 +84,25 @@ def test_markdown_is_rendered_and_html_injection_is_removed() -> None:
     assert markdown_to_html("[ok](https://example.org)") == '<p><a href="https://example.org">ok</a></p>'
 
 
-def test_a_reply_shows_the_name_escaped_and_edits_carry_new_content() -> None:
-    content = character_reply("<b>Eve</b>", "Hi *there*")
-    assert content["body"] == "<b>Eve</b>: Hi *there*"
-    assert content["formatted_body"].startswith("<strong data-mx-profile-fallback>&lt;b&gt;Eve&lt;/b&gt;: </strong>Hi <em>there</em>")
+def test_a_reply_renders_markup_safely_and_edits_carry_new_content() -> None:
+    content = character_reply("<b>Eve</b> says hi *there*")
+    assert content["body"] == "<b>Eve</b> says hi *there*"
+    assert content["formatted_body"] == "&lt;b&gt;Eve&lt;/b&gt; says hi <em>there</em>"
     edit = edit_of("$orig", content)
     assert edit["body"].startswith("* ") and edit["m.new_content"] == content
+
+
+async def test_without_streaming_a_reply_is_one_message_when_complete_and_typing_is_kept_alive(monkeypatch) -> None:
+    import adapter.matrix.streaming as streaming
+
+    monkeypatch.setattr(streaming, "TYPING_REFRESH_S", 0.1)
+    sender = RecordingSender()
+    reply = StreamingReply(sender, "!room", "$source", "Mira", min_interval_s=0.0, streaming=False)  # type: ignore[arg-type]
+    text = await stream_words(reply, words=30, every_s=0.01)  # 0.3 s of writing
+    await reply.finish(text)
+    messages = [e for e in sender.sent if isinstance(e, SendMessage)]
+    assert len(messages) == 1 and "m.relates_to" not in messages[0].content  # no edit: no "(edited)"
+    assert messages[0].content["body"] == text
+    typing = [e for e in sender.sent if isinstance(e, SetTyping)]
+    assert len(typing) >= 2 and set(typing) == {SetTyping("!room", True)}  # renewed while the model wrote
+    assert sender.sent[-1] == messages[0]  # nothing renews it once the reply is there
