@@ -264,7 +264,8 @@ def _search_sql(dialect: Dialect, term_count: int, summaries_only: bool = False)
                 SELECT {indexed}, {i} FROM memories_fts
                 WHERE {_matches(dialect, f":t{i}")} AND {indexed} BETWEEN :low AND :high
                   AND EXISTS (SELECT 1 FROM memory_witnesses w
-                              WHERE w.memory_id = {indexed} AND w.witness = :who) {summary}
+                              WHERE w.memory_id = {indexed} AND w.witness = :who
+                                AND w.memory_id BETWEEN :low AND :high) {summary}
                 ORDER BY {indexed} DESC LIMIT :per_term) AS term_{i}"""
         for i in range(term_count)
     )
@@ -274,7 +275,7 @@ def _search_sql(dialect: Dialect, term_count: int, summaries_only: bool = False)
         known(n) AS (
             SELECT count(*) FROM memory_witnesses
             WHERE witness = :who AND memory_id BETWEEN :low AND :high),
-        idf(term, weight) AS (
+        idf(term, weight) AS MATERIALIZED (
             SELECT term, ln(1.0 + CAST((SELECT n FROM known) - count(*) + 0.5 AS DOUBLE PRECISION) / (count(*) + 0.5))
             FROM hits GROUP BY term),
         relevance(memory_id, value) AS (
