@@ -98,3 +98,26 @@ async def test_text_sorts_as_on_sqlite_in_a_postgres_database_of_another_collati
         assert english == ["ada", "bram", "Cora", "Émile"]  # what the database's own collation would have done
     finally:
         postgres_server.drop_database(name)
+
+
+async def test_a_test_gets_clean_engine_databases_on_both_backends(engine_location):
+    first, second = engine_location("a.sqlite3"), engine_location("b.sqlite3")
+    assert first != second
+    for location in (first, second):
+        db = await open_database(location)
+        try:
+            assert await ENGINE_SCHEMA.version(db.reader) == latest_version()
+            assert await db.reader.fetch_all("SELECT * FROM events") == []
+        finally:
+            await db.close()
+
+
+async def test_a_postgres_database_given_back_comes_back_empty(engine_databases):
+    url = engine_databases.take()
+    for _ in range(2):
+        async with await open_connection(url) as conn:
+            assert await conn.fetch_all("SELECT * FROM events") == []
+            [[seq]] = await conn.fetch_all("INSERT INTO events (kind, payload, recorded_at) VALUES ('x', '{}', 0) RETURNING seq")
+            assert seq == 1
+        engine_databases.give_back(url)
+        assert engine_databases.take() == url
