@@ -14,6 +14,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from adapter.matrix.avatars import keep_card_face
 from adapter.matrix.context import BotContext
@@ -43,7 +44,14 @@ class StartStory:
     scenario: str | None = None
 
 
-CommandResult = OutgoingEvent | StartStory | StoryControl
+@dataclass(frozen=True)
+class SetRounds:
+    """`!rounds on|off` decided: the story room answers its players' lines together (or in turn)."""
+
+    on: bool
+
+
+CommandResult = OutgoingEvent | StartStory | StoryControl | SetRounds
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class Invocation:
     source_event_id: str
     sender: str
     reply_to: str | None = None  # the event this command line replies to, if any
+    mentions: tuple[str, ...] = ()  # the users the command line mentions (Element pills)
 
     def reply(self, text: str, purpose: str = "command") -> list[CommandResult]:
         return [SendMessage(self.meta.room_id, notice(text), txn_id_for(self.source_event_id, purpose))]
@@ -70,15 +79,22 @@ class Command:
     summary: str
     rooms: frozenset[str]
     handler: CommandHandler
+    owner_only: bool = False  # in a story of several players, only its owner may use it
 
 
-def command_list() -> tuple[list[Command], Callable[[str, str, str, frozenset[str]], Callable[[CommandHandler], CommandHandler]]]:
+class CommandDecorator(Protocol):
+    def __call__(self, name: str, usage: str, summary: str, rooms: frozenset[str], *, owner_only: bool = False
+                 ) -> Callable[[CommandHandler], CommandHandler]: ...
+
+
+def command_list() -> tuple[list[Command], CommandDecorator]:
     """A module's own list of commands, and the decorator that adds a handler to it."""
     commands: list[Command] = []
 
-    def command(name: str, usage: str, summary: str, rooms: frozenset[str]) -> Callable[[CommandHandler], CommandHandler]:
+    def command(name: str, usage: str, summary: str, rooms: frozenset[str], *, owner_only: bool = False
+                ) -> Callable[[CommandHandler], CommandHandler]:
         def add(handler: CommandHandler) -> CommandHandler:
-            commands.append(Command(name, usage, summary, rooms, handler))
+            commands.append(Command(name, usage, summary, rooms, handler, owner_only))
             return handler
 
         return add
