@@ -11,6 +11,11 @@ filled in by the projection from the chat's state when the event is applied
 (e.g. the chat clock), which is deterministic on replay because events are
 re-applied in the same order.
 
+Players are ids the adapter gives (a Matrix user id); the story's owner is its first player
+and others join and leave (`player_joined`, `player_left`).  Events of stories written when a
+story had one player name that player "you" (`LEGACY_PLAYER`): the projections read it as the
+story's owner, so those stories replay to the tables their migration gives.
+
 Events that change a value carry the new absolute value (edge_set,
 memory_significance_set, clock_set), so a compensating event can restore the
 old one; memory_retracted / memory_restored, edge_cleared, scene_reopened, scene_withdrawn,
@@ -37,7 +42,7 @@ from pydantic import (
 
 from core.errors import InvalidPayloadError, UnknownEventKindError
 
-USER = "you"  # the witness / speaker id of the human player
+LEGACY_PLAYER = "you"  # the one player of stories older than several players: in their events, the story's owner
 _LEGACY_CAUSE = re.compile(r"turn:(\d+);")
 
 
@@ -169,6 +174,21 @@ class StoryPersonaSet(ChatEvent):
     description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
 
 
+@event_kind("player_joined")
+class PlayerJoined(ChatEvent):
+    """`player` plays in the story from now on (again, if they had left): a witness of what follows."""
+
+    player: Ident
+
+
+@event_kind("player_left")
+class PlayerLeft(ChatEvent):
+    """`player` no longer plays in the story (they left, or its owner removed them); they keep
+    what they witnessed.  The owner never leaves their own story."""
+
+    player: Ident
+
+
 @event_kind("chat_guest_set")
 class ChatGuestSet(ChatEvent):
     guest: Ident | None
@@ -228,7 +248,7 @@ class TurnRecorded(ChatEvent):
     """A turn of the story. `supersedes` makes it a new swipe of that (assistant) turn."""
 
     role: Role
-    speaker: Ident  # a character id, or "you"
+    speaker: Ident  # a character id, a player id (a player's line), or "narrator"
     text: str
     source_id: Ident | None = None  # adapter idempotency key (Matrix event id); unique per chat
     scene_id: RowId | None = None  # None: the open main scene, if any (or the superseded turn's)
@@ -287,6 +307,7 @@ class LineReceived(ChatEvent):
 
     source_id: Ident  # the adapter's id of the line (a Matrix event id); unique per chat
     text: str
+    player: Ident | None = None  # who said it (None in older events: the story's owner)
 
 
 @event_kind("line_answered")
@@ -308,7 +329,7 @@ class MemoryRecorded(ChatEvent):
     any of them retracts it)."""
 
     text: Annotated[str, StringConstraints(min_length=1)]
-    witnesses: Annotated[IdentList, Field(min_length=1)]  # "you" and/or character ids
+    witnesses: Annotated[IdentList, Field(min_length=1)]  # player and/or character ids
     significance: Significance = 2
     memory_kind: Literal["event", "summary"] = "event"
     pov: Ident | None = None  # whose point of view a summary is written from

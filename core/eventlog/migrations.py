@@ -9,6 +9,8 @@ file; never edit one that has shipped.  If the change touches a projection, keep
 
 from __future__ import annotations
 
+import json
+
 import aiosqlite
 
 from core.eventlog.schema import Migration, Schema, run_statements, schema_version
@@ -23,6 +25,7 @@ __all__ = ["ENGINE_SCHEMA", "MIGRATIONS", "PROJECTION_TABLES", "latest_version",
 # Projection tables in an order that is safe to clear (children before parents).
 # The event log (`events`) is the truth and is never in this list.
 PROJECTION_TABLES: tuple[str, ...] = (
+    "story_players",
     "story_personas",
     "clock_changes",
     "lore_knowers",
@@ -441,3 +444,43 @@ async def _rolling_summaries(conn: aiosqlite.Connection) -> None:
         """CREATE INDEX memories_by_covered_turns ON memories (chat_id, covers_to_turn)
            WHERE covers_to_turn IS NOT NULL AND retracted = 0""",
     ])
+
+
+@migration("several players in a story: who plays in it (the owner, and those who join), who said each line "
+           "received; the one player \"you\" of older stories is their owner everywhere")
+async def _players(conn: aiosqlite.Connection) -> None:
+    owner_of = "coalesce((SELECT owner FROM chats c WHERE c.chat_id = {table}.chat_id), 'you')"
+    await run_statements(conn, [
+        """CREATE TABLE story_players (
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            player TEXT NOT NULL,
+            joined_seq INTEGER NOT NULL,  -- when they first joined (the chat's creation, for its owner)
+            active INTEGER NOT NULL,  -- 0: they left (they keep what they witnessed)
+            PRIMARY KEY (chat_id, player)
+        ) WITHOUT ROWID""",
+        "INSERT INTO story_players (chat_id, player, joined_seq, active) SELECT chat_id, owner, created_seq, 1 FROM chats",
+        "ALTER TABLE lines ADD COLUMN player TEXT",
+        f"UPDATE lines SET player = {owner_of.format(table='lines')}",
+        f"UPDATE turns SET speaker = {owner_of.format(table='turns')} WHERE speaker = 'you'",
+        # Each row once: a witness the owner already was (none in a real story) is not doubled.
+        """UPDATE OR IGNORE turn_witnesses SET witness = (
+               SELECT c.owner FROM turns t JOIN chats c ON c.chat_id = t.chat_id WHERE t.turn_id = turn_witnesses.turn_id)
+           WHERE witness = 'you'""",
+        "DELETE FROM turn_witnesses WHERE witness = 'you'",
+        """UPDATE OR IGNORE memory_witnesses SET witness = (
+               SELECT c.owner FROM memories m JOIN chats c ON c.chat_id = m.chat_id
+               WHERE m.memory_id = memory_witnesses.memory_id)
+           WHERE witness = 'you'""",
+        "DELETE FROM memory_witnesses WHERE witness = 'you'",
+        *(f"UPDATE {table} SET {end} = {owner_of.format(table=table)} WHERE {end} = 'you'"
+          for table in ("edges", "edge_changes") for end in ("from_id", "to_id")),
+    ])
+    # JSON lists, written as the projectors write them (json.dumps: ", " between items, no duplicates).
+    for table, key, column in (("scenes", "scene_id", "present"), ("digests", "digest_id", "participants")):
+        rows = await conn.execute_fetchall(
+            f"""SELECT t.{key}, t.{column}, c.owner FROM {table} t JOIN chats c ON c.chat_id = t.chat_id
+                WHERE EXISTS (SELECT 1 FROM json_each(t.{column}) WHERE value = 'you')""")
+        for ident, values, owner in rows:
+            named = list(dict.fromkeys(owner if value == "you" else value for value in json.loads(values)))
+            await conn.execute_fetchall(f"UPDATE {table} SET {column} = ? WHERE {key} = ?",
+                                        (json.dumps(named, ensure_ascii=False), ident))

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from core.llm.base import ChatMessage, LLMClient
 from core.llm.structured import generate_json
 from core.services.card_text import fill, whole_sentences
-from core.services.dialogue import Cast
+from core.services.dialogue import Cast, players_phrase
 from core.services.macros import story_time
 from core.services.timeskip import MAX_TIME_MOVE
 from core.services.tokens import (
@@ -162,11 +162,12 @@ def local_addressee(
 
 
 def addressee_messages(
-    cast: Cast, dialogue: Sequence[Turn], text: str, context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    cast: Cast, dialogue: Sequence[Turn], text: str, context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+    author: str | None = None,
 ) -> list[ChatMessage]:
-    """The routing request, within `context_tokens`: the player's line (by its ends when it is
-    very long) and as many of the recent lines as fit."""
-    player = cast.player.name
+    """The routing request, within `context_tokens`: the line of the player named `author` (the
+    story's owner by default; by its ends when it is very long) and as many of the recent lines as fit."""
+    player = author or cast.player.name
     roster = "\n".join(
         f"- {c.character_id} ({c.name})" + (f": {whole_sentences(fill(c.description, c, cast), ROSTER_CHARS)}"
                                             if c.description.strip() else "")
@@ -175,7 +176,7 @@ def addressee_messages(
     ids = " | ".join(f'"{c.character_id}"' for c in cast.characters)
     context = "\n".join(f"{cast.name_of_turn(t)}: {t.text[:LINE_CHARS]}" for t in dialogue[-CONTEXT_TURNS:])
     system = (
-        f"You route a roleplay between {player} (the player) and the characters present. Decide which "
+        f"You route a roleplay between {players_phrase(cast)} and the characters present. Decide which "
         f"character {player}'s latest line is addressed to, i.e. who should answer it.\n"
         f"Characters present (id and name):\n{roster}\n"
         f"Story time now: {story_time(cast.chat.clock)}.\n"
@@ -234,12 +235,14 @@ def _intent(decision: AddresseeDecision, now: datetime) -> tuple[timedelta | Non
 
 
 async def route(
-    llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str, *, context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str, *, author: str | None = None,
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> Route:
-    """One classifier request: who answers `text`, and any skip / jump / scene close it asks for."""
+    """One classifier request: who answers `text` (said by the player named `author`), and any
+    skip / jump / scene close it asks for."""
     fallback = AddresseeDecision(speaker=cast.host.character_id, confidence="low")
     decision = await generate_json(
-        llm, addressee_messages(cast, dialogue, text, context_tokens), purpose=PURPOSE, schema=AddresseeDecision,
+        llm, addressee_messages(cast, dialogue, text, context_tokens, author), purpose=PURPOSE, schema=AddresseeDecision,
         default=fallback, role="classifier", max_tokens=ROUTE_MAX_TOKENS, default_on_llm_error=True,
     )
     speaker = _pick_speaker(cast, dialogue, decision, decision is fallback)
@@ -248,9 +251,10 @@ async def route(
 
 
 async def choose_addressee(
-    llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str, *, context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str, *, author: str | None = None,
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> world.Character:
     """The character who answers `text`; the host without any model call if it is alone."""
     if len(cast.characters) == 1:
         return cast.host
-    return (await route(llm, cast, dialogue, text, context_tokens=context_tokens)).speaker
+    return (await route(llm, cast, dialogue, text, author=author, context_tokens=context_tokens)).speaker

@@ -3,7 +3,8 @@
 One implementation used by posting a turn, regenerating one (and later by scene
 close), so each step sees the story the same way:
 
-- `load_cast`: the chat and the characters present (the host, and the guest if any).
+- `load_cast`: the chat, the characters present (the host, and the guest if any) and the
+  players (each with the persona they play in the story).
 - `recent_dialogue`: the shown turns up to a given turn, oldest first.
 - `shown_reply_for_source`: the reply (current swipe) made for a player's source id.
 - `exchange_to_regenerate`: which user turn a regenerate answers, and which turn it replaces.
@@ -16,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.errors import CharacterNotFoundError, NothingToRegenerateError
-from core.eventlog import USER, Readable
+from core.eventlog import Readable
 from core.state import turns as turn_state
 from core.state import world
-from core.state.personas import Persona, story_persona
+from core.state.personas import Persona, story_players_personas
 from core.state.turns import Turn
 
 GREETING_SOURCE = "greeting"
@@ -38,11 +39,15 @@ def is_reserved_source(source_id: str) -> bool:
 
 @dataclass(frozen=True)
 class Cast:
-    """A chat, the characters present in its main story (host first), and the player's persona."""
+    """A chat, the characters present in its main story (host first), and its players: `player` is
+    the story's owner (its first player, whom `{{user}}` stands for), `players` those playing now
+    (the owner first), `former_players` those who left (their lines keep their names)."""
 
     chat: world.Chat
     characters: tuple[world.Character, ...]
-    player: Persona = field(default_factory=lambda: Persona(USER, "Player", is_default=True))
+    player: Persona = field(default_factory=lambda: Persona("", "Player", is_default=True))
+    players: tuple[Persona, ...] = ()
+    former_players: tuple[Persona, ...] = ()
 
     @property
     def host(self) -> world.Character:
@@ -52,12 +57,33 @@ class Cast:
     def present_ids(self) -> list[str]:
         return [c.character_id for c in self.characters]
 
+    @property
+    def present_players(self) -> tuple[Persona, ...]:
+        """The players playing now, the owner first."""
+        return self.players or (self.player,)
+
+    @property
+    def player_ids(self) -> list[str]:
+        return [p.owner for p in self.present_players]
+
+    @property
+    def is_group(self) -> bool:
+        """Whether more than one player has played in the story: their lines are then named in prompts."""
+        return len(self.present_players) + len(self.former_players) > 1
+
+    def persona_of(self, player_id: str) -> Persona | None:
+        return next((p for p in (self.player, *self.players, *self.former_players) if p.owner == player_id), None)
+
+    def is_player(self, ident: str) -> bool:
+        return self.persona_of(ident) is not None
+
     def get(self, character_id: str) -> world.Character | None:
         return next((c for c in self.characters if c.character_id == character_id), None)
 
     def name_of(self, speaker_id: str) -> str:
-        if speaker_id == USER:
-            return self.player.name
+        persona = self.persona_of(speaker_id)
+        if persona is not None:
+            return persona.name
         character = self.get(speaker_id)
         return character.name if character else speaker_id
 
@@ -76,8 +102,31 @@ async def require_character(source: Readable, character_id: str) -> world.Charac
 async def load_cast(source: Readable, chat_id: str) -> Cast:
     chat = await world.require_chat(source, chat_id)
     ids = [chat.host] + ([chat.guest] if chat.guest and chat.guest != chat.host else [])
-    player = await story_persona(source, chat_id, chat.owner)
-    return Cast(chat, tuple([await require_character(source, i) for i in ids]), player)
+    everyone = await story_players_personas(source, chat_id)
+    owner = next(p.persona for p in everyone if p.is_owner)
+    return Cast(chat, tuple([await require_character(source, i) for i in ids]), owner,
+                tuple(p.persona for p in everyone if p.active), tuple(p.persona for p in everyone if not p.active))
+
+
+def join_names(names: list[str], last: str = "and") -> str:
+    """"A", "A and B", "A, B and C" (or with `last` "or")."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
+
+
+def players_phrase(cast: Cast) -> str:
+    """The players playing now, as prompts name them: "Tobin (the player)", "Tobin and Mira (the players)"."""
+    names = [p.name for p in cast.present_players]
+    return f"{join_names(names)} ({'the player' if len(names) == 1 else 'the players'})"
+
+
+async def exchange_lines(source: Readable, user_turn: Turn | None) -> list[Turn]:
+    """The player lines a reply to `user_turn` answers, oldest first (none for an opening)."""
+    return [] if user_turn is None else [user_turn]
+
+
+def answered_players(lines: list[Turn]) -> tuple[str, ...]:
+    """Who the player lines `lines` are by, each once, in order: the players a reply to them answers."""
+    return tuple(dict.fromkeys(line.speaker for line in lines if line.role == "user"))
 
 
 async def recent_dialogue(

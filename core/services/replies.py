@@ -28,7 +28,8 @@ class ReplySettings:
 
 
 def stop_sequences(cast: Cast, speaker: world.Character, settings: ReplySettings) -> list[str]:
-    names = [cast.player.name] + [c.name for c in cast.characters if c.character_id != speaker.character_id]
+    names = [p.name for p in cast.present_players] + [c.name for c in cast.characters
+                                                      if c.character_id != speaker.character_id]
     stops = [f"\n{name}:" for name in names] if settings.stop_at_names else []
     return list(dict.fromkeys([*stops, *settings.extra_stop]))[:MAX_STOP_SEQUENCES]
 

@@ -1,7 +1,7 @@
 """The turn pipeline: post a player's line, regenerate a reply, cancel a generation.
 
-post:        one transaction: the open main scene (opened if none), the user turn (idempotent
-             by source id, with the persona name it is spoken under), pending meanwhile digests
+post:        one transaction: the open main scene (opened if none), the player's turn (idempotent
+             by source id, by its author, with the persona name it is spoken under), pending meanwhile digests
              consumed -> each digest yielded first (kind "digest") -> routing
              (`addressee.route`: one classifier request, only with a guest or when a local
              check sees skip / scene-close words) -> prompt -> streamed reply -> one
@@ -49,8 +49,8 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
-from core.errors import LineTakenBackError
-from core.eventlog import USER, Database
+from core.errors import LineTakenBackError, NotAPlayerError
+from core.eventlog import Database
 from core.keyed_locks import KeyedLocks
 from core.llm.base import LLMClient
 from core.services import addressee, ooc, scenes, timeskip
@@ -59,6 +59,8 @@ from core.services.dialogue import (
     FOLLOW_UP_SUFFIX,
     SKIP_SUFFIX,
     Cast,
+    answered_players,
+    exchange_lines,
     exchange_to_regenerate,
     load_cast,
     recent_dialogue,
@@ -81,7 +83,7 @@ from core.services.rollback import undo_turn
 from core.services.rolling_summaries import SummaryJobs
 from core.services.tokens import DEFAULT_CONTEXT_TOKENS
 from core.state import digests as digest_state
-from core.state import personas, world
+from core.state import personas, players, world
 from core.state import turns as turn_state
 from core.state.turns import Turn
 
@@ -120,20 +122,23 @@ class TurnPipeline:
     # -- entry points ----------------------------------------------------------------
 
     async def post_turn(
-        self, chat_id: str, text: str, source_id: str, *, replying_to: str | None = None
+        self, chat_id: str, text: str, source_id: str, *, player: str, replying_to: str | None = None
     ) -> AsyncGenerator[TurnUpdate, None]:
+        """`player`'s line (the adapter's `source_id`), recorded once and answered (see the module docstring)."""
         async with self.hold(chat_id):
             cast = await load_cast(self.db, chat_id)
-            if ooc.is_out_of_character(text):
-                said = await ooc.answer(self.db, self.llm, cast, text)
-                yield TurnUpdate(ooc.SPEAKER_NAME, "", said, True, kind="ooc")
-                return
             posted = await turn_state.get_turn_by_source(self.db, chat_id, source_id)
+            if posted is None:  # a line already in the story is answered even if its player left since
+                await require_playing(self.db, chat_id, player)
+            if ooc.is_out_of_character(text):
+                said = await ooc.answer(self.db, self.llm, cast, text, player)
+                yield TurnUpdate(ooc.SPEAKER_NAME, "", said, True, kind="ooc", answering=(player,))
+                return
             if posted is not None and posted.is_withdrawn:
                 raise LineTakenBackError(source_id)
             finished = await shown_reply_for_source(self.db, chat_id, source_id)
             if finished is not None:
-                yield done_update(cast, finished)
+                yield done_update(cast, finished, answered_players(await exchange_lines(self.db, posted)))
                 if posted is not None and finished.role != "narration":  # (older stories: a skip answered a line)
                     async with aclosing(self._moves_made(cast, posted)) as moves:
                         async for update in moves:
@@ -143,16 +148,16 @@ class TurnPipeline:
                 yield SCENE_CLOSES  # an older story's line that closed the scene instead of an answer
                 return
             in_place = posted is not None and await self._nothing_follows(chat_id, posted)
+            author = cast.persona_of(player) or await personas.story_persona(self.db, chat_id, player)
             async with self.db.transaction() as tx:
                 if not in_place:
                     await scenes.ensure_scene(tx, cast)
                 user_turn, created = await turn_state.record_turn(
-                    tx, chat_id, "user", USER, text, source_id=source_id, speaker_name=cast.player.name)
+                    tx, chat_id, "user", player, text, source_id=source_id, speaker_name=author.name)
                 surfaced = await digest_state.consume_pending_digests(tx, chat_id, user_turn.turn_id) if created else []
-                if created and not await personas.has_story_persona(tx, chat_id, cast.chat.owner):
-                    # The story keeps the persona it began with.
-                    await personas.set_story_persona(tx, chat_id, cast.chat.owner, cast.player.name,
-                                                     cast.player.description)
+                if created and not await personas.has_story_persona(tx, chat_id, player):
+                    # The story keeps the persona its player began with.
+                    await personas.set_story_persona(tx, chat_id, player, author.name, author.description)
             for digest in surfaced:
                 yield TurnUpdate("Meanwhile", "", digest.text, True, kind="digest")
             control = self._in_flight[chat_id] = InFlight()
@@ -332,7 +337,8 @@ class TurnPipeline:
             local = addressee.local_addressee(cast, dialogue, user_turn.text, replying_to)
             if local is not None:
                 return addressee.Route(local)
-        return await addressee.route(self.llm, cast, dialogue, user_turn.text, context_tokens=self.budget_tokens)
+        return await addressee.route(self.llm, cast, dialogue, user_turn.text, author=cast.name_of_turn(user_turn),
+                                     context_tokens=self.budget_tokens)
 
     async def _move_story(self, cast: Cast, user_turn: Turn, route: addressee.Route) -> AsyncGenerator[TurnUpdate, None]:
         """After the answer: the scene close the line asked for (summaries deferred), then the skip
@@ -373,6 +379,7 @@ class TurnPipeline:
         )
         local = addressee.local_addressee(cast, dialogue, user_turn.text)
         return local or await addressee.choose_addressee(self.llm, cast, dialogue, user_turn.text,
+                                                         author=cast.name_of_turn(user_turn),
                                                          context_tokens=self.budget_tokens)
 
     async def _settle(self, chat_id: str) -> None:
@@ -382,3 +389,9 @@ class TurnPipeline:
             await task
 
 
+
+
+async def require_playing(db: Database, chat_id: str, player: str) -> None:
+    """NotAPlayerError unless `player` plays in the story now."""
+    if not await players.is_playing(db, chat_id, player):
+        raise NotAPlayerError(player, chat_id)

@@ -12,13 +12,14 @@ the persona name it was spoken under (`speaker_name`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from core.errors import TurnNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
-from core.state.rows import fetch_all, fetch_count, fetch_one
+from core.state.rows import fetch_all, fetch_count, fetch_one, witness_id
 
 Role = Literal["user", "assistant", "narration"]
 
@@ -29,7 +30,7 @@ class Turn:
     chat_id: str
     scene_id: int | None
     role: Role
-    speaker: str  # a character id, or "you"
+    speaker: str  # a character id, a player id (a player's line), or "narrator"
     text: str
     source_id: str | None
     story_time: datetime
@@ -138,14 +139,14 @@ async def get_turn_by_source(source: Readable, chat_id: str, source_id: str) -> 
 
 async def recent_turns(source: Readable, chat_id: str, limit: int = 20, *, witness: str | None = None) -> list[Turn]:
     """The last `limit` shown (not superseded) turns of the chat, oldest first; with `witness`,
-    only the turns that character (or "you") witnessed, constrained in SQL."""
+    only the turns that character (or player) witnessed, constrained in SQL."""
     rows = await fetch_all(
         source,
         """SELECT * FROM turns WHERE chat_id = :chat AND superseded_by IS NULL
              AND (:who IS NULL OR EXISTS (SELECT 1 FROM turn_witnesses w
                                          WHERE w.turn_id = turns.turn_id AND w.witness = :who))
            ORDER BY turn_id DESC LIMIT :limit""",
-        {"chat": chat_id, "limit": limit, "who": witness},
+        {"chat": chat_id, "limit": limit, "who": None if witness is None else witness_id(witness)},
     )
     return [_turn(r) for r in reversed(rows)]
 
@@ -270,7 +271,8 @@ async def witnessed_turns_up_to(
 ) -> tuple[list[Turn], int]:
     """The last `limit` shown turns `witness` saw (all, with None) with turn_id <= `up_to_turn_id`,
     oldest first, and how many such turns the chat holds in all (their ordinals end there)."""
-    params = {"chat": chat_id, "who": witness, "up_to": up_to_turn_id, "limit": limit}
+    params = {"chat": chat_id, "who": None if witness is None else witness_id(witness), "up_to": up_to_turn_id,
+              "limit": limit}
     rows = await fetch_all(source, f"SELECT * {_WITNESSED_SHOWN} ORDER BY turn_id DESC LIMIT :limit", params)
     total = await fetch_count(source, f"SELECT count(*) {_WITNESSED_SHOWN}", params)
     return [_turn(r) for r in reversed(rows)], total
@@ -300,3 +302,36 @@ async def all_shown(source: Readable, turn_ids: list[int]) -> bool:
         source, f"SELECT count(*) FROM turns WHERE turn_id IN ({marks}) AND superseded_by IS NULL", turn_ids
     )
     return shown == len(set(turn_ids))
+
+
+async def common_witnesses(source: Readable, turn_ids: list[int]) -> list[str]:
+    """Who witnessed every one of these turns, in id order."""
+    ids = sorted(set(turn_ids))
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
+    rows = await fetch_all(
+        source,
+        f"""SELECT witness FROM turn_witnesses WHERE turn_id IN ({marks})
+            GROUP BY witness HAVING count(*) = ? ORDER BY witness""",
+        (*ids, len(ids)),
+    )
+    return [r["witness"] for r in rows]
+
+
+async def players_who_saw_all(
+    source: Readable, scene_id: int, pov: str, from_turn: int, to_turn: int, players: list[str]
+) -> list[str]:
+    """Those of `players` who witnessed every shown turn of the scene from `from_turn` to `to_turn`
+    that `pov` witnessed: who may remember what `pov` tells of that stretch."""
+    rows = await fetch_all(
+        source,
+        """SELECT p.value AS player FROM json_each(:players) p
+           WHERE NOT EXISTS (
+               SELECT 1 FROM turns t JOIN turn_witnesses w ON w.turn_id = t.turn_id AND w.witness = :pov
+               WHERE t.scene_id = :scene AND t.superseded_by IS NULL AND t.turn_id BETWEEN :first AND :last
+                 AND NOT EXISTS (SELECT 1 FROM turn_witnesses v WHERE v.turn_id = t.turn_id AND v.witness = p.value))
+           ORDER BY p.key""",
+        {"players": json.dumps(players), "pov": pov, "scene": scene_id, "first": from_turn, "last": to_turn},
+    )
+    return [r["player"] for r in rows]

@@ -322,7 +322,7 @@ async def scenes_owing_summaries(source: Readable, chat_id: str) -> list[tuple[i
     rows = await fetch_all(
         source,
         """SELECT s.scene_id, p.value AS pov FROM scenes s, json_each(s.present) p
-           WHERE s.chat_id = ? AND s.kind = 'main' AND s.closed_at IS NOT NULL AND s.withdrawn = 0 AND p.value != 'you'
+           WHERE s.chat_id = ? AND s.kind = 'main' AND s.closed_at IS NOT NULL AND s.withdrawn = 0
              AND p.value IN (SELECT character_id FROM characters)
              AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.scene_id = s.scene_id AND m.pov = p.value
                              AND m.kind = 'summary' AND m.summary_of = 'scene' AND m.retracted = 0)

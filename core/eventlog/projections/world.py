@@ -1,5 +1,9 @@
-"""Projectors for the world: characters, chats (their note, their players' personas), the chat
-clock (with its history, `clock_changes`, so a time skip can be taken back) and scenes."""
+"""Projectors for the world: characters, chats (their note, their players and their personas), the
+chat clock (with its history, `clock_changes`, so a time skip can be taken back) and scenes.
+
+A chat's owner is its first player (`story_players`, from `chat_created`); others join and
+leave.  Scene presence names players and characters ("you", in an older story's events, is its owner).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,14 @@ import aiosqlite
 
 from core.errors import CharacterNotFoundError, IllegalTransitionError, SceneNotFoundError
 from core.eventlog.events import (
-    USER,
     CharacterRegistered,
     ChatCreated,
     ChatGuestSet,
     ChatTitleSet,
     ClockSet,
     PersonaSet,
+    PlayerJoined,
+    PlayerLeft,
     SceneClosed,
     SceneOpened,
     ScenePresenceSet,
@@ -25,10 +30,12 @@ from core.eventlog.events import (
     StoryPersonaSet,
 )
 from core.eventlog.projections.base import (
+    as_players,
     chat_clock,
     fetch_one,
     json_list,
     projects,
+    require_known,
     require_row,
     story_time_text,
 )
@@ -90,6 +97,47 @@ async def _chat_created(conn: aiosqlite.Connection, seq: int, p: ChatCreated) ->
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (p.chat_id, row["next"], p.owner, p.host, p.guest, p.title, story_time_text(p.clock), p.scenario, seq),
     )
+    await conn.execute_fetchall(
+        "INSERT INTO story_players (chat_id, player, joined_seq, active) VALUES (?, ?, ?, 1)", (p.chat_id, p.owner, seq)
+    )
+    return None
+
+
+async def _player_row(conn: aiosqlite.Connection, chat_id: str, player: str) -> aiosqlite.Row | None:
+    return await fetch_one(
+        conn,
+        """SELECT sp.active, sp.player = c.owner AS is_owner FROM story_players sp JOIN chats c ON c.chat_id = sp.chat_id
+           WHERE sp.chat_id = ? AND sp.player = ?""",
+        (chat_id, player),
+    )
+
+
+@projects(PlayerJoined)
+async def _player_joined(conn: aiosqlite.Connection, seq: int, p: PlayerJoined) -> None:
+    await chat_clock(conn, p.chat_id)
+    row = await _player_row(conn, p.chat_id, p.player)
+    if row is not None and row["active"]:
+        raise IllegalTransitionError("player", p.player, "playing", "joined again")
+    if await fetch_one(conn, "SELECT 1 FROM characters WHERE character_id = ?", (p.player,)) is not None:
+        raise IllegalTransitionError("player", p.player, "a character's id", "a player")
+    await conn.execute_fetchall(
+        """INSERT INTO story_players (chat_id, player, joined_seq, active) VALUES (?, ?, ?, 1)
+           ON CONFLICT (chat_id, player) DO UPDATE SET active = 1""",
+        (p.chat_id, p.player, seq),
+    )
+    return None
+
+
+@projects(PlayerLeft)
+async def _player_left(conn: aiosqlite.Connection, seq: int, p: PlayerLeft) -> None:
+    row = await _player_row(conn, p.chat_id, p.player)
+    if row is None or not row["active"]:
+        raise IllegalTransitionError("player", p.player, "not playing", "left")
+    if row["is_owner"]:
+        raise IllegalTransitionError("player", p.player, "the story's owner", "left")
+    await conn.execute_fetchall(
+        "UPDATE story_players SET active = 0 WHERE chat_id = ? AND player = ?", (p.chat_id, p.player)
+    )
     return None
 
 
@@ -134,15 +182,16 @@ async def _story_persona_set(conn: aiosqlite.Connection, seq: int, p: StoryPerso
     return None
 
 
-async def _check_present(conn: aiosqlite.Connection, present: list[str]) -> None:
-    for participant in present:
-        if participant != USER:
-            await _require_character(conn, participant)
+async def _present(conn: aiosqlite.Connection, chat_id: str, present: list[str]) -> list[str]:
+    """Who the event says is present, each once ("you" read as the owner), checked to be known."""
+    named = list(dict.fromkeys(await as_players(conn, chat_id, present)))
+    await require_known(conn, chat_id, named)
+    return named
 
 
 @projects(SceneOpened)
 async def _scene_opened(conn: aiosqlite.Connection, seq: int, p: SceneOpened) -> int:
-    await _check_present(conn, p.present)
+    present = await _present(conn, p.chat_id, p.present)
     if p.scene_kind == "main":
         open_main = await fetch_one(
             conn,
@@ -154,7 +203,7 @@ async def _scene_opened(conn: aiosqlite.Connection, seq: int, p: SceneOpened) ->
     await conn.execute_fetchall(
         """INSERT INTO scenes (scene_id, chat_id, kind, title, present, started_at)
            VALUES (?, ?, ?, ?, ?, ?)""",
-        (seq, p.chat_id, p.scene_kind, p.title, json_list(p.present), await chat_clock(conn, p.chat_id)),
+        (seq, p.chat_id, p.scene_kind, p.title, json_list(present), await chat_clock(conn, p.chat_id)),
     )
     return seq
 
@@ -162,8 +211,8 @@ async def _scene_opened(conn: aiosqlite.Connection, seq: int, p: SceneOpened) ->
 @projects(ScenePresenceSet)
 async def _scene_presence_set(conn: aiosqlite.Connection, seq: int, p: ScenePresenceSet) -> None:
     await require_row(conn, SceneNotFoundError, "scenes", "scene_id", p.scene_id, p.chat_id)
-    await _check_present(conn, p.present)
-    await conn.execute_fetchall("UPDATE scenes SET present = ? WHERE scene_id = ?", (json_list(p.present), p.scene_id))
+    present = await _present(conn, p.chat_id, p.present)
+    await conn.execute_fetchall("UPDATE scenes SET present = ? WHERE scene_id = ?", (json_list(present), p.scene_id))
     return None
 
 

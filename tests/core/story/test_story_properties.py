@@ -400,7 +400,7 @@ async def check_nothing_hidden_is_seen(run: Run) -> None:
         for call in calls[since:until]:
             assert token not in "\n".join(m["content"] for m in call.messages), (token, call.purpose)
     for token in run.hidden:
-        for who in ("you", HOST, GUEST):
+        for who in ("@p:hs", HOST, GUEST):
             hits = await memory_state.search_memories(run.engine.db, run.chat_id, who, token, 50)
             assert [h.memory.text for h in hits if token in h.memory.text] == [], (token, who)
 
