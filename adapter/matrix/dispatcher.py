@@ -220,10 +220,10 @@ class Dispatcher:
                 await self.take_line(meta, chat_id, text, event_id, reply_to, player)
             case Stop(_, event_id):
                 self.in_turn(meta, lambda room: _story(room).stop(event_id), event_id, at_once=True)
-            case EditLine(_, _, line_event_id, text, event_id):
-                self.in_turn(meta, lambda room: _story(room).edit(line_event_id, text, event_id), event_id)
-            case TakeBack(_, redacted, event_id):
-                self.in_turn(meta, lambda room: _story(room).take_back(redacted, event_id), event_id)
+            case EditLine(_, _, line_event_id, text, event_id, player):
+                self.in_turn(meta, lambda room: _story(room).edit(line_event_id, text, event_id, player), event_id)
+            case TakeBack(_, redacted, event_id, player):
+                self.in_turn(meta, lambda room: _story(room).take_back(redacted, event_id, player), event_id)
             case Redo() | SwitchTake() | ContinueReply() | Rewind():
                 control = action
                 self.in_turn(meta, lambda room: _story(room).control(control), action.event_id)

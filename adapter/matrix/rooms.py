@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
@@ -28,6 +28,7 @@ from adapter.matrix.context import BotContext
 from adapter.matrix.failures import explain, is_retryable, log_failure
 from adapter.matrix.fixing_notices import (
     NOT_A_STORY_LINE,
+    NOT_YOUR_LINE,
     OLDER_LINE_DELETED,
     OLDER_LINE_EDITED,
     ONLY_THE_NEWEST_GOES_ON,
@@ -61,13 +62,14 @@ from adapter.matrix.store import (
     turn_of_message,
 )
 from adapter.matrix.streaming import StreamingReply
-from core.engine import Rewound, RoundLine, TurnUpdate
+from core.engine import Rewound, TurnUpdate
 from core.errors import (
     LineTakenBackError,
     NothingToContinueError,
     NothingToRegenerateError,
     NothingToRewindError,
     NotLatestLineError,
+    NotYourLineError,
     RpbotError,
     TurnNotFoundError,
 )
@@ -275,8 +277,10 @@ class StoryRoom(Room):
         log.info("turn started", extra=where)
         log.debug("turn text: %r", text, extra=where)  # message bodies only at DEBUG
         replying_to = await character_of_message(self.ctx.store, reply_to) if reply_to else None
-        updates = self.ctx.engine.post_turn(self.chat_id, text, source_event_id, player=player, replying_to=replying_to)
-        await self._answer_lines(updates, (source_event_id,), (player or self.owner,), txn_source=txn_source)
+        await self._answer_lines(
+            lambda: self.ctx.engine.post_turn(self.chat_id, text, source_event_id, player=player, replying_to=replying_to),
+            (source_event_id,), (player or self.owner,), txn_source=txn_source,
+        )
 
     async def answer_round(self, lines: tuple[HeldLine, ...]) -> None:
         """Answer a round: every line of it by one reply that addresses each player (one line alone
@@ -284,18 +288,23 @@ class StoryRoom(Room):
         if len(lines) == 1:
             await self.answer(lines[0].text, lines[0].event_id, lines[0].reply_to, player=lines[0].player)
             return
+        from core.engine import RoundLine  # TODO(players-core step 3): at the top once it lands
+
         log.info("round of %d lines started", len(lines), extra=self._where(lines[0].event_id))
-        updates = self.ctx.engine.post_round(self.chat_id, [RoundLine(line.player, line.text, line.event_id) for line in lines])
-        await self._answer_lines(updates, tuple(line.event_id for line in lines), tuple(dict.fromkeys(line.player for line in lines)))
+        await self._answer_lines(
+            lambda: self.ctx.engine.post_round(self.chat_id, [RoundLine(line.player, line.text, line.event_id) for line in lines]),
+            tuple(line.event_id for line in lines), tuple(dict.fromkeys(line.player for line in lines)),
+        )
 
     async def _answer_lines(
-        self, updates: AsyncIterator[TurnUpdate], sources: tuple[str, ...], players: tuple[str, ...], *, txn_source: str | None = None,
+        self, reply: Callable[[], AsyncIterator[TurnUpdate]], sources: tuple[str, ...], players: tuple[str, ...], *,
+        txn_source: str | None = None,
     ) -> None:
-        """Show the reply to the lines `sources` (of `players`), keyed to the first; then each is answered."""
+        """Show the `reply` to the lines `sources` (of `players`), keyed to the first; then each is answered."""
         source_event_id = sources[0]
         await self.ctx.sender.send(SetTyping(self.room_id, True))
         try:
-            await self._show(source_event_id, updates, txn_source=txn_source, from_a_line=True, answering=players)
+            await self._show(source_event_id, reply(), txn_source=txn_source, from_a_line=True, answering=players)
         except Exception as exc:  # noqa: BLE001  (every line gets an answer, whatever went wrong)
             log_failure("turn", exc, self._where(source_event_id))
             retry = "The story paused: send `!regen` to try again."
@@ -344,11 +353,14 @@ class StoryRoom(Room):
 
     # -- fixing a turn ---------------------------------------------------------------------
 
-    async def edit(self, line_event_id: str, text: str, event_id: str) -> None:
-        """The player edited their latest line: what followed it is taken back and the line is
-        answered again, its reply replaced in the message that showed it (an edit of it)."""
+    async def edit(self, line_event_id: str, text: str, event_id: str, player: str | None = None) -> None:
+        """`player` (None: the owner) edited the story's latest line, theirs: what followed it is taken
+        back and the line is answered again, its reply replaced in the message that showed it (an edit of it)."""
         try:
-            rewound = await self.ctx.engine.edit_line(self.chat_id, line_event_id, text)
+            rewound = await self.ctx.engine.edit_line(self.chat_id, line_event_id, text, player=player)
+        except NotYourLineError:
+            await self.tell(event_id, "edit", NOT_YOUR_LINE)
+            return
         except NotLatestLineError:
             await self.tell(event_id, "edit", OLDER_LINE_EDITED)
             return
@@ -362,14 +374,18 @@ class StoryRoom(Room):
             await self.tell(event_id, "edit", explain(exc))
             return
         shown = [m for m in [await message_showing_turn(self.ctx.store, t) for t in rewound.turn_ids] if m]
-        await self.answer(text, line_event_id, txn_source=event_id)
+        await self.answer(text, line_event_id, txn_source=event_id, player=player)
         await self._remove_messages(shown, rewound.turn_ids, event_id)  # those the new answer did not take over
 
-    async def take_back(self, redacted_event_id: str, event_id: str) -> None:
-        """The player deleted a message: their latest line is taken back (with everything after it,
-        whose messages the bot removes); an older line, or a reply, gets a notice of what to do."""
+    async def take_back(self, redacted_event_id: str, event_id: str, player: str | None = None) -> None:
+        """`player` (None: the owner) deleted a message: the story's latest line, theirs, is taken back
+        (with everything after it, whose messages the bot removes); an older line, another player's,
+        or a reply, gets a notice of what to do."""
         try:
-            rewound = await self.ctx.engine.take_back_line(self.chat_id, redacted_event_id)
+            rewound = await self.ctx.engine.take_back_line(self.chat_id, redacted_event_id, player=player)
+        except NotYourLineError:
+            await self.tell(event_id, "delete", NOT_YOUR_LINE)
+            return
         except NotLatestLineError:
             await self.tell(event_id, "delete", OLDER_LINE_DELETED)
             return

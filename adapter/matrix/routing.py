@@ -177,6 +177,7 @@ class EditLine:
     line_event_id: str
     text: str
     event_id: str
+    player: str | None = None  # who edited it (only its author may)
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ class TakeBack:
     room_id: str
     redacted_event_id: str
     event_id: str
+    player: str | None = None  # who deleted it (only a line's author may take it back)
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,7 @@ def route(
     if redacted is not None:
         if not plays or room.room_type not in STORY_ROOMS or room.chat_id is None:
             return Ignore("a deletion outside a player's story")
-        return TakeBack(room.room_id, redacted, event.event_id)
+        return TakeBack(room.room_id, redacted, event.event_id, player=sender)
     if isinstance(event, (RoomMessageMedia, RoomEncryptedMedia)):
         if not plays:
             return Ignore("an upload by someone who does not play here")
@@ -343,7 +345,7 @@ def _route_edit(event: RoomMessageText, room: RoomMeta, relates_to: dict[str, An
         return Ignore("an edit outside a story, or of nothing")
     if text.startswith("!"):
         return Tell(room.room_id, event.event_id, "edit", EDIT_INTO_COMMAND)
-    return EditLine(room.room_id, room.chat_id, original, text, event.event_id)
+    return EditLine(room.room_id, room.chat_id, original, text, event.event_id, player=event.sender)
 
 
 REACTIONS = (STOP, REDO, EARLIER_TAKE, LATER_TAKE, GO_ON)

@@ -6,7 +6,7 @@ Tables: user_meta (a user's Space and lobby), room_meta (what each room is for, 
 it shows, and whether its players take turns in rounds), room_players (who plays in each story
 room besides its owner, as the room's membership says), counters, kv (the sync token, uploaded media), reply_messages
 (which Matrix message shows which reply), undecrypted (events waiting for their
-key) and memory_lists (the last `!memory` list shown in each room). Plain SQL in small named functions taking the store first.
+key) and memory_lists (the last `!memory` list each player was shown in each room). Plain SQL in small named functions taking the store first.
 """
 
 from __future__ import annotations
@@ -116,6 +116,24 @@ ADAPTER_SCHEMA.statements("the players of each story room, and rounds", [
         PRIMARY KEY (room_id, user_id)
     )""",
     "ALTER TABLE room_meta ADD COLUMN rounds INTEGER NOT NULL DEFAULT 0",
+])
+# Each player's last `!memory` list: `!forget <n>` numbers from the asker's own list (a list shown
+# before is the owner's).
+ADAPTER_SCHEMA.statements("the last memory list each player was shown in each room", [
+    """CREATE TABLE memory_lists_of_players (
+        room_id TEXT NOT NULL,
+        player TEXT NOT NULL,  -- who asked for the list
+        chat_id TEXT NOT NULL,
+        holder TEXT NOT NULL,  -- whose memories: a character id, or "you" (the player who asked)
+        holder_name TEXT NOT NULL,
+        memory_ids TEXT NOT NULL,  -- JSON list, in the order shown (number 1 first)
+        PRIMARY KEY (room_id, player)
+    )""",
+    """INSERT INTO memory_lists_of_players (room_id, player, chat_id, holder, holder_name, memory_ids)
+       SELECT m.room_id, r.matrix_user_id, m.chat_id, m.holder, m.holder_name, m.memory_ids
+       FROM memory_lists m JOIN room_meta r ON r.room_id = m.room_id""",
+    "DROP TABLE memory_lists",
+    "ALTER TABLE memory_lists_of_players RENAME TO memory_lists",
 ])
 
 
@@ -410,9 +428,10 @@ async def forget_undecrypted(store: AdapterStore, event_id: str) -> None:
 
 @dataclass(frozen=True)
 class MemoryList:
-    """The memories a `!memory` list showed in a room, numbered from 1 in this order."""
+    """The memories a `!memory` list showed `player` in a room, numbered from 1 in this order."""
 
     room_id: str
+    player: str
     chat_id: str
     holder: str
     holder_name: str
@@ -422,17 +441,18 @@ class MemoryList:
 async def set_memory_list(store: AdapterStore, shown: MemoryList) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall(
-            """INSERT INTO memory_lists (room_id, chat_id, holder, holder_name, memory_ids) VALUES (?, ?, ?, ?, ?)
-               ON CONFLICT (room_id) DO UPDATE SET chat_id = excluded.chat_id, holder = excluded.holder,
+            """INSERT INTO memory_lists (room_id, player, chat_id, holder, holder_name, memory_ids) VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (room_id, player) DO UPDATE SET chat_id = excluded.chat_id, holder = excluded.holder,
                    holder_name = excluded.holder_name, memory_ids = excluded.memory_ids""",
-            (shown.room_id, shown.chat_id, shown.holder, shown.holder_name, json.dumps(list(shown.memory_ids))),
+            (shown.room_id, shown.player, shown.chat_id, shown.holder, shown.holder_name, json.dumps(list(shown.memory_ids))),
         )
 
 
-async def memory_list(store: AdapterStore, room_id: str) -> MemoryList | None:
-    rows = await store.conn.execute_fetchall("SELECT * FROM memory_lists WHERE room_id = ?", (room_id,))
+async def memory_list(store: AdapterStore, room_id: str, player: str) -> MemoryList | None:
+    """The last `!memory` list `player` was shown in `room_id`."""
+    rows = await store.conn.execute_fetchall("SELECT * FROM memory_lists WHERE room_id = ? AND player = ?", (room_id, player))
     row = next(iter(rows), None)
     if row is None:
         return None
-    return MemoryList(row["room_id"], row["chat_id"], row["holder"], row["holder_name"],
+    return MemoryList(row["room_id"], row["player"], row["chat_id"], row["holder"], row["holder_name"],
                       tuple(json.loads(row["memory_ids"])))

@@ -72,7 +72,7 @@ def edit(body: str, sender: str = ALICE) -> Any:
 
 def test_an_edit_of_a_line_in_a_story_asks_to_run_the_turn_again() -> None:
     fixed = edit("  Hello, Wren!  ")
-    assert route("!story", fixed, STORY, BOT) == EditLine("!story", "chat-1", "$old", "Hello, Wren!", fixed.event_id)
+    assert route("!story", fixed, STORY, BOT) == EditLine("!story", "chat-1", "$old", "Hello, Wren!", fixed.event_id, player=ALICE)
     into_command = edit("!skip 2h")
     assert route("!story", into_command, STORY, BOT) == Tell("!story", into_command.event_id, "edit", EDIT_INTO_COMMAND)
     assert isinstance(route("!lobby", edit("!new wren"), LOBBY, BOT), Ignore)  # an edit elsewhere changes nothing
@@ -91,7 +91,7 @@ def redaction(redacts: str, sender: str = ALICE, *, in_content: bool = False) ->
 def test_a_deletion_in_a_story_asks_to_take_it_back_whichever_room_version_wrote_it() -> None:
     for in_content in (False, True):  # `redacts` at the top level before room version 11, in the content from 11 on
         deleted = redaction("$line", in_content=in_content)
-        assert route("!story", deleted, STORY, BOT) == TakeBack("!story", "$line", deleted.event_id)
+        assert route("!story", deleted, STORY, BOT) == TakeBack("!story", "$line", deleted.event_id, player=ALICE)
     assert isinstance(route("!story", redaction("$line", sender=BOB), STORY, BOT), Ignore)
     assert isinstance(route("!lobby", redaction("$line"), LOBBY, BOT), Ignore)
     assert isinstance(route("!story", redaction("$reply", sender=BOT), STORY, BOT), Ignore)
