@@ -38,7 +38,9 @@ sees it, answers it with `post_turn`, and says when the answer was shown
 (`line_answered`); `owed_lines` lists what is still owed after a restart.  The engine
 alone decides what a regenerate replaces (`regenerate_target`).
 
-Several players: a story's owner is its first player; others `join_player` and `leave_player`
+Characters come and go: `invite_character` brings one in (its entrance streamed), up to
+`MAX_CHARACTERS` at once; `dismiss_character` lets one leave (never the host); `cast` lists
+those present.  Several players: a story's owner is its first player; others `join_player` and `leave_player`
 (`players` lists them).  Every call that acts for a player takes `player=` (None: the story's
 owner): a line by someone who does not play in the story raises NotAPlayerError and writes
 nothing; each player is a witness of what is said while they play, with a persona of their own
@@ -72,6 +74,7 @@ from core.eventlog.events import LEGACY_PLAYER
 from core.llm.base import ChatMessage, LLMClient
 from core.services import reports, scenes, timeskip
 from core.services.card_text import greeting as greeting_text
+from core.services.cast_changes import MAX_CHARACTERS, CastChanges
 from core.services.dialogue import (
     GREETING_SOURCE,
     GUEST_ENTRANCE_SOURCE,
@@ -127,6 +130,7 @@ __all__ = [
     "Engine",
     "ExportedScene",
     "ExportedTurn",
+    "MAX_CHARACTERS",
     "LoreEntryInfo",
     "LoreImportResult",
     "MemoryInfo",
@@ -270,6 +274,7 @@ class Engine:
         self.llm = llm
         self.pipeline = TurnPipeline(db, llm, budget_tokens=budget_tokens, replies=replies or ReplySettings())
         self.control = StoryControl(self.pipeline)
+        self.cast_changes = CastChanges(self.pipeline)
 
     @classmethod
     async def open(
@@ -431,6 +436,35 @@ class Engine:
                 tx, chat_id, "assistant", host.character_id, text, source_id=GREETING_SOURCE
             )
         return TurnUpdate(host.name, host.character_id, turn.text, done=True, turn_id=turn.turn_id)
+
+    # -- characters come and go -----------------------------------------------------------
+
+    async def cast(self, chat_id: str) -> list[CharacterInfo]:
+        """The characters present in the story: its host first, then in the order they came."""
+        return [CharacterInfo(c.character_id, c.name, c.description) for c in (await load_cast(self.db, chat_id)).characters]
+
+    async def invite_character(self, chat_id: str, character: str) -> AsyncGenerator[TurnUpdate, None]:
+        """`character` (id or name) comes into the story: present from now on (a witness of what
+        follows, of nothing before), with its card's lorebook; its entrance streams like a guest's
+        (a V3 card's group greeting, when it has one, sets its voice).  UnknownCharacterError for no
+        such character; InvalidCastError when it is present already or the story holds
+        `MAX_CHARACTERS`.  A model error is raised after it came in (it is present, without an entrance)."""
+        await world.require_chat(self.db, chat_id)
+        chosen = await resolve_character(self.db, character)
+        async with aclosing(self.cast_changes.invite(chat_id, chosen)) as updates:
+            async for update in updates:
+                yield update
+
+    async def dismiss_character(self, chat_id: str, character: str) -> CharacterInfo:
+        """`character` (id or name) leaves the story; it keeps what it witnessed (and may come back).
+        InvalidCastError when it is not present or is the story's host (who stays: a story always
+        has a character); UnknownCharacterError for no such character."""
+        cast = await load_cast(self.db, chat_id)
+        wanted = character.strip().lower()
+        chosen = next((c for c in cast.characters if wanted in (c.character_id.lower(), c.name.lower())), None)
+        chosen = chosen or await resolve_character(self.db, character)
+        await self.cast_changes.dismiss(chat_id, chosen)
+        return CharacterInfo(chosen.character_id, chosen.name, chosen.description)
 
     async def guest_entrance(self, chat_id: str) -> TurnUpdate | None:
         """In a two-character story, the guest's entrance after the host's greeting: written
@@ -727,11 +761,11 @@ class Engine:
     # -- reading a whole story ----------------------------------------------------------
 
     async def export_story(self, chat_id: str) -> StoryExport:
-        """The story as the player saw it: cast, shown turns in order (no superseded swipes,
+        """The story as the player saw it: cast (present now), shown turns in order (no superseded swipes,
         no off-screen meanwhile lines), main scenes with their per-POV summaries, and
         plot threads.  Reads only; ChatNotFoundError for an unknown chat."""
         chat = await world.require_chat(self.db, chat_id)
-        cast_ids = [chat.host] + ([chat.guest] if chat.guest else [])
+        cast_ids = await world.cast_ids(self.db, chat_id)
         characters = {c.character_id: c for c in await world.list_characters(self.db)}
         cast = tuple(
             CharacterInfo(cid, characters[cid].name, characters[cid].description) for cid in cast_ids if cid in characters

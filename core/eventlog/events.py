@@ -191,7 +191,23 @@ class PlayerLeft(ChatEvent):
 
 @event_kind("chat_guest_set")
 class ChatGuestSet(ChatEvent):
+    """The story's guest is now `guest` (None: it has none): the one before leaves the story."""
+
     guest: Ident | None
+
+
+@event_kind("character_invited")
+class CharacterInvited(ChatEvent):
+    """`character_id` comes into the story: present from now on (a witness of what follows)."""
+
+    character_id: Ident
+
+
+@event_kind("character_dismissed")
+class CharacterDismissed(ChatEvent):
+    """`character_id` leaves the story (never its host); it keeps what it witnessed."""
+
+    character_id: Ident
 
 
 @event_kind("clock_set")

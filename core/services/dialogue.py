@@ -26,7 +26,7 @@ from core.state.turns import Turn
 GREETING_SOURCE = "greeting"
 REPLY_SUFFIX = "#reply"  # the source of the reply to the player's line `<source>`
 FOLLOW_UP_SUFFIX = "#follow-up"  # the source of the other character's short answer to a reply
-GUEST_SUFFIX = "#guest"  # a guest's entrance after the greeting
+GUEST_SUFFIX = "#guest"  # a character's entrance: a guest's after the greeting, or an invited one's
 SKIP_SUFFIX = "#skip"  # the narration of a time skip the player's line asked for
 GUEST_ENTRANCE_SOURCE = GREETING_SOURCE + GUEST_SUFFIX
 ENGINE_SOURCE_SUFFIXES = (REPLY_SUFFIX, FOLLOW_UP_SUFFIX, GUEST_SUFFIX, SKIP_SUFFIX)
@@ -101,7 +101,7 @@ async def require_character(source: Readable, character_id: str) -> world.Charac
 
 async def load_cast(source: Readable, chat_id: str) -> Cast:
     chat = await world.require_chat(source, chat_id)
-    ids = [chat.host] + ([chat.guest] if chat.guest and chat.guest != chat.host else [])
+    ids = await world.cast_ids(source, chat_id)
     everyone = await story_players_personas(source, chat_id)
     owner = next(p.persona for p in everyone if p.is_owner)
     return Cast(chat, tuple([await require_character(source, i) for i in ids]), owner,

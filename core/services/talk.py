@@ -54,7 +54,7 @@ from core.eventlog import Database
 from core.keyed_locks import KeyedLocks
 from core.llm.base import LLMClient
 from core.services import addressee, ooc, scenes, timeskip
-from core.services.card_text import fill, whole_sentences
+from core.services.card_text import fill, group_greeting, whole_sentences
 from core.services.dialogue import (
     FOLLOW_UP_SUFFIX,
     SKIP_SUFFIX,
@@ -96,6 +96,18 @@ FOLLOW_UP_MAX_TOKENS = 150
 
 
 SCENE_CLOSES = TurnUpdate(timeskip.NARRATOR_NAME, timeskip.NARRATOR, "The scene closes.", True, kind="scene")
+
+
+def entrance_instruction(character: world.Character, cast: Cast) -> str:
+    """What a character's entrance is asked as: coming in, in this story's place and time, with its
+    own opening (a group greeting of a V3 card, else its greeting) quoted for its voice only."""
+    own = fill(group_greeting(character) or character.first_mes, character, cast)
+    return (
+        f"[{character.name} arrives in this scene. Write {character.name}'s entrance: what {character.name} says and "
+        f"does on coming in, in this story's place and time."
+        + (f" How {character.name} usually opens, for the voice only (the place and situation there are not "
+           f"this story's): \"{whole_sentences(own, ENTRANCE_SAMPLE_CHARS)}\"" if own else "") + "]"
+    )
 
 
 def follow_up_instruction(answered: world.Character, speaker: world.Character) -> str:
@@ -223,8 +235,7 @@ class TurnPipeline:
         return not await turn_state.shown_story_turns_from(self.db, chat_id, line.turn_id + 1)
 
     async def entrance(self, chat_id: str, source_id: str) -> AsyncGenerator[TurnUpdate, None]:
-        """The guest's entrance into the host's story, once (`source_id` keys it): written by the
-        model in the story's scene, with the guest's own greeting as a sample of its voice."""
+        """The guest's entrance into the host's story, once (`source_id` keys it; see `write_entrance`)."""
         async with self.hold(chat_id):
             cast = await load_cast(self.db, chat_id)
             done = await turn_state.get_turn_by_source(self.db, chat_id, source_id)
@@ -232,33 +243,37 @@ class TurnPipeline:
                 if done is not None:
                     yield done_update(cast, done)
                 return
-            guest = cast.characters[1]
-            own = fill(guest.first_mes, guest, cast)
-            instruction = (
-                f"[{guest.name} arrives in this scene. Write {guest.name}'s entrance: what {guest.name} says and "
-                f"does on coming in, in this story's place and time."
-                + (f" How {guest.name} usually opens, for the voice only (the place and situation there are not "
-                   f"this story's): \"{whole_sentences(own, ENTRANCE_SAMPLE_CHARS)}\"" if own else "") + "]"
-            )
-            control = self._in_flight[chat_id] = InFlight()
-            try:
-                async with aclosing(self.writer.write_reply(cast, guest, None, source_id, control, instruction)) as updates:
-                    async for update in updates:
-                        yield update
-            finally:
-                self._in_flight.pop(chat_id, None)
+            async with aclosing(self.write_entrance(cast, cast.characters[1], source_id)) as updates:
+                async for update in updates:
+                    yield update
+
+    async def write_entrance(
+        self, cast: Cast, character: world.Character, source_id: str
+    ) -> AsyncGenerator[TurnUpdate, None]:
+        """`character`'s entrance into the story, written by the model in the story's scene, with its
+        own greeting (a V3 card's first group greeting, if it has one) as a sample of its voice; the
+        caller holds the chat's turn."""
+        chat_id = cast.chat.chat_id
+        control = self._in_flight[chat_id] = InFlight()
+        try:
+            reply = self.writer.write_reply(cast, character, None, source_id, control, entrance_instruction(character, cast))
+            async with aclosing(reply) as updates:
+                async for update in updates:
+                    yield update
+        finally:
+            self._in_flight.pop(chat_id, None)
 
     @staticmethod
     def _addressed_other(
         cast: Cast, speaker: world.Character, last: TurnUpdate | None, control: InFlight
     ) -> world.Character | None:
-        """The other character present, when the reply just given speaks to it by name."""
-        if last is None or not last.done or last.truncated or control.cancel_requested or len(cast.characters) != 2:
+        """The one other character present that the reply just given speaks to by name, if it does."""
+        if last is None or not last.done or last.truncated or control.cancel_requested or len(cast.characters) < 2:
             return None
-        other = next(c for c in cast.characters if c.character_id != speaker.character_id)
         spoken = re.sub(r"\*[^*]*\*", " ", last.text)  # what it says, not its *actions* (narration)
         called, _ = addressee.named_characters(cast, spoken, strict=True)
-        return other if other in called else None
+        others = [c for c in called if c.character_id != speaker.character_id]
+        return others[0] if len(others) == 1 else None
 
     def chats_held(self) -> int:
         """Chats this pipeline keeps anything for (a lock, a generation, after-work): only those in flight."""

@@ -1,4 +1,4 @@
-"""The world read model: characters, chats, each chat's story clock, and scenes.
+"""The world read model: characters, chats (and who is present in each), each chat's story clock, and scenes.
 
 Reads take any `Readable` (the Database reads committed state through its
 reader connection; a Transaction sees its own writes).  Writes take a
@@ -164,6 +164,27 @@ async def set_chat_title(target: Writable, chat_id: str, title: str) -> None:
 
 async def set_guest(target: Writable, chat_id: str, guest: str | None) -> None:
     await append_and_apply(target, "chat_guest_set", {"chat_id": chat_id, "guest": guest})
+
+
+async def cast_ids(source: Readable, chat_id: str) -> list[str]:
+    """The characters present in the story: its host first, then in the order they came."""
+    rows = await fetch_all(
+        source,
+        """SELECT sc.character_id FROM story_cast sc JOIN chats c ON c.chat_id = sc.chat_id
+           WHERE sc.chat_id = ? ORDER BY sc.character_id = c.host DESC, sc.joined_seq, sc.character_id""",
+        (chat_id,),
+    )
+    return [r["character_id"] for r in rows]
+
+
+async def invite_character(target: Writable, chat_id: str, character_id: str) -> int:
+    """`character_id` comes into the story; returns the event's seq (what keys its entrance)."""
+    event = await append_and_apply(target, "character_invited", {"chat_id": chat_id, "character_id": character_id})
+    return event.seq
+
+
+async def dismiss_character(target: Writable, chat_id: str, character_id: str) -> None:
+    await append_and_apply(target, "character_dismissed", {"chat_id": chat_id, "character_id": character_id})
 
 
 async def set_note(target: Writable, chat_id: str, text: str) -> None:

@@ -69,8 +69,7 @@ async def _turn_recorded(conn: aiosqlite.Connection, seq: int, p: TurnRecorded) 
     await conn.execute_fetchall(
         """INSERT INTO turn_witnesses (turn_id, witness)
            SELECT :turn, player FROM story_players WHERE chat_id = :chat AND active = 1
-           UNION SELECT :turn, host FROM chats WHERE chat_id = :chat
-           UNION SELECT :turn, guest FROM chats WHERE chat_id = :chat AND guest IS NOT NULL""",
+           UNION SELECT :turn, character_id FROM story_cast WHERE chat_id = :chat""",
         {"turn": seq, "chat": p.chat_id},
     )
     if old is not None and not _withdrawn(old):
