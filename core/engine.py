@@ -52,7 +52,7 @@ in the story; a reply names the players it answers (`TurnUpdate.answering`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -101,7 +101,7 @@ from core.services.reports import (
 from core.services.rollback import TakenBack
 from core.services.scenes import SceneCloseResult
 from core.services.story_control import StoryControl
-from core.services.talk import AfterTurn, AfterTurnStep, TurnPipeline, TurnUpdate, require_playing
+from core.services.talk import AfterTurn, AfterTurnStep, Line, TurnPipeline, TurnUpdate, require_playing
 from core.services.timeskip import SkipResult
 from core.services.tokens import DEFAULT_CONTEXT_TOKENS
 from core.state import lines, personas, plans, players, world
@@ -141,6 +141,7 @@ __all__ = [
     "RegenerateTarget",
     "ReplySettings",
     "Rewound",
+    "RoundLine",
     "SceneCloseResult",
     "SkipResult",
     "StoryExport",
@@ -172,6 +173,15 @@ class PlayerInfo:
     name: str
     is_owner: bool
     active: bool
+
+
+@dataclass(frozen=True)
+class RoundLine:
+    """One player's line of a round: who said it (None: the story's owner), what, and the adapter's id."""
+
+    player: str | None
+    text: str
+    source_id: str
 
 
 @dataclass(frozen=True)
@@ -503,6 +513,29 @@ class Engine:
         updates = self.pipeline.post_turn(chat_id, text, source_id, player=author, replying_to=replying_to)
         async with aclosing(updates) as stream:
             async for update in stream:
+                yield update
+
+    async def post_round(self, chat_id: str, lines: Sequence[RoundLine]) -> AsyncGenerator[TurnUpdate, None]:
+        """The players' lines of a round, each recorded once (idempotent by source id, like
+        `post_turn`), answered by ONE reply (routed like a line: by the names the lines call, at
+        most one classifier call) that speaks to each player; its updates name every player it
+        answers (`answering`).  Posting the round, or any line of it, again returns that reply.
+        InvalidInputError (nothing written) for no line, a source id twice, a line refused as it
+        stands, or an out-of-character line among others (it is answered on its own);
+        NotAPlayerError for a new line by someone who does not play in the story."""
+        if not lines:
+            raise InvalidInputError("a round needs at least one line")
+        if len({line.source_id for line in lines}) != len(lines):
+            raise InvalidInputError("each line of a round has a source id of its own")
+        round_lines = []
+        for line in lines:
+            check_line(line.text)
+            check_source_id(line.source_id)
+            if len(lines) > 1 and is_out_of_character(line.text):
+                raise InvalidInputError("a line in double parentheses is out of character: it is answered on its own")
+            round_lines.append(Line(await self._player(chat_id, line.player), line.text, line.source_id))
+        async with aclosing(self.pipeline.post_lines(chat_id, round_lines)) as updates:
+            async for update in updates:
                 yield update
 
     async def receive_line(self, chat_id: str, text: str, source_id: str, *, player: str | None = None) -> bool:

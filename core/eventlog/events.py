@@ -272,6 +272,7 @@ class TurnRecorded(ChatEvent):
     truncated: bool = False
     supersedes: RowId | None = None
     speaker_name: Annotated[str, StringConstraints(max_length=200)] | None = None  # a player's persona name then
+    answered_with: Ident | None = None  # a line of a round: the source id of the round's last line, whose reply answers it
 
 
 @event_kind("turn_truncated")

@@ -524,3 +524,11 @@ async def _story_cast(conn: aiosqlite.Connection) -> None:
                    SELECT chat_id, :character, :seq FROM chats WHERE chat_id = :chat
                      AND EXISTS (SELECT 1 FROM characters WHERE character_id = :character)""",
                 {"chat": chat_id, "character": character_id, "seq": seq})
+
+
+@migration("rounds: a player's line answered by the reply to a later line of the same round")
+async def _rounds(conn: aiosqlite.Connection) -> None:
+    await run_statements(conn, [
+        "ALTER TABLE turns ADD COLUMN answered_with TEXT",  # the source id of the round's last line
+        "CREATE INDEX turns_by_round ON turns (chat_id, answered_with) WHERE answered_with IS NOT NULL",
+    ])

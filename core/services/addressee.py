@@ -144,13 +144,20 @@ def named_characters(
 
 
 def local_addressee(
-    cast: Cast, dialogue: Sequence[Turn], text: str, replying_to: str | None = None
+    cast: Cast, dialogue: Sequence[Turn], text: str | Sequence[str], replying_to: str | None = None
 ) -> world.Character | None:
-    """Who answers `text` when it is plain without a model: the one character it speaks to
-    by name, else the character whose message it replies to, else whoever spoke last (the
-    player is still talking to them), else the host.  None when it calls more than one by
-    name, or names one only in passing ("Does Ilse always bring news?"): the model decides."""
-    called, mentioned = named_characters(cast, text)
+    """Who answers `text` (a line, or the lines of a round) when it is plain without a model: the
+    one character it speaks to by name, else the character whose message it replies to, else
+    whoever spoke last (the player is still talking to them), else the host.  None when it calls
+    more than one by name, or names one only in passing ("Does Ilse always bring news?"): the
+    model decides."""
+    called: list[world.Character] = []
+    mentioned: list[world.Character] = []
+    for said in [text] if isinstance(text, str) else text:
+        by_name, in_passing = named_characters(cast, said)
+        called += [c for c in by_name if c not in called]
+        mentioned += [c for c in in_passing if c not in mentioned and c not in called]
+    mentioned = [c for c in mentioned if c not in called]
     if len(called) == 1 and not mentioned:
         return called[0]
     if called or mentioned:
