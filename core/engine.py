@@ -68,6 +68,7 @@ from core.errors import (
     MemoryNotFoundError,
     OwnerCannotLeaveError,
     ReservedSourceIdError,
+    UnknownCharacterError,
 )
 from core.eventlog.db import Database, Transaction, open_database
 from core.eventlog.events import LEGACY_PLAYER
@@ -235,6 +236,12 @@ class CharacterInfo:
     character_id: str
     name: str
     description: str
+    owner: str | None = None  # the player who imported it (None: everyone's, like the built-in ones)
+    shared: bool = False  # its owner shared it with everyone
+
+    @classmethod
+    def of(cls, character: world.Character) -> CharacterInfo:
+        return cls(character.character_id, character.name, character.description, character.owner, character.shared)
 
 
 @dataclass(frozen=True)
@@ -305,16 +312,31 @@ class Engine:
         """Run `step` after every recorded reply (as a task; the chat's next turn waits for it)."""
         self.pipeline.after_turn_steps.append(step)
 
-    async def list_characters(self) -> list[CharacterInfo]:
-        return [CharacterInfo(c.character_id, c.name, c.description) for c in await world.list_characters(self.db)]
+    async def list_characters(self, *, player: str | None = None) -> list[CharacterInfo]:
+        """The characters `player` may use (the built-in ones, shared ones and their own), by name;
+        every character with None."""
+        return [CharacterInfo.of(c) for c in await world.list_characters(self.db, usable_by=player)]
 
-    async def import_character(self, data: bytes | str) -> CharacterInfo:
-        """Register the character of a Character Card V2/V3 (JSON, or PNG with a `chara`/`ccv3` chunk).
+    async def import_character(self, data: bytes | str, *, owner: str | None = None) -> CharacterInfo:
+        """Register the character of a Character Card V2/V3 (JSON, or PNG with a `chara`/`ccv3` chunk),
+        owned by `owner`: listed and usable only for them (in their stories) until they share it
+        (None: everyone's).  It always gets an id of its own: an import never replaces a character,
+        so nobody's card is taken over by another's import of it.
 
-        Raises CardImportError for anything that is not a readable card; nothing is written then.
+        Raises CardImportError for anything that is not a readable card, InvalidInputError for an
+        owner id a player cannot have; nothing is written then.
         """
-        character = await import_card(self.db, data)
-        return CharacterInfo(character.character_id, character.name, character.description)
+        character = await import_card(self.db, data, owner=None if owner is None else check_player_id(owner))
+        return CharacterInfo.of(character)
+
+    async def share_character(self, player: str, character: str) -> CharacterInfo:
+        """`player`'s own character (id or name) becomes everyone's to list and use.  A character
+        already everyone's is returned as it is; UnknownCharacterError for one `player` may not use."""
+        chosen = await resolve_character(self.db, character, usable_by=[player])
+        if chosen.owner == player and not chosen.shared:
+            await world.share_character(self.db, chosen.character_id)
+            chosen = await require_character(self.db, chosen.character_id)
+        return CharacterInfo.of(chosen)
 
     async def persona(self, owner: str, chat_id: str | None = None) -> Persona:
         """The player's persona for new stories (a default from their id until they set one), or
@@ -405,6 +427,14 @@ class Engine:
         """The player an action is for: `player`, or the story's owner."""
         return player if player is not None else (await world.require_chat(self.db, chat_id)).owner
 
+    async def _usable(self, character_id: str, players: list[str]) -> world.Character:
+        """The character `character_id`, if one of `players` may use it; else UnknownCharacterError,
+        as for a character that does not exist."""
+        character = await world.get_character(self.db, character_id)
+        if character is None or not any(character.usable_by(p) for p in players):
+            raise UnknownCharacterError(character_id)
+        return character
+
     async def create_chat(
         self, *, owner: str, host: str, guest: str | None = None, title: str | None = None,
         starts_at: datetime | None = None, scenario: str | None = None,
@@ -413,9 +443,10 @@ class Engine:
         host's card's).  It begins at `starts_at`, else when its opening (that scenario and the
         host's greeting) says, read by one classifier call (purpose "opening_time", made only
         when the opening has a word about time), else at `STORY_START`.  InvalidInputError for
-        an unreadable or overlong scenario, InvalidTimeError for a start after the year 9000."""
-        host_character = await require_character(self.db, host)
-        guest_character = await require_character(self.db, guest) if guest else None
+        an unreadable or overlong scenario, InvalidTimeError for a start after the year 9000;
+        UnknownCharacterError for a host or guest the owner may not use (another player's own)."""
+        host_character = await self._usable(host, [owner])
+        guest_character = await self._usable(guest, [owner]) if guest else None
         if guest_character is not None and guest_character.character_id == host_character.character_id:
             raise InvalidCastError(f"{host_character.name} cannot be their own guest")
         scenario = check_scenario(scenario or "")
@@ -451,16 +482,19 @@ class Engine:
 
     async def cast(self, chat_id: str) -> list[CharacterInfo]:
         """The characters present in the story: its host first, then in the order they came."""
-        return [CharacterInfo(c.character_id, c.name, c.description) for c in (await load_cast(self.db, chat_id)).characters]
+        return [CharacterInfo.of(c) for c in (await load_cast(self.db, chat_id)).characters]
 
-    async def invite_character(self, chat_id: str, character: str) -> AsyncGenerator[TurnUpdate, None]:
+    async def invite_character(
+        self, chat_id: str, character: str, *, player: str | None = None
+    ) -> AsyncGenerator[TurnUpdate, None]:
         """`character` (id or name) comes into the story: present from now on (a witness of what
         follows, of nothing before), with its card's lorebook; its entrance streams like a guest's
-        (a V3 card's group greeting, when it has one, sets its voice).  UnknownCharacterError for no
-        such character; InvalidCastError when it is present already or the story holds
+        (a V3 card's group greeting, when it has one, sets its voice).  It must be one the story's
+        owner, or the inviting `player`, may use.  UnknownCharacterError for no such character (or
+        one neither may use); InvalidCastError when it is present already or the story holds
         `MAX_CHARACTERS`.  A model error is raised after it came in (it is present, without an entrance)."""
-        await world.require_chat(self.db, chat_id)
-        chosen = await resolve_character(self.db, character)
+        chat = await world.require_chat(self.db, chat_id)
+        chosen = await resolve_character(self.db, character, usable_by=[chat.owner, *([player] if player else [])])
         async with aclosing(self.cast_changes.invite(chat_id, chosen)) as updates:
             async for update in updates:
                 yield update
@@ -474,7 +508,7 @@ class Engine:
         chosen = next((c for c in cast.characters if wanted in (c.character_id.lower(), c.name.lower())), None)
         chosen = chosen or await resolve_character(self.db, character)
         await self.cast_changes.dismiss(chat_id, chosen)
-        return CharacterInfo(chosen.character_id, chosen.name, chosen.description)
+        return CharacterInfo.of(chosen)
 
     async def guest_entrance(self, chat_id: str) -> TurnUpdate | None:
         """In a two-character story, the guest's entrance after the host's greeting: written
@@ -738,7 +772,10 @@ class Engine:
         """Whose memory `character` names: a character (id or name), or with "you" (or "me") the
         asking `player` (the owner, with None)."""
         asker = await self._player(chat_id, player)
-        return reports.player_or(character, asker) or (await resolve_character(self.db, character)).character_id
+        if (me := reports.player_or(character, asker)) is not None:
+            return me
+        cast = await load_cast(self.db, chat_id)
+        return (await resolve_character(self.db, character, prefer=cast.characters)).character_id
 
     async def search_memory(
         self, chat_id: str, character: str, query: str, limit: int = 5, *, player: str | None = None
@@ -801,7 +838,7 @@ class Engine:
         cast_ids = await world.cast_ids(self.db, chat_id)
         characters = {c.character_id: c for c in await world.list_characters(self.db)}
         cast = tuple(
-            CharacterInfo(cid, characters[cid].name, characters[cid].description) for cid in cast_ids if cid in characters
+            CharacterInfo.of(characters[cid]) for cid in cast_ids if cid in characters
         )
 
         story_cast = await load_cast(self.db, chat_id)

@@ -114,7 +114,9 @@ def parse_payload(kind: str, payload: EventPayload | Mapping[str, Any]) -> Event
 
 @event_kind("character_registered")
 class CharacterRegistered(EventPayload):
-    """Adds a character, or replaces one with the same id (re-import)."""
+    """Adds a character, or replaces one with the same id.  `owner`: the player who imported it,
+    the only one who sees and uses it until they share it (None: everyone's, like the built-in
+    characters and every character imported before players owned theirs)."""
 
     character_id: Ident
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -132,6 +134,14 @@ class CharacterRegistered(EventPayload):
     character_version: str = ""
     spec: str = "manual"  # "builtin", "chara_card_v1", "chara_card_v2", "chara_card_v3", "manual"
     raw_card: dict[str, Any] | None = None
+    owner: Ident | None = None
+
+
+@event_kind("character_shared")
+class CharacterShared(EventPayload):
+    """The owner of `character_id` shares it: every player sees and uses it from now on."""
+
+    character_id: Ident
 
 
 @event_kind("persona_set")

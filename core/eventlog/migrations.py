@@ -532,3 +532,13 @@ async def _rounds(conn: aiosqlite.Connection) -> None:
         "ALTER TABLE turns ADD COLUMN answered_with TEXT",  # the source id of the round's last line
         "CREATE INDEX turns_by_round ON turns (chat_id, answered_with) WHERE answered_with IS NOT NULL",
     ])
+
+
+@migration("what a player owns: the player who imported each character (none: shared with everyone, like the "
+           "built-in ones and every character imported before), and whether its owner shared it")
+async def _character_owners(conn: aiosqlite.Connection) -> None:
+    await run_statements(conn, [
+        "ALTER TABLE characters ADD COLUMN owner TEXT",
+        "ALTER TABLE characters ADD COLUMN shared INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX characters_by_owner ON characters (owner) WHERE owner IS NOT NULL",
+    ])

@@ -39,6 +39,12 @@ class Character:
     character_version: str
     spec: str
     raw_card: dict[str, Any] | None  # the imported card as it was, unknown fields included
+    owner: str | None = None  # the player who imported it (None: everyone's)
+    shared: bool = False  # its owner shared it with everyone
+
+    def usable_by(self, player: str) -> bool:
+        """Whether `player` sees and uses the character: everyone's, shared, or their own."""
+        return self.owner is None or self.shared or self.owner == player
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ def _character(row: Any) -> Character:
         tags=json_tuple(row["tags"]), creator=row["creator"],
         character_version=row["character_version"], spec=row["spec"],
         raw_card=None if row["raw_card"] is None else json.loads(row["raw_card"]),
+        owner=row["owner"], shared=bool(row["shared"]),
     )
 
 
@@ -109,8 +116,19 @@ async def get_character(source: Readable, character_id: str) -> Character | None
     return None if row is None else _character(row)
 
 
-async def list_characters(source: Readable) -> list[Character]:
-    return [_character(r) for r in await fetch_all(source, "SELECT * FROM characters ORDER BY name, character_id")]
+async def list_characters(source: Readable, *, usable_by: str | None = None) -> list[Character]:
+    """Every character (with `usable_by`, those that player sees: everyone's, shared, their own), by name."""
+    rows = await fetch_all(
+        source,
+        """SELECT * FROM characters WHERE :player IS NULL OR owner IS NULL OR shared = 1 OR owner = :player
+           ORDER BY name, character_id""",
+        {"player": usable_by},
+    )
+    return [_character(r) for r in rows]
+
+
+async def share_character(target: Writable, character_id: str) -> None:
+    await append_and_apply(target, "character_shared", {"character_id": character_id})
 
 
 # --- chats and the clock -------------------------------------------------------------

@@ -18,6 +18,7 @@ from core.eventlog.events import (
     CharacterDismissed,
     CharacterInvited,
     CharacterRegistered,
+    CharacterShared,
     ChatCreated,
     ChatGuestSet,
     ChatTitleSet,
@@ -65,8 +66,8 @@ async def _character_registered(conn: aiosqlite.Connection, seq: int, p: Charact
         """INSERT INTO characters (
                character_id, name, description, personality, scenario, first_mes, mes_example,
                system_prompt, post_history_instructions, creator_notes, alternate_greetings, tags,
-               creator, character_version, spec, raw_card, registered_seq)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               creator, character_version, spec, raw_card, registered_seq, owner)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (character_id) DO UPDATE SET
                name = excluded.name, description = excluded.description,
                personality = excluded.personality, scenario = excluded.scenario,
@@ -77,15 +78,22 @@ async def _character_registered(conn: aiosqlite.Connection, seq: int, p: Charact
                alternate_greetings = excluded.alternate_greetings, tags = excluded.tags,
                creator = excluded.creator, character_version = excluded.character_version,
                spec = excluded.spec, raw_card = excluded.raw_card,
-               registered_seq = excluded.registered_seq""",
+               registered_seq = excluded.registered_seq, owner = excluded.owner""",
         (
             p.character_id, p.name, p.description, p.personality, p.scenario, p.first_mes,
             p.mes_example, p.system_prompt, p.post_history_instructions, p.creator_notes,
             json_list(p.alternate_greetings), json_list(p.tags), p.creator, p.character_version,
             p.spec, None if p.raw_card is None else json.dumps(p.raw_card, ensure_ascii=False),
-            seq,
+            seq, p.owner,
         ),
     )
+    return None
+
+
+@projects(CharacterShared)
+async def _character_shared(conn: aiosqlite.Connection, seq: int, p: CharacterShared) -> None:
+    await _require_character(conn, p.character_id)
+    await conn.execute_fetchall("UPDATE characters SET shared = 1 WHERE character_id = ?", (p.character_id,))
     return None
 
 
