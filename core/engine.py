@@ -38,7 +38,9 @@ sees it, answers it with `post_turn`, and says when the answer was shown
 (`line_answered`); `owed_lines` lists what is still owed after a restart.  The engine
 alone decides what a regenerate replaces (`regenerate_target`).
 
-Several players: a story's owner is its first player; others `join_player` and `leave_player`
+Characters come and go: `invite_character` brings one in (its entrance streamed), up to
+`MAX_CHARACTERS` at once; `dismiss_character` lets one leave (never the host); `cast` lists
+those present.  Several players: a story's owner is its first player; others `join_player` and `leave_player`
 (`players` lists them).  Every call that acts for a player takes `player=` (None: the story's
 owner): a line by someone who does not play in the story raises NotAPlayerError and writes
 nothing; each player is a witness of what is said while they play, with a persona of their own
@@ -50,7 +52,7 @@ in the story; a reply names the players it answers (`TurnUpdate.answering`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,12 +68,14 @@ from core.errors import (
     MemoryNotFoundError,
     OwnerCannotLeaveError,
     ReservedSourceIdError,
+    UnknownCharacterError,
 )
 from core.eventlog.db import Database, Transaction, open_database
 from core.eventlog.events import LEGACY_PLAYER
 from core.llm.base import ChatMessage, LLMClient
 from core.services import reports, scenes, timeskip
 from core.services.card_text import greeting as greeting_text
+from core.services.cast_changes import MAX_CHARACTERS, CastChanges
 from core.services.dialogue import (
     GREETING_SOURCE,
     GUEST_ENTRANCE_SOURCE,
@@ -98,7 +102,7 @@ from core.services.reports import (
 from core.services.rollback import TakenBack
 from core.services.scenes import SceneCloseResult
 from core.services.story_control import StoryControl
-from core.services.talk import AfterTurn, AfterTurnStep, TurnPipeline, TurnUpdate, require_playing
+from core.services.talk import AfterTurn, AfterTurnStep, Line, TurnPipeline, TurnUpdate, require_playing
 from core.services.timeskip import SkipResult
 from core.services.tokens import DEFAULT_CONTEXT_TOKENS
 from core.state import lines, personas, plans, players, world
@@ -127,6 +131,7 @@ __all__ = [
     "Engine",
     "ExportedScene",
     "ExportedTurn",
+    "MAX_CHARACTERS",
     "LoreEntryInfo",
     "LoreImportResult",
     "MemoryInfo",
@@ -137,6 +142,7 @@ __all__ = [
     "RegenerateTarget",
     "ReplySettings",
     "Rewound",
+    "RoundLine",
     "SceneCloseResult",
     "SkipResult",
     "StoryExport",
@@ -168,6 +174,15 @@ class PlayerInfo:
     name: str
     is_owner: bool
     active: bool
+
+
+@dataclass(frozen=True)
+class RoundLine:
+    """One player's line of a round: who said it (None: the story's owner), what, and the adapter's id."""
+
+    player: str | None
+    text: str
+    source_id: str
 
 
 @dataclass(frozen=True)
@@ -221,6 +236,12 @@ class CharacterInfo:
     character_id: str
     name: str
     description: str
+    owner: str | None = None  # the player who imported it (None: everyone's, like the built-in ones)
+    shared: bool = False  # its owner shared it with everyone
+
+    @classmethod
+    def of(cls, character: world.Character) -> CharacterInfo:
+        return cls(character.character_id, character.name, character.description, character.owner, character.shared)
 
 
 @dataclass(frozen=True)
@@ -270,6 +291,7 @@ class Engine:
         self.llm = llm
         self.pipeline = TurnPipeline(db, llm, budget_tokens=budget_tokens, replies=replies or ReplySettings())
         self.control = StoryControl(self.pipeline)
+        self.cast_changes = CastChanges(self.pipeline)
 
     @classmethod
     async def open(
@@ -290,16 +312,31 @@ class Engine:
         """Run `step` after every recorded reply (as a task; the chat's next turn waits for it)."""
         self.pipeline.after_turn_steps.append(step)
 
-    async def list_characters(self) -> list[CharacterInfo]:
-        return [CharacterInfo(c.character_id, c.name, c.description) for c in await world.list_characters(self.db)]
+    async def list_characters(self, *, player: str | None = None) -> list[CharacterInfo]:
+        """The characters `player` may use (the built-in ones, shared ones and their own), by name;
+        every character with None."""
+        return [CharacterInfo.of(c) for c in await world.list_characters(self.db, usable_by=player)]
 
-    async def import_character(self, data: bytes | str) -> CharacterInfo:
-        """Register the character of a Character Card V2/V3 (JSON, or PNG with a `chara`/`ccv3` chunk).
+    async def import_character(self, data: bytes | str, *, owner: str | None = None) -> CharacterInfo:
+        """Register the character of a Character Card V2/V3 (JSON, or PNG with a `chara`/`ccv3` chunk),
+        owned by `owner`: listed and usable only for them (in their stories) until they share it
+        (None: everyone's).  It always gets an id of its own: an import never replaces a character,
+        so nobody's card is taken over by another's import of it.
 
-        Raises CardImportError for anything that is not a readable card; nothing is written then.
+        Raises CardImportError for anything that is not a readable card, InvalidInputError for an
+        owner id a player cannot have; nothing is written then.
         """
-        character = await import_card(self.db, data)
-        return CharacterInfo(character.character_id, character.name, character.description)
+        character = await import_card(self.db, data, owner=None if owner is None else check_player_id(owner))
+        return CharacterInfo.of(character)
+
+    async def share_character(self, player: str, character: str) -> CharacterInfo:
+        """`player`'s own character (id or name) becomes everyone's to list and use.  A character
+        already everyone's is returned as it is; UnknownCharacterError for one `player` may not use."""
+        chosen = await resolve_character(self.db, character, usable_by=[player])
+        if chosen.owner == player and not chosen.shared:
+            await world.share_character(self.db, chosen.character_id)
+            chosen = await require_character(self.db, chosen.character_id)
+        return CharacterInfo.of(chosen)
 
     async def persona(self, owner: str, chat_id: str | None = None) -> Persona:
         """The player's persona for new stories (a default from their id until they set one), or
@@ -390,6 +427,14 @@ class Engine:
         """The player an action is for: `player`, or the story's owner."""
         return player if player is not None else (await world.require_chat(self.db, chat_id)).owner
 
+    async def _usable(self, character_id: str, players: list[str]) -> world.Character:
+        """The character `character_id`, if one of `players` may use it; else UnknownCharacterError,
+        as for a character that does not exist."""
+        character = await world.get_character(self.db, character_id)
+        if character is None or not any(character.usable_by(p) for p in players):
+            raise UnknownCharacterError(character_id)
+        return character
+
     async def create_chat(
         self, *, owner: str, host: str, guest: str | None = None, title: str | None = None,
         starts_at: datetime | None = None, scenario: str | None = None,
@@ -398,9 +443,10 @@ class Engine:
         host's card's).  It begins at `starts_at`, else when its opening (that scenario and the
         host's greeting) says, read by one classifier call (purpose "opening_time", made only
         when the opening has a word about time), else at `STORY_START`.  InvalidInputError for
-        an unreadable or overlong scenario, InvalidTimeError for a start after the year 9000."""
-        host_character = await require_character(self.db, host)
-        guest_character = await require_character(self.db, guest) if guest else None
+        an unreadable or overlong scenario, InvalidTimeError for a start after the year 9000;
+        UnknownCharacterError for a host or guest the owner may not use (another player's own)."""
+        host_character = await self._usable(host, [owner])
+        guest_character = await self._usable(guest, [owner]) if guest else None
         if guest_character is not None and guest_character.character_id == host_character.character_id:
             raise InvalidCastError(f"{host_character.name} cannot be their own guest")
         scenario = check_scenario(scenario or "")
@@ -431,6 +477,38 @@ class Engine:
                 tx, chat_id, "assistant", host.character_id, text, source_id=GREETING_SOURCE
             )
         return TurnUpdate(host.name, host.character_id, turn.text, done=True, turn_id=turn.turn_id)
+
+    # -- characters come and go -----------------------------------------------------------
+
+    async def cast(self, chat_id: str) -> list[CharacterInfo]:
+        """The characters present in the story: its host first, then in the order they came."""
+        return [CharacterInfo.of(c) for c in (await load_cast(self.db, chat_id)).characters]
+
+    async def invite_character(
+        self, chat_id: str, character: str, *, player: str | None = None
+    ) -> AsyncGenerator[TurnUpdate, None]:
+        """`character` (id or name) comes into the story: present from now on (a witness of what
+        follows, of nothing before), with its card's lorebook; its entrance streams like a guest's
+        (a V3 card's group greeting, when it has one, sets its voice).  It must be one the story's
+        owner, or the inviting `player`, may use.  UnknownCharacterError for no such character (or
+        one neither may use); InvalidCastError when it is present already or the story holds
+        `MAX_CHARACTERS`.  A model error is raised after it came in (it is present, without an entrance)."""
+        chat = await world.require_chat(self.db, chat_id)
+        chosen = await resolve_character(self.db, character, usable_by=[chat.owner, *([player] if player else [])])
+        async with aclosing(self.cast_changes.invite(chat_id, chosen)) as updates:
+            async for update in updates:
+                yield update
+
+    async def dismiss_character(self, chat_id: str, character: str) -> CharacterInfo:
+        """`character` (id or name) leaves the story; it keeps what it witnessed (and may come back).
+        InvalidCastError when it is not present or is the story's host (who stays: a story always
+        has a character); UnknownCharacterError for no such character."""
+        cast = await load_cast(self.db, chat_id)
+        wanted = character.strip().lower()
+        chosen = next((c for c in cast.characters if wanted in (c.character_id.lower(), c.name.lower())), None)
+        chosen = chosen or await resolve_character(self.db, character)
+        await self.cast_changes.dismiss(chat_id, chosen)
+        return CharacterInfo.of(chosen)
 
     async def guest_entrance(self, chat_id: str) -> TurnUpdate | None:
         """In a two-character story, the guest's entrance after the host's greeting: written
@@ -469,6 +547,29 @@ class Engine:
         updates = self.pipeline.post_turn(chat_id, text, source_id, player=author, replying_to=replying_to)
         async with aclosing(updates) as stream:
             async for update in stream:
+                yield update
+
+    async def post_round(self, chat_id: str, lines: Sequence[RoundLine]) -> AsyncGenerator[TurnUpdate, None]:
+        """The players' lines of a round, each recorded once (idempotent by source id, like
+        `post_turn`), answered by ONE reply (routed like a line: by the names the lines call, at
+        most one classifier call) that speaks to each player; its updates name every player it
+        answers (`answering`).  Posting the round, or any line of it, again returns that reply.
+        InvalidInputError (nothing written) for no line, a source id twice, a line refused as it
+        stands, or an out-of-character line among others (it is answered on its own);
+        NotAPlayerError for a new line by someone who does not play in the story."""
+        if not lines:
+            raise InvalidInputError("a round needs at least one line")
+        if len({line.source_id for line in lines}) != len(lines):
+            raise InvalidInputError("each line of a round has a source id of its own")
+        round_lines = []
+        for line in lines:
+            check_line(line.text)
+            check_source_id(line.source_id)
+            if len(lines) > 1 and is_out_of_character(line.text):
+                raise InvalidInputError("a line in double parentheses is out of character: it is answered on its own")
+            round_lines.append(Line(await self._player(chat_id, line.player), line.text, line.source_id))
+        async with aclosing(self.pipeline.post_lines(chat_id, round_lines)) as updates:
+            async for update in updates:
                 yield update
 
     async def receive_line(self, chat_id: str, text: str, source_id: str, *, player: str | None = None) -> bool:
@@ -671,7 +772,10 @@ class Engine:
         """Whose memory `character` names: a character (id or name), or with "you" (or "me") the
         asking `player` (the owner, with None)."""
         asker = await self._player(chat_id, player)
-        return reports.player_or(character, asker) or (await resolve_character(self.db, character)).character_id
+        if (me := reports.player_or(character, asker)) is not None:
+            return me
+        cast = await load_cast(self.db, chat_id)
+        return (await resolve_character(self.db, character, prefer=cast.characters)).character_id
 
     async def search_memory(
         self, chat_id: str, character: str, query: str, limit: int = 5, *, player: str | None = None
@@ -727,14 +831,14 @@ class Engine:
     # -- reading a whole story ----------------------------------------------------------
 
     async def export_story(self, chat_id: str) -> StoryExport:
-        """The story as the player saw it: cast, shown turns in order (no superseded swipes,
+        """The story as the player saw it: cast (present now), shown turns in order (no superseded swipes,
         no off-screen meanwhile lines), main scenes with their per-POV summaries, and
         plot threads.  Reads only; ChatNotFoundError for an unknown chat."""
         chat = await world.require_chat(self.db, chat_id)
-        cast_ids = [chat.host] + ([chat.guest] if chat.guest else [])
+        cast_ids = await world.cast_ids(self.db, chat_id)
         characters = {c.character_id: c for c in await world.list_characters(self.db)}
         cast = tuple(
-            CharacterInfo(cid, characters[cid].name, characters[cid].description) for cid in cast_ids if cid in characters
+            CharacterInfo.of(characters[cid]) for cid in cast_ids if cid in characters
         )
 
         story_cast = await load_cast(self.db, chat_id)

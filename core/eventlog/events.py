@@ -114,7 +114,9 @@ def parse_payload(kind: str, payload: EventPayload | Mapping[str, Any]) -> Event
 
 @event_kind("character_registered")
 class CharacterRegistered(EventPayload):
-    """Adds a character, or replaces one with the same id (re-import)."""
+    """Adds a character, or replaces one with the same id.  `owner`: the player who imported it,
+    the only one who sees and uses it until they share it (None: everyone's, like the built-in
+    characters and every character imported before players owned theirs)."""
 
     character_id: Ident
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -132,6 +134,14 @@ class CharacterRegistered(EventPayload):
     character_version: str = ""
     spec: str = "manual"  # "builtin", "chara_card_v1", "chara_card_v2", "chara_card_v3", "manual"
     raw_card: dict[str, Any] | None = None
+    owner: Ident | None = None
+
+
+@event_kind("character_shared")
+class CharacterShared(EventPayload):
+    """The owner of `character_id` shares it: every player sees and uses it from now on."""
+
+    character_id: Ident
 
 
 @event_kind("persona_set")
@@ -191,7 +201,23 @@ class PlayerLeft(ChatEvent):
 
 @event_kind("chat_guest_set")
 class ChatGuestSet(ChatEvent):
+    """The story's guest is now `guest` (None: it has none): the one before leaves the story."""
+
     guest: Ident | None
+
+
+@event_kind("character_invited")
+class CharacterInvited(ChatEvent):
+    """`character_id` comes into the story: present from now on (a witness of what follows)."""
+
+    character_id: Ident
+
+
+@event_kind("character_dismissed")
+class CharacterDismissed(ChatEvent):
+    """`character_id` leaves the story (never its host); it keeps what it witnessed."""
+
+    character_id: Ident
 
 
 @event_kind("clock_set")
@@ -256,6 +282,7 @@ class TurnRecorded(ChatEvent):
     truncated: bool = False
     supersedes: RowId | None = None
     speaker_name: Annotated[str, StringConstraints(max_length=200)] | None = None  # a player's persona name then
+    answered_with: Ident | None = None  # a line of a round: the source id of the round's last line, whose reply answers it
 
 
 @event_kind("turn_truncated")

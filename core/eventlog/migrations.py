@@ -25,6 +25,7 @@ __all__ = ["ENGINE_SCHEMA", "MIGRATIONS", "PROJECTION_TABLES", "latest_version",
 # Projection tables in an order that is safe to clear (children before parents).
 # The event log (`events`) is the truth and is never in this list.
 PROJECTION_TABLES: tuple[str, ...] = (
+    "story_cast",
     "story_players",
     "story_personas",
     "clock_changes",
@@ -484,3 +485,60 @@ async def _players(conn: aiosqlite.Connection) -> None:
             named = list(dict.fromkeys(owner if value == "you" else value for value in json.loads(values)))
             await conn.execute_fetchall(f"UPDATE {table} SET {column} = ? WHERE {key} = ?",
                                         (json.dumps(named, ensure_ascii=False), ident))
+
+
+@migration("characters come and go: the characters present in each story (its host, and those who joined it), "
+           "host first, then in the order they came")
+async def _story_cast(conn: aiosqlite.Connection) -> None:
+    await run_statements(conn, [
+        """CREATE TABLE story_cast (
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            character_id TEXT NOT NULL REFERENCES characters (character_id),
+            joined_seq INTEGER NOT NULL,  -- when it came into the story (the chat's creation, for its host)
+            PRIMARY KEY (chat_id, character_id)
+        ) WITHOUT ROWID""",
+    ])
+    # Stories so far had a host and at most one guest, set at creation or changed since: followed
+    # through the log, the way the projections follow it, so a replay gives the same rows.
+    present: dict[str, dict[str, int]] = {}
+    hosts: dict[str, str] = {}
+    guests: dict[str, str | None] = {}
+    rows = await conn.execute_fetchall(
+        "SELECT seq, kind, chat_id, payload FROM events WHERE kind IN ('chat_created', 'chat_guest_set') ORDER BY seq")
+    for seq, kind, chat_id, payload in rows:
+        event = json.loads(payload)
+        if kind == "chat_created":
+            hosts[chat_id] = event["host"]
+            present[chat_id] = {event["host"]: seq}
+        elif chat_id not in present:
+            continue
+        elif (old := guests.get(chat_id)) and old != hosts[chat_id]:
+            present[chat_id].pop(old, None)
+        guests[chat_id] = guest = event.get("guest")
+        if guest:
+            present[chat_id].setdefault(guest, seq)
+    for chat_id, cast in present.items():
+        for character_id, seq in cast.items():
+            await conn.execute_fetchall(
+                """INSERT INTO story_cast (chat_id, character_id, joined_seq)
+                   SELECT chat_id, :character, :seq FROM chats WHERE chat_id = :chat
+                     AND EXISTS (SELECT 1 FROM characters WHERE character_id = :character)""",
+                {"chat": chat_id, "character": character_id, "seq": seq})
+
+
+@migration("rounds: a player's line answered by the reply to a later line of the same round")
+async def _rounds(conn: aiosqlite.Connection) -> None:
+    await run_statements(conn, [
+        "ALTER TABLE turns ADD COLUMN answered_with TEXT",  # the source id of the round's last line
+        "CREATE INDEX turns_by_round ON turns (chat_id, answered_with) WHERE answered_with IS NOT NULL",
+    ])
+
+
+@migration("what a player owns: the player who imported each character (none: shared with everyone, like the "
+           "built-in ones and every character imported before), and whether its owner shared it")
+async def _character_owners(conn: aiosqlite.Connection) -> None:
+    await run_statements(conn, [
+        "ALTER TABLE characters ADD COLUMN owner TEXT",
+        "ALTER TABLE characters ADD COLUMN shared INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX characters_by_owner ON characters (owner) WHERE owner IS NOT NULL",
+    ])

@@ -168,7 +168,7 @@ def post_history(character: world.Character, cast: Cast) -> str:
     return fill(character.post_history_instructions, character, cast)
 
 
-_SENTENCE = re.compile(r"[^.!?…]*[.!?…]+[\"'”’)\]]*|[^.!?…]+$")
+_SENTENCE = re.compile(r"[^.!?…]*[.!?…]+[\"'”’)\]*]*|[^.!?…]+$")
 
 
 def whole_sentences(text: str, limit: int) -> str:
@@ -185,3 +185,11 @@ def whole_sentences(text: str, limit: int) -> str:
 
 def greeting(character: world.Character, cast: Cast) -> str:
     return fill(character.first_mes, character, cast)
+
+
+def group_greeting(character: world.Character) -> str:
+    """A V3 card's first `group_only_greetings` entry (its greeting for a scene with others), else ""."""
+    data = (character.raw_card or {}).get("data")
+    greetings = data.get("group_only_greetings") if isinstance(data, dict) else None
+    found = [g for g in greetings if isinstance(g, str) and g.strip()] if isinstance(greetings, list) else []
+    return found[0] if found else ""

@@ -26,7 +26,7 @@ from core.state.turns import Turn
 GREETING_SOURCE = "greeting"
 REPLY_SUFFIX = "#reply"  # the source of the reply to the player's line `<source>`
 FOLLOW_UP_SUFFIX = "#follow-up"  # the source of the other character's short answer to a reply
-GUEST_SUFFIX = "#guest"  # a guest's entrance after the greeting
+GUEST_SUFFIX = "#guest"  # a character's entrance: a guest's after the greeting, or an invited one's
 SKIP_SUFFIX = "#skip"  # the narration of a time skip the player's line asked for
 GUEST_ENTRANCE_SOURCE = GREETING_SOURCE + GUEST_SUFFIX
 ENGINE_SOURCE_SUFFIXES = (REPLY_SUFFIX, FOLLOW_UP_SUFFIX, GUEST_SUFFIX, SKIP_SUFFIX)
@@ -101,7 +101,7 @@ async def require_character(source: Readable, character_id: str) -> world.Charac
 
 async def load_cast(source: Readable, chat_id: str) -> Cast:
     chat = await world.require_chat(source, chat_id)
-    ids = [chat.host] + ([chat.guest] if chat.guest and chat.guest != chat.host else [])
+    ids = await world.cast_ids(source, chat_id)
     everyone = await story_players_personas(source, chat_id)
     owner = next(p.persona for p in everyone if p.is_owner)
     return Cast(chat, tuple([await require_character(source, i) for i in ids]), owner,
@@ -120,8 +120,21 @@ def players_phrase(cast: Cast) -> str:
 
 
 async def exchange_lines(source: Readable, user_turn: Turn | None) -> list[Turn]:
-    """The player lines a reply to `user_turn` answers, oldest first (none for an opening)."""
-    return [] if user_turn is None else [user_turn]
+    """The player lines a reply to `user_turn` answers, oldest first (none for an opening): the
+    line, or every shown line of its round."""
+    if user_turn is None:
+        return []
+    last = await round_end(source, user_turn)
+    if last.source_id is None:
+        return [last]
+    return [*await turn_state.round_lines(source, last.chat_id, last.source_id), last]
+
+
+async def round_end(source: Readable, line: Turn) -> Turn:
+    """The last line of `line`'s round (whose reply answers it): itself, when it is not in a round."""
+    if line.answered_with is None:
+        return line
+    return await turn_state.get_turn_by_source(source, line.chat_id, line.answered_with) or line
 
 
 def answered_players(lines: list[Turn]) -> tuple[str, ...]:
@@ -150,8 +163,10 @@ def reply_source(user_source_id: str) -> str:
 
 
 async def shown_reply_for_source(source: Readable, chat_id: str, user_source_id: str) -> Turn | None:
-    """The shown take of the reply made for `user_source_id`, if one is shown."""
-    return await shown_take_of_source(source, chat_id, reply_source(user_source_id))
+    """The shown take of the reply made for `user_source_id` (or for the round it is a line of), if one is shown."""
+    line = await turn_state.get_turn_by_source(source, chat_id, user_source_id)
+    answered_with = line.answered_with if line is not None and line.answered_with else user_source_id
+    return await shown_take_of_source(source, chat_id, reply_source(answered_with))
 
 
 async def shown_take_of_source(source: Readable, chat_id: str, source_id: str) -> Turn | None:

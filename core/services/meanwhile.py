@@ -15,7 +15,7 @@ said is kept (the last line marked truncated) and the digest is still queued.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
@@ -54,10 +54,16 @@ class MeanwhileLine:
     truncated: bool = False
 
 
-async def resolve_character(db: Database, ident: str) -> world.Character:
-    """A registered character by id or display name (case-insensitive), else UnknownCharacterError."""
+async def resolve_character(
+    db: Database, ident: str, *, usable_by: Sequence[str] | None = None, prefer: Sequence[world.Character] = ()
+) -> world.Character:
+    """A character by id or display name (case-insensitive): one of `prefer` (a story's cast), else
+    one registered that a player of `usable_by` may use (None: any); else UnknownCharacterError
+    (a character nobody asking may use is not found, as if it did not exist)."""
     wanted = ident.strip().lower()
-    for character in await world.list_characters(db):
+    candidates = [*prefer, *(c for c in await world.list_characters(db)
+                             if usable_by is None or any(c.usable_by(p) for p in usable_by))]
+    for character in candidates:
         if wanted in (character.character_id.lower(), character.name.lower()):
             return character
     raise UnknownCharacterError(ident)
@@ -119,13 +125,14 @@ async def run_meanwhile(
 ) -> AsyncGenerator[tuple[MeanwhileLine, bool], None]:
     """Yield (line so far, done) as the lines are written; `control` is the chat's in-flight
     handle (`cancel_requested`, `generation`), so a cancel stops the scene."""
-    await world.require_chat(db, chat_id)
-    first, second = await resolve_character(db, a), await resolve_character(db, b)
+    story = await load_cast(db, chat_id)
+    usable_by = [story.chat.owner, *story.player_ids]
+    first = await resolve_character(db, a, usable_by=usable_by, prefer=story.characters)
+    second = await resolve_character(db, b, usable_by=usable_by, prefer=story.characters)
     if first.character_id == second.character_id:
         raise InvalidCastError(f"a meanwhile scene needs two different characters, got {a!r} twice")
     scene = await world.open_scene(db, chat_id, kind="meanwhile", title=premise[:200],
                                    present=[first.character_id, second.character_id])
-    story = await load_cast(db, chat_id)
     cast = replace(story, characters=(first, second))
     setting = whole_sentences(story_scenario(story), SETTING_CHARS)
     stories = {c.character_id: await story_so_far(db, cast, c, setting) for c in (first, second)}

@@ -163,6 +163,7 @@ async def assemble_prompt(
     pending_line: str | None = None,
     pending_player: str | None = None,
     instruction: str = "",
+    recall_text: str | None = None,
 ) -> AssembledPrompt:
     """The messages for `speaker`'s reply to `user_turn` (None: an opening line, or with
     `pending_line` the next line of `pending_player` (the owner by default), as `!context` shows it).
@@ -174,7 +175,8 @@ async def assemble_prompt(
     (a meanwhile scene played after the replaced reply, its digest), are left out.  `take` > 1
     (a regenerate) adds a note after the dialogue asking for a fresh take, so swipes differ
     even with a deterministic model.  `instruction` (a guest's entrance, a continue) goes after
-    the dialogue, before the card's post-history instructions.
+    the dialogue, before the card's post-history instructions.  `recall_text` is what memories
+    are recalled for (the lines of a round; by default the line answered).
     """
     chat_id, who, now = cast.chat.chat_id, speaker.character_id, cast.chat.clock
     card = card_block_within(speaker, cast, int(CARD_SHARE * budget_tokens) * 4) + "\n" + present_block(cast, speaker)
@@ -226,7 +228,7 @@ async def assemble_prompt(
     event_lines = take_within([_event_line(e, now) for e in events], budgets["notes"] // 3)
     edges = await prior_edges(source, chat_id, who, [*cast.player_ids, *cast.present_ids])  # a replaced reply's are taken back
     edge_lines = take_within([_edge_line(cast, e) for e in edges], budgets["notes"] // 4)
-    query = user_turn.text if user_turn else (pending_line or "")
+    query = recall_text or (user_turn.text if user_turn else (pending_line or ""))
     recalled = await recall.recalled_memories(
         source, chat_id, who, query, leave_out_turns={t.turn_id for t in dialogue},
         leave_out_memories={m.memory_id for m in earlier} | past.memory_ids(), excluding_turn=excluding_turn, now=now,

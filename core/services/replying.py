@@ -27,7 +27,7 @@ from core.eventlog import Database, Transaction
 from core.llm.base import LLMClient
 from core.services import plot, scenes, timeskip
 from core.services.card_text import nickname
-from core.services.dialogue import Cast, answered_players, exchange_lines
+from core.services.dialogue import Cast, answered_players, exchange_lines, join_names
 from core.services.generation import Generation
 from core.services.memory_write import exchange_text, record_turn_memory
 from core.services.prompt import AssembledPrompt, assemble_prompt
@@ -135,8 +135,13 @@ class ReplyWriter:
     ) -> AsyncGenerator[TurnUpdate, None]:
         """`speaker`'s reply, streamed and recorded as `plan` says (see `ReplyPlan`); each update
         names the players whose lines it answers."""
-        answering = answered_players(await exchange_lines(self.db, user_turn))
-        prompt = await self._prompt(cast, speaker, user_turn, instruction, plan)
+        lines = await exchange_lines(self.db, user_turn)
+        answering = answered_players(lines)
+        if len(answering) > 1 and plan.continues is None:  # a round: one reply to every player in it
+            who = join_names([cast.name_of(player) for player in answering])
+            instruction = f"[{speaker.name} answers {who} in one reply, speaking to each of them.]" + (
+                f"\n{instruction}" if instruction else "")
+        prompt = await self._prompt(cast, speaker, user_turn, instruction, plan, lines)
         names = [speaker.name, nickname(speaker)]
         stop = stop_sequences(cast, speaker, self.settings)
         record = partial(self._record_reply, cast, speaker, user_turn, source_id, plan)
@@ -178,14 +183,15 @@ class ReplyWriter:
         yield done_update(cast, reply, answering)
 
     async def _prompt(
-        self, cast: Cast, speaker: world.Character, user_turn: Turn | None, instruction: str, plan: ReplyPlan
+        self, cast: Cast, speaker: world.Character, user_turn: Turn | None, instruction: str, plan: ReplyPlan,
+        lines: list[Turn],
     ) -> AssembledPrompt:
         """The reply's prompt, built on the story as it will stand when the reply is recorded:
         what `plan` takes back is taken back in a scratch transaction that is rolled back before
         any model is called, so every consequence of a replaced reply is out of view by construction."""
         take = len(await turn_state.takes(self.db, plan.replaced.turn_id)) + 1 if plan.replaced else 1
         arguments = dict(user_turn=user_turn, excluding_turn=plan.as_of, budget_tokens=self.budget_tokens, take=take,
-                         instruction=instruction)
+                         instruction=instruction, recall_text="\n".join(line.text for line in lines) or None)
         if plan.prepare is None:
             return await assemble_prompt(self.db, cast, speaker, **arguments)  # type: ignore[arg-type]
         async with self.db.scratch() as tx:

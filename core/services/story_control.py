@@ -11,7 +11,7 @@ that produced only what is shown.
 - `take_back_line`: the story's latest line (its author's) and everything after it leave the story.
 - `rewind`: the last `steps` steps: a step is the time skip or scene close the latest line
   asked for (with any narration after its reply), when there is one, else the latest line
-  with everything after it.
+  (with the other lines of its round) with everything after it.
 - `takes` / `show_take`: the takes of the newest reply; showing another takes back what the
   shown one caused and derives what the chosen one causes (its memory at once, the after-turn
   readings and owed summaries after), exactly as writing it did.  Derived again rather than
@@ -168,7 +168,7 @@ async def _rewind_step(tx: Transaction, chat_id: str, done: TakenBack) -> bool:
     moves = after[last_reply + 1:]
     closed = await world.scene_closed_by_line(tx, chat_id, line.turn_id)
     if not moves and closed is None:
-        await take_back_from(tx, chat_id, line, done=done)
+        await take_back_from(tx, chat_id, (await exchange_lines(tx, line))[0], done=done)
         return True
     if moves:
         await take_back_from(tx, chat_id, moves[0], done=done)

@@ -7,7 +7,8 @@ stay as siblings of one group (the takes) and only one is shown
 (`superseded_by IS NULL`).  A withdrawn turn (taken back by an edit or a rewind) is
 superseded by itself: it is shown nowhere and is no longer a take; a reply or narration
 recorded again under its source id takes its place in its group.  A player's line keeps
-the persona name it was spoken under (`speaker_name`).
+the persona name it was spoken under (`speaker_name`); a line of a round names the round's last
+line (`answered_with`), whose reply answers every line of the round.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Turn:
     sibling_group: int
     superseded_by: int | None
     speaker_name: str | None = None  # a player's line: the persona name it was spoken under
+    answered_with: str | None = None  # a line of a round: the source id of the round's last line
 
     @property
     def is_shown(self) -> bool:
@@ -52,7 +54,7 @@ def _turn(row: Any) -> Turn:
     return Turn(
         row["turn_id"], row["chat_id"], row["scene_id"], row["role"], row["speaker"], row["text"],
         row["source_id"], datetime.fromisoformat(row["story_time"]), bool(row["truncated"]),
-        row["sibling_group"], row["superseded_by"], row["speaker_name"],
+        row["sibling_group"], row["superseded_by"], row["speaker_name"], row["answered_with"],
     )
 
 
@@ -69,6 +71,7 @@ async def record_turn(
     truncated: bool = False,
     supersedes: int | None = None,
     speaker_name: str | None = None,
+    answered_with: str | None = None,
 ) -> tuple[Turn, bool]:
     """Record a turn; returns (turn, created). created is False when source_id was seen before,
     unless that turn was withdrawn and this is not a player's line: then the new turn takes its
@@ -83,7 +86,7 @@ async def record_turn(
         event = await append_and_apply(tx, "turn_recorded", {
             "chat_id": chat_id, "role": role, "speaker": speaker, "text": text, "source_id": source_id,
             "scene_id": scene_id, "story_time": story_time, "truncated": truncated, "supersedes": supersedes,
-            "speaker_name": speaker_name,
+            "speaker_name": speaker_name, "answered_with": answered_with,
         })
         assert event.ref is not None
         return await require_turn(tx, event.ref), True
@@ -128,6 +131,16 @@ async def require_turn(source: Readable, turn_id: int) -> Turn:
     if turn is None:
         raise TurnNotFoundError(turn_id)
     return turn
+
+
+async def round_lines(source: Readable, chat_id: str, last_source_id: str) -> list[Turn]:
+    """The shown lines of the round whose last line is `last_source_id`, but that line, in order."""
+    rows = await fetch_all(
+        source,
+        """SELECT * FROM turns WHERE chat_id = ? AND answered_with = ? AND superseded_by IS NULL ORDER BY turn_id""",
+        (chat_id, last_source_id),
+    )
+    return [_turn(r) for r in rows]
 
 
 async def get_turn_by_source(source: Readable, chat_id: str, source_id: str) -> Turn | None:

@@ -99,6 +99,8 @@ async def test_the_one_player_you_of_an_older_story_is_its_owner_everywhere(tmp_
         assert {t.speaker_name for t in exported.turns if t.role == "user"} == {"Ana Reyes"}
         assert [p.name for p in exported.players] == ["Ana Reyes"]
         assert (await engine.search_memory(story, "you", "harbour"))  # the owner's memories, asked as "you"
+        imported = {c.character_id: c for c in await engine.list_characters(player="@newcomer:localhost")}
+        assert imported["maren-ashdown"].owner is None  # cards imported before players owned theirs: everyone's
 
         # A prompt built on the old story names its player as before: one player, by their persona.
         prompt = await engine.next_prompt(story, "Where is the salt?")

@@ -1,7 +1,8 @@
 """Projectors for turns: recording, truncation, swipes (superseding siblings), taking back, edits.
 
 A turn is witnessed (`turn_witnesses`) by the players playing and the chat's cast when it is
-recorded.  A player's line names its author (an older story's "you": its owner).  A turn
+recorded.  A player's line names its author (an older story's "you": its owner), and, in a
+round, the last line of the round, whose reply answers it too (`answered_with`).  A turn
 starts its own sibling group (group id = its turn id).  A turn recorded with `supersedes=X`
 joins X's group and becomes the shown one; X (which must be the shown turn of its group, or
 withdrawn) gets `superseded_by` set unless it was withdrawn.
@@ -60,17 +61,16 @@ async def _turn_recorded(conn: aiosqlite.Connection, seq: int, p: TurnRecorded) 
     speaker = await as_player(conn, p.chat_id, p.speaker)
     await conn.execute_fetchall(
         """INSERT INTO turns (turn_id, chat_id, scene_id, role, speaker, text, source_id,
-                              story_time, truncated, sibling_group, speaker_name)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                              story_time, truncated, sibling_group, speaker_name, answered_with)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (seq, p.chat_id, scene_id, p.role, speaker, p.text, p.source_id, time_text,
-         int(p.truncated), sibling_group, p.speaker_name),
+         int(p.truncated), sibling_group, p.speaker_name, p.answered_with),
     )
     # Witnessed by the players and the chat's cast as they are now (who comes later never sees it).
     await conn.execute_fetchall(
         """INSERT INTO turn_witnesses (turn_id, witness)
            SELECT :turn, player FROM story_players WHERE chat_id = :chat AND active = 1
-           UNION SELECT :turn, host FROM chats WHERE chat_id = :chat
-           UNION SELECT :turn, guest FROM chats WHERE chat_id = :chat AND guest IS NOT NULL""",
+           UNION SELECT :turn, character_id FROM story_cast WHERE chat_id = :chat""",
         {"turn": seq, "chat": p.chat_id},
     )
     if old is not None and not _withdrawn(old):

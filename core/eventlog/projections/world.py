@@ -2,7 +2,9 @@
 chat clock (with its history, `clock_changes`, so a time skip can be taken back) and scenes.
 
 A chat's owner is its first player (`story_players`, from `chat_created`); others join and
-leave.  Scene presence names players and characters ("you", in an older story's events, is its owner).
+leave.  Its host is its first character (`story_cast`); others come (a guest at creation or
+`chat_guest_set`, an invitation) and go; `chats.guest` is the first of them still present.
+Scene presence names players and characters ("you", in an older story's events, is its owner).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import aiosqlite
 
 from core.errors import CharacterNotFoundError, IllegalTransitionError, SceneNotFoundError
 from core.eventlog.events import (
+    CharacterDismissed,
+    CharacterInvited,
     CharacterRegistered,
+    CharacterShared,
     ChatCreated,
     ChatGuestSet,
     ChatTitleSet,
@@ -61,8 +66,8 @@ async def _character_registered(conn: aiosqlite.Connection, seq: int, p: Charact
         """INSERT INTO characters (
                character_id, name, description, personality, scenario, first_mes, mes_example,
                system_prompt, post_history_instructions, creator_notes, alternate_greetings, tags,
-               creator, character_version, spec, raw_card, registered_seq)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               creator, character_version, spec, raw_card, registered_seq, owner)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (character_id) DO UPDATE SET
                name = excluded.name, description = excluded.description,
                personality = excluded.personality, scenario = excluded.scenario,
@@ -73,15 +78,22 @@ async def _character_registered(conn: aiosqlite.Connection, seq: int, p: Charact
                alternate_greetings = excluded.alternate_greetings, tags = excluded.tags,
                creator = excluded.creator, character_version = excluded.character_version,
                spec = excluded.spec, raw_card = excluded.raw_card,
-               registered_seq = excluded.registered_seq""",
+               registered_seq = excluded.registered_seq, owner = excluded.owner""",
         (
             p.character_id, p.name, p.description, p.personality, p.scenario, p.first_mes,
             p.mes_example, p.system_prompt, p.post_history_instructions, p.creator_notes,
             json_list(p.alternate_greetings), json_list(p.tags), p.creator, p.character_version,
             p.spec, None if p.raw_card is None else json.dumps(p.raw_card, ensure_ascii=False),
-            seq,
+            seq, p.owner,
         ),
     )
+    return None
+
+
+@projects(CharacterShared)
+async def _character_shared(conn: aiosqlite.Connection, seq: int, p: CharacterShared) -> None:
+    await _require_character(conn, p.character_id)
+    await conn.execute_fetchall("UPDATE characters SET shared = 1 WHERE character_id = ?", (p.character_id,))
     return None
 
 
@@ -100,6 +112,57 @@ async def _chat_created(conn: aiosqlite.Connection, seq: int, p: ChatCreated) ->
     await conn.execute_fetchall(
         "INSERT INTO story_players (chat_id, player, joined_seq, active) VALUES (?, ?, ?, 1)", (p.chat_id, p.owner, seq)
     )
+    for character_id in [p.host] + ([p.guest] if p.guest else []):
+        await _come_in(conn, p.chat_id, character_id, seq)
+    return None
+
+
+async def _come_in(conn: aiosqlite.Connection, chat_id: str, character_id: str, seq: int) -> None:
+    await conn.execute_fetchall(
+        "INSERT OR IGNORE INTO story_cast (chat_id, character_id, joined_seq) VALUES (?, ?, ?)",
+        (chat_id, character_id, seq),
+    )
+
+
+async def _first_guest(conn: aiosqlite.Connection, chat_id: str) -> None:
+    """`chats.guest`: the first character to have come, after the host, that is still present."""
+    await conn.execute_fetchall(
+        """UPDATE chats SET guest = (SELECT sc.character_id FROM story_cast sc
+                                     WHERE sc.chat_id = chats.chat_id AND sc.character_id != chats.host
+                                     ORDER BY sc.joined_seq, sc.character_id LIMIT 1)
+           WHERE chat_id = ?""",
+        (chat_id,),
+    )
+
+
+async def _present_row(conn: aiosqlite.Connection, chat_id: str, character_id: str) -> aiosqlite.Row | None:
+    return await fetch_one(
+        conn,
+        """SELECT sc.character_id = c.host AS is_host FROM story_cast sc JOIN chats c ON c.chat_id = sc.chat_id
+           WHERE sc.chat_id = ? AND sc.character_id = ?""",
+        (chat_id, character_id),
+    )
+
+
+@projects(CharacterInvited)
+async def _character_invited(conn: aiosqlite.Connection, seq: int, p: CharacterInvited) -> None:
+    await _require_character(conn, p.character_id)
+    if await _present_row(conn, p.chat_id, p.character_id) is not None:
+        raise IllegalTransitionError("character", p.character_id, "present", "invited again")
+    await _come_in(conn, p.chat_id, p.character_id, seq)
+    await _first_guest(conn, p.chat_id)
+    return None
+
+
+@projects(CharacterDismissed)
+async def _character_dismissed(conn: aiosqlite.Connection, seq: int, p: CharacterDismissed) -> None:
+    row = await _present_row(conn, p.chat_id, p.character_id)
+    if row is None or row["is_host"]:
+        raise IllegalTransitionError("character", p.character_id, "the host" if row else "absent", "dismissed")
+    await conn.execute_fetchall(
+        "DELETE FROM story_cast WHERE chat_id = ? AND character_id = ?", (p.chat_id, p.character_id)
+    )
+    await _first_guest(conn, p.chat_id)
     return None
 
 
@@ -151,7 +214,14 @@ async def _chat_title_set(conn: aiosqlite.Connection, seq: int, p: ChatTitleSet)
 async def _chat_guest_set(conn: aiosqlite.Connection, seq: int, p: ChatGuestSet) -> None:
     if p.guest is not None:
         await _require_character(conn, p.guest)
-    await conn.execute_fetchall("UPDATE chats SET guest = ? WHERE chat_id = ?", (p.guest, p.chat_id))
+    await conn.execute_fetchall(
+        """DELETE FROM story_cast WHERE chat_id = ?
+             AND character_id = (SELECT guest FROM chats WHERE chat_id = ? AND guest != host)""",
+        (p.chat_id, p.chat_id),
+    )
+    if p.guest is not None:
+        await _come_in(conn, p.chat_id, p.guest, seq)
+    await _first_guest(conn, p.chat_id)
     return None
 
 
