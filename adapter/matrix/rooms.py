@@ -41,7 +41,7 @@ from adapter.matrix.fixing_notices import (
     take_bounds_text,
     taken_back_text,
 )
-from adapter.matrix.handlers.commands import CommandResult, SetRounds, StartStory, story_ready_text
+from adapter.matrix.handlers.commands import BringIn, CommandResult, SetRounds, StartStory, story_ready_text
 from adapter.matrix.handlers.onboarding import ensure_onboarded
 from adapter.matrix.handlers.registry import handle_command
 from adapter.matrix.outgoing import Redact, SendFailed, SendMessage, SendState, SetTyping, txn_id_for
@@ -62,7 +62,7 @@ from adapter.matrix.store import (
     turn_of_message,
 )
 from adapter.matrix.streaming import StreamingReply
-from core.engine import Rewound, TurnUpdate
+from core.engine import Rewound, RoundLine, TurnUpdate
 from core.errors import (
     LineTakenBackError,
     NothingToContinueError,
@@ -124,7 +124,7 @@ class Room:
     async def perform(self, result: CommandResult, source_event_id: str) -> None:
         if isinstance(result, StartStory):
             await self.start_story(result, source_event_id)
-        elif isinstance(result, (Redo, SwitchTake, ContinueReply, Rewind, SetRounds)):
+        elif isinstance(result, (Redo, SwitchTake, ContinueReply, Rewind, SetRounds, BringIn)):
             raise TypeError(f"{result!r} only makes sense in a story room")
         else:
             await self.ctx.sender.send(result)
@@ -172,8 +172,22 @@ class StoryRoom(Room):
             await self.control(result)
         elif isinstance(result, SetRounds):
             await self.set_rounds(result.on, source_event_id)
+        elif isinstance(result, BringIn):
+            await self.bring_in(result, source_event_id)
         else:
             await super().perform(result, source_event_id)
+
+    async def bring_in(self, arrival: BringIn, source_event_id: str) -> None:
+        """`!invite <character>`: the character comes into the story, its entrance shown under its own
+        face (a message 🔄 can redo, like any reply); a refusal (already here, the cast full) is told."""
+        await self.ctx.sender.send(SetTyping(self.room_id, True))
+        try:
+            await self._show(source_event_id, self.ctx.engine.invite_character(self.chat_id, arrival.character_id, player=arrival.player))
+        except Exception as exc:  # noqa: BLE001  (every command gets an answer, whatever went wrong)
+            log_failure("!invite", exc, self._where(source_event_id))
+            await self.tell(source_event_id, "command-error", explain(exc, retry=f"{arrival.name} is here; the entrance was not written."))
+        finally:
+            await self.ctx.sender.send(SetTyping(self.room_id, False))
 
     async def set_rounds(self, on: bool, source_event_id: str) -> None:
         """`!rounds on|off`: kept in the room's identity state (so it survives a restart), then the
@@ -288,8 +302,6 @@ class StoryRoom(Room):
         if len(lines) == 1:
             await self.answer(lines[0].text, lines[0].event_id, lines[0].reply_to, player=lines[0].player)
             return
-        from core.engine import RoundLine  # TODO(players-core step 3): at the top once it lands
-
         log.info("round of %d lines started", len(lines), extra=self._where(lines[0].event_id))
         await self._answer_lines(
             lambda: self.ctx.engine.post_round(self.chat_id, [RoundLine(line.player, line.text, line.event_id) for line in lines]),

@@ -1,20 +1,34 @@
-"""Story-room commands for a story of several players: who plays, and how their lines are answered.
+"""Story-room commands for a story of several players and characters: who plays, who is present,
+and how the players' lines are answered.
 
-`!invite @friend:server` invites a friend to play (they play once they join, Element's invite
+`!invite @friend:server` invites a friend to play (they play once they join; Element's invite
 does the same); `!remove @friend:server` removes a player (or withdraws an invite); `!rounds
-on|off` answers the players' lines together, in rounds. A name picked from Element's list (a pill)
-counts as the user id it stands for. Only the story's owner may use these; every player may use
-the other commands. What a command decides is sent by its room (`Invite`, `Kick`, `SetRounds`).
+on|off` answers the players' lines together, in rounds. Only the story's owner may do these. A
+name picked from Element's list (a pill) counts as the user id it stands for. Any player may bring
+a character into the story (`!invite <character>`: one they may use, up to `MAX_CHARACTERS`
+present) or let one go (`!dismiss <character>`; never the host). What a command decides is sent
+by its room (`Invite`, `Kick`, `SetRounds`, `BringIn`).
 """
 
 from __future__ import annotations
 
 import re
 
-from adapter.matrix.handlers.commands import CommandError, CommandResult, Invocation, SetRounds, command_list
+from adapter.matrix.handlers.commands import (
+    BringIn,
+    CommandError,
+    CommandResult,
+    Invocation,
+    SetRounds,
+    cast_first,
+    command_list,
+    find_character,
+)
+from adapter.matrix.handlers.story_commands import chat_id_of, engine_call
 from adapter.matrix.outgoing import Invite, Kick
 from adapter.matrix.routing import STORY_ROOMS
 from adapter.matrix.store import room_players
+from core.engine import MAX_CHARACTERS
 
 COMMANDS, command = command_list()
 
@@ -59,18 +73,53 @@ async def invite_player(inv: Invocation, user_id: str) -> list[CommandResult]:
         "(`!persona`); they remember nothing of what was said before they came.")]
 
 
-@command("invite", "!invite @user:server", "invite a friend to play in this story (Element's invite does the same)",
-         STORY_ROOMS, owner_only=True)
+def only_the_owner(inv: Invocation) -> list[CommandResult] | None:
+    if inv.sender == inv.meta.matrix_user_id:
+        return None
+    return inv.reply(f"Only {inv.meta.matrix_user_id}, whose story this is, can invite and remove players.")
+
+
+@command("invite", "!invite @user:server | <character>", "invite a friend to play in this story (Element's invite does "
+         f"the same), or bring a character into it (up to {MAX_CHARACTERS} at once)", STORY_ROOMS)
 async def _invite(inv: Invocation) -> list[CommandResult]:
+    if not inv.args.strip():
+        raise CommandError("Say whom to invite: a friend's Matrix id (`!invite @friend:example.org`) or a character (`!invite odile`).")
     user_id = user_named(inv)
     if user_id is None:
-        raise CommandError("Say whom to invite: their Matrix id, like `!invite @friend:example.org`.")
-    return await invite_player(inv, user_id)
+        return await invite_character(inv)
+    return only_the_owner(inv) or await invite_player(inv, user_id)
+
+
+async def invite_character(inv: Invocation) -> list[CommandResult]:
+    cast = await engine_call(inv, inv.ctx.engine.cast(chat_id_of(inv)))
+    chosen = find_character(cast_first(cast, await inv.ctx.engine.list_characters(player=inv.sender)), inv.args)
+    if any(c.character_id == chosen.character_id for c in cast):
+        return inv.reply(f"**{chosen.name}** is in this story already.")
+    if len(cast) >= MAX_CHARACTERS:
+        names = ", ".join(c.name for c in cast[1:])
+        return inv.reply(f"A story holds {MAX_CHARACTERS} characters at most: `!dismiss` one first ({names}).")
+    return [BringIn(chosen.character_id, chosen.name, inv.sender)]
+
+
+@command("dismiss", "!dismiss <character>", "a character leaves the story, keeping what it witnessed (the host stays)",
+         STORY_ROOMS)
+async def _dismiss(inv: Invocation) -> list[CommandResult]:
+    if not inv.args.strip():
+        raise CommandError("Say which character leaves.")
+    cast = await engine_call(inv, inv.ctx.engine.cast(chat_id_of(inv)))
+    chosen = find_character(cast, inv.args)
+    if chosen.character_id == cast[0].character_id:
+        return inv.reply(f"**{chosen.name}** is this story's host and stays in it.")
+    gone = await engine_call(inv, inv.ctx.engine.dismiss_character(chat_id_of(inv), chosen.character_id))
+    return inv.reply(f"*{gone.name} leaves the scene.* They keep what they witnessed; `!invite {gone.character_id}` brings them back.")
 
 
 @command("remove", "!remove @user:server", "remove a player from this story (or withdraw their invite); "
-         "they keep what they witnessed", STORY_ROOMS, owner_only=True)
+         "they keep what they witnessed", STORY_ROOMS)
 async def _remove(inv: Invocation) -> list[CommandResult]:
+    refused = only_the_owner(inv)
+    if refused is not None:
+        return refused
     user_id = user_named(inv)
     if user_id is None:
         raise CommandError("Say whom to remove: their Matrix id, like `!remove @friend:example.org`.")

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TypeVar
 
-from adapter.matrix.handlers.commands import CommandError, CommandResult, Invocation, command_list, find_character
+from adapter.matrix.handlers.commands import CommandError, CommandResult, Invocation, cast_first, command_list, find_character
 from adapter.matrix.outgoing import SendMessage, txn_id_for
 from adapter.matrix.render import collapsed_blocks
 from adapter.matrix.routing import STORY_ROOMS
@@ -143,7 +143,8 @@ async def _meanwhile(inv: Invocation) -> list[CommandResult]:
     words = inv.args.split()
     if len(words) < 2:
         raise CommandError("Name two characters.")
-    characters = await inv.ctx.engine.list_characters()
+    cast = await engine_call(inv, inv.ctx.engine.cast(chat_id_of(inv)))
+    characters = cast_first(cast, await inv.ctx.engine.list_characters(player=inv.sender))
     first, second = find_character(characters, words[0]), find_character(characters, words[1])
     if first.character_id == second.character_id:
         raise CommandError("A meanwhile scene needs two different characters.")
@@ -161,15 +162,14 @@ async def _meanwhile(inv: Invocation) -> list[CommandResult]:
 )
 async def _memory(inv: Invocation) -> list[CommandResult]:
     who, _, rest = inv.args.strip().partition(" ")
-    status = await engine_call(inv, inv.ctx.engine.status(chat_id_of(inv), player=inv.sender))
-    cast = [c for c in await inv.ctx.engine.list_characters() if c.name in (status.characters or (status.host_name,))]
+    cast = await engine_call(inv, inv.ctx.engine.cast(chat_id_of(inv)))
     named = _cast_member(cast, who) if who else None
     if who.lower() in ("you", "me"):
         character_id, name, query = "you", "You", rest
     elif named is not None and (rest.strip() or not inv.args.strip().count(" ")):
         character_id, name, query = named.character_id, named.name, rest
     else:  # no name first: the whole line is the query, about the host's memory
-        host = next(c for c in cast if c.name == status.host_name)
+        host = cast[0]
         character_id, name, query = host.character_id, host.name, inv.args
     query = query.strip()
     if query:

@@ -43,8 +43,12 @@ class StandInEngine:
     askers: list[str | None] = field(default_factory=list)  # the `player` each report was asked for
     players: tuple[str, ...] = ("alice",)
 
-    async def list_characters(self) -> list[CharacterInfo]:
+    async def list_characters(self, *, player: str | None = None) -> list[CharacterInfo]:
         return [CharacterInfo("wren", "Wren Halloway", "A lighthouse keeper."), CharacterInfo("odile", "Captain Odile Marchetti", "A captain.")]
+
+    async def cast(self, chat_id: str) -> list[CharacterInfo]:
+        present = {self.title, *([self.guest] if self.guest else [])}
+        return [c for c in await self.list_characters() if c.name in present]
 
     async def chat_clock(self, chat_id: str) -> datetime:
         return CLOCK
@@ -212,7 +216,7 @@ async def test_context_names_its_parts_as_a_player_reads_them() -> None:
 
 async def test_characters_and_help_work_everywhere_and_typos_get_a_suggestion() -> None:
     in_story = await answer(StandInEngine(), "!characters", STORY)
-    assert "Wren Halloway" in in_story and "Start a story in the Lobby" in in_story
+    assert "Wren Halloway" in in_story and "`!invite <character>`" in in_story and "start a story in the Lobby" in in_story
     assert "Start a story with" in await answer(StandInEngine(), "!characters", LOBBY)
     assert "Commands in this story room" in await answer(StandInEngine(), "!help", STORY)
     assert "Did you mean `!status`?" in await answer(StandInEngine(), "!stauts", STORY)

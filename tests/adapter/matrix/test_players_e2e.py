@@ -24,11 +24,11 @@ import pytest
 
 from tests.adapter.matrix.conftest import RunningBot, onboard
 from tests.adapter.matrix.test_element_cross_signing import World
-from tests.adapter.matrix.test_element_faces import character_lines, one_message_replies
+from tests.adapter.matrix.test_element_faces import character_lines
 from tests.adapter.matrix.test_restart_persistence import openai_llm, say_and_wait
 from tests.adapter.matrix.test_story_commands_e2e import ask
 from tests.support.element_js import ElementClient, SeenMessage, ensure_node_client
-from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.fake_openai import FakeOpenAIServer, Reply
 from tests.support.matrix_user import MatrixUser
 from tests.support.synapse import SynapseServer
 
@@ -45,6 +45,14 @@ def world(synapse: SynapseServer, tmp_path: Path) -> Iterator[World]:
     world = World(synapse, tmp_path)
     yield world
     world.close()
+
+
+def heard_replies(fake_openai: FakeOpenAIServer) -> dict:
+    """The model answers the last line of its prompt's last user message, in one chunk (one message per
+    reply, no edits): a reply says which line it answers, even when other lines came before it."""
+    fake_openai.default_reply = Reply(text=lambda request: "Heard: " + (request.player_line.strip().splitlines() or [""])[-1],
+                                      chunk_size=100_000)
+    return {"provider": "openai", "base_url": fake_openai.base_url, "narrative_model": "m", "timeout_s": 30}
 
 
 def named(user: MatrixUser, name: str) -> None:
@@ -83,7 +91,7 @@ def mentioned(message: SeenMessage) -> list[str]:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("encryption", [True, False], ids=["encrypted", "unencrypted"])
 def test_friends_play_one_story_each_answered_and_each_a_witness(world: World, fake_openai: FakeOpenAIServer, encryption: bool) -> None:
-    world.start_bot(encryption=encryption, llm=one_message_replies(fake_openai))
+    world.start_bot(encryption=encryption, llm=heard_replies(fake_openai))
     bot = world.bot_id
     owner_sees, owner = world.player()
     friend_sees, friend = world.player()
@@ -91,6 +99,9 @@ def test_friends_play_one_story_each_answered_and_each_a_witness(world: World, f
     named(friend, "Mara Vell")
     _, _, story = onboard(world.running(), owner, timeout_s=120)
     owner_sees.wait_for(lambda: character_lines(owner_sees, story, bot), timeout_s=90, what="the greeting")
+    owner_sees.send_text(story, "!invite odile")  # a second character, its entrance under its own face
+    owner_sees.wait_for(lambda: [m for m in character_lines(owner_sees, story, bot) if m.sender_name == "Captain Odile Marchetti"],
+                        timeout_s=90, what="Odile's entrance")
     alone = answer(owner_sees, story, bot, "My sister is called Odalys.")  # before the friend comes
     assert mentioned(alone) == []  # alone with the bot: a reply mentions no one
 
@@ -104,7 +115,7 @@ def test_friends_play_one_story_each_answered_and_each_a_witness(world: World, f
     # Each player's line is answered, the reply mentioning just that player, and both read it.
     to_owner = answer(owner_sees, story, bot, "I light the lamp.")
     assert mentioned(to_owner) == [owner.user_id]
-    to_friend = answer(friend_sees, story, bot, "I bar the door.")
+    to_friend = answer(friend_sees, story, bot, "I bolt the shutters.")
     assert mentioned(to_friend) == [friend.user_id]
     owner_sees.wait_for(lambda: any(m.event_id == to_friend.event_id and m.failure is None for m in owner_sees.seen),
                         what="the owner reading the reply to the friend")
@@ -117,7 +128,33 @@ def test_friends_play_one_story_each_answered_and_each_a_witness(world: World, f
     # Each a witness: only the owner was there when Odalys was named.
     assert "Odalys" in notice(owner_sees, story, bot, "!memory you odalys", "You remember:")
     assert "You remember nothing about “odalys”" in notice(friend_sees, story, bot, "!memory you odalys", "remember nothing")
-    assert "door" in notice(friend_sees, story, bot, "!memory you door", "You remember:")
+    assert "shutters" in notice(friend_sees, story, bot, "!memory you shutters", "You remember:")
+
+    # A third character invited mid-story knows nothing said before it came.
+    owner_sees.send_text(story, "!invite ilse")
+    owner_sees.wait_for(lambda: [m for m in character_lines(owner_sees, story, bot) if m.sender_name == "Ilse Varga"],
+                        timeout_s=90, what="Ilse's entrance")
+    to_ilse = answer(friend_sees, story, bot, "Ilse, what brings you here?")
+    assert to_ilse.sender_name == "Ilse Varga" and mentioned(to_ilse) == [friend.user_id]
+    ilse_prompts = [r for r in fake_openai.requests_for(purpose="narrate") if r.system_prompt.startswith("You are Ilse Varga")]
+    assert len(ilse_prompts) == 2  # the entrance and the answer
+    for request in ilse_prompts:
+        said_before = [word for word in ("Odalys", "lamp", "shutters") if word in str(request.messages)]
+        assert not said_before, [str(request.messages)[max(0, str(request.messages).find(w) - 300):][:400] for w in said_before]
+
+    # In rounds, both players' lines are answered by one reply that mentions them both.
+    notice(owner_sees, story, bot, "!rounds on", "Rounds are on")
+    before = {m.event_id for m in character_lines(owner_sees, story, bot)}
+    owner_sees.send_text(story, "I take the left path.")
+    friend_sees.send_text(story, "I take the right path.")
+    owner_sees.wait_for(lambda: [m for m in character_lines(owner_sees, story, bot) if m.event_id not in before], timeout_s=90,
+                        what="the round's reply")
+    owner_sees.pump(3)
+    (round_reply,) = [m for m in character_lines(owner_sees, story, bot) if m.event_id not in before]
+    assert mentioned(round_reply) == sorted([owner.user_id, friend.user_id])
+    round_request = fake_openai.requests_for(purpose="narrate")[-1]
+    assert "left path" in str(round_request.messages) and "right path" in str(round_request.messages)
+    assert "Rounds are off" in notice(owner_sees, story, bot, "!rounds off", "Rounds are off")
 
     # A user who may not use the bot cannot play: `!invite` refuses, an Element invite is withdrawn.
     stranger = MatrixUser(world.synapse.url, world.synapse.register("stranger"))
