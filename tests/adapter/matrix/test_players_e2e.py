@@ -25,7 +25,7 @@ import pytest
 from tests.adapter.matrix.conftest import RunningBot, onboard
 from tests.adapter.matrix.test_element_cross_signing import World
 from tests.adapter.matrix.test_element_faces import character_lines
-from tests.adapter.matrix.test_restart_persistence import openai_llm, say_and_wait
+from tests.adapter.matrix.test_restart_persistence import delete_cache, openai_llm, say_and_wait
 from tests.adapter.matrix.test_story_commands_e2e import ask
 from tests.support.element_js import ElementClient, SeenMessage, ensure_node_client
 from tests.support.fake_openai import FakeOpenAIServer, Reply
@@ -172,7 +172,8 @@ def test_friends_play_one_story_each_answered_and_each_a_witness(world: World, f
 
 
 @pytest.mark.timeout(300)
-def test_after_a_restart_the_players_are_those_the_rooms_membership_says(start_bot, fake_openai: FakeOpenAIServer) -> None:
+def test_after_a_restart_the_players_are_those_the_rooms_membership_says(start_bot, fake_openai: FakeOpenAIServer, tmp_path: Path) -> None:
+    """Even with the cache lost: who plays, and that the room answers in rounds, come from the room itself."""
     bot: RunningBot = start_bot(llm=openai_llm(fake_openai))
     owner, leaving, coming = bot.player(), bot.player(), bot.player()
     named(leaving, "Ines Dray")
@@ -184,8 +185,13 @@ def test_after_a_restart_the_players_are_those_the_rooms_membership_says(start_b
     leaving.join(story)
     ask(owner, story, bot.user_id, "!status", "Players: ")
     say_and_wait(leaving, story, bot, "I came to help.", "I came to help.")
+    ask(owner, story, bot.user_id, "!rounds on", "Rounds are on")
+    assert owner.state_event(story, "org.rpbot.room")["rounds"] is True
 
     assert bot.process.stop() == 0
+    delete_cache(tmp_path / "data")
+    config = bot.process.config_path
+    config.write_text(config.read_text().replace("[matrix]\n", "[matrix]\nround_window_s = 3\n"))
     unheard = leaving.send_text(story, "One more thing before I go.")
     owner._call("POST", f"/_matrix/client/v3/rooms/{story}/kick", json={"user_id": leaving.user_id, "reason": "Thanks, Ines."})
     owner._call("POST", f"/_matrix/client/v3/rooms/{story}/invite", json={"user_id": coming.user_id})  # Element's invite
@@ -194,7 +200,8 @@ def test_after_a_restart_the_players_are_those_the_rooms_membership_says(start_b
     bot.process.start()
 
     coming.wait_for(lambda: any("Hello, I am new here." in t for t in coming.final_texts(story, bot.user_id).values()),
-                    timeout_s=60, what="the answer to the friend who came while the bot was down")
+                    timeout_s=60, what="the answer to the friend who came while the bot was down (the round's time up)")
+    assert "Rounds are on" in ask(owner, story, bot.user_id, "!rounds", "Rounds are")
     status = ask(owner, story, bot.user_id, "!status", "Players: ")
     assert "Cal Brandt" in status and "Ines Dray" not in status
     assert not [r for r in fake_openai.requests_for(purpose="narrate") if "One more thing" in r.player_line]
