@@ -79,8 +79,8 @@ def only_the_owner(inv: Invocation) -> list[CommandResult] | None:
     return inv.reply(f"Only {inv.meta.matrix_user_id}, whose story this is, can invite and remove players.")
 
 
-@command("invite", "!invite @user:server | <character>", "invite a friend to play in this story (Element's invite does "
-         f"the same), or bring a character into it (up to {MAX_CHARACTERS} at once)", STORY_ROOMS)
+@command("invite", "!invite @user:server or <character>", "invite a friend to play in this story (the owner; Element's "
+         f"invite does the same), or bring a character into it (up to {MAX_CHARACTERS} at once)", STORY_ROOMS)
 async def _invite(inv: Invocation) -> list[CommandResult]:
     if not inv.args.strip():
         raise CommandError("Say whom to invite: a friend's Matrix id (`!invite @friend:example.org`) or a character (`!invite odile`).")
@@ -114,8 +114,8 @@ async def _dismiss(inv: Invocation) -> list[CommandResult]:
     return inv.reply(f"*{gone.name} leaves the scene.* They keep what they witnessed; `!invite {gone.character_id}` brings them back.")
 
 
-@command("remove", "!remove @user:server", "remove a player from this story (or withdraw their invite); "
-         "they keep what they witnessed", STORY_ROOMS)
+@command("remove", "!remove @user:server", "remove a player from this story, or withdraw their invite (the owner; "
+         "Element's remove does the same); they keep what they witnessed", STORY_ROOMS)
 async def _remove(inv: Invocation) -> list[CommandResult]:
     refused = only_the_owner(inv)
     if refused is not None:
@@ -135,8 +135,8 @@ async def _remove(inv: Invocation) -> list[CommandResult]:
         f"{user_id} is removed from the story: their lines are no longer part of it, and they keep what they witnessed.")]
 
 
-@command("rounds", "!rounds [on|off]", "on: the players' lines are gathered (until everyone has spoken, or a "
-         "short while) and answered in one reply; off: each line is answered in turn", STORY_ROOMS, owner_only=True)
+@command("rounds", "!rounds [on or off]", "on: the players' lines are gathered until everyone has spoken (or a "
+         "short while) and answered in one reply; off: each line in turn (the owner)", STORY_ROOMS, owner_only=True)
 async def _rounds(inv: Invocation) -> list[CommandResult]:
     wanted = inv.args.strip().lower()
     if not wanted:

@@ -225,7 +225,7 @@ def and_join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-@command("status", "!status", "the story's clock, scene, threads and size", STORY_ROOMS)
+@command("status", "!status", "the story's clock, scene, threads, size and players", STORY_ROOMS)
 async def _status(inv: Invocation) -> list[CommandResult]:
     status = await engine_call(inv, inv.ctx.engine.status(chat_id_of(inv), player=inv.sender))
     names = list(status.characters) or [status.host_name, *([status.guest_name] if status.guest_name else [])]

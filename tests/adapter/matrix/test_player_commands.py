@@ -88,7 +88,7 @@ async def test_rounds_are_the_owners_to_turn_on_and_off(ctx: Ctx) -> None:
     assert "Rounds are off" in said(await run(ctx, story, "!rounds"))
     assert await run(ctx, story, "!rounds on") == [SetRounds(True)]
     assert "Rounds are on already" in said(await run(ctx, RoomMeta(**{**story.__dict__, "rounds": True}), "!rounds ON"))
-    assert "Usage: `!rounds [on|off]`" in said(await run(ctx, story, "!rounds maybe"))
+    assert "Usage: `!rounds [on or off]`" in said(await run(ctx, story, "!rounds maybe"))
     assert "Only @alice:localhost, whose story this is, can use `!rounds`" in said(await run(ctx, story, "!rounds on", BOB))
 
 
