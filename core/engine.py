@@ -394,8 +394,8 @@ class Engine:
             if not await players.is_playing(tx, chat_id, player_id):
                 await players.join(tx, chat_id, player_id)
                 scene = await world.current_scene(tx, chat_id)
-                if scene is not None and player_id not in scene.present:
-                    await world.set_scene_presence(tx, chat_id, scene.scene_id, [*scene.present, player_id])
+                if scene is not None:
+                    await world.join_scene(tx, scene, player_id, player=True)
             if player_id != chat.owner and not await personas.has_story_persona(tx, chat_id, player_id):
                 await self._first_story_persona(tx, chat_id, player_id, display_name)
         return next(p for p in await self.players(chat_id) if p.player_id == player_id)

@@ -1,8 +1,8 @@
 """Characters come and go: a character invited into a story makes its entrance; one dismissed leaves.
 
 A story holds at most `MAX_CHARACTERS` characters at once, its host first.  An invited character
-comes in at once (`character_invited`): it is present in the open scene (one opens if none is),
-its card's lorebook comes with it, and from then on it witnesses what is said, and nothing said
+comes in at once (`character_invited`): it is present in the open scene (its entrance opens one
+if none is), its card's lorebook comes with it, and from then on it witnesses what is said, and nothing said
 before: its prompts hold no earlier line, and no earlier exchange is its memory.  Then its
 entrance is written like a guest's (`TurnPipeline.write_entrance`, from its own greeting, or a
 V3 card's group greeting), under an engine source id of its own (`invite-<seq>#guest`).  A model
@@ -17,8 +17,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from core.errors import InvalidCastError
-from core.services import scenes
-from core.services.dialogue import GUEST_SUFFIX, load_cast
+from core.services.dialogue import GUEST_SUFFIX, INVITED_ENTRANCE_PREFIX, load_cast
 from core.services.lorebook import import_card_books
 from core.services.replying import TurnUpdate
 from core.services.talk import TurnPipeline
@@ -43,12 +42,13 @@ class CastChanges:
                 raise InvalidCastError(f"a story holds at most {MAX_CHARACTERS} characters at once: dismiss one first")
             async with self.db.transaction() as tx:
                 seq = await world.invite_character(tx, chat_id, character.character_id)
-                scene = await scenes.ensure_scene(tx, await load_cast(tx, chat_id))
-                if character.character_id not in scene.present:
-                    await world.set_scene_presence(tx, chat_id, scene.scene_id, [*scene.present, character.character_id])
+                scene = await world.current_scene(tx, chat_id)
+                if scene is not None:
+                    await world.join_scene(tx, scene, character.character_id, player=False)
                 await import_card_books(tx, chat_id, [character])
             cast = await load_cast(self.db, chat_id)
-            async with aclosing(self.pipeline.write_entrance(cast, character, f"invite-{seq}{GUEST_SUFFIX}")) as updates:
+            entrance = self.pipeline.write_entrance(cast, character, f"{INVITED_ENTRANCE_PREFIX}{seq}{GUEST_SUFFIX}")
+            async with aclosing(entrance) as updates:
                 async for update in updates:
                     yield update
 

@@ -29,6 +29,7 @@ FOLLOW_UP_SUFFIX = "#follow-up"  # the source of the other character's short ans
 GUEST_SUFFIX = "#guest"  # a character's entrance: a guest's after the greeting, or an invited one's
 SKIP_SUFFIX = "#skip"  # the narration of a time skip the player's line asked for
 GUEST_ENTRANCE_SOURCE = GREETING_SOURCE + GUEST_SUFFIX
+INVITED_ENTRANCE_PREFIX = "invite-"  # `invite-<seq>#guest`: the entrance of a character invited by command
 ENGINE_SOURCE_SUFFIXES = (REPLY_SUFFIX, FOLLOW_UP_SUFFIX, GUEST_SUFFIX, SKIP_SUFFIX)
 
 
@@ -186,9 +187,10 @@ async def is_follow_up(source: Readable, turn: Turn) -> bool:
 
 @dataclass(frozen=True)
 class ExchangeToRegenerate:
-    user_turn: Turn | None  # the player's line the new reply answers (None: the greeting, a follow-up)
+    user_turn: Turn | None  # the player's line the new reply answers (None: the greeting, an entrance, a follow-up)
     replaced: Turn | None  # the shown assistant turn the new reply supersedes, if any
     answered: Turn | None = None  # a follow-up: the reply it answers
+    entrance: str = ""  # an entrance's source id (`...#guest`): a new take is an entrance again
 
 
 async def exchange_to_regenerate(source: Readable, chat_id: str) -> ExchangeToRegenerate:
@@ -204,6 +206,11 @@ async def exchange_to_regenerate(source: Readable, chat_id: str) -> ExchangeToRe
             chat_id, "There is no reply to redo: the story's last turn is a time skip. Say something to go on."
         )
     turns = await turn_state.recent_turns(source, chat_id, 8)
+    first = (await turn_state.sibling_turns(source, last.turn_id))[0]
+    if first.source_id == GREETING_SOURCE:
+        return ExchangeToRegenerate(None, last)
+    if first.source_id and first.source_id.endswith(GUEST_SUFFIX):
+        return ExchangeToRegenerate(None, last, entrance=first.source_id)
     if await is_follow_up(source, last):
         answered = next((t for t in reversed(turns) if t.role == "assistant" and t.turn_id < last.turn_id), None)
         return ExchangeToRegenerate(None, last, answered)

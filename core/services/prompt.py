@@ -164,6 +164,7 @@ async def assemble_prompt(
     pending_player: str | None = None,
     instruction: str = "",
     recall_text: str | None = None,
+    opening: str = "",
 ) -> AssembledPrompt:
     """The messages for `speaker`'s reply to `user_turn` (None: an opening line, or with
     `pending_line` the next line of `pending_player` (the owner by default), as `!context` shows it).
@@ -176,7 +177,8 @@ async def assemble_prompt(
     (a regenerate) adds a note after the dialogue asking for a fresh take, so swipes differ
     even with a deterministic model.  `instruction` (a guest's entrance, a continue) goes after
     the dialogue, before the card's post-history instructions.  `recall_text` is what memories
-    are recalled for (the lines of a round; by default the line answered).
+    are recalled for (the lines of a round; by default the line answered).  `opening` opens a
+    dialogue that shows no earlier line (by default: the scene begins).
     """
     chat_id, who, now = cast.chat.chat_id, speaker.character_id, cast.chat.clock
     card = card_block_within(speaker, cast, int(CARD_SHARE * budget_tokens) * 4) + "\n" + present_block(cast, speaker)
@@ -227,7 +229,8 @@ async def assemble_prompt(
     events = await plans.world_events_in_view(source, chat_id, who, until=now + EVENTS_HORIZON)
     event_lines = take_within([_event_line(e, now) for e in events], budgets["notes"] // 3)
     edges = await prior_edges(source, chat_id, who, [*cast.player_ids, *cast.present_ids])  # a replaced reply's are taken back
-    edge_lines = take_within([_edge_line(cast, e) for e in edges], budgets["notes"] // 4)
+    edge_lines = take_within([_edge_line(cast, e) for e in edges if e.updated_at is not None],  # never moved: nothing to say
+                             budgets["notes"] // 4)
     query = recall_text or (user_turn.text if user_turn else (pending_line or ""))
     recalled = await recall.recalled_memories(
         source, chat_id, who, query, leave_out_turns={t.turn_id for t in dialogue},
@@ -244,8 +247,9 @@ async def assemble_prompt(
     lore_lines = [f"- {text}" for text in lore]
     room -= _cost(lore_lines)
     digest_lines = take_within([f"- {d.text}" for d in reversed(digests)], max(0, room // 2))
+    # What the line brings back: at most half the notes, which no cache holds (they change every turn).
     memory_lines = each_within([memory_line(m, now, strip_key_quotes(m.text)) for m in recalled],
-                               max(0, room - _cost(digest_lines)))
+                               max(0, min(room - _cost(digest_lines), budgets["notes"] // 2)))
 
     system = "\n\n".join(part for part in [
         card,
@@ -305,7 +309,7 @@ async def assemble_prompt(
     history = fold_lines(cast, who, chosen)
     report.section_tokens["dialogue"] = sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD for m in history)
     opening = "[Earlier lines of the story are left out.]" if window.left_out else (
-        f"[The scene begins. Write {speaker.name}'s opening message.]")
+        opening or f"[The scene begins. Write {speaker.name}'s opening message.]")
     messages = alternating([{"role": "system", "content": system}, *history], opening=opening)
     report.messages = place_note(finish_with_user(messages, note, f"[{speaker.name} goes on.]", notes), story_note)
     return report

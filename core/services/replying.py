@@ -32,7 +32,16 @@ from core.services.generation import Generation
 from core.services.memory_write import exchange_text, record_turn_memory
 from core.services.prompt import AssembledPrompt, assemble_prompt
 from core.services.relationships import classify_exchange_edges, may_touch_relationship
-from core.services.replies import ReplySettings, join_continuation, pending_prefix, stop_sequences, strip_speaker_name
+from core.services.replies import (
+    ReplySettings,
+    cut_at_others,
+    held_back,
+    join_continuation,
+    other_names,
+    pending_prefix,
+    stop_sequences,
+    strip_speaker_name,
+)
 from core.services.rollback import roll_back_scene_close
 from core.services.rolling_summaries import SummaryJobs, parts_may_be_due, write_due_parts
 from core.state import memory as memory_state
@@ -83,13 +92,17 @@ class ReplyPlan:
     `replaced`: the reply is a new take of that turn; `continues`: the reply goes on from that
     turn's text (the same turn grows); `scene_id`: the scene it is said in (None: the open one);
     `as_of`: the prompt shows the story as it stood before this turn id (what was recorded from
-    it on, such as a meanwhile scene played after the replaced reply, is left out)."""
+    it on, such as a meanwhile scene played after the replaced reply, is left out); `opening`: what
+    a prompt that shows no earlier line opens with (a newcomer's: the scene is under way);
+    `open_scene`: the reply opens a scene when none is open (an entrance, like a line, begins one)."""
 
     prepare: Callable[[Transaction], Awaitable[object]] | None = None
     replaced: Turn | None = None
     continues: Turn | None = None
     scene_id: int | None = None
     as_of: int | None = None
+    opening: str = ""
+    open_scene: bool = False
 
 
 @dataclass
@@ -144,6 +157,7 @@ class ReplyWriter:
         prompt = await self._prompt(cast, speaker, user_turn, instruction, plan, lines)
         names = [speaker.name, nickname(speaker)]
         stop = stop_sequences(cast, speaker, self.settings)
+        others = other_names(cast, speaker) if self.settings.stop_at_names else []
         record = partial(self._record_reply, cast, speaker, user_turn, source_id, plan)
         base = plan.continues.text if plan.continues is not None else None
         so_far, shown = "", ""
@@ -158,11 +172,17 @@ class ReplyWriter:
                 async with aclosing(generation.deltas()) as deltas:
                     async for delta in deltas:
                         so_far += delta
-                        if pending_prefix(so_far, names):
+                        cut = cut_at_others(so_far, others)  # it began someone else's line: the reply ends there
+                        so_far = so_far if cut is None else so_far[:cut]
+                        if cut is None and pending_prefix(so_far, names):
                             continue
                         shown = strip_speaker_name(so_far, names)
-                        text = shown if base is None else join_continuation(base, shown)
-                        yield TurnUpdate(speaker.name, speaker.character_id, text, done=False, answering=answering)
+                        text = held_back(shown, others)
+                        if text:
+                            text = text if base is None else join_continuation(base, text)
+                            yield TurnUpdate(speaker.name, speaker.character_id, text, done=False, answering=answering)
+                        if cut is not None:
+                            break
             except (asyncio.CancelledError, GeneratorExit):
                 # The consumer went away mid-stream: keep what was said (if anything), marked truncated.
                 await generation.aclose()
@@ -191,7 +211,8 @@ class ReplyWriter:
         any model is called, so every consequence of a replaced reply is out of view by construction."""
         take = len(await turn_state.takes(self.db, plan.replaced.turn_id)) + 1 if plan.replaced else 1
         arguments = dict(user_turn=user_turn, excluding_turn=plan.as_of, budget_tokens=self.budget_tokens, take=take,
-                         instruction=instruction, recall_text="\n".join(line.text for line in lines) or None)
+                         instruction=instruction, recall_text="\n".join(line.text for line in lines) or None,
+                         opening=plan.opening)
         if plan.prepare is None:
             return await assemble_prompt(self.db, cast, speaker, **arguments)  # type: ignore[arg-type]
         async with self.db.scratch() as tx:
@@ -212,6 +233,8 @@ class ReplyWriter:
         async with self.db.transaction() as tx:
             if plan.prepare is not None:
                 await plan.prepare(tx)
+            if plan.open_scene:
+                await scenes.ensure_scene(tx, cast)
             if plan.continues is not None:
                 appended = join_continuation(plan.continues.text, text)[len(plan.continues.text):]
                 await turn_state.continue_turn(tx, chat_id, plan.continues.turn_id, appended, truncated=truncated)

@@ -46,7 +46,7 @@ import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from core.errors import LineTakenBackError, NotAPlayerError
@@ -57,6 +57,7 @@ from core.services import addressee, ooc, scenes, timeskip
 from core.services.card_text import fill, group_greeting, whole_sentences
 from core.services.dialogue import (
     FOLLOW_UP_SUFFIX,
+    INVITED_ENTRANCE_PREFIX,
     SKIP_SUFFIX,
     Cast,
     answered_players,
@@ -120,6 +121,13 @@ def entrance_instruction(character: world.Character, cast: Cast) -> str:
         + (f" How {character.name} usually opens, for the voice only (the place and situation there are not "
            f"this story's): \"{whole_sentences(own, ENTRANCE_SAMPLE_CHARS)}\"" if own else "") + "]"
     )
+
+
+def entrance_opening(character: world.Character, source_id: str) -> str:
+    """What the prompt of an invited character's entrance opens with: the scene is under way."""
+    if not source_id.startswith(INVITED_ENTRANCE_PREFIX):
+        return ""
+    return f"[The scene is under way; {character.name} has not heard what was said in it.]"
 
 
 def follow_up_instruction(answered: world.Character, speaker: world.Character) -> str:
@@ -253,6 +261,9 @@ class TurnPipeline:
                     if exchange.answered is not None:  # a follow-up: the other character's short answer, again
                         answered = cast.get(exchange.answered.speaker) or cast.host
                         instruction, max_tokens = follow_up_instruction(answered, speaker), FOLLOW_UP_MAX_TOKENS
+                    elif exchange.entrance:  # an entrance, again: knowing what it knew then
+                        instruction = entrance_instruction(speaker, cast)
+                        plan = replace(plan, opening=entrance_opening(speaker, exchange.entrance))
                 else:
                     speaker = await self._addressee(cast, user_turn) if user_turn else cast.host
                     source = reply_source(user_turn.source_id) if user_turn and user_turn.source_id else None
@@ -292,12 +303,15 @@ class TurnPipeline:
         self, cast: Cast, character: world.Character, source_id: str
     ) -> AsyncGenerator[TurnUpdate, None]:
         """`character`'s entrance into the story, written by the model in the story's scene, with its
-        own greeting (a V3 card's first group greeting, if it has one) as a sample of its voice; the
-        caller holds the chat's turn."""
+        own greeting (a V3 card's first group greeting, if it has one) as a sample of its voice (an
+        invited one comes into a scene whose earlier lines it did not hear); the caller holds the
+        chat's turn."""
         chat_id = cast.chat.chat_id
         control = self._in_flight[chat_id] = InFlight()
+        opening = entrance_opening(character, source_id)
         try:
-            reply = self.writer.write_reply(cast, character, None, source_id, control, entrance_instruction(character, cast))
+            reply = self.writer.write_reply(cast, character, None, source_id, control, entrance_instruction(character, cast),
+                                            plan=ReplyPlan(opening=opening, open_scene=True))
             async with aclosing(reply) as updates:
                 async for update in updates:
                     yield update
@@ -389,15 +403,21 @@ class TurnPipeline:
         said = "\n".join(line.text for line in lines)
         if len(cast.characters) == 1 and not addressee.may_carry_intent(said):
             return addressee.Route(cast.host)
-        dialogue = await recent_dialogue(
-            self.db, cast.chat.chat_id, limit=addressee.CONTEXT_TURNS, up_to_turn_id=lines[0].turn_id - 1
-        )
+        dialogue = await self._routing_dialogue(cast.chat.chat_id, lines[0])
         if not addressee.may_carry_intent(said):
             local = addressee.local_addressee(cast, dialogue, [line.text for line in lines], replying_to)
             if local is not None:
                 return addressee.Route(local)
         text, author = self._routed_text(cast, lines)
         return await addressee.route(self.llm, cast, dialogue, text, author=author, context_tokens=self.budget_tokens)
+
+    async def _routing_dialogue(self, chat_id: str, first_line: Turn) -> list[Turn]:
+        """The lines before `first_line` that routing reads, each take of a reply under its first
+        take's source id (so a new take of an entrance is still known as one)."""
+        dialogue = await recent_dialogue(self.db, chat_id, limit=addressee.CONTEXT_TURNS,
+                                         up_to_turn_id=first_line.turn_id - 1)
+        first_sources = await turn_state.first_take_sources(self.db, [t.turn_id for t in dialogue if t.source_id is None])
+        return [replace(t, source_id=first_sources.get(t.turn_id)) if t.source_id is None else t for t in dialogue]
 
     @staticmethod
     def _routed_text(cast: Cast, lines: list[Turn]) -> tuple[str, str]:
@@ -442,9 +462,7 @@ class TurnPipeline:
         if len(cast.characters) == 1:
             return cast.host
         lines = await exchange_lines(self.db, user_turn)
-        dialogue = await recent_dialogue(
-            self.db, cast.chat.chat_id, limit=addressee.CONTEXT_TURNS, up_to_turn_id=lines[0].turn_id - 1
-        )
+        dialogue = await self._routing_dialogue(cast.chat.chat_id, lines[0])
         local = addressee.local_addressee(cast, dialogue, [line.text for line in lines])
         text, author = self._routed_text(cast, lines)
         return local or await addressee.choose_addressee(self.llm, cast, dialogue, text, author=author,

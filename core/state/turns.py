@@ -133,6 +133,20 @@ async def require_turn(source: Readable, turn_id: int) -> Turn:
     return turn
 
 
+async def first_take_sources(source: Readable, turn_ids: list[int]) -> dict[int, str]:
+    """For each of these turns that is a later take of a reply, the source id of its first take (if it has one)."""
+    if not turn_ids:
+        return {}
+    marks = ", ".join("?" * len(turn_ids))
+    rows = await fetch_all(
+        source,
+        f"""SELECT t.turn_id, f.source_id FROM turns t JOIN turns f ON f.turn_id = t.sibling_group
+            WHERE t.turn_id IN ({marks}) AND f.turn_id != t.turn_id AND f.source_id IS NOT NULL""",
+        turn_ids,
+    )
+    return {r["turn_id"]: r["source_id"] for r in rows}
+
+
 async def round_lines(source: Readable, chat_id: str, last_source_id: str) -> list[Turn]:
     """The shown lines of the round whose last line is `last_source_id`, but that line, in order."""
     rows = await fetch_all(
