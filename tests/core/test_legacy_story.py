@@ -51,8 +51,8 @@ async def test_a_story_database_of_rpbot_0_1_replays_to_the_state_its_migrations
 
 
 def _raw(sql: str) -> list[tuple]:
-    """Rows of the fixture as rpbot 0.1 wrote it (read-only; the fixture is never changed)."""
-    with closing(sqlite3.connect(f"file:{LEGACY}?mode=ro", uri=True)) as raw:
+    """Rows of the fixture as rpbot 0.1 wrote it (opened immutable: no journal files beside it, nothing changed)."""
+    with closing(sqlite3.connect(f"file:{LEGACY}?immutable=1", uri=True)) as raw:
         return raw.execute(sql).fetchall()
 
 
