@@ -77,6 +77,11 @@ class MatrixConfig(_Section):
         description="Show a reply while the model writes it, as one message updated by edits (Element marks it \"(edited)\"). "
         "`false`: only the typing notice while the model writes, then the reply as one message when it is complete.",
     )
+    round_window_s: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="In a story room with `!rounds on`: how long a round waits, from its first line, for the other players' "
+        "lines before it is answered (it is answered at once when every player has spoken).",
+    )
     display_name: str = Field(
         default="",
         description="The bot account's own name (in the invite, the Space, the Lobby). Empty: the account keeps the name it has. "

@@ -112,6 +112,10 @@ Gestures in a story room, the way Element offers them:
 - `((like this))`: an out-of-character line, answered briefly and never part of the story.
 
 Every take-back is exact: the story goes on as if only what is shown had ever been said.
+
+A story room may hold several players: its owner invites friends, and only the owner invites
+or removes a player and turns rounds on or off; every player may use the other commands. See
+[playing-together.md](playing-together.md).
 """
 
 

@@ -4,8 +4,8 @@ It does what startup does up to the decision: one full-state sync as the bot
 (reusing its saved session, see `adapter.operator_session`), then the pure
 `plan_reconciliation` against a private copy of `adapter.sqlite3`, so neither
 the store nor any room state is touched. It prints the store rows that would
-be written (rooms, users), the room-state events that would be sent, and the
-players whose onboarding would be finished. Safe while the bot runs: the sync
+be written (rooms, users, the players of each story room), the room-state events that would be
+sent, and the players whose onboarding would be finished. Safe while the bot runs: the sync
 starts from the sync token the bot has already saved (so it acknowledges
 nothing the bot has not seen) and its response is never followed up.
 """
@@ -22,7 +22,14 @@ from nio import AsyncClient, AsyncClientConfig
 from adapter.config import Config
 from adapter.matrix.bot import full_state_sync
 from adapter.matrix.reconciliation import ReconcilePlan, plan_reconciliation
-from adapter.matrix.store import AdapterStore, all_room_meta, all_user_meta, copy_store, get_sync_token
+from adapter.matrix.store import (
+    AdapterStore,
+    all_room_meta,
+    all_room_players,
+    all_user_meta,
+    copy_store,
+    get_sync_token,
+)
 from adapter.operator_session import bot_session
 
 
@@ -55,7 +62,8 @@ async def plan_restart(config: Config) -> tuple[ReconcilePlan, int]:
                             raise DryRunError("the full-state sync failed; see the log")
                         server_name = session.user_id.split(":", 1)[1]
                         plan = plan_reconciliation(
-                            response, await all_room_meta(store), await all_user_meta(store), session.user_id, server_name
+                            response, await all_room_meta(store), await all_user_meta(store), session.user_id, server_name,
+                            cached_players=await all_room_players(store), allowed=config.matrix.is_allowed,
                         )
                         return plan, len(response.rooms.join)
                     finally:
@@ -82,6 +90,9 @@ def format_plan(plan: ReconcilePlan, joined_rooms: int) -> str:
     lines.append(f"User writes ({len(plan.user_writes)}):")
     for user in plan.user_writes:
         lines.append(f"  {user.user_id}  space={user.space_id}  lobby={user.lobby_room_id}")
+    lines.append(f"Player writes ({len(plan.player_writes)}):")
+    for room_id, players in plan.player_writes.items():
+        lines.append(f"  {room_id}  players={','.join(sorted(players)) or '(the owner alone)'}")
     lines.append(f"State writes ({len(plan.state_writes)}):")
     for state in plan.state_writes:
         key = f" state_key={state.state_key}" if state.state_key else ""
@@ -95,6 +106,6 @@ def format_plan(plan: ReconcilePlan, joined_rooms: int) -> str:
         lines.append(f"  {state.room_id}  {state.event_type}{key}")
     if plan.highest_platform_number:
         lines.append(f"Platform chat id counter: at least {plan.highest_platform_number}.")
-    if not (plan.room_writes or plan.user_writes or plan.state_writes or plan.users_to_finish or plan.once_ready):
+    if not (plan.room_writes or plan.user_writes or plan.player_writes or plan.state_writes or plan.users_to_finish or plan.once_ready):
         lines.append("The cache is in step with Matrix: a restart would rebuild nothing.")
     return "\n".join(lines)

@@ -160,9 +160,14 @@ def chat_sizes(total: int, chats: int, big: int) -> list[int]:
     return [big] + [rest + (1 if i < remainder else 0) for i in range(chats - 1)]
 
 
+def owner_of(chat_number: int) -> str:
+    return f"@player{chat_number % 50}:localhost"
+
+
 def memory_payload(vocab: Vocabulary, chat: str, host: str, guest: str, n: int) -> MemoryRecorded:
     rng = vocab.rng
-    witnesses = [w for w, p in (("you", 0.8), (host, 0.85), (guest, 0.5)) if rng.random() < p] or [host]
+    player = owner_of(int(chat.removeprefix("chat-")))
+    witnesses = [w for w, p in ((player, 0.8), (host, 0.85), (guest, 0.5)) if rng.random() < p] or [host]
     return MemoryRecorded(
         chat_id=chat, text=vocab.memory_text(), witnesses=witnesses,
         significance=rng.choice((1, 1, 2, 2, 2, 3)), story_time=START + timedelta(minutes=7 * n),
@@ -181,7 +186,7 @@ async def build(db: Database, args: argparse.Namespace) -> None:
                 character_id=character_id(n), name=NAMES[n % len(NAMES)] + f" {n}"))
         for n in range(args.chats):
             host, guest = cast_of(n, args.characters)
-            await world.create_chat(tx, owner=f"@player{n % 50}:localhost", host=host, guest=guest,
+            await world.create_chat(tx, owner=owner_of(n), host=host, guest=guest,
                                     clock=START, chat_id=chat_id(n))
     sizes = chat_sizes(args.total, args.chats, args.big)
     # Memories arrive interleaved across chats, as they would in a live deployment.

@@ -5,9 +5,11 @@ Not a test; run by hand (figures in bench/RESULTS.md):
     .venv/bin/python bench/prompt_prefix.py --turns 200
 
 Drives the real Engine (a fresh database, the built-in characters) through a scripted
-story of `--turns` player lines, once with one character and once with two (the player
-talks to one of them for a run of lines, then to the other, naming them), with a scene
-closed and time skipped now and then.  The model is a scripted fake whose replies vary in
+story of `--turns` player lines, once with one character, once with two (the player
+talks to one of them for a run of lines, then to the other, naming them), and once with
+three characters and two players (the third character invited after the opening, the second
+player joining; the players take turns, and talk to one character for a run of lines, then to
+the next), with a scene closed and time skipped now and then.  The model is a scripted fake whose replies vary in
 length (40-160 words) and words.  Every reply prompt is rendered the way a chat template
 sends it (role markers, then content, message by message) and compared with the previous
 reply prompt: the share of the prompt that is an identical prefix of the previous one.
@@ -35,8 +37,10 @@ from core.llm.base import ChatMessage
 from core.services.addressee import AddresseeDecision
 from core.services.plot import LifecycleChanges, NewThread, ThreadChanges
 
-HOST, GUEST = "wren-halloway", "odile-marchetti"
-OWNER = "@bench:localhost"
+HOST, GUEST, THIRD = "wren-halloway", "odile-marchetti", "tamsin-vale"
+OWNER, FRIEND = "@bench:localhost", "@friend:localhost"
+CALLED = {"Wren": HOST, "Odile": GUEST, "Tamsin": THIRD}
+RUN = 12  # lines the players say to one character before they turn to the next
 WORDS = """the lamp salt tide harbour rope lantern gull storm keeper boat letter map key bell fog
 rock stair window light tea bread coat boots knife ledger oil wick sea wind rain night morning
 quiet old cold warm careful slow bright low whispered laughed frowned listened watched turned""".split()
@@ -76,27 +80,32 @@ def fake_model(seed: int) -> FakeLLM:
         "scene_close": lambda _m: "We talked by the lamp about the storm, the boat and the letter.",
         "threads": ThreadChanges(open=[NewThread(title="The late supply boat", summary="It has not come.")]),
         "lifecycle": LifecycleChanges(),
-        "addressee": lambda m: AddresseeDecision(
-            speaker=GUEST if "Odile" in m[-1]["content"].rsplit("latest line:", 1)[-1] else HOST),
+        "addressee": lambda m: AddresseeDecision(speaker=next(
+            (cid for name, cid in CALLED.items() if name in m[-1]["content"].rsplit("latest line:", 1)[-1]), HOST)),
     }, strict=True)
 
 
-async def story(turns: int, two: bool, seed: int) -> tuple[list[float], list[float]]:
+async def story(turns: int, characters: int, players: int, seed: int) -> tuple[list[float], list[float]]:
     rng = random.Random(seed)
     fake = fake_model(seed)
+    names = list(CALLED)[:characters]
     with tempfile.TemporaryDirectory(prefix="rpbot-prefix-") as tmp:
         engine = await Engine.open(Path(tmp) / "engine.sqlite3", fake)
         try:
-            chat = await engine.create_chat(owner=OWNER, host=HOST, guest=GUEST if two else None)
+            chat = await engine.create_chat(owner=OWNER, host=HOST, guest=GUEST if characters > 1 else None)
             await engine.greeting(chat.chat_id)
-            talking_to = "Wren"
+            if characters > 2:
+                async for _ in engine.invite_character(chat.chat_id, THIRD):
+                    pass
+            if players > 1:
+                await engine.join_player(chat.chat_id, FRIEND, "Quill")
             for n in range(turns):
-                if two and n % 12 == 0 and n:
-                    talking_to = "Odile" if talking_to == "Wren" else "Wren"
+                talking_to = names[(n // RUN) % len(names)]
                 line = sentence(rng, rng.randint(6, 24))
-                if two:
+                if characters > 1:
                     line = f"{talking_to}, {line[0].lower()}{line[1:]}"
-                async for _ in engine.post_turn(chat.chat_id, line, f"$line-{n}"):
+                player = FRIEND if players > 1 and n % 2 else None
+                async for _ in engine.post_turn(chat.chat_id, line, f"$line-{n}", player=player):
                     pass
                 if n % 50 == 49:
                     await engine.close_scene(chat.chat_id)
@@ -129,9 +138,10 @@ async def main() -> None:
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    for two in (False, True):
-        vs_previous, vs_same = await story(args.turns, two, args.seed)
-        print(f"{'two characters' if two else 'one character'}, {args.turns} player lines:")
+    for characters, players, title in ((1, 1, "one character"), (2, 1, "two characters"),
+                                       (3, 2, "three characters and two players")):
+        vs_previous, vs_same = await story(args.turns, characters, players, args.seed)
+        print(f"{title}, {args.turns} player lines:")
         report("vs the previous prompt", vs_previous)
         report("vs the speaker's previous", vs_same)
 

@@ -27,7 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.engine import Engine
-from core.eventlog import USER
 from core.llm import FakeLLM
 from core.services.addressee import AddresseeDecision
 from core.services.memory_write import record_turn_memory
@@ -35,6 +34,7 @@ from core.state import edges as edge_state
 from core.state import turns as turn_state
 
 HOST, GUEST = "wren-halloway", "odile-marchetti"
+OWNER = "@bench:hs"
 STOPWORDS = "the a and to of i you it in that is was he she for on with as at but my your we".split()
 SYLLABLES = "ba be bo ca ce co da de do fa fe fi ga go ha he la le lo ma me mi na ne no ra re ri sa se so ta te to".split()
 VOCABULARY_SIZE = 3000
@@ -66,14 +66,15 @@ def line(rng: random.Random, n: int) -> str:
 async def build_history(engine: Engine, chat_id: str, prior_turns: int, rng: random.Random) -> None:
     async with engine.db.transaction() as tx:
         for i in range(prior_turns // 2):
-            user, _ = await turn_state.record_turn(tx, chat_id, "user", USER, line(rng, 12), source_id=f"$old{i}")
+            user, _ = await turn_state.record_turn(tx, chat_id, "user", OWNER, line(rng, 12), source_id=f"$old{i}",
+                                                   speaker_name="Tobin")
             reply, _ = await turn_state.record_turn(
                 tx, chat_id, "assistant", HOST, line(rng, 30), source_id=f"$old{i}#reply"
             )
-            await record_turn_memory(tx, chat_id, user_turn=user, reply_turn=reply, speaker_name="Wren", player_name="Tobin",
-                                     present=[HOST])
+            await record_turn_memory(tx, chat_id, lines=[user], reply_turn=reply, speaker_name="Wren",
+                                     name_of=lambda turn: turn.speaker_name or "Tobin")
             if i % 10 == 0:  # a relationship reading now and then, as a story has them
-                await edge_state.adjust_edge(tx, chat_id, HOST, USER, affinity_delta=1, cause_turn_id=reply.turn_id)
+                await edge_state.adjust_edge(tx, chat_id, HOST, OWNER, affinity_delta=1, cause_turn_id=reply.turn_id)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -88,7 +89,7 @@ async def run(prior_turns: int, turns: int, guest: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engine = await Engine.open(Path(tmp) / "bench.sqlite3", fake)
         try:
-            chat = await engine.create_chat(owner="@bench:hs", host=HOST, guest=GUEST if guest else None)
+            chat = await engine.create_chat(owner=OWNER, host=HOST, guest=GUEST if guest else None)
             started = time.perf_counter()
             await build_history(engine, chat.chat_id, prior_turns, rng)
             print(f"built {prior_turns} prior turns in {time.perf_counter() - started:.1f} s")

@@ -38,13 +38,21 @@ sees it, answers it with `post_turn`, and says when the answer was shown
 (`line_answered`); `owed_lines` lists what is still owed after a restart.  The engine
 alone decides what a regenerate replaces (`regenerate_target`).
 
+Characters come and go: `invite_character` brings one in (its entrance streamed), up to
+`MAX_CHARACTERS` at once; `dismiss_character` lets one leave (never the host); `cast` lists
+those present.  Several players: a story's owner is its first player; others `join_player` and `leave_player`
+(`players` lists them).  Every call that acts for a player takes `player=` (None: the story's
+owner): a line by someone who does not play in the story raises NotAPlayerError and writes
+nothing; each player is a witness of what is said while they play, with a persona of their own
+in the story; a reply names the players it answers (`TurnUpdate.answering`).
+
 `export_story` reads a whole story as the player saw it (for `rpbot export`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,12 +66,16 @@ from core.errors import (
     InvalidPersonaError,
     InvalidTimeError,
     MemoryNotFoundError,
+    OwnerCannotLeaveError,
     ReservedSourceIdError,
+    UnknownCharacterError,
 )
-from core.eventlog.db import Database, open_database
+from core.eventlog.db import Database, Transaction, open_database
+from core.eventlog.events import LEGACY_PLAYER
 from core.llm.base import ChatMessage, LLMClient
 from core.services import reports, scenes, timeskip
 from core.services.card_text import greeting as greeting_text
+from core.services.cast_changes import MAX_CHARACTERS, CastChanges
 from core.services.dialogue import (
     GREETING_SOURCE,
     GUEST_ENTRANCE_SOURCE,
@@ -90,10 +102,10 @@ from core.services.reports import (
 from core.services.rollback import TakenBack
 from core.services.scenes import SceneCloseResult
 from core.services.story_control import StoryControl
-from core.services.talk import AfterTurn, AfterTurnStep, TurnPipeline, TurnUpdate
+from core.services.talk import AfterTurn, AfterTurnStep, Line, TurnPipeline, TurnUpdate, require_playing
 from core.services.timeskip import SkipResult
 from core.services.tokens import DEFAULT_CONTEXT_TOKENS
-from core.state import lines, personas, plans, world
+from core.state import lines, personas, plans, players, world
 from core.state import memory as memory_state
 from core.state import turns as turn_state
 from core.state.lines import OwedLine
@@ -104,6 +116,7 @@ log = logging.getLogger(__name__)
 
 STORY_START = DEFAULT_START  # a story begins on a spring morning when nothing says otherwise
 LAST_START_YEAR = 9000
+MAX_PLAYER_ID_CHARS = 200
 
 __all__ = [
     "GREETING_SOURCE",
@@ -118,15 +131,18 @@ __all__ = [
     "Engine",
     "ExportedScene",
     "ExportedTurn",
+    "MAX_CHARACTERS",
     "LoreEntryInfo",
     "LoreImportResult",
     "MemoryInfo",
     "NextPrompt",
     "OwedLine",
     "Persona",
+    "PlayerInfo",
     "RegenerateTarget",
     "ReplySettings",
     "Rewound",
+    "RoundLine",
     "SceneCloseResult",
     "SkipResult",
     "StoryExport",
@@ -147,6 +163,26 @@ class ChatInfo:
     guest_id: str | None = None
     guest_name: str | None = None
     starts_at: datetime | None = None  # the story time it begins at
+
+
+@dataclass(frozen=True)
+class PlayerInfo:
+    """A player of a story: their id, the persona name they play under there, whether they own the
+    story, and whether they play in it now (`active`; False once they left)."""
+
+    player_id: str
+    name: str
+    is_owner: bool
+    active: bool
+
+
+@dataclass(frozen=True)
+class RoundLine:
+    """One player's line of a round: who said it (None: the story's owner), what, and the adapter's id."""
+
+    player: str | None
+    text: str
+    source_id: str
 
 
 @dataclass(frozen=True)
@@ -200,6 +236,12 @@ class CharacterInfo:
     character_id: str
     name: str
     description: str
+    owner: str | None = None  # the player who imported it (None: everyone's, like the built-in ones)
+    shared: bool = False  # its owner shared it with everyone
+
+    @classmethod
+    def of(cls, character: world.Character) -> CharacterInfo:
+        return cls(character.character_id, character.name, character.description, character.owner, character.shared)
 
 
 @dataclass(frozen=True)
@@ -237,6 +279,7 @@ class StoryExport:
     turns: tuple[ExportedTurn, ...]
     scenes: tuple[ExportedScene, ...]
     threads: tuple[ThreadInfo, ...]
+    players: tuple[PlayerInfo, ...] = ()
 
 
 class Engine:
@@ -248,6 +291,7 @@ class Engine:
         self.llm = llm
         self.pipeline = TurnPipeline(db, llm, budget_tokens=budget_tokens, replies=replies or ReplySettings())
         self.control = StoryControl(self.pipeline)
+        self.cast_changes = CastChanges(self.pipeline)
 
     @classmethod
     async def open(
@@ -268,16 +312,31 @@ class Engine:
         """Run `step` after every recorded reply (as a task; the chat's next turn waits for it)."""
         self.pipeline.after_turn_steps.append(step)
 
-    async def list_characters(self) -> list[CharacterInfo]:
-        return [CharacterInfo(c.character_id, c.name, c.description) for c in await world.list_characters(self.db)]
+    async def list_characters(self, *, player: str | None = None) -> list[CharacterInfo]:
+        """The characters `player` may use (the built-in ones, shared ones and their own), by name;
+        every character with None."""
+        return [CharacterInfo.of(c) for c in await world.list_characters(self.db, usable_by=player)]
 
-    async def import_character(self, data: bytes | str) -> CharacterInfo:
-        """Register the character of a Character Card V2/V3 (JSON, or PNG with a `chara`/`ccv3` chunk).
+    async def import_character(self, data: bytes | str, *, owner: str | None = None) -> CharacterInfo:
+        """Register the character of a Character Card V2/V3 (JSON, or PNG with a `chara`/`ccv3` chunk),
+        owned by `owner`: listed and usable only for them (in their stories) until they share it
+        (None: everyone's).  It always gets an id of its own: an import never replaces a character,
+        so nobody's card is taken over by another's import of it.
 
-        Raises CardImportError for anything that is not a readable card; nothing is written then.
+        Raises CardImportError for anything that is not a readable card, InvalidInputError for an
+        owner id a player cannot have; nothing is written then.
         """
-        character = await import_card(self.db, data)
-        return CharacterInfo(character.character_id, character.name, character.description)
+        character = await import_card(self.db, data, owner=None if owner is None else check_player_id(owner))
+        return CharacterInfo.of(character)
+
+    async def share_character(self, player: str, character: str) -> CharacterInfo:
+        """`player`'s own character (id or name) becomes everyone's to list and use.  A character
+        already everyone's is returned as it is; UnknownCharacterError for one `player` may not use."""
+        chosen = await resolve_character(self.db, character, usable_by=[player])
+        if chosen.owner == player and not chosen.shared:
+            await world.share_character(self.db, chosen.character_id)
+            chosen = await require_character(self.db, chosen.character_id)
+        return CharacterInfo.of(chosen)
 
     async def persona(self, owner: str, chat_id: str | None = None) -> Persona:
         """The player's persona for new stories (a default from their id until they set one), or
@@ -314,6 +373,68 @@ class Engine:
             return await personas.set_persona(self.db, owner, name)
         return await personas.get_persona(self.db, owner)
 
+    # -- players --------------------------------------------------------------------------
+
+    async def players(self, chat_id: str) -> list[PlayerInfo]:
+        """Everyone who plays or played in the story: the owner first, then in the order they joined."""
+        await world.require_chat(self.db, chat_id)
+        return [PlayerInfo(p.persona.owner, p.persona.name, p.is_owner, p.active)
+                for p in await personas.story_players_personas(self.db, chat_id)]
+
+    async def join_player(self, chat_id: str, player_id: str, display_name: str = "") -> PlayerInfo:
+        """`player_id` plays in the story from now on: a witness of what is said from here (not of
+        what was said before), with a persona of their own there (their default persona if they set
+        one, else `display_name`, else a name from their id).  Idempotent; a player who left plays
+        again, with the persona they had.  InvalidInputError for an id that cannot be a player's."""
+        player_id = check_player_id(player_id)
+        async with self.db.transaction() as tx:
+            chat = await world.require_chat(tx, chat_id)
+            if await world.get_character(tx, player_id) is not None:
+                raise InvalidInputError(f"{player_id!r} is a character's id, not a player's")
+            if not await players.is_playing(tx, chat_id, player_id):
+                await players.join(tx, chat_id, player_id)
+                scene = await world.current_scene(tx, chat_id)
+                if scene is not None:
+                    await world.join_scene(tx, scene, player_id, player=True)
+            if player_id != chat.owner and not await personas.has_story_persona(tx, chat_id, player_id):
+                await self._first_story_persona(tx, chat_id, player_id, display_name)
+        return next(p for p in await self.players(chat_id) if p.player_id == player_id)
+
+    @staticmethod
+    async def _first_story_persona(tx: Transaction, chat_id: str, player_id: str, display_name: str) -> None:
+        if await personas.has_persona(tx, player_id):
+            chosen = await personas.get_persona(tx, player_id)
+            name, description = chosen.name, chosen.description
+        else:
+            name = " ".join(display_name.split())[: personas.MAX_NAME_CHARS] or personas.default_name(player_id)
+            description = ""
+        await personas.set_story_persona(tx, chat_id, player_id, name, description)
+
+    async def leave_player(self, chat_id: str, player_id: str) -> bool:
+        """`player_id` no longer plays in the story (they left, or were removed): their lines are
+        refused from now on, and they keep what they witnessed.  False if they were not playing;
+        OwnerCannotLeaveError for the story's owner."""
+        async with self.db.transaction() as tx:
+            chat = await world.require_chat(tx, chat_id)
+            if player_id == chat.owner:
+                raise OwnerCannotLeaveError(player_id)
+            if not await players.is_playing(tx, chat_id, player_id):
+                return False
+            await players.leave(tx, chat_id, player_id)
+            return True
+
+    async def _player(self, chat_id: str, player: str | None) -> str:
+        """The player an action is for: `player`, or the story's owner."""
+        return player if player is not None else (await world.require_chat(self.db, chat_id)).owner
+
+    async def _usable(self, character_id: str, players: list[str]) -> world.Character:
+        """The character `character_id`, if one of `players` may use it; else UnknownCharacterError,
+        as for a character that does not exist."""
+        character = await world.get_character(self.db, character_id)
+        if character is None or not any(character.usable_by(p) for p in players):
+            raise UnknownCharacterError(character_id)
+        return character
+
     async def create_chat(
         self, *, owner: str, host: str, guest: str | None = None, title: str | None = None,
         starts_at: datetime | None = None, scenario: str | None = None,
@@ -322,9 +443,10 @@ class Engine:
         host's card's).  It begins at `starts_at`, else when its opening (that scenario and the
         host's greeting) says, read by one classifier call (purpose "opening_time", made only
         when the opening has a word about time), else at `STORY_START`.  InvalidInputError for
-        an unreadable or overlong scenario, InvalidTimeError for a start after the year 9000."""
-        host_character = await require_character(self.db, host)
-        guest_character = await require_character(self.db, guest) if guest else None
+        an unreadable or overlong scenario, InvalidTimeError for a start after the year 9000;
+        UnknownCharacterError for a host or guest the owner may not use (another player's own)."""
+        host_character = await self._usable(host, [owner])
+        guest_character = await self._usable(guest, [owner]) if guest else None
         if guest_character is not None and guest_character.character_id == host_character.character_id:
             raise InvalidCastError(f"{host_character.name} cannot be their own guest")
         scenario = check_scenario(scenario or "")
@@ -356,6 +478,38 @@ class Engine:
             )
         return TurnUpdate(host.name, host.character_id, turn.text, done=True, turn_id=turn.turn_id)
 
+    # -- characters come and go -----------------------------------------------------------
+
+    async def cast(self, chat_id: str) -> list[CharacterInfo]:
+        """The characters present in the story: its host first, then in the order they came."""
+        return [CharacterInfo.of(c) for c in (await load_cast(self.db, chat_id)).characters]
+
+    async def invite_character(
+        self, chat_id: str, character: str, *, player: str | None = None
+    ) -> AsyncGenerator[TurnUpdate, None]:
+        """`character` (id or name) comes into the story: present from now on (a witness of what
+        follows, of nothing before), with its card's lorebook; its entrance streams like a guest's
+        (a V3 card's group greeting, when it has one, sets its voice).  It must be one the story's
+        owner, or the inviting `player`, may use.  UnknownCharacterError for no such character (or
+        one neither may use); InvalidCastError when it is present already or the story holds
+        `MAX_CHARACTERS`.  A model error is raised after it came in (it is present, without an entrance)."""
+        chat = await world.require_chat(self.db, chat_id)
+        chosen = await resolve_character(self.db, character, usable_by=[chat.owner, *([player] if player else [])])
+        async with aclosing(self.cast_changes.invite(chat_id, chosen)) as updates:
+            async for update in updates:
+                yield update
+
+    async def dismiss_character(self, chat_id: str, character: str) -> CharacterInfo:
+        """`character` (id or name) leaves the story; it keeps what it witnessed (and may come back).
+        InvalidCastError when it is not present or is the story's host (who stays: a story always
+        has a character); UnknownCharacterError for no such character."""
+        cast = await load_cast(self.db, chat_id)
+        wanted = character.strip().lower()
+        chosen = next((c for c in cast.characters if wanted in (c.character_id.lower(), c.name.lower())), None)
+        chosen = chosen or await resolve_character(self.db, character)
+        await self.cast_changes.dismiss(chat_id, chosen)
+        return CharacterInfo.of(chosen)
+
     async def guest_entrance(self, chat_id: str) -> TurnUpdate | None:
         """In a two-character story, the guest's entrance after the host's greeting: written
         once, in the story's scene, from the guest's own greeting (its voice, not its place);
@@ -367,9 +521,11 @@ class Engine:
         return last
 
     async def post_turn(
-        self, chat_id: str, text: str, source_id: str, *, replying_to: str | None = None
+        self, chat_id: str, text: str, source_id: str, *, player: str | None = None, replying_to: str | None = None
     ) -> AsyncGenerator[TurnUpdate, None]:
-        """Record the player's line and stream the answering character's reply.
+        """Record `player`'s line (the owner's, with None) and stream the answering character's reply;
+        each update of the reply names that player (`answering`).  NotAPlayerError (nothing
+        written) when `player` does not play in the story and the line is not in it yet.
 
         With a guest present, the character the line names, or the one whose message it
         replies to (`replying_to`, a character id), or the last speaker answers; one
@@ -387,27 +543,58 @@ class Engine:
         """
         check_line(text)
         check_source_id(source_id)
-        async with aclosing(self.pipeline.post_turn(chat_id, text, source_id, replying_to=replying_to)) as updates:
+        author = await self._player(chat_id, player)
+        updates = self.pipeline.post_turn(chat_id, text, source_id, player=author, replying_to=replying_to)
+        async with aclosing(updates) as stream:
+            async for update in stream:
+                yield update
+
+    async def post_round(self, chat_id: str, lines: Sequence[RoundLine]) -> AsyncGenerator[TurnUpdate, None]:
+        """The players' lines of a round, each recorded once (idempotent by source id, like
+        `post_turn`), answered by ONE reply (routed like a line: by the names the lines call, at
+        most one classifier call) that speaks to each player; its updates name every player it
+        answers (`answering`).  Posting the round, or any line of it, again returns that reply.
+        InvalidInputError (nothing written) for no line, a source id twice, a line refused as it
+        stands, or an out-of-character line among others (it is answered on its own);
+        NotAPlayerError for a new line by someone who does not play in the story."""
+        if not lines:
+            raise InvalidInputError("a round needs at least one line")
+        if len({line.source_id for line in lines}) != len(lines):
+            raise InvalidInputError("each line of a round has a source id of its own")
+        round_lines = []
+        for line in lines:
+            check_line(line.text)
+            check_source_id(line.source_id)
+            if len(lines) > 1 and is_out_of_character(line.text):
+                raise InvalidInputError("a line in double parentheses is out of character: it is answered on its own")
+            round_lines.append(Line(await self._player(chat_id, line.player), line.text, line.source_id))
+        async with aclosing(self.pipeline.post_lines(chat_id, round_lines)) as updates:
             async for update in updates:
                 yield update
 
-    async def receive_line(self, chat_id: str, text: str, source_id: str) -> bool:
-        """Take a player's line, durably, as owed an answer; False if this source id was taken
-        before (received, or answered).  Never waits for the chat's turn in progress, so an
-        adapter may call it as soon as it sees the line.  InvalidInputError for a line that
-        is empty, unreadable or too long, ReservedSourceIdError for a source id of the engine's
-        own (nothing written); ChatNotFoundError for no such chat."""
+    async def receive_line(self, chat_id: str, text: str, source_id: str, *, player: str | None = None) -> bool:
+        """Take `player`'s line (the owner's, with None), durably, as owed an answer; False if this
+        source id was taken before (received, or answered).  Never waits for the chat's turn in
+        progress, so an adapter may call it as soon as it sees the line.  InvalidInputError for a
+        line that is empty, unreadable or too long, ReservedSourceIdError for a source id of the
+        engine's own, NotAPlayerError for someone who does not play in the story (nothing
+        written); ChatNotFoundError for no such chat."""
         check_line(text)
         check_source_id(source_id)
-        return await lines.receive_line(self.db, chat_id, source_id, text)
+        author = await self._player(chat_id, player)
+        if await lines.is_known(self.db, chat_id, source_id):
+            return False
+        await require_playing(self.db, chat_id, author)
+        return await lines.receive_line(self.db, chat_id, source_id, text, author)
 
     async def line_answered(self, chat_id: str, source_id: str) -> None:
         """The player has been shown the answer to a received line (its reply, or a notice)."""
         await lines.answer_line(self.db, chat_id, source_id)
 
     async def owed_lines(self) -> list[OwedLine]:
-        """Lines received whose answer the player has not been shown, oldest first (after a
-        restart: answer each with `post_turn`, which returns a reply already made)."""
+        """Lines received whose answer the player has not been shown, oldest first, each with the
+        player who said it (after a restart: answer each with `post_turn`, which returns a reply
+        already made)."""
         return await lines.owed_lines(self.db)
 
     async def regenerate_target(self, chat_id: str) -> RegenerateTarget:
@@ -443,8 +630,9 @@ class Engine:
 
     # -- fixing a turn ------------------------------------------------------------------
 
-    async def edit_line(self, chat_id: str, source_id: str, text: str) -> Rewound:
-        """The player's latest line `source_id` now reads `text`: everything after it (and what the
+    async def edit_line(self, chat_id: str, source_id: str, text: str, *, player: str | None = None) -> Rewound:
+        """The story's latest line `source_id`, `player`'s (the owner's, with None; NotYourLineError
+        for another's), now reads `text`: everything after it (and what the
         line moved: a scene it closed opens again) is taken back, exactly, and the line is owed an
         answer again: answer it with `post_turn(chat_id, text, source_id)`, which writes its reply
         in place.  NotLatestLineError for an older line, TurnNotFoundError for no such line (or one
@@ -454,14 +642,17 @@ class Engine:
         check_source_id(source_id)
         if is_out_of_character(text):
             raise InvalidInputError("a line in double parentheses is out of character: send it as a new message")
-        return await self._rewound(chat_id, await self.control.edit_line(chat_id, source_id, text), 1)
+        author = await self._player(chat_id, player)
+        return await self._rewound(chat_id, await self.control.edit_line(chat_id, source_id, text, author), 1)
 
-    async def take_back_line(self, chat_id: str, source_id: str) -> Rewound:
-        """The player's latest line `source_id` and everything after it leave the story, with what
-        they caused (a deleted message).  NotLatestLineError for an older line, TurnNotFoundError
-        for anything that is not a line of the story (nothing written)."""
+    async def take_back_line(self, chat_id: str, source_id: str, *, player: str | None = None) -> Rewound:
+        """The story's latest line `source_id`, `player`'s (the owner's, with None), and everything
+        after it leave the story, with what they caused (a deleted message).  NotLatestLineError for
+        an older line, NotYourLineError for another player's, TurnNotFoundError for anything that is
+        not a line of the story (nothing written)."""
         check_source_id(source_id)
-        return await self._rewound(chat_id, await self.control.take_back_line(chat_id, source_id), 1)
+        author = await self._player(chat_id, player)
+        return await self._rewound(chat_id, await self.control.take_back_line(chat_id, source_id, author), 1)
 
     async def rewind(self, chat_id: str, steps: int = 1) -> Rewound:
         """Take back the last `steps` steps of the story: a step is the time skip or scene close the
@@ -577,33 +768,47 @@ class Engine:
                 async for line, done in written:
                     yield TurnUpdate(line.speaker.name, line.speaker.character_id, line.text, done, line.truncated)
 
-    async def search_memory(self, chat_id: str, character: str, query: str, limit: int = 5) -> list[MemoryInfo]:
-        """What `character` (id, name, or "you") witnessed and matches `query`, best first."""
+    async def _witness(self, chat_id: str, character: str, player: str | None) -> str:
+        """Whose memory `character` names: a character (id or name), or with "you" (or "me") the
+        asking `player` (the owner, with None)."""
+        asker = await self._player(chat_id, player)
+        if (me := reports.player_or(character, asker)) is not None:
+            return me
+        cast = await load_cast(self.db, chat_id)
+        return (await resolve_character(self.db, character, prefer=cast.characters)).character_id
+
+    async def search_memory(
+        self, chat_id: str, character: str, query: str, limit: int = 5, *, player: str | None = None
+    ) -> list[MemoryInfo]:
+        """What `character` (id, name, or "you": the asking `player`) witnessed and matches `query`, best first."""
         check_readable(query, "The query")
-        await world.require_chat(self.db, chat_id)
-        who = reports.player_or(character) or (await resolve_character(self.db, character)).character_id
+        who = await self._witness(chat_id, character, player)
         return await reports.search_memory_infos(self.db, chat_id, who, query, limit)
 
-    async def recent_memories(self, chat_id: str, character: str, limit: int = 10) -> list[MemoryInfo]:
-        """What `character` (id, name, or "you") remembers most recently, oldest first."""
-        await world.require_chat(self.db, chat_id)
-        who = reports.player_or(character) or (await resolve_character(self.db, character)).character_id
+    async def recent_memories(
+        self, chat_id: str, character: str, limit: int = 10, *, player: str | None = None
+    ) -> list[MemoryInfo]:
+        """What `character` (id, name, or "you": the asking `player`) remembers most recently, oldest first."""
+        who = await self._witness(chat_id, character, player)
         return await reports.recent_memory_infos(self.db, chat_id, who, limit)
 
-    async def forget_memory(self, chat_id: str, character: str, memory_id: int) -> MemoryInfo:
-        """`character` (id, name, or "you") no longer remembers memory `memory_id`: an event in the
-        story's log, undone by nothing; whoever else witnessed it still remembers it.  Returns what
-        was forgotten; MemoryNotFoundError when the character does not remember it (any more)."""
-        await world.require_chat(self.db, chat_id)
-        who = reports.player_or(character) or (await resolve_character(self.db, character)).character_id
+    async def forget_memory(
+        self, chat_id: str, character: str, memory_id: int, *, player: str | None = None
+    ) -> MemoryInfo:
+        """`character` (id, name, or "you": the asking `player`) no longer remembers memory
+        `memory_id`: an event in the story's log, undone by nothing; whoever else witnessed it still
+        remembers it.  Returns what was forgotten; MemoryNotFoundError when the character does not
+        remember it (any more)."""
+        who = await self._witness(chat_id, character, player)
         memory = await memory_state.require_memory(self.db, memory_id)
         if memory.chat_id != chat_id or memory.retracted or who not in memory.witnesses:
             raise MemoryNotFoundError(memory_id, f"{character!r} does not remember it")
         await memory_state.forget_memory(self.db, chat_id, memory_id, who)
         return reports.memory_infos([memory], await world.get_clock(self.db, chat_id))[0]
 
-    async def status(self, chat_id: str) -> ChatStatus:
-        return await reports.chat_status(self.db, await load_cast(self.db, chat_id))
+    async def status(self, chat_id: str, *, player: str | None = None) -> ChatStatus:
+        """The story at a glance; its persona is `player`'s (the owner's, with None)."""
+        return await reports.chat_status(self.db, await load_cast(self.db, chat_id), await self._player(chat_id, player))
 
     async def context(self, chat_id: str) -> ContextReport:
         """What the host's next prompt would hold, section by section (estimated tokens, items)."""
@@ -611,10 +816,13 @@ class Engine:
         prompt = await assemble_prompt(self.db, cast, cast.host, user_turn=None, budget_tokens=self.pipeline.budget_tokens)
         return reports.context_report(cast.host.name, prompt)
 
-    async def next_prompt(self, chat_id: str, pending_line: str = "(your next line)") -> NextPrompt:
-        """The exact request the host's next reply would send, with `pending_line` as the player's line."""
+    async def next_prompt(
+        self, chat_id: str, pending_line: str = "(your next line)", *, player: str | None = None
+    ) -> NextPrompt:
+        """The exact request the host's next reply would send, with `pending_line` as `player`'s line."""
         cast = await load_cast(self.db, chat_id)
         prompt = await assemble_prompt(self.db, cast, cast.host, user_turn=None, pending_line=pending_line,
+                                       pending_player=await self._player(chat_id, player),
                                        budget_tokens=self.pipeline.budget_tokens)
         replies = self.pipeline.replies
         return NextPrompt(cast.host.name, prompt.messages, replies.max_tokens,
@@ -623,21 +831,21 @@ class Engine:
     # -- reading a whole story ----------------------------------------------------------
 
     async def export_story(self, chat_id: str) -> StoryExport:
-        """The story as the player saw it: cast, shown turns in order (no superseded swipes,
+        """The story as the player saw it: cast (present now), shown turns in order (no superseded swipes,
         no off-screen meanwhile lines), main scenes with their per-POV summaries, and
         plot threads.  Reads only; ChatNotFoundError for an unknown chat."""
         chat = await world.require_chat(self.db, chat_id)
-        cast_ids = [chat.host] + ([chat.guest] if chat.guest else [])
+        cast_ids = await world.cast_ids(self.db, chat_id)
         characters = {c.character_id: c for c in await world.list_characters(self.db)}
         cast = tuple(
-            CharacterInfo(cid, characters[cid].name, characters[cid].description) for cid in cast_ids if cid in characters
+            CharacterInfo.of(characters[cid]) for cid in cast_ids if cid in characters
         )
 
-        player = await personas.story_persona(self.db, chat_id, chat.owner)
+        story_cast = await load_cast(self.db, chat_id)
 
         def name_of(speaker: str) -> str:
-            if speaker == "you":
-                return player.name
+            if story_cast.is_player(speaker):
+                return story_cast.name_of(speaker)
             character = characters.get(speaker)
             return character.name if character else speaker
 
@@ -650,11 +858,12 @@ class Engine:
             if scene.kind != "main" or scene.withdrawn:
                 continue
             summaries = tuple(
-                (name_of(m.pov or "you"), m.text) for m in await memory_state.scene_summaries(self.db, scene.scene_id)
+                (name_of(m.pov or chat.owner), m.text) for m in await memory_state.scene_summaries(self.db, scene.scene_id)
             )
             scenes_out.append(ExportedScene(scene.scene_id, scene.title, scene.started_at, scene.closed_at, summaries))
         threads = tuple(await reports.thread_infos(self.db, chat_id))
-        return StoryExport(chat_id, chat.title, chat.owner, chat.clock, cast, turns, tuple(scenes_out), threads)
+        return StoryExport(chat_id, chat.title, chat.owner, chat.clock, cast, turns, tuple(scenes_out), threads,
+                           tuple(await self.players(chat_id)))
 
     # -- the story's lorebook -------------------------------------------------------------
 
@@ -670,6 +879,17 @@ class Engine:
         book, with who knows each."""
         await world.require_chat(self.db, chat_id)
         return await lore_infos(self.db, chat_id)
+
+
+def check_player_id(player_id: str) -> str:
+    """The id, checked to be one a player can have: InvalidInputError for an empty or overlong one,
+    one with control characters, or the old single player's "you"."""
+    player_id = player_id.strip()
+    if not player_id or len(player_id) > MAX_PLAYER_ID_CHARS or not player_id.isprintable():
+        raise InvalidInputError(f"a player id is 1 to {MAX_PLAYER_ID_CHARS} printable characters")
+    if player_id.lower() == LEGACY_PLAYER:
+        raise InvalidInputError(f"{player_id!r} cannot be a player's id")
+    return player_id
 
 
 def check_source_id(source_id: str) -> None:

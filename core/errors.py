@@ -185,6 +185,35 @@ class InvalidPersonaError(RpbotError):
     """A player persona with an empty or overlong name or description."""
 
 
+# --- players -----------------------------------------------------------------------
+
+
+class NotAPlayerError(RpbotError):
+    """A line (or an action) from someone who does not play in the story (never joined, or left)."""
+
+    def __init__(self, player: str, chat_id: str) -> None:
+        super().__init__(f"{player} does not play in this story")
+        self.player = player
+        self.chat_id = chat_id
+
+
+class OwnerCannotLeaveError(RpbotError):
+    """The story's owner asked to leave (or be removed from) their own story."""
+
+    def __init__(self, player: str) -> None:
+        super().__init__(f"{player} owns this story and cannot leave it")
+        self.player = player
+
+
+class NotYourLineError(RpbotError):
+    """A player asked to change (edit, take back) a line another player said."""
+
+    def __init__(self, source_id: str, author: str) -> None:
+        super().__init__("only the player who said a line can change it")
+        self.source_id = source_id
+        self.author = author
+
+
 # --- language models -----------------------------------------------------------
 # The tree is drawn in `core.llm.base`, which re-exports these for the model clients.
 

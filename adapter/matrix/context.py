@@ -1,5 +1,5 @@
 """What every handler is given: the client, config, cache store, engine, sender, the room version for new rooms,
-and the faces the bot wears in rooms."""
+the faces the bot wears in rooms, and the rounds being gathered in them."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from nio import AsyncClient
 
 from adapter.config import Config
 from adapter.matrix.outgoing import MatrixSender
+from adapter.matrix.rounds import Rounds
 from adapter.matrix.speaking import RoomFaces
 from adapter.matrix.store import AdapterStore
 from core import KeyedLocks
@@ -29,6 +30,10 @@ class BotContext:
     @cached_property
     def faces(self) -> RoomFaces:
         return RoomFaces(self.client, self.sender)
+
+    @cached_property
+    def rounds(self) -> Rounds:
+        return Rounds(self.config.matrix.round_window_s)
 
     @property
     def bot_user_id(self) -> str:

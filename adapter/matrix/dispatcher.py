@@ -6,6 +6,10 @@ the sync token that covers it is saved, and answered in a task. Work in one room
 one piece at a time, in order, through the room's object (`adapter.matrix.rooms`);
 rooms run concurrently. `!stop` and ⏹ are not queued behind the reply they stop.
 What to do with each event is `adapter.matrix.routing.route`; how it is done is here.
+Who plays in a story room follows its member events, recorded in the sync loop too
+(`adapter.matrix.players`), so a friend's first line right after their join is theirs. In a
+room that answers in rounds (`!rounds on`) a line waits for the round it belongs to
+(`adapter.matrix.rounds`), which is answered as one.
 """
 
 from __future__ import annotations
@@ -31,16 +35,21 @@ from nio import (
 from adapter.matrix.context import BotContext
 from adapter.matrix.failures import explain
 from adapter.matrix.handlers.onboarding import handle_invite
-from adapter.matrix.outgoing import RequestRoomKey, SendMessage, txn_id_for
+from adapter.matrix.outgoing import Kick, RequestRoomKey, SendFailed, SendMessage, txn_id_for
+from adapter.matrix.players import NOT_ALLOWED_TO_PLAY, left_text, record_join, record_leave, stranger_text, turned_away_text, welcome_text
 from adapter.matrix.render import notice
 from adapter.matrix.rooms import LiveRooms, Room, StoryRoom, bind_unregistered_room
+from adapter.matrix.rounds import HeldLine
 from adapter.matrix.routing import (
+    STORY_ROOMS,
     Action,
     AwaitKey,
     BindRoom,
     ContinueReply,
     EditLine,
     Ignore,
+    PlayerJoined,
+    PlayerLeft,
     Redo,
     Rewind,
     RunCommand,
@@ -50,6 +59,7 @@ from adapter.matrix.routing import (
     TakeLine,
     Tell,
     TellStranger,
+    TurnAway,
     is_story_line,
     route,
 )
@@ -60,6 +70,7 @@ from adapter.matrix.store import (
     get_room_meta,
     keep_undecrypted,
     lines_to_hand_over,
+    room_players,
     story_room_of_chat,
     undecrypted_events,
 )
@@ -97,6 +108,8 @@ class Dispatcher:
         # a flood of invites or strangers must not grow the process for ever.
         self._invites_seen = RecentlySeen(seen_capacity)
         self._strangers_told = RecentlySeen(seen_capacity)
+        self.rounds = ctx.rounds
+        self.rounds.on_close = self._answer_round
 
     # -- running work ----------------------------------------------------------------
 
@@ -172,13 +185,17 @@ class Dispatcher:
 
     async def dispatch_event(self, room_id: str, event: Any) -> None:
         meta = await get_room_meta(self.ctx.store, room_id)
-        action = route(room_id, event, meta, self.ctx.bot_user_id)
+        action = await self._route(room_id, event, meta)
         if isinstance(action, BindRoom):
             meta = await bind_unregistered_room(self.ctx, action.room_id, action.sender)
             if meta is None:
                 return
-            action = route(room_id, event, meta, self.ctx.bot_user_id)
+            action = await self._route(room_id, event, meta)
         await self.perform(action, meta)
+
+    async def _route(self, room_id: str, event: Any, meta: RoomMeta | None) -> Action:
+        players = await room_players(self.ctx.store, room_id) if meta is not None and meta.room_type in STORY_ROOMS else frozenset()
+        return route(room_id, event, meta, self.ctx.bot_user_id, players=players, allowed=self.ctx.config.matrix.is_allowed)
 
     async def perform(self, action: Action, meta: RoomMeta | None) -> None:
         """Do what `route` decided. Only recording happens here, in the sync loop; the rest runs as tasks."""
@@ -189,43 +206,85 @@ class Dispatcher:
                 await self.wait_for_key(room_id, encrypted)
                 return
             case TellStranger(room_id, owner, sender, event_id):
-                self._tell_stranger_once(room_id, owner, sender, event_id)
+                self._tell_stranger_once(room_id, owner, sender, event_id, story=meta is not None and meta.room_type in STORY_ROOMS)
                 return
         assert meta is not None  # every other action is about a room the bot serves
         match action:
+            case PlayerJoined() | PlayerLeft() | TurnAway():
+                await self.follow_membership(action, meta)
             case Tell(_, event_id, purpose, text):
                 self.in_turn(meta, lambda room: room.tell(event_id, purpose, text), event_id)
-            case RunCommand(_, text, event_id, sender, reply_to, at_once):
-                self.in_turn(meta, lambda room: room.command(text, event_id, sender, reply_to), event_id, at_once=at_once)
-            case TakeLine(_, chat_id, text, event_id, reply_to):
-                await self.take_line(meta, chat_id, text, event_id, reply_to)
+            case RunCommand(_, text, event_id, sender, reply_to, at_once, mentions):
+                self.in_turn(meta, lambda room: room.command(text, event_id, sender, reply_to, mentions), event_id, at_once=at_once)
+            case TakeLine(_, chat_id, text, event_id, reply_to, player):
+                await self.take_line(meta, chat_id, text, event_id, reply_to, player)
             case Stop(_, event_id):
                 self.in_turn(meta, lambda room: _story(room).stop(event_id), event_id, at_once=True)
-            case EditLine(_, _, line_event_id, text, event_id):
-                self.in_turn(meta, lambda room: _story(room).edit(line_event_id, text, event_id), event_id)
-            case TakeBack(_, redacted, event_id):
-                self.in_turn(meta, lambda room: _story(room).take_back(redacted, event_id), event_id)
+            case EditLine(_, _, line_event_id, text, event_id, player):
+                self.in_turn(meta, lambda room: _story(room).edit(line_event_id, text, event_id, player), event_id)
+            case TakeBack(_, redacted, event_id, player):
+                self.in_turn(meta, lambda room: _story(room).take_back(redacted, event_id, player), event_id)
             case Redo() | SwitchTake() | ContinueReply() | Rewind():
                 control = action
                 self.in_turn(meta, lambda room: _story(room).control(control), action.event_id)
 
-    async def take_line(self, meta: RoomMeta, chat_id: str, text: str, event_id: str, reply_to: str | None = None) -> None:
-        """Hand the line to the engine now (durably, before the sync token moves) and answer it in turn."""
+    async def take_line(
+        self, meta: RoomMeta, chat_id: str, text: str, event_id: str, reply_to: str | None = None, player: str | None = None
+    ) -> None:
+        """Hand the line to the engine now (durably, before the sync token moves) and answer it in
+        turn, or in its round (a room that answers in rounds)."""
         try:
-            new = await self.ctx.engine.receive_line(chat_id, text, event_id)
+            new = await self.ctx.engine.receive_line(chat_id, text, event_id, player=player)
         except RpbotError as refused:  # a line refused as it stands: answered at once, never owed
             reason = explain(refused)
             self.in_turn(meta, lambda room: room.tell(event_id, "error", reason), event_id)
             return
-        if new:
-            self.in_turn(meta, lambda room: _story(room).answer(text, event_id, reply_to), event_id)
+        if not new:
+            return
+        if meta.rounds:
+            players = await room_players(self.ctx.store, meta.room_id) | {meta.matrix_user_id}
+            self.rounds.add(meta, players, HeldLine(player or meta.matrix_user_id, text, event_id, reply_to))
+            return
+        self.in_turn(meta, lambda room: _story(room).answer(text, event_id, reply_to, player=player), event_id)
 
-    def _tell_stranger_once(self, room_id: str, owner: str, sender: str, source_event_id: str) -> None:
+    def _answer_round(self, meta: RoomMeta, lines: tuple[HeldLine, ...]) -> None:
+        """A round is complete (every player spoke, or its time is up): answer it in the room's turn."""
+        self.in_turn(meta, lambda room: _story(room).answer_round(lines), lines[0].event_id)
+
+    async def follow_membership(self, action: PlayerJoined | PlayerLeft | TurnAway, meta: RoomMeta) -> None:
+        """Who plays in a story room follows its membership (recorded here, in the sync loop); the room is told."""
+        match action:
+            case PlayerJoined(_, _, _, _, event_id):
+                try:
+                    persona = await record_join(self.ctx, action)
+                except RpbotError as refused:
+                    reason = explain(refused)
+                    self.in_turn(meta, lambda room: room.tell(event_id, "player-joined", reason), event_id)
+                    return
+                self.in_turn(meta, lambda room: room.tell(event_id, "player-joined", welcome_text(persona)), event_id)
+            case PlayerLeft(_, _, _, event_id, removed_by):
+                name = await record_leave(self.ctx, action)
+                if name is not None and removed_by != self.ctx.bot_user_id:  # `!remove` answered for itself
+                    text = left_text(name, removed=removed_by is not None)
+                    self.in_turn(meta, lambda room: room.tell(event_id, "player-left", text), event_id)
+            case TurnAway(room_id, user_id, event_id, joined):
+                kick = Kick(room_id, user_id, NOT_ALLOWED_TO_PLAY)
+                text = turned_away_text(user_id, joined)
+
+                async def turn_away(room: Room) -> None:
+                    try:
+                        await self.ctx.sender.send(kick)
+                    except SendFailed as exc:  # gone already, or the homeserver refused: the room is told all the same
+                        log.warning("could not turn %s away: %s", user_id, exc, extra={"room_id": room_id})
+                    await room.tell(event_id, "turned-away", text)
+
+                self.in_turn(meta, turn_away, event_id)
+
+    def _tell_stranger_once(self, room_id: str, owner: str, sender: str, source_event_id: str, *, story: bool) -> None:
         if (room_id, sender) in self._strangers_told:
             return
         self._strangers_told.add((room_id, sender))
-        text = f"This story belongs to {owner}; only they can play here. Invite me to your own room to start yours."
-        message = SendMessage(room_id, notice(text), txn_id_for(source_event_id, "stranger"))
+        message = SendMessage(room_id, notice(stranger_text(owner, sender, story=story)), txn_id_for(source_event_id, "stranger"))
         self.spawn(lambda: self.ctx.sender.send(message))
 
     # -- after a restart ----------------------------------------------------------------
@@ -302,11 +361,19 @@ class Dispatcher:
                 log.warning("an owed line of chat %s could not be handed over", chat_id, exc_info=True)
             await forget_line_to_hand_over(self.ctx.store, source_event_id)
         owed = await self.ctx.engine.owed_lines()
+        by_chat: dict[str, list[HeldLine]] = {}
         for line in owed:
-            meta = await story_room_of_chat(self.ctx.store, line.chat_id)
+            by_chat.setdefault(line.chat_id, []).append(HeldLine(line.player, line.text, line.source_id))
+        for chat_id, lines in by_chat.items():
+            meta = await story_room_of_chat(self.ctx.store, chat_id)
             if meta is None:
                 continue
-            self.in_turn(meta, functools.partial(_answer, text=line.text, source_event_id=line.source_id), line.source_id)
+            if meta.rounds and len(lines) > 1:  # a round cut short by the stop: answered as one
+                self._answer_round(meta, tuple(lines))
+                continue
+            for held in lines:
+                work = functools.partial(_answer, text=held.text, source_event_id=held.event_id, player=held.player or None)
+                self.in_turn(meta, work, held.event_id)
         return len(owed)
 
 
@@ -315,5 +382,5 @@ def _story(room: Room) -> StoryRoom:
     return room
 
 
-async def _answer(room: Room, *, text: str, source_event_id: str) -> None:
-    await _story(room).answer(text, source_event_id)
+async def _answer(room: Room, *, text: str, source_event_id: str, player: str | None = None) -> None:
+    await _story(room).answer(text, source_event_id, player=player)

@@ -20,6 +20,7 @@ REPLY_DELETED = (
     "or delete your own line to take the exchange back."
 )
 NOT_A_STORY_LINE = "That message is not a line of the story (an out-of-character line, or one I could not take), so editing it changes nothing."
+NOT_YOUR_LINE = "Only the player who said a line can change it or take it back: it stays in the story."
 TAKEN_BACK_LINE_EDITED = "That line was taken back, so editing it changes nothing: say it again as a new line."
 TAKEN_BACK_REASON = "taken back from the story"
 ONLY_THE_NEWEST_TAKES = "Only the newest reply has takes to show: react ◀ ▶ to that one, or send `!take <n>`."

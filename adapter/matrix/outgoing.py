@@ -75,6 +75,23 @@ class LeaveRoom:
 
 
 @dataclass(frozen=True)
+class Invite:
+    """Invite a user to a room (a friend to a story, on its owner's `!invite`)."""
+
+    room_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class Kick:
+    """Remove a user from a room, or withdraw their invite, saying why."""
+
+    room_id: str
+    user_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class RequestRoomKey:
     """Ask the sender's devices for the key of a message we cannot decrypt yet (best effort)."""
 
@@ -97,7 +114,7 @@ class CreateRoom:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-OutgoingEvent = SendMessage | SendState | SetTyping | LeaveRoom | RequestRoomKey | Redact | SetOwnProfile
+OutgoingEvent = SendMessage | SendState | SetTyping | LeaveRoom | RequestRoomKey | Redact | SetOwnProfile | Invite | Kick
 
 
 class SendFailed(RuntimeError):
@@ -211,6 +228,16 @@ class MatrixSender:
             case SetTyping(room_id, typing):
                 # Typing notices are a courtesy: never wait for a rate limit on one.
                 await self.client.room_typing(room_id, typing_state=typing, timeout=30000)
+                return None
+            case Invite(room_id, user_id):
+                response = await self._with_rate_limit("invite", room_id, lambda: self.client.room_invite(room_id, user_id))
+                if isinstance(response, ErrorResponse):
+                    raise SendFailed("invite", response)
+                return None
+            case Kick(room_id, user_id, reason):
+                response = await self._with_rate_limit("kick", room_id, lambda: self.client.room_kick(room_id, user_id, reason or None))
+                if isinstance(response, ErrorResponse):
+                    raise SendFailed("kick", response)
                 return None
             case LeaveRoom(room_id, reason):
                 await self._with_rate_limit("leave", room_id, lambda: self._leave(room_id, reason))

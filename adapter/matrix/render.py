@@ -119,9 +119,11 @@ def room_link(room_id: str, server_name: str, text: str) -> str:
     return f"[{text}](https://matrix.to/#/{quote(room_id, safe='!:')}?via={quote(server_name)})"
 
 
-def notice(text: str) -> dict[str, Any]:
-    """A bot notice (help, errors, narration): markdown rendered, sent as m.notice."""
-    return {"msgtype": "m.notice", "body": text, "format": "org.matrix.custom.html", "formatted_body": markdown_to_html(text)}
+def notice(text: str, mentions: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A bot notice (help, errors, narration): markdown rendered, sent as m.notice, mentioning
+    exactly `mentions` (none by default: a notice that names a player does not highlight them)."""
+    return {"msgtype": "m.notice", "body": text, "format": "org.matrix.custom.html", "formatted_body": markdown_to_html(text),
+            "m.mentions": intentional_mentions(mentions)}
 
 
 def _collapsed(title: str, text: str) -> dict[str, Any]:

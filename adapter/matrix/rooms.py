@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from adapter.matrix.avatars import speaker_profile
 from adapter.matrix.context import BotContext
 from adapter.matrix.failures import explain, is_retryable, log_failure
 from adapter.matrix.fixing_notices import (
     NOT_A_STORY_LINE,
+    NOT_YOUR_LINE,
     OLDER_LINE_DELETED,
     OLDER_LINE_EDITED,
     ONLY_THE_NEWEST_GOES_ON,
@@ -40,13 +41,14 @@ from adapter.matrix.fixing_notices import (
     take_bounds_text,
     taken_back_text,
 )
-from adapter.matrix.handlers.commands import CommandResult, StartStory, story_ready_text
+from adapter.matrix.handlers.commands import BringIn, CommandResult, SetRounds, StartStory, story_ready_text
 from adapter.matrix.handlers.onboarding import ensure_onboarded
 from adapter.matrix.handlers.registry import handle_command
-from adapter.matrix.outgoing import Redact, SendMessage, SetTyping, txn_id_for
+from adapter.matrix.outgoing import Redact, SendFailed, SendMessage, SendState, SetTyping, txn_id_for
 from adapter.matrix.render import notice
+from adapter.matrix.rounds import HeldLine
 from adapter.matrix.routing import STORY_ROOMS, ContinueReply, Redo, Rewind, StoryControl, SwitchTake
-from adapter.matrix.spaces import create_story_room
+from adapter.matrix.spaces import ROOM_STATE, create_story_room, identity_content
 from adapter.matrix.speaking import mentions_for
 from adapter.matrix.store import (
     RoomMeta,
@@ -60,13 +62,14 @@ from adapter.matrix.store import (
     turn_of_message,
 )
 from adapter.matrix.streaming import StreamingReply
-from core.engine import Rewound, TurnUpdate
+from core.engine import Rewound, RoundLine, TurnUpdate
 from core.errors import (
     LineTakenBackError,
     NothingToContinueError,
     NothingToRegenerateError,
     NothingToRewindError,
     NotLatestLineError,
+    NotYourLineError,
     RpbotError,
     TurnNotFoundError,
 )
@@ -75,6 +78,9 @@ log = logging.getLogger(__name__)
 
 NOTICE_HEADINGS = {"digest": "Meanwhile…", "narration": "Time passes…", "scene": "The scene closes.",
                    "ooc": "Out of character"}
+ROUNDS_ON = ("Rounds are on: each player's lines are gathered until everyone has spoken (or a short while has "
+             "passed), then answered together in one reply. `!rounds off` answers each line in turn again.")
+ROUNDS_OFF = "Rounds are off: each line is answered in turn."
 ONLY_THE_NEWEST_REPLY = "Only the newest reply can be redone: react 🔄 to that one, or send `!regen`."
 NOTHING_TO_STOP = "Nothing is being written right now."
 def notice_text(kind: str, text: str) -> str:
@@ -102,15 +108,23 @@ class Room:
         """A notice answering `source_event_id` (its transaction id derives from it and `purpose`)."""
         await self.ctx.sender.send(SendMessage(self.room_id, notice(text), txn_id_for(source_event_id, purpose)))
 
-    async def command(self, text: str, source_event_id: str, sender: str, reply_to: str | None = None) -> None:
-        """Run one `!command` line and perform what it decided."""
-        for result in await handle_command(self.ctx, self.meta, text, source_event_id, sender, reply_to):
-            await self.perform(result, source_event_id)
+    async def command(
+        self, text: str, source_event_id: str, sender: str, reply_to: str | None = None, mentions: tuple[str, ...] = ()
+    ) -> None:
+        """Run one `!command` line and perform what it decided; what the homeserver refuses of it
+        (an invite, a removal) is told, and the rest of it left undone."""
+        try:
+            for result in await handle_command(self.ctx, self.meta, text, source_event_id, sender, reply_to, mentions):
+                await self.perform(result, source_event_id)
+        except SendFailed as refused:
+            log_failure(text.split(" ", 1)[0], refused, self._where(source_event_id))
+            reason = getattr(refused.response, "message", None) or "no reason given"
+            await self.tell(source_event_id, "command-error", f"The homeserver refused that: {reason}.")
 
     async def perform(self, result: CommandResult, source_event_id: str) -> None:
         if isinstance(result, StartStory):
             await self.start_story(result, source_event_id)
-        elif isinstance(result, (Redo, SwitchTake, ContinueReply, Rewind)):
+        elif isinstance(result, (Redo, SwitchTake, ContinueReply, Rewind, SetRounds, BringIn)):
             raise TypeError(f"{result!r} only makes sense in a story room")
         else:
             await self.ctx.sender.send(result)
@@ -156,8 +170,34 @@ class StoryRoom(Room):
     async def perform(self, result: CommandResult, source_event_id: str) -> None:
         if isinstance(result, (Redo, SwitchTake, ContinueReply, Rewind)):
             await self.control(result)
+        elif isinstance(result, SetRounds):
+            await self.set_rounds(result.on, source_event_id)
+        elif isinstance(result, BringIn):
+            await self.bring_in(result, source_event_id)
         else:
             await super().perform(result, source_event_id)
+
+    async def bring_in(self, arrival: BringIn, source_event_id: str) -> None:
+        """`!invite <character>`: the character comes into the story, its entrance shown under its own
+        face (a message 🔄 can redo, like any reply); a refusal (already here, the cast full) is told."""
+        await self.ctx.sender.send(SetTyping(self.room_id, True))
+        try:
+            await self._show(source_event_id, self.ctx.engine.invite_character(self.chat_id, arrival.character_id, player=arrival.player))
+        except Exception as exc:  # noqa: BLE001  (every command gets an answer, whatever went wrong)
+            log_failure("!invite", exc, self._where(source_event_id))
+            await self.tell(source_event_id, "command-error", explain(exc, retry=f"{arrival.name} is here; the entrance was not written."))
+        finally:
+            await self.ctx.sender.send(SetTyping(self.room_id, False))
+
+    async def set_rounds(self, on: bool, source_event_id: str) -> None:
+        """`!rounds on|off`: kept in the room's identity state (so it survives a restart), then the
+        cache; a round being gathered when rounds go off is answered at once."""
+        await self.ctx.sender.send(SendState(self.room_id, ROOM_STATE, {**identity_content(self.meta), "rounds": on}))
+        self.meta = replace(self.meta, rounds=on)
+        await set_room_meta(self.ctx.store, self.meta)
+        if not on:
+            self.ctx.rounds.close(self.room_id)
+        await self.tell(source_event_id, "command", ROUNDS_ON if on else ROUNDS_OFF)
 
     async def control(self, action: StoryControl) -> None:
         """One of the player's controls over the story (a reaction on a reply, or its command)."""
@@ -175,12 +215,12 @@ class StoryRoom(Room):
 
     async def _stream(
         self, source_event_id: str, update: TurnUpdate, *, shown: str | None = None, txn_source: str | None = None,
-        answering: str | None = None,
+        answering: tuple[str, ...] = (),
     ) -> StreamingReply:
         """The message `update`'s speaker answers `source_event_id` in: `shown` (a reply being
         redone), else the one already started for this source (a redelivery, or a line edited
         since), else a new one; transaction ids derive from `txn_source` (the edit, the reaction)
-        when the message is written anew. `answering`: the player whose line it answers (it may
+        when the message is written anew. `answering`: the players whose lines it answers (it may
         mention them)."""
         character_id = update.speaker_id
 
@@ -198,15 +238,16 @@ class StoryRoom(Room):
 
     async def _show(
         self, source_event_id: str, updates: AsyncIterator[TurnUpdate], *, shown: str | None = None,
-        txn_source: str | None = None, from_a_line: bool = False,
+        txn_source: str | None = None, from_a_line: bool = False, answering: tuple[str, ...] = (),
     ) -> None:
         """Stream each reply of `updates` into its message; notices (a digest, a skip's narration,
         a scene closing, an out-of-character answer) as notices; a skip or scene close a line
         asked for (`from_a_line`) says how to take it back. Each finished reply, and each
-        narration, is recorded with its engine turn. The first reply answers the player's line
-        (today the room's owner); a second character's answers the first."""
+        narration, is recorded with its engine turn. The first reply answers the players whose
+        lines it follows (`TurnUpdate.answering`, else `answering`) and may mention them; a second
+        character's answers the first."""
         reply: StreamingReply | None = None
-        answering: str | None = self.owner
+        first = True
         notices = 0
         txn_source = txn_source or source_event_id
         async for update in updates:
@@ -225,8 +266,9 @@ class StoryRoom(Room):
                     await reply.finish(reply.latest_text)
                 if shown is not None and await character_of_message(self.ctx.store, shown) not in (None, update.speaker_id):
                     shown = None  # another character answers now: a message of its own
-                reply = await self._stream(source_event_id, update, shown=shown, txn_source=txn_source, answering=answering)
-                shown, answering = None, None
+                mentioned = (update.answering or answering) if first else ()
+                reply = await self._stream(source_event_id, update, shown=shown, txn_source=txn_source, answering=mentioned)
+                shown, first = None, False
             if not update.done:
                 reply.push(update.text)
                 continue
@@ -236,30 +278,54 @@ class StoryRoom(Room):
             log.info("reply delivered%s", " (truncated)" if update.truncated else "", extra=self._where(source_event_id))
 
     async def answer(
-        self, text: str, source_event_id: str, reply_to: str | None = None, *, txn_source: str | None = None
+        self, text: str, source_event_id: str, reply_to: str | None = None, *, txn_source: str | None = None,
+        player: str | None = None,
     ) -> None:
-        """Answer one in-story line (`reply_to`: the message it replies to; a character's
-        message makes that character the one who answers, unless the line names another):
-        the reply streams into the room; any failure becomes a notice.
+        """Answer one in-story line of `player` (None: the owner; `reply_to`: the message it
+        replies to; a character's message makes that character the one who answers, unless the
+        line names another): the reply streams into the room; any failure becomes a notice.
         Either way the line is answered (the engine is told); a line the model failed stays
         without a reply in the story, and `!regen` answers it.  A line answered again after an
         edit (`txn_source`: the edit) has its reply replaced in the message that showed it."""
         where = self._where(source_event_id)
         log.info("turn started", extra=where)
         log.debug("turn text: %r", text, extra=where)  # message bodies only at DEBUG
+        replying_to = await character_of_message(self.ctx.store, reply_to) if reply_to else None
+        await self._answer_lines(
+            lambda: self.ctx.engine.post_turn(self.chat_id, text, source_event_id, player=player, replying_to=replying_to),
+            (source_event_id,), (player or self.owner,), txn_source=txn_source,
+        )
+
+    async def answer_round(self, lines: tuple[HeldLine, ...]) -> None:
+        """Answer a round: every line of it by one reply that addresses each player (one line alone
+        is answered as any line is)."""
+        if len(lines) == 1:
+            await self.answer(lines[0].text, lines[0].event_id, lines[0].reply_to, player=lines[0].player)
+            return
+        log.info("round of %d lines started", len(lines), extra=self._where(lines[0].event_id))
+        await self._answer_lines(
+            lambda: self.ctx.engine.post_round(self.chat_id, [RoundLine(line.player, line.text, line.event_id) for line in lines]),
+            tuple(line.event_id for line in lines), tuple(dict.fromkeys(line.player for line in lines)),
+        )
+
+    async def _answer_lines(
+        self, reply: Callable[[], AsyncIterator[TurnUpdate]], sources: tuple[str, ...], players: tuple[str, ...], *,
+        txn_source: str | None = None,
+    ) -> None:
+        """Show the `reply` to the lines `sources` (of `players`), keyed to the first; then each is answered."""
+        source_event_id = sources[0]
         await self.ctx.sender.send(SetTyping(self.room_id, True))
         try:
-            replying_to = await character_of_message(self.ctx.store, reply_to) if reply_to else None
-            updates = self.ctx.engine.post_turn(self.chat_id, text, source_event_id, replying_to=replying_to)
-            await self._show(source_event_id, updates, txn_source=txn_source, from_a_line=True)
+            await self._show(source_event_id, reply(), txn_source=txn_source, from_a_line=True, answering=players)
         except Exception as exc:  # noqa: BLE001  (every line gets an answer, whatever went wrong)
-            log_failure("turn", exc, where)
+            log_failure("turn", exc, self._where(source_event_id))
             retry = "The story paused: send `!regen` to try again."
             await self.tell(txn_source or source_event_id, "error",
                             explain(exc, retry=retry) if is_retryable(exc) else explain(exc))
         finally:
             await self.ctx.sender.send(SetTyping(self.room_id, False))
-        await self.ctx.engine.line_answered(self.chat_id, source_event_id)
+        for source in sources:
+            await self.ctx.engine.line_answered(self.chat_id, source)
 
     async def redo(self, source_event_id: str, reacts_to: str | None = None) -> None:
         """A new swipe of the newest reply, shown in place (edits of its message), or, when the
@@ -299,11 +365,14 @@ class StoryRoom(Room):
 
     # -- fixing a turn ---------------------------------------------------------------------
 
-    async def edit(self, line_event_id: str, text: str, event_id: str) -> None:
-        """The player edited their latest line: what followed it is taken back and the line is
-        answered again, its reply replaced in the message that showed it (an edit of it)."""
+    async def edit(self, line_event_id: str, text: str, event_id: str, player: str | None = None) -> None:
+        """`player` (None: the owner) edited the story's latest line, theirs: what followed it is taken
+        back and the line is answered again, its reply replaced in the message that showed it (an edit of it)."""
         try:
-            rewound = await self.ctx.engine.edit_line(self.chat_id, line_event_id, text)
+            rewound = await self.ctx.engine.edit_line(self.chat_id, line_event_id, text, player=player)
+        except NotYourLineError:
+            await self.tell(event_id, "edit", NOT_YOUR_LINE)
+            return
         except NotLatestLineError:
             await self.tell(event_id, "edit", OLDER_LINE_EDITED)
             return
@@ -317,14 +386,18 @@ class StoryRoom(Room):
             await self.tell(event_id, "edit", explain(exc))
             return
         shown = [m for m in [await message_showing_turn(self.ctx.store, t) for t in rewound.turn_ids] if m]
-        await self.answer(text, line_event_id, txn_source=event_id)
+        await self.answer(text, line_event_id, txn_source=event_id, player=player)
         await self._remove_messages(shown, rewound.turn_ids, event_id)  # those the new answer did not take over
 
-    async def take_back(self, redacted_event_id: str, event_id: str) -> None:
-        """The player deleted a message: their latest line is taken back (with everything after it,
-        whose messages the bot removes); an older line, or a reply, gets a notice of what to do."""
+    async def take_back(self, redacted_event_id: str, event_id: str, player: str | None = None) -> None:
+        """`player` (None: the owner) deleted a message: the story's latest line, theirs, is taken back
+        (with everything after it, whose messages the bot removes); an older line, another player's,
+        or a reply, gets a notice of what to do."""
         try:
-            rewound = await self.ctx.engine.take_back_line(self.chat_id, redacted_event_id)
+            rewound = await self.ctx.engine.take_back_line(self.chat_id, redacted_event_id, player=player)
+        except NotYourLineError:
+            await self.tell(event_id, "delete", NOT_YOUR_LINE)
+            return
         except NotLatestLineError:
             await self.tell(event_id, "delete", OLDER_LINE_DELETED)
             return

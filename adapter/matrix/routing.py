@@ -1,22 +1,35 @@
 """What to do about one Matrix event: a pure decision, no I/O.
 
-A player's line in their story room is taken for the story; an edit of it (`m.replace`) asks
+A player's line in a story room is taken for the story; an edit of it (`m.replace`) asks
 to re-run that turn, a deletion (`m.room.redaction`) to take it back; reactions on a reply are
-the story's controls (🔄 redo, ◀ ▶ another take, ⏩ go on, ⏹ stop).
+the story's controls (🔄 redo, ◀ ▶ another take, ⏩ go on, ⏹ stop). A story room may hold
+several players: its owner, and the allowed users who joined it. A member event there makes
+a player (an allowed user joined), ends one (they left, or were removed), or turns away a user
+who is not allowed (invited or joined); lines from anyone who does not play there are not taken.
 
-`route(room_id, event, room, bot_user_id)` looks only at the event, the room it came
-in, the cached record of that room (None for a room the bot has not bound) and the
-bot's own id, and returns one action. The dispatcher performs it (`adapter.matrix.dispatcher`), through the room's
+`route(room_id, event, room, bot_user_id, players=..., allowed=...)` looks only at the event,
+the room it came in, the cached record of that room (None for a room the bot has not bound),
+the bot's own id, who plays in the room besides its owner (the cache, rebuilt from the room's
+membership) and who may use the bot at all, and returns one action. The dispatcher performs it (`adapter.matrix.dispatcher`), through the room's
 object (`adapter.matrix.rooms`) and `MatrixSender`. Keeping the decision pure makes
 every rule here testable with nothing but events.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nio import MegolmEvent, ReactionEvent, RedactionEvent, RoomEncryptedMedia, RoomMessageMedia, RoomMessageText
+from nio import (
+    MegolmEvent,
+    ReactionEvent,
+    RedactionEvent,
+    RoomEncryptedMedia,
+    RoomMemberEvent,
+    RoomMessageMedia,
+    RoomMessageText,
+)
 
 from adapter.matrix.store import RoomMeta
 
@@ -61,7 +74,7 @@ class BindRoom:
 
 @dataclass(frozen=True)
 class TellStranger:
-    """Someone other than the room's owner spoke: tell them once whose story this is."""
+    """Someone who does not play in the room spoke: tell them once whose story this is."""
 
     room_id: str
     owner: str
@@ -88,6 +101,41 @@ class TakeLine:
     text: str
     event_id: str
     reply_to: str | None = None  # the message the line replies to (a character's, perhaps)
+    player: str | None = None  # who said it (None: the story's owner)
+
+
+@dataclass(frozen=True)
+class PlayerJoined:
+    """An allowed user joined a story room: they play in the story from now on, as `display_name`
+    unless they chose a persona."""
+
+    room_id: str
+    chat_id: str
+    user_id: str
+    display_name: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class PlayerLeft:
+    """A player left a story room (`removed_by`: who removed them; None when they left themselves)."""
+
+    room_id: str
+    chat_id: str
+    user_id: str
+    event_id: str
+    removed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class TurnAway:
+    """A user who may not use the bot was invited to a story room (`joined`: or joined it): the
+    invite is withdrawn (they are removed), and the room is told why."""
+
+    room_id: str
+    user_id: str
+    event_id: str
+    joined: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +148,7 @@ class RunCommand:
     sender: str
     reply_to: str | None = None
     at_once: bool = False
+    mentions: tuple[str, ...] = ()  # the users the line mentions (an Element pill: `!invite` with a name picked from a list)
 
 
 @dataclass(frozen=True)
@@ -128,6 +177,7 @@ class EditLine:
     line_event_id: str
     text: str
     event_id: str
+    player: str | None = None  # who edited it (only its author may)
 
 
 @dataclass(frozen=True)
@@ -137,6 +187,7 @@ class TakeBack:
     room_id: str
     redacted_event_id: str
     event_id: str
+    player: str | None = None  # who deleted it (only a line's author may take it back)
 
 
 @dataclass(frozen=True)
@@ -170,7 +221,9 @@ class Rewind:
 
 
 StoryControl = Redo | SwitchTake | ContinueReply | Rewind
-Action = Ignore | AwaitKey | BindRoom | TellStranger | Tell | TakeLine | RunCommand | Stop | EditLine | TakeBack | StoryControl
+Membership = PlayerJoined | PlayerLeft | TurnAway
+Action = (Ignore | AwaitKey | BindRoom | TellStranger | Tell | TakeLine | RunCommand | Stop | EditLine | TakeBack | StoryControl
+          | Membership)
 
 
 def strip_reply_fallback(body: str) -> str:
@@ -205,8 +258,18 @@ def is_story_line(event: Any) -> bool:
     return relates_to.get("rel_type") != "m.replace" and not event.body.strip().startswith("!")
 
 
-def route(room_id: str, event: Any, room: RoomMeta | None, bot_user_id: str) -> Action:
-    """The one action `event` in `room_id` calls for, given the room's record `room` (see the module docstring)."""
+def _nobody(_user_id: str) -> bool:
+    return False
+
+
+def route(
+    room_id: str, event: Any, room: RoomMeta | None, bot_user_id: str, *,
+    players: frozenset[str] = frozenset(), allowed: Callable[[str], bool] = _nobody,
+) -> Action:
+    """The one action `event` in `room_id` calls for, given the room's record `room`, who plays in
+    it besides its owner (`players`) and who may use the bot (`allowed`); see the module docstring."""
+    if isinstance(event, RoomMemberEvent):
+        return _route_membership(event, room, bot_user_id, allowed)
     sender = getattr(event, "sender", None)
     if sender == bot_user_id:
         return Ignore("the bot's own event")
@@ -216,21 +279,22 @@ def route(room_id: str, event: Any, room: RoomMeta | None, bot_user_id: str) -> 
         return BindRoom(room_id, sender)
     if room is None:
         return Ignore("a room the bot has not bound")
+    plays = sender == room.matrix_user_id or (room.room_type in STORY_ROOMS and sender in players)
     if isinstance(event, ReactionEvent):
-        return _route_reaction(event, room)
+        return _route_reaction(event, room) if plays else Ignore("a reaction by someone who does not play here")
     redacted = redacted_event_id(event)
     if redacted is not None:
-        if sender != room.matrix_user_id or room.room_type not in STORY_ROOMS or room.chat_id is None:
-            return Ignore("a deletion outside the player's story")
-        return TakeBack(room.room_id, redacted, event.event_id)
+        if not plays or room.room_type not in STORY_ROOMS or room.chat_id is None:
+            return Ignore("a deletion outside a player's story")
+        return TakeBack(room.room_id, redacted, event.event_id, player=sender)
     if isinstance(event, (RoomMessageMedia, RoomEncryptedMedia)):
-        if event.sender != room.matrix_user_id:
-            return Ignore("an upload by someone else")
+        if not plays:
+            return Ignore("an upload by someone who does not play here")
         text = UPLOAD_IN_LOBBY if room.room_type in LOBBY_ROOMS else UPLOAD_IN_STORY
         return Tell(room.room_id, event.event_id, "upload", text)
     if not isinstance(event, RoomMessageText):
         return Ignore("not a message")
-    if event.sender != room.matrix_user_id:
+    if not plays:
         return TellStranger(room.room_id, room.matrix_user_id, event.sender, event.event_id)
     relates_to = event.source.get("content", {}).get("m.relates_to") or {}
     if relates_to.get("rel_type") == "m.replace":
@@ -241,10 +305,34 @@ def route(room_id: str, event: Any, room: RoomMeta | None, bot_user_id: str) -> 
         return Ignore("an empty line")
     if text.startswith("!"):
         at_once = text.split(" ", 1)[0].lower() == "!stop"
-        return RunCommand(room.room_id, text, event.event_id, event.sender, reply_to, at_once=at_once)
+        mentioned = (event.source.get("content", {}).get("m.mentions") or {}).get("user_ids")
+        mentions = tuple(u for u in mentioned if isinstance(u, str)) if isinstance(mentioned, list) else ()
+        return RunCommand(room.room_id, text, event.event_id, event.sender, reply_to, at_once=at_once, mentions=mentions)
     if room.room_type not in STORY_ROOMS or room.chat_id is None:
         return Tell(room.room_id, event.event_id, "not-a-story", NOT_A_STORY_ROOM)
-    return TakeLine(room.room_id, room.chat_id, text, event.event_id, reply_to)
+    return TakeLine(room.room_id, room.chat_id, text, event.event_id, reply_to, player=event.sender)
+
+
+def _route_membership(event: RoomMemberEvent, room: RoomMeta | None, bot_user_id: str, allowed: Callable[[str], bool]) -> Action:
+    """Who plays in a story room follows its membership: an allowed user who joins plays, a player
+    who leaves (or is removed) no longer does, a user who may not use the bot is turned away
+    (invited or joined). The owner plays in their story whatever their membership; elsewhere
+    membership changes nothing."""
+    subject = event.state_key
+    if room is None or room.room_type not in STORY_ROOMS or room.chat_id is None:
+        return Ignore("membership outside a story room")
+    if subject in (bot_user_id, room.matrix_user_id):
+        return Ignore("the bot's or the owner's membership")
+    was, now = event.prev_membership, event.membership
+    if now in ("invite", "join") and not allowed(subject):
+        return TurnAway(room.room_id, subject, event.event_id, joined=now == "join")
+    if now == "join" and was != "join":
+        name = (event.content or {}).get("displayname")
+        return PlayerJoined(room.room_id, room.chat_id, subject, name if isinstance(name, str) else "", event.event_id)
+    if now in ("leave", "ban") and was == "join":
+        removed_by = event.sender if event.sender != subject else None
+        return PlayerLeft(room.room_id, room.chat_id, subject, event.event_id, removed_by)
+    return Ignore("a membership change that changes no player")
 
 
 def _route_edit(event: RoomMessageText, room: RoomMeta, relates_to: dict[str, Any]) -> Action:
@@ -257,7 +345,7 @@ def _route_edit(event: RoomMessageText, room: RoomMeta, relates_to: dict[str, An
         return Ignore("an edit outside a story, or of nothing")
     if text.startswith("!"):
         return Tell(room.room_id, event.event_id, "edit", EDIT_INTO_COMMAND)
-    return EditLine(room.room_id, room.chat_id, original, text, event.event_id)
+    return EditLine(room.room_id, room.chat_id, original, text, event.event_id, player=event.sender)
 
 
 REACTIONS = (STOP, REDO, EARLIER_TAKE, LATER_TAKE, GO_ON)
@@ -267,7 +355,7 @@ def _route_reaction(event: ReactionEvent, room: RoomMeta) -> Action:
     """🔄 redoes the newest reply, ◀ ▶ show another take of it, ⏩ makes it go on, ⏹ stops the one
     being written; other reactions are not actions."""
     key = event.key.replace("\ufe0f", "")
-    if event.sender != room.matrix_user_id or key not in REACTIONS:
+    if key not in REACTIONS:
         return Ignore("a reaction that is not an action")
     if room.room_type not in STORY_ROOMS or room.chat_id is None:
         return Tell(room.room_id, event.event_id, "reaction", REACTIONS_IN_STORY_ROOMS)

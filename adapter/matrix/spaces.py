@@ -3,7 +3,8 @@
 The identity of each room lives in Matrix state written by the bot
 (`org.rpbot.space`, `org.rpbot.room`); the adapter's store is a cache of it.
 Power levels keep those events (and the Space links, and Element's room settings) at 100,
-so only the bot can write them; the player gets 50. Rooms are made in the room version chosen
+so only the bot can write them; the owner gets 50 (they name the room, invite friends and
+remove them), the friends who play in a story room the default 0 (they talk and react). Rooms are made in the room version chosen
 at start (`adapter.matrix.room_versions`); a Space may hold rooms of several.
 The Space, the Lobby and each story room have a picture (the story's is its host's face).
 
@@ -62,19 +63,26 @@ _BOT_ONLY_EVENTS = (
 )
 
 
-def power_levels(bot_user_id: str, owner: str, room_version: str) -> dict[str, Any]:
-    """Bot 100 (from room version 12 on: the bot is the creator, unlimited and unlisted), player 50.
+OWNER_LEVEL = 50
+KICK_LEVEL = OWNER_LEVEL  # the owner removes a player from Element too (a kick needs more power than its target has)
 
-    The bot's identity and topology events need 100, more than the player has.
+
+def power_levels(bot_user_id: str, owner: str, room_version: str) -> dict[str, Any]:
+    """Bot 100 (from room version 12 on: the bot is the creator, unlimited and unlisted), owner 50,
+    everyone else (the friends who play in a story) 0.
+
+    The bot's identity and topology events need 100, more than the owner has; the room's name,
+    topic and picture, invites and removals need 50, more than a friend has; talking, reacting
+    and deleting one's own lines need nothing.
     """
-    users = {owner: 50} if creators_have_unlimited_power(room_version) else {bot_user_id: 100, owner: 50}
+    users = {owner: OWNER_LEVEL} if creators_have_unlimited_power(room_version) else {bot_user_id: 100, owner: OWNER_LEVEL}
     return {
         "users": users,
         "users_default": 0,
         "events_default": 0,
         "state_default": 50,
-        "invite": 50,
-        "kick": 100,
+        "invite": OWNER_LEVEL,
+        "kick": KICK_LEVEL,
         "ban": 100,
         "redact": 50,
         "events": {event_type: 100 for event_type in _BOT_ONLY_EVENTS},
@@ -173,6 +181,15 @@ async def create_lobby(ctx: BotContext, owner: str, space_id: str, notify_room: 
     await link_child(ctx, space_id, room_id, order="0000")
     await set_user_meta(ctx.store, UserMeta(owner, space_id, room_id))
     return room_id
+
+
+def identity_content(meta: RoomMeta) -> dict[str, Any]:
+    """The `org.rpbot.room` content of a lobby or story room, as its record has it (`rounds`: only when on)."""
+    content: dict[str, Any] = {"owner": meta.matrix_user_id, "room_type": meta.room_type, "space_id": meta.space_id,
+                               "chat_id": meta.chat_id, "platform_chat_id": meta.platform_chat_id, "version": STATE_VERSION}
+    if meta.rounds:
+        content["rounds"] = True
+    return content
 
 
 async def create_story_room(

@@ -135,10 +135,11 @@ def players_in(client: Any, room_id: str) -> list[str]:
     return [user_id for user_id, member in room.users.items() if user_id != client.user_id and not member.invited]
 
 
-def mentions_for(client: Any, room_id: str, answering: str | None) -> tuple[str, ...]:
-    """Whom a character's line mentions on purpose: the player it answers, and only in a room where
-    several players are present (there, it says whose line is answered). Alone with the player a
-    mention would make every reply a highlight (a red badge) without telling them anything."""
-    if answering is None or len(players_in(client, room_id)) < 2:
+def mentions_for(client: Any, room_id: str, answering: tuple[str, ...]) -> tuple[str, ...]:
+    """Whom a character's line mentions on purpose: the players whose lines it answers, and only in
+    a room where several players are present (there, it says whose lines are answered, and only
+    they are notified). Alone with the player a mention would make every reply a highlight (a red
+    badge) without telling them anything."""
+    if not answering or len(players_in(client, room_id)) < 2:
         return ()
-    return (answering,)
+    return tuple(dict.fromkeys(answering))

@@ -2,10 +2,11 @@
 
 Its rooms and users can be rebuilt from Matrix room state (`org.rpbot.*` events
 the bot wrote); `engine.sqlite3` holds the stories and knows which lines are owed.
-Tables: user_meta (a user's Space and lobby), room_meta (what each room is for and
-which chat it shows), counters, kv (the sync token, uploaded media), reply_messages
+Tables: user_meta (a user's Space and lobby), room_meta (what each room is for, which chat
+it shows, and whether its players take turns in rounds), room_players (who plays in each story
+room besides its owner, as the room's membership says), counters, kv (the sync token, uploaded media), reply_messages
 (which Matrix message shows which reply), undecrypted (events waiting for their
-key) and memory_lists (the last `!memory` list shown in each room). Plain SQL in small named functions taking the store first.
+key) and memory_lists (the last `!memory` list each player was shown in each room). Plain SQL in small named functions taking the store first.
 """
 
 from __future__ import annotations
@@ -106,6 +107,36 @@ ADAPTER_SCHEMA.statements("the last memory list shown in each room (what `!forge
     )""",
 ])
 
+# Several players in a story: who plays in each story room besides its owner (its allowed joined
+# members, rebuilt from membership at start), and whether the room answers its players in rounds
+# (kept in the room's `org.rpbot.room` state, like the rest of its identity).
+ADAPTER_SCHEMA.statements("the players of each story room, and rounds", [
+    """CREATE TABLE room_players (
+        room_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        PRIMARY KEY (room_id, user_id)
+    )""",
+    "ALTER TABLE room_meta ADD COLUMN rounds INTEGER NOT NULL DEFAULT 0",
+])
+# Each player's last `!memory` list: `!forget <n>` numbers from the asker's own list (a list shown
+# before is the owner's).
+ADAPTER_SCHEMA.statements("the last memory list each player was shown in each room", [
+    """CREATE TABLE memory_lists_of_players (
+        room_id TEXT NOT NULL,
+        player TEXT NOT NULL,  -- who asked for the list
+        chat_id TEXT NOT NULL,
+        holder TEXT NOT NULL,  -- whose memories: a character id, or "you" (the player who asked)
+        holder_name TEXT NOT NULL,
+        memory_ids TEXT NOT NULL,  -- JSON list, in the order shown (number 1 first)
+        PRIMARY KEY (room_id, player)
+    )""",
+    """INSERT INTO memory_lists_of_players (room_id, player, chat_id, holder, holder_name, memory_ids)
+       SELECT m.room_id, r.matrix_user_id, m.chat_id, m.holder, m.holder_name, m.memory_ids
+       FROM memory_lists m JOIN room_meta r ON r.room_id = m.room_id""",
+    "DROP TABLE memory_lists",
+    "ALTER TABLE memory_lists_of_players RENAME TO memory_lists",
+])
+
 
 @dataclass(frozen=True)
 class UserMeta:
@@ -122,6 +153,11 @@ class RoomMeta:
     space_id: str | None = None
     chat_id: str | None = None
     platform_chat_id: str | None = None
+    rounds: bool = False  # a story room whose players' lines are answered in rounds (`!rounds on`)
+
+
+def _room_meta(row: aiosqlite.Row) -> RoomMeta:
+    return RoomMeta(**{**dict(row), "rounds": bool(row["rounds"])})
 
 
 class AdapterStore:
@@ -169,17 +205,17 @@ async def set_user_meta(store: AdapterStore, meta: UserMeta) -> None:
 async def get_room_meta(store: AdapterStore, room_id: str) -> RoomMeta | None:
     async with store.conn.execute("SELECT * FROM room_meta WHERE room_id = ?", (room_id,)) as cursor:
         row = await cursor.fetchone()
-    return RoomMeta(**dict(row)) if row else None
+    return _room_meta(row) if row else None
 
 
 async def set_room_meta(store: AdapterStore, meta: RoomMeta) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall(
-            "INSERT INTO room_meta (room_id, room_type, matrix_user_id, space_id, chat_id, platform_chat_id)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (room_id) DO UPDATE SET room_type = excluded.room_type,"
+            "INSERT INTO room_meta (room_id, room_type, matrix_user_id, space_id, chat_id, platform_chat_id, rounds)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room_id) DO UPDATE SET room_type = excluded.room_type,"
             " matrix_user_id = excluded.matrix_user_id, space_id = excluded.space_id,"
-            " chat_id = excluded.chat_id, platform_chat_id = excluded.platform_chat_id",
-            (meta.room_id, meta.room_type, meta.matrix_user_id, meta.space_id, meta.chat_id, meta.platform_chat_id),
+            " chat_id = excluded.chat_id, platform_chat_id = excluded.platform_chat_id, rounds = excluded.rounds",
+            (meta.room_id, meta.room_type, meta.matrix_user_id, meta.space_id, meta.chat_id, meta.platform_chat_id, int(meta.rounds)),
         )
 
 
@@ -213,7 +249,7 @@ def chat_id_of_platform_chat(path: Path, platform_chat_id: str) -> str | None:
 
 async def all_room_meta(store: AdapterStore) -> dict[str, RoomMeta]:
     async with store.conn.execute("SELECT * FROM room_meta") as cursor:
-        return {row["room_id"]: RoomMeta(**dict(row)) for row in await cursor.fetchall()}
+        return {row["room_id"]: _room_meta(row) for row in await cursor.fetchall()}
 
 
 async def all_user_meta(store: AdapterStore) -> dict[str, UserMeta]:
@@ -225,7 +261,7 @@ async def rooms_of_user(store: AdapterStore, user_id: str) -> list[RoomMeta]:
     async with store.conn.execute(
         "SELECT * FROM room_meta WHERE matrix_user_id = ? ORDER BY rowid", (user_id,)
     ) as cursor:
-        return [RoomMeta(**dict(row)) for row in await cursor.fetchall()]
+        return [_room_meta(row) for row in await cursor.fetchall()]
 
 
 async def next_platform_chat_id(store: AdapterStore) -> str:
@@ -250,6 +286,47 @@ async def raise_counter_to(store: AdapterStore, name: str, at_least: int) -> Non
             " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
             (name, at_least),
         )
+
+
+async def room_players(store: AdapterStore, room_id: str) -> frozenset[str]:
+    """Who plays in the story room `room_id` besides its owner."""
+    rows = await store.conn.execute_fetchall("SELECT user_id FROM room_players WHERE room_id = ?", (room_id,))
+    return frozenset(row[0] for row in rows)
+
+
+async def all_room_players(store: AdapterStore) -> dict[str, frozenset[str]]:
+    """room id -> who plays there besides its owner, for every story room with other players."""
+    rows = await store.conn.execute_fetchall("SELECT room_id, user_id FROM room_players")
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        found.setdefault(row[0], set()).add(row[1])
+    return {room_id: frozenset(users) for room_id, users in found.items()}
+
+
+async def add_room_player(store: AdapterStore, room_id: str, user_id: str) -> bool:
+    """`user_id` plays in `room_id` now; False if they already did."""
+    async with store.write_lock:
+        async with store.conn.execute(
+            "INSERT INTO room_players (room_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING", (room_id, user_id)
+        ) as cursor:
+            return cursor.rowcount == 1
+
+
+async def remove_room_player(store: AdapterStore, room_id: str, user_id: str) -> bool:
+    """`user_id` no longer plays in `room_id`; False if they did not."""
+    async with store.write_lock:
+        async with store.conn.execute("DELETE FROM room_players WHERE room_id = ? AND user_id = ?", (room_id, user_id)) as cursor:
+            return cursor.rowcount == 1
+
+
+async def set_room_players(store: AdapterStore, room_id: str, user_ids: frozenset[str]) -> None:
+    """Exactly `user_ids` play in `room_id` besides its owner (a rebuild from the room's membership)."""
+    async with store.write_lock:
+        await store.conn.execute_fetchall("DELETE FROM room_players WHERE room_id = ?", (room_id,))
+        async with store.conn.executemany(
+            "INSERT INTO room_players (room_id, user_id) VALUES (?, ?)", [(room_id, user) for user in sorted(user_ids)]
+        ):
+            pass
 
 
 async def get_sync_token(store: AdapterStore) -> str | None:
@@ -335,7 +412,7 @@ async def story_room_of_chat(store: AdapterStore, chat_id: str) -> RoomMeta | No
         "SELECT * FROM room_meta WHERE chat_id = ? AND room_type = 'chat' LIMIT 1", (chat_id,)
     ) as cursor:
         row = await cursor.fetchone()
-    return RoomMeta(**dict(row)) if row else None
+    return _room_meta(row) if row else None
 
 
 async def lines_to_hand_over(store: AdapterStore) -> list[tuple[str, str, str]]:
@@ -373,9 +450,10 @@ async def forget_undecrypted(store: AdapterStore, event_id: str) -> None:
 
 @dataclass(frozen=True)
 class MemoryList:
-    """The memories a `!memory` list showed in a room, numbered from 1 in this order."""
+    """The memories a `!memory` list showed `player` in a room, numbered from 1 in this order."""
 
     room_id: str
+    player: str
     chat_id: str
     holder: str
     holder_name: str
@@ -385,17 +463,18 @@ class MemoryList:
 async def set_memory_list(store: AdapterStore, shown: MemoryList) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall(
-            """INSERT INTO memory_lists (room_id, chat_id, holder, holder_name, memory_ids) VALUES (?, ?, ?, ?, ?)
-               ON CONFLICT (room_id) DO UPDATE SET chat_id = excluded.chat_id, holder = excluded.holder,
+            """INSERT INTO memory_lists (room_id, player, chat_id, holder, holder_name, memory_ids) VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (room_id, player) DO UPDATE SET chat_id = excluded.chat_id, holder = excluded.holder,
                    holder_name = excluded.holder_name, memory_ids = excluded.memory_ids""",
-            (shown.room_id, shown.chat_id, shown.holder, shown.holder_name, json.dumps(list(shown.memory_ids))),
+            (shown.room_id, shown.player, shown.chat_id, shown.holder, shown.holder_name, json.dumps(list(shown.memory_ids))),
         )
 
 
-async def memory_list(store: AdapterStore, room_id: str) -> MemoryList | None:
-    rows = await store.conn.execute_fetchall("SELECT * FROM memory_lists WHERE room_id = ?", (room_id,))
+async def memory_list(store: AdapterStore, room_id: str, player: str) -> MemoryList | None:
+    """The last `!memory` list `player` was shown in `room_id`."""
+    rows = await store.conn.execute_fetchall("SELECT * FROM memory_lists WHERE room_id = ? AND player = ?", (room_id, player))
     row = next(iter(rows), None)
     if row is None:
         return None
-    return MemoryList(row["room_id"], row["chat_id"], row["holder"], row["holder_name"],
+    return MemoryList(row["room_id"], row["player"], row["chat_id"], row["holder"], row["holder_name"],
                       tuple(json.loads(row["memory_ids"])))

@@ -188,14 +188,17 @@ async def _free_character_id(source: Readable, name: str) -> str:
 
 
 async def import_card(
-    target: Writable, data: bytes | str | Mapping[str, Any], *, character_id: str | None = None
+    target: Writable, data: bytes | str | Mapping[str, Any], *, character_id: str | None = None,
+    owner: str | None = None,
 ) -> Character:
-    """Import a card and register its character.
+    """Import a card and register its character, owned by `owner` (None: everyone's).
 
-    Without `character_id` the id is a slug of the name, made unique (never
-    replacing an existing character); with one, that character is replaced.
+    Without `character_id` the id is a slug of the name, made unique: an import never replaces
+    a character, so one player's import can never take another's card (or a built-in) over;
+    with one, that character is replaced.
     """
     character = character_from_card(read_card(data), character_id or "unassigned")
+    character = character.model_copy(update={"owner": owner})
     async with writing(target) as tx:
         if character_id is None:
             character = character.model_copy(update={"character_id": await _free_character_id(tx, character.name)})

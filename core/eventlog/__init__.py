@@ -6,7 +6,7 @@ from the log.  Read models live in core/state.
 """
 
 from core.eventlog.db import Database, Readable, Transaction, Writable, open_database, read_connection, writing
-from core.eventlog.events import EVENT_MODELS, USER, EventPayload, parse_payload
+from core.eventlog.events import EVENT_MODELS, LEGACY_PLAYER, EventPayload, parse_payload
 from core.eventlog.log import (
     Event,
     append_and_apply,
@@ -19,7 +19,7 @@ from core.eventlog.log import (
 
 __all__ = [
     "EVENT_MODELS",
-    "USER",
+    "LEGACY_PLAYER",
     "Database",
     "Event",
     "EventPayload",

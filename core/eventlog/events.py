@@ -11,6 +11,11 @@ filled in by the projection from the chat's state when the event is applied
 (e.g. the chat clock), which is deterministic on replay because events are
 re-applied in the same order.
 
+Players are ids the adapter gives (a Matrix user id); the story's owner is its first player
+and others join and leave (`player_joined`, `player_left`).  Events of stories written when a
+story had one player name that player "you" (`LEGACY_PLAYER`): the projections read it as the
+story's owner, so those stories replay to the tables their migration gives.
+
 Events that change a value carry the new absolute value (edge_set,
 memory_significance_set, clock_set), so a compensating event can restore the
 old one; memory_retracted / memory_restored, edge_cleared, scene_reopened, scene_withdrawn,
@@ -37,7 +42,7 @@ from pydantic import (
 
 from core.errors import InvalidPayloadError, UnknownEventKindError
 
-USER = "you"  # the witness / speaker id of the human player
+LEGACY_PLAYER = "you"  # the one player of stories older than several players: in their events, the story's owner
 _LEGACY_CAUSE = re.compile(r"turn:(\d+);")
 
 
@@ -109,7 +114,9 @@ def parse_payload(kind: str, payload: EventPayload | Mapping[str, Any]) -> Event
 
 @event_kind("character_registered")
 class CharacterRegistered(EventPayload):
-    """Adds a character, or replaces one with the same id (re-import)."""
+    """Adds a character, or replaces one with the same id.  `owner`: the player who imported it,
+    the only one who sees and uses it until they share it (None: everyone's, like the built-in
+    characters and every character imported before players owned theirs)."""
 
     character_id: Ident
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -127,6 +134,14 @@ class CharacterRegistered(EventPayload):
     character_version: str = ""
     spec: str = "manual"  # "builtin", "chara_card_v1", "chara_card_v2", "chara_card_v3", "manual"
     raw_card: dict[str, Any] | None = None
+    owner: Ident | None = None
+
+
+@event_kind("character_shared")
+class CharacterShared(EventPayload):
+    """The owner of `character_id` shares it: every player sees and uses it from now on."""
+
+    character_id: Ident
 
 
 @event_kind("persona_set")
@@ -169,9 +184,40 @@ class StoryPersonaSet(ChatEvent):
     description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
 
 
+@event_kind("player_joined")
+class PlayerJoined(ChatEvent):
+    """`player` plays in the story from now on (again, if they had left): a witness of what follows."""
+
+    player: Ident
+
+
+@event_kind("player_left")
+class PlayerLeft(ChatEvent):
+    """`player` no longer plays in the story (they left, or its owner removed them); they keep
+    what they witnessed.  The owner never leaves their own story."""
+
+    player: Ident
+
+
 @event_kind("chat_guest_set")
 class ChatGuestSet(ChatEvent):
+    """The story's guest is now `guest` (None: it has none): the one before leaves the story."""
+
     guest: Ident | None
+
+
+@event_kind("character_invited")
+class CharacterInvited(ChatEvent):
+    """`character_id` comes into the story: present from now on (a witness of what follows)."""
+
+    character_id: Ident
+
+
+@event_kind("character_dismissed")
+class CharacterDismissed(ChatEvent):
+    """`character_id` leaves the story (never its host); it keeps what it witnessed."""
+
+    character_id: Ident
 
 
 @event_kind("clock_set")
@@ -228,7 +274,7 @@ class TurnRecorded(ChatEvent):
     """A turn of the story. `supersedes` makes it a new swipe of that (assistant) turn."""
 
     role: Role
-    speaker: Ident  # a character id, or "you"
+    speaker: Ident  # a character id, a player id (a player's line), or "narrator"
     text: str
     source_id: Ident | None = None  # adapter idempotency key (Matrix event id); unique per chat
     scene_id: RowId | None = None  # None: the open main scene, if any (or the superseded turn's)
@@ -236,6 +282,7 @@ class TurnRecorded(ChatEvent):
     truncated: bool = False
     supersedes: RowId | None = None
     speaker_name: Annotated[str, StringConstraints(max_length=200)] | None = None  # a player's persona name then
+    answered_with: Ident | None = None  # a line of a round: the source id of the round's last line, whose reply answers it
 
 
 @event_kind("turn_truncated")
@@ -287,6 +334,7 @@ class LineReceived(ChatEvent):
 
     source_id: Ident  # the adapter's id of the line (a Matrix event id); unique per chat
     text: str
+    player: Ident | None = None  # who said it (None in older events: the story's owner)
 
 
 @event_kind("line_answered")
@@ -308,7 +356,7 @@ class MemoryRecorded(ChatEvent):
     any of them retracts it)."""
 
     text: Annotated[str, StringConstraints(min_length=1)]
-    witnesses: Annotated[IdentList, Field(min_length=1)]  # "you" and/or character ids
+    witnesses: Annotated[IdentList, Field(min_length=1)]  # player and/or character ids
     significance: Significance = 2
     memory_kind: Literal["event", "summary"] = "event"
     pov: Ident | None = None  # whose point of view a summary is written from

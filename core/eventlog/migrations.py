@@ -10,10 +10,13 @@ projection, keep `PROJECTION_TABLES` in step: replay clears exactly those tables
 
 from __future__ import annotations
 
+import json
+
 from core.eventlog.postgres_baseline import STATEMENTS as POSTGRES_BASELINE
 from core.eventlog.postgres_baseline import VERSION as POSTGRES_BASELINE_VERSION
 from core.eventlog.schema import Migration, Schema, run_statements
 from core.storage import Connection, Dialect
+from core.storage.sql import json_items, table_definition
 
 ENGINE_SCHEMA = Schema("engine", "engine.sqlite3")
 ENGINE_SCHEMA.baseline(Dialect.POSTGRESQL, POSTGRES_BASELINE_VERSION, POSTGRES_BASELINE)
@@ -26,6 +29,8 @@ __all__ = ["ENGINE_SCHEMA", "MIGRATIONS", "PROJECTION_TABLES", "latest_version",
 # Projection tables in an order that is safe to clear (children before parents).
 # The event log (`events`) is the truth and is never in this list.
 PROJECTION_TABLES: tuple[str, ...] = (
+    "story_cast",
+    "story_players",
     "story_personas",
     "clock_changes",
     "lore_knowers",
@@ -447,4 +452,105 @@ async def _rolling_summaries(conn: Connection) -> None:
            WHERE kind = 'summary' AND retracted = 0""",
         """CREATE INDEX memories_by_covered_turns ON memories (chat_id, covers_to_turn)
            WHERE covers_to_turn IS NOT NULL AND retracted = 0""",
+    ])
+
+
+@migration("several players in a story: who plays in it (the owner, and those who join), who said each line "
+           "received; the one player \"you\" of older stories is their owner everywhere")
+async def _players(conn: Connection) -> None:
+    d = conn.dialect
+    owner_of = "coalesce((SELECT owner FROM chats c WHERE c.chat_id = {table}.chat_id), 'you')"
+    turn_owner = "(SELECT c.owner FROM turns t JOIN chats c ON c.chat_id = t.chat_id WHERE t.turn_id = turn_witnesses.turn_id)"
+    memory_owner = """(SELECT c.owner FROM memories m JOIN chats c ON c.chat_id = m.chat_id
+                       WHERE m.memory_id = memory_witnesses.memory_id)"""
+    await run_statements(conn, [
+        table_definition(d, """CREATE TABLE story_players (
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            player TEXT NOT NULL,
+            joined_seq BIGINT NOT NULL,  -- when they first joined (the chat's creation, for its owner)
+            active INTEGER NOT NULL,  -- 0: they left (they keep what they witnessed)
+            PRIMARY KEY (chat_id, player)
+        ) WITHOUT ROWID"""),
+        "INSERT INTO story_players (chat_id, player, joined_seq, active) SELECT chat_id, owner, created_seq, 1 FROM chats",
+        table_definition(d, "ALTER TABLE lines ADD COLUMN player TEXT"),
+        f"UPDATE lines SET player = {owner_of.format(table='lines')}",
+        f"UPDATE turns SET speaker = {owner_of.format(table='turns')} WHERE speaker = 'you'",
+        # Each row once: a witness the owner already was (none in a real story) is not doubled.
+        f"""UPDATE turn_witnesses SET witness = {turn_owner}
+            WHERE witness = 'you' AND NOT EXISTS (
+                SELECT 1 FROM turn_witnesses w WHERE w.turn_id = turn_witnesses.turn_id AND w.witness = {turn_owner})""",
+        "DELETE FROM turn_witnesses WHERE witness = 'you'",
+        f"""UPDATE memory_witnesses SET witness = {memory_owner}
+            WHERE witness = 'you' AND NOT EXISTS (
+                SELECT 1 FROM memory_witnesses w WHERE w.memory_id = memory_witnesses.memory_id
+                  AND w.witness = {memory_owner})""",
+        "DELETE FROM memory_witnesses WHERE witness = 'you'",
+        *(f"UPDATE {table} SET {end} = {owner_of.format(table=table)} WHERE {end} = 'you'"
+          for table in ("edges", "edge_changes") for end in ("from_id", "to_id")),
+    ])
+    # JSON lists, written as the projectors write them (json.dumps: ", " between items, no duplicates).
+    for table, key, column in (("scenes", "scene_id", "present"), ("digests", "digest_id", "participants")):
+        rows = await conn.fetch_all(
+            f"""SELECT t.{key}, t.{column}, c.owner FROM {table} t JOIN chats c ON c.chat_id = t.chat_id
+                WHERE EXISTS (SELECT 1 FROM {json_items(d, f't.{column}', 'p')} WHERE p.value = 'you')""")
+        for ident, values, owner in rows:
+            named = list(dict.fromkeys(owner if value == "you" else value for value in json.loads(values)))
+            await conn.execute(f"UPDATE {table} SET {column} = ? WHERE {key} = ?",
+                               (json.dumps(named, ensure_ascii=False), ident))
+
+
+@migration("characters come and go: the characters present in each story (its host, and those who joined it), "
+           "host first, then in the order they came")
+async def _story_cast(conn: Connection) -> None:
+    await run_statements(conn, [
+        table_definition(conn.dialect, """CREATE TABLE story_cast (
+            chat_id TEXT NOT NULL REFERENCES chats (chat_id),
+            character_id TEXT NOT NULL REFERENCES characters (character_id),
+            joined_seq BIGINT NOT NULL,  -- when it came into the story (the chat's creation, for its host)
+            PRIMARY KEY (chat_id, character_id)
+        ) WITHOUT ROWID"""),
+    ])
+    # Stories so far had a host and at most one guest, set at creation or changed since: followed
+    # through the log, the way the projections follow it, so a replay gives the same rows.
+    present: dict[str, dict[str, int]] = {}
+    hosts: dict[str, str] = {}
+    guests: dict[str, str | None] = {}
+    rows = await conn.fetch_all(
+        "SELECT seq, kind, chat_id, payload FROM events WHERE kind IN ('chat_created', 'chat_guest_set') ORDER BY seq")
+    for seq, kind, chat_id, payload in rows:
+        event = json.loads(payload)
+        if kind == "chat_created":
+            hosts[chat_id] = event["host"]
+            present[chat_id] = {event["host"]: seq}
+        elif chat_id not in present:
+            continue
+        elif (old := guests.get(chat_id)) and old != hosts[chat_id]:
+            present[chat_id].pop(old, None)
+        guests[chat_id] = guest = event.get("guest")
+        if guest:
+            present[chat_id].setdefault(guest, seq)
+    for chat_id, cast in present.items():
+        for character_id, seq in cast.items():
+            await conn.execute(
+                """INSERT INTO story_cast (chat_id, character_id, joined_seq)
+                   SELECT chat_id, :character, :seq FROM chats WHERE chat_id = :chat
+                     AND EXISTS (SELECT 1 FROM characters WHERE character_id = :character)""",
+                {"chat": chat_id, "character": character_id, "seq": seq})
+
+
+@migration("rounds: a player's line answered by the reply to a later line of the same round")
+async def _rounds(conn: Connection) -> None:
+    await run_statements(conn, [
+        table_definition(conn.dialect, "ALTER TABLE turns ADD COLUMN answered_with TEXT"),  # the round's last line's source id
+        "CREATE INDEX turns_by_round ON turns (chat_id, answered_with) WHERE answered_with IS NOT NULL",
+    ])
+
+
+@migration("what a player owns: the player who imported each character (none: shared with everyone, like the "
+           "built-in ones and every character imported before), and whether its owner shared it")
+async def _character_owners(conn: Connection) -> None:
+    await run_statements(conn, [
+        table_definition(conn.dialect, "ALTER TABLE characters ADD COLUMN owner TEXT"),
+        "ALTER TABLE characters ADD COLUMN shared INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX characters_by_owner ON characters (owner) WHERE owner IS NOT NULL",
     ])

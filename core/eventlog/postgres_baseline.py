@@ -19,7 +19,8 @@ splits a term the same way into a phrase.
 
 from __future__ import annotations
 
-import re
+from core.storage import Dialect
+from core.storage.sql import table_definition
 
 VERSION = 11
 
@@ -29,7 +30,7 @@ def _bytewise(statement: str) -> str:
     database's own collation (an `en_US` one would sort "b" before "C")."""
     if not statement.startswith("CREATE TABLE"):
         return statement
-    return re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', statement)
+    return table_definition(Dialect.POSTGRESQL, statement)
 
 
 STATEMENTS: tuple[str, ...] = tuple(_bytewise(statement) for statement in (

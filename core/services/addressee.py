@@ -1,8 +1,8 @@
 """Routing the player's line: who answers, and whether it asks for a time skip or a scene close.
 
-The speaker is chosen without a model whenever the line makes it plain
-(`local_addressee`: the line speaks to one character by name, replies to one's message,
-or goes on with whoever spoke last).  The model is asked (ONE classifier request, purpose
+The speaker is chosen among every character present without a model whenever the line makes
+it plain (`local_addressee`: the line speaks to one character by name, replies to one's
+message, or goes on with whoever spoke last; after a character's entrance, the host).  The model is asked (ONE classifier request, purpose
 "addressee", answered as an `AddresseeDecision` that carries the addressee AND the
 intent: a skip of a duration, a jump to a time, closing the scene) only when the line
 calls more than one by name or names one in passing, or when `may_carry_intent` (a local regex) says it may
@@ -12,7 +12,7 @@ duration or time the classifier gives that `core.timeparse` cannot read is ignor
 Anything unusable falls back to a safe choice and is logged, never raised:
 invalid JSON or an unknown speaker -> the host; an unreachable model -> the host;
 "low" confidence -> whoever spoke last (the player is most likely still talking
-to them), else the host.
+to them; the host after an entrance), else the host.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from core.llm.base import ChatMessage, LLMClient
 from core.llm.structured import generate_json
 from core.services.card_text import fill, whole_sentences
-from core.services.dialogue import Cast
+from core.services.dialogue import GUEST_SUFFIX, Cast, players_phrase
 from core.services.macros import story_time
 from core.services.timeskip import MAX_TIME_MOVE
 from core.services.tokens import (
@@ -144,29 +144,46 @@ def named_characters(
 
 
 def local_addressee(
-    cast: Cast, dialogue: Sequence[Turn], text: str, replying_to: str | None = None
+    cast: Cast, dialogue: Sequence[Turn], text: str | Sequence[str], replying_to: str | None = None
 ) -> world.Character | None:
-    """Who answers `text` when it is plain without a model: the one character it speaks to
-    by name, else the character whose message it replies to, else whoever spoke last (the
-    player is still talking to them), else the host.  None when it calls more than one by
-    name, or names one only in passing ("Does Ilse always bring news?"): the model decides."""
-    called, mentioned = named_characters(cast, text)
+    """Who answers `text` (a line, or the lines of a round) when it is plain without a model: the
+    one character it speaks to by name, else the character whose message it replies to, else
+    whoever spoke last (the player is still talking to them), else the host.  None when it calls
+    more than one by name, or names one only in passing ("Does Ilse always bring news?"): the
+    model decides."""
+    called: list[world.Character] = []
+    mentioned: list[world.Character] = []
+    for said in [text] if isinstance(text, str) else text:
+        by_name, in_passing = named_characters(cast, said)
+        called += [c for c in by_name if c not in called]
+        mentioned += [c for c in in_passing if c not in mentioned and c not in called]
+    mentioned = [c for c in mentioned if c not in called]
     if len(called) == 1 and not mentioned:
         return called[0]
     if called or mentioned:
         return None
     if replying_to is not None and cast.get(replying_to) is not None:
         return cast.get(replying_to)
-    last = next((cast.get(t.speaker) for t in reversed(dialogue) if t.role == "assistant" and cast.get(t.speaker)), None)
-    return last or cast.host
+    return last_speaker(cast, dialogue) or cast.host
+
+
+def last_speaker(cast: Cast, dialogue: Sequence[Turn]) -> world.Character | None:
+    """Whom a line that names nobody goes on with: the character present who spoke last, or the
+    host when that was a character's entrance (the newcomer has not been spoken to yet)."""
+    for turn in reversed(dialogue):
+        character = cast.get(turn.speaker) if turn.role == "assistant" else None
+        if character is not None:
+            return cast.host if turn.source_id and turn.source_id.endswith(GUEST_SUFFIX) else character
+    return None
 
 
 def addressee_messages(
-    cast: Cast, dialogue: Sequence[Turn], text: str, context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    cast: Cast, dialogue: Sequence[Turn], text: str, context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+    author: str | None = None,
 ) -> list[ChatMessage]:
-    """The routing request, within `context_tokens`: the player's line (by its ends when it is
-    very long) and as many of the recent lines as fit."""
-    player = cast.player.name
+    """The routing request, within `context_tokens`: the line of the player named `author` (the
+    story's owner by default; by its ends when it is very long) and as many of the recent lines as fit."""
+    player = author or cast.player.name
     roster = "\n".join(
         f"- {c.character_id} ({c.name})" + (f": {whole_sentences(fill(c.description, c, cast), ROSTER_CHARS)}"
                                             if c.description.strip() else "")
@@ -175,7 +192,7 @@ def addressee_messages(
     ids = " | ".join(f'"{c.character_id}"' for c in cast.characters)
     context = "\n".join(f"{cast.name_of_turn(t)}: {t.text[:LINE_CHARS]}" for t in dialogue[-CONTEXT_TURNS:])
     system = (
-        f"You route a roleplay between {player} (the player) and the characters present. Decide which "
+        f"You route a roleplay between {players_phrase(cast)} and the characters present. Decide which "
         f"character {player}'s latest line is addressed to, i.e. who should answer it.\n"
         f"Characters present (id and name):\n{roster}\n"
         f"Story time now: {story_time(cast.chat.clock)}.\n"
@@ -212,8 +229,7 @@ def _pick_speaker(cast: Cast, dialogue: Sequence[Turn], decision: AddresseeDecis
         log.log(level, "addressee: no such speaker %r; the host answers", decision.speaker)
         return cast.host
     if decision.confidence == "low" and not is_fallback:
-        last_speaker = next((cast.get(t.speaker) for t in reversed(dialogue) if t.role == "assistant"), None)
-        return last_speaker or cast.host
+        return last_speaker(cast, dialogue) or cast.host
     return chosen
 
 
@@ -234,12 +250,14 @@ def _intent(decision: AddresseeDecision, now: datetime) -> tuple[timedelta | Non
 
 
 async def route(
-    llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str, *, context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str, *, author: str | None = None,
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> Route:
-    """One classifier request: who answers `text`, and any skip / jump / scene close it asks for."""
+    """One classifier request: who answers `text` (said by the player named `author`), and any
+    skip / jump / scene close it asks for."""
     fallback = AddresseeDecision(speaker=cast.host.character_id, confidence="low")
     decision = await generate_json(
-        llm, addressee_messages(cast, dialogue, text, context_tokens), purpose=PURPOSE, schema=AddresseeDecision,
+        llm, addressee_messages(cast, dialogue, text, context_tokens, author), purpose=PURPOSE, schema=AddresseeDecision,
         default=fallback, role="classifier", max_tokens=ROUTE_MAX_TOKENS, default_on_llm_error=True,
     )
     speaker = _pick_speaker(cast, dialogue, decision, decision is fallback)
@@ -248,9 +266,10 @@ async def route(
 
 
 async def choose_addressee(
-    llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str, *, context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    llm: LLMClient, cast: Cast, dialogue: Sequence[Turn], text: str, *, author: str | None = None,
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> world.Character:
     """The character who answers `text`; the host without any model call if it is alone."""
     if len(cast.characters) == 1:
         return cast.host
-    return (await route(llm, cast, dialogue, text, context_tokens=context_tokens)).speaker
+    return (await route(llm, cast, dialogue, text, author=author, context_tokens=context_tokens)).speaker

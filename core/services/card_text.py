@@ -3,7 +3,9 @@
 - `main_prompt`: the story's instruction to the speaking character; a card's `system_prompt`
   replaces it, with `{{original}}` standing for it (as in SillyTavern).
 - `card_block`: main prompt, then `Character:` / `Description:` / `Personality:` /
-  `Scenario:` (the lines the demo model reads too), then the player's persona (`User:`).
+  `Scenario:` (the lines the demo model reads too), then the persona of the story's owner
+  (`User:`, whom `{{user}}` stands for).
+- `present_block`: who else is present, each in a line (the other characters, each player).
 - `story_scenario`: the one scenario everyone present shares (the story's, else the host's).
 - `example_blocks`: `mes_example` split at `<START>` into separate example dialogues.
 - `post_history`: the card's `post_history_instructions`, sent after the dialogue.
@@ -17,10 +19,11 @@ from __future__ import annotations
 
 import re
 
-from core.services.dialogue import Cast
+from core.services.dialogue import Cast, join_names
 from core.services.macros import MacroValues, expand
 from core.state import world
 
+BRIEF_CHARS = 200  # a one-line brief of another character or a player, in a reply prompt
 _START = re.compile(r"^\s*<START>\s*$", re.IGNORECASE | re.MULTILINE)
 
 
@@ -56,11 +59,15 @@ def fill(text: str, character: world.Character, cast: Cast, original: str = "") 
 
 
 def main_prompt(character: world.Character, cast: Cast) -> str:
-    user = cast.player.name
+    """The instruction to the speaking character: the roleplay is with every player playing (and
+    the other characters present), and it never speaks, acts or decides for any of them."""
+    players = [p.name for p in cast.present_players]
+    others = [c.name for c in cast.characters if c.character_id != character.character_id]
+    company = join_names(players) + (f", with {join_names(others)} also in the scene" if others else "")
     default = (
-        f"You are {character.name} in an ongoing roleplay with {user}. Stay in character. Write only "
+        f"You are {character.name} in an ongoing roleplay with {company}. Stay in character. Write only "
         f"{character.name}'s own words and actions, in a few short paragraphs at most; never speak, act "
-        f"or decide for {user}."
+        f"or decide for {join_names(players + others, 'or')}."
     )
     if not character.system_prompt.strip():
         return default
@@ -76,6 +83,24 @@ def _profile_lines(character: world.Character, cast: Cast, *, scenario: bool = T
     if scenario and (shared := story_scenario(cast)):
         lines.append(f"Scenario: {shared}")
     return lines
+
+
+def present_block(cast: Cast, speaker: world.Character) -> str:
+    """Who else is present, for `speaker`'s prompt: with one player and no other character, one
+    line; else a line each, a brief of each other character (its description's first sentences)
+    and of each player (their persona's; the owner's is in the `User:` lines above)."""
+    others = [c for c in cast.characters if c.character_id != speaker.character_id]
+    if not others and not cast.is_group:
+        return f"Present: {cast.player.name} (the player)."
+    lines = []
+    for character in others:
+        brief = whole_sentences(fill(character.description, character, cast), BRIEF_CHARS)
+        lines.append(f"- {character.name}" + (f": {brief}" if brief else ""))
+    label = "a player" if cast.is_group else "the player"
+    for player in cast.present_players:
+        brief = "" if player.owner == cast.player.owner else whole_sentences(player.description, BRIEF_CHARS)
+        lines.append(f"- {player.name} ({label})" + (f": {brief}" if brief else ""))
+    return "Present:\n" + "\n".join(lines)
 
 
 def persona_lines(cast: Cast) -> list[str]:
@@ -143,7 +168,7 @@ def post_history(character: world.Character, cast: Cast) -> str:
     return fill(character.post_history_instructions, character, cast)
 
 
-_SENTENCE = re.compile(r"[^.!?…]*[.!?…]+[\"'”’)\]]*|[^.!?…]+$")
+_SENTENCE = re.compile(r"[^.!?…]*[.!?…]+[\"'”’)\]*]*|[^.!?…]+$")
 
 
 def whole_sentences(text: str, limit: int) -> str:
@@ -160,3 +185,11 @@ def whole_sentences(text: str, limit: int) -> str:
 
 def greeting(character: world.Character, cast: Cast) -> str:
     return fill(character.first_mes, character, cast)
+
+
+def group_greeting(character: world.Character) -> str:
+    """A V3 card's first `group_only_greetings` entry (its greeting for a scene with others), else ""."""
+    data = (character.raw_card or {}).get("data")
+    greetings = data.get("group_only_greetings") if isinstance(data, dict) else None
+    found = [g for g in greetings if isinstance(g, str) and g.strip()] if isinstance(greetings, list) else []
+    return found[0] if found else ""

@@ -1,10 +1,9 @@
-"""Meanwhile scenes: two characters, off-screen, without the player.
+"""Meanwhile scenes: two characters, off-screen, without the players.
 
 `run_meanwhile` opens a scene of kind "meanwhile" with the two characters present
-(not the player), writes `LINES` alternating lines (one streamed narrative call each,
-purpose "meanwhile"), each recorded as a memory witnessed by those two only (the
-player never recalls it: `record_turn_memory(..., you_present=False)` shape, no "you"
-witness), closes the scene and queues a digest for the player.  The lines are not
+(no player), writes `LINES` alternating lines (one streamed narrative call each,
+purpose "meanwhile"), each recorded as a memory witnessed by those two only (no player
+ever recalls it), closes the scene and queues a digest for the players.  The lines are not
 turns of the main story (they never show up in its dialogue or its regenerate).
 The digest is surfaced on the player's next turn and consumed exactly once
 (`talk.TurnPipeline.post_turn`).  Each character brings the story into the scene: where
@@ -16,28 +15,27 @@ said is kept (the last line marked truncated) and the digest is still queued.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from core.errors import InvalidCastError, UnknownCharacterError
-from core.eventlog import USER, Database
+from core.eventlog import Database
 from core.llm.base import ChatMessage, LLMClient
 from core.llm.roles import alternating
 from core.services import recall
 from core.services.budget import BRIEF_SHARE, share_tokens
 from core.services.card_text import brief_within, nickname, story_scenario, whole_sentences
-from core.services.dialogue import Cast, load_cast
+from core.services.dialogue import Cast, join_names, load_cast
 from core.services.generation import Generation
 from core.services.prompt import finish_with_user, fold_lines
-from core.services.replies import pending_prefix, strip_speaker_name
+from core.services.replies import MAX_STOP_SEQUENCES, pending_prefix, strip_speaker_name
 from core.services.story_clock import time_now_line, when_phrase
 from core.services.tokens import DEFAULT_CONTEXT_TOKENS, ends_within, estimate_tokens, first_within
 from core.state import digests as digest_state
 from core.state import memory as memory_state
 from core.state import world
-from core.state.personas import story_persona
 
 PURPOSE = "meanwhile"
 LINES = 4
@@ -56,10 +54,16 @@ class MeanwhileLine:
     truncated: bool = False
 
 
-async def resolve_character(db: Database, ident: str) -> world.Character:
-    """A registered character by id or display name (case-insensitive), else UnknownCharacterError."""
+async def resolve_character(
+    db: Database, ident: str, *, usable_by: Sequence[str] | None = None, prefer: Sequence[world.Character] = ()
+) -> world.Character:
+    """A character by id or display name (case-insensitive): one of `prefer` (a story's cast), else
+    one registered that a player of `usable_by` may use (None: any); else UnknownCharacterError
+    (a character nobody asking may use is not found, as if it did not exist)."""
     wanted = ident.strip().lower()
-    for character in await world.list_characters(db):
+    candidates = [*prefer, *(c for c in await world.list_characters(db)
+                             if usable_by is None or any(c.usable_by(p) for p in usable_by))]
+    for character in candidates:
         if wanted in (character.character_id.lower(), character.name.lower()):
             return character
     raise UnknownCharacterError(ident)
@@ -93,7 +97,8 @@ def line_messages(
     system = (
         f"You are {speaker.name}.\n" + brief_within(speaker, cast, share_tokens(BRIEF_SHARE, context_tokens) * 4)
         + (f"\n\n{first_within(story, share_tokens(STORY_SHARE, context_tokens))}" if story else "")
-        + f"\n\nMeanwhile, away from {cast.player.name}, {speaker.name} is with {other.name}."
+        + f"\n\nMeanwhile, away from {join_names([p.name for p in cast.present_players])}, {speaker.name} is with "
+        f"{other.name}."
         + (f" Situation: {first_within(premise, share_tokens(0.05, context_tokens)).rstrip('.')}." if premise else "")
         + f"\n{time_now_line(cast.chat.clock)}"
         + f"\nWrite {speaker.name}'s next line only: one short paragraph of speech and action."
@@ -120,14 +125,16 @@ async def run_meanwhile(
 ) -> AsyncGenerator[tuple[MeanwhileLine, bool], None]:
     """Yield (line so far, done) as the lines are written; `control` is the chat's in-flight
     handle (`cancel_requested`, `generation`), so a cancel stops the scene."""
-    chat = await world.require_chat(db, chat_id)
-    first, second = await resolve_character(db, a), await resolve_character(db, b)
+    story = await load_cast(db, chat_id)
+    usable_by = [story.chat.owner, *story.player_ids]
+    first = await resolve_character(db, a, usable_by=usable_by, prefer=story.characters)
+    second = await resolve_character(db, b, usable_by=usable_by, prefer=story.characters)
     if first.character_id == second.character_id:
         raise InvalidCastError(f"a meanwhile scene needs two different characters, got {a!r} twice")
     scene = await world.open_scene(db, chat_id, kind="meanwhile", title=premise[:200],
                                    present=[first.character_id, second.character_id])
-    cast = Cast(chat, (first, second), await story_persona(db, chat_id, chat.owner))
-    setting = whole_sentences(story_scenario(await load_cast(db, chat_id)), SETTING_CHARS)
+    cast = replace(story, characters=(first, second))
+    setting = whole_sentences(story_scenario(story), SETTING_CHARS)
     stories = {c.character_id: await story_so_far(db, cast, c, setting) for c in (first, second)}
     lines: list[MeanwhileLine] = []
     try:
@@ -141,7 +148,7 @@ async def run_meanwhile(
                 llm, line_messages(cast, speaker, premise, lines, stories[speaker.character_id], context_tokens),
                 purpose=PURPOSE,
                 max_tokens=LINE_MAX_TOKENS,
-                stop=[f"\n{other.name}:", f"\n{cast.player.name}:"],
+                stop=[f"\n{other.name}:", *(f"\n{p.name}:" for p in cast.present_players)][:MAX_STOP_SEQUENCES],
             )
             if control.cancel_requested:
                 generation.cancel()
@@ -171,7 +178,6 @@ async def _record(
     lines: list[MeanwhileLine],
 ) -> None:
     witnesses = [a.character_id, b.character_id]
-    assert USER not in witnesses
     async with db.transaction() as tx:
         for line in lines:
             clipped = " ".join(line.text.split())[:LINE_CHARS]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from core.eventlog import USER, Readable
+from core.eventlog import Readable
 from core.llm.base import ChatMessage, LLMClient
 from core.services.card_text import fill, whole_sentences
 from core.services.dialogue import Cast, recent_dialogue
@@ -38,8 +38,10 @@ def unwrapped(text: str) -> str:
     return match.group("text").strip() if match else text.strip()
 
 
-def ooc_messages(cast: Cast, lines: list[tuple[str, str]], text: str) -> list[ChatMessage]:
-    player = cast.player.name
+def ooc_messages(cast: Cast, lines: list[tuple[str, str]], text: str, player: str | None = None) -> list[ChatMessage]:
+    """The storyteller's request for the out-of-character line `text` by the player named `player`
+    (the story's owner by default)."""
+    player = player or cast.player.name
     roster = "\n".join(
         f"- {c.name}" + (f": {whole_sentences(fill(c.description, c, cast), ROSTER_CHARS)}" if c.description.strip() else "")
         for c in cast.characters
@@ -57,9 +59,11 @@ def ooc_messages(cast: Cast, lines: list[tuple[str, str]], text: str) -> list[Ch
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-async def answer(source: Readable, llm: LLMClient, cast: Cast, text: str) -> str:
-    """The storyteller's answer to the out-of-character line `text` (nothing recorded)."""
-    dialogue = await recent_dialogue(source, cast.chat.chat_id, limit=CONTEXT_TURNS, witness=USER)
+async def answer(source: Readable, llm: LLMClient, cast: Cast, text: str, player: str) -> str:
+    """The storyteller's answer to `player`'s out-of-character line `text` (nothing recorded): it
+    knows the last lines that player saw."""
+    dialogue = await recent_dialogue(source, cast.chat.chat_id, limit=CONTEXT_TURNS, witness=player)
     lines = [(NARRATOR_NAME if t.role == "narration" else cast.name_of_turn(t), t.text) for t in dialogue if t.text.strip()]
-    reply = await llm.generate(ooc_messages(cast, lines, unwrapped(text)), purpose=PURPOSE, max_tokens=MAX_TOKENS)
+    messages = ooc_messages(cast, lines, unwrapped(text), cast.name_of(player))
+    reply = await llm.generate(messages, purpose=PURPOSE, max_tokens=MAX_TOKENS)
     return reply.strip() or "(No answer.)"

@@ -34,13 +34,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from core.eventlog import USER, Readable
+from core.eventlog import Readable
 from core.llm.base import ChatMessage
 from core.llm.roles import NOTES_OPENING, alternating
 from core.services import recall
 from core.services.budget import CARD_SHARE, NOTE_SHARE, SECTION_SHARES, TAIL_SHARE, TURN_SHARE, scaled
-from core.services.card_text import card_block_within, example_blocks, macro_values, post_history
-from core.services.dialogue import Cast
+from core.services.card_text import card_block_within, example_blocks, macro_values, post_history, present_block
+from core.services.dialogue import Cast, join_names
 from core.services.lorebook import lore_for_prompt
 from core.services.macros import story_time
 from core.services.prompt_memories import past_sections, without_what_the_window_shows
@@ -90,7 +90,8 @@ def _cost(items: Sequence[str]) -> int:
 
 
 def _edge_line(cast: Cast, edge: Edge) -> str:
-    who = f"{cast.player.name} (the player)" if edge.to_id == USER else cast.name_of(edge.to_id)
+    label = " (a player)" if cast.is_group else " (the player)"
+    who = cast.name_of(edge.to_id) + (label if cast.is_player(edge.to_id) else "")
     line = f"- {who}: affinity {edge.affinity:+d}, trust {edge.trust:+d}"
     return line + (f"; {edge.summary}" if edge.summary else "")
 
@@ -100,14 +101,15 @@ def fold_lines(
 ) -> list[ChatMessage]:
     """Dialogue lines (who, text[, the name it was said under]) as `speaker_id`'s prompt holds them:
     its own lines are `assistant`; everyone else's are folded into the `user` turn between, named,
-    unless that turn holds only the player's words (narration goes in brackets)."""
+    unless that turn holds only the words of the story's one player (narration goes in brackets;
+    with several players, every line is named)."""
     messages: list[ChatMessage] = []
     group: list[tuple[str, str, str]] = []
 
     def flush() -> None:
         if not group:
             return
-        if all(who == USER for who, _, _ in group):
+        if not cast.is_group and all(cast.is_player(who) for who, _, _ in group):
             messages.append({"role": "user", "content": "\n\n".join(text for _, text, _ in group)})
         else:
             named = [f"[Narration: {text}]" if who == NARRATOR else f"{name}: {text}" for who, text, name in group]
@@ -149,11 +151,6 @@ def section(title: str, lines: Sequence[str]) -> str:
     return title + "\n" + "\n".join(lines) if lines else ""
 
 
-def present_line(cast: Cast, speaker: world.Character) -> str:
-    others = [c.name for c in cast.characters if c.character_id != speaker.character_id]
-    return "Present: " + ", ".join([*others, f"{cast.player.name} (the player)"]) + "."
-
-
 async def assemble_prompt(
     source: Readable,
     cast: Cast,
@@ -164,10 +161,13 @@ async def assemble_prompt(
     budget_tokens: int = DEFAULT_CONTEXT_TOKENS,
     take: int = 1,
     pending_line: str | None = None,
+    pending_player: str | None = None,
     instruction: str = "",
+    recall_text: str | None = None,
+    opening: str = "",
 ) -> AssembledPrompt:
     """The messages for `speaker`'s reply to `user_turn` (None: an opening line, or with
-    `pending_line` the player's next line, as `!context` shows it).
+    `pending_line` the next line of `pending_player` (the owner by default), as `!context` shows it).
 
     `source` may be a scratch transaction in which what a reply replaces was taken back: a
     regenerate's prompt is built on that story, so nothing the replaced reply caused is in view
@@ -176,10 +176,12 @@ async def assemble_prompt(
     (a meanwhile scene played after the replaced reply, its digest), are left out.  `take` > 1
     (a regenerate) adds a note after the dialogue asking for a fresh take, so swipes differ
     even with a deterministic model.  `instruction` (a guest's entrance, a continue) goes after
-    the dialogue, before the card's post-history instructions.
+    the dialogue, before the card's post-history instructions.  `recall_text` is what memories
+    are recalled for (the lines of a round; by default the line answered).  `opening` opens a
+    dialogue that shows no earlier line (by default: the scene begins).
     """
     chat_id, who, now = cast.chat.chat_id, speaker.character_id, cast.chat.clock
-    card = card_block_within(speaker, cast, int(CARD_SHARE * budget_tokens) * 4) + "\n" + present_line(cast, speaker)
+    card = card_block_within(speaker, cast, int(CARD_SHARE * budget_tokens) * 4) + "\n" + present_block(cast, speaker)
     note = first_within(post_history(speaker, cast), int(NOTE_SHARE * budget_tokens))
     turn_tokens = int(TURN_SHARE * budget_tokens)
     if take > 1:
@@ -226,9 +228,10 @@ async def assemble_prompt(
     time_line = time_now_line(now)
     events = await plans.world_events_in_view(source, chat_id, who, until=now + EVENTS_HORIZON)
     event_lines = take_within([_event_line(e, now) for e in events], budgets["notes"] // 3)
-    edges = await prior_edges(source, chat_id, who, [USER, *cast.present_ids])  # a replaced reply's are taken back
-    edge_lines = take_within([_edge_line(cast, e) for e in edges], budgets["notes"] // 4)
-    query = user_turn.text if user_turn else (pending_line or "")
+    edges = await prior_edges(source, chat_id, who, [*cast.player_ids, *cast.present_ids])  # a replaced reply's are taken back
+    edge_lines = take_within([_edge_line(cast, e) for e in edges if e.updated_at is not None],  # never moved: nothing to say
+                             budgets["notes"] // 4)
+    query = recall_text or (user_turn.text if user_turn else (pending_line or ""))
     recalled = await recall.recalled_memories(
         source, chat_id, who, query, leave_out_turns={t.turn_id for t in dialogue},
         leave_out_memories={m.memory_id for m in earlier} | past.memory_ids(), excluding_turn=excluding_turn, now=now,
@@ -244,8 +247,9 @@ async def assemble_prompt(
     lore_lines = [f"- {text}" for text in lore]
     room -= _cost(lore_lines)
     digest_lines = take_within([f"- {d.text}" for d in reversed(digests)], max(0, room // 2))
+    # What the line brings back: at most half the notes, which no cache holds (they change every turn).
     memory_lines = each_within([memory_line(m, now, strip_key_quotes(m.text)) for m in recalled],
-                               max(0, room - _cost(digest_lines)))
+                               max(0, min(room - _cost(digest_lines), budgets["notes"] // 2)))
 
     system = "\n\n".join(part for part in [
         card,
@@ -259,13 +263,15 @@ async def assemble_prompt(
                 earlier_lines),
         section(f"Open threads {speaker.name} knows of:", thread_lines),
     ] if part)
+    players = [p.name for p in cast.present_players]
+    learned = join_names(players) + (" has" if len(players) == 1 else " have")
     notes = "\n".join(part for part in [
         time_line,
         section("Happening now or due soon:", event_lines),
         section(f"What {speaker.name} knows of what was just mentioned (lore):", lore_lines),
         section(f"How {speaker.name} feels about those present:", edge_lines),
         section(f"What {speaker.name} recalls now:", memory_lines),
-        section(f"Meanwhile, off-screen ({speaker.name} was there; {cast.player.name} has just learned of it):",
+        section(f"Meanwhile, off-screen ({speaker.name} was there; {learned} just learned of it):",
                 list(reversed(digest_lines))),
     ] if part)
     notes = f"{NOTES_OPENING.lstrip()}{speaker.name}, not part of the dialogue:\n{notes}]"
@@ -299,11 +305,11 @@ async def assemble_prompt(
     report.section_items["dialogue"] = report.dialogue_turns = len(chosen)
     report.dropped_turns = window.left_out
     if pending_line is not None:
-        chosen.append((USER, ends_within(pending_line, turn_tokens), None))
+        chosen.append((pending_player or cast.player.owner, ends_within(pending_line, turn_tokens), None))
     history = fold_lines(cast, who, chosen)
     report.section_tokens["dialogue"] = sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD for m in history)
     opening = "[Earlier lines of the story are left out.]" if window.left_out else (
-        f"[The scene begins. Write {speaker.name}'s opening message.]")
+        opening or f"[The scene begins. Write {speaker.name}'s opening message.]")
     messages = alternating([{"role": "system", "content": system}, *history], opening=opening)
     report.messages = place_note(finish_with_user(messages, note, f"[{speaker.name} goes on.]", notes), story_note)
     return report

@@ -3,8 +3,8 @@
 An edge changes only on what the exchange shows: after the reply is delivered (never before
 its first words), an exchange whose words touch on feelings (`may_touch_relationship`, a
 local check: thanks, apologies, insults, lies, promises, touch...) is read by one
-classifier call (purpose "relationship") that answers how the speaker's affinity and
-trust toward the player moved (-2..+2 each) and a short note of why.  Small talk changes
+classifier call (purpose "relationship") per player whose line it answers, that answers how
+the speaker's affinity and trust toward that player moved (-2..+2 each) and a short note of why.  Small talk changes
 nothing and costs no call.  Every change is an `edge_set` event naming the reply that
 caused it (`cause_turn_id`), so `edge_changes_caused_by` finds exactly what a turn changed.
 
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, Field
 
-from core.eventlog import USER, Database, Readable, Transaction
+from core.eventlog import Database, Readable, Transaction
 from core.llm.base import ChatMessage, LLMClient
 from core.llm.structured import generate_json
 from core.state import edges as edge_state
@@ -65,11 +65,11 @@ def relationship_messages(speaker_name: str, player_name: str, exchange: str) ->
 
 
 async def classify_exchange_edges(
-    db: Database, llm: LLMClient, chat_id: str, *, speaker_id: str, speaker_name: str, player_name: str,
-    exchange: str, reply_turn_id: int,
+    db: Database, llm: LLMClient, chat_id: str, *, speaker_id: str, speaker_name: str, player_id: str,
+    player_name: str, exchange: str, reply_turn_id: int,
 ) -> Edge | None:
-    """After delivery: one classifier call; the speaker's edge toward the player moves by what
-    it answers (nothing on no change, bad output or an unreachable model)."""
+    """After delivery: one classifier call; the speaker's edge toward the player `player_id` moves
+    by what it answers (nothing on no change, bad output or an unreachable model)."""
     change = await generate_json(
         llm, relationship_messages(speaker_name, player_name, exchange), purpose=PURPOSE,
         schema=RelationshipChange, default=RelationshipChange(), max_tokens=200, default_on_llm_error=True,
@@ -77,7 +77,7 @@ async def classify_exchange_edges(
     if not (change.affinity or change.trust):
         return None
     return await edge_state.adjust_edge(
-        db, chat_id, speaker_id, USER, affinity_delta=change.affinity, trust_delta=change.trust,
+        db, chat_id, speaker_id, player_id, affinity_delta=change.affinity, trust_delta=change.trust,
         summary=change.why.strip()[:200] or None, reason=change.why.strip()[:200] or "the exchange showed it",
         cause_turn_id=reply_turn_id,
     )

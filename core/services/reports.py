@@ -4,8 +4,8 @@ Each view is a small frozen dataclass built from the read models (core/state);
 counts are plain SQL in small named functions.  Memory search is the existing
 witness-filtered FTS search (`core.state.memory.search_memories`), or, for a query
 that names a story time or order ("yesterday", "the first thing"), recall by time
-(`core.services.time_recall`), so a character (or the player, "you") only ever finds
-what it witnessed.  Each memory says when it was, as a character would put it.
+(`core.services.time_recall`), so a character (or a player) only ever finds what it
+witnessed.  Each memory says when it was, as a character would put it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from core.eventlog import USER, Readable
+from core.eventlog import Readable
 from core.llm import structured
 from core.services.dialogue import Cast
 from core.services.prompt import AssembledPrompt
@@ -67,9 +67,11 @@ class ChatStatus:
     memories: int
     open_threads: int
     upcoming_events: int
-    persona_name: str = ""
+    persona_name: str = ""  # the asking player's persona in the story
     persona_description: str = ""
     parse_failures: dict[str, int] = field(default_factory=dict)  # unusable structured answers, by purpose
+    players: tuple[str, ...] = ()  # the personas of the players playing now, the owner first
+    characters: tuple[str, ...] = ()  # the characters present, the host first
 
 
 @dataclass(frozen=True)
@@ -124,14 +126,17 @@ async def recent_memory_infos(source: Readable, chat_id: str, who: str, limit: i
     return memory_infos(await memory_state.recent_memories_for(source, chat_id, who, limit), clock)
 
 
-async def chat_status(source: Readable, cast: Cast) -> ChatStatus:
+async def chat_status(source: Readable, cast: Cast, player: str) -> ChatStatus:
+    """The story at a glance, as `player` sees it (their persona)."""
     chat_id = cast.chat.chat_id
     guest = cast.characters[1].name if len(cast.characters) > 1 else None
+    persona = cast.persona_of(player) or cast.player
     return ChatStatus(
         cast.chat.title, cast.host.name, guest, cast.chat.clock, await world.has_open_scene(source, chat_id),
         await turn_state.count_shown_turns(source, chat_id), await memory_state.count_live_memories(source, chat_id),
         await thread_state.count_open_threads(source, chat_id), await plans.count_upcoming_events(source, chat_id),
-        cast.player.name, cast.player.description, dict(structured.parse_failures),
+        persona.name, persona.description, dict(structured.parse_failures),
+        tuple(p.name for p in cast.present_players), tuple(c.name for c in cast.characters),
     )
 
 
@@ -143,6 +148,9 @@ def context_report(speaker_name: str, prompt: AssembledPrompt) -> ContextReport:
     return ContextReport(speaker_name, prompt.budget_tokens, sections)
 
 
-def player_or(ident: str) -> str | None:
-    """USER for the player's own names, else None (a character to resolve)."""
-    return USER if ident.strip().lower() in (USER, "me", "player", "user") else None
+SELF = ("you", "me", "player", "user")  # how a player names themself in `!memory you`
+
+
+def player_or(ident: str, player: str) -> str | None:
+    """`player` when `ident` is how a player names themself, else None (a character to resolve)."""
+    return player if ident.strip().lower() in SELF else None

@@ -169,7 +169,12 @@ async def take_back_from(
 
 
 async def reopen_scene_closed_by_line(tx: Transaction, chat_id: str, scene: world.Scene, done: TakenBack) -> None:
-    """The scene a player's line closed in words opens again (what its close derived is undone first)."""
+    """The scene a player's line closed in words opens again (what its close derived is undone
+    first), with whoever came into the story while it was closed present in it."""
     await _roll_back_close_of(tx, chat_id, scene.scene_id, done)
     await world.reopen_scene(tx, chat_id, scene.scene_id)
     done.scenes_reopened.append(scene.scene_id)
+    for player in await world.playing_ids(tx, chat_id):
+        await world.join_scene(tx, await world.require_scene(tx, scene.scene_id), player, player=True)
+    for character_id in await world.cast_ids(tx, chat_id):
+        await world.join_scene(tx, await world.require_scene(tx, scene.scene_id), character_id, player=False)

@@ -5,7 +5,7 @@ the open main scene holds a stretch not yet in a part of `PART_TURNS` turns or `
 the budget, each character present writes one (purpose "scene_part", the narrative model): a
 few sentences in the first person of that stretch of what it witnessed, with the part before it
 for continuity.  A part is a memory of kind "summary" (`summary_of` "part", significance 2),
-witnessed by that character and the player when present, like a scene summary; it records
+witnessed by that character and the players who saw all of that stretch, like a scene summary; it records
 the turns it covers (`covers_from_turn` / `covers_to_turn`), so regenerating or rewinding any
 of them retracts it (`rollback.undo_turn`).  When a character's top parts of the scene
 number more than `TOP_PARTS`, or outgrow the scene's share of a prompt, its two oldest are
@@ -24,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from core.eventlog import USER, Database
+from core.eventlog import Database, Readable
 from core.keyed_locks import KeyedLocks
 from core.llm.base import ChatMessage, LLMClient
 from core.services.budget import BRIEF_SHARE, PART_SHARE, SECTION_SHARES, share_tokens
@@ -121,14 +121,25 @@ async def write_parts(
         cast = await load_cast(db, chat_id)
         written = 0
         for who in scene.present:
-            character = None if who == USER or (only is not None and who not in only) else (
+            character = None if cast.is_player(who) or (only is not None and who not in only) else (
                 await world.get_character(db, who))
             if character is None:
                 continue
-            cast = Cast(cast.chat, tuple({c.character_id: c for c in (*cast.characters, character)}.values()), cast.player)
+            cast = replace(cast, characters=tuple({c.character_id: c for c in (*cast.characters, character)}.values()))
             written += await _write_stretches(db, llm, cast, scene, character, context_tokens, leave_tokens)
             await _roll_up(db, llm, cast, scene, character, context_tokens)
         return written
+
+
+async def scene_witnesses(
+    source: Readable, cast: Cast, scene: world.Scene, pov: str, covers: tuple[int, int] | None
+) -> list[str]:
+    """Who remembers what `pov` tells of the turns `covers` of the scene: `pov`, and each player
+    present in the scene who witnessed every one of those turns that `pov` witnessed."""
+    players = [p for p in scene.present if cast.is_player(p)]
+    if covers is None or not players:
+        return [pov, *players]
+    return [pov, *await turn_state.players_who_saw_all(source, scene.scene_id, pov, covers[0], covers[1], players)]
 
 
 def _due(cast: Cast, pending: list[Turn], context_tokens: int, leave_tokens: int | None) -> bool:
@@ -161,13 +172,14 @@ async def _write_stretches(
 
 async def _record_part(db: Database, cast: Cast, scene: world.Scene, who: str, text: str, stretch: list[Turn]) -> bool:
     """Record the part unless a turn it covers stopped being shown meanwhile (False then)."""
+    covers = (stretch[0].turn_id, stretch[-1].turn_id)
     async with db.transaction() as tx:
         if not await turn_state.all_shown(tx, [t.turn_id for t in stretch]):
             return False
         await memory_state.record_memory(
-            tx, cast.chat.chat_id, text, [who] + ([USER] if USER in scene.present else []), significance=2,
+            tx, cast.chat.chat_id, text, await scene_witnesses(tx, cast, scene, who, covers), significance=2,
             kind="summary", pov=who, scene_id=scene.scene_id, story_time=stretch[-1].story_time,
-            summary_of="part", covers=(stretch[0].turn_id, stretch[-1].turn_id),
+            summary_of="part", covers=covers,
         )
     return True
 
@@ -197,8 +209,9 @@ async def _roll_up(
             if (await memory_state.require_memory(tx, first.memory_id)).retracted or (
                     await memory_state.require_memory(tx, second.memory_id)).retracted:
                 return  # a rewind reached them meanwhile
+            both = [w for w in second.witnesses if w in first.witnesses]  # who remembers both parts
             await memory_state.record_memory(
-                tx, cast.chat.chat_id, text, list(second.witnesses), significance=2, kind="summary", pov=who,
+                tx, cast.chat.chat_id, text, both, significance=2, kind="summary", pov=who,
                 scene_id=scene.scene_id, story_time=second.story_time, summary_of="part",
                 covers=(first.covers_from_turn, second.covers_to_turn),
             )

@@ -1,6 +1,6 @@
 """Scenes of the main story: opening one when the story goes on, closing one with per-POV summaries.
 
-- `ensure_scene`: the chat's open main scene, opened (player + cast present) if there is none.
+- `ensure_scene`: the chat's open main scene, opened (players + cast present) if there is none.
 - `close_open_scene`: the `scene_closed` event only (no model call), for the turn pipeline,
   which closes a scene before a skip and summarizes it after the reply.
 - `apply_scene_close_summary`: for each character present, ONE narrative call (purpose
@@ -8,8 +8,8 @@
   a short scene's lines; a long one's parts (`rolling_summaries`, any long stretch not yet in a
   part written first) and the lines after them, never the raw transcript of a long scene.
   Recorded as a memory of kind "summary" (`summary_of` "scene", covering the scene's turns),
-  pov = the character, witnessed by that character (and by the
-  player, "you", if the player was present).  A "Key quotes" suffix follows, built from the
+  pov = the character, witnessed by that character and by each player present who witnessed
+  every line of the scene that character did (`rolling_summaries.scene_witnesses`).  A "Key quotes" suffix follows, built from the
   immutable text of the scene's turns whose memories (witnessed by that character) have
   significance >= 2, each quote cut at `QUOTE_CHARS`.  Summarizing the same scene again
   retracts the earlier summary first and strips any "Key quotes" the model echoed, so the
@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from core.eventlog import USER, Database, Readable, Writable, writing
+from core.eventlog import Database, Readable, Writable, writing
 from core.llm.base import ChatMessage, LLMClient
 from core.services import plot, rolling_summaries
 from core.services.dialogue import Cast, load_cast
@@ -59,11 +59,11 @@ class SceneCloseResult:
 
 
 async def ensure_scene(target: Writable, cast: Cast) -> world.Scene:
-    """The chat's open main scene; if none is open, one opens now with the player and the cast."""
+    """The chat's open main scene; if none is open, one opens now with the players and the cast."""
     async with writing(target) as tx:
         scene = await world.current_scene(tx, cast.chat.chat_id)
         if scene is None:
-            scene = await world.open_scene(tx, cast.chat.chat_id, present=[USER, *cast.present_ids])
+            scene = await world.open_scene(tx, cast.chat.chat_id, present=[*cast.player_ids, *cast.present_ids])
         return scene
 
 
@@ -169,11 +169,11 @@ async def apply_scene_close_summary(
     cast = await load_cast(db, chat_id)
     scene = await world.require_scene(db, scene_id)
     turns = await turn_state.scene_turns(db, scene_id)
-    characters = [c for c in [await world.get_character(db, p) for p in scene.present if p != USER] if c]
+    characters = [c for c in [await world.get_character(db, p) for p in scene.present if not cast.is_player(p)] if c]
     if only is not None:
         characters = [c for c in characters if c.character_id in only]
     names = {c.character_id: c.name for c in characters}
-    cast = Cast(cast.chat, tuple({c.character_id: c for c in (*cast.characters, *characters)}.values()), cast.player)
+    cast = replace(cast, characters=tuple({c.character_id: c for c in (*cast.characters, *characters)}.values()))
     texts = await asyncio.gather(
         *(_summary_for(db, llm, cast, scene, c, context_tokens) for c in characters), return_exceptions=True
     )
@@ -186,7 +186,7 @@ async def apply_scene_close_summary(
             who = character.character_id
             for old in await _previous_summaries(tx, scene_id, who):
                 await memory_state.retract_memory(tx, chat_id, old, reason="scene summarized again")
-            witnesses = [who] + ([USER] if USER in scene.present else [])
+            witnesses = await rolling_summaries.scene_witnesses(tx, cast, scene, who, covers)
             await memory_state.record_memory(
                 tx, chat_id, text, witnesses, significance=3, kind="summary", pov=who, scene_id=scene_id,
                 summary_of="scene", covers=covers,

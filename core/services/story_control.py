@@ -4,14 +4,14 @@ the one rollback (`core.services.rollback`) and the one way of writing and deriv
 (`core.services.replying.ReplyWriter`), so afterwards the story equals a run
 that produced only what is shown.
 
-- `edit_line`: the player's latest line now reads differently.  Everything after it is taken
+- `edit_line`: the story's latest line now reads differently (only its author changes it).  Everything after it is taken
   back (with what it caused, and what the line itself caused: a scene it closed opens again),
   the line's text is replaced and it is owed an answer again; the caller answers it as any
   line (`post_turn`), in place.
-- `take_back_line`: the player's latest line and everything after it leave the story.
+- `take_back_line`: the story's latest line (its author's) and everything after it leave the story.
 - `rewind`: the last `steps` steps: a step is the time skip or scene close the latest line
   asked for (with any narration after its reply), when there is one, else the latest line
-  with everything after it.
+  (with the other lines of its round) with everything after it.
 - `takes` / `show_take`: the takes of the newest reply; showing another takes back what the
   shown one caused and derives what the chosen one causes (its memory at once, the after-turn
   readings and owed summaries after), exactly as writing it did.  Derived again rather than
@@ -36,10 +36,17 @@ from core.errors import (
     NothingToRegenerateError,
     NothingToRewindError,
     NotLatestLineError,
+    NotYourLineError,
     TurnNotFoundError,
 )
 from core.eventlog import Transaction
-from core.services.dialogue import exchange_to_regenerate, load_cast, require_character
+from core.services.dialogue import (
+    answered_players,
+    exchange_lines,
+    exchange_to_regenerate,
+    load_cast,
+    require_character,
+)
 from core.services.replying import ReplyPlan, TurnUpdate, done_update
 from core.services.rollback import TakenBack, reopen_scene_closed_by_line, take_back_from, undo_turn
 from core.services.talk import TurnPipeline
@@ -58,17 +65,17 @@ class StoryControl:
 
     # -- lines ---------------------------------------------------------------------------
 
-    async def edit_line(self, chat_id: str, source_id: str, text: str) -> TakenBack:
+    async def edit_line(self, chat_id: str, source_id: str, text: str, player: str) -> TakenBack:
         async with self.pipeline.hold(chat_id):
-            line = await self._latest_line(chat_id, source_id, "changed")
+            line = await self._latest_line(chat_id, source_id, "changed", player)
             async with self.db.transaction() as tx:
                 done = await take_back_from(tx, chat_id, line, keep={line.turn_id})
                 await turn_state.edit_turn(tx, chat_id, line.turn_id, text)
             return done
 
-    async def take_back_line(self, chat_id: str, source_id: str) -> TakenBack:
+    async def take_back_line(self, chat_id: str, source_id: str, player: str) -> TakenBack:
         async with self.pipeline.hold(chat_id):
-            line = await self._latest_line(chat_id, source_id, "taken back")
+            line = await self._latest_line(chat_id, source_id, "taken back", player)
             async with self.db.transaction() as tx:
                 return await take_back_from(tx, chat_id, line)
 
@@ -84,13 +91,15 @@ class StoryControl:
                 raise NothingToRewindError("There is nothing to take back: the story holds no line of yours yet.")
             return done, taken
 
-    async def _latest_line(self, chat_id: str, source_id: str, what: str) -> Turn:
+    async def _latest_line(self, chat_id: str, source_id: str, what: str, player: str) -> Turn:
         await world.require_chat(self.db, chat_id)
         line = await turn_state.get_turn_by_source(self.db, chat_id, source_id)
         if line is None or line.role != "user":
             raise TurnNotFoundError(source_id, "not a line of this story")
         if line.is_withdrawn:
             raise LineTakenBackError(source_id)
+        if line.speaker != player:
+            raise NotYourLineError(source_id, line.speaker)
         latest = await turn_state.latest_line(self.db, chat_id)
         if latest is None or latest.turn_id != line.turn_id:
             raise NotLatestLineError(source_id, f"only the latest line can be {what}")
@@ -114,8 +123,9 @@ class StoryControl:
             if not 1 <= number <= len(takes):
                 raise NoSuchTakeError(number, len(takes))
             chosen = takes[number - 1]
+            answering = answered_players(await exchange_lines(self.db, exchange.user_turn))
             if chosen.turn_id == shown.turn_id:
-                return done_update(cast, shown)
+                return done_update(cast, shown, answering)
             speaker = cast.get(chosen.speaker) or await require_character(self.db, chosen.speaker)
             async with self.db.transaction() as tx:
                 await undo_turn(tx, chat_id, shown)
@@ -123,7 +133,7 @@ class StoryControl:
                 chosen = await turn_state.require_turn(tx, chosen.turn_id)
                 await self.pipeline.writer.record_memory(tx, cast, speaker, exchange.user_turn, chosen)
             await self.pipeline.writer.derive(cast, speaker, exchange.user_turn, chosen)
-            return done_update(cast, chosen)
+            return done_update(cast, chosen, answering)
 
     # -- continue ------------------------------------------------------------------------
 
@@ -158,7 +168,7 @@ async def _rewind_step(tx: Transaction, chat_id: str, done: TakenBack) -> bool:
     moves = after[last_reply + 1:]
     closed = await world.scene_closed_by_line(tx, chat_id, line.turn_id)
     if not moves and closed is None:
-        await take_back_from(tx, chat_id, line, done=done)
+        await take_back_from(tx, chat_id, (await exchange_lines(tx, line))[0], done=done)
         return True
     if moves:
         await take_back_from(tx, chat_id, moves[0], done=done)

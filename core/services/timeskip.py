@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from core.errors import InvalidTimeError
 from core.eventlog import Database
 from core.llm.base import ChatMessage, LLMClient
-from core.services.dialogue import Cast, recent_dialogue
+from core.services.dialogue import Cast, join_names, players_phrase, recent_dialogue
 from core.services.macros import clock_time, story_time
 from core.services.story_clock import part_of_day
 from core.services.tokens import (
@@ -105,14 +105,14 @@ def skip_messages(
     """The narrator's request: it knows everything (every open thread, every event due), as far
     as `context_tokens` holds: the events due first (the soonest), then the threads, then the
     recent lines, each in what the others leave."""
-    player = cast.player.name
+    player = join_names([p.name for p in cast.present_players])
     names = ", ".join(c.name for c in cast.characters)
     context = "\n".join(
         f"{NARRATOR_NAME if t.role == 'narration' else cast.name_of_turn(t)}: {t.text[:LINE_CHARS]}"
         for t in dialogue if t.text.strip()
     )
     system = (
-        f"You are the narrator of a roleplay between {player} (the player) and {names}. Time passes in the "
+        f"You are the narrator of a roleplay between {players_phrase(cast)} and {names}. Time passes in the "
         "story: write one to three sentences of narration bridging the gap (an elision), in the present "
         f"tense, without dialogue and without deciding anything for {player}."
     )

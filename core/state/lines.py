@@ -3,7 +3,7 @@
 The engine is the one place that knows whether a line was answered. An adapter
 receives a line as soon as it sees it (durably, before it moves past it), answers it
 when its turn comes (`post_turn`), and says when the answer was shown. Lines still owed
-after a restart are answered then.
+after a restart are answered then.  A line names the player who said it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ class OwedLine:
     chat_id: str
     source_id: str
     text: str
+    player: str = ""  # who said it
 
 
 async def is_known(source: Readable, chat_id: str, source_id: str) -> bool:
@@ -30,12 +31,14 @@ async def is_known(source: Readable, chat_id: str, source_id: str) -> bool:
     ) is not None
 
 
-async def receive_line(target: Writable, chat_id: str, source_id: str, text: str) -> bool:
-    """Record the line as owed an answer; False (and nothing written) if it is already known."""
+async def receive_line(target: Writable, chat_id: str, source_id: str, text: str, player: str) -> bool:
+    """Record `player`'s line as owed an answer; False (and nothing written) if it is already known."""
     async with writing(target) as tx:
         if await is_known(tx, chat_id, source_id):
             return False
-        await append_and_apply(tx, "line_received", {"chat_id": chat_id, "source_id": source_id, "text": text})
+        await append_and_apply(tx, "line_received", {
+            "chat_id": chat_id, "source_id": source_id, "text": text, "player": player,
+        })
         return True
 
 
@@ -52,6 +55,6 @@ async def answer_line(target: Writable, chat_id: str, source_id: str) -> None:
 async def owed_lines(source: Readable) -> list[OwedLine]:
     """Every line received and not yet answered, in the order received."""
     rows = await fetch_all(
-        source, "SELECT chat_id, source_id, text FROM lines WHERE answered_seq IS NULL ORDER BY received_seq"
+        source, "SELECT chat_id, source_id, text, player FROM lines WHERE answered_seq IS NULL ORDER BY received_seq"
     )
-    return [OwedLine(r["chat_id"], r["source_id"], r["text"]) for r in rows]
+    return [OwedLine(r["chat_id"], r["source_id"], r["text"], r["player"]) for r in rows]

@@ -1,4 +1,4 @@
-"""The memory read model: what each character (and the player, "you") remembers.
+"""The memory read model: what each character (and each player) remembers.
 
 Every memory has witnesses; a character only ever reads memories it witnessed.
 Both reads for a character (`search_memories`, `recent_memories_for`) put the
@@ -22,7 +22,7 @@ from typing import Any, Literal
 from core.errors import ChatNotFoundError, MemoryNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, read_connection, writing
 from core.eventlog.projections.base import MEMORY_ID_BITS, memory_id_range
-from core.state.rows import fetch_all, fetch_count, fetch_one
+from core.state.rows import fetch_all, fetch_count, fetch_one, witness_id
 from core.storage import Dialect
 from core.storage.sql import json_list_agg
 
@@ -213,7 +213,8 @@ async def recent_memories_for(
               AND (:kind IS NULL OR m.kind = :kind) AND (:before IS NULL OR m.recorded_seq < :before)
               AND (:turn_before IS NULL OR m.source_turn_id < :turn_before)
             ORDER BY w.memory_id DESC LIMIT :limit"""),
-        {"chat_id": chat_id, "who": character, "min_significance": min_significance, "kind": kind, "limit": limit,
+        {"chat_id": chat_id, "who": witness_id(character), "min_significance": min_significance, "kind": kind,
+         "limit": limit,
          "before": recorded_before, "turn_before": turn_before},
     )
     if not rows:
@@ -306,7 +307,7 @@ async def search_memories(
 
     Scoping, in SQL, before any ranking: FTS5 MATCH restricted to the chat's
     memory-id range, and EXISTS on memory_witnesses for `character` (a character
-    id or "you"); per term, the newest MAX_HITS_PER_TERM such matches.  Ranking,
+    id or a player id); per term, the newest MAX_HITS_PER_TERM such matches.  Ranking,
     in SQL: BM25 with k1 = 0 (sum of the matched terms' IDF, computed over the
     witness's memories in this chat, not the whole database), multiplied by a
     significance bias (1 + SIGNIFICANCE_BIAS * (significance - 1)).  Re-rank, in
@@ -323,7 +324,7 @@ async def search_memories(
     if not terms or limit <= 0:
         return []
     params: dict[str, Any] = {f"t{i}": term for i, term in enumerate(terms)}
-    params.update(chat_id=chat_id, who=character, bias=SIGNIFICANCE_BIAS, per_term=MAX_HITS_PER_TERM,
+    params.update(chat_id=chat_id, who=witness_id(character), bias=SIGNIFICANCE_BIAS, per_term=MAX_HITS_PER_TERM,
                   candidates=limit * CANDIDATE_FACTOR, before=recorded_before, only=only)
     dialect = read_connection(source).dialect
     rows = await fetch_all(source, _search_sql(dialect, len(terms), only == "summaries"), params)

@@ -1,10 +1,11 @@
 """Player personas: the name `{{user}}` stands for in a story, and a short description.
 
-A player (a user id: the chat owner's today) has a default persona, for new stories; a
-player who never set one gets a default from their id: the localpart of a Matrix id
-(`@maren:hs` -> "maren"), never "you".  Each story keeps the persona each player plays in
-it (`story_personas`, keyed by chat and player): the default as it stood at the player's
-first line there, or what they set in that story.  A story without one follows the default.
+A player (a user id) has a default persona, for new stories; a player who never set one gets
+a default from their id: the localpart of a Matrix id (`@maren:hs` -> "maren"), never "you".
+Each story keeps the persona each player plays in it (`story_personas`, keyed by chat and
+player): for its owner, the default as it stood at their first line there; for a player who
+joined, the one they had when they joined; or what they set in that story.  A story without
+one follows the default.
 """
 
 from __future__ import annotations
@@ -85,3 +86,38 @@ async def stories_following_default(source: Readable, owner: str) -> list[str]:
         {"owner": owner},
     )
     return [r["chat_id"] for r in rows]
+
+
+@dataclass(frozen=True)
+class StoryPlayer:
+    """A player of a story with the persona they play in it; `active`: playing now (not left)."""
+
+    persona: Persona
+    is_owner: bool
+    active: bool
+
+
+async def story_players_personas(source: Readable, chat_id: str) -> list[StoryPlayer]:
+    """Everyone who plays or played in the story with their persona there (one query): the owner
+    first, then in the order they joined."""
+    rows = await fetch_all(
+        source,
+        """SELECT sp.player, sp.active, sp.player = c.owner AS is_owner,
+                  s.name AS story_name, s.description AS story_description,
+                  p.name AS default_name, p.description AS default_description
+           FROM story_players sp JOIN chats c ON c.chat_id = sp.chat_id
+           LEFT JOIN story_personas s ON s.chat_id = sp.chat_id AND s.player = sp.player
+           LEFT JOIN personas p ON p.owner = sp.player
+           WHERE sp.chat_id = ? ORDER BY is_owner DESC, sp.joined_seq, sp.player""",
+        (chat_id,),
+    )
+    found = []
+    for r in rows:
+        if r["story_name"] is not None:
+            persona = Persona(r["player"], r["story_name"], r["story_description"])
+        elif r["default_name"] is not None:
+            persona = Persona(r["player"], r["default_name"], r["default_description"])
+        else:
+            persona = Persona(r["player"], default_name(r["player"]), is_default=True)
+        found.append(StoryPlayer(persona, bool(r["is_owner"]), bool(r["active"])))
+    return found

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from core.eventlog.db import Readable, read_connection
+from core.eventlog.events import LEGACY_PLAYER
 from core.storage import Row, SqlParams
 
 
@@ -24,6 +25,15 @@ def story_time(text: str | None) -> datetime | None:
 
 def json_tuple(text: str | None) -> tuple[Any, ...]:
     return () if text is None else tuple(json.loads(text))
+
+
+def witness_id(who: str) -> str:
+    """`who`, a character or player id to read a witness's rows by.  "you" names nobody since stories
+    have several players (it is read as the owner only in older events): asking by it is a mistake
+    that would silently find nothing, so it is refused."""
+    if who == LEGACY_PLAYER:
+        raise ValueError('"you" is no witness: ask by the player\'s id')
+    return who
 
 
 async def fetch_count(source: Readable, sql: str, params: SqlParams = ()) -> int:

@@ -125,7 +125,8 @@ async def unsummarized_stretch(source: Readable, scene_id: int) -> tuple[int, in
                SELECT (SELECT max(m.covers_to_turn) FROM memories m
                        WHERE m.scene_id = s.scene_id AND m.pov = p.value AND m.kind = 'summary'
                          AND m.summary_of = 'part' AND m.retracted = 0)
-               FROM scenes s, json_each(s.present) p WHERE s.scene_id = :scene AND p.value != 'you')
+               FROM scenes s, json_each(s.present) p
+               WHERE s.scene_id = :scene AND p.value IN (SELECT character_id FROM characters))
            SELECT count(*) AS turns, coalesce(sum(length(t.text)), 0) AS chars FROM turns t
            WHERE t.scene_id = :scene AND t.superseded_by IS NULL
              AND t.turn_id > coalesce((SELECT min(coalesce(last, 0)) FROM ends), 0)""",

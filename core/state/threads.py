@@ -132,8 +132,10 @@ async def count_open_threads(source: Readable, chat_id: str) -> int:
 
 async def open_threads_known_by(source: Readable, chat_id: str, who: str | None, limit: int = 8) -> list[PlotThread]:
     """The chat's open threads `who` knows of, most recently updated first: a thread is known
-    to those present in a scene that opened or changed it (`thread_changes.cause_scene_id`);
-    one with no scene behind it is common knowledge; `who=None` reads all (the narrator)."""
+    to those present in a scene that opened or changed it (`thread_changes.cause_scene_id`) who
+    witnessed every line of that scene (its transcript is what the thread was read from: who came
+    in later, or left before its end, does not know it); one with no scene behind it is common
+    knowledge; `who=None` reads all (the narrator)."""
     rows = await fetch_all(
         source,
         """SELECT t.* FROM plot_threads t
@@ -143,7 +145,11 @@ async def open_threads_known_by(source: Readable, chat_id: str, who: str | None,
                                  WHERE c.thread_id = t.thread_id AND c.cause_scene_id IS NOT NULL)
                   OR EXISTS (SELECT 1 FROM thread_changes c JOIN scenes s ON s.scene_id = c.cause_scene_id,
                                     json_each(s.present) p
-                             WHERE c.thread_id = t.thread_id AND p.value = :who))
+                             WHERE c.thread_id = t.thread_id AND p.value = :who
+                               AND NOT EXISTS (SELECT 1 FROM turns u
+                                               WHERE u.scene_id = s.scene_id AND u.superseded_by IS NULL
+                                                 AND NOT EXISTS (SELECT 1 FROM turn_witnesses w
+                                                                 WHERE w.turn_id = u.turn_id AND w.witness = :who))))
            ORDER BY t.updated_at DESC, t.thread_id DESC LIMIT :limit""",
         {"chat": chat_id, "who": who, "limit": limit},
     )

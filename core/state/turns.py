@@ -7,18 +7,20 @@ stay as siblings of one group (the takes) and only one is shown
 (`superseded_by IS NULL`).  A withdrawn turn (taken back by an edit or a rewind) is
 superseded by itself: it is shown nowhere and is no longer a take; a reply or narration
 recorded again under its source id takes its place in its group.  A player's line keeps
-the persona name it was spoken under (`speaker_name`).
+the persona name it was spoken under (`speaker_name`); a line of a round names the round's last
+line (`answered_with`), whose reply answers every line of the round.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from core.errors import TurnNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
-from core.state.rows import fetch_all, fetch_count, fetch_one
+from core.state.rows import fetch_all, fetch_count, fetch_one, witness_id
 
 Role = Literal["user", "assistant", "narration"]
 
@@ -29,7 +31,7 @@ class Turn:
     chat_id: str
     scene_id: int | None
     role: Role
-    speaker: str  # a character id, or "you"
+    speaker: str  # a character id, a player id (a player's line), or "narrator"
     text: str
     source_id: str | None
     story_time: datetime
@@ -37,6 +39,7 @@ class Turn:
     sibling_group: int
     superseded_by: int | None
     speaker_name: str | None = None  # a player's line: the persona name it was spoken under
+    answered_with: str | None = None  # a line of a round: the source id of the round's last line
 
     @property
     def is_shown(self) -> bool:
@@ -51,7 +54,7 @@ def _turn(row: Any) -> Turn:
     return Turn(
         row["turn_id"], row["chat_id"], row["scene_id"], row["role"], row["speaker"], row["text"],
         row["source_id"], datetime.fromisoformat(row["story_time"]), bool(row["truncated"]),
-        row["sibling_group"], row["superseded_by"], row["speaker_name"],
+        row["sibling_group"], row["superseded_by"], row["speaker_name"], row["answered_with"],
     )
 
 
@@ -68,6 +71,7 @@ async def record_turn(
     truncated: bool = False,
     supersedes: int | None = None,
     speaker_name: str | None = None,
+    answered_with: str | None = None,
 ) -> tuple[Turn, bool]:
     """Record a turn; returns (turn, created). created is False when source_id was seen before,
     unless that turn was withdrawn and this is not a player's line: then the new turn takes its
@@ -82,7 +86,7 @@ async def record_turn(
         event = await append_and_apply(tx, "turn_recorded", {
             "chat_id": chat_id, "role": role, "speaker": speaker, "text": text, "source_id": source_id,
             "scene_id": scene_id, "story_time": story_time, "truncated": truncated, "supersedes": supersedes,
-            "speaker_name": speaker_name,
+            "speaker_name": speaker_name, "answered_with": answered_with,
         })
         assert event.ref is not None
         return await require_turn(tx, event.ref), True
@@ -129,6 +133,30 @@ async def require_turn(source: Readable, turn_id: int) -> Turn:
     return turn
 
 
+async def first_take_sources(source: Readable, turn_ids: list[int]) -> dict[int, str]:
+    """For each of these turns that is a later take of a reply, the source id of its first take (if it has one)."""
+    if not turn_ids:
+        return {}
+    marks = ", ".join("?" * len(turn_ids))
+    rows = await fetch_all(
+        source,
+        f"""SELECT t.turn_id, f.source_id FROM turns t JOIN turns f ON f.turn_id = t.sibling_group
+            WHERE t.turn_id IN ({marks}) AND f.turn_id != t.turn_id AND f.source_id IS NOT NULL""",
+        turn_ids,
+    )
+    return {r["turn_id"]: r["source_id"] for r in rows}
+
+
+async def round_lines(source: Readable, chat_id: str, last_source_id: str) -> list[Turn]:
+    """The shown lines of the round whose last line is `last_source_id`, but that line, in order."""
+    rows = await fetch_all(
+        source,
+        """SELECT * FROM turns WHERE chat_id = ? AND answered_with = ? AND superseded_by IS NULL ORDER BY turn_id""",
+        (chat_id, last_source_id),
+    )
+    return [_turn(r) for r in rows]
+
+
 async def get_turn_by_source(source: Readable, chat_id: str, source_id: str) -> Turn | None:
     row = await fetch_one(
         source, "SELECT * FROM turns WHERE chat_id = ? AND source_id = ?", (chat_id, source_id)
@@ -138,14 +166,14 @@ async def get_turn_by_source(source: Readable, chat_id: str, source_id: str) -> 
 
 async def recent_turns(source: Readable, chat_id: str, limit: int = 20, *, witness: str | None = None) -> list[Turn]:
     """The last `limit` shown (not superseded) turns of the chat, oldest first; with `witness`,
-    only the turns that character (or "you") witnessed, constrained in SQL."""
+    only the turns that character (or player) witnessed, constrained in SQL."""
     rows = await fetch_all(
         source,
         """SELECT * FROM turns WHERE chat_id = :chat AND superseded_by IS NULL
              AND (:who IS NULL OR EXISTS (SELECT 1 FROM turn_witnesses w
                                          WHERE w.turn_id = turns.turn_id AND w.witness = :who))
            ORDER BY turn_id DESC LIMIT :limit""",
-        {"chat": chat_id, "limit": limit, "who": witness},
+        {"chat": chat_id, "limit": limit, "who": None if witness is None else witness_id(witness)},
     )
     return [_turn(r) for r in reversed(rows)]
 
@@ -270,7 +298,8 @@ async def witnessed_turns_up_to(
 ) -> tuple[list[Turn], int]:
     """The last `limit` shown turns `witness` saw (all, with None) with turn_id <= `up_to_turn_id`,
     oldest first, and how many such turns the chat holds in all (their ordinals end there)."""
-    params = {"chat": chat_id, "who": witness, "up_to": up_to_turn_id, "limit": limit}
+    params = {"chat": chat_id, "who": None if witness is None else witness_id(witness), "up_to": up_to_turn_id,
+              "limit": limit}
     rows = await fetch_all(source, f"SELECT * {_WITNESSED_SHOWN} ORDER BY turn_id DESC LIMIT :limit", params)
     total = await fetch_count(source, f"SELECT count(*) {_WITNESSED_SHOWN}", params)
     return [_turn(r) for r in reversed(rows)], total
@@ -300,3 +329,36 @@ async def all_shown(source: Readable, turn_ids: list[int]) -> bool:
         source, f"SELECT count(*) FROM turns WHERE turn_id IN ({marks}) AND superseded_by IS NULL", turn_ids
     )
     return shown == len(set(turn_ids))
+
+
+async def common_witnesses(source: Readable, turn_ids: list[int]) -> list[str]:
+    """Who witnessed every one of these turns, in id order."""
+    ids = sorted(set(turn_ids))
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
+    rows = await fetch_all(
+        source,
+        f"""SELECT witness FROM turn_witnesses WHERE turn_id IN ({marks})
+            GROUP BY witness HAVING count(*) = ? ORDER BY witness""",
+        (*ids, len(ids)),
+    )
+    return [r["witness"] for r in rows]
+
+
+async def players_who_saw_all(
+    source: Readable, scene_id: int, pov: str, from_turn: int, to_turn: int, players: list[str]
+) -> list[str]:
+    """Those of `players` who witnessed every shown turn of the scene from `from_turn` to `to_turn`
+    that `pov` witnessed: who may remember what `pov` tells of that stretch."""
+    rows = await fetch_all(
+        source,
+        """SELECT p.value AS player FROM json_each(:players) p
+           WHERE NOT EXISTS (
+               SELECT 1 FROM turns t JOIN turn_witnesses w ON w.turn_id = t.turn_id AND w.witness = :pov
+               WHERE t.scene_id = :scene AND t.superseded_by IS NULL AND t.turn_id BETWEEN :first AND :last
+                 AND NOT EXISTS (SELECT 1 FROM turn_witnesses v WHERE v.turn_id = t.turn_id AND v.witness = p.value))
+           ORDER BY p.key""",
+        {"players": json.dumps(players), "pov": pov, "scene": scene_id, "first": from_turn, "last": to_turn},
+    )
+    return [r["player"] for r in rows]

@@ -1,4 +1,4 @@
-"""The world read model: characters, chats, each chat's story clock, and scenes.
+"""The world read model: characters, chats (and who is present in each), each chat's story clock, and scenes.
 
 Reads take any `Readable` (the Database reads committed state through its
 reader connection; a Transaction sees its own writes).  Writes take a
@@ -39,6 +39,12 @@ class Character:
     character_version: str
     spec: str
     raw_card: dict[str, Any] | None  # the imported card as it was, unknown fields included
+    owner: str | None = None  # the player who imported it (None: everyone's)
+    shared: bool = False  # its owner shared it with everyone
+
+    def usable_by(self, player: str) -> bool:
+        """Whether `player` sees and uses the character: everyone's, shared, or their own."""
+        return self.owner is None or self.shared or self.owner == player
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ def _character(row: Any) -> Character:
         tags=json_tuple(row["tags"]), creator=row["creator"],
         character_version=row["character_version"], spec=row["spec"],
         raw_card=None if row["raw_card"] is None else json.loads(row["raw_card"]),
+        owner=row["owner"], shared=bool(row["shared"]),
     )
 
 
@@ -109,8 +116,19 @@ async def get_character(source: Readable, character_id: str) -> Character | None
     return None if row is None else _character(row)
 
 
-async def list_characters(source: Readable) -> list[Character]:
-    return [_character(r) for r in await fetch_all(source, "SELECT * FROM characters ORDER BY name, character_id")]
+async def list_characters(source: Readable, *, usable_by: str | None = None) -> list[Character]:
+    """Every character (with `usable_by`, those that player sees: everyone's, shared, their own), by name."""
+    rows = await fetch_all(
+        source,
+        """SELECT * FROM characters WHERE :player IS NULL OR owner IS NULL OR shared = 1 OR owner = :player
+           ORDER BY name, character_id""",
+        {"player": usable_by},
+    )
+    return [_character(r) for r in rows]
+
+
+async def share_character(target: Writable, character_id: str) -> None:
+    await append_and_apply(target, "character_shared", {"character_id": character_id})
 
 
 # --- chats and the clock -------------------------------------------------------------
@@ -164,6 +182,27 @@ async def set_chat_title(target: Writable, chat_id: str, title: str) -> None:
 
 async def set_guest(target: Writable, chat_id: str, guest: str | None) -> None:
     await append_and_apply(target, "chat_guest_set", {"chat_id": chat_id, "guest": guest})
+
+
+async def cast_ids(source: Readable, chat_id: str) -> list[str]:
+    """The characters present in the story: its host first, then in the order they came."""
+    rows = await fetch_all(
+        source,
+        """SELECT sc.character_id FROM story_cast sc JOIN chats c ON c.chat_id = sc.chat_id
+           WHERE sc.chat_id = ? ORDER BY sc.character_id = c.host DESC, sc.joined_seq, sc.character_id""",
+        (chat_id,),
+    )
+    return [r["character_id"] for r in rows]
+
+
+async def invite_character(target: Writable, chat_id: str, character_id: str) -> int:
+    """`character_id` comes into the story; returns the event's seq (what keys its entrance)."""
+    event = await append_and_apply(target, "character_invited", {"chat_id": chat_id, "character_id": character_id})
+    return event.seq
+
+
+async def dismiss_character(target: Writable, chat_id: str, character_id: str) -> None:
+    await append_and_apply(target, "character_dismissed", {"chat_id": chat_id, "character_id": character_id})
 
 
 async def set_note(target: Writable, chat_id: str, text: str) -> None:
@@ -270,6 +309,33 @@ async def reopen_scene(target: Writable, chat_id: str, scene_id: int) -> None:
     await append_and_apply(target, "scene_reopened", {"chat_id": chat_id, "scene_id": scene_id})
 
 
+async def join_scene(target: Writable, scene: Scene, ident: str, *, player: bool) -> None:
+    """`ident` is present in the scene from now on: a player after the players present, a character
+    last (so a scene's presence reads the same however its people came in: players, then characters)."""
+    if ident in scene.present:
+        return
+    players = [p for p in scene.present if p in await story_player_ids(target, scene.chat_id)]
+    others = [p for p in scene.present if p not in players]
+    present = [*players, ident, *others] if player else [*players, *others, ident]
+    await set_scene_presence(target, scene.chat_id, scene.scene_id, present)
+
+
+async def story_player_ids(source: Readable, chat_id: str) -> set[str]:
+    rows = await fetch_all(source, "SELECT player FROM story_players WHERE chat_id = ?", (chat_id,))
+    return {r["player"] for r in rows}
+
+
+async def playing_ids(source: Readable, chat_id: str) -> list[str]:
+    """The players playing in the story now: its owner first, then in the order they joined."""
+    rows = await fetch_all(
+        source,
+        """SELECT sp.player FROM story_players sp JOIN chats c ON c.chat_id = sp.chat_id
+           WHERE sp.chat_id = ? AND sp.active = 1 ORDER BY sp.player = c.owner DESC, sp.joined_seq, sp.player""",
+        (chat_id,),
+    )
+    return [r["player"] for r in rows]
+
+
 async def set_scene_presence(target: Writable, chat_id: str, scene_id: int, present: Iterable[str]) -> None:
     await append_and_apply(target, "scene_presence_set", {
         "chat_id": chat_id, "scene_id": scene_id, "present": list(present),
@@ -322,7 +388,7 @@ async def scenes_owing_summaries(source: Readable, chat_id: str) -> list[tuple[i
     rows = await fetch_all(
         source,
         """SELECT s.scene_id, p.value AS pov FROM scenes s, json_each(s.present) p
-           WHERE s.chat_id = ? AND s.kind = 'main' AND s.closed_at IS NOT NULL AND s.withdrawn = 0 AND p.value != 'you'
+           WHERE s.chat_id = ? AND s.kind = 'main' AND s.closed_at IS NOT NULL AND s.withdrawn = 0
              AND p.value IN (SELECT character_id FROM characters)
              AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.scene_id = s.scene_id AND m.pov = p.value
                              AND m.kind = 'summary' AND m.summary_of = 'scene' AND m.retracted = 0)

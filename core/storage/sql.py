@@ -13,6 +13,8 @@ case-insensitive (for ASCII) on SQLite and case-sensitive on PostgreSQL (`like_i
 
 from __future__ import annotations
 
+import re
+
 from core.storage.base import Dialect
 
 
@@ -72,3 +74,15 @@ def identity_follows_copied_rows(dialect: Dialect, table: str, column: str) -> s
     if dialect is Dialect.SQLITE:
         return None
     return f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), (SELECT max({column}) FROM {table}))"
+
+
+def table_definition(dialect: Dialect, statement: str) -> str:
+    """A `CREATE TABLE` or `ALTER TABLE ... ADD COLUMN` written once for both backends: on
+    PostgreSQL its TEXT columns compare and sort by code point, as SQLite's BINARY collation does
+    (the "C" collation), and SQLite's `WITHOUT ROWID` is dropped (every PostgreSQL table is
+    stored apart from its primary key's index). Write `BIGINT` for ids and sequence numbers: SQLite
+    reads it as INTEGER, PostgreSQL's INTEGER would stop at 2^31."""
+    if dialect is Dialect.SQLITE:
+        return statement
+    statement = re.sub(r"\)\s*WITHOUT ROWID\s*$", ")", statement)
+    return re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', statement)

@@ -16,6 +16,7 @@ from core.state import world
 
 STORY_START = datetime(1890, 10, 3, 20, 0)
 CAST = ("ada", "bram", "cora", "dov")
+PLAYER = "@player:localhost"  # the owner of the `chat` fixture: its one player
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ async def chat(db: Database) -> world.Chat:
     """A chat hosted by 'ada' with guest 'bram'; the whole CAST is registered."""
     await add_cast(db)
     return await world.create_chat(
-        db, owner="@player:localhost", host="ada", guest="bram", clock=STORY_START, chat_id="chat-1"
+        db, owner=PLAYER, host="ada", guest="bram", clock=STORY_START, chat_id="chat-1"
     )
 
 

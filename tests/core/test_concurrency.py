@@ -9,7 +9,7 @@ import pytest
 
 from core.eventlog import append_and_apply, replay
 from core.state import digests, edges, turns
-from tests.core.conftest import dump_projections
+from tests.core.conftest import PLAYER, dump_projections
 
 
 async def test_concurrent_appends_make_a_consistent_log(db, chat):
@@ -18,7 +18,7 @@ async def test_concurrent_appends_make_a_consistent_log(db, chat):
         # write lock another coroutine's statements would land inside this transaction.
         async with db.transaction() as tx:
             await append_and_apply(tx, "turn_recorded", {
-                "chat_id": "chat-1", "role": "user", "speaker": "you", "text": f"question {n}", "source_id": f"$q{n}",
+                "chat_id": "chat-1", "role": "user", "speaker": PLAYER, "text": f"question {n}", "source_id": f"$q{n}",
             })
             await asyncio.sleep(0)
             await append_and_apply(tx, "turn_recorded", {
@@ -48,9 +48,9 @@ async def test_concurrent_appends_make_a_consistent_log(db, chat):
 
 async def test_concurrent_read_modify_write_loses_no_update(db, chat):
     await asyncio.gather(*(
-        edges.adjust_edge(db, "chat-1", "ada", "you", affinity_delta=1, trust_delta=-1) for _ in range(60)
+        edges.adjust_edge(db, "chat-1", "ada", PLAYER, affinity_delta=1, trust_delta=-1) for _ in range(60)
     ))
-    edge = await edges.get_edge(db, "chat-1", "ada", "you")
+    edge = await edges.get_edge(db, "chat-1", "ada", PLAYER)
     assert (edge.affinity, edge.trust) == (60, -60)
 
 
@@ -68,7 +68,7 @@ async def test_cancelled_writer_leaves_no_open_transaction(db, chat):
     async def slow_writer() -> None:
         async with db.transaction() as tx:
             await append_and_apply(tx, "turn_recorded", {
-                "chat_id": "chat-1", "role": "user", "speaker": "you", "text": "never committed",
+                "chat_id": "chat-1", "role": "user", "speaker": PLAYER, "text": "never committed",
             })
             started.set()
             await asyncio.sleep(10)
@@ -77,13 +77,13 @@ async def test_cancelled_writer_leaves_no_open_transaction(db, chat):
     await started.wait()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    turn, _ = await turns.record_turn(db, "chat-1", "user", "you", "after the cancel")
+    turn, _ = await turns.record_turn(db, "chat-1", "user", PLAYER, "after the cancel")
     assert [t.text for t in await turns.recent_turns(db, "chat-1")] == ["after the cancel"]
 
 
 async def test_nested_transaction_through_the_database_fails_fast(db, chat):
     async with db.transaction() as tx:
-        await turns.record_turn(tx, "chat-1", "user", "you", "inside")
+        await turns.record_turn(tx, "chat-1", "user", PLAYER, "inside")
         with pytest.raises(RuntimeError, match="pass the Transaction"):
-            await turns.record_turn(db, "chat-1", "user", "you", "would deadlock")
+            await turns.record_turn(db, "chat-1", "user", PLAYER, "would deadlock")
     assert [t.text for t in await turns.recent_turns(db, "chat-1")] == ["inside"]

@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import CharacterNotFoundError, IllegalTransitionError, ThreadNotFoundError
 from core.state import digests, edges, plans, threads, turns, world
-from tests.core.conftest import STORY_START, row_counts
+from tests.core.conftest import PLAYER, STORY_START, row_counts
 
 
 async def test_edges_are_directed_and_independent(db, chat):
@@ -24,10 +24,10 @@ async def test_edges_are_directed_and_independent(db, chat):
 
 async def test_edges_are_per_chat_and_default_to_neutral(db, chat):
     await world.create_chat(db, owner="@p:hs", host="ada", guest="bram", clock=STORY_START, chat_id="chat-2")
-    await edges.set_edge(db, "chat-1", "ada", "you", affinity=50, trust=50)
-    other = await edges.get_edge(db, "chat-2", "ada", "you")
+    await edges.set_edge(db, "chat-1", "ada", PLAYER, affinity=50, trust=50)
+    other = await edges.get_edge(db, "chat-2", "ada", PLAYER)
     assert (other.affinity, other.trust, other.updated_at) == (0, 0, None)
-    assert [e.to_id for e in await edges.edges_from(db, "chat-1", "ada")] == ["you"]
+    assert [e.to_id for e in await edges.edges_from(db, "chat-1", "ada")] == [PLAYER]
     assert await edges.edges_in_chat(db, "chat-2") == []
 
 
@@ -110,7 +110,7 @@ async def test_digests_are_consumed_exactly_once(db, chat):
     first = await digests.create_digest(db, "chat-1", "Ada and Bram argued.", scene_id=meanwhile.scene_id,
                                         participants=["ada", "bram"])
     second = await digests.create_digest(db, "chat-1", "Bram left town.")
-    turn, _ = await turns.record_turn(db, "chat-1", "user", "you", "Morning!")
+    turn, _ = await turns.record_turn(db, "chat-1", "user", PLAYER, "Morning!")
     taken = await digests.consume_pending_digests(db, "chat-1", turn.turn_id)
     assert [d.digest_id for d in taken] == [first.digest_id, second.digest_id]
     assert await digests.consume_pending_digests(db, "chat-1", turn.turn_id) == []

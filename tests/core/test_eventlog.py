@@ -26,7 +26,7 @@ from core.eventlog.migrations import MIGRATIONS, latest_version, schema_version
 from core.eventlog.projections import PROJECTORS
 from core.state import turns, world
 from core.storage import StorageError
-from tests.core.conftest import STORY_START, row_counts
+from tests.core.conftest import PLAYER, STORY_START, row_counts
 
 
 async def test_new_database_is_at_latest_schema_version_in_wal_mode(db):
@@ -79,12 +79,12 @@ def test_every_event_kind_has_exactly_one_projector():
     ("kind", "payload", "error"),
     [
         ("no_such_kind", {"chat_id": "chat-1"}, UnknownEventKindError),
-        ("turn_recorded", {"chat_id": "chat-1", "role": "wizard", "speaker": "you", "text": "hi"}, InvalidPayloadError),
-        ("turn_recorded", {"chat_id": "chat-1", "speaker": "you", "text": "hi"}, InvalidPayloadError),
-        ("turn_recorded", {"chat_id": "chat-1", "role": "user", "speaker": "you", "text": "hi", "extra": 1},
+        ("turn_recorded", {"chat_id": "chat-1", "role": "wizard", "speaker": PLAYER, "text": "hi"}, InvalidPayloadError),
+        ("turn_recorded", {"chat_id": "chat-1", "speaker": PLAYER, "text": "hi"}, InvalidPayloadError),
+        ("turn_recorded", {"chat_id": "chat-1", "role": "user", "speaker": PLAYER, "text": "hi", "extra": 1},
          InvalidPayloadError),
         ("memory_recorded", {"chat_id": "chat-1", "text": "x", "witnesses": []}, InvalidPayloadError),
-        ("memory_recorded", {"chat_id": "chat-1", "text": "x", "witnesses": ["you"], "significance": 4},
+        ("memory_recorded", {"chat_id": "chat-1", "text": "x", "witnesses": [PLAYER], "significance": 4},
          InvalidPayloadError),
         ("edge_set", {"chat_id": "chat-1", "from_id": "ada", "to_id": "bram", "affinity": 101, "trust": 0},
          InvalidPayloadError),
@@ -92,18 +92,18 @@ def test_every_event_kind_has_exactly_one_projector():
          InvalidPayloadError),
         ("clock_set", {"chat_id": "chat-1", "clock": "not a time"}, InvalidPayloadError),
         ("turn_recorded", ["not", "a", "mapping"], InvalidPayloadError),
-        ("turn_recorded", {"chat_id": "no-such-chat", "role": "user", "speaker": "you", "text": "hi"},
+        ("turn_recorded", {"chat_id": "no-such-chat", "role": "user", "speaker": PLAYER, "text": "hi"},
          ChatNotFoundError),
-        ("memory_recorded", {"chat_id": "no-such-chat", "text": "x", "witnesses": ["you"]}, ChatNotFoundError),
+        ("memory_recorded", {"chat_id": "no-such-chat", "text": "x", "witnesses": [PLAYER]}, ChatNotFoundError),
         ("chat_created", {"chat_id": "chat-1", "owner": "@o:hs", "host": "ada", "clock": "1890-01-01T00:00:00"},
          ConflictError),
         ("chat_created", {"chat_id": "chat-2", "owner": "@o:hs", "host": "nobody", "clock": "1890-01-01T00:00:00"},
          CharacterNotFoundError),
-        ("memory_recorded", {"chat_id": "chat-1", "text": "x", "witnesses": ["you", "stranger"]},
+        ("memory_recorded", {"chat_id": "chat-1", "text": "x", "witnesses": [PLAYER, "stranger"]},
          CharacterNotFoundError),
-        ("memory_recorded", {"chat_id": "chat-1", "text": "x", "witnesses": ["you"], "scene_id": 999},
+        ("memory_recorded", {"chat_id": "chat-1", "text": "x", "witnesses": [PLAYER], "scene_id": 999},
          SceneNotFoundError),
-        ("memory_recorded", {"chat_id": "chat-1", "text": "x", "witnesses": ["you"], "source_turn_id": 999},
+        ("memory_recorded", {"chat_id": "chat-1", "text": "x", "witnesses": [PLAYER], "source_turn_id": 999},
          TurnNotFoundError),
         ("turn_truncated", {"chat_id": "chat-1", "turn_id": 999, "text": "x"}, TurnNotFoundError),
         ("scene_closed", {"chat_id": "chat-1", "scene_id": 999}, SceneNotFoundError),
@@ -129,7 +129,7 @@ async def test_append_event_alone_rejects_unknown_chat(db, chat):
 
 
 async def test_payload_model_of_the_wrong_kind_is_rejected(db, chat):
-    payload = TurnRecorded(chat_id="chat-1", role="user", speaker="you", text="hi")
+    payload = TurnRecorded(chat_id="chat-1", role="user", speaker=PLAYER, text="hi")
     with pytest.raises(InvalidPayloadError):
         await append_and_apply(db, "memory_recorded", payload)
     assert (await append_and_apply(db, "turn_recorded", payload)).ref is not None
@@ -139,7 +139,7 @@ async def test_a_failing_event_rolls_back_the_whole_transaction(db, chat):
     before = await row_counts(db)
     with pytest.raises(TurnNotFoundError):
         async with db.transaction() as tx:
-            await turns.record_turn(tx, "chat-1", "user", "you", "first", source_id="$1")
+            await turns.record_turn(tx, "chat-1", "user", PLAYER, "first", source_id="$1")
             await turns.truncate_turn(tx, "chat-1", 123456, "oops")
     assert await row_counts(db) == before
     assert await turns.get_turn_by_source(db, "chat-1", "$1") is None
@@ -149,7 +149,7 @@ async def test_an_exception_in_caller_code_rolls_back_too(db, chat):
     before = await row_counts(db)
     with pytest.raises(RuntimeError):
         async with db.transaction() as tx:
-            await turns.record_turn(tx, "chat-1", "user", "you", "first")
+            await turns.record_turn(tx, "chat-1", "user", PLAYER, "first")
             raise RuntimeError("adapter blew up")
     assert await row_counts(db) == before
 
@@ -161,4 +161,4 @@ async def test_events_store_validated_payloads_and_return_refs(db, chat):
     assert event.kind == "turn_recorded" and event.chat_id == "chat-1"
     assert event.ref == event.seq
     turn = await turns.require_turn(db, event.ref)
-    assert turn.speaker == "you" and turn.story_time == STORY_START
+    assert turn.speaker == PLAYER and turn.story_time == STORY_START

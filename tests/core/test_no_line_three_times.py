@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from core.llm import FakeLLM
 from core.services.scenes import KEY_QUOTES_HEADER
+from tests.core.conftest import PLAYER
 from tests.core.pipeline.conftest import HOST, HOST_NAME, collect
 
 
@@ -65,7 +66,7 @@ async def test_summaries_naming_a_word_never_crowd_out_the_exchange_that_said_it
     from core.services import recall
     from core.state import memory
 
-    said = await memory.record_memory(db, "chat-1", 'You said: "My cousin Odalys hid the astrolabe."', ["you", "ada"])
+    said = await memory.record_memory(db, "chat-1", 'You said: "My cousin Odalys hid the astrolabe."', [PLAYER, "ada"])
     for n in range(30):  # summaries after it keep naming her, as a summarizer told to keep names does
         await memory.record_memory(db, "chat-1", f"Scene {n}: I thought of Odalys again.", ["ada"], kind="summary",
                                    pov="ada", significance=3)

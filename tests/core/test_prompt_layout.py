@@ -59,7 +59,9 @@ async def test_the_system_message_follows_the_card_with_every_macro_resolved(ope
     messages = fake.calls_for("narrate")[-1].messages
     system = messages[0]["content"]
     # {{original}}: the main prompt, then the card's own instruction
-    assert system.startswith("You are Maren Ashdown in an ongoing roleplay with Tobin Reyes.")
+    assert system.startswith("You are Maren Ashdown in an ongoing roleplay with Tobin Reyes, with Ilse Varga of the "
+                             "Northern Post also in the scene. Stay in character.")
+    assert "never speak, act or decide for Tobin Reyes or Ilse Varga of the Northern Post." in system
     assert "Write in the third person, past tense" in system
     order = [system.index(x) for x in ("Character: Maren Ashdown", "Description: Maren Ashdown keeps",
                                        "Personality: gruff", "Scenario: Tobin Reyes washed up",

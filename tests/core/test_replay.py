@@ -1,4 +1,8 @@
-"""Replay: drop every projection, re-apply the log, get identical state."""
+"""Replay: drop every projection, re-apply the log, get identical state.
+
+The story writes its one player as "you" in places, as stories older than several players did:
+replay reads it as the story's owner, like the live projection.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from datetime import timedelta
 from core.eventlog import Database, clear_projections, replay
 from core.eventlog.migrations import PROJECTION_TABLES
 from core.services.lorebook import import_world_info
-from core.state import digests, edges, lines, memory, personas, plans, threads, turns, world
+from core.state import digests, edges, lines, memory, personas, plans, players, threads, turns, world
 from tests.core.conftest import STORY_START, add_cast, check_fts_index, dump_projections, row_counts
 
 
@@ -78,8 +82,14 @@ async def play_long_story(db: Database) -> None:
     await world.open_scene(db, one.chat_id, title="Morning", present=["you", "ada"])
     morning, _ = await turns.record_turn(db, one.chat_id, "user", "you", "Good morning", source_id="$morning")
     await digests.consume_pending_digests(db, one.chat_id, morning.turn_id)
-    await lines.receive_line(db, one.chat_id, "$lamp", "And the lamp?")
-    await lines.receive_line(db, one.chat_id, "$gulls", "And the gulls?")
+    # A second player joins, says a line (witnessed from then on), and leaves; the chat's lines name who said them.
+    await players.join(db, one.chat_id, "@r:hs")
+    await personas.set_story_persona(db, one.chat_id, "@r:hs", "Rook")
+    await turns.record_turn(db, one.chat_id, "user", "@r:hs", "Rook waves.", source_id="$rook", speaker_name="Rook")
+    await memory.record_memory(db, one.chat_id, "Rook waved at Ada.", ["@p:hs", "@r:hs", "ada"])
+    await lines.receive_line(db, one.chat_id, "$lamp", "And the lamp?", "@p:hs")
+    await lines.receive_line(db, one.chat_id, "$gulls", "And the gulls?", "@r:hs")
+    await players.leave(db, one.chat_id, "@r:hs")
     await lines.answer_line(db, one.chat_id, "$lamp")
     await threads.close_thread(db, one.chat_id, quest.thread_id, "It was the gulls.")
     await world.set_guest(db, one.chat_id, "dov")
@@ -139,6 +149,8 @@ async def test_replay_rebuilds_identical_state(db):
     assert await dump_projections(db) == before
     await check_fts_index(db)
     assert await memory.search_memories(db, "one", "ada", "stolen maps", 50) == searches_before
+    assert {r[0] for r in await db.reader.fetch_all("SELECT witness FROM memory_witnesses")} >= {"@p:hs", "@r:hs"}
+    assert not await db.reader.fetch_all("SELECT 1 FROM turn_witnesses WHERE witness = 'you'")
 
 
 async def test_replay_repairs_a_damaged_projection(db):

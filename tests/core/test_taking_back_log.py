@@ -36,7 +36,7 @@ async def test_a_withdrawn_turn_is_shown_nowhere_and_a_reply_under_its_source_ta
 
 
 async def test_an_edited_line_reads_anew_and_is_owed_an_answer_again(db, chat) -> None:
-    await lines.receive_line(db, chat.chat_id, "$1", "Helo.")
+    await lines.receive_line(db, chat.chat_id, "$1", "Helo.", chat.owner)
     line, _ = await turns.record_turn(db, chat.chat_id, "user", "you", "Helo.", source_id="$1")
     await lines.answer_line(db, chat.chat_id, "$1")
     await turns.edit_turn(db, chat.chat_id, line.turn_id, "Hello.")

@@ -10,6 +10,7 @@ from core.engine import Engine
 from core.llm import FakeLLM
 from core.services.time_recall import TimeWindow, memories_from_time, recall_by_time, time_window
 from core.state import memory
+from tests.core.conftest import PLAYER
 from tests.core.story.conftest import HOST, collect
 
 NOW = datetime(1890, 10, 8, 10, 30)  # a Wednesday morning
@@ -59,7 +60,7 @@ def test_queries_that_name_no_time(query: str) -> None:
     assert time_window(query, NOW) is None
 
 
-async def _remember(db, text: str, when: datetime, witnesses=("you", "ada"), significance: int = 2):
+async def _remember(db, text: str, when: datetime, witnesses=(PLAYER, "ada"), significance: int = 2):
     return await memory.record_memory(db, "chat-1", text, list(witnesses), story_time=when, significance=significance)
 
 

@@ -12,13 +12,14 @@ from core.eventlog.migrations import ENGINE_SCHEMA
 from core.state import edges
 from core.state.rows import fetch_all
 from core.storage import open_sqlite
+from tests.core.conftest import PLAYER
 
 
 async def test_an_edge_change_names_the_reply_that_caused_it(db, chat) -> None:
-    await edges.adjust_edge(db, "chat-1", "ada", "you", affinity_delta=1, reason="an exchange", cause_turn_id=7)
-    await edges.adjust_edge(db, "chat-1", "ada", "you", affinity_delta=1, reason="by hand")
+    await edges.adjust_edge(db, "chat-1", "ada", PLAYER, affinity_delta=1, reason="an exchange", cause_turn_id=7)
+    await edges.adjust_edge(db, "chat-1", "ada", PLAYER, affinity_delta=1, reason="by hand")
     caused = await edges.edge_changes_caused_by(db, "chat-1", 7)
-    assert [(c.from_id, c.to_id) for c in caused] == [("ada", "you")]
+    assert [(c.from_id, c.to_id) for c in caused] == [("ada", PLAYER)]
     assert await edges.edge_changes_caused_by(db, "chat-1", 8) == []
 
 
@@ -31,7 +32,7 @@ async def test_an_older_edge_event_keeps_its_cause_through_a_replay(db, chat) ->
                          "summary": "", "reason": "turn:12; an exchange with the player"}), time.time()),
         )
     await replay(db)
-    assert [(c.from_id, c.to_id) for c in await edges.edge_changes_caused_by(db, "chat-1", 12)] == [("ada", "you")]
+    assert [(c.from_id, c.to_id) for c in await edges.edge_changes_caused_by(db, "chat-1", 12)] == [("ada", PLAYER)]
 
 
 async def test_the_migration_backfills_causes_from_the_log(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Witness isolation, property-based: nobody ever reads a memory they did not witness."""
+"""Witness isolation, property-based: nobody (character or player) ever reads a memory they did not witness."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.eventlog import USER, open_database
-from core.state import memory, world
+from core.eventlog import open_database
+from core.state import memory, players, world
 from tests.core.conftest import CAST, STORY_START, add_cast
 
 WORDS = ("lantern", "harbour", "map", "storm", "key", "letter", "knife", "garden", "salt", "bell")
-VIEWERS = (USER, *CAST)
+OWNER, FRIEND = "@p:hs", "@q:hs"
+VIEWERS = (OWNER, FRIEND, *CAST)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ async def check_isolation(story: list[PlannedMemory], probes: list[str]) -> None
             await add_cast(db)
             chat_ids = [f"chat-{n}" for n in range(3)]
             for chat_id in chat_ids:
-                await world.create_chat(db, owner="@p:hs", host="ada", clock=STORY_START, chat_id=chat_id)
+                await world.create_chat(db, owner=OWNER, host="ada", clock=STORY_START, chat_id=chat_id)
+                await players.join(db, chat_id, FRIEND)
             live: dict[int, PlannedMemory] = {}
             for planned in story:
                 chat_id = chat_ids[planned.chat]

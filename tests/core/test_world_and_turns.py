@@ -9,7 +9,7 @@ import pytest
 from core.errors import ConflictError, IllegalTransitionError, SceneNotFoundError, TurnNotFoundError
 from core.eventlog import append_and_apply
 from core.state import turns, world
-from tests.core.conftest import STORY_START, row_counts
+from tests.core.conftest import PLAYER, STORY_START, row_counts
 
 
 async def test_chat_holds_host_guest_owner_title_and_story_clock(db, chat):
@@ -32,8 +32,8 @@ async def test_story_times_are_normalised_naive_seconds(db, chat):
 
 
 async def test_one_open_main_scene_and_idempotent_close(db, chat):
-    scene = await world.open_scene(db, "chat-1", title="Harbour", present=["you", "ada"])
-    assert scene.is_open and scene.started_at == STORY_START and scene.present == ("you", "ada")
+    scene = await world.open_scene(db, "chat-1", title="Harbour", present=[PLAYER, "ada"])
+    assert scene.is_open and scene.started_at == STORY_START and scene.present == (PLAYER, "ada")
     before = await row_counts(db)
     with pytest.raises(IllegalTransitionError):
         await world.open_scene(db, "chat-1")
@@ -57,21 +57,21 @@ async def test_one_open_main_scene_and_idempotent_close(db, chat):
 async def test_turns_default_to_open_scene_and_chat_clock(db, chat):
     scene = await world.open_scene(db, "chat-1")
     await world.advance_clock(db, "chat-1", timedelta(minutes=5))
-    turn, created = await turns.record_turn(db, "chat-1", "user", "you", "Hello?", source_id="$abc")
+    turn, created = await turns.record_turn(db, "chat-1", "user", PLAYER, "Hello?", source_id="$abc")
     assert created and turn.scene_id == scene.scene_id
     assert turn.story_time == STORY_START + timedelta(minutes=5)
     assert turn.sibling_group == turn.turn_id and turn.is_shown and not turn.truncated
 
 
 async def test_same_source_id_returns_the_existing_turn_and_writes_nothing(db, chat):
-    first, created = await turns.record_turn(db, "chat-1", "user", "you", "Hello", source_id="$evt")
+    first, created = await turns.record_turn(db, "chat-1", "user", PLAYER, "Hello", source_id="$evt")
     before = await row_counts(db)
-    again, created_again = await turns.record_turn(db, "chat-1", "user", "you", "Hello (resent)", source_id="$evt")
+    again, created_again = await turns.record_turn(db, "chat-1", "user", PLAYER, "Hello (resent)", source_id="$evt")
     assert created and not created_again and again == first
     assert await row_counts(db) == before
     with pytest.raises(ConflictError):
         await append_and_apply(db, "turn_recorded", {
-            "chat_id": "chat-1", "role": "user", "speaker": "you", "text": "dup", "source_id": "$evt",
+            "chat_id": "chat-1", "role": "user", "speaker": PLAYER, "text": "dup", "source_id": "$evt",
         })
     assert await turns.get_turn_by_source(db, "chat-1", "$evt") == first
     assert await turns.get_turn_by_source(db, "chat-1", "$other") is None
@@ -79,8 +79,8 @@ async def test_same_source_id_returns_the_existing_turn_and_writes_nothing(db, c
 
 async def test_source_ids_are_unique_per_chat_not_globally(db, chat):
     await world.create_chat(db, owner="@p:hs", host="cora", clock=STORY_START, chat_id="chat-2")
-    a, _ = await turns.record_turn(db, "chat-1", "user", "you", "one", source_id="$same")
-    b, created = await turns.record_turn(db, "chat-2", "user", "you", "two", source_id="$same")
+    a, _ = await turns.record_turn(db, "chat-1", "user", PLAYER, "one", source_id="$same")
+    b, created = await turns.record_turn(db, "chat-2", "user", PLAYER, "two", source_id="$same")
     assert created and a.turn_id != b.turn_id
 
 
@@ -88,7 +88,7 @@ async def test_recent_turns_are_shown_turns_in_order(db, chat):
     ids = []
     for i in range(6):
         turn, _ = await turns.record_turn(db, "chat-1", "user" if i % 2 == 0 else "assistant",
-                                          "you" if i % 2 == 0 else "ada", f"line {i}")
+                                          PLAYER if i % 2 == 0 else "ada", f"line {i}")
         ids.append(turn.turn_id)
     recent = await turns.recent_turns(db, "chat-1", 4)
     assert [t.turn_id for t in recent] == ids[-4:]
@@ -96,7 +96,7 @@ async def test_recent_turns_are_shown_turns_in_order(db, chat):
 
 
 async def test_regenerate_supersedes_the_last_reply_and_keeps_siblings(db, chat):
-    user, _ = await turns.record_turn(db, "chat-1", "user", "you", "Where is the key?")
+    user, _ = await turns.record_turn(db, "chat-1", "user", PLAYER, "Where is the key?")
     await world.advance_clock(db, "chat-1", timedelta(minutes=7))
     reply, _ = await turns.record_turn(db, "chat-1", "assistant", "ada", "Under the mat.")
     swipe, _ = await turns.record_turn(db, "chat-1", "assistant", "ada", "In the well.", supersedes=reply.turn_id)

@@ -16,6 +16,7 @@ from core.storage import Connection, open_connection
 
 COPIED = ("characters", "chats", "memories", "memory_witnesses")
 PROBES = 300
+PLAYER = "@p:localhost"
 
 
 async def _story(tmp_path, memories: int = 1500):
@@ -25,9 +26,9 @@ async def _story(tmp_path, memories: int = 1500):
     async with db.transaction() as tx:
         for name in ("ada", "bram"):
             await world.register_character(tx, CharacterRegistered(character_id=name, name=name.title()))
-        await world.create_chat(tx, owner="@p:localhost", host="ada", guest="bram", clock=START, chat_id="c")
+        await world.create_chat(tx, owner=PLAYER, host="ada", guest="bram", clock=START, chat_id="c")
         for n in range(memories):
-            witnesses = [w for w in ("you", "ada", "bram") if rng.random() < 0.7] or ["ada"]
+            witnesses = [w for w in (PLAYER, "ada", "bram") if rng.random() < 0.7] or ["ada"]
             recorded = await memory.record_memory(tx, "c", vocabulary.memory_text(), witnesses,
                                                   significance=rng.choice((1, 2, 2, 3)),
                                                   story_time=START + timedelta(minutes=37 * n))
@@ -52,7 +53,7 @@ async def test_postgres_finds_the_same_top_memories_as_sqlite(tmp_path, postgres
         same, compared = 0, 0
         differing = []
         for query in queries:
-            for viewer in ("ada", "you"):
+            for viewer in ("ada", PLAYER):
                 on_sqlite = await memory.search_memories(db, "c", viewer, query, limit=8)
                 on_postgres = await memory.search_memories(conn, "c", viewer, query, limit=8)
                 compared += 1

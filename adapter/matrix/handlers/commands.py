@@ -14,6 +14,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from adapter.matrix.avatars import keep_card_face
 from adapter.matrix.context import BotContext
@@ -43,7 +44,23 @@ class StartStory:
     scenario: str | None = None
 
 
-CommandResult = OutgoingEvent | StartStory | StoryControl
+@dataclass(frozen=True)
+class SetRounds:
+    """`!rounds on|off` decided: the story room answers its players' lines together (or in turn)."""
+
+    on: bool
+
+
+@dataclass(frozen=True)
+class BringIn:
+    """`!invite <character>` decided: the character comes into the story, brought by `player`."""
+
+    character_id: str
+    name: str
+    player: str
+
+
+CommandResult = OutgoingEvent | StartStory | StoryControl | SetRounds | BringIn
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,7 @@ class Invocation:
     source_event_id: str
     sender: str
     reply_to: str | None = None  # the event this command line replies to, if any
+    mentions: tuple[str, ...] = ()  # the users the command line mentions (Element pills)
 
     def reply(self, text: str, purpose: str = "command") -> list[CommandResult]:
         return [SendMessage(self.meta.room_id, notice(text), txn_id_for(self.source_event_id, purpose))]
@@ -70,15 +88,22 @@ class Command:
     summary: str
     rooms: frozenset[str]
     handler: CommandHandler
+    owner_only: bool = False  # in a story of several players, only its owner may use it
 
 
-def command_list() -> tuple[list[Command], Callable[[str, str, str, frozenset[str]], Callable[[CommandHandler], CommandHandler]]]:
+class CommandDecorator(Protocol):
+    def __call__(self, name: str, usage: str, summary: str, rooms: frozenset[str], *, owner_only: bool = False
+                 ) -> Callable[[CommandHandler], CommandHandler]: ...
+
+
+def command_list() -> tuple[list[Command], CommandDecorator]:
     """A module's own list of commands, and the decorator that adds a handler to it."""
     commands: list[Command] = []
 
-    def command(name: str, usage: str, summary: str, rooms: frozenset[str]) -> Callable[[CommandHandler], CommandHandler]:
+    def command(name: str, usage: str, summary: str, rooms: frozenset[str], *, owner_only: bool = False
+                ) -> Callable[[CommandHandler], CommandHandler]:
         def add(handler: CommandHandler) -> CommandHandler:
-            commands.append(Command(name, usage, summary, rooms, handler))
+            commands.append(Command(name, usage, summary, rooms, handler, owner_only))
             return handler
 
         return add
@@ -92,14 +117,28 @@ COMMANDS, command = command_list()
 # --- the Lobby ------------------------------------------------------------------------
 
 
-@command("characters", "!characters", "who you can meet", LOBBY_ROOMS | STORY_ROOMS)
+@command("characters", "!characters", "who you can meet (the built-in characters, those shared, and those you imported)",
+         LOBBY_ROOMS | STORY_ROOMS)
 async def _characters(inv: Invocation) -> list[CommandResult]:
-    characters = await inv.ctx.engine.list_characters()
+    characters = await inv.ctx.engine.list_characters(player=inv.sender)
     lines = ["**Characters:**", ""]
-    lines += [f"- **{c.name}** (`{c.character_id}`): {first_sentence(c.description)}" for c in characters]
-    where = " in the Lobby" if inv.meta.room_type in STORY_ROOMS else ""
-    lines += ["", f"Start a story{where} with `!new <character>` or `!new <character> with <character>`."]
+    lines += [f"- **{c.name}** (`{c.character_id}`){own_mark(c, inv.sender)}: {first_sentence(c.description)}" for c in characters]
+    if inv.meta.room_type in STORY_ROOMS:
+        lines += ["", "Bring one into this story with `!invite <character>`; start a story in the Lobby with `!new <character>`."]
+    else:
+        lines += ["", "Start a story with `!new <character>` or `!new <character> with <character>`."]
+    if any(c.owner == inv.sender and not c.shared for c in characters):
+        lines += ["_Yours_ are cards you imported, listed for you only: `!share <character>` in the Lobby lists one for everyone."]
     return inv.reply("\n".join(lines))
+
+
+def own_mark(character: CharacterInfo, player: str) -> str:
+    return ", _yours_" if character.owner == player and not character.shared else ""
+
+
+def cast_first(cast: list[CharacterInfo], usable: list[CharacterInfo]) -> list[CharacterInfo]:
+    """A story's cast, then the other characters a player may use, each once (who a name means)."""
+    return list({c.character_id: c for c in [*cast, *usable]}.values())
 
 
 def first_sentence(text: str, limit: int = 160) -> str:
@@ -145,7 +184,7 @@ def new_story_parts(args: str) -> tuple[str, str | None, str | None]:
 )
 async def _new(inv: Invocation) -> list[CommandResult]:
     cast_text, when_text, scenario = new_story_parts(inv.args)
-    characters = await inv.ctx.engine.list_characters()
+    characters = await inv.ctx.engine.list_characters(player=inv.sender)
     host_text, _, guest_text = cast_text.partition(" with ")
     if cast_text.lower().startswith("with "):
         host_text, guest_text = "", cast_text[5:]
@@ -169,19 +208,35 @@ def story_ready_text(room_id: str, server_name: str, cast: str) -> str:
     return f"Your new story with {cast} is ready in your Space: {room_link(room_id, server_name, cast)}"
 
 
-@command("import", "!import", "reply with this to an uploaded character card (.png or .json, V2 or V3)", LOBBY_ROOMS)
+@command("import", "!import", "reply with this to an uploaded character card (.png or .json, V2 or V3): the character "
+         "is yours, listed for you only until you `!share` it", LOBBY_ROOMS)
 async def _import(inv: Invocation) -> list[CommandResult]:
     if inv.reply_to is None:
         raise CommandError("Upload a card, then reply to it with `!import`.")
     try:
         _name, data = await fetch_uploaded_file(inv.ctx.client, inv.meta.room_id, inv.reply_to)
-        character = await inv.ctx.engine.import_character(data)
+        character = await inv.ctx.engine.import_character(data, owner=inv.sender)
     except MediaError as exc:
         raise CommandError(str(exc)) from exc
     except CardImportError as exc:
         raise CommandError(f"That is not a character card I can read: {exc}") from exc
     keep_card_face(inv.ctx, character.character_id, data)
-    return inv.reply(f"Imported **{character.name}** (`{character.character_id}`). Start a story with `!new {character.character_id}`.")
+    return inv.reply(f"Imported **{character.name}** (`{character.character_id}`), yours: listed for you only. Start a story "
+                     f"with `!new {character.character_id}`; `!share {character.character_id}` lists it for everyone.")
+
+
+@command("share", "!share <character>", "list a character you imported for everyone who uses the bot", LOBBY_ROOMS)
+async def _share(inv: Invocation) -> list[CommandResult]:
+    if not inv.args.strip():
+        raise CommandError("Say which of your characters to share.")
+    own = [c for c in await inv.ctx.engine.list_characters(player=inv.sender) if c.owner == inv.sender]
+    if not own:
+        raise CommandError("You have imported no character to share: upload a card and reply to it with `!import`.")
+    chosen = find_character(own, inv.args)
+    if chosen.shared:
+        return inv.reply(f"**{chosen.name}** is shared already: everyone can meet them.")
+    shared = await inv.ctx.engine.share_character(inv.sender, chosen.character_id)
+    return inv.reply(f"**{shared.name}** is shared: everyone who uses the bot can meet them now (`!characters`).")
 
 
 # --- a story room ---------------------------------------------------------------------

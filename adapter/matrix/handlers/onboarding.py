@@ -70,7 +70,7 @@ async def ensure_onboarded(ctx: BotContext, user_id: str, notify_room: str | Non
     stories = [room for room in await rooms_of_user(ctx.store, user_id) if room.room_type == "chat"]
     if not stories:
         await ctx.engine.ensure_persona(user_id, display_name_of(ctx, user_id, notify_room))
-        characters = await ctx.engine.list_characters()
+        characters = await ctx.engine.list_characters(player=user_id)
         try:
             await create_story_room(ctx, user_id, meta.space_id, host=characters[0].character_id, notify_room=notify_room)
         except SendFailed:

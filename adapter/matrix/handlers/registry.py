@@ -12,7 +12,7 @@ import difflib
 
 from adapter.matrix.context import BotContext
 from adapter.matrix.failures import explain, log_failure
-from adapter.matrix.handlers import commands, lore_commands, persona, story_commands
+from adapter.matrix.handlers import commands, lore_commands, persona, player_commands, story_commands
 from adapter.matrix.handlers.commands import Command, CommandError, CommandResult, Invocation
 from adapter.matrix.routing import LOBBY_ROOMS, STORY_ROOMS
 from adapter.matrix.store import RoomMeta
@@ -35,17 +35,19 @@ async def _help(inv: Invocation) -> list[CommandResult]:
 
 HELP = Command("help", "!help", "what you can do here", LOBBY_ROOMS | STORY_ROOMS, _help)
 REGISTRY: dict[str, Command] = {
-    c.name: c for c in (HELP, *commands.COMMANDS, *persona.COMMANDS, *story_commands.COMMANDS, *lore_commands.COMMANDS)
+    c.name: c for c in (HELP, *commands.COMMANDS, *persona.COMMANDS, *story_commands.COMMANDS, *player_commands.COMMANDS,
+                        *lore_commands.COMMANDS)
 }
 
 
 async def handle_command(
-    ctx: BotContext, meta: RoomMeta, text: str, source_event_id: str, sender: str, reply_to: str | None = None
+    ctx: BotContext, meta: RoomMeta, text: str, source_event_id: str, sender: str, reply_to: str | None = None,
+    mentions: tuple[str, ...] = (),
 ) -> list[CommandResult]:
-    """Decide the answer to one `!command` line."""
+    """Decide the answer to one `!command` line (`mentions`: the users it mentions)."""
     name, _, args = text[1:].strip().partition(" ")
     name = name.lower()
-    invocation = Invocation(ctx, meta, name, args.strip(), source_event_id, sender, reply_to)
+    invocation = Invocation(ctx, meta, name, args.strip(), source_event_id, sender, reply_to, mentions)
     found = REGISTRY.get(name)
     if found is None:
         close = difflib.get_close_matches(name, [c.name for c in REGISTRY.values() if meta.room_type in c.rooms], n=1, cutoff=0.6)
@@ -54,6 +56,8 @@ async def handle_command(
     if meta.room_type not in found.rooms:
         elsewhere = "a story room" if found.rooms == STORY_ROOMS else "the Lobby"
         return invocation.reply(f"`!{name}` works in {elsewhere}, not here. Usage: `{found.usage}`")
+    if found.owner_only and sender != meta.matrix_user_id:
+        return invocation.reply(f"Only {meta.matrix_user_id}, whose story this is, can use `!{name}`.")
     try:
         return await found.handler(invocation)
     except CommandError as exc:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TypeVar
 
-from adapter.matrix.handlers.commands import CommandError, CommandResult, Invocation, command_list, find_character
+from adapter.matrix.handlers.commands import CommandError, CommandResult, Invocation, cast_first, command_list, find_character
 from adapter.matrix.outgoing import SendMessage, txn_id_for
 from adapter.matrix.render import collapsed_blocks
 from adapter.matrix.routing import STORY_ROOMS
@@ -143,7 +143,8 @@ async def _meanwhile(inv: Invocation) -> list[CommandResult]:
     words = inv.args.split()
     if len(words) < 2:
         raise CommandError("Name two characters.")
-    characters = await inv.ctx.engine.list_characters()
+    cast = await engine_call(inv, inv.ctx.engine.cast(chat_id_of(inv)))
+    characters = cast_first(cast, await inv.ctx.engine.list_characters(player=inv.sender))
     first, second = find_character(characters, words[0]), find_character(characters, words[1])
     if first.character_id == second.character_id:
         raise CommandError("A meanwhile scene needs two different characters.")
@@ -161,25 +162,24 @@ async def _meanwhile(inv: Invocation) -> list[CommandResult]:
 )
 async def _memory(inv: Invocation) -> list[CommandResult]:
     who, _, rest = inv.args.strip().partition(" ")
-    status = await engine_call(inv, inv.ctx.engine.status(chat_id_of(inv)))
-    cast = [c for c in await inv.ctx.engine.list_characters() if c.name in (status.host_name, status.guest_name)]
+    cast = await engine_call(inv, inv.ctx.engine.cast(chat_id_of(inv)))
     named = _cast_member(cast, who) if who else None
     if who.lower() in ("you", "me"):
         character_id, name, query = "you", "You", rest
     elif named is not None and (rest.strip() or not inv.args.strip().count(" ")):
         character_id, name, query = named.character_id, named.name, rest
     else:  # no name first: the whole line is the query, about the host's memory
-        host = next(c for c in cast if c.name == status.host_name)
+        host = cast[0]
         character_id, name, query = host.character_id, host.name, inv.args
     query = query.strip()
     if query:
-        memories = await engine_call(inv, inv.ctx.engine.search_memory(chat_id_of(inv), character_id, query))
+        memories = await engine_call(inv, inv.ctx.engine.search_memory(chat_id_of(inv), character_id, query, player=inv.sender))
     else:
-        memories = await engine_call(inv, inv.ctx.engine.recent_memories(chat_id_of(inv), character_id))
+        memories = await engine_call(inv, inv.ctx.engine.recent_memories(chat_id_of(inv), character_id, player=inv.sender))
     verb = "remember" if character_id == "you" else "remembers"
     if not memories:
         return inv.reply(f"{name} {verb} nothing about “{query}”." if query else f"{name} {verb} nothing yet.")
-    await set_memory_list(inv.ctx.store, MemoryList(inv.meta.room_id, chat_id_of(inv), character_id, name,
+    await set_memory_list(inv.ctx.store, MemoryList(inv.meta.room_id, inv.sender, chat_id_of(inv), character_id, name,
                                                     tuple(m.memory_id for m in memories)))
     lines = [f"**{name} {verb}:**", ""]
     lines += [f"{n}. " + (f"{m.when[:1].upper() + m.when[1:]}: {m.text}" if m.when else f"{story_time(m.story_time)}: {m.text}")
@@ -194,7 +194,7 @@ async def _memory(inv: Invocation) -> list[CommandResult]:
 async def _forget(inv: Invocation) -> list[CommandResult]:
     if not inv.args.strip().isdigit() or int(inv.args) < 1:
         raise CommandError("Say which memory, by its number in the last `!memory` list.")
-    shown = await memory_list(inv.ctx.store, inv.meta.room_id)
+    shown = await memory_list(inv.ctx.store, inv.meta.room_id, inv.sender)
     if shown is None or shown.chat_id != chat_id_of(inv):
         raise CommandError("Show the memories first with `!memory`, then forget one by its number.")
     number = int(inv.args)
@@ -205,7 +205,8 @@ async def _forget(inv: Invocation) -> list[CommandResult]:
     you = shown.holder == "you"
     with engine_errors():
         try:
-            forgotten = await inv.ctx.engine.forget_memory(chat_id_of(inv), shown.holder, shown.memory_ids[number - 1])
+            forgotten = await inv.ctx.engine.forget_memory(chat_id_of(inv), shown.holder, shown.memory_ids[number - 1],
+                                                           player=inv.sender)
         except MemoryNotFoundError:
             return inv.reply(f"{'You have' if you else shown.holder_name + ' has'} already forgotten memory {number}.")
     who = "You no longer remember" if you else f"{shown.holder_name} no longer remembers"
@@ -224,19 +225,21 @@ def and_join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-@command("status", "!status", "the story's clock, scene, threads and size", STORY_ROOMS)
+@command("status", "!status", "the story's clock, scene, threads, size and players", STORY_ROOMS)
 async def _status(inv: Invocation) -> list[CommandResult]:
-    status = await engine_call(inv, inv.ctx.engine.status(chat_id_of(inv)))
-    names = [status.host_name, *([status.guest_name] if status.guest_name else [])]
+    status = await engine_call(inv, inv.ctx.engine.status(chat_id_of(inv), player=inv.sender))
+    names = list(status.characters) or [status.host_name, *([status.guest_name] if status.guest_name else [])]
     cast = and_join(names)
     you_play = f"**{status.persona_name}**" + (f": {status.persona_description}" if status.persona_description else "")
     failures = ", ".join(f"{purpose} {count}" for purpose, count in sorted(status.parse_failures.items()))
+    together = [f"- Players: {and_join(list(status.players))}"] if len(status.players) > 1 else []
     return inv.reply(
         "\n".join(
             [
                 f"**{status.title}**" + ("" if all(name in status.title for name in names) else f", with {cast}"),
                 "",
                 f"- You play: {you_play} (change it with `!persona name: description`)",
+                *together,
                 f"- Story time: {story_time(status.clock)}",
                 f"- Scene: {'open' if status.scene_open else 'none open'}",
                 f"- Turns: {status.turns}, memories: {status.memories}",
@@ -273,7 +276,7 @@ async def _context(inv: Invocation) -> list[CommandResult]:
 
 
 async def _full_prompt(inv: Invocation) -> list[CommandResult]:
-    prompt = await engine_call(inv, inv.ctx.engine.next_prompt(chat_id_of(inv)))
+    prompt = await engine_call(inv, inv.ctx.engine.next_prompt(chat_id_of(inv), player=inv.sender))
     stops = ", ".join(json.dumps(s) for s in prompt.stop) or "none"
     text = f"max_tokens: {prompt.max_tokens}; stop: {stops}\n\n" + render_messages(prompt.messages)
     summary = (f"Next prompt for {prompt.speaker_name}: {len(prompt.messages)} messages, "

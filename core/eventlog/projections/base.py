@@ -5,6 +5,9 @@ inside the write transaction of the event, on the writer connection, and raises
 a typed error (rolling the event back) when the event does not fit the state.
 Ids of created rows are the event's `seq`, except memory ids, which are packed
 per chat (see `memory_id_range`).
+
+`as_players` reads the one player of an older story's events ("you") as the story's owner;
+`require_known` checks that ids are characters or players of the chat.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from core.errors import ChatNotFoundError, NotFoundError, SceneNotFoundError
-from core.eventlog.events import EventPayload
+from core.errors import CharacterNotFoundError, ChatNotFoundError, NotFoundError, SceneNotFoundError
+from core.eventlog.events import LEGACY_PLAYER, EventPayload
 
 P = TypeVar("P", bound=EventPayload)
 Projector = Callable[[aiosqlite.Connection, int, Any], Awaitable[int | None]]
@@ -92,3 +95,39 @@ async def scene_or_open_main(conn: aiosqlite.Connection, chat_id: str, scene_id:
         (chat_id,),
     )
     return None if row is None else row["scene_id"]
+
+
+async def story_owner(conn: aiosqlite.Connection, chat_id: str) -> str:
+    row = await fetch_one(conn, "SELECT owner FROM chats WHERE chat_id = ?", (chat_id,))
+    if row is None:
+        raise ChatNotFoundError(chat_id)
+    return str(row["owner"])
+
+
+async def as_players(conn: aiosqlite.Connection, chat_id: str, ids: Sequence[str]) -> list[str]:
+    """`ids` with the player of an older story's events ("you") read as the story's owner (looked
+    up only when "you" is among them)."""
+    if LEGACY_PLAYER not in ids:
+        return list(ids)
+    owner = await story_owner(conn, chat_id)
+    return [owner if ident == LEGACY_PLAYER else ident for ident in ids]
+
+
+async def as_player(conn: aiosqlite.Connection, chat_id: str, ident: str) -> str:
+    return (await as_players(conn, chat_id, [ident]))[0]
+
+
+async def require_known(conn: aiosqlite.Connection, chat_id: str, ids: Sequence[str]) -> None:
+    """CharacterNotFoundError for an id that is neither a registered character nor a player of the chat."""
+    if not ids:
+        return
+    marks = ", ".join("?" * len(ids))
+    rows = await conn.execute_fetchall(
+        f"""SELECT character_id FROM characters WHERE character_id IN ({marks})
+            UNION SELECT player FROM story_players WHERE chat_id = ? AND player IN ({marks})""",
+        (*ids, chat_id, *ids),
+    )
+    known = {row[0] for row in rows}
+    for ident in ids:
+        if ident not in known:
+            raise CharacterNotFoundError(ident, "neither a character nor a player of the story")

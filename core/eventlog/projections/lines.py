@@ -2,7 +2,8 @@
 
 A line is received once per (chat, source id): receiving it again is a conflict, so
 the caller learns it was already taken.  Answering marks it; answering twice changes
-nothing (an answer shown again after a restart is still the same answer).
+nothing (an answer shown again after a restart is still the same answer).  A line names who
+said it (a line of an older story, none: its owner).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import aiosqlite
 
 from core.errors import ConflictError
 from core.eventlog.events import LineAnswered, LineReceived
-from core.eventlog.projections.base import projects
+from core.eventlog.projections.base import as_player, projects, story_owner
 
 
 @projects(LineReceived)
@@ -21,9 +22,10 @@ async def _line_received(conn: aiosqlite.Connection, seq: int, p: LineReceived) 
     )
     if rows:
         raise ConflictError(f"chat {p.chat_id!r} already received line {p.source_id!r}")
+    player = await story_owner(conn, p.chat_id) if p.player is None else await as_player(conn, p.chat_id, p.player)
     await conn.execute_fetchall(
-        "INSERT INTO lines (chat_id, source_id, text, received_seq) VALUES (?, ?, ?, ?)",
-        (p.chat_id, p.source_id, p.text, seq),
+        "INSERT INTO lines (chat_id, source_id, text, received_seq, player) VALUES (?, ?, ?, ?, ?)",
+        (p.chat_id, p.source_id, p.text, seq, player),
     )
     return None
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import aiosqlite
 
-from core.errors import CharacterNotFoundError, IllegalTransitionError, MemoryNotFoundError, TurnNotFoundError
+from core.errors import IllegalTransitionError, MemoryNotFoundError, TurnNotFoundError
 from core.eventlog.events import (
-    USER,
     EdgeCleared,
     EdgeSet,
     MemoryForgotten,
@@ -27,28 +26,16 @@ from core.eventlog.events import (
 )
 from core.eventlog.projections.base import (
     MEMORY_ID_BITS,
+    as_player,
+    as_players,
     chat_clock,
     json_list,
     projects,
+    require_known,
     require_row,
     scene_or_open_main,
     story_time_text,
 )
-
-
-async def _require_characters(conn: aiosqlite.Connection, ids: list[str]) -> None:
-    characters = [i for i in ids if i != USER]
-    if not characters:
-        return
-    marks = ", ".join("?" * len(characters))
-    rows = await conn.execute_fetchall(
-        f"SELECT character_id FROM characters WHERE character_id IN ({marks})", characters
-    )
-    known = {row[0] for row in rows}
-    for character_id in characters:
-        if character_id not in known:
-            raise CharacterNotFoundError(character_id)
-
 
 _INSERT_MEMORY = f"""
     INSERT INTO memories (memory_id, chat_id, scene_id, kind, pov, text, significance,
@@ -65,8 +52,9 @@ _INSERT_MEMORY = f"""
     FROM chats c
     WHERE c.chat_id = :chat_id
       AND NOT EXISTS (SELECT 1 FROM json_each(:witnesses) j
-                      WHERE j.value != :user
-                        AND NOT EXISTS (SELECT 1 FROM characters ch WHERE ch.character_id = j.value))
+                      WHERE NOT EXISTS (SELECT 1 FROM characters ch WHERE ch.character_id = j.value)
+                        AND NOT EXISTS (SELECT 1 FROM story_players sp
+                                        WHERE sp.chat_id = c.chat_id AND sp.player = j.value))
       AND (:scene_id IS NULL
            OR EXISTS (SELECT 1 FROM scenes s WHERE s.scene_id = :scene_id AND s.chat_id = c.chat_id))
       AND (:source_turn_id IS NULL
@@ -74,9 +62,9 @@ _INSERT_MEMORY = f"""
     RETURNING memory_id"""
 
 
-async def _explain_rejected_memory(conn: aiosqlite.Connection, p: MemoryRecorded) -> None:
+async def _explain_rejected_memory(conn: aiosqlite.Connection, p: MemoryRecorded, witnesses: list[str]) -> None:
     await chat_clock(conn, p.chat_id)
-    await _require_characters(conn, p.witnesses)
+    await require_known(conn, p.chat_id, witnesses)
     await scene_or_open_main(conn, p.chat_id, p.scene_id)
     if p.source_turn_id is not None:
         await require_row(conn, TurnNotFoundError, "turns", "turn_id", p.source_turn_id, p.chat_id)
@@ -85,20 +73,21 @@ async def _explain_rejected_memory(conn: aiosqlite.Connection, p: MemoryRecorded
 
 @projects(MemoryRecorded)
 async def _memory_recorded(conn: aiosqlite.Connection, seq: int, p: MemoryRecorded) -> int:
+    witnesses = list(dict.fromkeys(await as_players(conn, p.chat_id, p.witnesses)))
     inserted = await conn.execute_fetchall(_INSERT_MEMORY, {
         "chat_id": p.chat_id, "scene_id": p.scene_id, "kind": p.memory_kind, "pov": p.pov, "text": p.text,
         "significance": p.significance,
         "story_time": None if p.story_time is None else story_time_text(p.story_time),
-        "source_turn_id": p.source_turn_id, "seq": seq, "witnesses": json_list(p.witnesses), "user": USER,
+        "source_turn_id": p.source_turn_id, "seq": seq, "witnesses": json_list(witnesses),
         "summary_of": p.summary_of or ("scene" if p.memory_kind == "summary" else None),
         "covers_from": p.covers_from_turn, "covers_to": p.covers_to_turn,
     })
     if not inserted:
-        await _explain_rejected_memory(conn, p)
+        await _explain_rejected_memory(conn, p, witnesses)
     memory_id = int(next(iter(inserted))[0])
     await conn.execute_fetchall(
         "INSERT INTO memory_witnesses (memory_id, witness) SELECT ?, value FROM json_each(?)",
-        (memory_id, json_list(p.witnesses)),
+        (memory_id, json_list(witnesses)),
     )
     return memory_id
 
@@ -126,11 +115,12 @@ async def _memory_restored(conn: aiosqlite.Connection, seq: int, p: MemoryRestor
 @projects(MemoryForgotten)
 async def _memory_forgotten(conn: aiosqlite.Connection, seq: int, p: MemoryForgotten) -> None:
     await require_row(conn, MemoryNotFoundError, "memories", "memory_id", p.memory_id, p.chat_id)
+    witness = await as_player(conn, p.chat_id, p.witness)
     removed = await conn.execute_fetchall(
-        "DELETE FROM memory_witnesses WHERE memory_id = ? AND witness = ? RETURNING witness", (p.memory_id, p.witness)
+        "DELETE FROM memory_witnesses WHERE memory_id = ? AND witness = ? RETURNING witness", (p.memory_id, witness)
     )
     if not removed:
-        raise MemoryNotFoundError(p.memory_id, f"{p.witness!r} does not remember it")
+        raise MemoryNotFoundError(p.memory_id, f"{witness!r} does not remember it")
     return None
 
 
@@ -145,32 +135,34 @@ async def _memory_significance_set(conn: aiosqlite.Connection, seq: int, p: Memo
 
 @projects(EdgeSet)
 async def _edge_set(conn: aiosqlite.Connection, seq: int, p: EdgeSet) -> None:
-    await _require_characters(conn, [p.from_id, p.to_id])
+    from_id, to_id = await as_players(conn, p.chat_id, [p.from_id, p.to_id])
+    await require_known(conn, p.chat_id, [from_id, to_id])
     await conn.execute_fetchall(
         """INSERT INTO edges (chat_id, from_id, to_id, affinity, trust, summary, updated_at, updated_seq)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (chat_id, from_id, to_id) DO UPDATE SET
                affinity = excluded.affinity, trust = excluded.trust, summary = excluded.summary,
                updated_at = excluded.updated_at, updated_seq = excluded.updated_seq""",
-        (p.chat_id, p.from_id, p.to_id, p.affinity, p.trust, p.summary,
+        (p.chat_id, from_id, to_id, p.affinity, p.trust, p.summary,
          await chat_clock(conn, p.chat_id), seq),
     )
     await conn.execute_fetchall(
         """INSERT INTO edge_changes (seq, chat_id, from_id, to_id, affinity, trust, summary, reason, cause_turn_id)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (seq, p.chat_id, p.from_id, p.to_id, p.affinity, p.trust, p.summary, p.reason, p.cause_turn_id),
+        (seq, p.chat_id, from_id, to_id, p.affinity, p.trust, p.summary, p.reason, p.cause_turn_id),
     )
     return None
 
 
 @projects(EdgeCleared)
 async def _edge_cleared(conn: aiosqlite.Connection, seq: int, p: EdgeCleared) -> None:
+    from_id, to_id = await as_players(conn, p.chat_id, [p.from_id, p.to_id])
     await conn.execute_fetchall(
-        "DELETE FROM edges WHERE chat_id = ? AND from_id = ? AND to_id = ?", (p.chat_id, p.from_id, p.to_id)
+        "DELETE FROM edges WHERE chat_id = ? AND from_id = ? AND to_id = ?", (p.chat_id, from_id, to_id)
     )
     await conn.execute_fetchall(
         """INSERT INTO edge_changes (seq, chat_id, from_id, to_id, affinity, trust, summary, reason, cause_turn_id, cleared)
            VALUES (?, ?, ?, ?, 0, 0, '', ?, NULL, 1)""",
-        (seq, p.chat_id, p.from_id, p.to_id, p.reason),
+        (seq, p.chat_id, from_id, to_id, p.reason),
     )
     return None

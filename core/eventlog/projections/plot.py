@@ -36,6 +36,7 @@ from core.eventlog.events import (
     WorldEventWithdrawn,
 )
 from core.eventlog.projections.base import (
+    as_players,
     chat_clock,
     json_list,
     projects,
@@ -209,7 +210,8 @@ async def _digest_created(conn: aiosqlite.Connection, seq: int, p: DigestCreated
     await conn.execute_fetchall(
         """INSERT INTO digests (digest_id, chat_id, scene_id, text, participants, status, created_at)
            VALUES (?, ?, ?, ?, ?, 'pending', ?)""",
-        (seq, p.chat_id, scene_id, p.text, json_list(p.participants), await chat_clock(conn, p.chat_id)),
+        (seq, p.chat_id, scene_id, p.text, json_list(list(dict.fromkeys(await as_players(conn, p.chat_id, p.participants)))),
+         await chat_clock(conn, p.chat_id)),
     )
     return seq
 

@@ -1,9 +1,11 @@
 """Projectors for turns: recording, truncation, swipes (superseding siblings), taking back, edits.
 
-A turn is witnessed (`turn_witnesses`) by the player and the chat's cast when it is
-recorded.  A turn starts its own sibling group (group id = its turn id).  A turn recorded
-with `supersedes=X` joins X's group and becomes the shown one; X (which must be
-the shown turn of its group, or withdrawn) gets `superseded_by` set unless it was withdrawn.
+A turn is witnessed (`turn_witnesses`) by the players playing and the chat's cast when it is
+recorded (a new take of a reply, by whoever witnessed that reply).  A player's line names its author (an older story's "you": its owner), and, in a
+round, the last line of the round, whose reply answers it too (`answered_with`).  A turn
+starts its own sibling group (group id = its turn id).  A turn recorded with `supersedes=X`
+joins X's group and becomes the shown one; X (which must be the shown turn of its group, or
+withdrawn) gets `superseded_by` set unless it was withdrawn.
 `turn_superseded` switches the shown sibling within a group (withdrawn siblings stay withdrawn).
 
 A withdrawn turn (`turn_withdrawn`: taken back by an edit or a rewind) is superseded by
@@ -20,6 +22,7 @@ import aiosqlite
 from core.errors import ConflictError, IllegalTransitionError, TurnNotFoundError
 from core.eventlog.events import TurnContinued, TurnEdited, TurnRecorded, TurnSuperseded, TurnTruncated, TurnWithdrawn
 from core.eventlog.projections.base import (
+    as_player,
     chat_clock,
     fetch_one,
     projects,
@@ -55,20 +58,28 @@ async def _turn_recorded(conn: aiosqlite.Connection, seq: int, p: TurnRecorded) 
     else:
         time_text = await chat_clock(conn, p.chat_id)
     sibling_group = seq if old is None else old["sibling_group"]
+    speaker = await as_player(conn, p.chat_id, p.speaker)
     await conn.execute_fetchall(
         """INSERT INTO turns (turn_id, chat_id, scene_id, role, speaker, text, source_id,
-                              story_time, truncated, sibling_group, speaker_name)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (seq, p.chat_id, scene_id, p.role, p.speaker, p.text, p.source_id, time_text,
-         int(p.truncated), sibling_group, p.speaker_name),
+                              story_time, truncated, sibling_group, speaker_name, answered_with)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (seq, p.chat_id, scene_id, p.role, speaker, p.text, p.source_id, time_text,
+         int(p.truncated), sibling_group, p.speaker_name, p.answered_with),
     )
-    # Witnessed by the player and the chat's cast as it is now (a guest added later never sees it).
-    await conn.execute_fetchall(
-        """INSERT INTO turn_witnesses (turn_id, witness)
-           SELECT ?, 'you' UNION SELECT ?, host FROM chats WHERE chat_id = ?
-           UNION SELECT ?, guest FROM chats WHERE chat_id = ? AND guest IS NOT NULL""",
-        (seq, seq, p.chat_id, seq, p.chat_id),
-    )
+    if old is not None and not _withdrawn(old):
+        # A new take of a reply is said at that reply's moment: witnessed by whoever witnessed it.
+        await conn.execute_fetchall(
+            "INSERT INTO turn_witnesses (turn_id, witness) SELECT ?, witness FROM turn_witnesses WHERE turn_id = ?",
+            (seq, old["turn_id"]),
+        )
+    else:
+        # Witnessed by the players and the chat's cast as they are now (who comes later never sees it).
+        await conn.execute_fetchall(
+            """INSERT INTO turn_witnesses (turn_id, witness)
+               SELECT :turn, player FROM story_players WHERE chat_id = :chat AND active = 1
+               UNION SELECT :turn, character_id FROM story_cast WHERE chat_id = :chat""",
+            {"turn": seq, "chat": p.chat_id},
+        )
     if old is not None and not _withdrawn(old):
         await conn.execute_fetchall("UPDATE turns SET superseded_by = ? WHERE turn_id = ?", (seq, p.supersedes))
     return seq

@@ -1,5 +1,11 @@
-"""Projectors for the world: characters, chats (their note, their players' personas), the chat
-clock (with its history, `clock_changes`, so a time skip can be taken back) and scenes."""
+"""Projectors for the world: characters, chats (their note, their players and their personas), the
+chat clock (with its history, `clock_changes`, so a time skip can be taken back) and scenes.
+
+A chat's owner is its first player (`story_players`, from `chat_created`); others join and
+leave.  Its host is its first character (`story_cast`); others come (a guest at creation or
+`chat_guest_set`, an invitation) and go; `chats.guest` is the first of them still present.
+Scene presence names players and characters ("you", in an older story's events, is its owner).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,17 @@ import aiosqlite
 
 from core.errors import CharacterNotFoundError, IllegalTransitionError, SceneNotFoundError
 from core.eventlog.events import (
-    USER,
+    CharacterDismissed,
+    CharacterInvited,
     CharacterRegistered,
+    CharacterShared,
     ChatCreated,
     ChatGuestSet,
     ChatTitleSet,
     ClockSet,
     PersonaSet,
+    PlayerJoined,
+    PlayerLeft,
     SceneClosed,
     SceneOpened,
     ScenePresenceSet,
@@ -25,10 +35,12 @@ from core.eventlog.events import (
     StoryPersonaSet,
 )
 from core.eventlog.projections.base import (
+    as_players,
     chat_clock,
     fetch_one,
     json_list,
     projects,
+    require_known,
     require_row,
     story_time_text,
 )
@@ -54,8 +66,8 @@ async def _character_registered(conn: aiosqlite.Connection, seq: int, p: Charact
         """INSERT INTO characters (
                character_id, name, description, personality, scenario, first_mes, mes_example,
                system_prompt, post_history_instructions, creator_notes, alternate_greetings, tags,
-               creator, character_version, spec, raw_card, registered_seq)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               creator, character_version, spec, raw_card, registered_seq, owner)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (character_id) DO UPDATE SET
                name = excluded.name, description = excluded.description,
                personality = excluded.personality, scenario = excluded.scenario,
@@ -66,15 +78,22 @@ async def _character_registered(conn: aiosqlite.Connection, seq: int, p: Charact
                alternate_greetings = excluded.alternate_greetings, tags = excluded.tags,
                creator = excluded.creator, character_version = excluded.character_version,
                spec = excluded.spec, raw_card = excluded.raw_card,
-               registered_seq = excluded.registered_seq""",
+               registered_seq = excluded.registered_seq, owner = excluded.owner""",
         (
             p.character_id, p.name, p.description, p.personality, p.scenario, p.first_mes,
             p.mes_example, p.system_prompt, p.post_history_instructions, p.creator_notes,
             json_list(p.alternate_greetings), json_list(p.tags), p.creator, p.character_version,
             p.spec, None if p.raw_card is None else json.dumps(p.raw_card, ensure_ascii=False),
-            seq,
+            seq, p.owner,
         ),
     )
+    return None
+
+
+@projects(CharacterShared)
+async def _character_shared(conn: aiosqlite.Connection, seq: int, p: CharacterShared) -> None:
+    await _require_character(conn, p.character_id)
+    await conn.execute_fetchall("UPDATE characters SET shared = 1 WHERE character_id = ?", (p.character_id,))
     return None
 
 
@@ -90,6 +109,98 @@ async def _chat_created(conn: aiosqlite.Connection, seq: int, p: ChatCreated) ->
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (p.chat_id, row["next"], p.owner, p.host, p.guest, p.title, story_time_text(p.clock), p.scenario, seq),
     )
+    await conn.execute_fetchall(
+        "INSERT INTO story_players (chat_id, player, joined_seq, active) VALUES (?, ?, ?, 1)", (p.chat_id, p.owner, seq)
+    )
+    for character_id in [p.host] + ([p.guest] if p.guest else []):
+        await _come_in(conn, p.chat_id, character_id, seq)
+    return None
+
+
+async def _come_in(conn: aiosqlite.Connection, chat_id: str, character_id: str, seq: int) -> None:
+    await conn.execute_fetchall(
+        "INSERT OR IGNORE INTO story_cast (chat_id, character_id, joined_seq) VALUES (?, ?, ?)",
+        (chat_id, character_id, seq),
+    )
+
+
+async def _first_guest(conn: aiosqlite.Connection, chat_id: str) -> None:
+    """`chats.guest`: the first character to have come, after the host, that is still present."""
+    await conn.execute_fetchall(
+        """UPDATE chats SET guest = (SELECT sc.character_id FROM story_cast sc
+                                     WHERE sc.chat_id = chats.chat_id AND sc.character_id != chats.host
+                                     ORDER BY sc.joined_seq, sc.character_id LIMIT 1)
+           WHERE chat_id = ?""",
+        (chat_id,),
+    )
+
+
+async def _present_row(conn: aiosqlite.Connection, chat_id: str, character_id: str) -> aiosqlite.Row | None:
+    return await fetch_one(
+        conn,
+        """SELECT sc.character_id = c.host AS is_host FROM story_cast sc JOIN chats c ON c.chat_id = sc.chat_id
+           WHERE sc.chat_id = ? AND sc.character_id = ?""",
+        (chat_id, character_id),
+    )
+
+
+@projects(CharacterInvited)
+async def _character_invited(conn: aiosqlite.Connection, seq: int, p: CharacterInvited) -> None:
+    await _require_character(conn, p.character_id)
+    if await _present_row(conn, p.chat_id, p.character_id) is not None:
+        raise IllegalTransitionError("character", p.character_id, "present", "invited again")
+    await _come_in(conn, p.chat_id, p.character_id, seq)
+    await _first_guest(conn, p.chat_id)
+    return None
+
+
+@projects(CharacterDismissed)
+async def _character_dismissed(conn: aiosqlite.Connection, seq: int, p: CharacterDismissed) -> None:
+    row = await _present_row(conn, p.chat_id, p.character_id)
+    if row is None or row["is_host"]:
+        raise IllegalTransitionError("character", p.character_id, "the host" if row else "absent", "dismissed")
+    await conn.execute_fetchall(
+        "DELETE FROM story_cast WHERE chat_id = ? AND character_id = ?", (p.chat_id, p.character_id)
+    )
+    await _first_guest(conn, p.chat_id)
+    return None
+
+
+async def _player_row(conn: aiosqlite.Connection, chat_id: str, player: str) -> aiosqlite.Row | None:
+    return await fetch_one(
+        conn,
+        """SELECT sp.active, sp.player = c.owner AS is_owner FROM story_players sp JOIN chats c ON c.chat_id = sp.chat_id
+           WHERE sp.chat_id = ? AND sp.player = ?""",
+        (chat_id, player),
+    )
+
+
+@projects(PlayerJoined)
+async def _player_joined(conn: aiosqlite.Connection, seq: int, p: PlayerJoined) -> None:
+    await chat_clock(conn, p.chat_id)
+    row = await _player_row(conn, p.chat_id, p.player)
+    if row is not None and row["active"]:
+        raise IllegalTransitionError("player", p.player, "playing", "joined again")
+    if await fetch_one(conn, "SELECT 1 FROM characters WHERE character_id = ?", (p.player,)) is not None:
+        raise IllegalTransitionError("player", p.player, "a character's id", "a player")
+    await conn.execute_fetchall(
+        """INSERT INTO story_players (chat_id, player, joined_seq, active) VALUES (?, ?, ?, 1)
+           ON CONFLICT (chat_id, player) DO UPDATE SET active = 1""",
+        (p.chat_id, p.player, seq),
+    )
+    return None
+
+
+@projects(PlayerLeft)
+async def _player_left(conn: aiosqlite.Connection, seq: int, p: PlayerLeft) -> None:
+    row = await _player_row(conn, p.chat_id, p.player)
+    if row is None or not row["active"]:
+        raise IllegalTransitionError("player", p.player, "not playing", "left")
+    if row["is_owner"]:
+        raise IllegalTransitionError("player", p.player, "the story's owner", "left")
+    await conn.execute_fetchall(
+        "UPDATE story_players SET active = 0 WHERE chat_id = ? AND player = ?", (p.chat_id, p.player)
+    )
     return None
 
 
@@ -103,7 +214,14 @@ async def _chat_title_set(conn: aiosqlite.Connection, seq: int, p: ChatTitleSet)
 async def _chat_guest_set(conn: aiosqlite.Connection, seq: int, p: ChatGuestSet) -> None:
     if p.guest is not None:
         await _require_character(conn, p.guest)
-    await conn.execute_fetchall("UPDATE chats SET guest = ? WHERE chat_id = ?", (p.guest, p.chat_id))
+    await conn.execute_fetchall(
+        """DELETE FROM story_cast WHERE chat_id = ?
+             AND character_id = (SELECT guest FROM chats WHERE chat_id = ? AND guest != host)""",
+        (p.chat_id, p.chat_id),
+    )
+    if p.guest is not None:
+        await _come_in(conn, p.chat_id, p.guest, seq)
+    await _first_guest(conn, p.chat_id)
     return None
 
 
@@ -134,15 +252,16 @@ async def _story_persona_set(conn: aiosqlite.Connection, seq: int, p: StoryPerso
     return None
 
 
-async def _check_present(conn: aiosqlite.Connection, present: list[str]) -> None:
-    for participant in present:
-        if participant != USER:
-            await _require_character(conn, participant)
+async def _present(conn: aiosqlite.Connection, chat_id: str, present: list[str]) -> list[str]:
+    """Who the event says is present, each once ("you" read as the owner), checked to be known."""
+    named = list(dict.fromkeys(await as_players(conn, chat_id, present)))
+    await require_known(conn, chat_id, named)
+    return named
 
 
 @projects(SceneOpened)
 async def _scene_opened(conn: aiosqlite.Connection, seq: int, p: SceneOpened) -> int:
-    await _check_present(conn, p.present)
+    present = await _present(conn, p.chat_id, p.present)
     if p.scene_kind == "main":
         open_main = await fetch_one(
             conn,
@@ -154,7 +273,7 @@ async def _scene_opened(conn: aiosqlite.Connection, seq: int, p: SceneOpened) ->
     await conn.execute_fetchall(
         """INSERT INTO scenes (scene_id, chat_id, kind, title, present, started_at)
            VALUES (?, ?, ?, ?, ?, ?)""",
-        (seq, p.chat_id, p.scene_kind, p.title, json_list(p.present), await chat_clock(conn, p.chat_id)),
+        (seq, p.chat_id, p.scene_kind, p.title, json_list(present), await chat_clock(conn, p.chat_id)),
     )
     return seq
 
@@ -162,8 +281,8 @@ async def _scene_opened(conn: aiosqlite.Connection, seq: int, p: SceneOpened) ->
 @projects(ScenePresenceSet)
 async def _scene_presence_set(conn: aiosqlite.Connection, seq: int, p: ScenePresenceSet) -> None:
     await require_row(conn, SceneNotFoundError, "scenes", "scene_id", p.scene_id, p.chat_id)
-    await _check_present(conn, p.present)
-    await conn.execute_fetchall("UPDATE scenes SET present = ? WHERE scene_id = ?", (json_list(p.present), p.scene_id))
+    present = await _present(conn, p.chat_id, p.present)
+    await conn.execute_fetchall("UPDATE scenes SET present = ? WHERE scene_id = ?", (json_list(present), p.scene_id))
     return None
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from adapter.config import Config, MatrixConfig, StorageConfig
 from adapter.matrix.outgoing import SendMessage
+from adapter.matrix.rounds import Rounds
 from adapter.matrix.speaking import RoomFaces
 from core.keyed_locks import KeyedLocks
 
@@ -53,6 +54,7 @@ class Ctx:
         self.store, self.engine, self.sender = store, engine, RecordingSender()
         self.client = StandInClient()
         self.faces = RoomFaces(self.client, self.sender)
+        self.rounds = Rounds(60.0)
         self.bot_user_id = BOT
         self.server_name = "localhost"
         self.room_version = "12"

@@ -40,9 +40,15 @@ class StandInEngine:
     guest: str | None = "Captain Odile Marchetti"
     title: str = "Wren Halloway"
     closed: SceneCloseResult | None = None
+    askers: list[str | None] = field(default_factory=list)  # the `player` each report was asked for
+    players: tuple[str, ...] = ("alice",)
 
-    async def list_characters(self) -> list[CharacterInfo]:
+    async def list_characters(self, *, player: str | None = None) -> list[CharacterInfo]:
         return [CharacterInfo("wren", "Wren Halloway", "A lighthouse keeper."), CharacterInfo("odile", "Captain Odile Marchetti", "A captain.")]
+
+    async def cast(self, chat_id: str) -> list[CharacterInfo]:
+        present = {self.title, *([self.guest] if self.guest else [])}
+        return [c for c in await self.list_characters() if c.name in present]
 
     async def chat_clock(self, chat_id: str) -> datetime:
         return CLOCK
@@ -66,12 +72,14 @@ class StandInEngine:
         if False:
             yield None
 
-    async def search_memory(self, chat_id: str, character: str, query: str, limit: int = 5) -> list:
+    async def search_memory(self, chat_id: str, character: str, query: str, limit: int = 5, *, player: str | None = None) -> list:
         self.calls.append(("memory", chat_id, character, query))
+        self.askers.append(player)
         return []
 
-    async def recent_memories(self, chat_id: str, character: str, limit: int = 10) -> list:
+    async def recent_memories(self, chat_id: str, character: str, limit: int = 10, *, player: str | None = None) -> list:
         self.calls.append(("recent memories", chat_id, character))
+        self.askers.append(player)
         return []
 
     async def close_scene(self, chat_id: str):
@@ -81,8 +89,11 @@ class StandInEngine:
         return ContextReport("Wren Halloway", 6000, [
             ContextSection("card", 300, 1), ContextSection("earlier", 120, 3), ContextSection("post_history", 0, 0)])
 
-    async def status(self, chat_id: str) -> ChatStatus:
-        return ChatStatus(self.title, "Wren Halloway", self.guest, CLOCK, True, 3, 2, 0, 0, persona_name="alice")
+    async def status(self, chat_id: str, *, player: str | None = None) -> ChatStatus:
+        self.askers.append(player)
+        characters = ("Wren Halloway", *([self.guest] if self.guest else []))
+        return ChatStatus(self.title, "Wren Halloway", self.guest, CLOCK, True, 3, 2, 0, 0, persona_name="alice",
+                          characters=characters, players=self.players)
 
     async def list_threads(self, chat_id: str) -> list:
         return []
@@ -205,7 +216,7 @@ async def test_context_names_its_parts_as_a_player_reads_them() -> None:
 
 async def test_characters_and_help_work_everywhere_and_typos_get_a_suggestion() -> None:
     in_story = await answer(StandInEngine(), "!characters", STORY)
-    assert "Wren Halloway" in in_story and "Start a story in the Lobby" in in_story
+    assert "Wren Halloway" in in_story and "`!invite <character>`" in in_story and "start a story in the Lobby" in in_story
     assert "Start a story with" in await answer(StandInEngine(), "!characters", LOBBY)
     assert "Commands in this story room" in await answer(StandInEngine(), "!help", STORY)
     assert "Did you mean `!status`?" in await answer(StandInEngine(), "!stauts", STORY)

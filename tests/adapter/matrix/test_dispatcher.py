@@ -48,7 +48,7 @@ class SlowEngine:
         self.chats: dict[str, str] = {}  # source id -> chat id
         self.answered: list[str] = []
 
-    async def receive_line(self, chat_id: str, text: str, source_id: str) -> bool:
+    async def receive_line(self, chat_id: str, text: str, source_id: str, *, player: str | None = None) -> bool:
         if source_id in self.received:
             return False
         self.received[source_id] = text
@@ -64,7 +64,7 @@ class SlowEngine:
     async def owed_lines(self) -> list[OwedLine]:
         return [OwedLine(self.chats[source], source, text) for source, text in self.received.items() if source not in self.answered]
 
-    async def post_turn(self, chat_id: str, text: str, source_id: str, *, replying_to: str | None = None):
+    async def post_turn(self, chat_id: str, text: str, source_id: str, *, player: str | None = None, replying_to: str | None = None):
         started = time.monotonic()
         stop = self.running.setdefault(chat_id, asyncio.Event())
         try:
@@ -79,7 +79,7 @@ class SlowEngine:
     async def edit_line(self, chat_id: str, source_id: str, text: str):
         raise TurnNotFoundError(source_id, "not a line of this story")
 
-    async def take_back_line(self, chat_id: str, source_id: str):
+    async def take_back_line(self, chat_id: str, source_id: str, *, player: str | None = None):
         raise TurnNotFoundError(source_id, "not a line of this story")
 
     async def rewind(self, chat_id: str, steps: int = 1):
@@ -127,7 +127,7 @@ async def test_own_events_unbound_rooms_and_strangers(store: AdapterStore) -> No
     await dispatcher.dispatch_event("!story1", text_event("@bob:localhost", "please"))
     await dispatcher.idle()
     assert ctx.engine.turns == []
-    assert len([b for b in ctx.sender.bodies("!story1") if "belongs to" in b]) == 1
+    assert len([b for b in ctx.sender.bodies("!story1") if "whose story it is" in b]) == 1
 
 
 async def test_lines_are_handed_to_the_engine_before_dispatch_returns(store: AdapterStore) -> None:
@@ -193,10 +193,10 @@ async def test_strangers_and_invites_remembered_are_bounded(store: AdapterStore)
         await dispatcher.dispatch_event("!story1", text_event(f"@stranger{number}:localhost", "let me in"))
     await dispatcher.idle()
     assert len(dispatcher._strangers_told) == 50
-    assert len([b for b in ctx.sender.bodies("!story1") if "belongs to" in b]) == 200  # each told once
+    assert len([b for b in ctx.sender.bodies("!story1") if "whose story it is" in b]) == 200  # each told once
     await dispatcher.dispatch_event("!story1", text_event("@stranger199:localhost", "again"))
     await dispatcher.idle()
-    assert len([b for b in ctx.sender.bodies("!story1") if "belongs to" in b]) == 200  # a recent one is not told twice
+    assert len([b for b in ctx.sender.bodies("!story1") if "whose story it is" in b]) == 200  # a recent one is not told twice
 
 
 def test_recently_seen_forgets_the_oldest_first() -> None:

@@ -175,7 +175,8 @@ def test_the_bot_has_its_own_face_set_only_when_it_differs(start_bot) -> None:
 
 
 def test_rooms_an_older_version_made_are_brought_up_to_date_at_start_up(start_bot) -> None:
-    """Story rooms get Element's settings (players cannot change them); a Lobby invite left waiting is withdrawn."""
+    """Story rooms get Element's settings (players cannot change them) and the owner's power to remove a
+    player; a Lobby invite left waiting is withdrawn."""
     bot = start_bot()
     player = bot.player()
     _, _, story = onboard(bot, player)
@@ -194,6 +195,7 @@ def test_rooms_an_older_version_made_are_brought_up_to_date_at_start_up(start_bo
     as_bot = as_the_bot(bot)
     levels = as_bot.state_event(story, "m.room.power_levels")
     del levels["events"]["im.vector.web.settings"]
+    levels["kick"] = 100  # nor let the owner remove a player
     as_bot.send_state(story, "m.room.power_levels", levels).raise_for_status()
     as_bot.send_state(story, "im.vector.web.settings", {}).raise_for_status()
     as_bot._call("POST", f"/_matrix/client/v3/rooms/{their_lobby}/invite", json={"user_id": newcomer.user_id})
@@ -201,7 +203,8 @@ def test_rooms_an_older_version_made_are_brought_up_to_date_at_start_up(start_bo
 
     bot.process.start()
     player.wait_for(lambda: player.state_event(story, "im.vector.web.settings") == HIDDEN_SWITCHES, what="the settings written again")
-    assert player.state_event(story, "m.room.power_levels")["events"]["im.vector.web.settings"] == 100
+    levels = player.state_event(story, "m.room.power_levels")
+    assert levels["events"]["im.vector.web.settings"] == 100 and levels["kick"] == 50
     assert player.send_state(story, "im.vector.web.settings", {}).status_code == 403
     newcomer.wait_for(lambda: their_lobby not in newcomer.invites, what="the old Lobby invite withdrawn")
     newcomer.join(their_lobby)  # still one click away, from the Space

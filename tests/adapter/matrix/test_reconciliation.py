@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 from nio import SyncResponse
 
+from adapter.config import Config, MatrixConfig, StorageConfig
 from adapter.matrix.reconciliation import (
     ReconcileReport,
+    StoryPlayers,
     legacy_platform_chat_id,
     plan_reconciliation,
+    player_changes,
     reconcile_from_space_topology,
     send_once_ready,
 )
@@ -29,8 +32,12 @@ from adapter.matrix.store import (
     get_room_meta,
     get_user_meta,
     next_platform_chat_id,
+    room_players,
     set_room_meta,
+    set_room_players,
 )
+from core.engine import PlayerInfo
+from core.errors import ChatNotFoundError
 from core.keyed_locks import KeyedLocks
 
 BOT = "@rpbot:localhost"
@@ -106,16 +113,41 @@ class RecordingSender:
         return f"$sent{len(self.sent)}"
 
 
+class PlayersEngine:
+    """The engine's players, as reconciliation reads and changes them (a stand-in keeping them in a dict)."""
+
+    def __init__(self, playing: dict[str, dict[str, str]] | None = None) -> None:
+        self.playing = playing or {}  # chat id -> user id -> persona name (the owner's is not kept here)
+        self.calls: list[tuple[str, ...]] = []
+
+    async def players(self, chat_id: str) -> list[PlayerInfo]:
+        if chat_id not in self.playing:
+            raise ChatNotFoundError(chat_id)
+        return [PlayerInfo(ALICE, "Alice", True, True), *(PlayerInfo(u, n, False, True) for u, n in self.playing[chat_id].items())]
+
+    async def join_player(self, chat_id: str, player_id: str, display_name: str = "") -> PlayerInfo:
+        self.calls.append(("join", chat_id, player_id, display_name))
+        self.playing[chat_id][player_id] = display_name
+        return PlayerInfo(player_id, display_name, False, True)
+
+    async def leave_player(self, chat_id: str, player_id: str) -> bool:
+        self.calls.append(("leave", chat_id, player_id))
+        return self.playing[chat_id].pop(player_id, None) is not None
+
+
 class Context:
     """Just what reconciliation uses of BotContext."""
 
-    def __init__(self, store: AdapterStore) -> None:
+    def __init__(self, store: AdapterStore, engine: PlayersEngine | None = None) -> None:
 
         self.store = store
         self.sender = RecordingSender()
         self.bot_user_id = BOT
         self.server_name = "localhost"
         self.user_locks = KeyedLocks()
+        self.engine = engine or PlayersEngine({"chat-a": {}})
+        self.config = Config(matrix=MatrixConfig(homeserver="http://127.0.0.1:1", user_id=BOT, password="x",
+                                                 allowed_users=["@*:localhost"]), storage=StorageConfig(data_dir="/nonexistent"))
 
 
 @pytest.fixture
@@ -216,6 +248,7 @@ async def test_a_story_room_without_elements_settings_gets_them_and_the_power_to
     levels, settings = report.once_ready
     assert (levels.room_id, levels.event_type) == ("!story", "m.room.power_levels")
     assert levels.content["events"] == {"org.rpbot.room": 100, "im.vector.web.settings": 100}
+    assert levels.content["kick"] == 50  # the owner removes a player from Element too
     assert levels.content["users"] == {ALICE: 50}  # the rest of the power levels unchanged
     assert (settings.room_id, settings.event_type, settings.state_key) == ("!story", "im.vector.web.settings", "")
     assert settings.content == {"showDisplaynameChanges": False, "showAvatarChanges": False}
@@ -226,13 +259,13 @@ async def test_a_story_room_without_elements_settings_gets_them_and_the_power_to
 def test_a_story_room_that_has_them_or_a_lobby_needs_no_settings() -> None:
     made_now = with_story_state(
         alice_rooms(),
-        state_event("m.room.power_levels", {**STORY_LEVELS, "events": {"im.vector.web.settings": 100}}),
+        state_event("m.room.power_levels", {**STORY_LEVELS, "kick": 50, "events": {"im.vector.web.settings": 100}}),
         state_event("im.vector.web.settings", {"showDisplaynameChanges": False, "showAvatarChanges": False}),
     )
     assert plan_reconciliation(made_now, {}, {}, BOT, "localhost").once_ready == []
     forged = with_story_state(  # a setting only the bot may write, from someone else: written again
         alice_rooms(),
-        state_event("m.room.power_levels", {**STORY_LEVELS, "events": {"im.vector.web.settings": 100}}),
+        state_event("m.room.power_levels", {**STORY_LEVELS, "kick": 50, "events": {"im.vector.web.settings": 100}}),
         state_event("im.vector.web.settings", {"showDisplaynameChanges": False, "showAvatarChanges": False}, sender=ALICE),
     )
     assert [w.event_type for w in plan_reconciliation(forged, {}, {}, BOT, "localhost").once_ready] == ["im.vector.web.settings"]
@@ -301,3 +334,68 @@ async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatc
 async def _record(calls: list[str], name: str) -> int:
     calls.append(name)
     return 0
+
+
+BOB, CAROL, DAN, MALLORY, EVE = "@bob:localhost", "@carol:localhost", "@dan:localhost", "@mallory:elsewhere", "@eve:elsewhere"
+
+
+def member_state(user_id: str, membership: str, name: str | None = None) -> dict[str, Any]:
+    content = {"membership": membership, **({"displayname": name} if name else {})}
+    return state_event("m.room.member", content, state_key=user_id, sender=user_id)
+
+
+def story_with_members() -> SyncResponse:
+    """Alice's story room as a full-state sync shows its members: Bob joined (allowed), Carol invited,
+    Dan gone, Mallory joined and Eve invited though neither may use the bot."""
+    return with_story_state(
+        alice_rooms(),
+        member_state(ALICE, "join", "Alice"), member_state(BOT, "join", "Wren Halloway"), member_state(BOB, "join", "Bob Marsh"),
+        member_state(CAROL, "invite"), member_state(DAN, "leave"), member_state(MALLORY, "join"), member_state(EVE, "invite"),
+    )
+
+
+def allowed(user_id: str) -> bool:
+    return user_id.endswith(":localhost")
+
+
+def test_the_players_of_a_story_room_are_read_from_its_membership() -> None:
+    plan = plan_reconciliation(story_with_members(), {}, {}, BOT, "localhost", allowed=allowed)
+    assert plan.stories == [StoryPlayers("!story", "chat-a", ALICE, {BOB: "Bob Marsh"})]
+    assert plan.player_writes == {"!story": frozenset({BOB})}
+    turned_away = [w for w in plan.once_ready if w.event_type == "m.room.member"]
+    assert [(w.room_id, w.state_key, w.content["membership"]) for w in turned_away] == [("!story", EVE, "leave"), ("!story", MALLORY, "leave")]
+    assert all("not on its list of allowed users" in w.content["reason"] for w in turned_away)
+    in_step = plan_reconciliation(story_with_members(), {}, {}, BOT, "localhost", cached_players={"!story": frozenset({BOB})}, allowed=allowed)
+    assert in_step.player_writes == {}
+
+
+def test_the_engine_is_told_who_joined_and_who_left_while_the_bot_was_away() -> None:
+    wanted = StoryPlayers("!story", "chat-a", ALICE, {BOB: "Bob Marsh", CAROL: ""})
+    assert player_changes(wanted, frozenset({CAROL, DAN})) == ({BOB: "Bob Marsh"}, frozenset({DAN}))
+    assert player_changes(wanted, frozenset({BOB, CAROL})) == ({}, frozenset())
+
+
+async def test_startup_brings_the_cache_and_the_engine_in_step_with_membership(store: AdapterStore) -> None:
+    engine = PlayersEngine({"chat-a": {DAN: "Dan"}})  # Dan left while the bot was down, Bob joined
+    ctx = Context(store, engine)
+    await set_room_players(store, "!story", frozenset({DAN}))
+    report = await reconcile_from_space_topology(ctx, story_with_members())  # type: ignore[arg-type]
+    assert await room_players(store, "!story") == frozenset({BOB})
+    assert sorted(engine.calls) == [("join", "chat-a", BOB, "Bob Marsh"), ("leave", "chat-a", DAN)]
+    assert report.players_changed == 2 and ctx.sender.sent == []  # Mallory and Eve are turned away once the bot is ready
+    again = await reconcile_from_space_topology(ctx, story_with_members())  # type: ignore[arg-type]
+    assert again.players_changed == 0 and len(engine.calls) == 2
+
+
+async def test_a_story_the_engine_does_not_know_leaves_the_start_going(store: AdapterStore) -> None:
+    ctx = Context(store, PlayersEngine({}))
+    report = await reconcile_from_space_topology(ctx, story_with_members())  # type: ignore[arg-type]
+    assert report.players_changed == 0 and await room_players(store, "!story") == frozenset({BOB})
+
+
+def test_a_story_room_in_rounds_says_so_in_its_identity() -> None:
+    rooms = alice_rooms()
+    identity = rooms["!story"]["timeline"][0]
+    rooms["!story"]["timeline"].append(state_event("org.rpbot.room", {**identity["content"], "rounds": True}))
+    (story,) = [r for r in plan_reconciliation(sync(rooms), {}, {}, BOT, "localhost").room_writes if r.room_id == "!story"]
+    assert story.rounds is True

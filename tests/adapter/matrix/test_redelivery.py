@@ -42,7 +42,7 @@ class ScriptedEngine:
     async def line_answered(self, chat_id: str, source_id: str) -> None:
         self.answered.append(source_id)
 
-    async def post_turn(self, chat_id: str, text: str, source_id: str, *, replying_to: str | None = None):
+    async def post_turn(self, chat_id: str, text: str, source_id: str, *, player: str | None = None, replying_to: str | None = None):
         for update in self.updates:
             yield update
             await asyncio.sleep(0)

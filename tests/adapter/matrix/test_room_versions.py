@@ -77,5 +77,5 @@ def test_power_levels_list_the_bot_before_12_and_leave_the_creator_out_from_12()
     assert after["users"] == {"@p:hs": 50}
     for levels in (before, after):
         assert levels["events"]["org.rpbot.room"] == 100 and levels["events"]["m.room.power_levels"] == 100
-        assert levels["users_default"] == 0 and levels["kick"] == 100
+        assert levels["users_default"] == 0 and levels["kick"] == levels["invite"] == 50
     assert {key: value for key, value in before.items() if key != "users"} == {key: value for key, value in after.items() if key != "users"}

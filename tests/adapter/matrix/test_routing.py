@@ -21,6 +21,8 @@ from adapter.matrix.routing import (
     ContinueReply,
     EditLine,
     Ignore,
+    PlayerJoined,
+    PlayerLeft,
     Redo,
     RunCommand,
     Stop,
@@ -29,11 +31,12 @@ from adapter.matrix.routing import (
     TakeLine,
     Tell,
     TellStranger,
+    TurnAway,
     route,
 )
 from adapter.matrix.store import RoomMeta
 
-BOT, ALICE, BOB = "@rpbot:localhost", "@alice:localhost", "@bob:localhost"
+BOT, ALICE, BOB, MALLORY = "@rpbot:localhost", "@alice:localhost", "@bob:localhost", "@mallory:elsewhere"
 STORY = RoomMeta("!story", "chat", ALICE, "!space", "chat-1", "mx-1")
 LOBBY = RoomMeta("!lobby", "lobby", ALICE, "!space")
 _ids = itertools.count(1)
@@ -54,7 +57,7 @@ def reaction(key: str, sender: str = ALICE) -> Any:
 
 def test_a_line_in_a_story_room_is_taken_for_the_story() -> None:
     event = text("  Hello, Wren.  ")
-    assert route("!story", event, STORY, BOT) == TakeLine("!story", "chat-1", "Hello, Wren.", event.event_id)
+    assert route("!story", event, STORY, BOT) == TakeLine("!story", "chat-1", "Hello, Wren.", event.event_id, player=ALICE)
 
 
 def test_the_bots_own_events_and_empty_lines_are_ignored() -> None:
@@ -69,7 +72,7 @@ def edit(body: str, sender: str = ALICE) -> Any:
 
 def test_an_edit_of_a_line_in_a_story_asks_to_run_the_turn_again() -> None:
     fixed = edit("  Hello, Wren!  ")
-    assert route("!story", fixed, STORY, BOT) == EditLine("!story", "chat-1", "$old", "Hello, Wren!", fixed.event_id)
+    assert route("!story", fixed, STORY, BOT) == EditLine("!story", "chat-1", "$old", "Hello, Wren!", fixed.event_id, player=ALICE)
     into_command = edit("!skip 2h")
     assert route("!story", into_command, STORY, BOT) == Tell("!story", into_command.event_id, "edit", EDIT_INTO_COMMAND)
     assert isinstance(route("!lobby", edit("!new wren"), LOBBY, BOT), Ignore)  # an edit elsewhere changes nothing
@@ -88,7 +91,7 @@ def redaction(redacts: str, sender: str = ALICE, *, in_content: bool = False) ->
 def test_a_deletion_in_a_story_asks_to_take_it_back_whichever_room_version_wrote_it() -> None:
     for in_content in (False, True):  # `redacts` at the top level before room version 11, in the content from 11 on
         deleted = redaction("$line", in_content=in_content)
-        assert route("!story", deleted, STORY, BOT) == TakeBack("!story", "$line", deleted.event_id)
+        assert route("!story", deleted, STORY, BOT) == TakeBack("!story", "$line", deleted.event_id, player=ALICE)
     assert isinstance(route("!story", redaction("$line", sender=BOB), STORY, BOT), Ignore)
     assert isinstance(route("!lobby", redaction("$line"), LOBBY, BOT), Ignore)
     assert isinstance(route("!story", redaction("$reply", sender=BOT), STORY, BOT), Ignore)
@@ -168,4 +171,67 @@ def test_routing_is_a_plain_function_that_can_reach_no_io() -> None:
     tree = ast.parse(Path(routing.__file__).read_text())
     imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
     assert {name for module, name in imported if module == "adapter.matrix.store"} == {"RoomMeta"}
-    assert {module for module, _ in imported} <= {"__future__", "dataclasses", "typing", "nio", "adapter.matrix.store"}
+    assert {module for module, _ in imported} <= {"__future__", "collections.abc", "dataclasses", "typing", "nio", "adapter.matrix.store"}
+
+
+def member(subject: str, membership: str, *, was: str | None = None, sender: str | None = None, name: str | None = None) -> Any:
+    content: dict[str, Any] = {"membership": membership, **({"displayname": name} if name else {})}
+    event: dict[str, Any] = {"type": "m.room.member", "state_key": subject, "sender": sender or subject,
+                             "event_id": f"$e{next(_ids)}", "origin_server_ts": 1, "content": content}
+    if was is not None:
+        event["unsigned"] = {"prev_content": {"membership": was}}
+    return Event.parse_event(event)
+
+
+def allowed(user_id: str) -> bool:
+    return user_id.endswith(":localhost")
+
+
+def test_an_allowed_user_who_joins_a_story_room_plays_and_one_who_leaves_no_longer_does() -> None:
+    joined = member(BOB, "join", was="invite", name="Bob Marsh")
+    assert route("!story", joined, STORY, BOT, allowed=allowed) == PlayerJoined("!story", "chat-1", BOB, "Bob Marsh", joined.event_id)
+    back = member(BOB, "join", was="leave")
+    assert route("!story", back, STORY, BOT, allowed=allowed) == PlayerJoined("!story", "chat-1", BOB, "", back.event_id)
+    left = member(BOB, "leave", was="join")
+    assert route("!story", left, STORY, BOT, allowed=allowed) == PlayerLeft("!story", "chat-1", BOB, left.event_id)
+    removed = member(BOB, "leave", was="join", sender=BOT)  # the bot's own event: `!remove`, still a change of players
+    assert route("!story", removed, STORY, BOT, allowed=allowed) == PlayerLeft("!story", "chat-1", BOB, removed.event_id, BOT)
+    banned = member(BOB, "ban", was="join", sender=ALICE)
+    assert route("!story", banned, STORY, BOT, allowed=allowed) == PlayerLeft("!story", "chat-1", BOB, banned.event_id, ALICE)
+
+
+def test_membership_that_changes_no_player_is_ignored() -> None:
+    for event in (
+        member(BOB, "join", was="join", name="Bob, renamed"),  # a profile change
+        member(BOB, "invite", sender=ALICE),  # invited: a player once they join
+        member(BOB, "leave", was="invite"),  # an invite declined or withdrawn
+        member(ALICE, "leave", was="join"),  # the owner plays in their story whatever their membership
+        member(ALICE, "join", was="invite"),
+        member(BOT, "join", was="join", name="Wren Halloway"),  # the bot's face switching
+    ):
+        assert isinstance(route("!story", event, STORY, BOT, allowed=allowed), Ignore), event
+    assert isinstance(route("!lobby", member(BOB, "join", was="invite"), LOBBY, BOT, allowed=allowed), Ignore)
+    assert isinstance(route("!new", member(BOB, "join", was="invite"), None, BOT, allowed=allowed), Ignore)
+
+
+def test_a_user_who_may_not_use_the_bot_is_turned_away_invited_or_joined() -> None:
+    invited = member(MALLORY, "invite", sender=ALICE)
+    assert route("!story", invited, STORY, BOT, allowed=allowed) == TurnAway("!story", MALLORY, invited.event_id)
+    joined = member(MALLORY, "join", was="invite")
+    assert route("!story", joined, STORY, BOT, allowed=allowed) == TurnAway("!story", MALLORY, joined.event_id, joined=True)
+    assert isinstance(route("!story", member(MALLORY, "leave", was="invite", sender=BOT), STORY, BOT, allowed=allowed), Ignore)
+
+
+def test_every_player_of_a_story_is_heard_and_nobody_else() -> None:
+    line = text("Evening, all.", sender=BOB)
+    assert route("!story", line, STORY, BOT, players=frozenset({BOB})) == TakeLine(
+        "!story", "chat-1", "Evening, all.", line.event_id, player=BOB)
+    assert route("!story", line, STORY, BOT) == TellStranger("!story", ALICE, BOB, line.event_id)  # not (or no longer) a player
+    command = route("!story", text("!memory you", sender=BOB), STORY, BOT, players=frozenset({BOB}))
+    assert isinstance(command, RunCommand) and command.sender == BOB
+    fixed = edit("Evening, everyone.", sender=BOB)
+    assert isinstance(route("!story", fixed, STORY, BOT, players=frozenset({BOB})), EditLine)  # the engine knows whose line it is
+    assert isinstance(route("!story", redaction("$line", sender=BOB), STORY, BOT, players=frozenset({BOB})), TakeBack)
+    assert isinstance(route("!story", reaction("🔄", sender=BOB), STORY, BOT, players=frozenset({BOB})), Redo)
+    lobby_line = text("hello", sender=BOB)  # a player of one story has no say in the owner's Lobby
+    assert route("!lobby", lobby_line, LOBBY, BOT, players=frozenset({BOB})) == TellStranger("!lobby", ALICE, BOB, lobby_line.event_id)

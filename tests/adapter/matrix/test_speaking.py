@@ -141,9 +141,10 @@ async def test_a_line_without_a_profile_and_a_room_not_synced_yet() -> None:
 def test_a_line_mentions_the_player_it_answers_only_where_several_players_are() -> None:
     client = Client()
     room = client.room_with_bot_as(ROOM, "Wren Halloway", None)
-    assert mentions_for(client, ROOM, "@tobin:localhost") == ()  # alone with the bot: no highlight on every reply
+    assert mentions_for(client, ROOM, ("@tobin:localhost",)) == ()  # alone with the bot: no highlight on every reply
     room.add_member("@mara:localhost", "Mara", None, invited=True)
-    assert mentions_for(client, ROOM, "@tobin:localhost") == ()  # an invite is not a player in the room yet
+    assert mentions_for(client, ROOM, ("@tobin:localhost",)) == ()  # an invite is not a player in the room yet
     room.add_member("@ines:localhost", "Ines", None)
-    assert mentions_for(client, ROOM, "@tobin:localhost") == ("@tobin:localhost",)
-    assert mentions_for(client, ROOM, None) == ()  # a line that answers no one (a greeting) mentions no one
+    assert mentions_for(client, ROOM, ("@tobin:localhost",)) == ("@tobin:localhost",)  # only the one it answers
+    assert mentions_for(client, ROOM, ("@tobin:localhost", "@ines:localhost")) == ("@tobin:localhost", "@ines:localhost")  # a round
+    assert mentions_for(client, ROOM, ()) == ()  # a line that answers no one (a greeting) mentions no one

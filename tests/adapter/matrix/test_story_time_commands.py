@@ -62,7 +62,7 @@ async def test_a_bad_start_or_an_empty_scenario_is_explained_and_starts_nothing(
 
 
 class RemembersEngine(StandInEngine):
-    async def search_memory(self, chat_id: str, character: str, query: str, limit: int = 5) -> list:
+    async def search_memory(self, chat_id: str, character: str, query: str, limit: int = 5, *, player: str | None = None) -> list:
         self.calls.append(("memory", chat_id, character, query))
         return [MemoryInfo("Tobin asked about the boat.", datetime(2026, 3, 31, 19, 0), 2, "yesterday evening")]
 

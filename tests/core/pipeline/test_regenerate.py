@@ -44,7 +44,7 @@ async def play(engine, *, regenerations: int) -> str:
 
 async def observable_state(engine, chat_id: str) -> dict:
     """Everything a later turn could see, by content (ids and event seqs differ between engines)."""
-    witnesses = ["you", HOST, GUEST]
+    witnesses = ["@p:hs", HOST, GUEST]
     memories = {
         who: [(m.text, m.kind, m.pov, m.witnesses, m.significance, m.story_time)
               for m in await memory_state.recent_memories_for(engine.db, chat_id, who, 1000)]
@@ -88,7 +88,7 @@ async def test_regenerating_twice_equals_a_story_with_only_the_last_reply(open_e
     state_a, state_b = await observable_state(engine_a, chat_a), await observable_state(engine_b, chat_b)
     assert state_a == state_b
     assert state_a["world_events"][0][1] == "planned"
-    assert (HOST, "you", 2) in [e[:3] for e in state_a["edges"]]
+    assert (HOST, "@p:hs", 2) in [e[:3] for e in state_a["edges"]]
 
     reply = await turn_state.last_assistant_turn(engine_a.db, chat_a)
     siblings = await turn_state.sibling_turns(engine_a.db, reply.turn_id)
@@ -121,9 +121,9 @@ async def test_regenerate_a_truncated_reply_and_cancel_a_regenerate(open_engine)
 
     siblings = await turn_state.sibling_turns(engine.db, int(final[-1].turn_id))
     assert [(t.truncated, t.is_shown) for t in siblings] == [(False, False), (True, False), (False, True)]
-    memories = await memory_state.recent_memories_for(engine.db, chat.chat_id, "you", 50)
+    memories = await memory_state.recent_memories_for(engine.db, chat.chat_id, "@p:hs", 50)
     assert [m.text.endswith('"Done."') for m in memories] == [True]
-    assert (await edge_state.get_edge(engine.db, chat.chat_id, HOST, "you")).affinity == 0  # small talk moves nothing
+    assert (await edge_state.get_edge(engine.db, chat.chat_id, HOST, "@p:hs")).affinity == 0  # small talk moves nothing
 
 
 async def test_regenerate_in_a_guest_chat_keeps_the_speaker(open_engine):

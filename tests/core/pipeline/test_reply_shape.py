@@ -19,8 +19,25 @@ async def test_a_reply_has_max_tokens_and_stops_at_the_next_speakers_name(open_e
     updates = await collect(engine.post_turn(chat.chat_id, "Hello.", "$1"))
     call = fake.calls_for("narrate")[-1]
     assert call.max_tokens == 321
-    assert call.stop == ["\nTobin:", f"\n{GUEST_NAME}:"]
+    assert call.stop == ["\nTobin:", f"\n{GUEST_NAME}:", "\nCaptain:", "\nOdile:"]  # first names, as room allows
     assert updates[-1].text == "Aye."  # the player's line the model started is never shown
+
+
+async def test_a_group_reply_ends_where_it_starts_anyone_elses_line_whatever_the_stop_limit(open_engine):
+    fake = FakeLLM({"narrate": "Aye, the lamp is lit.\nOdile: And I say it is not!",
+                    "addressee": AddresseeDecision(speaker=HOST, confidence="high")}, chunk_size=2)
+    engine = await open_engine(fake, replies=ReplySettings(extra_stop=("<END>",)))
+    await engine.set_persona(OWNER, "Tobin Reyes", "a deckhand")
+    chat = (await engine.create_chat(owner=OWNER, host=HOST, guest=GUEST)).chat_id
+    await engine.join_player(chat, "@mira:hs", "Mira Holt")
+    async for _ in engine.invite_character(chat, "tamsin-vale"):
+        pass
+    updates = await collect(engine.post_turn(chat, "Wren, is the lamp lit?", "$1"))
+    call = fake.calls_for("narrate")[-1]
+    assert call.stop == ["\nTobin Reyes:", "\nMira Holt:", f"\n{GUEST_NAME}:", "<END>"]  # the operator's kept
+    assert "\nOdile:" not in call.stop  # beyond the limit, yet:
+    assert updates[-1].text == "Aye, the lamp is lit." and not updates[-1].truncated
+    assert all("Odile" not in u.text and not u.text.endswith("\n") for u in updates)  # never shown, not even begun
 
 
 async def test_a_leading_speaker_name_is_stripped_while_streaming_and_in_the_record(open_engine):

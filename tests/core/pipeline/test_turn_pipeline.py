@@ -94,7 +94,7 @@ async def test_summaries_are_the_speakers_own_point_of_view(open_engine):
     engine = await open_engine(fake)
     chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
     fake.set_route("addressee", AddresseeDecision(speaker=HOST, confidence="high"))
-    both = ["you", HOST, GUEST]
+    both = ["@p:hs", HOST, GUEST]
     await memory_state.record_memory(engine.db, chat.chat_id, "Wren's view: the captain seemed tired.",
                                      both, kind="summary", pov=HOST)
     await memory_state.record_memory(engine.db, chat.chat_id, "Odile's view: the bookseller pried.",
@@ -132,20 +132,20 @@ async def test_an_edge_moves_only_on_what_the_exchange_shows_and_only_after_the_
 
     updates = await collect(engine.post_turn(chat.chat_id, "Wren, may I come in?", "$1"))
     [memory] = await memory_state.memories_from_turn(engine.db, chat.chat_id, int(updates[-1].turn_id))
-    assert memory.witnesses == tuple(sorted(["you", HOST, GUEST]))
+    assert memory.witnesses == tuple(sorted(["@p:hs", HOST, GUEST]))
     assert "may I come in?" in memory.text and "Come in from the rain." in memory.text
     await engine.pipeline.close()  # let after-turn work finish
     assert fake.purposes == ["opening_time", "narrate"]  # small talk: no reading, no change
-    assert (await edge_state.get_edge(engine.db, chat.chat_id, HOST, "you")).affinity == 0
+    assert (await edge_state.get_edge(engine.db, chat.chat_id, HOST, "@p:hs")).affinity == 0
 
     updates = await collect(engine.post_turn(chat.chat_id, "Thank you, Wren. You are kind.", "$2"))
     await engine.pipeline.close()
     assert fake.purposes == ["opening_time", "narrate", "narrate", "relationship"]  # the reading follows the reply
-    edge = await edge_state.get_edge(engine.db, chat.chat_id, HOST, "you")
+    edge = await edge_state.get_edge(engine.db, chat.chat_id, HOST, "@p:hs")
     assert (edge.affinity, edge.trust, edge.summary) == (2, 1, "thanked her for the shelter")
-    assert (await edge_state.get_edge(engine.db, chat.chat_id, GUEST, "you")).affinity == 0
+    assert (await edge_state.get_edge(engine.db, chat.chat_id, GUEST, "@p:hs")).affinity == 0
     [change] = await edge_state.edge_changes_caused_by(engine.db, chat.chat_id, int(updates[-1].turn_id))
-    assert (change.from_id, change.to_id) == (HOST, "you")
+    assert (change.from_id, change.to_id) == (HOST, "@p:hs")
 
 
 async def test_prompt_stays_within_the_token_budget(open_engine):
@@ -243,7 +243,7 @@ async def test_full_text_recall_brings_back_an_old_memory(open_engine):
     engine = await open_engine(fake)
     chat = await engine.create_chat(owner="@p:hs", host=HOST)
     await memory_state.record_memory(engine.db, chat.chat_id, "Wren lent you her grandfather's brass compass.",
-                                     ["you", HOST])
+                                     ["@p:hs", HOST])
     for n in range(35):  # past the dialogue window (20 exchanges) and the 8 recent memories
         await collect(engine.post_turn(chat.chat_id, f"Small talk number {n}.", f"${n}"))
 

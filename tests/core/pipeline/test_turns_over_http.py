@@ -42,7 +42,7 @@ async def test_streamed_reply_and_recorded_turns(fake_openai, open_engine):
     assert (final.speaker_name, final.speaker_id) == (HOST_NAME, HOST) and final.turn_id is not None
     assert await _turns(engine, chat.chat_id) == [
         ("assistant", HOST, greeting.text, "greeting", False),
-        ("user", "you", "Hello, Wren.", "$ev1", False),
+        ("user", "@p:hs", "Hello, Wren.", "$ev1", False),
         ("assistant", HOST, REPLY, "$ev1#reply", False),
     ]
     [request] = fake_openai.completion_requests
@@ -58,12 +58,12 @@ async def test_timeout_raises_after_the_user_turn_and_regenerate_retries(fake_op
 
     with pytest.raises(LLMTimeoutError):
         await collect(engine.post_turn(chat.chat_id, "Are you there?", "$ev1"))
-    assert await _turns(engine, chat.chat_id) == [("user", "you", "Are you there?", "$ev1", False)]
+    assert await _turns(engine, chat.chat_id) == [("user", "@p:hs", "Are you there?", "$ev1", False)]
 
     updates = await collect(engine.regenerate(chat.chat_id))
     assert updates[-1].done and updates[-1].text == REPLY
     assert await _turns(engine, chat.chat_id) == [
-        ("user", "you", "Are you there?", "$ev1", False),
+        ("user", "@p:hs", "Are you there?", "$ev1", False),
         ("assistant", HOST, REPLY, "$ev1#reply", False),
     ]
     # The reply is tied to the player's source: posting it again does not generate twice.
@@ -113,7 +113,7 @@ async def test_stream_failure_mid_reply_raises_and_records_no_reply(fake_openai,
         async for update in engine.post_turn(chat.chat_id, "Tell me a story", "$ev1"):
             seen.append(update)
     assert seen and not any(u.done for u in seen) and REPLY.startswith(seen[-1].text)
-    assert await _turns(engine, chat.chat_id) == [("user", "you", "Tell me a story", "$ev1", False)]
+    assert await _turns(engine, chat.chat_id) == [("user", "@p:hs", "Tell me a story", "$ev1", False)]
 
     # Sending the same line again (the adapter's retry) generates the one reply.
     updates = await collect(engine.post_turn(chat.chat_id, "Tell me a story", "$ev1"))

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from core.engine import Engine
+from core.engine import Engine, RoundLine
 from core.llm import FakeLLM
 from core.llm.fake import FakeLLMCall
 from core.llm.roles import render_messages
@@ -25,7 +25,10 @@ REPLIES = {
                       "Market's tomorrow at noon on the mainland. I'll take the boat if the sea allows."],
     "Ilse": ["*Ilse grins and slaps a letter onto the table.* One for you, and it smells of tar.",
              "Kell shipyard is asking after the Alba's crew. Someone wants to know who survived."],
+    "Brother Tamsin Vale": ["*Tamsin folds their hands.* The harbour master sent me. He wants the buoy moved."],
 }
+FRIEND = "@mira:gullrock.example"
+FRIEND_PERSONA = ("Mira Holt", "a smuggler's daughter who owes Ilse money and says so loudly")
 
 
 def _speaker(messages) -> str:
@@ -39,9 +42,12 @@ def scripted_llm() -> FakeLLM:
     def narrate(messages) -> str:
         if "from where it stopped" in messages[-1]["content"]:
             return "*She pauses at the door.* And bring the oil up when you come; the lamp won't wait."
+        speaker = _speaker(messages)
         if "arrives in this scene" in messages[-1]["content"]:
+            if speaker.startswith("Brother"):
+                return "*Tamsin ducks under the lintel, shaking rain from a grey hood.* Peace on this light, and on all of you."
             return "*Ilse bangs the lamp-room door open, dripping, and drops the post sack.* Mail! And news of the wreck."
-        name = "Ilse" if _speaker(messages).startswith("Ilse") else "Maren Ashdown"
+        name = "Ilse" if speaker.startswith("Ilse") else speaker if speaker in REPLIES else "Maren Ashdown"
         index = said.get(name, 0)
         said[name] = index + 1
         return REPLIES[name][index % len(REPLIES[name])]
@@ -138,6 +144,33 @@ async def play_scripted_story(engine: Engine) -> str:
     await collect(engine.continue_reply(chat))
     await engine.pipeline.close()  # the after-turn readings of the last replies, too
     return chat
+
+
+async def play_group_scripted_story(engine: Engine) -> str:
+    """A story of two players and three characters: Tobin's, with Maren and Ilse, which Mira joins
+    and Brother Tamsin Vale comes into; the players' lines, one each, then a round; returns the chat id."""
+    maren = await engine.import_character((DATA / "maren_ashdown_v2.png").read_bytes())
+    ilse = await engine.import_character((DATA / "ilse_varga_v3.json").read_text())
+    await engine.set_persona(OWNER, *PERSONA)
+    await engine.set_persona(FRIEND, *FRIEND_PERSONA)
+    chat = (await engine.create_chat(owner=OWNER, host=maren.character_id, guest=ilse.character_id)).chat_id
+    await engine.greeting(chat)
+    await engine.guest_entrance(chat)
+    await collect(engine.post_turn(chat, "Thank you for the tea.", "$t0"))
+    await engine.join_player(chat, FRIEND, "mira")
+    await collect(engine.post_turn(chat, "Ilse, before you ask: I'll pay you Friday.", "$m0", player=FRIEND))
+    await collect(engine.invite_character(chat, "tamsin-vale"))
+    await collect(engine.post_round(chat, [RoundLine(None, "Maren, who is our visitor?", "$t1"),
+                                           RoundLine(FRIEND, "And why is a monk out in this weather?", "$m1")]))
+    await engine.pipeline.close()
+    return chat
+
+
+def group_story_calls(fake: FakeLLM) -> dict[str, FakeLLMCall]:
+    """The group story's entrance of a third character mid-story, and the reply to a round of two players."""
+    narrate = fake.calls_for("narrate")
+    return {"group_entrance": next(c for c in narrate if _speaker(c.messages).startswith("Brother")),
+            "group_round": narrate[-1]}
 
 
 def describe_call(call: FakeLLMCall) -> str:

@@ -15,7 +15,9 @@ import pytest
 from tests.core.prompts.scripted import (
     describe_call,
     golden_calls,
+    group_story_calls,
     long_story_calls,
+    play_group_scripted_story,
     play_long_scripted_story,
     play_scripted_story,
     scripted_llm,
@@ -24,7 +26,7 @@ from tests.core.prompts.scripted import (
 GOLDEN = Path(__file__).parent / "golden"
 KINDS = ["first_turn", "deep_turn", "guest_reply", "routing", "summary", "threads", "lifecycle", "meanwhile",
          "skip_narration", "regenerate", "relationship", "guest_entrance", "continued_reply", "ooc",
-         "scene_part", "scene_part_rolled", "story_so_far", "long_story_turn"]
+         "scene_part", "scene_part_rolled", "story_so_far", "long_story_turn", "group_entrance", "group_round"]
 
 
 @pytest.fixture
@@ -35,7 +37,10 @@ async def golden_texts(open_engine) -> dict[str, str]:
     texts = {kind: describe_call(call) for kind, call in golden_calls(fake).items()}
     long_fake = scripted_llm()
     await play_long_scripted_story(await open_engine(long_fake, name="long.sqlite3"))
-    return texts | {kind: describe_call(call) for kind, call in long_story_calls(long_fake).items()}
+    texts |= {kind: describe_call(call) for kind, call in long_story_calls(long_fake).items()}
+    group_fake = scripted_llm()
+    await play_group_scripted_story(await open_engine(group_fake, name="group.sqlite3"))
+    return texts | {kind: describe_call(call) for kind, call in group_story_calls(group_fake).items()}
 
 
 async def test_every_call_kind_has_a_golden_prompt(golden_texts) -> None:

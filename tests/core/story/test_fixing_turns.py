@@ -65,7 +65,7 @@ async def test_an_edited_line_is_the_only_one_the_story_holds_and_gets_a_new_rep
     assert len(rewound.turn_ids) == 1 and rewound.line_sources == ()
     await say(engine, plot, chat, "(what the adapter passes again)", "$2", "Market tokDx is open.")
     assert "tokOLDx" not in prompts_since(plot, calls) and "tokCx" not in prompts_since(plot, calls)
-    for who in ("you", HOST):
+    for who in ("@p:hs", HOST):
         assert await memory_state.search_memories(engine.db, chat, who, "tokOLDx") == []
 
     other, other_plot, other_chat = reference
@@ -111,7 +111,7 @@ async def test_taking_back_the_latest_line_leaves_the_story_as_before_it(open_en
     await say(other, other_plot, other_chat, "Good evening.", "$3", "Evening.")
     await same_story(live, reference)
     assert "tokGONEx" not in prompts_since(plot, calls)
-    assert await memory_state.search_memories(engine.db, chat, "you", "tokGONEx") == []
+    assert await memory_state.search_memories(engine.db, chat, "@p:hs", "tokGONEx") == []
 
 
 async def test_rewind_takes_back_the_skip_a_line_asked_for_first_then_the_exchange(open_engine) -> None:

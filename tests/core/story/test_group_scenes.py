@@ -1,4 +1,5 @@
-"""Group scenes: one story scenario for everyone present, and the guest's entrance into it."""
+"""Group scenes: one story scenario for everyone present, and the guest's entrance into it (a V3
+card's group greeting sets its voice)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ async def test_the_guest_enters_from_its_greeting_once_and_it_is_remembered(open
     last = call.messages[-1]["content"]
     assert greeting.text.split("*")[1] in last  # the host's greeting, as the scene so far
     assert "Write Ilse Varga of the Northern Post's entrance" in last
-    assert "Morning, Tobin Reyes! You look half drowned." in last  # her own greeting, for her voice
+    assert "Both of you look like you've seen a ghost." in last  # her card's group greeting, for her voice
+    assert "You look half drowned" not in last  # not her greeting for one
     assert "mail boat" not in call.messages[0]["content"]
     # Once: asked again, the same turn comes back and no model is called.
     again = await engine.guest_entrance(chat.chat_id)

@@ -28,7 +28,7 @@ async def test_meanwhile_is_remembered_by_its_two_characters_only(open_engine):
     lines = [u for u in updates if u.done]
     assert [u.speaker_id for u in lines] == [HOST, GUEST] * (meanwhile_service.LINES // 2)
     assert {u.kind for u in updates} == {"reply"} and fake.purposes == ["opening_time"] + ["meanwhile"] * meanwhile_service.LINES
-    assert await memory_state.search_memories(engine.db, chat.chat_id, "you", "smugglers") == []
+    assert await memory_state.search_memories(engine.db, chat.chat_id, "@p:hs", "smugglers") == []
     assert await engine.search_memory(chat.chat_id, "you", "smugglers") == []
     for who in (HOST, GUEST_NAME):
         found = await engine.search_memory(chat.chat_id, who, "smugglers")
@@ -48,7 +48,7 @@ async def test_meanwhile_is_remembered_by_its_two_characters_only(open_engine):
     assert [u.kind for u in again] == ["reply"]
     # The player's own prompt memories never hold the meanwhile scene.
     assert not any("SMUGGLERS" in m.text for m in
-                   await memory_state.recent_memories_for(engine.db, chat.chat_id, "you", 100))
+                   await memory_state.recent_memories_for(engine.db, chat.chat_id, "@p:hs", 100))
 
 
 async def test_meanwhile_rejects_unknown_or_repeated_characters(open_engine):

@@ -81,7 +81,7 @@ async def test_a_story_keeps_its_persona_and_each_line_the_name_it_was_said_unde
     await settle(engine, chat)
     transcript = plot.fake.calls_for("scene_close")[-1].messages[-1]["content"]
     assert "Tobin: I'm Tobin tokONEx." in transcript and "Tobin the Elder: Years pass tokTWOx." in transcript
-    memories = sorted(m.text for m in await memory_state.recent_memories_for(engine.db, chat, "you", 10, kind="event"))
+    memories = sorted(m.text for m in await memory_state.recent_memories_for(engine.db, chat, "@p:hs", 10, kind="event"))
     assert [m.split(" said")[0] for m in memories] == ["Tobin", "Tobin the Elder"]
     exported = [(t.speaker_name, t.role) for t in (await engine.export_story(chat)).turns if t.role == "user"]
     assert exported == [("Tobin", "user"), ("Tobin the Elder", "user")]

@@ -34,6 +34,7 @@ async def test_status_context_and_search(open_engine):
         title="Harbour", host_name=HOST_NAME, guest_name=GUEST_NAME, clock=datetime(2026, 4, 1, 9, 0),
         scene_open=True, turns=2, memories=1, open_threads=0, upcoming_events=1,
         persona_name="p", persona_description="", parse_failures=status.parse_failures,
+        players=("p",), characters=(HOST_NAME, GUEST_NAME),
     )
     report = await engine.context(chat.chat_id)
     assert isinstance(report, ContextReport) and report.speaker_name == HOST_NAME

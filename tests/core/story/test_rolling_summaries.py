@@ -60,7 +60,7 @@ async def test_a_long_open_scene_is_summarized_in_parts_by_each_character_presen
     assert scene is not None
     for who, name in ((HOST, HOST_NAME), (GUEST, GUEST_NAME)):
         parts = await summaries.scene_parts(engine.db, scene, who)
-        assert parts and all(p.pov == who and set(p.witnesses) == {who, "you"} for p in parts)
+        assert parts and all(p.pov == who and set(p.witnesses) == {who, "@p:hs"} for p in parts)
         assert parts[0].text == f"{name} noted lines 0 to {parts[0].text.split()[-1].rstrip('.')}."
         turns = await turn_state.scene_turns(engine.db, scene)
         assert parts[0].covers_from_turn == turns[0].turn_id

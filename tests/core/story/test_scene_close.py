@@ -69,7 +69,7 @@ async def test_each_present_character_gets_its_own_summary_with_key_quotes(open_
     assert len(calls) == 2 and all(c.role == "narrative" for c in calls)
     for memory in await live_summaries(engine, chat.chat_id, scene_id):
         assert memory.kind == "summary" and memory.pov in (HOST, GUEST)
-        assert set(memory.witnesses) == {memory.pov, "you"}
+        assert set(memory.witnesses) == {memory.pov, "@p:hs"}
         assert memory.text.startswith(f"Summary by {HOST_NAME if memory.pov == HOST else GUEST_NAME}.")
         quote = memory.text.split(KEY_QUOTES_HEADER, 1)[1]
         assert " ".join(LONG_REPLY.split())[:QUOTE_CHARS] in quote

@@ -55,7 +55,7 @@ class Story:
 async def story_tables(engine, chat_id: str) -> dict:
     """What a later turn, `!memory` or `!threads` can see, by content (ids, and the order ids
     give, aside)."""
-    witnesses = ["you", HOST, GUEST]
+    witnesses = ["@p:hs", HOST, GUEST]
     memories = {
         who: sorted((m.text, m.kind, m.pov, m.witnesses, m.significance)
                     for m in await memory_state.recent_memories_for(engine.db, chat_id, who, 1000))
@@ -145,7 +145,7 @@ async def test_a_failed_summary_is_retried_per_character_and_never_lost(open_eng
     updates = await collect(engine.post_turn(chat.chat_id, "Let us end the scene here.", "$2"))
     assert [u.kind for u in updates if u.done] == ["reply", "scene"]
     await settle(engine, chat.chat_id)
-    written = {m.pov for m in await memory_state.recent_memories_for(engine.db, chat.chat_id, "you", 100, kind="summary")}
+    written = {m.pov for m in await memory_state.recent_memories_for(engine.db, chat.chat_id, "@p:hs", 100, kind="summary")}
     assert written == {HOST}  # the one that worked is kept; the guest's is owed
 
     story.fake.set_route("scene_close", Story.summary)
@@ -157,7 +157,7 @@ async def test_a_failed_summary_is_retried_per_character_and_never_lost(open_eng
     else:
         result = await engine.close_scene(chat.chat_id)
         assert result is not None and result.scene_id == scene_id and set(result.summaries) == {GUEST_NAME}
-    summaries = await memory_state.recent_memories_for(engine.db, chat.chat_id, "you", 100, kind="summary")
+    summaries = await memory_state.recent_memories_for(engine.db, chat.chat_id, "@p:hs", 100, kind="summary")
     assert sorted(m.pov for m in summaries) == [GUEST, HOST] and {m.scene_id for m in summaries} == {scene_id}
     again = len([c for c in story.fake.calls_for("scene_close") if f"You are {HOST_NAME}" in c.messages[0]["content"]])
     assert again == host_calls  # only the missing one was asked for

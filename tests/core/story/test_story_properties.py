@@ -3,7 +3,8 @@ story keeps its integrity.
 
 Each example plays a random sequence of operations (a line to the host or the guest, a
 meanwhile scene, a scene closed by command or in words, a skip, a jump, a line posted again, a
-line in a second chat, a reply stopped after its first words; and the player's controls: a
+line in a second chat, a reply stopped after its first words; a second player joining, saying a
+line and leaving, a third character invited and dismissed; and the players' controls: a
 regenerate, an edit of the latest line, a delete of it, a rewind, another take shown, a reply
 continued), with the model failing now and then for one purpose.  Every reply and every line
 carries a unique token.  As it plays, the test keeps a script of only what is shown (a line
@@ -13,6 +14,9 @@ reply is whole).  Then:
 - replaying the event log gives exactly the live tables;
 - no prompt sent while a line or reply was edited away, taken back or not the take shown, and
   no memory search afterwards, holds its token;
+- no prompt of a character (its replies, entrances, summaries, parts, story so far, meanwhile
+  lines) and no memory search of a character or a player holds a token of a line or reply that
+  one did not witness (was not present, or not playing, when it was said);
 - the story equals (by content: ids and times aside; world events, threads, memories, edges,
   scenes, digests and clock included) a second engine that played the script: a run that
   produced only what is shown.
@@ -28,11 +32,19 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.engine import Engine
-from core.errors import NothingToContinueError, NothingToRegenerateError, NothingToRewindError, TurnNotFoundError
+from core.errors import (
+    InvalidCastError,
+    NotAPlayerError,
+    NothingToContinueError,
+    NothingToRegenerateError,
+    NothingToRewindError,
+    TurnNotFoundError,
+)
 from core.eventlog import replay
 from core.llm import FakeLLM
 from core.llm.base import LLMError
@@ -41,15 +53,20 @@ from core.state import memory as memory_state
 from core.state import turns as turn_state
 from core.state import world
 from tests.core.conftest import check_fts_index, dump_projections
-from tests.core.story.conftest import GUEST, GUEST_NAME, HOST, HOST_NAME, collect
+from tests.core.story.conftest import GUEST, GUEST_NAME, HOST, HOST_NAME, THIRD, THIRD_NAME, collect
 
 OPERATIONS = ("host line", "guest line", "meanwhile", "close", "close in words", "skip", "jump",
-              "regenerate", "post again", "second chat", "cancel", "edit", "delete", "rewind", "take", "continue")
+              "regenerate", "post again", "second chat", "cancel", "edit", "delete", "rewind", "take", "continue",
+              "join", "friend line", "leave", "invite", "third line", "dismiss")
+CAST_CHANGES = frozenset({"join", "leave", "invite", "dismiss"})  # story actions: never taken back
+OWNER, FRIEND = "@p:hs", "@q:hs"
 CONTROLS = frozenset({"regenerate", "edit", "delete", "rewind", "take", "continue"})
 FAILING = (None, None, None, "narrate", "scene_close", "threads", "addressee", "skip", "meanwhile")
 KEPT_WHEN_REDERIVED = frozenset({"addressee", "skip"})  # a re-derived exchange is routed and moved as before
 TURN_MAKERS = frozenset({"line", "answer", "regen answer", "skip", "jump"})
 TOKEN = re.compile(r"tok\d+x")
+VIEWER = re.compile(r"^You are (.+?)(?: in an ongoing roleplay|\.)")
+CHARACTER_PURPOSES = frozenset({"narrate", "scene_close", "scene_part", "story_so_far", "meanwhile"})
 WORD = re.compile(r"(?:tok|ln|ed)\d+[xq]")
 
 
@@ -110,6 +127,7 @@ class Step:
     speaker: str = HOST
     close: bool = False
     takes: list[tuple[str, bool]] = field(default_factory=list)  # (the model's reply, stopped after its first words)
+    player: str | None = None  # who says the line (None: the story's owner)
     shown: int = 0  # the take shown
     replied: bool = False  # live: a reply of this step is shown
     closed_scene: int | None = None  # live: the scene a close closed
@@ -150,6 +168,14 @@ class Run:
     script: list[Step] = field(default_factory=list)
     hidden: dict[str, int] = field(default_factory=dict)  # token -> calls made before it left the story
     checked: list[tuple[str, int, int]] = field(default_factory=list)  # (token, from call, to call) hidden
+    playing: set[str] = field(default_factory=lambda: {OWNER})  # the players playing now
+    present: set[str] = field(default_factory=lambda: {HOST, GUEST})  # the characters present now
+    witnessed: dict[str, set[str]] = field(default_factory=dict)  # token -> who was there when it was said
+
+    def seen(self, text: str, by: set[str] | None = None) -> None:
+        """The tokens of `text` were said now (or, with `by`, in a turn those witnessed)."""
+        for token in WORD.findall(text):
+            self.witnessed.setdefault(token, set(by if by is not None else self.playing | self.present))
 
     def hide(self, text: str, since: int) -> None:
         for token in WORD.findall(text):
@@ -164,8 +190,8 @@ class Run:
 async def start(path: Path) -> Run:
     model = Model()
     engine = await Engine.open(path, model.fake)
-    chat = await engine.create_chat(owner="@p:hs", host=HOST, guest=GUEST)
-    second = await engine.create_chat(owner="@p:hs", host=HOST)
+    chat = await engine.create_chat(owner=OWNER, host=HOST, guest=GUEST)
+    second = await engine.create_chat(owner=OWNER, host=HOST)
     return Run(engine, model, chat.chat_id, second.chat_id)
 
 
@@ -177,12 +203,20 @@ async def perform(run: Run, step: Step) -> None:
         model.fake.set_error(step.failing, LLMError("scripted failure", purpose=step.failing))
     try:
         if step.op in ("line", "answer") and step.stopped:  # the player stops the reply after its first words
-            async with aclosing(engine.post_turn(chat_id, step.text, step.source)) as updates:
+            async with aclosing(engine.post_turn(chat_id, step.text, step.source, player=step.player)) as updates:
                 async for update in updates:
                     if not update.done:
                         await engine.cancel(chat_id)
         elif step.op in ("line", "answer"):
-            await collect(engine.post_turn(chat_id, step.text, step.source))
+            await collect(engine.post_turn(chat_id, step.text, step.source, player=step.player))
+        elif step.op == "join":
+            await engine.join_player(chat_id, FRIEND, "Quill")
+        elif step.op == "leave":
+            await engine.leave_player(chat_id, FRIEND)
+        elif step.op == "invite":
+            await collect(engine.invite_character(chat_id, THIRD))
+        elif step.op == "dismiss":
+            await engine.dismiss_character(chat_id, THIRD)
         elif step.op == "regen answer":
             await collect(engine.regenerate(chat_id))
         elif step.op == "second chat":
@@ -197,7 +231,7 @@ async def perform(run: Run, step: Step) -> None:
             await engine.skip(chat_id, timedelta(hours=1))
         elif step.op == "jump":
             await engine.jump(chat_id, await engine.chat_clock(chat_id) + timedelta(days=1))
-    except (LLMError, NothingToRegenerateError, TurnNotFoundError):
+    except (LLMError, NothingToRegenerateError, TurnNotFoundError, InvalidCastError):
         pass
     finally:
         if step.failing:
@@ -205,14 +239,28 @@ async def perform(run: Run, step: Step) -> None:
         await engine.pipeline._settle(chat_id)
 
 
+def cast_change(run: Run, step: Step) -> None:
+    """Who plays and who is present after a join, leave, invite or dismiss (as the engine has it)."""
+    if step.op == "join":
+        run.playing.add(FRIEND)
+    elif step.op == "leave":
+        run.playing.discard(FRIEND)
+    elif step.op == "invite":
+        run.present.add(THIRD)
+    elif step.op == "dismiss":
+        run.present.discard(THIRD)
+
+
 def line_step(operation: str, number: int, failing: str | None) -> Step:
     speaker = GUEST if operation == "guest line" else HOST
     # Lines call their character by name (no routing call); a close in words is routed.
+    speaker = THIRD if operation == "third line" else speaker
     text = {"host line": f"Wren, line {number} ln{number}q.", "guest line": f"Odile, line {number} ln{number}q.",
             "close in words": f"Line {number} ln{number}q. We part ways for now.",
-            "cancel": f"Wren, line {number} ln{number}q."}[operation]
+            "cancel": f"Wren, line {number} ln{number}q.", "friend line": f"Wren, line {number} ln{number}q.",
+            "third line": f"Tamsin, line {number} ln{number}q."}[operation]
     return Step("line", number, failing, text, f"${number}", speaker, close=operation == "close in words",
-                takes=[(reply_text(number), operation == "cancel")])
+                takes=[(reply_text(number), operation == "cancel")], player=FRIEND if operation == "friend line" else None)
 
 
 async def play(run: Run, number: int, operation: str, failing: str | None) -> None:
@@ -229,8 +277,16 @@ async def play(run: Run, number: int, operation: str, failing: str | None) -> No
             step = Step("nothing", number, failing, source=source)
         else:
             step = Step("answer", number, failing, posted.text, source, takes=[(reply_text(number), False)])
-    elif operation in ("host line", "guest line", "close in words", "cancel"):
+    elif operation in ("host line", "guest line", "close in words", "cancel", "third line"):
         step = line_step(operation, number, failing)
+    elif operation == "friend line" and FRIEND not in run.playing:
+        with pytest.raises(NotAPlayerError):  # a line of someone not playing: refused, nothing written
+            await collect(run.engine.post_turn(run.chat_id, "Let me in.", f"${number}", player=FRIEND))
+        return
+    elif operation == "friend line":
+        step = line_step(operation, number, failing)
+    elif operation == "invite":
+        step = Step(operation, number, failing, takes=[(f"*Tamsin comes in.* Entrance tok{number}x.", False)])
     else:
         step = Step(operation, number, failing)
     if step.op == "nothing":
@@ -244,6 +300,17 @@ async def play(run: Run, number: int, operation: str, failing: str | None) -> No
         step.op = "close" if step.closed_scene else "owed"  # a close that closed nothing is no part of the story
     if step.op in ("line", "answer"):
         step.replied = await shown_reply_for_source(run.engine.db, run.chat_id, step.source) is not None
+    if step.op == "invite":  # its entrance, when one was written, is followed like a reply (takes, continue)
+        entrance = await turn_state.last_turn(run.engine.db, run.chat_id)
+        step.replied = THIRD not in run.present and bool(
+            entrance and entrance.speaker == THIRD and (entrance.source_id or "").startswith("invite-"))
+        step.source = entrance.source_id if step.replied and entrance and entrance.source_id else ""
+    if step.op in CAST_CHANGES:
+        cast_change(run, step)
+    if step.op in ("line", "answer", "invite"):
+        run.seen(step.text)
+        if step.replied:
+            run.seen(step.reply)
     run.script.append(step)
 
 
@@ -266,12 +333,17 @@ async def rederive_scenes(run: Run, turn_ids) -> None:
 def drop_from(run: Run, line: Step, since: int, *, keep_line: bool = False) -> None:
     """The script without `line` (unless kept) and every later step that made a turn of the story."""
     index = run.script.index(line)
-    gone = [s for s in run.script[index + 1:] if s.op in TURN_MAKERS] + ([] if keep_line else [line])
+    after = run.script[index + 1:]
+    gone = [s for s in after if s.op in TURN_MAKERS] + ([] if keep_line else [line])
     for step in gone:
         run.hide(step.reply, since)
         if step.op == "line":
             run.hide(step.text, since)
     run.script = [s for s in run.script if s not in gone]
+    for step in after:  # an invitation stays, its entrance (a turn after the line) goes
+        if step.op == "invite" and step.replied:
+            run.hide(step.reply, since)
+            step.takes, step.shown, step.replied, step.failing, step.source = [], 0, False, "narrate", ""
 
 
 async def control(run: Run, number: int, operation: str, failing: str | None) -> None:
@@ -288,6 +360,7 @@ async def control(run: Run, number: int, operation: str, failing: str | None) ->
                 await perform(run, step)
                 step.replied = failing is None
                 if step.replied:
+                    run.seen(step.reply)
                     run.script.append(step)
                 return
             owner = owner_of(run, (await turn_state.sibling_turns(engine.db, exchange.replaced.turn_id))[0]
@@ -296,7 +369,9 @@ async def control(run: Run, number: int, operation: str, failing: str | None) ->
             await fail_or(run, failing, collect(engine.regenerate(chat_id)))
             if failing is None and owner is not None:
                 run.hide(owner.reply, calls)
+                said_by = run.witnessed.get(next(iter(TOKEN.findall(owner.reply)), ""))  # a take: the reply's moment
                 owner.answered_with(model.reply)
+                run.seen(model.reply, said_by)
                 await rederive_scenes(run, [exchange.replaced.turn_id])
         elif operation == "take":
             takes = await engine.takes(chat_id)
@@ -318,21 +393,30 @@ async def control(run: Run, number: int, operation: str, failing: str | None) ->
             model.reply = f"More tok{number}x."
             await fail_or(run, failing, collect(engine.continue_reply(chat_id)))
             if failing is None and owner is not None:
+                said_by = run.witnessed.get(next(iter(TOKEN.findall(owner.reply)), ""))  # the turn that grows
                 owner.grown((await turn_state.require_turn(engine.db, last.turn_id)).text)
+                run.seen(owner.reply, said_by)
                 await rederive_scenes(run, [last.turn_id])
         elif line is not None and operation == "edit":
             text = f"Edited {number} ed{number}q."
-            rewound = await engine.edit_line(chat_id, line.source, text)
+            rewound = await engine.edit_line(chat_id, line.source, text, player=line.player)
+            run.seen(text, run.witnessed.get(next(iter(WORD.findall(line.text)), "")))  # the line's turn, edited
             await rederive_scenes(run, [latest.turn_id, *rewound.turn_ids])
             run.hide(line.text, calls)
             drop_from(run, line, calls, keep_line=True)
             run.hide(line.reply, calls)
-            line.text, line.takes, line.shown, line.failing, line.close = text, [(reply_text(number), False)], 0, failing, False
-            line.speaker = GUEST if number % 2 else HOST
-            await perform(run, line)
-            line.replied = await shown_reply_for_source(engine.db, chat_id, line.source) is not None
+            # The line stays where it was, reading anew, and is answered now, after what stays (a cast
+            # change, a meanwhile scene): as a run would that said it there and answered it only now.
+            line.text, line.takes, line.shown, line.failing, line.close, line.replied = text, [], 0, "narrate", False, False
+            answer = Step("answer", number, failing, text, line.source, GUEST if number % 2 else HOST,
+                          takes=[(reply_text(number), False)], player=line.player)
+            await perform(run, answer)
+            answer.replied = await shown_reply_for_source(engine.db, chat_id, line.source) is not None
+            if answer.replied:
+                run.seen(answer.reply)
+            run.script.append(answer)
         elif line is not None and operation == "delete":
-            rewound = await engine.take_back_line(chat_id, line.source)
+            rewound = await engine.take_back_line(chat_id, line.source, player=line.player)
             await rederive_scenes(run, rewound.turn_ids)
             drop_from(run, line, calls)
         elif operation == "rewind":
@@ -400,9 +484,26 @@ async def check_nothing_hidden_is_seen(run: Run) -> None:
         for call in calls[since:until]:
             assert token not in "\n".join(m["content"] for m in call.messages), (token, call.purpose)
     for token in run.hidden:
-        for who in ("you", HOST, GUEST):
+        for who in (OWNER, FRIEND, HOST, GUEST, THIRD):
             hits = await memory_state.search_memories(run.engine.db, run.chat_id, who, token, 50)
             assert [h.memory.text for h in hits if token in h.memory.text] == [], (token, who)
+
+
+async def check_each_knows_only_what_it_witnessed(run: Run) -> None:
+    """No character's prompt, and no memory search of a character or a player, holds a token of a
+    line or reply that one was not there for."""
+    ids = {HOST_NAME: HOST, GUEST_NAME: GUEST, THIRD_NAME: THIRD}
+    for call in run.model.fake.calls:
+        viewer = VIEWER.match(call.messages[0]["content"]) if call.purpose in CHARACTER_PURPOSES else None
+        if viewer is None:
+            continue
+        who = ids[viewer.group(1)]
+        for token in set(WORD.findall("\n".join(m["content"] for m in call.messages))):
+            assert who in run.witnessed.get(token, {who}), (token, who, call.purpose)
+    for who in (OWNER, FRIEND, HOST, GUEST, THIRD):
+        for token, there in run.witnessed.items():
+            hits = await memory_state.search_memories(run.engine.db, run.chat_id, who, token, 50)
+            assert who in there or not [h for h in hits if token in h.memory.text], (token, who)
 
 
 async def example(operations: list[tuple[str, str | None]], tail: list[str], directory: Path) -> None:
@@ -423,6 +524,7 @@ async def example(operations: list[tuple[str, str | None]], tail: list[str], dir
         await finish(only_shown)
 
         await check_nothing_hidden_is_seen(live)
+        await check_each_knows_only_what_it_witnessed(live)
         assert await story_content(live) == await story_content(only_shown)
         for engine in (live.engine, only_shown.engine):
             before = await dump_projections(engine.db)
