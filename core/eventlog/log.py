@@ -26,7 +26,7 @@ from core.eventlog.db import Database, Transaction, Writable
 from core.eventlog.events import ChatCreated, ChatEvent, EventPayload, parse_payload
 from core.eventlog.migrations import PROJECTION_TABLES
 from core.eventlog.projections import PROJECTORS
-from core.storage import Connection, Row, SqliteConnection
+from core.storage import Connection, Row
 
 REPLAY_BATCH = 2000
 
@@ -82,10 +82,7 @@ async def append_event(
 
 async def apply_event(target: Transaction | Connection, event: Event) -> int | None:
     """Project one stored event; returns the id of the row it created, if any."""
-    conn = _writer(target)
-    if not isinstance(conn, SqliteConnection):
-        raise NotImplementedError("the projections speak SQLite only for now")
-    return await PROJECTORS[event.kind](conn.conn, event.seq, event.payload)
+    return await PROJECTORS[event.kind](_writer(target), event.seq, event.payload)
 
 
 async def append_and_apply(

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from core.errors import DigestNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
-from core.state.rows import fetch_all, fetch_one, json_tuple, story_time
+from core.state.rows import dialect_of, fetch_all, fetch_one, json_tuple, story_time
+from core.storage.sql import json_items
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,9 @@ async def digests_for_reply(
     consumed by `user_turn_id` (with `created_before`, only those created before that event), in order."""
     rows = await fetch_all(
         source,
-        """SELECT * FROM digests
+        f"""SELECT * FROM digests
            WHERE chat_id = :chat AND (status = 'pending' OR consumed_by_turn = :turn)
-             AND EXISTS (SELECT 1 FROM json_each(digests.participants) p WHERE p.value = :who)
+             AND EXISTS (SELECT 1 FROM {json_items(dialect_of(source), 'digests.participants', 'p')} WHERE p.value = :who)
              AND (:before IS NULL OR digest_id < :before)
            ORDER BY digest_id""",
         {"chat": chat_id, "turn": user_turn_id, "who": who, "before": created_before},

@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from core.eventlog import Readable, Writable, append_and_apply, writing
 from core.eventlog.events import LoreImported
-from core.state.rows import fetch_all, fetch_one
+from core.state.rows import dialect_of, fetch_all, fetch_one
+from core.storage import Dialect
+from core.storage.sql import json_list_agg
 
 KnownBy = Literal["everyone", "only", "except"]
 
@@ -78,8 +80,9 @@ def _entry(row: Any) -> LoreEntry:
     )
 
 
-_KNOWERS_COLUMN = """(SELECT json_group_array(character_id) FROM lore_knowers k
-                      WHERE k.book_id = e.book_id AND k.position = e.position) AS knowers"""
+def _knowers_column(dialect: Dialect) -> str:
+    return f"""(SELECT {json_list_agg(dialect, 'character_id')} FROM lore_knowers k
+               WHERE k.book_id = e.book_id AND k.position = e.position) AS knowers"""
 
 
 async def record_lore(target: Writable, book: LoreImported) -> LoreBook:
@@ -106,7 +109,7 @@ async def lore_entries(source: Readable, chat_id: str) -> list[LoreEntry]:
     """Every entry of the chat's books (known to anyone or not), book by book, in book order."""
     rows = await fetch_all(
         source,
-        f"SELECT e.*, {_KNOWERS_COLUMN} FROM lore_entries e WHERE e.chat_id = ? ORDER BY e.book_id, e.position",
+        f"SELECT e.*, {_knowers_column(dialect_of(source))} FROM lore_entries e WHERE e.chat_id = ? ORDER BY e.book_id, e.position",
         (chat_id,),
     )
     return [_entry(r) for r in rows]
@@ -116,7 +119,7 @@ async def known_entries(source: Readable, chat_id: str, character_id: str) -> li
     """The entries `character_id` knows: common ones, ones naming it, ones excepting others."""
     rows = await fetch_all(
         source,
-        f"""SELECT e.*, {_KNOWERS_COLUMN} FROM lore_entries e
+        f"""SELECT e.*, {_knowers_column(dialect_of(source))} FROM lore_entries e
             WHERE e.chat_id = :chat
               AND (e.known_by = 'everyone'
                    OR (e.known_by = 'only' AND EXISTS (

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from core.errors import ChatNotFoundError, MemoryNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, read_connection, writing
 from core.eventlog.projections.base import MEMORY_ID_BITS, memory_id_range
-from core.state.rows import fetch_all, fetch_count, fetch_one, witness_id
+from core.state.rows import dialect_of, fetch_all, fetch_count, fetch_one, witness_id
 from core.storage import Dialect
 from core.storage.sql import json_list_agg
 
@@ -80,7 +80,6 @@ def _witnesses_column(dialect: Dialect) -> str:
             " WHERE mw.memory_id = m.memory_id) AS witnesses")
 
 
-_WITNESSES_COLUMN = _witnesses_column(Dialect.SQLITE)
 
 
 def _memory(row: Any) -> Memory:
@@ -145,7 +144,7 @@ async def set_memory_significance(target: Writable, chat_id: str, memory_id: int
 
 
 async def get_memory(source: Readable, memory_id: int) -> Memory | None:
-    row = await fetch_one(source, f"SELECT m.*, {_WITNESSES_COLUMN} FROM memories m WHERE memory_id = ?", (memory_id,))
+    row = await fetch_one(source, f"SELECT m.*, {_witnesses_column(dialect_of(source))} FROM memories m WHERE memory_id = ?", (memory_id,))
     return None if row is None else _memory(row)
 
 
@@ -160,7 +159,7 @@ async def memories_from_turn(source: Readable, chat_id: str, turn_id: int) -> li
     """Live memories a turn caused (to retract them when the turn is regenerated)."""
     rows = await fetch_all(
         source,
-        f"""SELECT m.*, {_WITNESSES_COLUMN} FROM memories m
+        f"""SELECT m.*, {_witnesses_column(dialect_of(source))} FROM memories m
             WHERE m.source_turn_id = ? AND m.chat_id = ? AND m.retracted = 0 ORDER BY m.memory_id""",
         (turn_id, chat_id),
     )
@@ -206,7 +205,7 @@ async def recent_memories_for(
     rows = await fetch_all(
         source,
         _in_chat(f"""WITH {_CHAT_BOUNDS}
-            SELECT m.*, {_WITNESSES_COLUMN}
+            SELECT m.*, {_witnesses_column(dialect_of(source))}
             FROM memory_witnesses w JOIN memories m ON m.memory_id = w.memory_id
             WHERE w.witness = :who AND w.memory_id BETWEEN :low AND :high
               AND m.retracted = 0 AND m.significance >= :min_significance
@@ -371,7 +370,7 @@ async def pov_summaries(
     low, high = await _chat_memory_range(source, chat_id)
     rows = await fetch_all(
         source,
-        f"""SELECT m.*, {_WITNESSES_COLUMN}
+        f"""SELECT m.*, {_witnesses_column(dialect_of(source))}
             FROM memory_witnesses w JOIN memories m ON m.memory_id = w.memory_id
             WHERE w.witness = :who AND w.memory_id BETWEEN :low AND :high
               AND m.kind = 'summary' AND m.summary_of = 'scene' AND m.pov = :who AND m.retracted = 0
@@ -401,7 +400,7 @@ async def scene_summaries(source: Readable, scene_id: int) -> list[Memory]:
     """The scene's live summaries, every point of view, in the order they were recorded."""
     rows = await fetch_all(
         source,
-        f"""SELECT m.*, {_WITNESSES_COLUMN} FROM memories m
+        f"""SELECT m.*, {_witnesses_column(dialect_of(source))} FROM memories m
             WHERE scene_id = ? AND kind = 'summary' AND summary_of = 'scene' AND retracted = 0
             ORDER BY memory_id""",
         (scene_id,),

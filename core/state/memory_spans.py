@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Literal
 
 from core.eventlog import Readable
-from core.state.memory import _CHAT_BOUNDS, _WITNESSES_COLUMN, Memory, _in_chat, _memory, _require_chat_exists
-from core.state.rows import fetch_all
+from core.state.memory import _CHAT_BOUNDS, Memory, _in_chat, _memory, _require_chat_exists, _witnesses_column
+from core.state.rows import dialect_of, fetch_all
 
 _SPAN_ORDERS = {  # how `memories_between` picks when the span holds more than `limit`
     "first": "place ASC, m.memory_id ASC",
@@ -41,7 +41,7 @@ async def memories_between(
     rows = await fetch_all(
         source,
         _in_chat(f"""WITH {_CHAT_BOUNDS}
-            SELECT m.*, {_WITNESSES_COLUMN}, coalesce(t.sibling_group, m.recorded_seq) AS place
+            SELECT m.*, {_witnesses_column(dialect_of(source))}, coalesce(t.sibling_group, m.recorded_seq) AS place
             FROM memory_witnesses w JOIN memories m ON m.memory_id = w.memory_id
                  LEFT JOIN turns t ON t.turn_id = m.source_turn_id
             WHERE w.witness = :who AND w.memory_id BETWEEN :low AND :high AND m.retracted = 0

@@ -8,7 +8,12 @@ from typing import Any
 
 from core.eventlog.db import Readable, read_connection
 from core.eventlog.events import LEGACY_PLAYER
-from core.storage import Row, SqlParams
+from core.storage import Dialect, Row, SqlParams
+
+
+def dialect_of(source: Readable) -> Dialect:
+    """The SQL dialect `source` speaks (for the fragments of `core.storage.sql`)."""
+    return read_connection(source).dialect
 
 
 async def fetch_one(source: Readable, sql: str, params: SqlParams = ()) -> Row | None:

@@ -15,8 +15,9 @@ caused is found by id (`summaries_made_from_turn`), the way edge changes and thr
 from __future__ import annotations
 
 from core.eventlog import Readable
-from core.state.memory import _WITNESSES_COLUMN, Memory, _memory
-from core.state.rows import fetch_all, fetch_one
+from core.state.memory import Memory, _memory, _witnesses_column
+from core.state.rows import dialect_of, fetch_all, fetch_one
+from core.storage.sql import all_rows, json_items
 
 _LIVE_PARTS_OF = """FROM memories {alias} JOIN memory_witnesses {alias}w
         ON {alias}w.memory_id = {alias}.memory_id AND {alias}w.witness = :who
@@ -31,7 +32,7 @@ async def scene_parts(source: Readable, scene_id: int, who: str, *, recorded_bef
     alike, wins)."""
     rows = await fetch_all(
         source,
-        f"""SELECT m.*, {_WITNESSES_COLUMN} {_LIVE_PARTS_OF.format(alias="m")}
+        f"""SELECT m.*, {_witnesses_column(dialect_of(source))} {_LIVE_PARTS_OF.format(alias="m")}
               AND NOT EXISTS (SELECT 1 {_LIVE_PARTS_OF.format(alias="o")}
                   AND o.memory_id != m.memory_id
                   AND o.covers_from_turn <= m.covers_from_turn AND o.covers_to_turn >= m.covers_to_turn
@@ -75,7 +76,7 @@ async def latest_story(
     """`who`'s current story so far: its newest live one (recorded before `recorded_before`, if given)."""
     row = await fetch_one(
         source,
-        f"""SELECT m.*, {_WITNESSES_COLUMN}
+        f"""SELECT m.*, {_witnesses_column(dialect_of(source))}
             FROM memories m JOIN memory_witnesses w ON w.memory_id = m.memory_id AND w.witness = :who
             WHERE m.chat_id = :chat AND m.pov = :who AND m.kind = 'summary' AND m.summary_of = 'story'
               AND m.retracted = 0 AND (:before IS NULL OR m.recorded_seq < :before)
@@ -93,11 +94,11 @@ async def scene_summaries_to_fold(
     rows = await fetch_all(
         source,
         f"""SELECT * FROM (
-                SELECT m.*, {_WITNESSES_COLUMN}
+                SELECT m.*, {_witnesses_column(dialect_of(source))}
                 FROM memories m JOIN memory_witnesses w ON w.memory_id = m.memory_id AND w.witness = :who
                 WHERE m.chat_id = :chat AND m.pov = :who AND m.kind = 'summary' AND m.summary_of = 'scene'
                   AND m.retracted = 0
-                ORDER BY m.scene_id DESC, m.memory_id DESC LIMIT -1 OFFSET :keep)
+                ORDER BY m.scene_id DESC, m.memory_id DESC {all_rows(dialect_of(source))} OFFSET :keep) AS older
             WHERE :after IS NULL OR scene_id > :after
             ORDER BY scene_id, memory_id""",
         {"chat": chat_id, "who": who, "keep": keep_newest, "after": after_scene},
@@ -121,11 +122,11 @@ async def unsummarized_stretch(source: Readable, scene_id: int) -> tuple[int, in
     character present has in a live part: what a new part could be written from."""
     row = await fetch_one(
         source,
-        """WITH ends(last) AS (
+        f"""WITH ends(last) AS (
                SELECT (SELECT max(m.covers_to_turn) FROM memories m
                        WHERE m.scene_id = s.scene_id AND m.pov = p.value AND m.kind = 'summary'
                          AND m.summary_of = 'part' AND m.retracted = 0)
-               FROM scenes s, json_each(s.present) p
+               FROM scenes s, {json_items(dialect_of(source), 's.present', 'p')}
                WHERE s.scene_id = :scene AND p.value IN (SELECT character_id FROM characters))
            SELECT count(*) AS turns, coalesce(sum(length(t.text)), 0) AS chars FROM turns t
            WHERE t.scene_id = :scene AND t.superseded_by IS NULL

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from core.errors import ThreadNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
-from core.state.rows import fetch_all, fetch_count, fetch_one, story_time
+from core.state.rows import dialect_of, fetch_all, fetch_count, fetch_one, story_time
+from core.storage.sql import json_items
 
 
 @dataclass(frozen=True)
@@ -138,13 +139,13 @@ async def open_threads_known_by(source: Readable, chat_id: str, who: str | None,
     knowledge; `who=None` reads all (the narrator)."""
     rows = await fetch_all(
         source,
-        """SELECT t.* FROM plot_threads t
+        f"""SELECT t.* FROM plot_threads t
            WHERE t.chat_id = :chat AND t.status = 'open'
              AND (:who IS NULL
                   OR NOT EXISTS (SELECT 1 FROM thread_changes c
                                  WHERE c.thread_id = t.thread_id AND c.cause_scene_id IS NOT NULL)
                   OR EXISTS (SELECT 1 FROM thread_changes c JOIN scenes s ON s.scene_id = c.cause_scene_id,
-                                    json_each(s.present) p
+                                    {json_items(dialect_of(source), 's.present', 'p')}
                              WHERE c.thread_id = t.thread_id AND p.value = :who
                                AND NOT EXISTS (SELECT 1 FROM turns u
                                                WHERE u.scene_id = s.scene_id AND u.superseded_by IS NULL

@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 from core.errors import TurnNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
-from core.state.rows import fetch_all, fetch_count, fetch_one, witness_id
+from core.state.rows import dialect_of, fetch_all, fetch_count, fetch_one, witness_id
+from core.storage.sql import json_items
 
 Role = Literal["user", "assistant", "narration"]
 
@@ -353,7 +354,7 @@ async def players_who_saw_all(
     that `pov` witnessed: who may remember what `pov` tells of that stretch."""
     rows = await fetch_all(
         source,
-        """SELECT p.value AS player FROM json_each(:players) p
+        f"""SELECT p.value AS player FROM {json_items(dialect_of(source), ':players', 'p')}
            WHERE NOT EXISTS (
                SELECT 1 FROM turns t JOIN turn_witnesses w ON w.turn_id = t.turn_id AND w.witness = :pov
                WHERE t.scene_id = :scene AND t.superseded_by IS NULL AND t.turn_id BETWEEN :first AND :last

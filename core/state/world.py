@@ -18,7 +18,8 @@ from typing import Any, Literal
 from core.errors import ChatNotFoundError, SceneNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
 from core.eventlog.events import CharacterRegistered
-from core.state.rows import fetch_all, fetch_count, fetch_one, json_tuple, story_time
+from core.state.rows import dialect_of, fetch_all, fetch_count, fetch_one, json_tuple, story_time
+from core.storage.sql import json_items
 
 
 @dataclass(frozen=True)
@@ -292,8 +293,8 @@ async def empty_main_scenes(source: Readable, chat_id: str, scene_ids: Iterable[
     """Those of the main scenes `scene_ids` that hold no shown turn and were not withdrawn."""
     rows = await fetch_all(
         source,
-        """SELECT * FROM scenes s WHERE s.chat_id = ? AND s.kind = 'main' AND s.withdrawn = 0
-             AND s.scene_id IN (SELECT value FROM json_each(?))
+        f"""SELECT * FROM scenes s WHERE s.chat_id = ? AND s.kind = 'main' AND s.withdrawn = 0
+             AND s.scene_id IN (SELECT CAST(j.value AS BIGINT) FROM {json_items(dialect_of(source), '?', 'j')})
              AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.scene_id = s.scene_id AND t.superseded_by IS NULL)
            ORDER BY s.scene_id""",
         (chat_id, json.dumps(sorted(scene_ids))),
@@ -387,7 +388,7 @@ async def scenes_owing_summaries(source: Readable, chat_id: str) -> list[tuple[i
     character that has no live summary of it, in scene order then presence order."""
     rows = await fetch_all(
         source,
-        """SELECT s.scene_id, p.value AS pov FROM scenes s, json_each(s.present) p
+        f"""SELECT s.scene_id, p.value AS pov FROM scenes s, {json_items(dialect_of(source), 's.present', 'p')}
            WHERE s.chat_id = ? AND s.kind = 'main' AND s.closed_at IS NOT NULL AND s.withdrawn = 0
              AND p.value IN (SELECT character_id FROM characters)
              AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.scene_id = s.scene_id AND m.pov = p.value

@@ -28,7 +28,7 @@ from psycopg.adapt import Dumper, Loader
 from psycopg.pq import TransactionStatus
 from psycopg.rows import RowMaker
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
-from psycopg.types.string import TextLoader
+from psycopg.types.string import StrDumper, TextLoader
 
 from core.storage.base import Connection, Dialect, IntegrityError, Row, SqlParams, StorageError
 from core.storage.paramstyle import numbered
@@ -98,6 +98,9 @@ def _configure(context: AdaptContext) -> None:
     # send a small one as int4, and arithmetic on it (`:chat_num << 32`) would overflow there.
     adapters.register_dumper(int, Int8Dumper)
     adapters.register_dumper(int, Int8BinaryDumper)
+    # Every Python str is TEXT, as SQLite takes it: psycopg would send it untyped, and a parameter
+    # with nothing around it to type it (`:who IS NULL OR ...`) would then be refused.
+    adapters.register_dumper(str, StrDumper)
     for json_type in ("json", "jsonb"):
         adapters.register_loader(json_type, TextLoader)
     adapters.register_loader("numeric", _NumericAsNumber)

@@ -26,10 +26,11 @@ def json_list_agg(dialect: Dialect, expression: str) -> str:
 
 
 def json_items(dialect: Dialect, json_list: str, alias: str) -> str:
-    """A FROM item: the items of a JSON list held as text, one row each, read as `alias.value` (text)."""
+    """A FROM item: the items of a JSON list held as text, one row each, read as `alias.value` (text:
+    cast it to compare with numbers) and `alias.key` (its place in the list, to order by)."""
     if dialect is Dialect.SQLITE:
         return f"json_each({json_list}) AS {alias}"
-    return f"jsonb_array_elements_text(CAST({json_list} AS jsonb)) AS {alias}(value)"
+    return f"jsonb_array_elements_text(CAST({json_list} AS jsonb)) WITH ORDINALITY AS {alias}(value, key)"
 
 
 def json_text(dialect: Dialect, document: str, key: str) -> str:

@@ -25,20 +25,20 @@ from core.eventlog.events import TurnRecorded
 from core.eventlog.migrations import MIGRATIONS, latest_version, schema_version
 from core.eventlog.projections import PROJECTORS
 from core.state import turns, world
-from core.storage import StorageError
-from tests.core.conftest import PLAYER, STORY_START, row_counts
+from core.storage import Dialect, StorageError
+from tests.core.conftest import PLAYER, STORY_START, row_counts, sqlite_only
 
 
 async def test_new_database_is_at_latest_schema_version_in_wal_mode(db):
     assert await schema_version(db.writer) == latest_version() == len(MIGRATIONS) >= 1
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
-    rows = await db.writer.fetch_all("PRAGMA journal_mode")
-    assert rows[0][0] == "wal"
+    if db.dialect is Dialect.SQLITE:
+        rows = await db.writer.fetch_all("PRAGMA journal_mode")
+        assert rows[0][0] == "wal"
 
 
-async def test_reopening_keeps_data_and_version(tmp_path, chat):
-    path = tmp_path / "engine.sqlite3"
-    again = await open_database(path)
+async def test_reopening_keeps_data_and_version(db, chat):
+    again = await open_database(db.location)
     try:
         assert await schema_version(again.writer) == latest_version()
         assert (await world.require_chat(again, "chat-1")).host == "ada"
@@ -54,6 +54,7 @@ async def test_database_from_a_newer_rpbot_is_refused(tmp_path):
         await open_database(path)
 
 
+@sqlite_only
 async def test_the_engines_database_memory_is_bounded(db):
     """Page caches plus memory-mapped pages of both connections: at most 48 MB however large the log
     grows, so a bot serving 1,000 rooms for months stays under its 150 MB budget (bench/RESULTS.md)."""

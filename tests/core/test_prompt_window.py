@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.llm import FakeLLM
 from core.services.prompt_window import BLOCK_TURNS, window_start
+from tests.core.conftest import sqlite_only
 from tests.core.pipeline.conftest import HOST, collect
 
 
@@ -84,6 +85,7 @@ WORDS = [f"{a}{b}" for a in ("brass", "salt", "tin", "oak", "gull", "reef", "kel
          for b in ("hook", "lamp", "rope", "bell", "oar", "net", "knot", "mast", "sail", "chart")]
 
 
+@sqlite_only  # the window's arithmetic, over many stories: the reads it makes run on PostgreSQL in the others
 async def test_no_exchange_is_lost_at_the_windows_edge_whatever_the_windows_position(open_engine):
     """100 exchanges; after each, every earlier player line is in the prompt (dialogue, memories of
     lines no longer shown, summaries) or comes back for a line that shares one word with it."""

@@ -27,6 +27,14 @@ async def test_json_lists_go_in_as_text_and_come_out_as_text(database_location):
             f"SELECT p.value FROM {dialect_sql.json_items(d, ':present', 'p')} WHERE p.value != :who ORDER BY p.value",
             {"present": '["ada", "you", "bram"]', "who": "you"})
         assert [row[0] for row in some] == ["ada", "bram"]
+        # In the list's order, and compared with numbers once cast.
+        ordered = await conn.fetch_all(
+            f"SELECT p.value FROM {dialect_sql.json_items(d, '?', 'p')} ORDER BY p.key", ('["zoe", "ada", "mia"]',))
+        assert [row[0] for row in ordered] == ["zoe", "ada", "mia"]
+        numbers = await conn.fetch_all(
+            f"SELECT memory_id FROM witnesses WHERE memory_id IN"
+            f" (SELECT CAST(j.value AS BIGINT) FROM {dialect_sql.json_items(d, '?', 'j')})", ("[7, 8]",))
+        assert {row[0] for row in numbers} == {7}
 
 
 async def test_json_fields_are_read_as_text_and_as_integers(database_location):
@@ -64,6 +72,18 @@ async def test_upserts_returning_and_packed_ids_behave_alike(database_location):
         ids = [(await conn.fetch_all(insert_next, {"chat_num": chat_num}))[0][0] for _ in range(2)]
         assert ids == [(chat_num << 32) + 1, (chat_num << 32) + 2]
         assert (await conn.fetch_one(f"SELECT {dialect_sql.least(d, '3', '2')}"))[0] == 2
+
+
+async def test_a_table_is_defined_once_for_both_backends(database_location):
+    async with await open_connection(database_location) as conn:
+        d = conn.dialect
+        await conn.execute(dialect_sql.table_definition(d, """CREATE TABLE cast_of (
+            chat_id TEXT NOT NULL, character_id TEXT NOT NULL, joined_seq BIGINT NOT NULL,
+            PRIMARY KEY (chat_id, character_id)) WITHOUT ROWID"""))
+        await conn.execute(dialect_sql.table_definition(d, "ALTER TABLE cast_of ADD COLUMN note TEXT"))
+        await conn.execute_many("INSERT INTO cast_of VALUES ('c', ?, ?, NULL)", [("b", 2**40), ("C", 1), ("a", 3)])
+        rows = await conn.fetch_all("SELECT character_id, joined_seq FROM cast_of ORDER BY character_id")
+        assert [tuple(row) for row in rows] == [("C", 1), ("a", 3), ("b", 2**40)]  # by code point, as SQLite
 
 
 async def test_like_ignores_case_and_a_bare_offset_keeps_every_row(database_location):

@@ -140,3 +140,7 @@ async def test_an_optional_filter_reads_alike_given_or_not(database_location):
         optional = "SELECT note_id FROM notes WHERE (:flag IS NULL OR flag = :flag) AND (:after IS NULL OR note_id > :after)"
         assert [r[0] for r in await conn.fetch_all(optional, {"flag": None, "after": None})] == [1, 2, 3]
         assert [r[0] for r in await conn.fetch_all(optional, {"flag": 1, "after": 2})] == [3]
+        # A text filter too: nothing around `:text IS NULL` says its type but the value's own.
+        by_text = "SELECT note_id FROM notes WHERE (:text IS NULL OR text = :text) ORDER BY note_id"
+        assert [r[0] for r in await conn.fetch_all(by_text, {"text": "b"})] == [2]
+        assert [r[0] for r in await conn.fetch_all(by_text, {"text": None})] == [1, 2, 3]

@@ -17,20 +17,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-import aiosqlite
-
 from core.errors import CharacterNotFoundError, ChatNotFoundError, NotFoundError, SceneNotFoundError
 from core.eventlog.events import LEGACY_PLAYER, EventPayload
+from core.storage import Connection, Row
 
 P = TypeVar("P", bound=EventPayload)
-Projector = Callable[[aiosqlite.Connection, int, Any], Awaitable[int | None]]
+Projector = Callable[[Connection, int, Any], Awaitable[int | None]]
 
 PROJECTORS: dict[str, Projector] = {}
 
 MEMORY_ID_BITS = 32
 
 
-def projects(model: type[P]) -> Callable[[Callable[[aiosqlite.Connection, int, P], Awaitable[int | None]]], Projector]:
+def projects(model: type[P]) -> Callable[[Callable[[Connection, int, P], Awaitable[int | None]]], Projector]:
     def register(fn: Projector) -> Projector:
         if model.kind in PROJECTORS:
             raise RuntimeError(f"two projectors for {model.kind!r}")
@@ -54,13 +53,11 @@ def json_list(values: Sequence[str]) -> str:
     return json.dumps(list(values), ensure_ascii=False)
 
 
-async def fetch_one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-    # One round trip to the connection's thread (execute + fetchone + close would be three).
-    rows = await conn.execute_fetchall(sql, params)
-    return next(iter(rows), None)
+async def fetch_one(conn: Connection, sql: str, params: Sequence[Any] = ()) -> Row | None:
+    return await conn.fetch_one(sql, params)
 
 
-async def chat_clock(conn: aiosqlite.Connection, chat_id: str) -> str:
+async def chat_clock(conn: Connection, chat_id: str) -> str:
     row = await fetch_one(conn, "SELECT clock FROM chats WHERE chat_id = ?", (chat_id,))
     if row is None:
         raise ChatNotFoundError(chat_id)
@@ -68,13 +65,13 @@ async def chat_clock(conn: aiosqlite.Connection, chat_id: str) -> str:
 
 
 async def require_row(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     error: type[NotFoundError],
     table: str,
     key: str,
     ident: int,
     chat_id: str,
-) -> aiosqlite.Row:
+) -> Row:
     """The row `table.key == ident`, which must belong to `chat_id`."""
     row = await fetch_one(conn, f"SELECT * FROM {table} WHERE {key} = ?", (ident,))
     if row is None:
@@ -84,7 +81,7 @@ async def require_row(
     return row
 
 
-async def scene_or_open_main(conn: aiosqlite.Connection, chat_id: str, scene_id: int | None) -> int | None:
+async def scene_or_open_main(conn: Connection, chat_id: str, scene_id: int | None) -> int | None:
     """An explicit scene (checked to be in the chat) or the chat's open main scene, if any."""
     if scene_id is not None:
         await require_row(conn, SceneNotFoundError, "scenes", "scene_id", scene_id, chat_id)
@@ -97,14 +94,14 @@ async def scene_or_open_main(conn: aiosqlite.Connection, chat_id: str, scene_id:
     return None if row is None else row["scene_id"]
 
 
-async def story_owner(conn: aiosqlite.Connection, chat_id: str) -> str:
+async def story_owner(conn: Connection, chat_id: str) -> str:
     row = await fetch_one(conn, "SELECT owner FROM chats WHERE chat_id = ?", (chat_id,))
     if row is None:
         raise ChatNotFoundError(chat_id)
     return str(row["owner"])
 
 
-async def as_players(conn: aiosqlite.Connection, chat_id: str, ids: Sequence[str]) -> list[str]:
+async def as_players(conn: Connection, chat_id: str, ids: Sequence[str]) -> list[str]:
     """`ids` with the player of an older story's events ("you") read as the story's owner (looked
     up only when "you" is among them)."""
     if LEGACY_PLAYER not in ids:
@@ -113,16 +110,16 @@ async def as_players(conn: aiosqlite.Connection, chat_id: str, ids: Sequence[str
     return [owner if ident == LEGACY_PLAYER else ident for ident in ids]
 
 
-async def as_player(conn: aiosqlite.Connection, chat_id: str, ident: str) -> str:
+async def as_player(conn: Connection, chat_id: str, ident: str) -> str:
     return (await as_players(conn, chat_id, [ident]))[0]
 
 
-async def require_known(conn: aiosqlite.Connection, chat_id: str, ids: Sequence[str]) -> None:
+async def require_known(conn: Connection, chat_id: str, ids: Sequence[str]) -> None:
     """CharacterNotFoundError for an id that is neither a registered character nor a player of the chat."""
     if not ids:
         return
     marks = ", ".join("?" * len(ids))
-    rows = await conn.execute_fetchall(
+    rows = await conn.fetch_all(
         f"""SELECT character_id FROM characters WHERE character_id IN ({marks})
             UNION SELECT player FROM story_players WHERE chat_id = ? AND player IN ({marks})""",
         (*ids, chat_id, *ids),

@@ -11,24 +11,22 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import aiosqlite
-
 from core.eventlog.events import LoreEntryRecord, LoreImported
 from core.eventlog.projections.base import fetch_one, projects
+from core.storage import Connection
 
 
-async def _drop_book(conn: aiosqlite.Connection, chat_id: str, name: str) -> None:
+async def _drop_book(conn: Connection, chat_id: str, name: str) -> None:
     row = await fetch_one(conn, "SELECT book_id FROM lore_books WHERE chat_id = ? AND name = ?", (chat_id, name))
     if row is None:
         return
     for table in ("lore_knowers", "lore_entries", "lore_books"):
-        await conn.execute_fetchall(f"DELETE FROM {table} WHERE book_id = ?", (row["book_id"],))
+        await conn.execute(f"DELETE FROM {table} WHERE book_id = ?", (row["book_id"],))
 
 
-async def _insert_many(conn: aiosqlite.Connection, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+async def _insert_many(conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
     if rows:
-        async with conn.executemany(sql, rows):
-            pass  # the cursor is closed on the connection's own thread
+        await conn.execute_many(sql, rows)
 
 
 def _entry_row(book_id: int, position: int, chat_id: str, e: LoreEntryRecord) -> tuple[object, ...]:
@@ -42,9 +40,9 @@ def _entry_row(book_id: int, position: int, chat_id: str, e: LoreEntryRecord) ->
 
 
 @projects(LoreImported)
-async def _lore_imported(conn: aiosqlite.Connection, seq: int, p: LoreImported) -> int:
+async def _lore_imported(conn: Connection, seq: int, p: LoreImported) -> int:
     await _drop_book(conn, p.chat_id, p.book)
-    await conn.execute_fetchall(
+    await conn.execute(
         """INSERT INTO lore_books (book_id, chat_id, name, origin, character_id, scan_depth, token_budget, recursive)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
         (seq, p.chat_id, p.book, p.origin, p.character_id, p.scan_depth, p.token_budget, p.recursive),

@@ -12,8 +12,6 @@ checks run one by one to raise the right typed error), then the witnesses.
 
 from __future__ import annotations
 
-import aiosqlite
-
 from core.errors import IllegalTransitionError, MemoryNotFoundError, TurnNotFoundError
 from core.eventlog.events import (
     EdgeCleared,
@@ -36,8 +34,12 @@ from core.eventlog.projections.base import (
     scene_or_open_main,
     story_time_text,
 )
+from core.storage import Connection, Dialect
+from core.storage.sql import json_items
 
-_INSERT_MEMORY = f"""
+
+def _insert_memory(dialect: Dialect) -> str:
+    return f"""
     INSERT INTO memories (memory_id, chat_id, scene_id, kind, pov, text, significance,
                           story_time, source_turn_id, recorded_seq, summary_of, covers_from_turn, covers_to_turn)
     SELECT COALESCE((SELECT MAX(m.memory_id) FROM memories m
@@ -51,7 +53,7 @@ _INSERT_MEMORY = f"""
            :summary_of, :covers_from, :covers_to
     FROM chats c
     WHERE c.chat_id = :chat_id
-      AND NOT EXISTS (SELECT 1 FROM json_each(:witnesses) j
+      AND NOT EXISTS (SELECT 1 FROM {json_items(dialect, ':witnesses', 'j')}
                       WHERE NOT EXISTS (SELECT 1 FROM characters ch WHERE ch.character_id = j.value)
                         AND NOT EXISTS (SELECT 1 FROM story_players sp
                                         WHERE sp.chat_id = c.chat_id AND sp.player = j.value))
@@ -62,7 +64,10 @@ _INSERT_MEMORY = f"""
     RETURNING memory_id"""
 
 
-async def _explain_rejected_memory(conn: aiosqlite.Connection, p: MemoryRecorded, witnesses: list[str]) -> None:
+_INSERT_MEMORY = {dialect: _insert_memory(dialect) for dialect in Dialect}
+
+
+async def _explain_rejected_memory(conn: Connection, p: MemoryRecorded, witnesses: list[str]) -> None:
     await chat_clock(conn, p.chat_id)
     await require_known(conn, p.chat_id, witnesses)
     await scene_or_open_main(conn, p.chat_id, p.scene_id)
@@ -72,9 +77,9 @@ async def _explain_rejected_memory(conn: aiosqlite.Connection, p: MemoryRecorded
 
 
 @projects(MemoryRecorded)
-async def _memory_recorded(conn: aiosqlite.Connection, seq: int, p: MemoryRecorded) -> int:
+async def _memory_recorded(conn: Connection, seq: int, p: MemoryRecorded) -> int:
     witnesses = list(dict.fromkeys(await as_players(conn, p.chat_id, p.witnesses)))
-    inserted = await conn.execute_fetchall(_INSERT_MEMORY, {
+    inserted = await conn.fetch_all(_INSERT_MEMORY[conn.dialect], {
         "chat_id": p.chat_id, "scene_id": p.scene_id, "kind": p.memory_kind, "pov": p.pov, "text": p.text,
         "significance": p.significance,
         "story_time": None if p.story_time is None else story_time_text(p.story_time),
@@ -85,38 +90,38 @@ async def _memory_recorded(conn: aiosqlite.Connection, seq: int, p: MemoryRecord
     if not inserted:
         await _explain_rejected_memory(conn, p, witnesses)
     memory_id = int(next(iter(inserted))[0])
-    await conn.execute_fetchall(
-        "INSERT INTO memory_witnesses (memory_id, witness) SELECT ?, value FROM json_each(?)",
+    await conn.execute(
+        f"INSERT INTO memory_witnesses (memory_id, witness) SELECT ?, w.value FROM {json_items(conn.dialect, '?', 'w')}",
         (memory_id, json_list(witnesses)),
     )
     return memory_id
 
 
-async def _set_retracted(conn: aiosqlite.Connection, chat_id: str, memory_id: int, retracted: bool) -> None:
+async def _set_retracted(conn: Connection, chat_id: str, memory_id: int, retracted: bool) -> None:
     memory = await require_row(conn, MemoryNotFoundError, "memories", "memory_id", memory_id, chat_id)
     if bool(memory["retracted"]) == retracted:
         state = "retracted" if retracted else "live"
         raise IllegalTransitionError("memory", memory_id, state, state)
-    await conn.execute_fetchall("UPDATE memories SET retracted = ? WHERE memory_id = ?", (int(retracted), memory_id))
+    await conn.execute("UPDATE memories SET retracted = ? WHERE memory_id = ?", (int(retracted), memory_id))
 
 
 @projects(MemoryRetracted)
-async def _memory_retracted(conn: aiosqlite.Connection, seq: int, p: MemoryRetracted) -> None:
+async def _memory_retracted(conn: Connection, seq: int, p: MemoryRetracted) -> None:
     await _set_retracted(conn, p.chat_id, p.memory_id, True)
     return None
 
 
 @projects(MemoryRestored)
-async def _memory_restored(conn: aiosqlite.Connection, seq: int, p: MemoryRestored) -> None:
+async def _memory_restored(conn: Connection, seq: int, p: MemoryRestored) -> None:
     await _set_retracted(conn, p.chat_id, p.memory_id, False)
     return None
 
 
 @projects(MemoryForgotten)
-async def _memory_forgotten(conn: aiosqlite.Connection, seq: int, p: MemoryForgotten) -> None:
+async def _memory_forgotten(conn: Connection, seq: int, p: MemoryForgotten) -> None:
     await require_row(conn, MemoryNotFoundError, "memories", "memory_id", p.memory_id, p.chat_id)
     witness = await as_player(conn, p.chat_id, p.witness)
-    removed = await conn.execute_fetchall(
+    removed = await conn.fetch_all(
         "DELETE FROM memory_witnesses WHERE memory_id = ? AND witness = ? RETURNING witness", (p.memory_id, witness)
     )
     if not removed:
@@ -125,19 +130,19 @@ async def _memory_forgotten(conn: aiosqlite.Connection, seq: int, p: MemoryForgo
 
 
 @projects(MemorySignificanceSet)
-async def _memory_significance_set(conn: aiosqlite.Connection, seq: int, p: MemorySignificanceSet) -> None:
+async def _memory_significance_set(conn: Connection, seq: int, p: MemorySignificanceSet) -> None:
     await require_row(conn, MemoryNotFoundError, "memories", "memory_id", p.memory_id, p.chat_id)
-    await conn.execute_fetchall(
+    await conn.execute(
         "UPDATE memories SET significance = ? WHERE memory_id = ?", (p.significance, p.memory_id)
     )
     return None
 
 
 @projects(EdgeSet)
-async def _edge_set(conn: aiosqlite.Connection, seq: int, p: EdgeSet) -> None:
+async def _edge_set(conn: Connection, seq: int, p: EdgeSet) -> None:
     from_id, to_id = await as_players(conn, p.chat_id, [p.from_id, p.to_id])
     await require_known(conn, p.chat_id, [from_id, to_id])
-    await conn.execute_fetchall(
+    await conn.execute(
         """INSERT INTO edges (chat_id, from_id, to_id, affinity, trust, summary, updated_at, updated_seq)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (chat_id, from_id, to_id) DO UPDATE SET
@@ -146,7 +151,7 @@ async def _edge_set(conn: aiosqlite.Connection, seq: int, p: EdgeSet) -> None:
         (p.chat_id, from_id, to_id, p.affinity, p.trust, p.summary,
          await chat_clock(conn, p.chat_id), seq),
     )
-    await conn.execute_fetchall(
+    await conn.execute(
         """INSERT INTO edge_changes (seq, chat_id, from_id, to_id, affinity, trust, summary, reason, cause_turn_id)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (seq, p.chat_id, from_id, to_id, p.affinity, p.trust, p.summary, p.reason, p.cause_turn_id),
@@ -155,12 +160,12 @@ async def _edge_set(conn: aiosqlite.Connection, seq: int, p: EdgeSet) -> None:
 
 
 @projects(EdgeCleared)
-async def _edge_cleared(conn: aiosqlite.Connection, seq: int, p: EdgeCleared) -> None:
+async def _edge_cleared(conn: Connection, seq: int, p: EdgeCleared) -> None:
     from_id, to_id = await as_players(conn, p.chat_id, [p.from_id, p.to_id])
-    await conn.execute_fetchall(
+    await conn.execute(
         "DELETE FROM edges WHERE chat_id = ? AND from_id = ? AND to_id = ?", (p.chat_id, from_id, to_id)
     )
-    await conn.execute_fetchall(
+    await conn.execute(
         """INSERT INTO edge_changes (seq, chat_id, from_id, to_id, affinity, trust, summary, reason, cause_turn_id, cleared)
            VALUES (?, ?, ?, ?, 0, 0, '', ?, NULL, 1)""",
         (seq, p.chat_id, from_id, to_id, p.reason),

@@ -12,8 +12,6 @@ Lifecycles are enforced here, so an illegal change raises
 
 from __future__ import annotations
 
-import aiosqlite
-
 from core.errors import (
     DigestNotFoundError,
     IllegalTransitionError,
@@ -44,6 +42,7 @@ from core.eventlog.projections.base import (
     scene_or_open_main,
     story_time_text,
 )
+from core.storage import Connection, Row
 
 WORLD_EVENT_TRANSITIONS: dict[str, frozenset[str]] = {
     "planned": frozenset({"started", "cancelled"}),
@@ -61,10 +60,10 @@ WORLD_EVENT_REVERSIONS: dict[str, frozenset[str]] = {
 
 
 async def _record_thread_change(
-    conn: aiosqlite.Connection, seq: int, chat_id: str, thread_id: int, kind: str,
+    conn: Connection, seq: int, chat_id: str, thread_id: int, kind: str,
     title: str | None, summary: str | None, cause_scene_id: int | None,
 ) -> None:
-    await conn.execute_fetchall(
+    await conn.execute(
         """INSERT INTO thread_changes (seq, chat_id, thread_id, kind, title, summary, cause_scene_id)
            VALUES (?, ?, ?, ?, ?, ?, ?)""",
         (seq, chat_id, thread_id, kind, title, summary, cause_scene_id),
@@ -72,24 +71,24 @@ async def _record_thread_change(
 
 
 async def _record_world_event_change(
-    conn: aiosqlite.Connection, seq: int, chat_id: str, world_event_id: int, status: str, *,
+    conn: Connection, seq: int, chat_id: str, world_event_id: int, status: str, *,
     is_undo: bool, cause_turn_id: int | None = None,
 ) -> None:
-    await conn.execute_fetchall(
+    await conn.execute(
         """INSERT INTO world_event_changes (seq, chat_id, world_event_id, status, is_undo, cause_turn_id)
            VALUES (?, ?, ?, ?, ?, ?)""",
         (seq, chat_id, world_event_id, status, int(is_undo), cause_turn_id),
     )
 
 
-async def _thread(conn: aiosqlite.Connection, chat_id: str, thread_id: int) -> aiosqlite.Row:
+async def _thread(conn: Connection, chat_id: str, thread_id: int) -> Row:
     return await require_row(conn, ThreadNotFoundError, "plot_threads", "thread_id", thread_id, chat_id)
 
 
 @projects(ThreadOpened)
-async def _thread_opened(conn: aiosqlite.Connection, seq: int, p: ThreadOpened) -> int:
+async def _thread_opened(conn: Connection, seq: int, p: ThreadOpened) -> int:
     now = await chat_clock(conn, p.chat_id)
-    await conn.execute_fetchall(
+    await conn.execute(
         """INSERT INTO plot_threads (thread_id, chat_id, title, summary, status, opened_at, updated_at)
            VALUES (?, ?, ?, ?, 'open', ?, ?)""",
         (seq, p.chat_id, p.title, p.summary, now, now),
@@ -99,11 +98,11 @@ async def _thread_opened(conn: aiosqlite.Connection, seq: int, p: ThreadOpened) 
 
 
 @projects(ThreadUpdated)
-async def _thread_updated(conn: aiosqlite.Connection, seq: int, p: ThreadUpdated) -> None:
+async def _thread_updated(conn: Connection, seq: int, p: ThreadUpdated) -> None:
     thread = await _thread(conn, p.chat_id, p.thread_id)
     if thread["status"] != "open":
         raise IllegalTransitionError("plot thread", p.thread_id, thread["status"], "updated")
-    await conn.execute_fetchall(
+    await conn.execute(
         "UPDATE plot_threads SET summary = ?, title = COALESCE(?, title), updated_at = ? WHERE thread_id = ?",
         (p.summary, p.title, await chat_clock(conn, p.chat_id), p.thread_id),
     )
@@ -112,12 +111,12 @@ async def _thread_updated(conn: aiosqlite.Connection, seq: int, p: ThreadUpdated
 
 
 @projects(ThreadClosed)
-async def _thread_closed(conn: aiosqlite.Connection, seq: int, p: ThreadClosed) -> None:
+async def _thread_closed(conn: Connection, seq: int, p: ThreadClosed) -> None:
     thread = await _thread(conn, p.chat_id, p.thread_id)
     if thread["status"] != "open":
         raise IllegalTransitionError("plot thread", p.thread_id, thread["status"], "closed")
     now = await chat_clock(conn, p.chat_id)
-    await conn.execute_fetchall(
+    await conn.execute(
         """UPDATE plot_threads SET status = 'closed', resolution = ?, closed_at = ?, updated_at = ?
            WHERE thread_id = ?""",
         (p.resolution, now, now, p.thread_id),
@@ -127,18 +126,18 @@ async def _thread_closed(conn: aiosqlite.Connection, seq: int, p: ThreadClosed) 
 
 
 @projects(ThreadWithdrawn)
-async def _thread_withdrawn(conn: aiosqlite.Connection, seq: int, p: ThreadWithdrawn) -> None:
+async def _thread_withdrawn(conn: Connection, seq: int, p: ThreadWithdrawn) -> None:
     await _thread(conn, p.chat_id, p.thread_id)
-    await conn.execute_fetchall("DELETE FROM plot_threads WHERE thread_id = ?", (p.thread_id,))
+    await conn.execute("DELETE FROM plot_threads WHERE thread_id = ?", (p.thread_id,))
     return None
 
 
 @projects(ThreadReopened)
-async def _thread_reopened(conn: aiosqlite.Connection, seq: int, p: ThreadReopened) -> None:
+async def _thread_reopened(conn: Connection, seq: int, p: ThreadReopened) -> None:
     thread = await _thread(conn, p.chat_id, p.thread_id)
     if thread["status"] != "closed":
         raise IllegalTransitionError("plot thread", p.thread_id, thread["status"], "open")
-    await conn.execute_fetchall(
+    await conn.execute(
         """UPDATE plot_threads SET status = 'open', resolution = '', closed_at = NULL, updated_at = ?
            WHERE thread_id = ?""",
         (await chat_clock(conn, p.chat_id), p.thread_id),
@@ -147,8 +146,8 @@ async def _thread_reopened(conn: aiosqlite.Connection, seq: int, p: ThreadReopen
 
 
 @projects(WorldEventPlanned)
-async def _world_event_planned(conn: aiosqlite.Connection, seq: int, p: WorldEventPlanned) -> int:
-    await conn.execute_fetchall(
+async def _world_event_planned(conn: Connection, seq: int, p: WorldEventPlanned) -> int:
+    await conn.execute(
         """INSERT INTO world_events
                (world_event_id, chat_id, title, description, status, due_at, planned_at, planned_by_turn)
            VALUES (?, ?, ?, ?, 'planned', ?, ?, ?)""",
@@ -158,14 +157,14 @@ async def _world_event_planned(conn: aiosqlite.Connection, seq: int, p: WorldEve
     return seq
 
 
-async def _world_event(conn: aiosqlite.Connection, chat_id: str, world_event_id: int) -> aiosqlite.Row:
+async def _world_event(conn: Connection, chat_id: str, world_event_id: int) -> Row:
     return await require_row(
         conn, WorldEventNotFoundError, "world_events", "world_event_id", world_event_id, chat_id
     )
 
 
 @projects(WorldEventTransitioned)
-async def _world_event_transitioned(conn: aiosqlite.Connection, seq: int, p: WorldEventTransitioned) -> None:
+async def _world_event_transitioned(conn: Connection, seq: int, p: WorldEventTransitioned) -> None:
     event = await _world_event(conn, p.chat_id, p.world_event_id)
     if p.to not in WORLD_EVENT_TRANSITIONS[event["status"]]:
         raise IllegalTransitionError("world event", p.world_event_id, event["status"], p.to)
@@ -175,14 +174,14 @@ async def _world_event_transitioned(conn: aiosqlite.Connection, seq: int, p: Wor
     else:
         sql = "UPDATE world_events SET status = ?, ended_at = ? WHERE world_event_id = ?"
     params = (now, p.world_event_id) if p.to == "started" else (p.to, now, p.world_event_id)
-    await conn.execute_fetchall(sql, params)
+    await conn.execute(sql, params)
     await _record_world_event_change(conn, seq, p.chat_id, p.world_event_id, p.to, is_undo=False,
                                      cause_turn_id=p.cause_turn_id)
     return None
 
 
 @projects(WorldEventReverted)
-async def _world_event_reverted(conn: aiosqlite.Connection, seq: int, p: WorldEventReverted) -> None:
+async def _world_event_reverted(conn: Connection, seq: int, p: WorldEventReverted) -> None:
     event = await _world_event(conn, p.chat_id, p.world_event_id)
     if p.to not in WORLD_EVENT_REVERSIONS[event["status"]]:
         raise IllegalTransitionError("world event", p.world_event_id, event["status"], f"reverted to {p.to}")
@@ -190,24 +189,24 @@ async def _world_event_reverted(conn: aiosqlite.Connection, seq: int, p: WorldEv
         sql = "UPDATE world_events SET status = 'planned', started_at = NULL, ended_at = NULL WHERE world_event_id = ?"
     else:
         sql = "UPDATE world_events SET status = 'started', ended_at = NULL WHERE world_event_id = ?"
-    await conn.execute_fetchall(sql, (p.world_event_id,))
+    await conn.execute(sql, (p.world_event_id,))
     await _record_world_event_change(conn, seq, p.chat_id, p.world_event_id, p.to, is_undo=True)
     return None
 
 
 @projects(WorldEventWithdrawn)
-async def _world_event_withdrawn(conn: aiosqlite.Connection, seq: int, p: WorldEventWithdrawn) -> None:
+async def _world_event_withdrawn(conn: Connection, seq: int, p: WorldEventWithdrawn) -> None:
     event = await _world_event(conn, p.chat_id, p.world_event_id)
     if event["status"] != "planned":
         raise IllegalTransitionError("world event", p.world_event_id, event["status"], "withdrawn")
-    await conn.execute_fetchall("DELETE FROM world_events WHERE world_event_id = ?", (p.world_event_id,))
+    await conn.execute("DELETE FROM world_events WHERE world_event_id = ?", (p.world_event_id,))
     return None
 
 
 @projects(DigestCreated)
-async def _digest_created(conn: aiosqlite.Connection, seq: int, p: DigestCreated) -> int:
+async def _digest_created(conn: Connection, seq: int, p: DigestCreated) -> int:
     scene_id = await scene_or_open_main(conn, p.chat_id, p.scene_id) if p.scene_id is not None else None
-    await conn.execute_fetchall(
+    await conn.execute(
         """INSERT INTO digests (digest_id, chat_id, scene_id, text, participants, status, created_at)
            VALUES (?, ?, ?, ?, ?, 'pending', ?)""",
         (seq, p.chat_id, scene_id, p.text, json_list(list(dict.fromkeys(await as_players(conn, p.chat_id, p.participants)))),
@@ -217,13 +216,13 @@ async def _digest_created(conn: aiosqlite.Connection, seq: int, p: DigestCreated
 
 
 @projects(DigestConsumed)
-async def _digest_consumed(conn: aiosqlite.Connection, seq: int, p: DigestConsumed) -> None:
+async def _digest_consumed(conn: Connection, seq: int, p: DigestConsumed) -> None:
     digest = await require_row(conn, DigestNotFoundError, "digests", "digest_id", p.digest_id, p.chat_id)
     if digest["status"] != "pending":
         raise IllegalTransitionError("digest", p.digest_id, digest["status"], "consumed")
     if p.turn_id is not None:
         await require_row(conn, TurnNotFoundError, "turns", "turn_id", p.turn_id, p.chat_id)
-    await conn.execute_fetchall(
+    await conn.execute(
         "UPDATE digests SET status = 'consumed', consumed_at = ?, consumed_by_turn = ? WHERE digest_id = ?",
         (await chat_clock(conn, p.chat_id), p.turn_id, p.digest_id),
     )
@@ -231,11 +230,11 @@ async def _digest_consumed(conn: aiosqlite.Connection, seq: int, p: DigestConsum
 
 
 @projects(DigestReturned)
-async def _digest_returned(conn: aiosqlite.Connection, seq: int, p: DigestReturned) -> None:
+async def _digest_returned(conn: Connection, seq: int, p: DigestReturned) -> None:
     digest = await require_row(conn, DigestNotFoundError, "digests", "digest_id", p.digest_id, p.chat_id)
     if digest["status"] != "consumed":
         raise IllegalTransitionError("digest", p.digest_id, digest["status"], "returned")
-    await conn.execute_fetchall(
+    await conn.execute(
         "UPDATE digests SET status = 'pending', consumed_at = NULL, consumed_by_turn = NULL WHERE digest_id = ?",
         (p.digest_id,),
     )

@@ -17,8 +17,6 @@ answer again); `turn_continued` appends to a reply.
 
 from __future__ import annotations
 
-import aiosqlite
-
 from core.errors import ConflictError, IllegalTransitionError, TurnNotFoundError
 from core.eventlog.events import TurnContinued, TurnEdited, TurnRecorded, TurnSuperseded, TurnTruncated, TurnWithdrawn
 from core.eventlog.projections.base import (
@@ -30,10 +28,11 @@ from core.eventlog.projections.base import (
     scene_or_open_main,
     story_time_text,
 )
+from core.storage import Connection, Row
 
 
 @projects(TurnRecorded)
-async def _turn_recorded(conn: aiosqlite.Connection, seq: int, p: TurnRecorded) -> int:
+async def _turn_recorded(conn: Connection, seq: int, p: TurnRecorded) -> int:
     if p.source_id is not None:
         duplicate = await fetch_one(
             conn, "SELECT turn_id FROM turns WHERE chat_id = ? AND source_id = ?", (p.chat_id, p.source_id)
@@ -59,7 +58,7 @@ async def _turn_recorded(conn: aiosqlite.Connection, seq: int, p: TurnRecorded) 
         time_text = await chat_clock(conn, p.chat_id)
     sibling_group = seq if old is None else old["sibling_group"]
     speaker = await as_player(conn, p.chat_id, p.speaker)
-    await conn.execute_fetchall(
+    await conn.execute(
         """INSERT INTO turns (turn_id, chat_id, scene_id, role, speaker, text, source_id,
                               story_time, truncated, sibling_group, speaker_name, answered_with)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -68,28 +67,28 @@ async def _turn_recorded(conn: aiosqlite.Connection, seq: int, p: TurnRecorded) 
     )
     if old is not None and not _withdrawn(old):
         # A new take of a reply is said at that reply's moment: witnessed by whoever witnessed it.
-        await conn.execute_fetchall(
+        await conn.execute(
             "INSERT INTO turn_witnesses (turn_id, witness) SELECT ?, witness FROM turn_witnesses WHERE turn_id = ?",
             (seq, old["turn_id"]),
         )
     else:
         # Witnessed by the players and the chat's cast as they are now (who comes later never sees it).
-        await conn.execute_fetchall(
+        await conn.execute(
             """INSERT INTO turn_witnesses (turn_id, witness)
                SELECT :turn, player FROM story_players WHERE chat_id = :chat AND active = 1
                UNION SELECT :turn, character_id FROM story_cast WHERE chat_id = :chat""",
             {"turn": seq, "chat": p.chat_id},
         )
     if old is not None and not _withdrawn(old):
-        await conn.execute_fetchall("UPDATE turns SET superseded_by = ? WHERE turn_id = ?", (seq, p.supersedes))
+        await conn.execute("UPDATE turns SET superseded_by = ? WHERE turn_id = ?", (seq, p.supersedes))
     return seq
 
 
-def _withdrawn(turn: aiosqlite.Row) -> bool:
+def _withdrawn(turn: Row) -> bool:
     return turn["superseded_by"] == turn["turn_id"]
 
 
-async def _live_turn(conn: aiosqlite.Connection, chat_id: str, turn_id: int, change: str) -> aiosqlite.Row:
+async def _live_turn(conn: Connection, chat_id: str, turn_id: int, change: str) -> Row:
     turn = await require_row(conn, TurnNotFoundError, "turns", "turn_id", turn_id, chat_id)
     if _withdrawn(turn):
         raise IllegalTransitionError("turn", turn_id, "withdrawn", change)
@@ -97,42 +96,42 @@ async def _live_turn(conn: aiosqlite.Connection, chat_id: str, turn_id: int, cha
 
 
 @projects(TurnTruncated)
-async def _turn_truncated(conn: aiosqlite.Connection, seq: int, p: TurnTruncated) -> None:
+async def _turn_truncated(conn: Connection, seq: int, p: TurnTruncated) -> None:
     await require_row(conn, TurnNotFoundError, "turns", "turn_id", p.turn_id, p.chat_id)
-    await conn.execute_fetchall("UPDATE turns SET text = ?, truncated = 1 WHERE turn_id = ?", (p.text, p.turn_id))
+    await conn.execute("UPDATE turns SET text = ?, truncated = 1 WHERE turn_id = ?", (p.text, p.turn_id))
     return None
 
 
 @projects(TurnSuperseded)
-async def _turn_superseded(conn: aiosqlite.Connection, seq: int, p: TurnSuperseded) -> None:
+async def _turn_superseded(conn: Connection, seq: int, p: TurnSuperseded) -> None:
     old = await require_row(conn, TurnNotFoundError, "turns", "turn_id", p.turn_id, p.chat_id)
     new = await _live_turn(conn, p.chat_id, p.by_turn_id, "shown again")
     if old["sibling_group"] != new["sibling_group"] or p.turn_id == p.by_turn_id:
         raise IllegalTransitionError("turn", p.turn_id, "sibling group", f"superseded by turn {p.by_turn_id}")
-    await conn.execute_fetchall(
+    await conn.execute(
         """UPDATE turns SET superseded_by = ?
-           WHERE sibling_group = ? AND turn_id != ? AND superseded_by IS NOT turn_id""",
+           WHERE sibling_group = ? AND turn_id != ? AND (superseded_by IS NULL OR superseded_by != turn_id)""",
         (p.by_turn_id, new["sibling_group"], p.by_turn_id),
     )
-    await conn.execute_fetchall("UPDATE turns SET superseded_by = NULL WHERE turn_id = ?", (p.by_turn_id,))
+    await conn.execute("UPDATE turns SET superseded_by = NULL WHERE turn_id = ?", (p.by_turn_id,))
     return None
 
 
 @projects(TurnWithdrawn)
-async def _turn_withdrawn(conn: aiosqlite.Connection, seq: int, p: TurnWithdrawn) -> None:
+async def _turn_withdrawn(conn: Connection, seq: int, p: TurnWithdrawn) -> None:
     await _live_turn(conn, p.chat_id, p.turn_id, "withdrawn")
-    await conn.execute_fetchall("UPDATE turns SET superseded_by = turn_id WHERE turn_id = ?", (p.turn_id,))
+    await conn.execute("UPDATE turns SET superseded_by = turn_id WHERE turn_id = ?", (p.turn_id,))
     return None
 
 
 @projects(TurnEdited)
-async def _turn_edited(conn: aiosqlite.Connection, seq: int, p: TurnEdited) -> None:
+async def _turn_edited(conn: Connection, seq: int, p: TurnEdited) -> None:
     turn = await _live_turn(conn, p.chat_id, p.turn_id, "edited")
     if turn["role"] != "user":
         raise IllegalTransitionError("turn", p.turn_id, turn["role"], "edited (only a player's line is)")
-    await conn.execute_fetchall("UPDATE turns SET text = ? WHERE turn_id = ?", (p.text, p.turn_id))
+    await conn.execute("UPDATE turns SET text = ? WHERE turn_id = ?", (p.text, p.turn_id))
     if turn["source_id"] is not None:
-        await conn.execute_fetchall(
+        await conn.execute(
             "UPDATE lines SET text = ?, answered_seq = NULL WHERE chat_id = ? AND source_id = ?",
             (p.text, p.chat_id, turn["source_id"]),
         )
@@ -140,9 +139,9 @@ async def _turn_edited(conn: aiosqlite.Connection, seq: int, p: TurnEdited) -> N
 
 
 @projects(TurnContinued)
-async def _turn_continued(conn: aiosqlite.Connection, seq: int, p: TurnContinued) -> None:
+async def _turn_continued(conn: Connection, seq: int, p: TurnContinued) -> None:
     await _live_turn(conn, p.chat_id, p.turn_id, "continued")
-    await conn.execute_fetchall(
+    await conn.execute(
         "UPDATE turns SET text = text || ?, truncated = ? WHERE turn_id = ?", (p.text, int(p.truncated), p.turn_id)
     )
     return None

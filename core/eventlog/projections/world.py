@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 
-import aiosqlite
-
 from core.errors import CharacterNotFoundError, IllegalTransitionError, SceneNotFoundError
 from core.eventlog.events import (
     CharacterDismissed,
@@ -44,16 +42,17 @@ from core.eventlog.projections.base import (
     require_row,
     story_time_text,
 )
+from core.storage import Connection, Row
 
 
-async def _require_character(conn: aiosqlite.Connection, character_id: str) -> None:
+async def _require_character(conn: Connection, character_id: str) -> None:
     if await fetch_one(conn, "SELECT 1 FROM characters WHERE character_id = ?", (character_id,)) is None:
         raise CharacterNotFoundError(character_id)
 
 
 @projects(PersonaSet)
-async def _persona_set(conn: aiosqlite.Connection, seq: int, p: PersonaSet) -> None:
-    await conn.execute_fetchall(
+async def _persona_set(conn: Connection, seq: int, p: PersonaSet) -> None:
+    await conn.execute(
         """INSERT INTO personas (owner, name, description) VALUES (?, ?, ?)
            ON CONFLICT (owner) DO UPDATE SET name = excluded.name, description = excluded.description""",
         (p.owner, p.name, p.description),
@@ -61,8 +60,8 @@ async def _persona_set(conn: aiosqlite.Connection, seq: int, p: PersonaSet) -> N
 
 
 @projects(CharacterRegistered)
-async def _character_registered(conn: aiosqlite.Connection, seq: int, p: CharacterRegistered) -> None:
-    await conn.execute_fetchall(
+async def _character_registered(conn: Connection, seq: int, p: CharacterRegistered) -> None:
+    await conn.execute(
         """INSERT INTO characters (
                character_id, name, description, personality, scenario, first_mes, mes_example,
                system_prompt, post_history_instructions, creator_notes, alternate_greetings, tags,
@@ -91,25 +90,25 @@ async def _character_registered(conn: aiosqlite.Connection, seq: int, p: Charact
 
 
 @projects(CharacterShared)
-async def _character_shared(conn: aiosqlite.Connection, seq: int, p: CharacterShared) -> None:
+async def _character_shared(conn: Connection, seq: int, p: CharacterShared) -> None:
     await _require_character(conn, p.character_id)
-    await conn.execute_fetchall("UPDATE characters SET shared = 1 WHERE character_id = ?", (p.character_id,))
+    await conn.execute("UPDATE characters SET shared = 1 WHERE character_id = ?", (p.character_id,))
     return None
 
 
 @projects(ChatCreated)
-async def _chat_created(conn: aiosqlite.Connection, seq: int, p: ChatCreated) -> None:
+async def _chat_created(conn: Connection, seq: int, p: ChatCreated) -> None:
     await _require_character(conn, p.host)
     if p.guest is not None:
         await _require_character(conn, p.guest)
     row = await fetch_one(conn, "SELECT COALESCE(MAX(chat_num), 0) + 1 AS next FROM chats")
     assert row is not None  # an aggregate without GROUP BY always returns one row
-    await conn.execute_fetchall(
+    await conn.execute(
         """INSERT INTO chats (chat_id, chat_num, owner, host, guest, title, clock, scenario, created_seq)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (p.chat_id, row["next"], p.owner, p.host, p.guest, p.title, story_time_text(p.clock), p.scenario, seq),
     )
-    await conn.execute_fetchall(
+    await conn.execute(
         "INSERT INTO story_players (chat_id, player, joined_seq, active) VALUES (?, ?, ?, 1)", (p.chat_id, p.owner, seq)
     )
     for character_id in [p.host] + ([p.guest] if p.guest else []):
@@ -117,16 +116,16 @@ async def _chat_created(conn: aiosqlite.Connection, seq: int, p: ChatCreated) ->
     return None
 
 
-async def _come_in(conn: aiosqlite.Connection, chat_id: str, character_id: str, seq: int) -> None:
-    await conn.execute_fetchall(
-        "INSERT OR IGNORE INTO story_cast (chat_id, character_id, joined_seq) VALUES (?, ?, ?)",
+async def _come_in(conn: Connection, chat_id: str, character_id: str, seq: int) -> None:
+    await conn.execute(
+        "INSERT INTO story_cast (chat_id, character_id, joined_seq) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         (chat_id, character_id, seq),
     )
 
 
-async def _first_guest(conn: aiosqlite.Connection, chat_id: str) -> None:
+async def _first_guest(conn: Connection, chat_id: str) -> None:
     """`chats.guest`: the first character to have come, after the host, that is still present."""
-    await conn.execute_fetchall(
+    await conn.execute(
         """UPDATE chats SET guest = (SELECT sc.character_id FROM story_cast sc
                                      WHERE sc.chat_id = chats.chat_id AND sc.character_id != chats.host
                                      ORDER BY sc.joined_seq, sc.character_id LIMIT 1)
@@ -135,7 +134,7 @@ async def _first_guest(conn: aiosqlite.Connection, chat_id: str) -> None:
     )
 
 
-async def _present_row(conn: aiosqlite.Connection, chat_id: str, character_id: str) -> aiosqlite.Row | None:
+async def _present_row(conn: Connection, chat_id: str, character_id: str) -> Row | None:
     return await fetch_one(
         conn,
         """SELECT sc.character_id = c.host AS is_host FROM story_cast sc JOIN chats c ON c.chat_id = sc.chat_id
@@ -145,7 +144,7 @@ async def _present_row(conn: aiosqlite.Connection, chat_id: str, character_id: s
 
 
 @projects(CharacterInvited)
-async def _character_invited(conn: aiosqlite.Connection, seq: int, p: CharacterInvited) -> None:
+async def _character_invited(conn: Connection, seq: int, p: CharacterInvited) -> None:
     await _require_character(conn, p.character_id)
     if await _present_row(conn, p.chat_id, p.character_id) is not None:
         raise IllegalTransitionError("character", p.character_id, "present", "invited again")
@@ -155,18 +154,18 @@ async def _character_invited(conn: aiosqlite.Connection, seq: int, p: CharacterI
 
 
 @projects(CharacterDismissed)
-async def _character_dismissed(conn: aiosqlite.Connection, seq: int, p: CharacterDismissed) -> None:
+async def _character_dismissed(conn: Connection, seq: int, p: CharacterDismissed) -> None:
     row = await _present_row(conn, p.chat_id, p.character_id)
     if row is None or row["is_host"]:
         raise IllegalTransitionError("character", p.character_id, "the host" if row else "absent", "dismissed")
-    await conn.execute_fetchall(
+    await conn.execute(
         "DELETE FROM story_cast WHERE chat_id = ? AND character_id = ?", (p.chat_id, p.character_id)
     )
     await _first_guest(conn, p.chat_id)
     return None
 
 
-async def _player_row(conn: aiosqlite.Connection, chat_id: str, player: str) -> aiosqlite.Row | None:
+async def _player_row(conn: Connection, chat_id: str, player: str) -> Row | None:
     return await fetch_one(
         conn,
         """SELECT sp.active, sp.player = c.owner AS is_owner FROM story_players sp JOIN chats c ON c.chat_id = sp.chat_id
@@ -176,14 +175,14 @@ async def _player_row(conn: aiosqlite.Connection, chat_id: str, player: str) -> 
 
 
 @projects(PlayerJoined)
-async def _player_joined(conn: aiosqlite.Connection, seq: int, p: PlayerJoined) -> None:
+async def _player_joined(conn: Connection, seq: int, p: PlayerJoined) -> None:
     await chat_clock(conn, p.chat_id)
     row = await _player_row(conn, p.chat_id, p.player)
     if row is not None and row["active"]:
         raise IllegalTransitionError("player", p.player, "playing", "joined again")
     if await fetch_one(conn, "SELECT 1 FROM characters WHERE character_id = ?", (p.player,)) is not None:
         raise IllegalTransitionError("player", p.player, "a character's id", "a player")
-    await conn.execute_fetchall(
+    await conn.execute(
         """INSERT INTO story_players (chat_id, player, joined_seq, active) VALUES (?, ?, ?, 1)
            ON CONFLICT (chat_id, player) DO UPDATE SET active = 1""",
         (p.chat_id, p.player, seq),
@@ -192,29 +191,29 @@ async def _player_joined(conn: aiosqlite.Connection, seq: int, p: PlayerJoined) 
 
 
 @projects(PlayerLeft)
-async def _player_left(conn: aiosqlite.Connection, seq: int, p: PlayerLeft) -> None:
+async def _player_left(conn: Connection, seq: int, p: PlayerLeft) -> None:
     row = await _player_row(conn, p.chat_id, p.player)
     if row is None or not row["active"]:
         raise IllegalTransitionError("player", p.player, "not playing", "left")
     if row["is_owner"]:
         raise IllegalTransitionError("player", p.player, "the story's owner", "left")
-    await conn.execute_fetchall(
+    await conn.execute(
         "UPDATE story_players SET active = 0 WHERE chat_id = ? AND player = ?", (p.chat_id, p.player)
     )
     return None
 
 
 @projects(ChatTitleSet)
-async def _chat_title_set(conn: aiosqlite.Connection, seq: int, p: ChatTitleSet) -> None:
-    await conn.execute_fetchall("UPDATE chats SET title = ? WHERE chat_id = ?", (p.title, p.chat_id))
+async def _chat_title_set(conn: Connection, seq: int, p: ChatTitleSet) -> None:
+    await conn.execute("UPDATE chats SET title = ? WHERE chat_id = ?", (p.title, p.chat_id))
     return None
 
 
 @projects(ChatGuestSet)
-async def _chat_guest_set(conn: aiosqlite.Connection, seq: int, p: ChatGuestSet) -> None:
+async def _chat_guest_set(conn: Connection, seq: int, p: ChatGuestSet) -> None:
     if p.guest is not None:
         await _require_character(conn, p.guest)
-    await conn.execute_fetchall(
+    await conn.execute(
         """DELETE FROM story_cast WHERE chat_id = ?
              AND character_id = (SELECT guest FROM chats WHERE chat_id = ? AND guest != host)""",
         (p.chat_id, p.chat_id),
@@ -226,10 +225,10 @@ async def _chat_guest_set(conn: aiosqlite.Connection, seq: int, p: ChatGuestSet)
 
 
 @projects(ClockSet)
-async def _clock_set(conn: aiosqlite.Connection, seq: int, p: ClockSet) -> None:
+async def _clock_set(conn: Connection, seq: int, p: ClockSet) -> None:
     before = await chat_clock(conn, p.chat_id)
-    await conn.execute_fetchall("UPDATE chats SET clock = ? WHERE chat_id = ?", (story_time_text(p.clock), p.chat_id))
-    await conn.execute_fetchall(
+    await conn.execute("UPDATE chats SET clock = ? WHERE chat_id = ?", (story_time_text(p.clock), p.chat_id))
+    await conn.execute(
         "INSERT INTO clock_changes (seq, chat_id, clock_before, clock) VALUES (?, ?, ?, ?)",
         (seq, p.chat_id, before, story_time_text(p.clock)),
     )
@@ -237,14 +236,14 @@ async def _clock_set(conn: aiosqlite.Connection, seq: int, p: ClockSet) -> None:
 
 
 @projects(StoryNoteSet)
-async def _story_note_set(conn: aiosqlite.Connection, seq: int, p: StoryNoteSet) -> None:
-    await conn.execute_fetchall("UPDATE chats SET note = ? WHERE chat_id = ?", (p.text, p.chat_id))
+async def _story_note_set(conn: Connection, seq: int, p: StoryNoteSet) -> None:
+    await conn.execute("UPDATE chats SET note = ? WHERE chat_id = ?", (p.text, p.chat_id))
     return None
 
 
 @projects(StoryPersonaSet)
-async def _story_persona_set(conn: aiosqlite.Connection, seq: int, p: StoryPersonaSet) -> None:
-    await conn.execute_fetchall(
+async def _story_persona_set(conn: Connection, seq: int, p: StoryPersonaSet) -> None:
+    await conn.execute(
         """INSERT INTO story_personas (chat_id, player, name, description) VALUES (?, ?, ?, ?)
            ON CONFLICT (chat_id, player) DO UPDATE SET name = excluded.name, description = excluded.description""",
         (p.chat_id, p.player, p.name, p.description),
@@ -252,7 +251,7 @@ async def _story_persona_set(conn: aiosqlite.Connection, seq: int, p: StoryPerso
     return None
 
 
-async def _present(conn: aiosqlite.Connection, chat_id: str, present: list[str]) -> list[str]:
+async def _present(conn: Connection, chat_id: str, present: list[str]) -> list[str]:
     """Who the event says is present, each once ("you" read as the owner), checked to be known."""
     named = list(dict.fromkeys(await as_players(conn, chat_id, present)))
     await require_known(conn, chat_id, named)
@@ -260,7 +259,7 @@ async def _present(conn: aiosqlite.Connection, chat_id: str, present: list[str])
 
 
 @projects(SceneOpened)
-async def _scene_opened(conn: aiosqlite.Connection, seq: int, p: SceneOpened) -> int:
+async def _scene_opened(conn: Connection, seq: int, p: SceneOpened) -> int:
     present = await _present(conn, p.chat_id, p.present)
     if p.scene_kind == "main":
         open_main = await fetch_one(
@@ -270,7 +269,7 @@ async def _scene_opened(conn: aiosqlite.Connection, seq: int, p: SceneOpened) ->
         )
         if open_main is not None:
             raise IllegalTransitionError("main scene", open_main["scene_id"], "open", "second open main scene")
-    await conn.execute_fetchall(
+    await conn.execute(
         """INSERT INTO scenes (scene_id, chat_id, kind, title, present, started_at)
            VALUES (?, ?, ?, ?, ?, ?)""",
         (seq, p.chat_id, p.scene_kind, p.title, json_list(present), await chat_clock(conn, p.chat_id)),
@@ -279,19 +278,19 @@ async def _scene_opened(conn: aiosqlite.Connection, seq: int, p: SceneOpened) ->
 
 
 @projects(ScenePresenceSet)
-async def _scene_presence_set(conn: aiosqlite.Connection, seq: int, p: ScenePresenceSet) -> None:
+async def _scene_presence_set(conn: Connection, seq: int, p: ScenePresenceSet) -> None:
     await require_row(conn, SceneNotFoundError, "scenes", "scene_id", p.scene_id, p.chat_id)
     present = await _present(conn, p.chat_id, p.present)
-    await conn.execute_fetchall("UPDATE scenes SET present = ? WHERE scene_id = ?", (json_list(present), p.scene_id))
+    await conn.execute("UPDATE scenes SET present = ? WHERE scene_id = ?", (json_list(present), p.scene_id))
     return None
 
 
 @projects(SceneClosed)
-async def _scene_closed(conn: aiosqlite.Connection, seq: int, p: SceneClosed) -> None:
+async def _scene_closed(conn: Connection, seq: int, p: SceneClosed) -> None:
     scene = await require_row(conn, SceneNotFoundError, "scenes", "scene_id", p.scene_id, p.chat_id)
     if scene["closed_at"] is not None:
         raise IllegalTransitionError("scene", p.scene_id, "closed", "closed")
-    await conn.execute_fetchall(
+    await conn.execute(
         "UPDATE scenes SET closed_at = ?, closed_by_turn = coalesce(?, closed_by_turn) WHERE scene_id = ?",
         (await chat_clock(conn, p.chat_id), p.cause_turn_id, p.scene_id),
     )
@@ -299,7 +298,7 @@ async def _scene_closed(conn: aiosqlite.Connection, seq: int, p: SceneClosed) ->
 
 
 @projects(SceneReopened)
-async def _scene_reopened(conn: aiosqlite.Connection, seq: int, p: SceneReopened) -> None:
+async def _scene_reopened(conn: Connection, seq: int, p: SceneReopened) -> None:
     scene = await require_row(conn, SceneNotFoundError, "scenes", "scene_id", p.scene_id, p.chat_id)
     if scene["closed_at"] is None:
         raise IllegalTransitionError("scene", p.scene_id, "open", "open")
@@ -313,20 +312,20 @@ async def _scene_reopened(conn: aiosqlite.Connection, seq: int, p: SceneReopened
         )
         if other is not None:
             raise IllegalTransitionError("main scene", other["scene_id"], "open", "second open main scene")
-    await conn.execute_fetchall("UPDATE scenes SET closed_at = NULL, closed_by_turn = NULL WHERE scene_id = ?",
+    await conn.execute("UPDATE scenes SET closed_at = NULL, closed_by_turn = NULL WHERE scene_id = ?",
                                 (p.scene_id,))
     return None
 
 
 @projects(SceneWithdrawn)
-async def _scene_withdrawn(conn: aiosqlite.Connection, seq: int, p: SceneWithdrawn) -> None:
+async def _scene_withdrawn(conn: Connection, seq: int, p: SceneWithdrawn) -> None:
     scene = await require_row(conn, SceneNotFoundError, "scenes", "scene_id", p.scene_id, p.chat_id)
     shown = await fetch_one(
         conn, "SELECT 1 FROM turns WHERE scene_id = ? AND superseded_by IS NULL LIMIT 1", (p.scene_id,)
     )
     if scene["kind"] != "main" or scene["withdrawn"] or shown is not None:
         raise IllegalTransitionError("scene", p.scene_id, "holding shown turns" if shown else scene["kind"], "withdrawn")
-    await conn.execute_fetchall(
+    await conn.execute(
         "UPDATE scenes SET withdrawn = 1, closed_at = coalesce(closed_at, ?) WHERE scene_id = ?",
         (await chat_clock(conn, p.chat_id), p.scene_id),
     )

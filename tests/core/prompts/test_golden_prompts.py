@@ -29,8 +29,19 @@ KINDS = ["first_turn", "deep_turn", "guest_reply", "routing", "summary", "thread
          "scene_part", "scene_part_rolled", "story_so_far", "long_story_turn", "group_entrance", "group_round"]
 
 
+# The golden texts of each backend: its three stories are played once per run, not once per kind.
+_PLAYED: dict[str, dict[str, str]] = {}
+
+
 @pytest.fixture
-async def golden_texts(open_engine) -> dict[str, str]:
+async def golden_texts(request: pytest.FixtureRequest, open_engine) -> dict[str, str]:
+    backend = request.node.callspec.params["engine_location"]
+    if backend not in _PLAYED:
+        _PLAYED[backend] = await _play_golden_stories(open_engine)
+    return _PLAYED[backend]
+
+
+async def _play_golden_stories(open_engine) -> dict[str, str]:
     fake = scripted_llm()
     engine = await open_engine(fake)
     await play_scripted_story(engine)

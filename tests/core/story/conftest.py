@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from core.engine import Engine, TurnUpdate
 from core.llm import FakeLLM
 from core.state import world
+from core.storage.sql import json_list_agg
 
 HOST = "wren-halloway"
 HOST_NAME = "Wren Halloway"
@@ -94,9 +95,9 @@ async def story_content(engine: Engine, chat_id: str) -> dict:
             """SELECT role, speaker, text, truncated, speaker_name FROM turns
                WHERE chat_id = ? AND superseded_by IS NULL ORDER BY turn_id""", (chat_id,))],
         "memories": await rows(
-            """SELECT kind, pov, text, significance,
-                      (SELECT group_concat(witness) FROM (SELECT witness FROM memory_witnesses w
-                       WHERE w.memory_id = m.memory_id ORDER BY witness))
+            f"""SELECT kind, pov, text, significance,
+                      (SELECT {json_list_agg(engine.db.dialect, 'witness')} FROM (SELECT witness FROM memory_witnesses w
+                       WHERE w.memory_id = m.memory_id ORDER BY witness) AS ws)
                FROM memories m WHERE chat_id = ? AND retracted = 0"""),
         "edges": await rows("SELECT from_id, to_id, affinity, trust, summary FROM edges WHERE chat_id = ?"),
         "threads": await rows("SELECT title, summary, status, resolution FROM plot_threads WHERE chat_id = ?"),

@@ -13,6 +13,7 @@ from core.services.addressee import AddresseeDecision
 from core.services.tokens import estimate_prompt_tokens
 from core.state import threads as thread_state
 from core.text_input import MAX_LINE_CHARS, MAX_SCENARIO_CHARS
+from tests.core.conftest import sqlite_only
 from tests.core.story.conftest import GUEST, collect
 
 CONTEXT = 2048
@@ -54,6 +55,7 @@ def verbose_llm() -> FakeLLM:
     })
 
 
+@sqlite_only  # the longest engine test: its reads run on PostgreSQL in the shorter stories of the others
 async def test_every_request_of_a_300_exchange_scene_fits_the_context(open_engine) -> None:
     fake = verbose_llm()
     engine = await open_engine(fake, budget_tokens=CONTEXT)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -52,8 +53,10 @@ from core.services.dialogue import exchange_to_regenerate, shown_reply_for_sourc
 from core.state import memory as memory_state
 from core.state import turns as turn_state
 from core.state import world
+from core.storage.sql import json_list_agg
 from tests.core.conftest import check_fts_index, dump_projections
 from tests.core.story.conftest import GUEST, GUEST_NAME, HOST, HOST_NAME, THIRD, THIRD_NAME, collect
+from tests.support.postgres import EngineDatabases
 
 OPERATIONS = ("host line", "guest line", "meanwhile", "close", "close in words", "skip", "jump",
               "regenerate", "post again", "second chat", "cancel", "edit", "delete", "rewind", "take", "continue",
@@ -464,9 +467,9 @@ async def story_content(run: Run) -> dict:
     return {
         "turns": await rows("""SELECT chat_id, role, speaker, text, truncated FROM turns WHERE superseded_by IS NULL"""),
         "memories": await rows(
-            """SELECT chat_id, kind, pov, text, significance,
-                      (SELECT group_concat(witness) FROM (SELECT witness FROM memory_witnesses w
-                       WHERE w.memory_id = m.memory_id ORDER BY witness))
+            f"""SELECT chat_id, kind, pov, text, significance,
+                      (SELECT {json_list_agg(engine.db.dialect, 'witness')} FROM (SELECT witness FROM memory_witnesses w
+                       WHERE w.memory_id = m.memory_id ORDER BY witness) AS ws)
                FROM memories m WHERE retracted = 0"""),
         "edges": await rows("SELECT chat_id, from_id, to_id, affinity, trust, summary FROM edges"),
         "threads": await rows("SELECT chat_id, title, summary, status, resolution FROM plot_threads"),
@@ -506,9 +509,9 @@ async def check_each_knows_only_what_it_witnessed(run: Run) -> None:
             assert who in there or not [h for h in hits if token in h.memory.text], (token, who)
 
 
-async def example(operations: list[tuple[str, str | None]], tail: list[str], directory: Path) -> None:
-    live = await start(directory / "live.sqlite3")
-    only_shown = await start(directory / "only-shown.sqlite3")
+async def example(operations: list[tuple[str, str | None]], tail: list[str], location: Callable[[str], str]) -> None:
+    live = await start(location("live.sqlite3"))
+    only_shown = await start(location("only-shown.sqlite3"))
     try:
         for number, (operation, failing) in enumerate(operations, start=1):
             await play(live, number, operation, failing)
@@ -536,11 +539,29 @@ async def example(operations: list[tuple[str, str | None]], tail: list[str], dir
         await only_shown.engine.close()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.lists(st.tuples(st.sampled_from(OPERATIONS), st.sampled_from(FAILING)), min_size=1, max_size=12),
-    st.lists(st.sampled_from(["close", "meanwhile"]), max_size=2),
-)
-def test_random_stories_keep_their_integrity(operations: list[tuple[str, str | None]], tail: list[str]) -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        asyncio.run(example(operations, tail, Path(directory)))
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_random_stories_keep_their_integrity(backend: str, request: pytest.FixtureRequest) -> None:
+    pool: EngineDatabases | None = request.getfixturevalue("engine_databases") if backend == "postgresql" else None
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.lists(st.tuples(st.sampled_from(OPERATIONS), st.sampled_from(FAILING)), min_size=1, max_size=12),
+        st.lists(st.sampled_from(["close", "meanwhile"]), max_size=2),
+    )
+    def random_story(operations: list[tuple[str, str | None]], tail: list[str]) -> None:
+        taken: list[str] = []
+        with tempfile.TemporaryDirectory() as directory:
+
+            def location(name: str) -> str:
+                if pool is None:
+                    return str(Path(directory) / name)
+                taken.append(pool.take())
+                return taken[-1]
+
+            try:
+                asyncio.run(example(operations, tail, location))
+            finally:
+                for url in taken:
+                    pool.give_back(url)  # type: ignore[union-attr]
+
+    random_story()

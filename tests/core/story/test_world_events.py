@@ -10,6 +10,7 @@ from core.errors import InvalidTimeError
 from core.eventlog import replay
 from core.llm import FakeLLM
 from core.state import plans
+from core.storage.sql import json_integer
 from tests.core.conftest import dump_projections
 from tests.core.story.conftest import HOST, collect, settle
 
@@ -51,7 +52,8 @@ async def test_regenerating_the_turn_that_completed_an_event_restores_it_to_star
     stored = await plans.require_world_event(engine.db, event.world_event_id)
     assert stored.ended_at is None and stored.started_at is not None
     causes = await engine.db.reader.fetch_all(
-        "SELECT json_extract(payload, '$.cause_turn_id') FROM events WHERE kind = 'world_event_transitioned'"
+        f"SELECT {json_integer(engine.db.dialect, 'payload', 'cause_turn_id')} FROM events"
+        " WHERE kind = 'world_event_transitioned'"
     )
     assert all(row[0] is not None for row in causes)
 
