@@ -1,5 +1,5 @@
 """The `rpbot` command: `run` against any homeserver, `dev` with an embedded local one,
-and the operator's tools `doctor`, `reconcile --dry-run` and `export`.
+and the operator's tools `doctor`, `reconcile --dry-run`, `export` and `migrate`.
 
 `rpbot dev` starts Synapse on loopback (data in `.rpbot-dev/`), registers the
 bot and a player with generated passwords (kept for the next `dev`), starts the
@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--config", required=True, type=Path, help="the TOML config file")
     export.add_argument("--chat", required=True, help="the engine chat id, or the platform chat id (mx-N) shown by !status")
     export.add_argument("--out", type=Path, default=None, help="write to this file instead of standard output")
+    migrate = commands.add_parser(
+        "migrate", help="move the stories of data_dir's SQLite file into an empty PostgreSQL database (stop the bot first)")
+    migrate.add_argument("--config", required=True, type=Path, help="the TOML config file (its data_dir holds engine.sqlite3)")
+    migrate.add_argument("--to", required=True, help="the PostgreSQL database to move them into: postgresql://USER:PASSWORD@HOST/DATABASE")
     return parser
 
 
@@ -252,6 +256,32 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def migrate(args: argparse.Namespace) -> int:
+    from core import MoveReport, StorageError, is_postgres_url, move_stories, shown_location
+    from core.errors import StoryMoveError
+
+    if not is_postgres_url(args.to):
+        print(f"rpbot: --to must be a postgresql:// URL, not {args.to!r}", file=sys.stderr)
+        return 2
+    source = Path(load_config(args.config).storage.data_dir) / "engine.sqlite3"
+    print(f"Moving the stories of {source} into {shown_location(args.to)}...", flush=True)
+    try:
+        report: MoveReport = asyncio.run(move_stories(source, args.to))
+    except (StoryMoveError, StorageError) as exc:
+        print(f"rpbot: nothing was moved: {exc}", file=sys.stderr)
+        return 1
+    print(f"{report.events} events copied; every table rebuilt from them:")
+    for table, rows in report.rows.items():
+        print(f"  {table}: {rows} rows")
+    if not report.agree:
+        print("The two differ (the SQLite file is unchanged; the PostgreSQL database holds the copy):")
+        for difference in report.differences:
+            print(f"  {difference}")
+        return 1
+    print("The two agree: set [storage] database_url to that URL and start the bot.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -274,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             return reconcile_dry_run(args)
         if args.command == "export":
             return export(args)
+        if args.command == "migrate":
+            return migrate(args)
     except ConfigError as exc:
         print(f"rpbot: {exc}", file=sys.stderr)
         return 2

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from core.eventlog.db import DatabaseStatus, database_status
     from core.eventlog.schema import Schema
+    from core.eventlog.transfer import MoveReport, move_stories
     from core.keyed_locks import KeyedLocks
     from core.llm import LLMClient, make_llm_client
     from core.llm.roles import render_messages
     from core.services.opening_time import START_TIME_EXAMPLES, read_start_time
     from core.services.replies import ReplySettings
     from core.services.tokens import DEFAULT_CONTEXT_TOKENS
-    from core.storage import SqliteConnection
+    from core.storage import SqliteConnection, StorageError, is_postgres_url, shown_location
     from core.timeparse import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time
 
 _HOMES = {
@@ -32,6 +33,11 @@ _HOMES = {
     "Schema": "core.eventlog.schema",
     "ReplySettings": "core.services.replies",
     "SqliteConnection": "core.storage",
+    "StorageError": "core.storage",
+    "is_postgres_url": "core.storage",
+    "shown_location": "core.storage",
+    "MoveReport": "core.eventlog.transfer",
+    "move_stories": "core.eventlog.transfer",
     "DEFAULT_CONTEXT_TOKENS": "core.services.tokens",
     "START_TIME_EXAMPLES": "core.services.opening_time",
     "read_start_time": "core.services.opening_time",
@@ -53,6 +59,11 @@ __all__ = [
     "ReplySettings",
     "Schema",
     "SqliteConnection",
+    "StorageError",
+    "is_postgres_url",
+    "shown_location",
+    "MoveReport",
+    "move_stories",
     "make_llm_client",
     "parse_duration",
     "parse_story_time",

@@ -8,11 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from core.engine import Engine
 from core.errors import StoryMoveError
-from core.eventlog import open_database
+from core.eventlog import EVENT_MODELS, open_database
 from core.eventlog.transfer import move_stories
+from core.state import digests, edges
+from tests.core.prompts.scripted import (
+    play_group_scripted_story,
+    play_long_scripted_story,
+    play_scripted_story,
+    scripted_llm,
+)
+from tests.core.story import test_story_properties as story_properties
 
 LEGACY = Path(__file__).resolve().parents[1] / "data" / "legacy" / "engine-0.1.sqlite3"
+ILSE = (LEGACY.parents[1] / "ilse_varga_v3.json").read_text()
 
 
 def digest(path: Path) -> str:
@@ -46,3 +56,53 @@ async def test_a_difference_is_named_by_table_and_row(tmp_path):
     report = await move_stories(source, tmp_path / "moved.sqlite3")
     assert not report.agree
     assert report.differences[0].startswith("chats: row ") and "Renamed by hand" in report.differences[0]
+
+
+async def test_rpbot_0_1_stories_move_into_postgresql_and_agree(postgres_url):
+    report = await move_stories(LEGACY, postgres_url)
+    assert report.agree, report.differences
+    assert report.events > 300 and report.rows["turns"] > 100 and report.rows["memories"] > 50
+
+
+async def _the_rarest_kinds(run: story_properties.Run) -> None:
+    """A card shared by its owner, a memory forgotten, and the two compensations no step above
+    happened to need (an edge cleared, a digest returned)."""
+    engine, chat_id = run.engine, run.chat_id
+    ilse = await engine.import_character(ILSE, owner=story_properties.OWNER)
+    await engine.share_character(story_properties.OWNER, ilse.character_id)
+    [remembered, *_] = await engine.recent_memories(chat_id, story_properties.HOST)
+    await engine.forget_memory(chat_id, story_properties.HOST, remembered.memory_id)
+    async with engine.db.transaction() as tx:
+        await edges.set_edge(tx, chat_id, story_properties.HOST, story_properties.GUEST, affinity=1, trust=0)
+        await edges.clear_edge(tx, chat_id, story_properties.HOST, story_properties.GUEST, "taken back")
+        digest = await digests.create_digest(tx, chat_id, "They talked.", participants=[story_properties.HOST])
+        await digests.consume_digest(tx, chat_id, digest.digest_id)
+        await digests.return_digest(tx, chat_id, digest.digest_id)
+
+
+async def test_stories_of_every_event_kind_move_into_postgresql_and_agree(tmp_path, postgres_url):
+    """rpbot 0.1's file holds every event kind of its release; the scripted stories of the golden
+    prompts and one of each step of the story property test (several players, characters coming and
+    going, rounds, rolling summaries, fixes and take-backs) add the later ones."""
+    source = tmp_path / "engine.sqlite3"
+    await move_stories(LEGACY, source)
+    for play_story in (play_scripted_story, play_long_scripted_story, play_group_scripted_story):
+        engine = await Engine.open(source, scripted_llm())
+        try:
+            await play_story(engine)
+        finally:
+            await engine.close()
+    run = await story_properties.start(source)
+    try:
+        for number, operation in enumerate(story_properties.OPERATIONS, start=1):
+            await story_properties.play(run, number, operation, None)
+        await story_properties.finish(run)
+        await _the_rarest_kinds(run)
+    finally:
+        await run.engine.close()
+    db = await open_database(source)
+    kinds = {row[0] for row in await db.reader.fetch_all("SELECT DISTINCT kind FROM events")}
+    await db.close()
+    assert kinds == set(EVENT_MODELS), sorted(set(EVENT_MODELS) - kinds)
+    report = await move_stories(source, postgres_url)
+    assert report.agree, report.differences
