@@ -113,12 +113,13 @@ def reply_settings(config: Config) -> ReplySettings:
 
 
 async def open_engine(config: Config) -> Engine:
-    """The engine on `data_dir/engine.sqlite3`, with the configured model and its settings."""
+    """The engine on its stories (`[storage] database_url`, else `data_dir/engine.sqlite3`), with
+    the configured model and its settings."""
     from core.engine import Engine
 
     data_dir = Path(config.storage.data_dir)
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
-    return await Engine.open(data_dir / "engine.sqlite3", make_llm(config), replies=reply_settings(config),
+    return await Engine.open(config.storage.engine_location(), make_llm(config), replies=reply_settings(config),
                              budget_tokens=config.llm.context_tokens)
 
 

@@ -25,10 +25,10 @@ class ExportError(RuntimeError):
 
 async def export_story(config: Config, chat: str) -> StoryExport:
     data_dir = Path(config.storage.data_dir)
-    engine_db = data_dir / "engine.sqlite3"
-    if not engine_db.exists():
-        raise ExportError(f"no stories here: {engine_db} does not exist")
-    engine = await Engine.open(engine_db, make_llm_client("demo"))
+    stories = config.storage.engine_location()
+    if isinstance(stories, Path) and not stories.exists():
+        raise ExportError(f"no stories here: {stories} does not exist")
+    engine = await Engine.open(stories, make_llm_client("demo"))
     try:
         for candidate in (chat, chat_id_of_platform_chat(data_dir / "adapter.sqlite3", chat)):
             if candidate is None:

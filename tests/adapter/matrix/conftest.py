@@ -37,7 +37,8 @@ def rooms_created_by(server: SynapseServer, user_id: str) -> list[dict[str, Any]
 
 
 def bot_starter(server: SynapseServer, tmp_path: Path, started: list[BotProcess]) -> Callable[..., RunningBot]:
-    def start(*, allowed: tuple[str, ...] = ("@player-*:localhost",), llm: dict | None = None, encryption: bool = False) -> RunningBot:
+    def start(*, allowed: tuple[str, ...] = ("@player-*:localhost",), llm: dict | None = None, encryption: bool = False,
+              database_url: str = "") -> RunningBot:
         account = server.register("rpbot")
         config = write_config(
             tmp_path / "rpbot.toml",
@@ -48,6 +49,7 @@ def bot_starter(server: SynapseServer, tmp_path: Path, started: list[BotProcess]
             data_dir=tmp_path / "data",
             llm=llm,
             encryption=encryption,
+            database_url=database_url,
         )
         process = BotProcess(config, tmp_path / "rpbot.log").start()
         started.append(process)
