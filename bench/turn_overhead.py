@@ -2,7 +2,7 @@
 
 Not a test (never run by pytest). Usage:
 
-    .venv/bin/python bench/turn_overhead.py [--prior-turns 10000] [--turns 200] [--guest]
+    .venv/bin/python bench/turn_overhead.py [--prior-turns 10000] [--turns 200] [--guest] [--database URL]
 
 Builds a chat with `--prior-turns` turns (half player lines, half replies, each
 exchange with its memory and edge change, as the pipeline writes them) in one
@@ -10,7 +10,8 @@ transaction, then times `Engine.post_turn` end to end for `--turns` new turns
 with a zero-latency FakeLLM, so the figure is the engine's own overhead: user
 turn, routing (a classifier call only with `--guest`), prompt assembly, stream
 relay, and the reply transaction (turn, memory, edge, digests).  Prints p50, p90,
-p99 and max in milliseconds, and one regenerate's time.
+p99 and max in milliseconds, one regenerate's time, and the time to replay the whole log.
+`--database postgresql://...` runs it in that (empty) PostgreSQL database instead of a SQLite file.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.engine import Engine
+from core.eventlog import replay
 from core.llm import FakeLLM
 from core.services.addressee import AddresseeDecision
 from core.services.memory_write import record_turn_memory
@@ -82,12 +84,12 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-async def run(prior_turns: int, turns: int, guest: bool) -> None:
+async def run(prior_turns: int, turns: int, guest: bool, database: str | None) -> None:
     rng = random.Random(7)
     fake = FakeLLM(routes={"narrate": REPLY, "addressee": AddresseeDecision(speaker=HOST, confidence="high"), "lifecycle": {},
                            "relationship": {"affinity": 0, "trust": 0, "why": ""}})
     with tempfile.TemporaryDirectory() as tmp:
-        engine = await Engine.open(Path(tmp) / "bench.sqlite3", fake)
+        engine = await Engine.open(database or Path(tmp) / "bench.sqlite3", fake)
         try:
             chat = await engine.create_chat(owner=OWNER, host=HOST, guest=GUEST if guest else None)
             started = time.perf_counter()
@@ -106,6 +108,9 @@ async def run(prior_turns: int, turns: int, guest: bool) -> None:
             t0 = time.perf_counter()
             [_ async for _ in engine.regenerate(chat.chat_id)]
             regenerate_ms = (time.perf_counter() - t0) * 1000
+            t0 = time.perf_counter()
+            events = await replay(engine.db)
+            replay_s = time.perf_counter() - t0
         finally:
             await engine.close()
     print(f"chat: {'host + guest (one classifier call)' if guest else 'one character'}; "
@@ -113,6 +118,7 @@ async def run(prior_turns: int, turns: int, guest: bool) -> None:
     print(f"engine time per turn (ms): p50 {percentile(timings, 50):.1f}  p90 {percentile(timings, 90):.1f}  "
           f"p99 {percentile(timings, 99):.1f}  max {max(timings):.1f}  mean {statistics.mean(timings):.1f}")
     print(f"one regenerate (ms): {regenerate_ms:.1f}")
+    print(f"replay of the whole log ({events} events): {replay_s:.1f} s ({'PostgreSQL' if database else 'SQLite'})")
 
 
 def main() -> None:
@@ -120,8 +126,9 @@ def main() -> None:
     parser.add_argument("--prior-turns", type=int, default=10_000)
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--guest", action="store_true", help="a two-character chat (adds the routing call)")
+    parser.add_argument("--database", default=None, help="an empty PostgreSQL database (postgresql://...) instead of a SQLite file")
     args = parser.parse_args()
-    asyncio.run(run(args.prior_turns, args.turns, args.guest))
+    asyncio.run(run(args.prior_turns, args.turns, args.guest, args.database))
 
 
 if __name__ == "__main__":
