@@ -76,7 +76,7 @@ class SlowEngine:
         self.turns.append((chat_id, text, started, time.monotonic()))
         yield TurnUpdate("Mira", "mira", f"Re: {text}", done=True, truncated=truncated, turn_id=1)
 
-    async def edit_line(self, chat_id: str, source_id: str, text: str):
+    async def edit_line(self, chat_id: str, source_id: str, text: str, *, player: str | None = None):
         raise TurnNotFoundError(source_id, "not a line of this story")
 
     async def take_back_line(self, chat_id: str, source_id: str, *, player: str | None = None):

@@ -75,8 +75,10 @@ def assert_sent_by_their_characters(lines: list[SeenMessage], cast: set[str]) ->
 
 
 def one_message_replies(fake_openai: FakeOpenAIServer) -> dict:
-    """The model echoes the line in one chunk: one message per reply, no edits (the stock rate limit is slow)."""
-    fake_openai.default_reply = Reply(chunk_size=100_000)
+    """The model echoes the player's line in one chunk: one message per reply, no edits (the stock rate limit is
+    slow). Only the line: an echo of the whole transcript would name the other character, who would answer it."""
+    fake_openai.default_reply = Reply(text=lambda request: "Echo: " + (request.player_line.strip().splitlines() or [""])[-1],
+                                      chunk_size=100_000)
     return {"provider": "openai", "base_url": fake_openai.base_url, "narrative_model": "m", "timeout_s": 30}
 
 

@@ -7,8 +7,8 @@ name, reads the replies (decrypted, in an encrypted room: their devices got the 
 each player's lines are answered, each reply mentioning exactly the player it answers. The prompt
 names both personas; each player remembers only what they witnessed; a user who may not use the
 bot cannot play (refused by `!invite`, their Element invite withdrawn); `!remove` ends a player.
-The rate limits are relaxed here (the point is players, not pacing): the requests a story of
-several players makes per exchange are those of a story of one.
+The homeserver keeps Synapse's own rate limits, as a player's has them: the requests a story of
+several players makes per exchange are those of a story of one, and the replies come in one message.
 
 After a restart, the players are those the room's membership says: a friend who joined while the
 bot was down plays, one who was removed no longer does (their line from before is not taken, and
@@ -41,8 +41,8 @@ def node_client() -> None:
 
 
 @pytest.fixture
-def world(synapse: SynapseServer, tmp_path: Path) -> Iterator[World]:
-    world = World(synapse, tmp_path)
+def world(synapse_default_limits: SynapseServer, tmp_path: Path) -> Iterator[World]:
+    world = World(synapse_default_limits, tmp_path)  # stock rate limits
     yield world
     world.close()
 
