@@ -79,7 +79,7 @@ class SlowEngine:
     async def edit_line(self, chat_id: str, source_id: str, text: str):
         raise TurnNotFoundError(source_id, "not a line of this story")
 
-    async def take_back_line(self, chat_id: str, source_id: str):
+    async def take_back_line(self, chat_id: str, source_id: str, *, player: str | None = None):
         raise TurnNotFoundError(source_id, "not a line of this story")
 
     async def rewind(self, chat_id: str, steps: int = 1):
