@@ -45,7 +45,7 @@ from adapter.matrix.own_profile import ensure_own_profile
 from adapter.matrix.reconciliation import reconcile_from_space_topology, send_once_ready
 from adapter.matrix.room_versions import CAPABILITIES_PATH, NoUsableRoomVersion, choose_room_version, stable_versions
 from adapter.matrix.rooms import bind_unregistered_room
-from adapter.matrix.store import AdapterStore, get_sync_token, set_sync_token
+from adapter.matrix.store import StateStore, get_sync_token, set_sync_token
 from core.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class MatrixBot:
         self.config = config
         self.engine = engine
         self.data_dir = Path(config.storage.data_dir)
-        self.store: AdapterStore | None = None
+        self.store: StateStore | None = None
         self.client: AsyncClient | None = None
         self.keys_http: httpx.AsyncClient | None = None  # the key endpoints nio does not cover
         self._trust_pending: set[str] = set()  # users whose device trust is still to be refreshed
@@ -212,7 +212,7 @@ class MatrixBot:
         """Everything before the live loop: login, cross-signing, room version, full-state sync,
         reconciliation, redelivery, catch-up (see the module docstring)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await AdapterStore.open(self.data_dir / "adapter.sqlite3")
+        self.store = await StateStore.open(self.data_dir / "adapter.sqlite3")
         self.client = await self.login()
         room_version = await room_version_for(self.client)  # before anything is made (keys included): a refusal leaves nothing
         await self._cross_sign_device()

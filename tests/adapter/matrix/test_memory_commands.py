@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapter.matrix.handlers.registry import handle_command
-from adapter.matrix.store import AdapterStore, RoomMeta
+from adapter.matrix.store import RoomMeta, StateStore
 from core.engine import Engine
 from core.llm import FakeLLM
 from tests.core.pipeline.conftest import GUEST, HOST, collect
@@ -19,13 +19,13 @@ from tests.core.pipeline.conftest import GUEST, HOST, collect
 @dataclass
 class Ctx:
     engine: Engine
-    store: AdapterStore
+    store: StateStore
 
 
 async def open_both(tmp_path: Path) -> Ctx:
     fake = FakeLLM({"narrate": lambda m: "Aye, " + m[-1]["content"].split("\n")[0].lower(),
                     "addressee": {"speaker": HOST, "confidence": "high"}})
-    return Ctx(await Engine.open(tmp_path / "engine.sqlite3", fake), await AdapterStore.open(tmp_path / "adapter.sqlite3"))
+    return Ctx(await Engine.open(tmp_path / "engine.sqlite3", fake), await StateStore.open(tmp_path / "adapter.sqlite3"))
 
 
 async def close_both(ctx: Ctx) -> None:

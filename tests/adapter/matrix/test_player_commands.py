@@ -15,7 +15,7 @@ from nio import MatrixRoom
 from adapter.matrix.handlers.commands import BringIn, SetRounds
 from adapter.matrix.handlers.registry import handle_command
 from adapter.matrix.outgoing import Invite, Kick, SendMessage
-from adapter.matrix.store import AdapterStore, RoomMeta, add_room_player
+from adapter.matrix.store import RoomMeta, StateStore, add_room_player
 from core.engine import MAX_CHARACTERS, Engine
 from core.llm import FakeLLM
 from tests.adapter.matrix.stand_ins import BOT, Ctx
@@ -30,7 +30,7 @@ CARD = json.dumps({"spec": "chara_card_v2", "spec_version": "2.0", "data": {
 @pytest.fixture
 async def ctx(tmp_path: Path):
     engine = await Engine.open(tmp_path / "engine.sqlite3", FakeLLM({"narrate": "*She looks up.* Oh, company."}))
-    store = await AdapterStore.open(tmp_path / "adapter.sqlite3")
+    store = await StateStore.open(tmp_path / "adapter.sqlite3")
     made = Ctx(store, engine)
     made.config.matrix.allowed_users = ["@*:localhost"]
     yield made
