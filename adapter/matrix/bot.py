@@ -44,8 +44,7 @@ from adapter.matrix.outgoing import MatrixSender, OutgoingEvent, SendFailed
 from adapter.matrix.own_profile import ensure_own_profile
 from adapter.matrix.reconciliation import reconcile_from_space_topology, send_once_ready
 from adapter.matrix.room_versions import CAPABILITIES_PATH, NoUsableRoomVersion, choose_room_version, stable_versions
-from adapter.matrix.rooms import bind_unregistered_room
-from adapter.matrix.store import StateStore, get_sync_token, set_sync_token
+from adapter.matrix.store import RoomMeta, StateStore, get_room_meta, get_sync_token, set_room_meta, set_sync_token
 from core.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -219,7 +218,7 @@ class MatrixBot:
         sender = MatrixSender(self.client)
         ctx = BotContext(self.client, self.config, self.store, self.engine, sender, room_version)
         self.ctx = ctx
-        self.dispatcher = Dispatcher(ctx)
+        self.dispatcher = Dispatcher(ctx, bootstrap=self._bootstrap_unregistered_room)
         try:
             await ensure_own_profile(ctx)  # before the full-state sync, so that it shows the rooms as they now are
         except SendFailed as exc:  # the bot's own face is a nicety: the stories go on without it
@@ -249,11 +248,23 @@ class MatrixBot:
         log.info("ready as %s (device %s)", self.client.user_id, self.client.device_id)
 
     async def _bootstrap_unregistered_room(self, room: MatrixRoom, sender: str) -> list[OutgoingEvent] | None:
-        """Bind a genuinely new room the bot is in (see `rooms.bind_unregistered_room`): what to
-        send (nothing), or None if the room stays unbound. The dispatcher binds rooms itself;
-        this is the same step for callers that hold a nio room."""
+        """Bind a genuinely new room the bot is in: one it has no record of after reconciliation.
+        The dispatcher calls it when routing finds a room it knows nothing of (`BindRoom`).
+
+        Rooms with an rpbot identity are rebuilt by reconciliation and never come here. A room an
+        allowed player talks in (their original invite room, say, after the cache was lost) becomes
+        their invite room again, where the Lobby commands work. Returns what to send (nothing), or
+        None if the room stays unbound.
+        """
         assert self.ctx is not None
-        return [] if await bind_unregistered_room(self.ctx, room.room_id, sender) is not None else None
+        ctx = self.ctx
+        if sender == ctx.bot_user_id or not ctx.config.matrix.is_allowed(sender):
+            return None
+        if await get_room_meta(ctx.store, room.room_id) is not None:
+            return None
+        await set_room_meta(ctx.store, RoomMeta(room.room_id, "invite", sender))
+        log.info("bound %s as an invite room of %s", room.room_id, sender)
+        return []
 
     async def _cross_sign_device(self) -> None:
         """Sign this device with the account's cross-signing keys, so that Element talks to it."""

@@ -25,6 +25,7 @@ from typing import Any
 
 from nio import (
     InviteMemberEvent,
+    MatrixRoom,
     MegolmEvent,
     MessageDirection,
     RoomMemberEvent,
@@ -35,10 +36,10 @@ from nio import (
 from adapter.matrix.context import BotContext
 from adapter.matrix.failures import explain
 from adapter.matrix.handlers.onboarding import handle_invite
-from adapter.matrix.outgoing import Kick, RequestRoomKey, SendFailed, SendMessage, txn_id_for
+from adapter.matrix.outgoing import Kick, OutgoingEvent, RequestRoomKey, SendFailed, SendMessage, txn_id_for
 from adapter.matrix.players import NOT_ALLOWED_TO_PLAY, left_text, record_join, record_leave, stranger_text, turned_away_text, welcome_text
 from adapter.matrix.render import notice
-from adapter.matrix.rooms import LiveRooms, Room, StoryRoom, bind_unregistered_room
+from adapter.matrix.rooms import LiveRooms, Room, StoryRoom
 from adapter.matrix.rounds import HeldLine
 from adapter.matrix.routing import (
     STORY_ROOMS,
@@ -78,6 +79,10 @@ from core.errors import RpbotError
 
 log = logging.getLogger(__name__)
 
+# Binds a genuinely new room (`MatrixBot._bootstrap_unregistered_room`): what to send, or None if
+# the room stays unbound.
+Bootstrap = Callable[[MatrixRoom, str], Awaitable[list[OutgoingEvent] | None]]
+
 
 class RecentlySeen:
     """Remembers the last `capacity` keys (oldest forgotten first): repeat suppression with bounded memory."""
@@ -100,8 +105,9 @@ class RecentlySeen:
 
 
 class Dispatcher:
-    def __init__(self, ctx: BotContext, *, seen_capacity: int = 10_000) -> None:
+    def __init__(self, ctx: BotContext, *, bootstrap: Bootstrap | None = None, seen_capacity: int = 10_000) -> None:
         self.ctx = ctx
+        self.bootstrap = bootstrap  # without it (a dispatcher with no bot), new rooms stay unbound
         self.rooms = LiveRooms(ctx)
         self._tasks: set[asyncio.Task[Any]] = set()
         # Invites repeat in every sync until acted on; strangers are told once. Both bounded:
@@ -187,11 +193,23 @@ class Dispatcher:
         meta = await get_room_meta(self.ctx.store, room_id)
         action = await self._route(room_id, event, meta)
         if isinstance(action, BindRoom):
-            meta = await bind_unregistered_room(self.ctx, action.room_id, action.sender)
+            meta = await self.bind_new_room(action)
             if meta is None:
                 return
             action = await self._route(room_id, event, meta)
         await self.perform(action, meta)
+
+    async def bind_new_room(self, action: BindRoom) -> RoomMeta | None:
+        """A room the bot knows nothing of is bootstrapped by the bot; its record, or None if it stays unbound."""
+        if self.bootstrap is None:
+            return None
+        room = self.ctx.client.rooms.get(action.room_id) or MatrixRoom(action.room_id, self.ctx.bot_user_id)
+        outgoing = await self.bootstrap(room, action.sender)
+        if outgoing is None:
+            return None
+        for event in outgoing:
+            self.spawn(functools.partial(self.ctx.sender.send, event))
+        return await get_room_meta(self.ctx.store, action.room_id)
 
     async def _route(self, room_id: str, event: Any, meta: RoomMeta | None) -> Action:
         players = await room_players(self.ctx.store, room_id) if meta is not None and meta.room_type in STORY_ROOMS else frozenset()

@@ -53,7 +53,6 @@ from adapter.matrix.speaking import mentions_for
 from adapter.matrix.store import (
     RoomMeta,
     character_of_message,
-    get_room_meta,
     get_user_meta,
     message_showing_turn,
     record_reply_message,
@@ -523,20 +522,3 @@ class LiveRooms:
         async with self.visit(meta) as room, room.queue:
             yield room
 
-
-async def bind_unregistered_room(ctx: BotContext, room_id: str, sender: str) -> RoomMeta | None:
-    """Bind a genuinely new room the bot is in: one it has no record of after reconciliation.
-
-    Rooms with an rpbot identity are rebuilt by reconciliation and never come here. A room an
-    allowed player talks in (their original invite room, say, after the cache was lost) becomes
-    their invite room again, where the Lobby commands work. None if the room stays unbound.
-    """
-    if sender == ctx.bot_user_id or not ctx.config.matrix.is_allowed(sender):
-        return None
-    known = await get_room_meta(ctx.store, room_id)
-    if known is not None:
-        return None
-    meta = RoomMeta(room_id, "invite", sender)
-    await set_room_meta(ctx.store, meta)
-    log.info("bound %s as an invite room of %s", room_id, sender)
-    return meta
