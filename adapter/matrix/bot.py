@@ -44,8 +44,18 @@ from adapter.matrix.outgoing import MatrixSender, OutgoingEvent, SendFailed
 from adapter.matrix.own_profile import ensure_own_profile
 from adapter.matrix.reconciliation import reconcile_from_space_topology, send_once_ready
 from adapter.matrix.room_versions import CAPABILITIES_PATH, NoUsableRoomVersion, choose_room_version, stable_versions
-from adapter.matrix.store import RoomMeta, StateStore, get_room_meta, get_sync_token, set_room_meta, set_sync_token
+from adapter.matrix.store import (
+    RoomMeta,
+    StateStore,
+    drop_lines_an_older_rpbot_owed,
+    get_room_meta,
+    get_sync_token,
+    lines_an_older_rpbot_owed,
+    set_room_meta,
+    set_sync_token,
+)
 from core.engine import Engine
+from core.errors import RpbotError
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +118,21 @@ async def full_state_sync(client: AsyncClient) -> SyncResponse | None:
         log.warning("full-state sync failed: %s", response.message)
         return None
     return response
+
+
+async def hand_over_lines_an_older_rpbot_owed(store: StateStore, engine: Engine) -> int:
+    """The one conversion of a cache from before the engine owned answered lines: each line it still
+    owed is handed to the engine (which then owes it, and `redeliver_pending` answers it), then the
+    cache's copy is dropped; returns how many. A crash in between hands them again: the engine
+    knows a line it already has by its source id."""
+    lines = await lines_an_older_rpbot_owed(store)
+    for source_event_id, chat_id, text in lines:
+        try:
+            await engine.receive_line(chat_id, text, source_event_id)
+        except RpbotError:
+            log.warning("an owed line of chat %s could not be handed over", chat_id, exc_info=True)
+    await drop_lines_an_older_rpbot_owed(store)
+    return len(lines)
 
 
 async def prepare_live_sync(client: AsyncClient) -> str | None:
@@ -233,6 +258,7 @@ class MatrixBot:
         next_batch = full_sync.next_batch if full_sync is not None else None
         await self._e2ee_housekeeping()
         reconciled = await reconcile_from_space_topology(ctx, full_sync)
+        await hand_over_lines_an_older_rpbot_owed(self.store, self.engine)
         await self.dispatcher.redeliver_pending()
         await self.dispatcher.retry_undecrypted()
         if full_sync is not None:

@@ -66,11 +66,9 @@ from adapter.matrix.routing import (
 )
 from adapter.matrix.store import (
     RoomMeta,
-    forget_line_to_hand_over,
     forget_undecrypted,
     get_room_meta,
     keep_undecrypted,
-    lines_to_hand_over,
     room_players,
     story_room_of_chat,
     undecrypted_events,
@@ -372,12 +370,6 @@ class Dispatcher:
     async def redeliver_pending(self) -> int:
         """Answer the lines still owed from before a restart (the engine returns a reply already
         made without writing it again); returns how many."""
-        for source_event_id, chat_id, text in await lines_to_hand_over(self.ctx.store):  # taken by an older rpbot
-            try:
-                await self.ctx.engine.receive_line(chat_id, text, source_event_id)
-            except RpbotError:
-                log.warning("an owed line of chat %s could not be handed over", chat_id, exc_info=True)
-            await forget_line_to_hand_over(self.ctx.store, source_event_id)
         owed = await self.ctx.engine.owed_lines()
         by_chat: dict[str, list[HeldLine]] = {}
         for line in owed:

@@ -390,15 +390,20 @@ async def story_room_of_chat(store: StateStore, chat_id: str) -> RoomMeta | None
     return _room_meta(row) if row else None
 
 
-async def lines_to_hand_over(store: StateStore) -> list[tuple[str, str, str]]:
-    """(source_event_id, chat_id, text) of lines an older rpbot took and still owed, oldest first."""
+async def lines_an_older_rpbot_owed(store: StateStore) -> list[tuple[str, str, str]]:
+    """(source_event_id, chat_id, text) of lines a cache from before the engine owned answered lines
+    still owed, oldest first: kept in `lines_to_hand_over` only until the next start hands them to
+    the engine and drops that table (`drop_lines_an_older_rpbot_owed`)."""
+    tables = await store.conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'lines_to_hand_over'")
+    if not tables:
+        return []
     rows = await store.conn.execute_fetchall("SELECT source_event_id, chat_id, text FROM lines_to_hand_over ORDER BY rowid")
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-async def forget_line_to_hand_over(store: StateStore, source_event_id: str) -> None:
+async def drop_lines_an_older_rpbot_owed(store: StateStore) -> None:
     async with store.write_lock:
-        await store.conn.execute_fetchall("DELETE FROM lines_to_hand_over WHERE source_event_id = ?", (source_event_id,))
+        await store.conn.execute_fetchall("DROP TABLE IF EXISTS lines_to_hand_over")
 
 
 async def keep_undecrypted(store: StateStore, room_id: str, event_id: str, event_json: str, now: float) -> bool:
