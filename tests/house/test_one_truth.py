@@ -3,10 +3,15 @@
 - Which lines are owed is the engine's (`receive_line`, `owed_lines`). A cache from before it
   owned them still holds `lines_to_hand_over`: only the adapter's store names it, for the one
   conversion that hands those lines to the engine at start and drops the table.
+- What a regenerate replaces is read one way (`exchange_to_regenerate`, from `last_turn`): the
+  turns read model has no second reader of the latest reply.
 """
 
 from __future__ import annotations
 
+import re
+
+from core.state import turns
 from tests.house.test_layering import ROOT, python_files, where
 
 
@@ -20,3 +25,7 @@ def test_only_the_store_names_the_lines_an_older_cache_owed() -> None:
     ]
     assert found == []
 
+
+def test_the_latest_turn_has_one_reader() -> None:
+    readers = sorted(name for name in vars(turns) if re.fullmatch(r"last_\w*turn", name))
+    assert readers == ["last_turn"]
