@@ -22,14 +22,17 @@ import httpx
 from nio import AsyncClient, AsyncClientConfig
 
 from adapter.config import Config
+from adapter.errors import AdapterError
 from adapter.matrix.bot import full_state_sync
 from adapter.matrix.reconciliation import ReconcilePlan, plan_reconciliation
 from adapter.matrix.store import StateStore, all_room_meta, all_room_players, all_user_meta, get_sync_token
 from adapter.operator_session import bot_session
 
 
-class DryRunError(RuntimeError):
+class DryRunError(AdapterError, RuntimeError):
     """The dry run could not sync with the homeserver."""
+
+    player_summary = "I could not sync with the homeserver"
 
 
 def read_only_uri(path: Path) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from adapter.errors import AdapterError
 from adapter.matrix.avatars import keep_card_face
 from adapter.matrix.context import BotContext
 from adapter.matrix.media import MediaError, fetch_uploaded_file
@@ -28,8 +29,10 @@ from core.engine import CharacterInfo
 from core.errors import CardImportError, NothingToRegenerateError
 
 
-class CommandError(Exception):
+class CommandError(AdapterError):
     """Bad arguments: the message says what is wrong; the usage line is added by the caller."""
+
+    worded_for_player = True
 
 
 @dataclass(frozen=True)
