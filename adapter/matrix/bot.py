@@ -43,6 +43,7 @@ from adapter.matrix.handlers.onboarding import resume_onboarding
 from adapter.matrix.outgoing import MatrixSender, OutgoingEvent, SendFailed
 from adapter.matrix.own_profile import ensure_own_profile
 from adapter.matrix.reconciliation import reconcile_from_space_topology, send_once_ready
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.room_versions import CAPABILITIES_PATH, NoUsableRoomVersion, choose_room_version, stable_versions
 from adapter.matrix.store import (
     RoomMeta,
@@ -288,7 +289,7 @@ class MatrixBot:
             return None
         if await get_room_meta(ctx.store, room.room_id) is not None:
             return None
-        await set_room_meta(ctx.store, RoomMeta(room.room_id, "invite", sender))
+        await set_room_meta(ctx.store, RoomMeta(room.room_id, RoomType.INVITE, sender))
         log.info("bound %s as an invite room of %s", room.room_id, sender)
         return []
 

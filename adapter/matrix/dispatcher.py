@@ -39,10 +39,10 @@ from adapter.matrix.handlers.onboarding import handle_invite
 from adapter.matrix.outgoing import Kick, OutgoingEvent, RequestRoomKey, SendFailed, SendMessage, txn_id_for
 from adapter.matrix.players import NOT_ALLOWED_TO_PLAY, left_text, record_join, record_leave, stranger_text, turned_away_text, welcome_text
 from adapter.matrix.render import notice
+from adapter.matrix.room_types import STORY_ROOMS, RoomType
 from adapter.matrix.rooms import LiveRooms, Room, StoryRoom
 from adapter.matrix.rounds import HeldLine
 from adapter.matrix.routing import (
-    STORY_ROOMS,
     Action,
     AwaitKey,
     BindRoom,
@@ -318,7 +318,7 @@ class Dispatcher:
         dispatched = 0
         for room_id, info in response.rooms.join.items():
             meta = await get_room_meta(self.ctx.store, room_id)
-            if meta is None or meta.room_type not in ("chat", "lobby", "invite"):
+            if meta is None or meta.room_type not in (RoomType.STORY, RoomType.LOBBY, RoomType.INVITE):
                 continue
             events = list(info.timeline.events)
             start = info.timeline.prev_batch
@@ -331,7 +331,7 @@ class Dispatcher:
                 start = older.end
                 pages += 1
             last_bot = max((i for i, e in enumerate(events) if getattr(e, "sender", None) == self.ctx.bot_user_id), default=-1)
-            if since_saved_token and meta.room_type == "chat":
+            if since_saved_token and meta.room_type == RoomType.STORY:
                 for event in events[: last_bot + 1]:
                     if is_story_line(event):
                         await self.dispatch_event(room_id, event)

@@ -46,8 +46,9 @@ from adapter.matrix.handlers.onboarding import ensure_onboarded
 from adapter.matrix.handlers.registry import handle_command
 from adapter.matrix.outgoing import Redact, SendFailed, SendMessage, SendState, SetTyping, txn_id_for
 from adapter.matrix.render import notice
+from adapter.matrix.room_types import STORY_ROOMS, RoomType
 from adapter.matrix.rounds import HeldLine
-from adapter.matrix.routing import STORY_ROOMS, ContinueReply, Redo, Rewind, StoryControl, SwitchTake
+from adapter.matrix.routing import ContinueReply, Redo, Rewind, StoryControl, SwitchTake
 from adapter.matrix.spaces import ROOM_STATE, create_story_room, identity_content
 from adapter.matrix.speaking import mentions_for
 from adapter.matrix.store import (
@@ -152,7 +153,7 @@ class LobbyRoom(Room):
     """The Lobby, or the room a player first invited the bot to: commands that start stories."""
 
     async def tell(self, source_event_id: str, purpose: str, text: str) -> None:
-        if self.meta.room_type == "invite":
+        if self.meta.room_type == RoomType.INVITE:
             async with self.ctx.user_locks.hold(self.owner):  # the welcome being made is the first answer here
                 pass
         await super().tell(source_event_id, purpose, text)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from adapter.matrix.room_types import RoomType
 from core import Schema
 
 # The cache's schema, with the engine's migration mechanism: append steps, never edit one that shipped.
@@ -147,7 +148,7 @@ class UserMeta:
 @dataclass(frozen=True)
 class RoomMeta:
     room_id: str
-    room_type: str  # "space" | "lobby" | "chat" | "invite" (a room the user invited the bot to)
+    room_type: RoomType
     matrix_user_id: str
     space_id: str | None = None
     chat_id: str | None = None
@@ -156,7 +157,7 @@ class RoomMeta:
 
 
 def _room_meta(row: aiosqlite.Row) -> RoomMeta:
-    return RoomMeta(**{**dict(row), "rounds": bool(row["rounds"])})
+    return RoomMeta(**{**dict(row), "room_type": RoomType(row["room_type"]), "rounds": bool(row["rounds"])})
 
 
 class StateStore:
@@ -384,7 +385,7 @@ async def turn_of_message(store: StateStore, event_id: str) -> int | None:
 
 async def story_room_of_chat(store: StateStore, chat_id: str) -> RoomMeta | None:
     async with store.conn.execute(
-        "SELECT * FROM room_meta WHERE chat_id = ? AND room_type = 'chat' LIMIT 1", (chat_id,)
+        "SELECT * FROM room_meta WHERE chat_id = ? AND room_type = ? LIMIT 1", (chat_id, RoomType.STORY)
     ) as cursor:
         row = await cursor.fetchone()
     return _room_meta(row) if row else None

@@ -14,6 +14,7 @@ import pytest
 from nio import RoomMessageText
 
 from adapter.matrix.dispatcher import Dispatcher
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.store import RoomMeta, StateStore, set_room_meta
 from tests.adapter.matrix.test_dispatcher import (
     ALICE,
@@ -39,7 +40,7 @@ def bot_edit() -> RoomMessageText:
 @pytest.fixture
 async def store(tmp_path: Path):
     opened = await StateStore.open(tmp_path / "adapter.sqlite3")
-    await set_room_meta(opened, RoomMeta("!story", "chat", ALICE, "!space", "chat-1", "mx-1"))
+    await set_room_meta(opened, RoomMeta("!story", RoomType.STORY, ALICE, "!space", "chat-1", "mx-1"))
     yield opened
     await opened.close()
 

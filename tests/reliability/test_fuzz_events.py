@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from nio import Event
 
 from adapter.matrix.dispatcher import Dispatcher
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.store import RoomMeta, StateStore, set_room_meta
 from tests.adapter.matrix.test_dispatcher import ALICE, BOT, Ctx, SlowEngine
 
@@ -65,8 +66,8 @@ events = st.fixed_dictionaries(
 @pytest.fixture
 async def store(tmp_path: Path):
     opened = await StateStore.open(tmp_path / "adapter.sqlite3")
-    await set_room_meta(opened, RoomMeta("!story", "chat", ALICE, "!space", "chat-1", "mx-1"))
-    await set_room_meta(opened, RoomMeta("!space", "space", ALICE, "!space"))
+    await set_room_meta(opened, RoomMeta("!story", RoomType.STORY, ALICE, "!space", "chat-1", "mx-1"))
+    await set_room_meta(opened, RoomMeta("!space", RoomType.SPACE, ALICE, "!space"))
     yield opened
     await opened.close()
 

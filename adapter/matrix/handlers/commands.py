@@ -22,7 +22,8 @@ from adapter.matrix.context import BotContext
 from adapter.matrix.media import MediaError, fetch_uploaded_file
 from adapter.matrix.outgoing import OutgoingEvent, SendMessage, txn_id_for
 from adapter.matrix.render import notice, room_link
-from adapter.matrix.routing import LOBBY_ROOMS, STORY_ROOMS, ContinueReply, Redo, Rewind, StoryControl, SwitchTake
+from adapter.matrix.room_types import LOBBY_ROOMS, STORY_ROOMS
+from adapter.matrix.routing import ContinueReply, Redo, Rewind, StoryControl, SwitchTake
 from adapter.matrix.store import RoomMeta
 from core import START_TIME_EXAMPLES, read_start_time
 from core.engine import CharacterInfo

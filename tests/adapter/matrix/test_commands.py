@@ -14,14 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapter.matrix.handlers.registry import REGISTRY, handle_command
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.routing import ContinueReply, Rewind, SwitchTake
 from adapter.matrix.store import RoomMeta, StateStore
 from core.engine import CharacterInfo, ChatStatus, ContextReport, ContextSection, Persona, SceneCloseResult, Takes
 from core.errors import ChatNotFoundError, InvalidPersonaError
 
 CLOCK = datetime(2026, 4, 1, 9, 0)
-STORY = RoomMeta("!story", "chat", "@alice:localhost", "!space", "chat-1", "mx-1")
-LOBBY = RoomMeta("!lobby", "lobby", "@alice:localhost", "!space")
+STORY = RoomMeta("!story", RoomType.STORY, "@alice:localhost", "!space", "chat-1", "mx-1")
+LOBBY = RoomMeta("!lobby", RoomType.LOBBY, "@alice:localhost", "!space")
 
 
 @dataclass

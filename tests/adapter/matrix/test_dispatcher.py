@@ -17,6 +17,7 @@ import pytest
 from nio import RoomMessageText, SyncResponse
 
 from adapter.matrix.dispatcher import Dispatcher, RecentlySeen
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.store import RoomMeta, StateStore, set_room_meta
 from core.engine import OwedLine, TurnUpdate
 from core.errors import NothingToRegenerateError, NothingToRewindError, TurnNotFoundError
@@ -103,7 +104,7 @@ class SlowEngine:
 async def store(tmp_path: Path):
     opened = await StateStore.open(tmp_path / "adapter.sqlite3")
     for number in (1, 2):
-        await set_room_meta(opened, RoomMeta(f"!story{number}", "chat", ALICE, "!space", f"chat-{number}", f"mx-{number}"))
+        await set_room_meta(opened, RoomMeta(f"!story{number}", RoomType.STORY, ALICE, "!space", f"chat-{number}", f"mx-{number}"))
     yield opened
     await opened.close()
 
@@ -172,7 +173,7 @@ async def test_stop_is_not_queued_behind_the_turn_it_stops(store: StateStore) ->
 async def test_nothing_is_kept_for_rooms_whose_work_is_done(store: StateStore) -> None:
     """Work queues exist only while work runs: a process serving many rooms for months does not grow with them."""
     for number in range(3, 41):
-        await set_room_meta(store, RoomMeta(f"!story{number}", "chat", ALICE, "!space", f"chat-{number}", f"mx-{number}"))
+        await set_room_meta(store, RoomMeta(f"!story{number}", RoomType.STORY, ALICE, "!space", f"chat-{number}", f"mx-{number}"))
     ctx = Ctx(store, SlowEngine(delay_s=30))
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     await dispatcher.dispatch_sync(sync_with({f"!story{n}": [text_event(ALICE, f"line {n}")] for n in range(1, 41)}))

@@ -12,6 +12,7 @@ from nio import RoomMessageText, SyncResponse
 import adapter.matrix.bot as bot_module
 from adapter.config import Config, MatrixConfig, StorageConfig
 from adapter.matrix.reconciliation import ReconcileReport
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.routing import RunCommand
 from adapter.matrix.store import RoomMeta, get_room_meta
 from tests.adapter.matrix.stand_ins import BOT
@@ -91,7 +92,7 @@ async def test_a_room_the_bot_knows_nothing_of_is_bootstrapped_through_the_bot(m
         await bot.dispatcher.dispatch_event("!strange", text(MALLORY, "!characters", "$2"))
 
         assert bootstrapped == [("!new", ALICE), ("!strange", MALLORY)]
-        bound = RoomMeta("!new", "invite", ALICE)
+        bound = RoomMeta("!new", RoomType.INVITE, ALICE)
         assert await get_room_meta(bot.store, "!new") == bound
         assert await get_room_meta(bot.store, "!strange") is None  # not allowed: stays unbound, nothing done
         [(action, meta)] = performed

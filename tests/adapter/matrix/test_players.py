@@ -19,13 +19,14 @@ from nio import Event, SyncResponse
 
 from adapter.matrix.dispatcher import Dispatcher
 from adapter.matrix.outgoing import Kick, SendMessage
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.store import RoomMeta, StateStore, room_players, set_room_meta
 from core.engine import OwedLine, PlayerInfo, TurnUpdate
 from core.errors import NotAPlayerError
 from tests.adapter.matrix.stand_ins import BOT, Ctx
 
 ALICE, BOB, CAROL, MALLORY = "@alice:localhost", "@bob:localhost", "@carol:localhost", "@mallory:elsewhere"
-STORY = RoomMeta("!story", "chat", ALICE, "!space", "chat-1", "mx-1")
+STORY = RoomMeta("!story", RoomType.STORY, ALICE, "!space", "chat-1", "mx-1")
 _ids = itertools.count(1)
 
 

@@ -23,6 +23,7 @@ from adapter.matrix.reconciliation import (
     reconcile_from_space_topology,
     send_once_ready,
 )
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.store import (
     RoomMeta,
     StateStore,
@@ -163,8 +164,8 @@ async def test_an_empty_store_is_rebuilt_from_topology_without_sending(store: St
 
     assert report.rooms_restored == 3 and report.users_restored == 1
     assert await get_user_meta(store, ALICE) == UserMeta(ALICE, "!space", "!lobby")
-    assert await get_room_meta(store, "!story") == RoomMeta("!story", "chat", ALICE, "!space", "chat-a", "mx-7")
-    assert await get_room_meta(store, "!lobby") == RoomMeta("!lobby", "lobby", ALICE, "!space")
+    assert await get_room_meta(store, "!story") == RoomMeta("!story", RoomType.STORY, ALICE, "!space", "chat-a", "mx-7")
+    assert await get_room_meta(store, "!lobby") == RoomMeta("!lobby", RoomType.LOBBY, ALICE, "!space")
     assert ctx.sender.sent == []
     assert await next_platform_chat_id(store) == "mx-8"  # a new chat never reuses an id in use
 
@@ -180,7 +181,7 @@ async def test_a_healthy_store_is_left_alone(store: StateStore) -> None:
 
 
 async def test_a_partial_store_is_completed(store: StateStore) -> None:
-    await set_room_meta(store, RoomMeta("!lobby", "lobby", ALICE, "!space"))
+    await set_room_meta(store, RoomMeta("!lobby", RoomType.LOBBY, ALICE, "!space"))
     report = await reconcile_from_space_topology(Context(store), alice_topology())  # type: ignore[arg-type]
     assert report.rooms_restored == 2
     assert await get_room_meta(store, "!story") is not None

@@ -9,6 +9,7 @@ import pytest
 
 from adapter.matrix.bot import hand_over_lines_an_older_rpbot_owed
 from adapter.matrix.dispatcher import Dispatcher
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.store import (
     ADAPTER_SCHEMA,
     RoomMeta,
@@ -32,11 +33,11 @@ def test_both_databases_are_versioned_by_the_same_mechanism() -> None:
 async def test_a_new_cache_is_at_the_latest_version_and_reopens_with_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "adapter.sqlite3"
     store = await StateStore.open(path)
-    await set_room_meta(store, RoomMeta("!room", "lobby", "@alice:localhost", "!space"))
+    await set_room_meta(store, RoomMeta("!room", RoomType.LOBBY, "@alice:localhost", "!space"))
     assert await schema_version(store.conn) == ADAPTER_SCHEMA.latest_version
     await store.close()
     again = await StateStore.open(path)
-    assert await get_room_meta(again, "!room") == RoomMeta("!room", "lobby", "@alice:localhost", "!space")
+    assert await get_room_meta(again, "!room") == RoomMeta("!room", RoomType.LOBBY, "@alice:localhost", "!space")
     await again.close()
 
 
@@ -68,7 +69,7 @@ async def test_an_older_cache_hands_its_owed_lines_to_the_engine_and_keeps_which
     try:
         assert await message_showing_turn(store, 12) == "$reply"
         assert await lines_an_older_rpbot_owed(store) == [("$owed", "chat-1", "And then?")]
-        await set_room_meta(store, RoomMeta("!story", "chat", "@alice:localhost", "!space", "chat-1", "mx-1"))
+        await set_room_meta(store, RoomMeta("!story", RoomType.STORY, "@alice:localhost", "!space", "chat-1", "mx-1"))
         engine = SlowEngine()
         assert await hand_over_lines_an_older_rpbot_owed(store, engine) == 1  # type: ignore[arg-type]
         assert engine.owed() == ["And then?"]
