@@ -33,13 +33,14 @@ from nio import (
     SyncResponse,
 )
 
+from adapter.matrix.catch_up import MAX_PAGES, Backlog, backlogs, plan_catch_up
 from adapter.matrix.context import BotContext
 from adapter.matrix.failures import explain
 from adapter.matrix.handlers.onboarding import handle_invite
 from adapter.matrix.outgoing import Kick, OutgoingEvent, RequestRoomKey, SendFailed, SendMessage, txn_id_for
 from adapter.matrix.players import NOT_ALLOWED_TO_PLAY, left_text, record_join, record_leave, stranger_text, turned_away_text, welcome_text
 from adapter.matrix.render import notice
-from adapter.matrix.room_types import STORY_ROOMS, RoomType
+from adapter.matrix.room_types import STORY_ROOMS
 from adapter.matrix.rooms import LiveRooms, Room, StoryRoom
 from adapter.matrix.rounds import HeldLine
 from adapter.matrix.routing import (
@@ -61,7 +62,6 @@ from adapter.matrix.routing import (
     Tell,
     TellStranger,
     TurnAway,
-    is_story_line,
     route,
 )
 from adapter.matrix.store import (
@@ -305,44 +305,28 @@ class Dispatcher:
 
     # -- after a restart ----------------------------------------------------------------
 
-    async def catch_up(self, response: SyncResponse, max_pages: int = 5, *, since_saved_token: bool = False) -> int:
-        """Handle what players said while the bot was away: in each bound room, every event after
-        the bot's own last one (the bot answers everything, so those are unanswered). Paginates
-        back when the sync's timeline was cut short. Returns how many events were dispatched.
-
-        With `since_saved_token` (the cache survived) the timeline holds only events the bot may
-        not have recorded, so story lines *before* its last event are dispatched too: a line that
-        arrived just before the bot's edit of an earlier reply, then a crash, was otherwise lost
-        (seen in the crash loop). The engine drops the ones already taken; commands and
-        reactions there are not repeated (they are not idempotent)."""
+    async def catch_up(self, response: SyncResponse, max_pages: int = MAX_PAGES, *, since_saved_token: bool = False) -> int:
+        """Handle what players said while the bot was away, as `catch_up.plan_catch_up` decides:
+        older history is read where the plan asks for it, then its events are dispatched. Returns
+        how many events were dispatched."""
+        joined = response.rooms.join
+        rooms = {room_id: await get_room_meta(self.ctx.store, room_id) for room_id in joined}
+        waiting = backlogs(joined, rooms)
         dispatched = 0
-        for room_id, info in response.rooms.join.items():
-            meta = await get_room_meta(self.ctx.store, room_id)
-            if meta is None or meta.room_type not in (RoomType.STORY, RoomType.LOBBY, RoomType.INVITE):
-                continue
-            events = list(info.timeline.events)
-            start = info.timeline.prev_batch
-            pages = 0
-            while info.timeline.limited and start and pages < max_pages and not self._has_bot_event(events):
-                older = await self.ctx.client.room_messages(room_id, start=start, direction=MessageDirection.back, limit=50)
-                if isinstance(older, RoomMessagesError) or not older.chunk:
-                    break
-                events = list(reversed(older.chunk)) + events
-                start = older.end
-                pages += 1
-            last_bot = max((i for i, e in enumerate(events) if getattr(e, "sender", None) == self.ctx.bot_user_id), default=-1)
-            if since_saved_token and meta.room_type == RoomType.STORY:
-                for event in events[: last_bot + 1]:
-                    if is_story_line(event):
-                        await self.dispatch_event(room_id, event)
-                        dispatched += 1
-            for event in events[last_bot + 1 :]:
+        while waiting:
+            plan = plan_catch_up(waiting, self.ctx.bot_user_id, since_saved_token=since_saved_token, max_pages=max_pages)
+            for room_id, event in plan.dispatch:
                 await self.dispatch_event(room_id, event)
                 dispatched += 1
+            waiting = [await self._older_page(room) for room in plan.page_back]
         return dispatched
 
-    def _has_bot_event(self, events: list[Any]) -> bool:
-        return any(getattr(e, "sender", None) == self.ctx.bot_user_id for e in events)
+    async def _older_page(self, room: Backlog) -> Backlog:
+        assert room.older is not None
+        older = await self.ctx.client.room_messages(room.room_id, start=room.older, direction=MessageDirection.back, limit=50)
+        if isinstance(older, RoomMessagesError) or not older.chunk:
+            return room.whole()
+        return room.with_older_page(older.chunk, older.end)
 
     async def wait_for_key(self, room_id: str, event: MegolmEvent) -> None:
         """Keep an event we cannot decrypt yet (durably, before the sync token moves) and ask for its key."""
