@@ -15,6 +15,7 @@ from contextlib import closing
 from pathlib import Path
 
 from adapter.config import Config
+from adapter.errors import AdapterError
 from adapter.matrix.store import chat_id_of_platform_chat
 from adapter.reconcile_preview import read_only_uri
 from core import make_llm_client
@@ -22,8 +23,10 @@ from core.engine import Engine, ExportedScene, StoryExport
 from core.errors import ChatNotFoundError
 
 
-class ExportError(RuntimeError):
+class ExportError(AdapterError, RuntimeError):
     """The story could not be found or read; the message says why."""
+
+    player_summary = "The story could not be exported"
 
 
 def chat_id_for_platform_id(adapter_db: Path, platform_chat_id: str) -> str | None:
