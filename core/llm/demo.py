@@ -22,6 +22,9 @@ Purposes:
 - "summary", "scene_close": a short point-of-view summary with a "Key quotes" section.
 - "ooc": a short, plain answer out of character, about what the player asked or said.
 - a reply asked to go on from where it stopped (a continue): one more line of the character's.
+- a new take of a reply (its prompt is the first take's with a note asking for take N afresh):
+  the first take's reply with its opening moved on N - 1 places, so each take of a reply reads
+  differently from the takes before it (as many as there are openings to pick from).
 - "opening_time": when the story begins, from the plain words of its opening ("before dawn",
   "late autumn", "the third night of the blizzard"); nothing when it has none.
 - any call with `response_schema`: JSON for a valid instance of the schema built from its
@@ -117,6 +120,8 @@ _ASIDES = [
 ]
 FOLLOW_UP_MARK = "has just spoken to"  # what the instruction for the other character's short answer says
 CONTINUE_MARK = "from where it stopped"  # what the instruction to go on with a reply says
+# What a new take's prompt adds to the first take's (a regenerate's note): which take it is.
+TAKE_NOTE = re.compile(r"\n*\(This is take (\d+) of [^\n]*?'s reply: write it afresh\.\)")
 _OOC_QUESTIONS = [
     "Good question about {topic}. The story has not shown that yet; keep playing and watch for it.",
     "{Topic} is still open in the story, so it can go the way you play it.",
@@ -219,6 +224,7 @@ class DemoLLM:
             return json.dumps(_opening_time(messages))
         if response_schema is not None:
             return placeholder_instance(response_schema).model_dump_json()
+        take, messages = _take_asked(messages)
         rng = random.Random(_conversation_seed(messages, purpose))
         sheet = CharacterSheet.from_messages(messages)
         if purpose in ("summary", "scene_close"):
@@ -228,17 +234,17 @@ class DemoLLM:
         if purpose == "skip" or _casts_a_narrator(messages):
             return _narration(sheet, messages, rng)
         if messages and ENTRANCE_MARK in messages[-1]["content"]:
-            return _fill(rng.choice(_ENTRANCES), sheet, rng, topic="")
+            return _fill(_pick(rng, _ENTRANCES, take), sheet, rng, topic="")
         if messages and FOLLOW_UP_MARK in messages[-1]["content"]:
-            return _fill(rng.choice(_ASIDES), sheet, rng, topic="")
+            return _fill(_pick(rng, _ASIDES, take), sheet, rng, topic="")
         if purpose == "ooc":
             return _ooc_answer(messages, rng)
         if messages and CONTINUE_MARK in messages[-1]["content"]:
             return " " + _fill(rng.choice(_FOLLOW_UPS), sheet, rng, topic="")
         last_user = _last_user_line(messages)
         if purpose == "greeting" or not last_user:
-            return _fill(rng.choice(_GREETINGS), sheet, rng, topic="")
-        return _in_character_reply(sheet, last_user, rng, _recent_replies(messages))
+            return _fill(_pick(rng, _GREETINGS, take), sheet, rng, topic="")
+        return _in_character_reply(sheet, last_user, rng, _recent_replies(messages), take)
 
 
 def _ooc_answer(messages: Sequence[ChatMessage], rng: random.Random) -> str:
@@ -246,6 +252,26 @@ def _ooc_answer(messages: Sequence[ChatMessage], rng: random.Random) -> str:
     topic = _topic_of(asked) or "that"
     templates = _OOC_QUESTIONS if asked.endswith("?") else _OOC_REMARKS
     return rng.choice(templates).format(topic=topic, Topic=topic[:1].upper() + topic[1:])
+
+
+def _take_asked(messages: Sequence[ChatMessage]) -> tuple[int, list[ChatMessage]]:
+    """Which take of a reply `messages` ask for (1: a first one), and the messages without the note
+    that asks for it: the first take's, so every take of a reply starts from the same seed."""
+    take = 1
+    plain: list[ChatMessage] = []
+    for message in messages:
+        found = TAKE_NOTE.search(message["content"])
+        if found is not None:
+            take = int(found.group(1))
+            message = {**message, "content": TAKE_NOTE.sub("", message["content"])}
+        plain.append(message)
+    return take, plain
+
+
+def _pick(rng: random.Random, templates: Sequence[str], take: int) -> str:
+    """The template the seed picks for a first take (as `rng.choice` does), moved on a place for
+    each take after it: a new take never opens the way the takes before it did."""
+    return templates[(rng.randrange(len(templates)) + take - 1) % len(templates)]
 
 
 def _conversation_seed(messages: Sequence[ChatMessage], purpose: str) -> int:
@@ -320,14 +346,15 @@ def _signature(template: str) -> str:
     return " ".join(_words(re.sub(r"\{\w+\}", " ", template)).split()[:2])
 
 
-def _in_character_reply(sheet: CharacterSheet, last_user: str, rng: random.Random, recent: str) -> str:
-    """An action, a line about what the player said, a follow-up: none begun the way a recent reply put it."""
+def _in_character_reply(sheet: CharacterSheet, last_user: str, rng: random.Random, recent: str, take: int = 1) -> str:
+    """An action, a line about what the player said, a follow-up: none begun the way a recent reply
+    put it; the action of a new take (`take` > 1) is not the one of a take before it."""
     topic = _topic_of(last_user)
     asked = last_user.rstrip().endswith("?")
     parts = []
     for templates in (_ACTIONS, _QUESTION_LINES if asked and topic else _TOPIC_LINES if topic else _PLAIN_LINES, _FOLLOW_UPS):
-        fresh = [t for t in templates if f" {_signature(t)} " not in f" {recent} "]
-        parts.append(_fill(rng.choice(fresh or templates), sheet, rng, topic=topic))
+        fresh = [t for t in templates if f" {_signature(t)} " not in f" {recent} "] or templates
+        parts.append(_fill(_pick(rng, fresh, take if templates is _ACTIONS else 1), sheet, rng, topic=topic))
     return " ".join(parts)
 
 

@@ -267,3 +267,26 @@ def test_the_demo_model_answers_out_of_character_and_goes_on_with_a_reply() -> N
                 {"role": "user", "content": "[Wren goes on.]\n\n[Continue Wren's last message from where it stopped.]"}]
     more = demo.reply_for(going_on, purpose="narrate")
     assert more.startswith(" ") and "Hello" not in more
+
+
+async def test_each_new_take_the_demo_writes_differs_from_the_takes_before_it(open_engine):
+    # A new take's prompt is the first take's with a note asking for it afresh: picked by a hash of
+    # the prompt alone, a take could read word for word as the one before, and 🔄 (or ◀ back to the
+    # first) would change nothing the player sees.
+    engine = await open_engine(DemoLLM(word_delay_s=0))
+    chat = (await engine.create_chat(owner="@p:hs", host="tamsin-vale")).chat_id
+    greeting = (await engine.greeting(chat)).text
+    greetings = [greeting, *[(await collect(engine.regenerate(chat)))[-1].text for _ in range(2)]]
+    assert len(set(greetings)) == len(greetings), greetings
+    lines = ["Good morning. Is there more of that tea?", "Where is the old boat that brought me here?",
+             "I found a brass key in the sand below the light.", "Why do you keep the lamp lit when no ships come?",
+             "Tell me about the storm that wrecked us.", "Who else lives on this rock?", "Can I help you mend the nets?",
+             "What happened to the rest of the crew?"]
+    for number, line in enumerate(lines):
+        takes = [(await collect(engine.post_turn(chat, line, f"$line{number}", player="@p:hs")))[-1].text]
+        takes += [(await collect(engine.regenerate(chat)))[-1].text for _ in range(3)]
+        assert len(set(takes)) == len(takes), (line, takes)
+
+
+async def collect(updates):
+    return [update async for update in updates]
