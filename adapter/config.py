@@ -31,6 +31,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from adapter.errors import AdapterError
 from core import DEFAULT_CONTEXT_TOKENS
 
 RESERVED_SAMPLING_KEYS = ("model", "messages", "stream")  # rpbot sends these itself
@@ -39,8 +40,10 @@ _MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]+)?$")
 _toml_data: ContextVar[dict[str, Any] | None] = ContextVar("_toml_data", default=None)
 
 
-class ConfigError(ValueError):
+class ConfigError(AdapterError, ValueError):
     """The configuration is unreadable or has bad or missing values; the message names them."""
+
+    player_summary = "The bot's configuration has a problem"
 
 
 class _Section(BaseModel):

@@ -28,6 +28,8 @@ from typing import Any
 
 import httpx
 
+from adapter.errors import AdapterError
+
 SERVER_NAME = "localhost"
 
 # Synapse's own rate limits are kept in the "default" flavour; the relaxed
@@ -86,8 +88,10 @@ loggers:
 """
 
 
-class HomeserverError(RuntimeError):
+class HomeserverError(AdapterError, RuntimeError):
     """The local homeserver could not be set up, started or used."""
+
+    player_summary = "The local homeserver could not be used"
 
 
 @dataclass(frozen=True)

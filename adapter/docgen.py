@@ -150,7 +150,7 @@ def _cli_commands() -> list[str]:
 
 def render_commands() -> str:
     """The whole docs/commands.md as a string."""
-    from adapter.matrix.routing import LOBBY_ROOMS, STORY_ROOMS
+    from adapter.matrix.room_types import LOBBY_ROOMS, STORY_ROOMS
 
     parts = [COMMANDS_HEADER]
     for title, rooms in (("In the Lobby (or the room you invited the bot to)", LOBBY_ROOMS), ("In a story room", STORY_ROOMS)):

@@ -13,14 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapter.config import Config
+from adapter.errors import AdapterError
 from adapter.matrix.store import chat_id_of_platform_chat
 from core import make_llm_client
 from core.engine import Engine, ExportedScene, StoryExport
 from core.errors import ChatNotFoundError
 
 
-class ExportError(RuntimeError):
+class ExportError(AdapterError, RuntimeError):
     """The story could not be found or read; the message says why."""
+
+    player_summary = "The story could not be exported"
 
 
 async def export_story(config: Config, chat: str) -> StoryExport:

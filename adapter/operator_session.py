@@ -18,10 +18,13 @@ from pathlib import Path
 import httpx
 
 from adapter.config import Config
+from adapter.errors import AdapterError
 
 
-class SessionError(RuntimeError):
+class SessionError(AdapterError, RuntimeError):
     """The bot account could not be logged in; the message says why."""
+
+    player_summary = "The bot's account could not log in"
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,11 @@ import httpx
 from nio import AsyncClient, AsyncClientConfig
 
 from adapter.config import Config
+from adapter.errors import AdapterError
 from adapter.matrix.bot import full_state_sync
 from adapter.matrix.reconciliation import ReconcilePlan, plan_reconciliation
 from adapter.matrix.store import (
-    AdapterStore,
+    StateStore,
     all_room_meta,
     all_room_players,
     all_user_meta,
@@ -33,8 +34,10 @@ from adapter.matrix.store import (
 from adapter.operator_session import bot_session
 
 
-class DryRunError(RuntimeError):
+class DryRunError(AdapterError, RuntimeError):
     """The dry run could not sync with the homeserver."""
+
+    player_summary = "I could not sync with the homeserver"
 
 
 async def plan_restart(config: Config) -> tuple[ReconcilePlan, int]:
@@ -43,7 +46,7 @@ async def plan_restart(config: Config) -> tuple[ReconcilePlan, int]:
     scratch = Path(tempfile.mkdtemp(prefix="rpbot-dry-run-"))
     try:
         copy_store(data_dir / "adapter.sqlite3", scratch / "adapter.sqlite3")
-        store = await AdapterStore.open(scratch / "adapter.sqlite3")
+        store = await StateStore.open(scratch / "adapter.sqlite3")
         try:
             async with httpx.AsyncClient(base_url=config.matrix.homeserver, timeout=30) as http:
                 async with bot_session(config, http) as session:

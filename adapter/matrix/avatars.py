@@ -16,6 +16,7 @@ from adapter.matrix.context import BotContext
 from adapter.matrix.faces import card_portrait, character_face, place_face
 from adapter.matrix.outgoing import SendFailed
 from adapter.matrix.render import SpeakerProfile
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.store import get_uploaded_media, set_uploaded_media
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,8 @@ async def speaker_profile(ctx: BotContext, character_id: str, name: str) -> Spea
     return SpeakerProfile(profile_id=character_id, displayname=name, avatar_url=avatar)
 
 
-async def place_avatar(ctx: BotContext, kind: str) -> str | None:
-    """The Space's ("space") or the Lobby's ("lobby") picture, uploaded."""
+async def place_avatar(ctx: BotContext, kind: RoomType) -> str | None:
+    """The Space's or the Lobby's picture, uploaded."""
     return await uploaded(ctx, place_face(kind), f"{kind}.png")
 
 

@@ -43,10 +43,20 @@ from adapter.matrix.handlers.onboarding import resume_onboarding
 from adapter.matrix.outgoing import MatrixSender, OutgoingEvent, SendFailed
 from adapter.matrix.own_profile import ensure_own_profile
 from adapter.matrix.reconciliation import reconcile_from_space_topology, send_once_ready
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.room_versions import CAPABILITIES_PATH, NoUsableRoomVersion, choose_room_version, stable_versions
-from adapter.matrix.rooms import bind_unregistered_room
-from adapter.matrix.store import AdapterStore, get_sync_token, set_sync_token
+from adapter.matrix.store import (
+    RoomMeta,
+    StateStore,
+    drop_lines_an_older_rpbot_owed,
+    get_room_meta,
+    get_sync_token,
+    lines_an_older_rpbot_owed,
+    set_room_meta,
+    set_sync_token,
+)
 from core.engine import Engine
+from core.errors import RpbotError
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +121,21 @@ async def full_state_sync(client: AsyncClient) -> SyncResponse | None:
     return response
 
 
+async def hand_over_lines_an_older_rpbot_owed(store: StateStore, engine: Engine) -> int:
+    """The one conversion of a cache from before the engine owned answered lines: each line it still
+    owed is handed to the engine (which then owes it, and `redeliver_pending` answers it), then the
+    cache's copy is dropped; returns how many. A crash in between hands them again: the engine
+    knows a line it already has by its source id."""
+    lines = await lines_an_older_rpbot_owed(store)
+    for source_event_id, chat_id, text in lines:
+        try:
+            await engine.receive_line(chat_id, text, source_event_id)
+        except RpbotError:
+            log.warning("an owed line of chat %s could not be handed over", chat_id, exc_info=True)
+    await drop_lines_an_older_rpbot_owed(store)
+    return len(lines)
+
+
 async def prepare_live_sync(client: AsyncClient) -> str | None:
     """One full-state sync; its next_batch (None if it failed)."""
     response = await full_state_sync(client)
@@ -122,7 +147,7 @@ class MatrixBot:
         self.config = config
         self.engine = engine
         self.data_dir = Path(config.storage.data_dir)
-        self.store: AdapterStore | None = None
+        self.store: StateStore | None = None
         self.client: AsyncClient | None = None
         self.keys_http: httpx.AsyncClient | None = None  # the key endpoints nio does not cover
         self._trust_pending: set[str] = set()  # users whose device trust is still to be refreshed
@@ -212,14 +237,14 @@ class MatrixBot:
         """Everything before the live loop: login, cross-signing, room version, full-state sync,
         reconciliation, redelivery, catch-up (see the module docstring)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await AdapterStore.open(self.data_dir / "adapter.sqlite3")
+        self.store = await StateStore.open(self.data_dir / "adapter.sqlite3")
         self.client = await self.login()
         room_version = await room_version_for(self.client)  # before anything is made (keys included): a refusal leaves nothing
         await self._cross_sign_device()
         sender = MatrixSender(self.client)
         ctx = BotContext(self.client, self.config, self.store, self.engine, sender, room_version)
         self.ctx = ctx
-        self.dispatcher = Dispatcher(ctx)
+        self.dispatcher = Dispatcher(ctx, bootstrap=self._bootstrap_unregistered_room)
         try:
             await ensure_own_profile(ctx)  # before the full-state sync, so that it shows the rooms as they now are
         except SendFailed as exc:  # the bot's own face is a nicety: the stories go on without it
@@ -234,6 +259,7 @@ class MatrixBot:
         next_batch = full_sync.next_batch if full_sync is not None else None
         await self._e2ee_housekeeping()
         reconciled = await reconcile_from_space_topology(ctx, full_sync)
+        await hand_over_lines_an_older_rpbot_owed(self.store, self.engine)
         await self.dispatcher.redeliver_pending()
         await self.dispatcher.retry_undecrypted()
         if full_sync is not None:
@@ -249,11 +275,23 @@ class MatrixBot:
         log.info("ready as %s (device %s)", self.client.user_id, self.client.device_id)
 
     async def _bootstrap_unregistered_room(self, room: MatrixRoom, sender: str) -> list[OutgoingEvent] | None:
-        """Bind a genuinely new room the bot is in (see `rooms.bind_unregistered_room`): what to
-        send (nothing), or None if the room stays unbound. The dispatcher binds rooms itself;
-        this is the same step for callers that hold a nio room."""
+        """Bind a genuinely new room the bot is in: one it has no record of after reconciliation.
+        The dispatcher calls it when routing finds a room it knows nothing of (`BindRoom`).
+
+        Rooms with an rpbot identity are rebuilt by reconciliation and never come here. A room an
+        allowed player talks in (their original invite room, say, after the cache was lost) becomes
+        their invite room again, where the Lobby commands work. Returns what to send (nothing), or
+        None if the room stays unbound.
+        """
         assert self.ctx is not None
-        return [] if await bind_unregistered_room(self.ctx, room.room_id, sender) is not None else None
+        ctx = self.ctx
+        if sender == ctx.bot_user_id or not ctx.config.matrix.is_allowed(sender):
+            return None
+        if await get_room_meta(ctx.store, room.room_id) is not None:
+            return None
+        await set_room_meta(ctx.store, RoomMeta(room.room_id, RoomType.INVITE, sender))
+        log.info("bound %s as an invite room of %s", room.room_id, sender)
+        return []
 
     async def _cross_sign_device(self) -> None:
         """Sign this device with the account's cross-signing keys, so that Element talks to it."""

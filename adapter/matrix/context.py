@@ -12,7 +12,7 @@ from adapter.config import Config
 from adapter.matrix.outgoing import MatrixSender
 from adapter.matrix.rounds import Rounds
 from adapter.matrix.speaking import RoomFaces
-from adapter.matrix.store import AdapterStore
+from adapter.matrix.store import StateStore
 from core import KeyedLocks
 from core.engine import Engine
 
@@ -21,7 +21,7 @@ from core.engine import Engine
 class BotContext:
     client: AsyncClient
     config: Config
-    store: AdapterStore
+    store: StateStore
     engine: Engine
     sender: MatrixSender
     room_version: str  # new rooms are made in it (chosen at start from the homeserver's capabilities)

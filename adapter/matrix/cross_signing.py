@@ -36,6 +36,7 @@ from signedjson.key import encode_signing_key_base64, generate_signing_key
 from signedjson.types import SigningKey
 from unpaddedbase64 import encode_base64
 
+from adapter.errors import AdapterError
 from adapter.matrix.secret_storage import SecretStorage
 from adapter.matrix.signatures import Json, cross_signing_key, public_key, sign, signed_by, signing_key_from_seed
 
@@ -46,8 +47,10 @@ RECOVERY_KEY_FILE = "recovery-key.txt"
 USAGES = ("master", "self_signing", "user_signing")
 
 
-class CrossSigningError(RuntimeError):
+class CrossSigningError(AdapterError, RuntimeError):
     """The homeserver did not take the keys or signatures; the message says what the operator can do."""
+
+    player_summary = "The bot's encryption keys could not be published"
 
 
 @dataclass(frozen=True)

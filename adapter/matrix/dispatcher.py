@@ -25,6 +25,7 @@ from typing import Any
 
 from nio import (
     InviteMemberEvent,
+    MatrixRoom,
     MegolmEvent,
     MessageDirection,
     RoomMemberEvent,
@@ -32,16 +33,17 @@ from nio import (
     SyncResponse,
 )
 
+from adapter.matrix.catch_up import MAX_PAGES, Backlog, backlogs, plan_catch_up
 from adapter.matrix.context import BotContext
 from adapter.matrix.failures import explain
 from adapter.matrix.handlers.onboarding import handle_invite
-from adapter.matrix.outgoing import Kick, RequestRoomKey, SendFailed, SendMessage, txn_id_for
+from adapter.matrix.outgoing import Kick, OutgoingEvent, RequestRoomKey, SendFailed, SendMessage, txn_id_for
 from adapter.matrix.players import NOT_ALLOWED_TO_PLAY, left_text, record_join, record_leave, stranger_text, turned_away_text, welcome_text
 from adapter.matrix.render import notice
-from adapter.matrix.rooms import LiveRooms, Room, StoryRoom, bind_unregistered_room
+from adapter.matrix.room_types import STORY_ROOMS
+from adapter.matrix.rooms import LiveRooms, Room, StoryRoom
 from adapter.matrix.rounds import HeldLine
 from adapter.matrix.routing import (
-    STORY_ROOMS,
     Action,
     AwaitKey,
     BindRoom,
@@ -60,16 +62,13 @@ from adapter.matrix.routing import (
     Tell,
     TellStranger,
     TurnAway,
-    is_story_line,
     route,
 )
 from adapter.matrix.store import (
     RoomMeta,
-    forget_line_to_hand_over,
     forget_undecrypted,
     get_room_meta,
     keep_undecrypted,
-    lines_to_hand_over,
     room_players,
     story_room_of_chat,
     undecrypted_events,
@@ -77,6 +76,10 @@ from adapter.matrix.store import (
 from core.errors import RpbotError
 
 log = logging.getLogger(__name__)
+
+# Binds a genuinely new room (`MatrixBot._bootstrap_unregistered_room`): what to send, or None if
+# the room stays unbound.
+Bootstrap = Callable[[MatrixRoom, str], Awaitable[list[OutgoingEvent] | None]]
 
 
 class RecentlySeen:
@@ -100,8 +103,9 @@ class RecentlySeen:
 
 
 class Dispatcher:
-    def __init__(self, ctx: BotContext, *, seen_capacity: int = 10_000) -> None:
+    def __init__(self, ctx: BotContext, *, bootstrap: Bootstrap | None = None, seen_capacity: int = 10_000) -> None:
         self.ctx = ctx
+        self.bootstrap = bootstrap  # without it (a dispatcher with no bot), new rooms stay unbound
         self.rooms = LiveRooms(ctx)
         self._tasks: set[asyncio.Task[Any]] = set()
         # Invites repeat in every sync until acted on; strangers are told once. Both bounded:
@@ -187,11 +191,23 @@ class Dispatcher:
         meta = await get_room_meta(self.ctx.store, room_id)
         action = await self._route(room_id, event, meta)
         if isinstance(action, BindRoom):
-            meta = await bind_unregistered_room(self.ctx, action.room_id, action.sender)
+            meta = await self.bind_new_room(action)
             if meta is None:
                 return
             action = await self._route(room_id, event, meta)
         await self.perform(action, meta)
+
+    async def bind_new_room(self, action: BindRoom) -> RoomMeta | None:
+        """A room the bot knows nothing of is bootstrapped by the bot; its record, or None if it stays unbound."""
+        if self.bootstrap is None:
+            return None
+        room = self.ctx.client.rooms.get(action.room_id) or MatrixRoom(action.room_id, self.ctx.bot_user_id)
+        outgoing = await self.bootstrap(room, action.sender)
+        if outgoing is None:
+            return None
+        for event in outgoing:
+            self.spawn(functools.partial(self.ctx.sender.send, event))
+        return await get_room_meta(self.ctx.store, action.room_id)
 
     async def _route(self, room_id: str, event: Any, meta: RoomMeta | None) -> Action:
         players = await room_players(self.ctx.store, room_id) if meta is not None and meta.room_type in STORY_ROOMS else frozenset()
@@ -289,44 +305,28 @@ class Dispatcher:
 
     # -- after a restart ----------------------------------------------------------------
 
-    async def catch_up(self, response: SyncResponse, max_pages: int = 5, *, since_saved_token: bool = False) -> int:
-        """Handle what players said while the bot was away: in each bound room, every event after
-        the bot's own last one (the bot answers everything, so those are unanswered). Paginates
-        back when the sync's timeline was cut short. Returns how many events were dispatched.
-
-        With `since_saved_token` (the cache survived) the timeline holds only events the bot may
-        not have recorded, so story lines *before* its last event are dispatched too: a line that
-        arrived just before the bot's edit of an earlier reply, then a crash, was otherwise lost
-        (seen in the crash loop). The engine drops the ones already taken; commands and
-        reactions there are not repeated (they are not idempotent)."""
+    async def catch_up(self, response: SyncResponse, max_pages: int = MAX_PAGES, *, since_saved_token: bool = False) -> int:
+        """Handle what players said while the bot was away, as `catch_up.plan_catch_up` decides:
+        older history is read where the plan asks for it, then its events are dispatched. Returns
+        how many events were dispatched."""
+        joined = response.rooms.join
+        rooms = {room_id: await get_room_meta(self.ctx.store, room_id) for room_id in joined}
+        waiting = backlogs(joined, rooms)
         dispatched = 0
-        for room_id, info in response.rooms.join.items():
-            meta = await get_room_meta(self.ctx.store, room_id)
-            if meta is None or meta.room_type not in ("chat", "lobby", "invite"):
-                continue
-            events = list(info.timeline.events)
-            start = info.timeline.prev_batch
-            pages = 0
-            while info.timeline.limited and start and pages < max_pages and not self._has_bot_event(events):
-                older = await self.ctx.client.room_messages(room_id, start=start, direction=MessageDirection.back, limit=50)
-                if isinstance(older, RoomMessagesError) or not older.chunk:
-                    break
-                events = list(reversed(older.chunk)) + events
-                start = older.end
-                pages += 1
-            last_bot = max((i for i, e in enumerate(events) if getattr(e, "sender", None) == self.ctx.bot_user_id), default=-1)
-            if since_saved_token and meta.room_type == "chat":
-                for event in events[: last_bot + 1]:
-                    if is_story_line(event):
-                        await self.dispatch_event(room_id, event)
-                        dispatched += 1
-            for event in events[last_bot + 1 :]:
+        while waiting:
+            plan = plan_catch_up(waiting, self.ctx.bot_user_id, since_saved_token=since_saved_token, max_pages=max_pages)
+            for room_id, event in plan.dispatch:
                 await self.dispatch_event(room_id, event)
                 dispatched += 1
+            waiting = [await self._older_page(room) for room in plan.page_back]
         return dispatched
 
-    def _has_bot_event(self, events: list[Any]) -> bool:
-        return any(getattr(e, "sender", None) == self.ctx.bot_user_id for e in events)
+    async def _older_page(self, room: Backlog) -> Backlog:
+        assert room.older is not None
+        older = await self.ctx.client.room_messages(room.room_id, start=room.older, direction=MessageDirection.back, limit=50)
+        if isinstance(older, RoomMessagesError) or not older.chunk:
+            return room.whole()
+        return room.with_older_page(older.chunk, older.end)
 
     async def wait_for_key(self, room_id: str, event: MegolmEvent) -> None:
         """Keep an event we cannot decrypt yet (durably, before the sync token moves) and ask for its key."""
@@ -354,12 +354,6 @@ class Dispatcher:
     async def redeliver_pending(self) -> int:
         """Answer the lines still owed from before a restart (the engine returns a reply already
         made without writing it again); returns how many."""
-        for source_event_id, chat_id, text in await lines_to_hand_over(self.ctx.store):  # taken by an older rpbot
-            try:
-                await self.ctx.engine.receive_line(chat_id, text, source_event_id)
-            except RpbotError:
-                log.warning("an owed line of chat %s could not be handed over", chat_id, exc_info=True)
-            await forget_line_to_hand_over(self.ctx.store, source_event_id)
         owed = await self.ctx.engine.owed_lines()
         by_chat: dict[str, list[HeldLine]] = {}
         for line in owed:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from adapter.matrix.room_types import RoomType
+
 SIZE = 256
 Color = tuple[int, int, int]
 
@@ -156,11 +158,11 @@ def character_face(character_id: str, name: str, imported: Path | None = None) -
     return builtin_portrait(character_id) or monogram(name, seed=character_id)
 
 
-def place_face(kind: str) -> bytes:
+def place_face(kind: RoomType) -> bytes:
     """The Space's and the Lobby's pictures: a book of stories and an open door."""
-    image = _gradient((44, 52, 84), (120, 96, 140)) if kind == "space" else _gradient((60, 96, 90), (170, 196, 170))
+    image = _gradient((44, 52, 84), (120, 96, 140)) if kind == RoomType.SPACE else _gradient((60, 96, 90), (170, 196, 170))
     draw = ImageDraw.Draw(image)
-    if kind == "space":
+    if kind == RoomType.SPACE:
         draw.polygon([(48, 70), (128, 90), (128, 206), (48, 186)], fill=(240, 232, 214))
         draw.polygon([(208, 70), (128, 90), (128, 206), (208, 186)], fill=(226, 216, 196))
         for y in (112, 132, 152):

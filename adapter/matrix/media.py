@@ -13,11 +13,15 @@ from nio import (
 from nio.crypto.attachments import decrypt_attachment
 from nio.exceptions import EncryptionError
 
+from adapter.errors import AdapterError
+
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 
 
-class MediaError(Exception):
+class MediaError(AdapterError):
     """The file could not be had; the message says why, for the player."""
+
+    worded_for_player = True
 
 
 def _too_large(max_bytes: int) -> str:

@@ -31,6 +31,8 @@ from nio import (
 )
 from nio.api import Api
 
+from adapter.errors import AdapterError
+
 log = logging.getLogger(__name__)
 
 RATE_LIMITED = "M_LIMIT_EXCEEDED"
@@ -117,8 +119,10 @@ class CreateRoom:
 OutgoingEvent = SendMessage | SendState | SetTyping | LeaveRoom | RequestRoomKey | Redact | SetOwnProfile | Invite | Kick
 
 
-class SendFailed(RuntimeError):
+class SendFailed(AdapterError, RuntimeError):
     """Matrix refused an outgoing event for a reason other than a rate limit."""
+
+    player_summary = "The homeserver refused something I tried to send"
 
     def __init__(self, what: str, response: Any) -> None:
         super().__init__(f"{what} failed: {getattr(response, 'status_code', '')} {getattr(response, 'message', response)}")

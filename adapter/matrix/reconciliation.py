@@ -46,6 +46,7 @@ from nio import SyncResponse
 from adapter.matrix.context import BotContext
 from adapter.matrix.outgoing import SendFailed, SendState
 from adapter.matrix.players import NOT_ALLOWED_TO_PLAY
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.spaces import ELEMENT_SETTINGS, HIDE_PROFILE_CHANGES, KICK_LEVEL, ROOM_STATE, SPACE_STATE
 from adapter.matrix.store import (
     RoomMeta,
@@ -243,21 +244,22 @@ def plan_reconciliation(
         if not isinstance(owner, str):
             continue
         if event_type == SPACE_STATE:
-            wanted = RoomMeta(room_id, "space", owner, space_id=room_id)
+            wanted = RoomMeta(room_id, RoomType.SPACE, owner, space_id=room_id)
             spaces_of[owner] = room_id
         else:
-            room_type = content.get("room_type")
+            stated_type = content.get("room_type")
             space_id = content.get("space_id")
-            if room_type not in ("lobby", "chat") or not isinstance(space_id, str):
+            if stated_type not in (RoomType.LOBBY, RoomType.STORY) or not isinstance(space_id, str):
                 continue
+            room_type = RoomType(stated_type)
             platform_chat_id = content.get("platform_chat_id")
-            if room_type == "chat" and not platform_chat_id:
+            if room_type == RoomType.STORY and not platform_chat_id:
                 platform_chat_id = legacy_platform_chat_id(room_id)
                 plan.state_writes.append(SendState(room_id, ROOM_STATE, {**content, "platform_chat_id": platform_chat_id}))
                 plan.backfilled += 1
             chat_id = content.get("chat_id")
             wanted = RoomMeta(room_id, room_type, owner, space_id, chat_id, platform_chat_id, rounds=content.get("rounds") is True)
-            if room_type == "lobby":
+            if room_type == RoomType.LOBBY:
                 lobbies_of[owner] = room_id
                 plan.once_ready.extend(withdrawn_lobby_invite(room_id, owner, state))
             else:
@@ -270,7 +272,7 @@ def plan_reconciliation(
                     if (cached_players or {}).get(room_id, frozenset()) != set(players.players):
                         plan.player_writes[room_id] = frozenset(players.players)
             if space_id in identities and room_id not in linked.get(space_id, set()):
-                order = "0000" if room_type == "lobby" else "1" + room_id
+                order = "0000" if room_type == RoomType.LOBBY else "1" + room_id
                 plan.state_writes.append(
                     SendState(space_id, "m.space.child", {"via": [server_name], "order": order[:50], "suggested": True}, state_key=room_id)
                 )

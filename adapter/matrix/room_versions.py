@@ -13,13 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from adapter.errors import AdapterError
+
 RESTRICTED_JOINS_SINCE = 8
 CREATORS_UNLISTED_SINCE = 12
 CAPABILITIES_PATH = "/_matrix/client/v3/capabilities"
 
 
-class NoUsableRoomVersion(RuntimeError):
+class NoUsableRoomVersion(AdapterError, RuntimeError):
     """The homeserver offers no stable room version with restricted joins."""
+
+    player_summary = "The homeserver offers no room version I can make rooms in"
 
 
 def _number(version: str) -> int | None:

@@ -46,14 +46,14 @@ from adapter.matrix.handlers.onboarding import ensure_onboarded
 from adapter.matrix.handlers.registry import handle_command
 from adapter.matrix.outgoing import Redact, SendFailed, SendMessage, SendState, SetTyping, txn_id_for
 from adapter.matrix.render import notice
+from adapter.matrix.room_types import STORY_ROOMS, RoomType
 from adapter.matrix.rounds import HeldLine
-from adapter.matrix.routing import STORY_ROOMS, ContinueReply, Redo, Rewind, StoryControl, SwitchTake
+from adapter.matrix.routing import ContinueReply, Redo, Rewind, StoryControl, SwitchTake
 from adapter.matrix.spaces import ROOM_STATE, create_story_room, identity_content
 from adapter.matrix.speaking import mentions_for
 from adapter.matrix.store import (
     RoomMeta,
     character_of_message,
-    get_room_meta,
     get_user_meta,
     message_showing_turn,
     record_reply_message,
@@ -153,7 +153,7 @@ class LobbyRoom(Room):
     """The Lobby, or the room a player first invited the bot to: commands that start stories."""
 
     async def tell(self, source_event_id: str, purpose: str, text: str) -> None:
-        if self.meta.room_type == "invite":
+        if self.meta.room_type == RoomType.INVITE:
             async with self.ctx.user_locks.hold(self.owner):  # the welcome being made is the first answer here
                 pass
         await super().tell(source_event_id, purpose, text)
@@ -523,20 +523,3 @@ class LiveRooms:
         async with self.visit(meta) as room, room.queue:
             yield room
 
-
-async def bind_unregistered_room(ctx: BotContext, room_id: str, sender: str) -> RoomMeta | None:
-    """Bind a genuinely new room the bot is in: one it has no record of after reconciliation.
-
-    Rooms with an rpbot identity are rebuilt by reconciliation and never come here. A room an
-    allowed player talks in (their original invite room, say, after the cache was lost) becomes
-    their invite room again, where the Lobby commands work. None if the room stays unbound.
-    """
-    if sender == ctx.bot_user_id or not ctx.config.matrix.is_allowed(sender):
-        return None
-    known = await get_room_meta(ctx.store, room_id)
-    if known is not None:
-        return None
-    meta = RoomMeta(room_id, "invite", sender)
-    await set_room_meta(ctx.store, meta)
-    log.info("bound %s as an invite room of %s", room_id, sender)
-    return meta

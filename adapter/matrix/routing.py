@@ -31,10 +31,8 @@ from nio import (
     RoomMessageText,
 )
 
+from adapter.matrix.room_types import LOBBY_ROOMS, STORY_ROOMS
 from adapter.matrix.store import RoomMeta
-
-LOBBY_ROOMS = frozenset({"lobby", "invite"})
-STORY_ROOMS = frozenset({"chat"})
 
 NOT_A_STORY_ROOM = "Stories are told in their own rooms; this one is for commands. Type `!help` to see what you can do here."
 UPLOAD_IN_LOBBY = "To add this character, reply to the file with `!import`."

@@ -23,13 +23,17 @@ from Crypto.Cipher import AES
 from Crypto.Hash import HMAC, SHA256
 from Crypto.Protocol.KDF import HKDF
 
+from adapter.errors import AdapterError
+
 ALGORITHM = "m.secret_storage.v1.aes-hmac-sha2"
 RECOVERY_KEY_PREFIX = b"\x8b\x01"
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
-class RecoveryKeyError(ValueError):
+class RecoveryKeyError(AdapterError, ValueError):
     """A recovery key that is mistyped: wrong characters, prefix, length or parity."""
+
+    player_summary = "A recovery key was mistyped"
 
 
 def _b64(data: bytes) -> str:

@@ -27,6 +27,7 @@ from adapter.matrix.avatars import avatar_state, place_avatar, speaker_profile
 from adapter.matrix.context import BotContext
 from adapter.matrix.outgoing import CreateRoom, SendMessage, SendState, txn_id_for
 from adapter.matrix.render import character_reply
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.room_versions import creators_have_unlimited_power
 from adapter.matrix.speaking import Face, initial_face_state
 from adapter.matrix.store import (
@@ -154,16 +155,19 @@ async def link_child(ctx: BotContext, space_id: str, room_id: str, order: str) -
 
 
 async def create_space(ctx: BotContext, owner: str, notify_room: str | None = None) -> UserMeta:
-    space_id = await ctx.sender.create_room(space_request(ctx, owner, await place_avatar(ctx, "space")), notify_room=notify_room)
+    space_id = await ctx.sender.create_room(space_request(ctx, owner, await place_avatar(ctx, RoomType.SPACE)), notify_room=notify_room)
     meta = UserMeta(user_id=owner, space_id=space_id)
     await set_user_meta(ctx.store, meta)
-    await set_room_meta(ctx.store, RoomMeta(space_id, "space", owner, space_id=space_id))
+    await set_room_meta(ctx.store, RoomMeta(space_id, RoomType.SPACE, owner, space_id=space_id))
     log.info("created space %s", space_id, extra={"room_id": space_id, "user_id": owner})
     return meta
 
 
 async def create_lobby(ctx: BotContext, owner: str, space_id: str, notify_room: str | None = None) -> str:
-    identity = {"owner": owner, "room_type": "lobby", "space_id": space_id, "chat_id": None, "platform_chat_id": None, "version": STATE_VERSION}
+    identity = {
+        "owner": owner, "room_type": RoomType.LOBBY, "space_id": space_id, "chat_id": None, "platform_chat_id": None,
+        "version": STATE_VERSION,
+    }
     room_id = await ctx.sender.create_room(
         child_room_request(
             ctx,
@@ -172,12 +176,12 @@ async def create_lobby(ctx: BotContext, owner: str, space_id: str, notify_room: 
             name="Lobby",
             topic="Start a story here: !new [character] [with character] · !characters · !help",
             identity=identity,
-            avatar=await place_avatar(ctx, "lobby"),
+            avatar=await place_avatar(ctx, RoomType.LOBBY),
             invite=False,  # joined from the Space: no invite left waiting
         ),
         notify_room=notify_room,
     )
-    await set_room_meta(ctx.store, RoomMeta(room_id, "lobby", owner, space_id=space_id))
+    await set_room_meta(ctx.store, RoomMeta(room_id, RoomType.LOBBY, owner, space_id=space_id))
     await link_child(ctx, space_id, room_id, order="0000")
     await set_user_meta(ctx.store, UserMeta(owner, space_id, room_id))
     return room_id
@@ -202,7 +206,7 @@ async def create_story_room(
     platform_chat_id = await next_platform_chat_id(ctx.store)
     identity = {
         "owner": owner,
-        "room_type": "chat",
+        "room_type": RoomType.STORY,
         "space_id": space_id,
         "chat_id": chat.chat_id,
         "platform_chat_id": platform_chat_id,
@@ -224,7 +228,7 @@ async def create_story_room(
         notify_room=notify_room,
     )
     ctx.faces.assume(room_id, host_face)
-    await set_room_meta(ctx.store, RoomMeta(room_id, "chat", owner, space_id, chat.chat_id, platform_chat_id))
+    await set_room_meta(ctx.store, RoomMeta(room_id, RoomType.STORY, owner, space_id, chat.chat_id, platform_chat_id))
     await link_child(ctx, space_id, room_id, order=f"1{platform_chat_id.removeprefix('mx-').zfill(8)}")
     await _show_opening(ctx, room_id, await ctx.engine.greeting(chat.chat_id), "greeting")
     if chat.guest_id:

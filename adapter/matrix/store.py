@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from adapter.matrix.room_types import RoomType
 from core import Schema, SqliteConnection
 
 # The cache's schema, with the engine's migration mechanism: append steps, never edit one that shipped.
@@ -148,7 +149,7 @@ class UserMeta:
 @dataclass(frozen=True)
 class RoomMeta:
     room_id: str
-    room_type: str  # "space" | "lobby" | "chat" | "invite" (a room the user invited the bot to)
+    room_type: RoomType
     matrix_user_id: str
     space_id: str | None = None
     chat_id: str | None = None
@@ -157,10 +158,10 @@ class RoomMeta:
 
 
 def _room_meta(row: aiosqlite.Row) -> RoomMeta:
-    return RoomMeta(**{**dict(row), "rounds": bool(row["rounds"])})
+    return RoomMeta(**{**dict(row), "room_type": RoomType(row["room_type"]), "rounds": bool(row["rounds"])})
 
 
-class AdapterStore:
+class StateStore:
     """One aiosqlite connection to adapter.sqlite3, with a lock so writes never interleave."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
@@ -168,7 +169,7 @@ class AdapterStore:
         self.write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path | str) -> AdapterStore:
+    async def open(cls, path: Path | str) -> StateStore:
         conn = await aiosqlite.connect(str(path), isolation_level=None)  # autocommit: each write commits
         try:
             conn.row_factory = aiosqlite.Row
@@ -184,16 +185,13 @@ class AdapterStore:
         await self.conn.close()
 
 
-StateStore = AdapterStore  # the name the adapter's set-up contract gives it
-
-
-async def get_user_meta(store: AdapterStore, user_id: str) -> UserMeta | None:
+async def get_user_meta(store: StateStore, user_id: str) -> UserMeta | None:
     async with store.conn.execute("SELECT * FROM user_meta WHERE user_id = ?", (user_id,)) as cursor:
         row = await cursor.fetchone()
     return UserMeta(**dict(row)) if row else None
 
 
-async def set_user_meta(store: AdapterStore, meta: UserMeta) -> None:
+async def set_user_meta(store: StateStore, meta: UserMeta) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall(
             "INSERT INTO user_meta (user_id, space_id, lobby_room_id) VALUES (?, ?, ?)"
@@ -202,13 +200,13 @@ async def set_user_meta(store: AdapterStore, meta: UserMeta) -> None:
         )
 
 
-async def get_room_meta(store: AdapterStore, room_id: str) -> RoomMeta | None:
+async def get_room_meta(store: StateStore, room_id: str) -> RoomMeta | None:
     async with store.conn.execute("SELECT * FROM room_meta WHERE room_id = ?", (room_id,)) as cursor:
         row = await cursor.fetchone()
     return _room_meta(row) if row else None
 
 
-async def set_room_meta(store: AdapterStore, meta: RoomMeta) -> None:
+async def set_room_meta(store: StateStore, meta: RoomMeta) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall(
             "INSERT INTO room_meta (room_id, room_type, matrix_user_id, space_id, chat_id, platform_chat_id, rounds)"
@@ -247,24 +245,24 @@ def chat_id_of_platform_chat(path: Path, platform_chat_id: str) -> str | None:
     return row[0] if row and row[0] else None
 
 
-async def all_room_meta(store: AdapterStore) -> dict[str, RoomMeta]:
+async def all_room_meta(store: StateStore) -> dict[str, RoomMeta]:
     async with store.conn.execute("SELECT * FROM room_meta") as cursor:
         return {row["room_id"]: _room_meta(row) for row in await cursor.fetchall()}
 
 
-async def all_user_meta(store: AdapterStore) -> dict[str, UserMeta]:
+async def all_user_meta(store: StateStore) -> dict[str, UserMeta]:
     async with store.conn.execute("SELECT * FROM user_meta") as cursor:
         return {row["user_id"]: UserMeta(**dict(row)) for row in await cursor.fetchall()}
 
 
-async def rooms_of_user(store: AdapterStore, user_id: str) -> list[RoomMeta]:
+async def rooms_of_user(store: StateStore, user_id: str) -> list[RoomMeta]:
     async with store.conn.execute(
         "SELECT * FROM room_meta WHERE matrix_user_id = ? ORDER BY rowid", (user_id,)
     ) as cursor:
         return [_room_meta(row) for row in await cursor.fetchall()]
 
 
-async def next_platform_chat_id(store: AdapterStore) -> str:
+async def next_platform_chat_id(store: StateStore) -> str:
     """A platform chat id never handed out before by this store (`mx-<n>`)."""
     async with store.write_lock:
         await store.conn.execute_fetchall(
@@ -278,7 +276,7 @@ async def next_platform_chat_id(store: AdapterStore) -> str:
     return f"mx-{value}"
 
 
-async def raise_counter_to(store: AdapterStore, name: str, at_least: int) -> None:
+async def raise_counter_to(store: StateStore, name: str, at_least: int) -> None:
     """Make sure the counter is at least `at_least` (after a rebuild, ids already in use stay unused)."""
     async with store.write_lock:
         await store.conn.execute_fetchall(
@@ -288,13 +286,13 @@ async def raise_counter_to(store: AdapterStore, name: str, at_least: int) -> Non
         )
 
 
-async def room_players(store: AdapterStore, room_id: str) -> frozenset[str]:
+async def room_players(store: StateStore, room_id: str) -> frozenset[str]:
     """Who plays in the story room `room_id` besides its owner."""
     rows = await store.conn.execute_fetchall("SELECT user_id FROM room_players WHERE room_id = ?", (room_id,))
     return frozenset(row[0] for row in rows)
 
 
-async def all_room_players(store: AdapterStore) -> dict[str, frozenset[str]]:
+async def all_room_players(store: StateStore) -> dict[str, frozenset[str]]:
     """room id -> who plays there besides its owner, for every story room with other players."""
     rows = await store.conn.execute_fetchall("SELECT room_id, user_id FROM room_players")
     found: dict[str, set[str]] = {}
@@ -303,7 +301,7 @@ async def all_room_players(store: AdapterStore) -> dict[str, frozenset[str]]:
     return {room_id: frozenset(users) for room_id, users in found.items()}
 
 
-async def add_room_player(store: AdapterStore, room_id: str, user_id: str) -> bool:
+async def add_room_player(store: StateStore, room_id: str, user_id: str) -> bool:
     """`user_id` plays in `room_id` now; False if they already did."""
     async with store.write_lock:
         async with store.conn.execute(
@@ -312,14 +310,14 @@ async def add_room_player(store: AdapterStore, room_id: str, user_id: str) -> bo
             return cursor.rowcount == 1
 
 
-async def remove_room_player(store: AdapterStore, room_id: str, user_id: str) -> bool:
+async def remove_room_player(store: StateStore, room_id: str, user_id: str) -> bool:
     """`user_id` no longer plays in `room_id`; False if they did not."""
     async with store.write_lock:
         async with store.conn.execute("DELETE FROM room_players WHERE room_id = ? AND user_id = ?", (room_id, user_id)) as cursor:
             return cursor.rowcount == 1
 
 
-async def set_room_players(store: AdapterStore, room_id: str, user_ids: frozenset[str]) -> None:
+async def set_room_players(store: StateStore, room_id: str, user_ids: frozenset[str]) -> None:
     """Exactly `user_ids` play in `room_id` besides its owner (a rebuild from the room's membership)."""
     async with store.write_lock:
         await store.conn.execute_fetchall("DELETE FROM room_players WHERE room_id = ?", (room_id,))
@@ -329,13 +327,13 @@ async def set_room_players(store: AdapterStore, room_id: str, user_ids: frozense
             pass
 
 
-async def get_sync_token(store: AdapterStore) -> str | None:
+async def get_sync_token(store: StateStore) -> str | None:
     async with store.conn.execute("SELECT value FROM kv WHERE key = 'sync_token'") as cursor:
         row = await cursor.fetchone()
     return row[0] if row else None
 
 
-async def set_sync_token(store: AdapterStore, token: str) -> None:
+async def set_sync_token(store: StateStore, token: str) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall(
             "INSERT INTO kv (key, value) VALUES ('sync_token', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -343,14 +341,14 @@ async def set_sync_token(store: AdapterStore, token: str) -> None:
         )
 
 
-async def get_uploaded_media(store: AdapterStore, digest: str) -> str | None:
+async def get_uploaded_media(store: StateStore, digest: str) -> str | None:
     """The mxc URI an image with this SHA-256 was uploaded as, if it was."""
     async with store.conn.execute("SELECT value FROM kv WHERE key = ?", (f"media:{digest}",)) as cursor:
         row = await cursor.fetchone()
     return row[0] if row else None
 
 
-async def set_uploaded_media(store: AdapterStore, digest: str, uri: str) -> None:
+async def set_uploaded_media(store: StateStore, digest: str, uri: str) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall(
             "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (f"media:{digest}", uri)
@@ -358,7 +356,7 @@ async def set_uploaded_media(store: AdapterStore, digest: str, uri: str) -> None
 
 
 async def record_reply_message(
-    store: AdapterStore, source_event_id: str, character_id: str, event_id: str, turn_id: int | None = None
+    store: StateStore, source_event_id: str, character_id: str, event_id: str, turn_id: int | None = None
 ) -> None:
     """Remember that `event_id` shows `character_id`'s reply to `source_event_id` (a line, or the
     `!regen` that redid one); with `turn_id`, the engine turn it now shows."""
@@ -371,7 +369,7 @@ async def record_reply_message(
         )
 
 
-async def reply_message_for(store: AdapterStore, source_event_id: str, character_id: str) -> str | None:
+async def reply_message_for(store: StateStore, source_event_id: str, character_id: str) -> str | None:
     """The message already showing `character_id`'s reply to `source_event_id`, if one was started."""
     async with store.conn.execute(
         "SELECT event_id FROM reply_messages WHERE source_event_id = ? AND character_id = ?",
@@ -381,7 +379,7 @@ async def reply_message_for(store: AdapterStore, source_event_id: str, character
     return row[0] if row else None
 
 
-async def character_of_message(store: AdapterStore, event_id: str) -> str | None:
+async def character_of_message(store: StateStore, event_id: str) -> str | None:
     """The character whose reply the message `event_id` shows (None: not a character's reply)."""
     async with store.conn.execute(
         "SELECT character_id FROM reply_messages WHERE event_id = ? ORDER BY rowid DESC LIMIT 1", (event_id,)
@@ -390,7 +388,7 @@ async def character_of_message(store: AdapterStore, event_id: str) -> str | None
     return row[0] if row else None
 
 
-async def message_showing_turn(store: AdapterStore, turn_id: int) -> str | None:
+async def message_showing_turn(store: StateStore, turn_id: int) -> str | None:
     """The message that shows the engine turn `turn_id` (None: not shown by this bot, or the cache was lost)."""
     async with store.conn.execute(
         "SELECT event_id FROM reply_messages WHERE turn_id = ? ORDER BY rowid DESC LIMIT 1", (turn_id,)
@@ -399,7 +397,7 @@ async def message_showing_turn(store: AdapterStore, turn_id: int) -> str | None:
     return row[0] if row else None
 
 
-async def turn_of_message(store: AdapterStore, event_id: str) -> int | None:
+async def turn_of_message(store: StateStore, event_id: str) -> int | None:
     """The engine turn the message `event_id` shows now: the newest turn recorded for it (None: unknown,
     or not recorded yet)."""
     async with store.conn.execute("SELECT max(turn_id) FROM reply_messages WHERE event_id = ?", (event_id,)) as cursor:
@@ -407,26 +405,31 @@ async def turn_of_message(store: AdapterStore, event_id: str) -> int | None:
     return row[0] if row else None
 
 
-async def story_room_of_chat(store: AdapterStore, chat_id: str) -> RoomMeta | None:
+async def story_room_of_chat(store: StateStore, chat_id: str) -> RoomMeta | None:
     async with store.conn.execute(
-        "SELECT * FROM room_meta WHERE chat_id = ? AND room_type = 'chat' LIMIT 1", (chat_id,)
+        "SELECT * FROM room_meta WHERE chat_id = ? AND room_type = ? LIMIT 1", (chat_id, RoomType.STORY)
     ) as cursor:
         row = await cursor.fetchone()
     return _room_meta(row) if row else None
 
 
-async def lines_to_hand_over(store: AdapterStore) -> list[tuple[str, str, str]]:
-    """(source_event_id, chat_id, text) of lines an older rpbot took and still owed, oldest first."""
+async def lines_an_older_rpbot_owed(store: StateStore) -> list[tuple[str, str, str]]:
+    """(source_event_id, chat_id, text) of lines a cache from before the engine owned answered lines
+    still owed, oldest first: kept in `lines_to_hand_over` only until the next start hands them to
+    the engine and drops that table (`drop_lines_an_older_rpbot_owed`)."""
+    tables = await store.conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'lines_to_hand_over'")
+    if not tables:
+        return []
     rows = await store.conn.execute_fetchall("SELECT source_event_id, chat_id, text FROM lines_to_hand_over ORDER BY rowid")
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-async def forget_line_to_hand_over(store: AdapterStore, source_event_id: str) -> None:
+async def drop_lines_an_older_rpbot_owed(store: StateStore) -> None:
     async with store.write_lock:
-        await store.conn.execute_fetchall("DELETE FROM lines_to_hand_over WHERE source_event_id = ?", (source_event_id,))
+        await store.conn.execute_fetchall("DROP TABLE IF EXISTS lines_to_hand_over")
 
 
-async def keep_undecrypted(store: AdapterStore, room_id: str, event_id: str, event_json: str, now: float) -> bool:
+async def keep_undecrypted(store: StateStore, room_id: str, event_id: str, event_json: str, now: float) -> bool:
     """Remember an event whose key has not arrived; False if it was already kept."""
     async with store.write_lock:
         async with store.conn.execute(
@@ -437,13 +440,13 @@ async def keep_undecrypted(store: AdapterStore, room_id: str, event_id: str, eve
     return inserted
 
 
-async def undecrypted_events(store: AdapterStore) -> list[tuple[str, str, str]]:
+async def undecrypted_events(store: StateStore) -> list[tuple[str, str, str]]:
     """(room_id, event_id, event_json) of every event still waiting for its key, oldest first."""
     rows = await store.conn.execute_fetchall("SELECT room_id, event_id, event_json FROM undecrypted ORDER BY first_seen")
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-async def forget_undecrypted(store: AdapterStore, event_id: str) -> None:
+async def forget_undecrypted(store: StateStore, event_id: str) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall("DELETE FROM undecrypted WHERE event_id = ?", (event_id,))
 
@@ -460,7 +463,7 @@ class MemoryList:
     memory_ids: tuple[int, ...]
 
 
-async def set_memory_list(store: AdapterStore, shown: MemoryList) -> None:
+async def set_memory_list(store: StateStore, shown: MemoryList) -> None:
     async with store.write_lock:
         await store.conn.execute_fetchall(
             """INSERT INTO memory_lists (room_id, player, chat_id, holder, holder_name, memory_ids) VALUES (?, ?, ?, ?, ?, ?)
@@ -470,7 +473,7 @@ async def set_memory_list(store: AdapterStore, shown: MemoryList) -> None:
         )
 
 
-async def memory_list(store: AdapterStore, room_id: str, player: str) -> MemoryList | None:
+async def memory_list(store: StateStore, room_id: str, player: str) -> MemoryList | None:
     """The last `!memory` list `player` was shown in `room_id`."""
     rows = await store.conn.execute_fetchall("SELECT * FROM memory_lists WHERE room_id = ? AND player = ?", (room_id, player))
     row = next(iter(rows), None)

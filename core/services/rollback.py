@@ -43,7 +43,7 @@ from core.eventlog import Transaction
 from core.services.relationships import restore_edges_caused_by
 from core.state import digests as digest_state
 from core.state import memory as memory_state
-from core.state import plans, summaries, world
+from core.state import plans, players, summaries, world
 from core.state import threads as thread_state
 from core.state import turns as turn_state
 from core.state.turns import Turn
@@ -174,7 +174,7 @@ async def reopen_scene_closed_by_line(tx: Transaction, chat_id: str, scene: worl
     await _roll_back_close_of(tx, chat_id, scene.scene_id, done)
     await world.reopen_scene(tx, chat_id, scene.scene_id)
     done.scenes_reopened.append(scene.scene_id)
-    for player in await world.playing_ids(tx, chat_id):
+    for player in [p.player_id for p in await players.story_players(tx, chat_id) if p.active]:
         await world.join_scene(tx, await world.require_scene(tx, scene.scene_id), player, player=True)
     for character_id in await world.cast_ids(tx, chat_id):
         await world.join_scene(tx, await world.require_scene(tx, scene.scene_id), character_id, player=False)

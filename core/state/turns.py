@@ -179,17 +179,6 @@ async def recent_turns(source: Readable, chat_id: str, limit: int = 20, *, witne
     return [_turn(r) for r in reversed(rows)]
 
 
-async def last_assistant_turn(source: Readable, chat_id: str) -> Turn | None:
-    """The latest shown assistant turn of the chat (what a regenerate would replace)."""
-    row = await fetch_one(
-        source,
-        """SELECT * FROM turns WHERE chat_id = ? AND role = 'assistant' AND superseded_by IS NULL
-           ORDER BY turn_id DESC LIMIT 1""",
-        (chat_id,),
-    )
-    return None if row is None else _turn(row)
-
-
 async def last_turn(source: Readable, chat_id: str) -> Turn | None:
     row = await fetch_one(
         source,

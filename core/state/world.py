@@ -18,6 +18,7 @@ from typing import Any, Literal
 from core.errors import ChatNotFoundError, SceneNotFoundError
 from core.eventlog import Readable, Writable, append_and_apply, writing
 from core.eventlog.events import CharacterRegistered
+from core.state import players as player_state
 from core.state.rows import dialect_of, fetch_all, fetch_count, fetch_one, json_tuple, story_time
 from core.storage.sql import json_items
 
@@ -315,26 +316,11 @@ async def join_scene(target: Writable, scene: Scene, ident: str, *, player: bool
     last (so a scene's presence reads the same however its people came in: players, then characters)."""
     if ident in scene.present:
         return
-    players = [p for p in scene.present if p in await story_player_ids(target, scene.chat_id)]
+    ever_played = {p.player_id for p in await player_state.story_players(target, scene.chat_id)}
+    players = [p for p in scene.present if p in ever_played]
     others = [p for p in scene.present if p not in players]
     present = [*players, ident, *others] if player else [*players, *others, ident]
     await set_scene_presence(target, scene.chat_id, scene.scene_id, present)
-
-
-async def story_player_ids(source: Readable, chat_id: str) -> set[str]:
-    rows = await fetch_all(source, "SELECT player FROM story_players WHERE chat_id = ?", (chat_id,))
-    return {r["player"] for r in rows}
-
-
-async def playing_ids(source: Readable, chat_id: str) -> list[str]:
-    """The players playing in the story now: its owner first, then in the order they joined."""
-    rows = await fetch_all(
-        source,
-        """SELECT sp.player FROM story_players sp JOIN chats c ON c.chat_id = sp.chat_id
-           WHERE sp.chat_id = ? AND sp.active = 1 ORDER BY sp.player = c.owner DESC, sp.joined_seq, sp.player""",
-        (chat_id,),
-    )
-    return [r["player"] for r in rows]
 
 
 async def set_scene_presence(target: Writable, chat_id: str, scene_id: int, present: Iterable[str]) -> None:

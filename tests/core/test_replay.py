@@ -49,7 +49,7 @@ async def play_long_story(db: Database) -> None:
             await plans.transition_world_event(db, one.chat_id, festival.world_event_id, "cancelled")
             await plans.revert_world_event(db, one.chat_id, festival.world_event_id, "planned")
     # A regenerate: the last reply is superseded; its memory is retracted by compensation.
-    last = await turns.last_assistant_turn(db, one.chat_id)
+    last = await turns.last_turn(db, one.chat_id)
     assert last is not None
     doomed = await memory.record_memory(db, one.chat_id, "Ada admitted she burned the map.", ["you", "ada"],
                                         significance=3, source_turn_id=last.turn_id)

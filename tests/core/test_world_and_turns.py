@@ -92,7 +92,7 @@ async def test_recent_turns_are_shown_turns_in_order(db, chat):
         ids.append(turn.turn_id)
     recent = await turns.recent_turns(db, "chat-1", 4)
     assert [t.turn_id for t in recent] == ids[-4:]
-    assert (await turns.last_assistant_turn(db, "chat-1")).turn_id == ids[-1]
+    assert (await turns.last_turn(db, "chat-1")).turn_id == ids[-1]
 
 
 async def test_regenerate_supersedes_the_last_reply_and_keeps_siblings(db, chat):
@@ -104,13 +104,13 @@ async def test_regenerate_supersedes_the_last_reply_and_keeps_siblings(db, chat)
     assert swipe.story_time == reply.story_time and swipe.scene_id == reply.scene_id
     assert (await turns.require_turn(db, reply.turn_id)).superseded_by == swipe.turn_id
     assert [t.turn_id for t in await turns.recent_turns(db, "chat-1", 10)] == [user.turn_id, swipe.turn_id]
-    assert (await turns.last_assistant_turn(db, "chat-1")).turn_id == swipe.turn_id
+    assert (await turns.last_turn(db, "chat-1")).turn_id == swipe.turn_id
     assert [t.turn_id for t in await turns.sibling_turns(db, reply.turn_id)] == [reply.turn_id, swipe.turn_id]
     with pytest.raises(IllegalTransitionError):
         await turns.record_turn(db, "chat-1", "assistant", "ada", "again", supersedes=reply.turn_id)
     # Swipe back to the first answer.
     await turns.show_sibling(db, "chat-1", swipe.turn_id, reply.turn_id)
-    assert (await turns.last_assistant_turn(db, "chat-1")).turn_id == reply.turn_id
+    assert (await turns.last_turn(db, "chat-1")).turn_id == reply.turn_id
     assert (await turns.require_turn(db, swipe.turn_id)).superseded_by == reply.turn_id
     with pytest.raises(IllegalTransitionError):
         await turns.show_sibling(db, "chat-1", reply.turn_id, user.turn_id)

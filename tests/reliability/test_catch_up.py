@@ -14,7 +14,8 @@ import pytest
 from nio import RoomMessageText
 
 from adapter.matrix.dispatcher import Dispatcher
-from adapter.matrix.store import AdapterStore, RoomMeta, set_room_meta
+from adapter.matrix.room_types import RoomType
+from adapter.matrix.store import RoomMeta, StateStore, set_room_meta
 from tests.adapter.matrix.test_dispatcher import (
     ALICE,
     BOT,
@@ -38,13 +39,13 @@ def bot_edit() -> RoomMessageText:
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    opened = await AdapterStore.open(tmp_path / "adapter.sqlite3")
-    await set_room_meta(opened, RoomMeta("!story", "chat", ALICE, "!space", "chat-1", "mx-1"))
+    opened = await StateStore.open(tmp_path / "adapter.sqlite3")
+    await set_room_meta(opened, RoomMeta("!story", RoomType.STORY, ALICE, "!space", "chat-1", "mx-1"))
     yield opened
     await opened.close()
 
 
-async def test_a_line_before_the_bots_last_edit_is_answered_once_when_the_cache_survived(store: AdapterStore) -> None:
+async def test_a_line_before_the_bots_last_edit_is_answered_once_when_the_cache_survived(store: StateStore) -> None:
     answered_before = text_event(ALICE, "a line answered before the crash")
     timeline = [answered_before, text_event(ALICE, "the line that came just before the edit"), text_event(ALICE, "!status"), bot_edit()]
     ctx = Ctx(store, SlowEngine())
@@ -55,7 +56,7 @@ async def test_a_line_before_the_bots_last_edit_is_answered_once_when_the_cache_
     assert [text for _, text, _, _ in ctx.engine.turns] == ["the line that came just before the edit"]
 
 
-async def test_without_a_saved_token_only_events_after_the_bots_last_are_taken(store: AdapterStore) -> None:
+async def test_without_a_saved_token_only_events_after_the_bots_last_are_taken(store: StateStore) -> None:
     timeline = [text_event(ALICE, "old history"), bot_edit(), text_event(ALICE, "said while away")]
     ctx = Ctx(store, SlowEngine())
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]

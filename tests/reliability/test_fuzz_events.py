@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from nio import Event
 
 from adapter.matrix.dispatcher import Dispatcher
-from adapter.matrix.store import AdapterStore, RoomMeta, set_room_meta
+from adapter.matrix.room_types import RoomType
+from adapter.matrix.store import RoomMeta, StateStore, set_room_meta
 from tests.adapter.matrix.test_dispatcher import ALICE, BOT, Ctx, SlowEngine
 
 MALLORY = "@mallory:localhost"
@@ -64,9 +65,9 @@ events = st.fixed_dictionaries(
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    opened = await AdapterStore.open(tmp_path / "adapter.sqlite3")
-    await set_room_meta(opened, RoomMeta("!story", "chat", ALICE, "!space", "chat-1", "mx-1"))
-    await set_room_meta(opened, RoomMeta("!space", "space", ALICE, "!space"))
+    opened = await StateStore.open(tmp_path / "adapter.sqlite3")
+    await set_room_meta(opened, RoomMeta("!story", RoomType.STORY, ALICE, "!space", "chat-1", "mx-1"))
+    await set_room_meta(opened, RoomMeta("!space", RoomType.SPACE, ALICE, "!space"))
     yield opened
     await opened.close()
 
@@ -75,7 +76,7 @@ async def store(tmp_path: Path):
 @given(event=events, room=st.sampled_from(["!story", "!space", "!unknown"]))
 @example(event={"type": "m.room.message", "sender": ALICE, "content": {"msgtype": "m.text", "body": "hello"}}, room="!story")
 async def test_no_event_crashes_the_dispatcher_or_reaches_the_story_unless_the_owner_said_it(
-    store: AdapterStore, event: dict, room: str, caplog: pytest.LogCaptureFixture
+    store: StateStore, event: dict, room: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     ctx = Ctx(store, SlowEngine())
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]

@@ -16,20 +16,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from adapter.errors import AdapterError
 from adapter.matrix.avatars import keep_card_face
 from adapter.matrix.context import BotContext
 from adapter.matrix.media import MediaError, fetch_uploaded_file
 from adapter.matrix.outgoing import OutgoingEvent, SendMessage, txn_id_for
 from adapter.matrix.render import notice, room_link
-from adapter.matrix.routing import LOBBY_ROOMS, STORY_ROOMS, ContinueReply, Redo, Rewind, StoryControl, SwitchTake
+from adapter.matrix.room_types import LOBBY_ROOMS, STORY_ROOMS
+from adapter.matrix.routing import ContinueReply, Redo, Rewind, StoryControl, SwitchTake
 from adapter.matrix.store import RoomMeta
 from core import START_TIME_EXAMPLES, read_start_time
 from core.engine import CharacterInfo
 from core.errors import CardImportError, NothingToRegenerateError
 
 
-class CommandError(Exception):
+class CommandError(AdapterError):
     """Bad arguments: the message says what is wrong; the usage line is added by the caller."""
+
+    worded_for_player = True
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import re
 
 from adapter.matrix.handlers.commands import CommandError, CommandResult, Invocation, command_list
 from adapter.matrix.media import MediaError, fetch_uploaded_file
-from adapter.matrix.routing import STORY_ROOMS
+from adapter.matrix.room_types import STORY_ROOMS
 from core.engine import LoreEntryInfo
 from core.errors import LoreImportError
 

@@ -20,6 +20,7 @@ from adapter.matrix.context import BotContext
 from adapter.matrix.handlers.persona import display_name_of
 from adapter.matrix.outgoing import LeaveRoom, SendFailed, SendMessage, txn_id_for
 from adapter.matrix.render import notice, room_link
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.spaces import create_lobby, create_space, create_story_room
 from adapter.matrix.store import (
     RoomMeta,
@@ -45,12 +46,12 @@ async def handle_invite(ctx: BotContext, room_id: str, inviter: str) -> None:
         if not await ctx.sender.join(room_id):
             return
         if known is None:
-            await set_room_meta(ctx.store, RoomMeta(room_id, "invite", inviter))
-        elif known.room_type != "invite":
+            await set_room_meta(ctx.store, RoomMeta(room_id, RoomType.INVITE, inviter))
+        elif known.room_type != RoomType.INVITE:
             return  # one of the player's own rooms (a re-invite after leaving): nothing to build
         space_id = await ensure_onboarded(ctx, inviter, notify_room=room_id)
         user = await get_user_meta(ctx.store, inviter)
-        stories = [room.room_id for room in await rooms_of_user(ctx.store, inviter) if room.room_type == "chat"]
+        stories = [room.room_id for room in await rooms_of_user(ctx.store, inviter) if room.room_type == RoomType.STORY]
         text = welcome_text(ctx, space_id, user.lobby_room_id if user else None, stories[0] if stories else None)
         await ctx.sender.send(SendMessage(room_id, notice(text), txn_id_for(room_id, f"welcome:{space_id}")))
 
@@ -67,7 +68,7 @@ async def ensure_onboarded(ctx: BotContext, user_id: str, notify_room: str | Non
     assert meta.space_id is not None
     if meta.lobby_room_id is None:
         await create_lobby(ctx, user_id, meta.space_id, notify_room)
-    stories = [room for room in await rooms_of_user(ctx.store, user_id) if room.room_type == "chat"]
+    stories = [room for room in await rooms_of_user(ctx.store, user_id) if room.room_type == RoomType.STORY]
     if not stories:
         await ctx.engine.ensure_persona(user_id, display_name_of(ctx, user_id, notify_room))
         characters = await ctx.engine.list_characters(player=user_id)

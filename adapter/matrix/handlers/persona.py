@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from adapter.matrix.context import BotContext
 from adapter.matrix.handlers.commands import CommandError, CommandResult, Invocation, command_list
-from adapter.matrix.routing import LOBBY_ROOMS, STORY_ROOMS
+from adapter.matrix.room_types import LOBBY_ROOMS, STORY_ROOMS
 from core.errors import InvalidPersonaError
 
 

@@ -26,7 +26,7 @@ from adapter.matrix.handlers.commands import (
 )
 from adapter.matrix.handlers.story_commands import chat_id_of, engine_call
 from adapter.matrix.outgoing import Invite, Kick
-from adapter.matrix.routing import STORY_ROOMS
+from adapter.matrix.room_types import STORY_ROOMS
 from adapter.matrix.store import room_players
 from core.engine import MAX_CHARACTERS
 

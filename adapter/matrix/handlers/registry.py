@@ -14,7 +14,7 @@ from adapter.matrix.context import BotContext
 from adapter.matrix.failures import explain, log_failure
 from adapter.matrix.handlers import commands, lore_commands, persona, player_commands, story_commands
 from adapter.matrix.handlers.commands import Command, CommandError, CommandResult, Invocation
-from adapter.matrix.routing import LOBBY_ROOMS, STORY_ROOMS
+from adapter.matrix.room_types import LOBBY_ROOMS, STORY_ROOMS
 from adapter.matrix.store import RoomMeta
 
 

@@ -18,7 +18,7 @@ from typing import TypeVar
 from adapter.matrix.handlers.commands import CommandError, CommandResult, Invocation, cast_first, command_list, find_character
 from adapter.matrix.outgoing import SendMessage, txn_id_for
 from adapter.matrix.render import collapsed_blocks
-from adapter.matrix.routing import STORY_ROOMS
+from adapter.matrix.room_types import STORY_ROOMS
 from adapter.matrix.store import MemoryList, memory_list, set_memory_list
 from core import DURATION_EXAMPLES, TIME_EXAMPLES, parse_duration, parse_story_time, render_messages
 from core.engine import CharacterInfo

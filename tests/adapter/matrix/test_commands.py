@@ -14,14 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapter.matrix.handlers.registry import REGISTRY, handle_command
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.routing import ContinueReply, Rewind, SwitchTake
-from adapter.matrix.store import AdapterStore, RoomMeta
+from adapter.matrix.store import RoomMeta, StateStore
 from core.engine import CharacterInfo, ChatStatus, ContextReport, ContextSection, Persona, SceneCloseResult, Takes
 from core.errors import ChatNotFoundError, InvalidPersonaError
 
 CLOCK = datetime(2026, 4, 1, 9, 0)
-STORY = RoomMeta("!story", "chat", "@alice:localhost", "!space", "chat-1", "mx-1")
-LOBBY = RoomMeta("!lobby", "lobby", "@alice:localhost", "!space")
+STORY = RoomMeta("!story", RoomType.STORY, "@alice:localhost", "!space", "chat-1", "mx-1")
+LOBBY = RoomMeta("!lobby", RoomType.LOBBY, "@alice:localhost", "!space")
 
 
 @dataclass
@@ -126,13 +127,13 @@ class StandInEngine:
 
 
 class Ctx:
-    def __init__(self, engine: StandInEngine, store: AdapterStore | None = None) -> None:
+    def __init__(self, engine: StandInEngine, store: StateStore | None = None) -> None:
         self.engine = engine
         self.store = store
 
 
 async def answer(engine: StandInEngine, text: str, meta: RoomMeta = STORY) -> str:
-    store = await AdapterStore.open(":memory:")  # where `!memory` keeps the list it showed
+    store = await StateStore.open(":memory:")  # where `!memory` keeps the list it showed
     try:
         (sent,) = await handle_command(Ctx(engine, store), meta, text, "$source", meta.matrix_user_id)  # type: ignore[arg-type]
     finally:

@@ -17,7 +17,8 @@ import pytest
 from nio import RoomMessageText, SyncResponse
 
 from adapter.matrix.dispatcher import Dispatcher, RecentlySeen
-from adapter.matrix.store import AdapterStore, RoomMeta, set_room_meta
+from adapter.matrix.room_types import RoomType
+from adapter.matrix.store import RoomMeta, StateStore, set_room_meta
 from core.engine import OwedLine, TurnUpdate
 from core.errors import NothingToRegenerateError, NothingToRewindError, TurnNotFoundError
 from tests.adapter.matrix.stand_ins import BOT, Ctx
@@ -101,9 +102,9 @@ class SlowEngine:
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    opened = await AdapterStore.open(tmp_path / "adapter.sqlite3")
+    opened = await StateStore.open(tmp_path / "adapter.sqlite3")
     for number in (1, 2):
-        await set_room_meta(opened, RoomMeta(f"!story{number}", "chat", ALICE, "!space", f"chat-{number}", f"mx-{number}"))
+        await set_room_meta(opened, RoomMeta(f"!story{number}", RoomType.STORY, ALICE, "!space", f"chat-{number}", f"mx-{number}"))
     yield opened
     await opened.close()
 
@@ -118,7 +119,7 @@ def sync_with(events_by_room: dict[str, list[Any]]) -> SyncResponse:
     return response
 
 
-async def test_own_events_unbound_rooms_and_strangers(store: AdapterStore) -> None:
+async def test_own_events_unbound_rooms_and_strangers(store: StateStore) -> None:
     ctx = Ctx(store, SlowEngine())
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     await dispatcher.dispatch_event("!story1", text_event(BOT, "my own reply"))
@@ -130,7 +131,7 @@ async def test_own_events_unbound_rooms_and_strangers(store: AdapterStore) -> No
     assert len([b for b in ctx.sender.bodies("!story1") if "whose story it is" in b]) == 1
 
 
-async def test_lines_are_handed_to_the_engine_before_dispatch_returns(store: AdapterStore) -> None:
+async def test_lines_are_handed_to_the_engine_before_dispatch_returns(store: StateStore) -> None:
     ctx = Ctx(store, SlowEngine(delay_s=0.5))
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     await dispatcher.dispatch_sync(sync_with({"!story1": [text_event(ALICE, "one"), text_event(ALICE, "two")]}))
@@ -140,7 +141,7 @@ async def test_lines_are_handed_to_the_engine_before_dispatch_returns(store: Ada
     assert ctx.engine.owed() == []
 
 
-async def test_one_room_in_order_rooms_concurrently_and_a_replayed_event_once(store: AdapterStore) -> None:
+async def test_one_room_in_order_rooms_concurrently_and_a_replayed_event_once(store: StateStore) -> None:
     ctx = Ctx(store, SlowEngine(delay_s=0.3))
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     repeated = text_event(ALICE, "first", event_id="$same")
@@ -156,7 +157,7 @@ async def test_one_room_in_order_rooms_concurrently_and_a_replayed_event_once(st
     assert elapsed < 0.9  # room two ran alongside room one (serially all three would take 0.9 s)
 
 
-async def test_stop_is_not_queued_behind_the_turn_it_stops(store: AdapterStore) -> None:
+async def test_stop_is_not_queued_behind_the_turn_it_stops(store: StateStore) -> None:
     ctx = Ctx(store, SlowEngine(delay_s=5))
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     await dispatcher.dispatch_event("!story1", text_event(ALICE, "a very long story please"))
@@ -169,10 +170,10 @@ async def test_stop_is_not_queued_behind_the_turn_it_stops(store: AdapterStore) 
     assert any(b.endswith("…(stopped)") for b in ctx.sender.bodies("!story1"))
 
 
-async def test_nothing_is_kept_for_rooms_whose_work_is_done(store: AdapterStore) -> None:
+async def test_nothing_is_kept_for_rooms_whose_work_is_done(store: StateStore) -> None:
     """Work queues exist only while work runs: a process serving many rooms for months does not grow with them."""
     for number in range(3, 41):
-        await set_room_meta(store, RoomMeta(f"!story{number}", "chat", ALICE, "!space", f"chat-{number}", f"mx-{number}"))
+        await set_room_meta(store, RoomMeta(f"!story{number}", RoomType.STORY, ALICE, "!space", f"chat-{number}", f"mx-{number}"))
     ctx = Ctx(store, SlowEngine(delay_s=30))
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     await dispatcher.dispatch_sync(sync_with({f"!story{n}": [text_event(ALICE, f"line {n}")] for n in range(1, 41)}))
@@ -186,7 +187,7 @@ async def test_nothing_is_kept_for_rooms_whose_work_is_done(store: AdapterStore)
     assert dispatcher.keys_held() == 0
 
 
-async def test_strangers_and_invites_remembered_are_bounded(store: AdapterStore) -> None:
+async def test_strangers_and_invites_remembered_are_bounded(store: StateStore) -> None:
     ctx = Ctx(store, SlowEngine())
     dispatcher = Dispatcher(ctx, seen_capacity=50)  # type: ignore[arg-type]
     for number in range(200):

@@ -18,8 +18,9 @@ from nio import ReactionEvent, RoomMessageFile, RoomMessageText
 
 from adapter.matrix.dispatcher import Dispatcher
 from adapter.matrix.failures import explain
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.spaces import create_story_room
-from adapter.matrix.store import AdapterStore, RoomMeta, get_room_meta, raise_counter_to, set_room_meta
+from adapter.matrix.store import RoomMeta, StateStore, get_room_meta, raise_counter_to, set_room_meta
 from core.engine import Engine
 from core.errors import InvalidInputError, NothingToRegenerateError, RpbotError
 from core.llm import FakeLLM
@@ -61,9 +62,9 @@ async def world(tmp_path: Path):
     fake = FakeLLM(routes={"narrate": "The lamp hums.", "skip": "Two hours go by."})
     engine = await Engine.open(tmp_path / "engine.sqlite3", fake)
     chat = await engine.create_chat(owner=ALICE, host="wren-halloway")
-    store = await AdapterStore.open(tmp_path / "adapter.sqlite3")
-    await set_room_meta(store, RoomMeta(STORY, "chat", ALICE, "!space", chat.chat_id, "mx-1"))
-    await set_room_meta(store, RoomMeta(LOBBY, "lobby", ALICE, "!space"))
+    store = await StateStore.open(tmp_path / "adapter.sqlite3")
+    await set_room_meta(store, RoomMeta(STORY, RoomType.STORY, ALICE, "!space", chat.chat_id, "mx-1"))
+    await set_room_meta(store, RoomMeta(LOBBY, RoomType.LOBBY, ALICE, "!space"))
     ctx = Ctx(store, engine)
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     yield fake, ctx, dispatcher

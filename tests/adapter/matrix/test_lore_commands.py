@@ -17,6 +17,7 @@ from nio import DownloadError, RoomEncryptedFile, RoomGetEventError, RoomMessage
 from nio.crypto.attachments import encrypt_attachment
 
 from adapter.matrix.handlers.registry import REGISTRY, handle_command
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.store import RoomMeta
 from core.engine import Engine
 from core.llm import FakeLLM
@@ -77,7 +78,7 @@ async def room(tmp_path: Path):
     maren = await engine.import_character((DATA / "maren_ashdown_v2.png").read_bytes())
     ilse = await engine.import_character((DATA / "ilse_varga_v3.json").read_text())
     chat = await engine.create_chat(owner=ALICE, host=maren.character_id, guest=ilse.character_id)
-    meta = RoomMeta("!story", "chat", ALICE, "!space", chat.chat_id, "mx-1")
+    meta = RoomMeta("!story", RoomType.STORY, ALICE, "!space", chat.chat_id, "mx-1")
     yield engine, StandInClient(), meta
     await engine.close()
 

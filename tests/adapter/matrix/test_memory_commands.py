@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapter.matrix.handlers.registry import handle_command
-from adapter.matrix.store import AdapterStore, RoomMeta
+from adapter.matrix.room_types import RoomType
+from adapter.matrix.store import RoomMeta, StateStore
 from core.engine import Engine
 from core.llm import FakeLLM
 from tests.core.pipeline.conftest import GUEST, HOST, collect
@@ -19,13 +20,13 @@ from tests.core.pipeline.conftest import GUEST, HOST, collect
 @dataclass
 class Ctx:
     engine: Engine
-    store: AdapterStore
+    store: StateStore
 
 
 async def open_both(tmp_path: Path) -> Ctx:
     fake = FakeLLM({"narrate": lambda m: "Aye, " + m[-1]["content"].split("\n")[0].lower(),
                     "addressee": {"speaker": HOST, "confidence": "high"}})
-    return Ctx(await Engine.open(tmp_path / "engine.sqlite3", fake), await AdapterStore.open(tmp_path / "adapter.sqlite3"))
+    return Ctx(await Engine.open(tmp_path / "engine.sqlite3", fake), await StateStore.open(tmp_path / "adapter.sqlite3"))
 
 
 async def close_both(ctx: Ctx) -> None:
@@ -41,7 +42,7 @@ async def say(ctx: Ctx, meta: RoomMeta, text: str) -> str:
 async def test_memory_lists_numbered_memories_and_forget_takes_one_from_its_holder_only(tmp_path: Path) -> None:
     ctx = await open_both(tmp_path)
     chat = (await ctx.engine.create_chat(owner="@alice:localhost", host=HOST, guest=GUEST)).chat_id
-    story = RoomMeta("!story", "chat", "@alice:localhost", "!space", chat, "mx-1")
+    story = RoomMeta("!story", RoomType.STORY, "@alice:localhost", "!space", chat, "mx-1")
     for line in ("The key is under the third stone.", "My sister is called Odalys.", "I dislike the fog."):
         await collect(ctx.engine.post_turn(chat, line, f"${line}"))
 
@@ -67,7 +68,7 @@ async def test_memory_lists_numbered_memories_and_forget_takes_one_from_its_hold
 async def test_the_numbers_are_those_of_the_last_list_even_after_new_memories_and_a_restart(tmp_path: Path) -> None:
     ctx = await open_both(tmp_path)
     chat = (await ctx.engine.create_chat(owner="@alice:localhost", host=HOST)).chat_id
-    story = RoomMeta("!story", "chat", "@alice:localhost", "!space", chat, "mx-1")
+    story = RoomMeta("!story", RoomType.STORY, "@alice:localhost", "!space", chat, "mx-1")
     for line in ("The boat is blue.", "The lamp needs oil.", "The gulls are loud."):
         await collect(ctx.engine.post_turn(chat, line, f"${line}"))
     listed = await say(ctx, story, "!memory")
@@ -86,7 +87,7 @@ async def test_the_numbers_are_those_of_the_last_list_even_after_new_memories_an
 async def test_forget_without_a_list_or_a_number_says_what_to_do(tmp_path: Path) -> None:
     ctx = await open_both(tmp_path)
     chat = (await ctx.engine.create_chat(owner="@alice:localhost", host=HOST)).chat_id
-    story = RoomMeta("!story", "chat", "@alice:localhost", "!space", chat, "mx-1")
+    story = RoomMeta("!story", RoomType.STORY, "@alice:localhost", "!space", chat, "mx-1")
     assert "Show the memories first with `!memory`" in await say(ctx, story, "!forget 1")
     assert "Usage: `!forget <number>`" in await say(ctx, story, "!forget the boat")
     assert "remembers nothing yet" in await say(ctx, story, "!memory")

@@ -15,7 +15,8 @@ from nio import MatrixRoom
 from adapter.matrix.handlers.commands import BringIn, SetRounds
 from adapter.matrix.handlers.registry import handle_command
 from adapter.matrix.outgoing import Invite, Kick, SendMessage
-from adapter.matrix.store import AdapterStore, RoomMeta, add_room_player
+from adapter.matrix.room_types import RoomType
+from adapter.matrix.store import RoomMeta, StateStore, add_room_player
 from core.engine import MAX_CHARACTERS, Engine
 from core.llm import FakeLLM
 from tests.adapter.matrix.stand_ins import BOT, Ctx
@@ -30,7 +31,7 @@ CARD = json.dumps({"spec": "chara_card_v2", "spec_version": "2.0", "data": {
 @pytest.fixture
 async def ctx(tmp_path: Path):
     engine = await Engine.open(tmp_path / "engine.sqlite3", FakeLLM({"narrate": "*She looks up.* Oh, company."}))
-    store = await AdapterStore.open(tmp_path / "adapter.sqlite3")
+    store = await StateStore.open(tmp_path / "adapter.sqlite3")
     made = Ctx(store, engine)
     made.config.matrix.allowed_users = ["@*:localhost"]
     yield made
@@ -43,7 +44,7 @@ async def story_of_alice(ctx: Ctx) -> RoomMeta:
     room = MatrixRoom("!story", BOT)
     room.add_member(ALICE, "Alice", None)
     ctx.client.rooms["!story"] = room
-    return RoomMeta("!story", "chat", ALICE, "!space", chat.chat_id, "mx-1")
+    return RoomMeta("!story", RoomType.STORY, ALICE, "!space", chat.chat_id, "mx-1")
 
 
 async def run(ctx: Ctx, meta: RoomMeta, text: str, sender: str = ALICE, mentions: tuple[str, ...] = ()) -> list:
@@ -111,8 +112,8 @@ async def test_characters_come_and_go_up_to_the_documented_number(ctx: Ctx) -> N
 
 
 async def test_a_card_one_player_imports_is_theirs_until_they_share_it(ctx: Ctx) -> None:
-    lobby_of_bob = RoomMeta("!lobby-b", "lobby", BOB, "!space-b")
-    lobby_of_alice = RoomMeta("!lobby-a", "lobby", ALICE, "!space-a")
+    lobby_of_bob = RoomMeta("!lobby-b", RoomType.LOBBY, BOB, "!space-b")
+    lobby_of_alice = RoomMeta("!lobby-a", RoomType.LOBBY, ALICE, "!space-a")
     nyx = await ctx.engine.import_character(CARD, owner=ALICE)
     mine = said(await run(ctx, lobby_of_alice, "!characters"))
     assert "**Nyx Aldergrove**" in mine and "_yours_" in mine

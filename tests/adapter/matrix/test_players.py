@@ -19,13 +19,14 @@ from nio import Event, SyncResponse
 
 from adapter.matrix.dispatcher import Dispatcher
 from adapter.matrix.outgoing import Kick, SendMessage
-from adapter.matrix.store import AdapterStore, RoomMeta, room_players, set_room_meta
+from adapter.matrix.room_types import RoomType
+from adapter.matrix.store import RoomMeta, StateStore, room_players, set_room_meta
 from core.engine import OwedLine, PlayerInfo, TurnUpdate
 from core.errors import NotAPlayerError
 from tests.adapter.matrix.stand_ins import BOT, Ctx
 
 ALICE, BOB, CAROL, MALLORY = "@alice:localhost", "@bob:localhost", "@carol:localhost", "@mallory:elsewhere"
-STORY = RoomMeta("!story", "chat", ALICE, "!space", "chat-1", "mx-1")
+STORY = RoomMeta("!story", RoomType.STORY, ALICE, "!space", "chat-1", "mx-1")
 _ids = itertools.count(1)
 
 
@@ -101,7 +102,7 @@ class PlayersEngine:
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    opened = await AdapterStore.open(tmp_path / "adapter.sqlite3")
+    opened = await StateStore.open(tmp_path / "adapter.sqlite3")
     await set_room_meta(opened, STORY)
     yield opened
     await opened.close()
@@ -116,7 +117,7 @@ def notices(ctx: Ctx) -> list[str]:
     return [e.content["body"] for e in ctx.sender.sent if isinstance(e, SendMessage) and e.content.get("msgtype") == "m.notice"]
 
 
-async def test_a_friend_who_joins_plays_from_their_first_line_and_no_longer_once_they_leave(store: AdapterStore) -> None:
+async def test_a_friend_who_joins_plays_from_their_first_line_and_no_longer_once_they_leave(store: StateStore) -> None:
     ctx = allowing(Ctx(store, PlayersEngine()))
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     hello = line(BOB, "Evening, all.")
@@ -137,7 +138,7 @@ async def test_a_friend_who_joins_plays_from_their_first_line_and_no_longer_once
     assert len([text for text in told if "Only the players of this story are heard" in text]) == 1  # told once
 
 
-async def test_a_removal_by_the_owner_is_told_but_one_by_remove_was_answered_already(store: AdapterStore) -> None:
+async def test_a_removal_by_the_owner_is_told_but_one_by_remove_was_answered_already(store: StateStore) -> None:
     ctx = allowing(Ctx(store, PlayersEngine()))
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     await dispatcher.dispatch_sync(sync_with("!story", [member(BOB, "join", "invite", name="Bob"), member(CAROL, "join", "invite", name="Carol")]))
@@ -149,7 +150,7 @@ async def test_a_removal_by_the_owner_is_told_but_one_by_remove_was_answered_alr
     assert ctx.engine.playing == {ALICE: "Alice"}
 
 
-async def test_a_user_who_may_not_use_the_bot_is_turned_away(store: AdapterStore) -> None:
+async def test_a_user_who_may_not_use_the_bot_is_turned_away(store: StateStore) -> None:
     ctx = allowing(Ctx(store, PlayersEngine()))
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
     await dispatcher.dispatch_sync(sync_with("!story", [member(MALLORY, "invite", sender=ALICE)]))
@@ -160,7 +161,7 @@ async def test_a_user_who_may_not_use_the_bot_is_turned_away(store: AdapterStore
     assert MALLORY not in ctx.engine.playing and await room_players(store, "!story") == frozenset()
 
 
-async def test_in_rounds_the_lines_of_every_player_are_answered_together(store: AdapterStore) -> None:
+async def test_in_rounds_the_lines_of_every_player_are_answered_together(store: StateStore) -> None:
     ctx = allowing(Ctx(store, PlayersEngine()))
     await set_room_meta(store, RoomMeta(**{**STORY.__dict__, "rounds": True}))
     dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
@@ -177,7 +178,7 @@ async def test_in_rounds_the_lines_of_every_player_are_answered_together(store: 
     assert reply.content["body"] == "Re: I light the lamp. / I bar the door."
 
 
-async def test_a_round_whose_time_is_up_is_answered_with_the_lines_it_has(store: AdapterStore) -> None:
+async def test_a_round_whose_time_is_up_is_answered_with_the_lines_it_has(store: StateStore) -> None:
     ctx = allowing(Ctx(store, PlayersEngine()))
     ctx.rounds.window_s = 0.2
     await set_room_meta(store, RoomMeta(**{**STORY.__dict__, "rounds": True}))
@@ -190,7 +191,7 @@ async def test_a_round_whose_time_is_up_is_answered_with_the_lines_it_has(store:
     assert ctx.engine.turns == [(alone.event_id,)] and ctx.engine.answered == [alone.event_id]
 
 
-async def test_a_round_a_stop_cut_short_is_answered_as_one_at_the_next_start(store: AdapterStore) -> None:
+async def test_a_round_a_stop_cut_short_is_answered_as_one_at_the_next_start(store: StateStore) -> None:
     ctx = allowing(Ctx(store, PlayersEngine()))
     await set_room_meta(store, RoomMeta(**{**STORY.__dict__, "rounds": True}))
     ctx.engine.playing[BOB] = "Bob"

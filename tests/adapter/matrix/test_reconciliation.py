@@ -23,9 +23,10 @@ from adapter.matrix.reconciliation import (
     reconcile_from_space_topology,
     send_once_ready,
 )
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.store import (
-    AdapterStore,
     RoomMeta,
+    StateStore,
     UserMeta,
     all_room_meta,
     all_user_meta,
@@ -138,7 +139,7 @@ class PlayersEngine:
 class Context:
     """Just what reconciliation uses of BotContext."""
 
-    def __init__(self, store: AdapterStore, engine: PlayersEngine | None = None) -> None:
+    def __init__(self, store: StateStore, engine: PlayersEngine | None = None) -> None:
 
         self.store = store
         self.sender = RecordingSender()
@@ -152,24 +153,24 @@ class Context:
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    opened = await AdapterStore.open(tmp_path / "adapter.sqlite3")
+    opened = await StateStore.open(tmp_path / "adapter.sqlite3")
     yield opened
     await opened.close()
 
 
-async def test_an_empty_store_is_rebuilt_from_topology_without_sending(store: AdapterStore) -> None:
+async def test_an_empty_store_is_rebuilt_from_topology_without_sending(store: StateStore) -> None:
     ctx = Context(store)
     report = await reconcile_from_space_topology(ctx, alice_topology())  # type: ignore[arg-type]
 
     assert report.rooms_restored == 3 and report.users_restored == 1
     assert await get_user_meta(store, ALICE) == UserMeta(ALICE, "!space", "!lobby")
-    assert await get_room_meta(store, "!story") == RoomMeta("!story", "chat", ALICE, "!space", "chat-a", "mx-7")
-    assert await get_room_meta(store, "!lobby") == RoomMeta("!lobby", "lobby", ALICE, "!space")
+    assert await get_room_meta(store, "!story") == RoomMeta("!story", RoomType.STORY, ALICE, "!space", "chat-a", "mx-7")
+    assert await get_room_meta(store, "!lobby") == RoomMeta("!lobby", RoomType.LOBBY, ALICE, "!space")
     assert ctx.sender.sent == []
     assert await next_platform_chat_id(store) == "mx-8"  # a new chat never reuses an id in use
 
 
-async def test_a_healthy_store_is_left_alone(store: AdapterStore) -> None:
+async def test_a_healthy_store_is_left_alone(store: StateStore) -> None:
     ctx = Context(store)
     await reconcile_from_space_topology(ctx, alice_topology())  # type: ignore[arg-type]
     plan = plan_reconciliation(alice_topology(), await all_room_meta(store), await all_user_meta(store), BOT, "localhost")
@@ -179,14 +180,14 @@ async def test_a_healthy_store_is_left_alone(store: AdapterStore) -> None:
     assert ctx.sender.sent == []
 
 
-async def test_a_partial_store_is_completed(store: AdapterStore) -> None:
-    await set_room_meta(store, RoomMeta("!lobby", "lobby", ALICE, "!space"))
+async def test_a_partial_store_is_completed(store: StateStore) -> None:
+    await set_room_meta(store, RoomMeta("!lobby", RoomType.LOBBY, ALICE, "!space"))
     report = await reconcile_from_space_topology(Context(store), alice_topology())  # type: ignore[arg-type]
     assert report.rooms_restored == 2
     assert await get_room_meta(store, "!story") is not None
 
 
-async def test_identity_state_from_anyone_but_the_bot_is_not_trusted(store: AdapterStore) -> None:
+async def test_identity_state_from_anyone_but_the_bot_is_not_trusted(store: StateStore) -> None:
     forged = sync(
         {
             "!evil": {
@@ -208,7 +209,7 @@ async def test_identity_state_from_anyone_but_the_bot_is_not_trusted(store: Adap
     assert await get_room_meta(store, "!evil") is None
 
 
-async def test_a_legacy_room_gets_a_deterministic_platform_chat_id_persisted_before_routing(store: AdapterStore) -> None:
+async def test_a_legacy_room_gets_a_deterministic_platform_chat_id_persisted_before_routing(store: StateStore) -> None:
     ctx = Context(store)
     report = await reconcile_from_space_topology(ctx, alice_topology(legacy=True))  # type: ignore[arg-type]
 
@@ -221,7 +222,7 @@ async def test_a_legacy_room_gets_a_deterministic_platform_chat_id_persisted_bef
     assert (await get_room_meta(store, "!story")).platform_chat_id == expected
 
 
-async def test_a_room_not_yet_linked_into_its_space_is_linked_not_recreated(store: AdapterStore) -> None:
+async def test_a_room_not_yet_linked_into_its_space_is_linked_not_recreated(store: StateStore) -> None:
     ctx = Context(store)
     report = await reconcile_from_space_topology(ctx, alice_topology(unlinked_story=True))  # type: ignore[arg-type]
     assert report.links_added == 1
@@ -239,7 +240,7 @@ def with_story_state(response_rooms: dict[str, Any], *events: dict[str, Any]) ->
 STORY_LEVELS = {"users": {ALICE: 50}, "state_default": 50, "events": {"org.rpbot.room": 100}}
 
 
-async def test_a_story_room_without_elements_settings_gets_them_and_the_power_to_keep_them(store: AdapterStore) -> None:
+async def test_a_story_room_without_elements_settings_gets_them_and_the_power_to_keep_them(store: StateStore) -> None:
     """Rooms made before story rooms carried `im.vector.web.settings` get it at start-up, after the bot is ready."""
     ctx = Context(store)
     old_room = with_story_state(alice_rooms(), state_event("m.room.power_levels", STORY_LEVELS))
@@ -375,7 +376,7 @@ def test_the_engine_is_told_who_joined_and_who_left_while_the_bot_was_away() -> 
     assert player_changes(wanted, frozenset({BOB, CAROL})) == ({}, frozenset())
 
 
-async def test_startup_brings_the_cache_and_the_engine_in_step_with_membership(store: AdapterStore) -> None:
+async def test_startup_brings_the_cache_and_the_engine_in_step_with_membership(store: StateStore) -> None:
     engine = PlayersEngine({"chat-a": {DAN: "Dan"}})  # Dan left while the bot was down, Bob joined
     ctx = Context(store, engine)
     await set_room_players(store, "!story", frozenset({DAN}))
@@ -387,7 +388,7 @@ async def test_startup_brings_the_cache_and_the_engine_in_step_with_membership(s
     assert again.players_changed == 0 and len(engine.calls) == 2
 
 
-async def test_a_story_the_engine_does_not_know_leaves_the_start_going(store: AdapterStore) -> None:
+async def test_a_story_the_engine_does_not_know_leaves_the_start_going(store: StateStore) -> None:
     ctx = Context(store, PlayersEngine({}))
     report = await reconcile_from_space_topology(ctx, story_with_members())  # type: ignore[arg-type]
     assert report.players_changed == 0 and await room_players(store, "!story") == frozenset({BOB})

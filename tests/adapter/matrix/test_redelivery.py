@@ -7,9 +7,10 @@ import asyncio
 from pathlib import Path
 
 from adapter.matrix.outgoing import SendMessage
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.rooms import StoryRoom
 from adapter.matrix.speaking import RoomFaces
-from adapter.matrix.store import AdapterStore, RoomMeta, message_showing_turn, reply_message_for
+from adapter.matrix.store import RoomMeta, StateStore, message_showing_turn, reply_message_for
 from core.engine import TurnUpdate
 from tests.adapter.matrix.stand_ins import StandInClient, stand_in_config
 
@@ -51,7 +52,7 @@ class ScriptedEngine:
 
 
 class Ctx:
-    def __init__(self, store: AdapterStore, engine: ScriptedEngine) -> None:
+    def __init__(self, store: StateStore, engine: ScriptedEngine) -> None:
         self.store, self.engine, self.sender = store, engine, ForgetfulSender()
         self.config = stand_in_config()
         self.client = StandInClient()
@@ -59,8 +60,8 @@ class Ctx:
 
 
 async def test_a_redelivered_turn_edits_the_message_shown_before_the_crash(tmp_path: Path) -> None:
-    store = await AdapterStore.open(tmp_path / "adapter.sqlite3")
-    meta = RoomMeta("!story", "chat", "@alice:localhost", "!space", "chat-1", "mx-1")
+    store = await StateStore.open(tmp_path / "adapter.sqlite3")
+    meta = RoomMeta("!story", RoomType.STORY, "@alice:localhost", "!space", "chat-1", "mx-1")
     partial = TurnUpdate("Mira", "mira", "The first half", done=False)
     crashed = Ctx(store, ScriptedEngine([partial], hang_after=True))
     task = asyncio.create_task(StoryRoom(crashed, meta).answer("hello", "$line"))  # type: ignore[arg-type]

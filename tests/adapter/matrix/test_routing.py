@@ -10,6 +10,7 @@ from typing import Any
 
 from nio import Event, MegolmEvent
 
+from adapter.matrix.room_types import RoomType
 from adapter.matrix.routing import (
     EDIT_INTO_COMMAND,
     NOT_A_STORY_ROOM,
@@ -37,8 +38,8 @@ from adapter.matrix.routing import (
 from adapter.matrix.store import RoomMeta
 
 BOT, ALICE, BOB, MALLORY = "@rpbot:localhost", "@alice:localhost", "@bob:localhost", "@mallory:elsewhere"
-STORY = RoomMeta("!story", "chat", ALICE, "!space", "chat-1", "mx-1")
-LOBBY = RoomMeta("!lobby", "lobby", ALICE, "!space")
+STORY = RoomMeta("!story", RoomType.STORY, ALICE, "!space", "chat-1", "mx-1")
+LOBBY = RoomMeta("!lobby", RoomType.LOBBY, ALICE, "!space")
 _ids = itertools.count(1)
 
 
@@ -160,7 +161,7 @@ def test_an_unknown_room_is_bound_only_for_a_line_and_undecryptable_events_wait_
 
 
 def test_routing_is_a_plain_function_that_can_reach_no_io() -> None:
-    """Not a coroutine, and it imports nothing that could read or write: only event types and RoomMeta."""
+    """Not a coroutine, and it imports nothing that could read or write: only event types, RoomMeta and room types."""
     import ast
     import inspect
     from pathlib import Path
@@ -171,7 +172,8 @@ def test_routing_is_a_plain_function_that_can_reach_no_io() -> None:
     tree = ast.parse(Path(routing.__file__).read_text())
     imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
     assert {name for module, name in imported if module == "adapter.matrix.store"} == {"RoomMeta"}
-    assert {module for module, _ in imported} <= {"__future__", "collections.abc", "dataclasses", "typing", "nio", "adapter.matrix.store"}
+    pure = {"__future__", "collections.abc", "dataclasses", "typing", "nio", "adapter.matrix.store", "adapter.matrix.room_types"}
+    assert {module for module, _ in imported} <= pure
 
 
 def member(subject: str, membership: str, *, was: str | None = None, sender: str | None = None, name: str | None = None) -> Any:

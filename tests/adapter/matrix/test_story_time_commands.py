@@ -15,7 +15,8 @@ from nio import RoomMessageText
 from adapter.matrix.dispatcher import Dispatcher
 from adapter.matrix.handlers.commands import StartStory, new_story_parts
 from adapter.matrix.handlers.registry import handle_command
-from adapter.matrix.store import AdapterStore, RoomMeta, UserMeta, get_room_meta, set_room_meta, set_user_meta
+from adapter.matrix.room_types import RoomType
+from adapter.matrix.store import RoomMeta, StateStore, UserMeta, get_room_meta, set_room_meta, set_user_meta
 from core.engine import Engine, MemoryInfo
 from core.llm import FakeLLM
 from tests.adapter.matrix.stand_ins import Ctx as RealCtx
@@ -84,16 +85,16 @@ def text_event(body: str, event_id: str) -> RoomMessageText:
 async def test_new_in_the_lobby_makes_a_story_that_begins_then_and_there(tmp_path: Path) -> None:
     fake = FakeLLM({"narrate": "The lamp hums."})
     engine = await Engine.open(tmp_path / "engine.sqlite3", fake)
-    store = await AdapterStore.open(tmp_path / "adapter.sqlite3")
+    store = await StateStore.open(tmp_path / "adapter.sqlite3")
     try:
         await set_user_meta(store, UserMeta(ALICE, "!space", "!lobby"))
-        await set_room_meta(store, RoomMeta("!lobby", "lobby", ALICE, "!space"))
+        await set_room_meta(store, RoomMeta("!lobby", RoomType.LOBBY, ALICE, "!space"))
         ctx = RealCtx(store, engine)
         dispatcher = Dispatcher(ctx)  # type: ignore[arg-type]
         await dispatcher.dispatch_event("!lobby", text_event("!new wren at dusk: A lighthouse rock in a gale.", "$new"))
         await dispatcher.idle()
         assert any("is ready in your Space" in body for body in ctx.sender.bodies("!lobby"))
-        [chat] = [m for m in [await get_room_meta(store, r) for r in _made_rooms(ctx)] if m and m.room_type == "chat"]
+        [chat] = [m for m in [await get_room_meta(store, r) for r in _made_rooms(ctx)] if m and m.room_type == RoomType.STORY]
         assert chat.chat_id is not None
         assert (await engine.status(chat.chat_id)).clock == datetime(2026, 4, 1, 19, 0)
         assert fake.purposes == []  # the start was given: no reading of the opening (the greeting is the card's)

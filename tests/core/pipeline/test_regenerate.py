@@ -90,7 +90,7 @@ async def test_regenerating_twice_equals_a_story_with_only_the_last_reply(open_e
     assert state_a["world_events"][0][1] == "planned"
     assert (HOST, "@p:hs", 2) in [e[:3] for e in state_a["edges"]]
 
-    reply = await turn_state.last_assistant_turn(engine_a.db, chat_a)
+    reply = await turn_state.last_turn(engine_a.db, chat_a)
     siblings = await turn_state.sibling_turns(engine_a.db, reply.turn_id)
     assert [t.text for t in siblings] == [*DISCARDED, KEPT]
     assert [t.is_shown for t in siblings] == [False, False, True]
@@ -146,11 +146,11 @@ async def test_replaying_the_log_after_regenerates_rebuilds_the_same_state(open_
     chat_id = await play(engine, regenerations=2)
     before = await observable_state(engine, chat_id)
     siblings_before = [(t.turn_id, t.superseded_by) for t in await turn_state.sibling_turns(
-        engine.db, (await turn_state.last_assistant_turn(engine.db, chat_id)).turn_id)]
+        engine.db, (await turn_state.last_turn(engine.db, chat_id)).turn_id)]
 
     await replay(engine.db)
 
     assert await observable_state(engine, chat_id) == before
-    last = await turn_state.last_assistant_turn(engine.db, chat_id)
+    last = await turn_state.last_turn(engine.db, chat_id)
     assert [(t.turn_id, t.superseded_by) for t in await turn_state.sibling_turns(engine.db, last.turn_id)] \
         == siblings_before

@@ -201,7 +201,7 @@ async def test_cancelled_consumer_keeps_the_partial_reply(open_engine):
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
-    reply = await turn_state.last_assistant_turn(engine.db, chat.chat_id)
+    reply = await turn_state.last_turn(engine.db, chat.chat_id)
     assert reply is not None and reply.truncated and reply.text.startswith(seen[-1].text)
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
@@ -217,7 +217,7 @@ async def test_consumer_closing_the_stream_keeps_the_partial_reply(open_engine):
             if len(seen) == 2:
                 break
 
-    reply = await turn_state.last_assistant_turn(engine.db, chat.chat_id)
+    reply = await turn_state.last_turn(engine.db, chat.chat_id)
     assert reply is not None and reply.truncated and reply.text == seen[-1].text
     assert asyncio.all_tasks() == {asyncio.current_task()}
 

@@ -124,7 +124,7 @@ async def test_regenerating_a_reply_a_part_covers_retracts_it_as_if_only_the_new
     scene = await open_scene_id(engine, chat)
     assert scene is not None
     covering = await summaries.scene_parts(engine.db, scene, HOST)
-    last_reply = await turn_state.last_assistant_turn(engine.db, chat)
+    last_reply = await turn_state.last_turn(engine.db, chat)
     assert last_reply is not None and covering[-1].covers_to_turn == last_reply.turn_id
 
     story.reply = "Aye."
