@@ -15,7 +15,7 @@ from pathlib import Path
 from adapter.config import Config
 from adapter.errors import AdapterError
 from adapter.matrix.store import chat_id_of_platform_chat
-from core import make_llm_client
+from core import make_llm_client, shown_location
 from core.engine import Engine, ExportedScene, StoryExport
 from core.errors import ChatNotFoundError
 
@@ -27,20 +27,20 @@ class ExportError(AdapterError, RuntimeError):
 
 
 async def export_story(config: Config, chat: str) -> StoryExport:
-    data_dir = Path(config.storage.data_dir)
     stories = config.storage.engine_location()
     if isinstance(stories, Path) and not stories.exists():
         raise ExportError(f"no stories here: {stories} does not exist")
     engine = await Engine.open(stories, make_llm_client("demo"))
     try:
-        for candidate in (chat, chat_id_of_platform_chat(data_dir / "adapter.sqlite3", chat)):
+        platform_chat = await chat_id_of_platform_chat(config.storage.adapter_location(), config.matrix.user_id, chat)
+        for candidate in (chat, platform_chat):
             if candidate is None:
                 continue
             try:
                 return await engine.export_story(candidate)
             except ChatNotFoundError:
                 continue
-        raise ExportError(f"no story with chat id or platform chat id {chat!r} in {data_dir}")
+        raise ExportError(f"no story with chat id or platform chat id {chat!r} in {shown_location(str(stories))}")
     finally:
         await engine.close()
 

@@ -2,7 +2,7 @@
 
 It does what startup does up to the decision: one full-state sync as the bot
 (reusing its saved session, see `adapter.operator_session`), then the pure
-`plan_reconciliation` against a private copy of `adapter.sqlite3`, so neither
+`plan_reconciliation` against a private copy of `adapter.sqlite3` (or the PostgreSQL cache read-only), so neither
 the store nor any room state is touched. It prints the store rows that would
 be written (rooms, users, the players of each story room), the room-state events that would be
 sent, and the players whose onboarding would be finished. Safe while the bot runs: the sync
@@ -42,11 +42,9 @@ class DryRunError(AdapterError, RuntimeError):
 
 async def plan_restart(config: Config) -> tuple[ReconcilePlan, int]:
     """The plan a restart would apply now, and how many joined rooms the sync saw."""
-    data_dir = Path(config.storage.data_dir)
     scratch = Path(tempfile.mkdtemp(prefix="rpbot-dry-run-"))
     try:
-        copy_store(data_dir / "adapter.sqlite3", scratch / "adapter.sqlite3")
-        store = await StateStore.open(scratch / "adapter.sqlite3")
+        store = await _cache_to_plan_against(config, scratch)
         try:
             async with httpx.AsyncClient(base_url=config.matrix.homeserver, timeout=30) as http:
                 async with bot_session(config, http) as session:
@@ -75,6 +73,16 @@ async def plan_restart(config: Config) -> tuple[ReconcilePlan, int]:
             await store.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def _cache_to_plan_against(config: Config, scratch: Path) -> StateStore:
+    """The cache as it is now, never written: a private copy of `adapter.sqlite3` (brought to the
+    latest version there, as a start would), or the bot's PostgreSQL schema read-only."""
+    location = config.storage.adapter_location()
+    if isinstance(location, Path):
+        copy_store(location, scratch / "adapter.sqlite3")
+        return await StateStore.open(scratch / "adapter.sqlite3")
+    return await StateStore.open(location, account=config.matrix.user_id, read_only=True)
 
 
 def format_plan(plan: ReconcilePlan, joined_rooms: int) -> str:

@@ -237,7 +237,7 @@ class MatrixBot:
         """Everything before the live loop: login, cross-signing, room version, full-state sync,
         reconciliation, redelivery, catch-up (see the module docstring)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await StateStore.open(self.data_dir / "adapter.sqlite3")
+        self.store = await StateStore.open(self.config.storage.adapter_location(), account=self.config.matrix.user_id)
         self.client = await self.login()
         room_version = await room_version_for(self.client)  # before anything is made (keys included): a refusal leaves nothing
         await self._cross_sign_device()

@@ -19,7 +19,7 @@ def test_only_the_store_names_the_lines_an_older_cache_owed() -> None:
     found = [
         where(path, line)
         for path in python_files("core", "adapter")
-        if path != ROOT / "adapter/matrix/store.py"
+        if path not in (ROOT / "adapter/matrix/store.py", ROOT / "adapter/matrix/store_schema.py")
         for line, text in enumerate(path.read_text().splitlines(), start=1)
         if "lines_to_hand_over" in text or "line_to_hand_over" in text
     ]

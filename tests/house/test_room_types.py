@@ -2,8 +2,8 @@
 
 Wherever code of the adapter says what a room is for (a room record, a comparison or set of room
 types, the `room_type` of a room's identity state, a place's picture, SQL that filters by type),
-it names a `RoomType` member. The shipped migrations of the cache keep their literals (a step
-that shipped is never edited), and tests that check what goes over the wire keep theirs (the
+it names a `RoomType` member. The shipped migrations of the cache and its PostgreSQL baseline keep
+their literals (a step that shipped is never edited), and tests that check what goes over the wire keep theirs (the
 stored values are the contract); tests that build room records use the enum too.
 """
 
@@ -37,7 +37,7 @@ def room_type_literals(path: Path, *, records_only: bool = False) -> Iterator[in
     tree = ast.parse(path.read_text(), filename=str(path))
     migrations: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("SCHEMA.statements"):
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(("SCHEMA.statements", "SCHEMA.baseline")):
             migrations |= {id(inner) for inner in ast.walk(node)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and ast.unparse(node.func) == "RoomMeta":

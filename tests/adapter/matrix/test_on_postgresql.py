@@ -1,6 +1,7 @@
 """The bot with its stories in PostgreSQL (`[storage] database_url`), end to end against a real
 Synapse and the real `rpbot run` process: a player is onboarded, says a line and gets the reply,
-and the story is in PostgreSQL, not in a file in data_dir; `rpbot export` reads it from there."""
+and the story and the bot's cache are in PostgreSQL, not in files in data_dir; `rpbot export`
+reads the story from there."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql as pgsql
 
+from adapter.matrix.store_schema import adapter_schema_name
 from tests.adapter.matrix.conftest import onboard
 from tests.operator.conftest import rpbot
 from tests.support.fake_openai import FakeOpenAIServer, Reply
@@ -33,7 +36,10 @@ def test_a_story_played_through_matrix_lives_in_postgresql(start_bot, fake_opena
     with psycopg.connect(postgres_url) as conn:
         said = [row[0] for row in conn.execute("SELECT text FROM turns WHERE role = 'user' ORDER BY turn_id")]
         players = [row[0] for row in conn.execute("SELECT player FROM story_players")]
+        cached_rooms = {row[0] for row in conn.execute(
+            pgsql.SQL("SELECT room_id FROM {}.room_meta").format(pgsql.Identifier(adapter_schema_name(bot.user_id))))}
     assert said and said[-1].endswith("Where does this road lead?") and players == [player.user_id]
-    assert not (tmp_path / "data" / "engine.sqlite3").exists()
+    assert story in cached_rooms  # the cache too, in the bot account's own schema
+    assert not (tmp_path / "data" / "engine.sqlite3").exists() and not (tmp_path / "data" / "adapter.sqlite3").exists()
     exported = rpbot("export", "--config", tmp_path / "rpbot.toml", "--chat", player.state_event(story, "org.rpbot.room")["chat_id"])
     assert exported.returncode == 0 and "Where does this road lead?" in exported.stdout and "ends at the sea" in exported.stdout

@@ -74,7 +74,7 @@ async def test_an_older_cache_hands_its_owed_lines_to_the_engine_and_keeps_which
         assert await hand_over_lines_an_older_rpbot_owed(store, engine) == 1  # type: ignore[arg-type]
         assert engine.owed() == ["And then?"]
         assert await lines_an_older_rpbot_owed(store) == []
-        tables = await store.conn.execute_fetchall("SELECT name FROM sqlite_master WHERE name = 'lines_to_hand_over'")
+        tables = await store.conn.fetch_all("SELECT name FROM sqlite_master WHERE name = 'lines_to_hand_over'")
         assert list(tables) == []  # the engine is the one truth of owed lines from now on
         assert await hand_over_lines_an_older_rpbot_owed(store, engine) == 0  # the next start has nothing to hand over
         dispatcher = Dispatcher(Ctx(store, engine))  # type: ignore[arg-type]
@@ -90,6 +90,6 @@ async def test_a_new_cache_has_nothing_to_hand_over_and_keeps_no_table_for_it_af
     try:
         engine = SlowEngine()
         assert await hand_over_lines_an_older_rpbot_owed(store, engine) == 0  # type: ignore[arg-type]
-        assert list(await store.conn.execute_fetchall("SELECT name FROM sqlite_master WHERE name = 'lines_to_hand_over'")) == []
+        assert list(await store.conn.fetch_all("SELECT name FROM sqlite_master WHERE name = 'lines_to_hand_over'")) == []
     finally:
         await store.close()
