@@ -232,6 +232,30 @@ def database_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+BOT_BACKEND_VARIABLE = "RPBOT_BOT_BACKEND"
+
+
+@pytest.fixture
+def bot_database_url(request: pytest.FixtureRequest) -> str:
+    """The `[storage] database_url` of the bot processes a real-Synapse test starts: "" (SQLite files
+    in their data_dir), or a new PostgreSQL database shared by every bot of the test. PostgreSQL for
+    a test marked `on_both_backends` in its `[postgresql]` run, and for every test when the run
+    sets RPBOT_BOT_BACKEND=postgresql."""
+    backend = getattr(request, "param", None) or os.environ.get(BOT_BACKEND_VARIABLE, "sqlite")
+    if backend == "sqlite":
+        return ""
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if (
+        "bot_database_url" in metafunc.fixturenames
+        and metafunc.definition.get_closest_marker("on_both_backends") is not None
+        and os.environ.get(BOT_BACKEND_VARIABLE) is None
+    ):
+        metafunc.parametrize("bot_database_url", ["sqlite", "postgresql"], indirect=True)
+
+
 class EngineDatabases:
     """Engine databases at the latest schema, for tests: a test takes clean ones and gives them
     back emptied (TRUNCATE ... RESTART IDENTITY, a few milliseconds), where making and dropping a

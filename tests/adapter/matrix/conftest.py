@@ -7,18 +7,26 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from psycopg import sql as pgsql
 
+from adapter.matrix.store_schema import adapter_schema_name
 from tests.support.bot_process import BotProcess, write_config
 from tests.support.matrix_user import MatrixUser
 from tests.support.synapse import SynapseServer
 
 
 class RunningBot:
-    def __init__(self, process: BotProcess, user_id: str, server: SynapseServer) -> None:
+    def __init__(self, process: BotProcess, user_id: str, server: SynapseServer, database_url: str = "") -> None:
         self.process = process
         self.user_id = user_id
         self.server = server
+        self.database_url = database_url  # "" : SQLite files in its data_dir
+
+    def lose_cache(self) -> None:
+        """Throw the bot's cache away (it must be stopped), as an operator who lost it would."""
+        lose_cache(self.process.config_path.parent / "data", self.database_url, self.user_id)
 
     def player(self, prefix: str = "player") -> MatrixUser:
         return MatrixUser(self.server.url, self.server.register(prefix))
@@ -36,9 +44,21 @@ def rooms_created_by(server: SynapseServer, user_id: str) -> list[dict[str, Any]
     return [room for room in response.json()["rooms"] if room["creator"] == user_id]
 
 
-def bot_starter(server: SynapseServer, tmp_path: Path, started: list[BotProcess]) -> Callable[..., RunningBot]:
+def lose_cache(data_dir: Path, database_url: str, account: str) -> None:
+    """Throw a stopped bot's cache away: its SQLite file, or its schema in PostgreSQL."""
+    if not database_url:
+        for suffix in ("", "-wal", "-shm"):
+            (data_dir / f"adapter.sqlite3{suffix}").unlink(missing_ok=True)
+        return
+    assert not (data_dir / "adapter.sqlite3").exists()  # the cache lives in PostgreSQL, as the schema dropped shows
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("DROP SCHEMA {} CASCADE").format(pgsql.Identifier(adapter_schema_name(account))))
+
+
+def bot_starter(server: SynapseServer, tmp_path: Path, started: list[BotProcess], bot_database_url: str = "") -> Callable[..., RunningBot]:
     def start(*, allowed: tuple[str, ...] = ("@player-*:localhost",), llm: dict | None = None, encryption: bool = False,
-              database_url: str = "") -> RunningBot:
+              database_url: str | None = None) -> RunningBot:
+        database_url = bot_database_url if database_url is None else database_url
         account = server.register("rpbot")
         config = write_config(
             tmp_path / "rpbot.toml",
@@ -53,23 +73,23 @@ def bot_starter(server: SynapseServer, tmp_path: Path, started: list[BotProcess]
         )
         process = BotProcess(config, tmp_path / "rpbot.log").start()
         started.append(process)
-        return RunningBot(process, account.user_id, server)
+        return RunningBot(process, account.user_id, server, database_url)
 
     return start
 
 
 @pytest.fixture
-def start_bot(synapse: SynapseServer, tmp_path: Path) -> Iterator[Callable[..., RunningBot]]:
+def start_bot(synapse: SynapseServer, tmp_path: Path, bot_database_url: str) -> Iterator[Callable[..., RunningBot]]:
     started: list[BotProcess] = []
-    yield bot_starter(synapse, tmp_path, started)
+    yield bot_starter(synapse, tmp_path, started, bot_database_url)
     for process in started:
         assert process.stop() == 0, process.log_text()[-3000:]
 
 
 @pytest.fixture
-def start_bot_default_limits(synapse_default_limits: SynapseServer, tmp_path: Path) -> Iterator[Callable[..., RunningBot]]:
+def start_bot_default_limits(synapse_default_limits: SynapseServer, tmp_path: Path, bot_database_url: str) -> Iterator[Callable[..., RunningBot]]:
     started: list[BotProcess] = []
-    yield bot_starter(synapse_default_limits, tmp_path, started)
+    yield bot_starter(synapse_default_limits, tmp_path, started, bot_database_url)
     for process in started:
         assert process.stop() == 0, process.log_text()[-3000:]
 

@@ -18,7 +18,7 @@ import yaml
 
 from adapter.devserver import LocalHomeserver
 from tests.adapter.matrix.conftest import RunningBot, bot_starter, onboard
-from tests.adapter.matrix.test_restart_persistence import delete_cache, openai_llm, say_and_wait
+from tests.adapter.matrix.test_restart_persistence import openai_llm, say_and_wait
 from tests.support.bot_process import BotProcess
 from tests.support.fake_openai import FakeOpenAIServer
 from tests.support.matrix_user import MatrixUser
@@ -67,17 +67,17 @@ def new_story(player: MatrixUser, bot: RunningBot, space_id: str, lobby: str, ch
     return rooms[0]["room_id"]
 
 
-def restart_without_cache(bot: RunningBot, data_dir: Path) -> None:
+def restart_without_cache(bot: RunningBot) -> None:
     assert bot.process.stop() == 0
-    delete_cache(data_dir)
+    bot.lose_cache()
     bot.process.start()
 
 
 @pytest.fixture
-def start_bot_on(tmp_path: Path) -> Iterator[Callable[..., RunningBot]]:
+def start_bot_on(tmp_path: Path, bot_database_url: str) -> Iterator[Callable[..., RunningBot]]:
     """Start the real bot against the homeserver given (the fixtures in conftest each have one fixed)."""
     started: list[BotProcess] = []
-    yield lambda server, **options: bot_starter(server, tmp_path, started)(**options)
+    yield lambda server, **options: bot_starter(server, tmp_path, started, bot_database_url)(**options)
     for process in started:
         assert process.stop() == 0, process.log_text()[-3000:]
 
@@ -105,7 +105,7 @@ def test_onboarding_reply_new_story_forgeries_and_restart(
 
     assert_forgeries_refused(player, space_id, [lobby, story, second])
 
-    restart_without_cache(bot, tmp_path / "data")
+    restart_without_cache(bot)
     assert "rooms_restored=4" in bot.process.log_text()
     say_and_wait(player, story, bot, "after the restart", "Echo: after the restart")
     say_and_wait(player, second, bot, "second after the restart", "Echo: second after the restart")
@@ -159,7 +159,7 @@ def test_a_space_of_two_room_versions_after_the_homeserver_moves_to_12(start_bot
         assert_power_fits_version(player, new, bot.user_id)
         assert_forgeries_refused(player, space_id, [lobby, old_story, new])
 
-        restart_without_cache(bot, tmp_path / "data")
+        restart_without_cache(bot)
         assert "rooms_restored=4" in bot.process.log_text()
         say_and_wait(player, old_story, bot, "old room, cache gone", "Echo: old room, cache gone")
         say_and_wait(player, new, bot, "new room, cache gone", "Echo: new room, cache gone")

@@ -169,7 +169,7 @@ def test_the_bot_has_its_own_face_set_only_when_it_differs(start_bot) -> None:
     assert download(player, own["avatar_url"]) == picture.read_bytes()
     assert profile_changes(bot) == 2 and uploads(bot) == uploaded + 1
     bot.process.stop()
-    (config.parent / "data" / "adapter.sqlite3").unlink()  # the cache lost, with it the picture's URI
+    bot.lose_cache()  # the cache lost, with it the picture's URI
     bot.process.start()
     assert profile_changes(bot) == 2 and uploads(bot) == uploaded + 1  # the account's picture is recognised by its bytes
 

@@ -16,7 +16,7 @@ from tests.adapter.matrix.test_restart_persistence import openai_llm
 from tests.support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 from tests.support.matrix_user import MatrixUser
 
-pytestmark = pytest.mark.synapse
+pytestmark = [pytest.mark.synapse, pytest.mark.on_both_backends]
 
 
 class Story:

@@ -25,7 +25,7 @@ import pytest
 from tests.adapter.matrix.conftest import RunningBot, onboard
 from tests.adapter.matrix.test_element_cross_signing import World
 from tests.adapter.matrix.test_element_faces import character_lines
-from tests.adapter.matrix.test_restart_persistence import delete_cache, openai_llm, say_and_wait
+from tests.adapter.matrix.test_restart_persistence import openai_llm, say_and_wait
 from tests.adapter.matrix.test_story_commands_e2e import ask
 from tests.support.element_js import ElementClient, SeenMessage, ensure_node_client
 from tests.support.fake_openai import FakeOpenAIServer, Reply
@@ -172,6 +172,7 @@ def test_friends_play_one_story_each_answered_and_each_a_witness(world: World, f
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.on_both_backends
 def test_after_a_restart_the_players_are_those_the_rooms_membership_says(start_bot, fake_openai: FakeOpenAIServer, tmp_path: Path) -> None:
     """Even with the cache lost: who plays, and that the room answers in rounds, come from the room itself."""
     bot: RunningBot = start_bot(llm=openai_llm(fake_openai))
@@ -189,7 +190,7 @@ def test_after_a_restart_the_players_are_those_the_rooms_membership_says(start_b
     assert owner.state_event(story, "org.rpbot.room")["rounds"] is True
 
     assert bot.process.stop() == 0
-    delete_cache(tmp_path / "data")
+    bot.lose_cache()
     config = bot.process.config_path
     config.write_text(config.read_text().replace("[matrix]\n", "[matrix]\nround_window_s = 3\n"))
     unheard = leaving.send_text(story, "One more thing before I go.")

@@ -11,7 +11,7 @@ from tests.adapter.matrix.conftest import RunningBot, onboard
 from tests.support.fake_openai import FakeOpenAIServer, Reply
 from tests.support.matrix_user import MatrixUser
 
-pytestmark = pytest.mark.synapse
+pytestmark = [pytest.mark.synapse, pytest.mark.on_both_backends]
 
 CHARACTERS = ["wren", "odile", "tamsin", "ilse"]
 
@@ -27,11 +27,6 @@ def bot_texts(player: MatrixUser, room: str, bot: RunningBot) -> list[str]:
 def say_and_wait(player: MatrixUser, room: str, bot: RunningBot, line: str, expect: str, timeout_s: float = 60) -> None:
     player.send_text(room, line)
     player.wait_for(lambda: any(expect in t for t in bot_texts(player, room, bot)), timeout_s=timeout_s, what=f"a reply to {line!r}")
-
-
-def delete_cache(data_dir: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        (data_dir / f"adapter.sqlite3{suffix}").unlink(missing_ok=True)
 
 
 def test_lost_cache_twelve_rooms_rebuilt_without_a_new_room(start_bot, fake_openai: FakeOpenAIServer, tmp_path: Path) -> None:
@@ -51,7 +46,7 @@ def test_lost_cache_twelve_rooms_rebuilt_without_a_new_room(start_bot, fake_open
     created_before = len(bot.rooms_created())
 
     assert bot.process.stop() == 0
-    delete_cache(tmp_path / "data")
+    bot.lose_cache()
     bot.process.start()
 
     assert "rooms_restored=15" in bot.process.log_text()  # space, lobby, 13 stories
@@ -112,7 +107,7 @@ def test_lines_sent_while_the_bot_was_down_are_each_answered_once(start_bot, fak
     player.wait_for(lambda: sum("while away" in t for t in bot_texts(player, story, bot)) == 3, timeout_s=60, what="three answers")
 
     assert bot.process.stop() == 0  # and once more, with the cache gone this time: nothing is answered again
-    delete_cache(tmp_path / "data")
+    bot.lose_cache()
     player.send_text(story, "after the second restart")
     bot.process.start()
     say_and_wait(player, story, bot, "and one more", "Echo: and one more")

@@ -14,7 +14,7 @@ import pytest
 from tests.support.fake_openai import FakeOpenAIServer, Reply
 from tests.support.synapse import SynapseServer
 
-pytestmark = pytest.mark.synapse
+pytestmark = [pytest.mark.synapse, pytest.mark.on_both_backends]
 
 
 def test_invite_space_story_room_and_a_reply(synapse: SynapseServer, start_bot, fake_openai: FakeOpenAIServer, tmp_path: Path) -> None:
