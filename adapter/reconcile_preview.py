@@ -24,6 +24,7 @@ from adapter.errors import AdapterError
 from adapter.matrix.bot import full_state_sync
 from adapter.matrix.reconciliation import ReconcilePlan, plan_reconciliation
 from adapter.matrix.store import (
+    CacheNotReadyError,
     StateStore,
     all_room_meta,
     all_room_players,
@@ -77,12 +78,17 @@ async def plan_restart(config: Config) -> tuple[ReconcilePlan, int]:
 
 async def _cache_to_plan_against(config: Config, scratch: Path) -> StateStore:
     """The cache as it is now, never written: a private copy of `adapter.sqlite3` (brought to the
-    latest version there, as a start would), or the bot's PostgreSQL schema read-only."""
+    latest version there, as a start would), or the bot's PostgreSQL schema read-only; an empty
+    private one when the cache is lost (or the bot never started)."""
     location = config.storage.adapter_location()
     if isinstance(location, Path):
         copy_store(location, scratch / "adapter.sqlite3")
-        return await StateStore.open(scratch / "adapter.sqlite3")
-    return await StateStore.open(location, account=config.matrix.user_id, read_only=True)
+    else:
+        try:
+            return await StateStore.open(location, account=config.matrix.user_id, read_only=True)
+        except CacheNotReadyError:
+            pass
+    return await StateStore.open(scratch / "adapter.sqlite3")
 
 
 def format_plan(plan: ReconcilePlan, joined_rooms: int) -> str:

@@ -1,5 +1,5 @@
 """`rpbot reconcile --dry-run` against a real Synapse: it reports what a restart would rebuild
-and changes nothing, neither adapter.sqlite3 nor any room state."""
+and changes nothing, neither the cache (adapter.sqlite3, or its PostgreSQL schema) nor any room state."""
 
 from __future__ import annotations
 
@@ -7,24 +7,45 @@ import hashlib
 import json
 import sqlite3
 from contextlib import closing
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import psycopg
 import pytest
+from psycopg import sql as pgsql
 
+from adapter.matrix.store_schema import adapter_schema_name
 from tests.operator.conftest import onboard, rpbot
 
-pytestmark = pytest.mark.synapse
+pytestmark = [pytest.mark.synapse, pytest.mark.on_both_backends]
 
 
-def fingerprint(data_dir: Path) -> dict[str, str | None]:
-    """Hashes of adapter.sqlite3 and its WAL (None when absent)."""
+def fingerprint(bot) -> dict[str, object]:
+    """The bot's cache as it is: hashes of adapter.sqlite3 and its WAL (None when absent), or every
+    row of its PostgreSQL schema (None when there is no schema)."""
+    if bot.database_url:
+        schema = adapter_schema_name(bot.user_id)
+        with psycopg.connect(bot.database_url) as conn:
+            tables = [row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))]
+            return {table: sorted(map(repr, conn.execute(pgsql.SQL("SELECT * FROM {}.{}").format(
+                pgsql.Identifier(schema), pgsql.Identifier(table))))) for table in tables} or {"schema": None}
+    data_dir = bot.process.config_path.parent / "data"
     return {
         name: hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
         for name in ("adapter.sqlite3", "adapter.sqlite3-wal")
         for path in [data_dir / name]
     }
+
+
+def forget_room(bot, room_id: str) -> None:
+    """Delete one room's row from the stopped bot's cache."""
+    if bot.database_url:
+        with psycopg.connect(bot.database_url) as conn:
+            conn.execute(pgsql.SQL("DELETE FROM {}.room_meta WHERE room_id = %s").format(
+                pgsql.Identifier(adapter_schema_name(bot.user_id))), (room_id,))
+        return
+    with closing(sqlite3.connect(bot.process.config_path.parent / "data" / "adapter.sqlite3")) as conn, conn:
+        conn.execute("DELETE FROM room_meta WHERE room_id = ?", (room_id,))
 
 
 def room_states(player, room_ids) -> dict[str, set[tuple[str, str, str]]]:
@@ -56,8 +77,7 @@ def onboarded(start_bot):
 
 def test_a_healthy_cache_needs_nothing(onboarded):
     bot, player, rooms = onboarded
-    data_dir = bot.process.config_path.parent / "data"
-    before = fingerprint(data_dir), room_states(player, rooms)
+    before = fingerprint(bot), room_states(player, rooms)
 
     result = rpbot("reconcile", "--config", bot.process.config_path, "--dry-run")
 
@@ -65,14 +85,13 @@ def test_a_healthy_cache_needs_nothing(onboarded):
     assert "Dry run: nothing was changed." in result.stdout
     assert "a restart would rebuild nothing" in result.stdout
     assert section(result.stdout, "State writes once the bot is ready") == []  # made with them
-    assert (fingerprint(data_dir), room_states(player, rooms)) == before
+    assert (fingerprint(bot), room_states(player, rooms)) == before
 
 
 def test_a_lost_cache_is_planned_from_matrix_without_writing_it(onboarded):
     bot, player, (space, lobby, story) = onboarded
-    data_dir = bot.process.config_path.parent / "data"
-    for suffix in ("", "-wal", "-shm"):
-        (data_dir / f"adapter.sqlite3{suffix}").unlink(missing_ok=True)
+    bot.lose_cache()
+    lost = fingerprint(bot)
     states_before = room_states(player, [space, lobby, story])
 
     result = rpbot("reconcile", "--config", bot.process.config_path, "--dry-run")
@@ -83,15 +102,14 @@ def test_a_lost_cache_is_planned_from_matrix_without_writing_it(onboarded):
     assert any("platform=mx-" in line for line in room_writes)
     assert section(result.stdout, "User writes") == [f"{player.user_id}  space={space}  lobby={lobby}"]
     assert section(result.stdout, "State writes") == [] and section(result.stdout, "Unfinished onboardings") == []
-    assert not (data_dir / "adapter.sqlite3").exists()
+    assert fingerprint(bot) == lost  # still lost: nothing was written
     assert room_states(player, [space, lobby, story]) == states_before
 
 
 def test_a_legacy_room_would_be_backfilled_but_is_not(onboarded):
     bot, player, (space, lobby, story) = onboarded
     data_dir = bot.process.config_path.parent / "data"
-    with closing(sqlite3.connect(data_dir / "adapter.sqlite3")) as conn, conn:
-        conn.execute("DELETE FROM room_meta WHERE room_id = ?", (story,))
+    forget_room(bot, story)
     session = json.loads((data_dir / "session.json").read_text())
     identity = player.state_event(story, "org.rpbot.room")
     legacy = {key: value for key, value in identity.items() if key != "platform_chat_id"}
@@ -103,7 +121,7 @@ def test_a_legacy_room_would_be_backfilled_but_is_not(onboarded):
         f"{bot.server.url}/_matrix/client/v3/rooms/{quote(story)}/state/im.vector.web.settings/",
         json={}, headers={"Authorization": f"Bearer {session['access_token']}"},
     ).raise_for_status()
-    before = fingerprint(data_dir), room_states(player, [space, lobby, story])
+    before = fingerprint(bot), room_states(player, [space, lobby, story])
 
     result = rpbot("reconcile", "--config", bot.process.config_path, "--dry-run")
 
@@ -112,7 +130,7 @@ def test_a_legacy_room_would_be_backfilled_but_is_not(onboarded):
     assert [line.split()[0] for line in section(result.stdout, "Room writes")] == [story]
     assert "platform=mx-legacy-" in section(result.stdout, "Room writes")[0]
     assert section(result.stdout, "State writes once the bot is ready") == [f"{story}  im.vector.web.settings"]
-    assert (fingerprint(data_dir), room_states(player, [space, lobby, story])) == before
+    assert (fingerprint(bot), room_states(player, [space, lobby, story])) == before
 
 
 def test_dry_run_is_required(tmp_path):

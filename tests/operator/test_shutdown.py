@@ -12,7 +12,7 @@ import pytest
 from tests.operator.conftest import onboard
 from tests.support.fake_openai import Reply
 
-pytestmark = pytest.mark.synapse
+pytestmark = [pytest.mark.synapse, pytest.mark.sqlite_files]
 
 SLOW_TEXT = "The tide turns slowly, and the lamps along the quay come on one by one. " * 6
 

@@ -240,9 +240,9 @@ def bot_database_url(request: pytest.FixtureRequest) -> str:
     """The `[storage] database_url` of the bot processes a real-Synapse test starts: "" (SQLite files
     in their data_dir), or a new PostgreSQL database shared by every bot of the test. PostgreSQL for
     a test marked `on_both_backends` in its `[postgresql]` run, and for every test when the run
-    sets RPBOT_BOT_BACKEND=postgresql."""
+    sets RPBOT_BOT_BACKEND=postgresql, but those marked `sqlite_files` (they read the files)."""
     backend = getattr(request, "param", None) or os.environ.get(BOT_BACKEND_VARIABLE, "sqlite")
-    if backend == "sqlite":
+    if backend == "sqlite" or request.node.get_closest_marker("sqlite_files") is not None:
         return ""
     return str(request.getfixturevalue("postgres_url"))
 
