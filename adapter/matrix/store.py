@@ -22,7 +22,7 @@ from pathlib import Path
 from adapter.errors import AdapterError
 from adapter.matrix.room_types import RoomType
 from adapter.matrix.store_schema import ADAPTER_SCHEMA, adapter_schema_name, insertion_order
-from core.storage import Connection, Dialect, Row, is_postgres_url, open_connection, snapshot_sqlite
+from core.storage import Connection, Dialect, Row, is_postgres_url, open_connection, open_sqlite, snapshot_sqlite
 from core.storage.sql import greatest
 
 
@@ -75,10 +75,13 @@ class StateStore:
             if account is None:
                 raise ValueError("a cache in PostgreSQL belongs to one bot account: name it")
             schema = adapter_schema_name(account)
-        conn = await open_connection(
-            location, lock_name=schema or "adapter", schema=schema, read_only=read_only,
-            sqlite_pragmas=["journal_mode=WAL", "synchronous=FULL"] if not read_only else [],
-        )
+        if read_only and schema is None:  # read as it is, creating or changing nothing beside the file
+            conn: Connection = await open_sqlite(location, untouched=True)
+        else:
+            conn = await open_connection(
+                location, lock_name=schema or "adapter", schema=schema, read_only=read_only,
+                sqlite_pragmas=["journal_mode=WAL", "synchronous=FULL"],
+            )
         try:
             if read_only:
                 version = await ADAPTER_SCHEMA.version(conn)

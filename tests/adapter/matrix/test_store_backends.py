@@ -143,6 +143,7 @@ async def test_a_read_only_cache_reads_and_refuses_writes(cache_location: str) -
     store = await StateStore.open(cache_location, account=BOT)
     await set_room_meta(store, RoomMeta("!lobby", RoomType.LOBBY, ALICE))
     await store.close()
+    beside = sorted(Path(cache_location).parent.iterdir()) if not is_postgres_url(cache_location) else []
     reader = await StateStore.open(cache_location, account=BOT, read_only=True)
     try:
         assert await get_room_meta(reader, "!lobby") == RoomMeta("!lobby", RoomType.LOBBY, ALICE)
@@ -150,6 +151,8 @@ async def test_a_read_only_cache_reads_and_refuses_writes(cache_location: str) -
             await set_sync_token(reader, "s9")
     finally:
         await reader.close()
+    if beside:
+        assert sorted(Path(cache_location).parent.iterdir()) == beside  # no -wal or -shm file made beside it
 
 
 async def test_two_bot_accounts_keep_apart_caches_in_one_postgresql_database(postgres_url: str) -> None:
