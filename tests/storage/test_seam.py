@@ -8,6 +8,7 @@ import pytest
 
 from core.storage import Dialect, IntegrityError, StorageError, open_connection
 from core.storage.paramstyle import numbered
+from tests.support.postgres import counting_round_trips
 
 
 async def _table(conn) -> None:
@@ -144,3 +145,47 @@ async def test_an_optional_filter_reads_alike_given_or_not(database_location):
         by_text = "SELECT note_id FROM notes WHERE (:text IS NULL OR text = :text) ORDER BY note_id"
         assert [r[0] for r in await conn.fetch_all(by_text, {"text": "b"})] == [2]
         assert [r[0] for r in await conn.fetch_all(by_text, {"text": None})] == [1, 2, 3]
+
+
+async def test_a_postgres_write_transaction_costs_two_round_trips(postgres_url):
+    """BEGIN and the write lock go in one round trip, COMMIT in another: each turn has two transactions."""
+    async with await open_connection(postgres_url) as conn:
+        await _table(conn)
+        with counting_round_trips(conn) as empty:
+            async with conn.transaction():
+                pass
+        with counting_round_trips(conn) as one_write:
+            async with conn.transaction():
+                await conn.execute("INSERT INTO notes VALUES (1, 'a lamp', 0)")
+        assert (empty.count, one_write.count) == (2, 3)
+
+
+async def test_a_postgres_writer_cancelled_while_it_waits_for_the_lock_leaves_nothing_open(postgres_url):
+    async with await open_connection(postgres_url) as first, await open_connection(postgres_url) as second:
+        await _table(first)
+        holding = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold_the_lock() -> None:
+            async with first.transaction():
+                holding.set()
+                await release.wait()
+
+        holder = asyncio.create_task(hold_the_lock())
+        await holding.wait()
+
+        async def wait_for_the_lock() -> None:
+            async with second.transaction():
+                await second.execute("INSERT INTO notes VALUES (1, 'never', 0)")
+
+        waiter = asyncio.create_task(wait_for_the_lock())
+        await asyncio.sleep(0.2)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert not second.in_transaction
+        release.set()
+        await holder
+        async with second.transaction():
+            await second.execute("INSERT INTO notes VALUES (2, 'after', 0)")
+        assert [row[0] for row in await first.fetch_all("SELECT text FROM notes")] == ["after"]
