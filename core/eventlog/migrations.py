@@ -562,3 +562,11 @@ async def _summaries_index(conn: Connection) -> None:
     # The same on both backends; PostgreSQL's planner otherwise reads the whole memories table to
     # find the few summaries among the words' matches.
     await run_statements(conn, ["CREATE INDEX memories_summaries ON memories (memory_id) WHERE kind = 'summary'"])
+
+
+@migration("an index of the turns a turn superseded: deleting a turn looks them up (a replay, which clears the "
+           "turns, read the whole table for each one)")
+async def _superseded_turns_index(conn: Connection) -> None:
+    await run_statements(conn, [
+        "CREATE INDEX turns_superseded ON turns (superseded_by) WHERE superseded_by IS NOT NULL",
+    ])
