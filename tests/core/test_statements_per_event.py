@@ -4,12 +4,16 @@ a turn and a memory are written by their event, their row and their witnesses, o
 from __future__ import annotations
 
 from core.eventlog import append_and_apply
+from core.llm import FakeLLM
 from core.eventlog.log import clear_projections
 from core.eventlog.migrations import PROJECTION_TABLES
 from core.storage import Dialect
 from core.state import world
 from tests.core.conftest import PLAYER
+from tests.core.story.conftest import HOST
 from tests.support.statements import counting_statements
+
+TURN_STATEMENTS = 55
 
 
 async def test_a_new_turn_costs_its_event_its_row_and_its_witnesses(db, chat):
@@ -43,3 +47,21 @@ async def test_a_replay_clears_every_table_at_once_on_postgresql(db, chat):
         assert [row[0] for row in await tx.conn.fetch_all("SELECT count(*) FROM memories_fts")] == [0]
     expected = 1 if db.dialect is Dialect.POSTGRESQL else len(PROJECTION_TABLES)
     assert sum(statements.values()) == expected
+
+
+async def test_a_turn_sends_a_bounded_number_of_statements(open_engine):
+    """A player's line answered by the host, with the work after it: each statement is a round trip
+    on PostgreSQL, so their number is held down (the prompt's reads, the line's and the reply's
+    writes). A change that needs more raises the bound knowingly."""
+    engine = await open_engine(FakeLLM(routes={
+        "narrate": "*Wren nods.* The lamp is lit.", "lifecycle": {}, "relationship": {"affinity": 0, "trust": 0, "why": ""},
+    }))
+    chat = (await engine.create_chat(owner=PLAYER, host=HOST)).chat_id
+    for n in range(3):
+        [_ async for _ in engine.post_turn(chat, f"Is the lamp lit, Wren? ({n})", f"$line{n}")]
+    await engine.pipeline._settle(chat)
+    with counting_statements(engine.db.writer, engine.db.reader) as statements:
+        [_ async for _ in engine.post_turn(chat, "And the harbour lights?", "$harbour")]
+        await engine.pipeline._settle(chat)
+    # 60 before the turn's row was one INSERT and the window's count rode in its query; 53 since.
+    assert sum(statements.values()) <= TURN_STATEMENTS, dict(statements)
