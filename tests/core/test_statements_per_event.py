@@ -1,14 +1,15 @@
-"""What recording the log's commonest events costs in statements (each a round trip on PostgreSQL):
-a turn and a memory are written by their event, their row and their witnesses, on either backend."""
+"""What the engine's commonest work costs in statements (each a round trip on PostgreSQL): a turn and
+a memory are written by their event, their row and their witnesses; a whole turn's statements are
+held under a bound; a replay empties the projections at once on PostgreSQL."""
 
 from __future__ import annotations
 
 from core.eventlog import append_and_apply
-from core.llm import FakeLLM
 from core.eventlog.log import clear_projections
 from core.eventlog.migrations import PROJECTION_TABLES
-from core.storage import Dialect
+from core.llm import FakeLLM
 from core.state import world
+from core.storage import Dialect
 from tests.core.conftest import PLAYER
 from tests.core.story.conftest import HOST
 from tests.support.statements import counting_statements
