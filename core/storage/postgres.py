@@ -152,6 +152,27 @@ class PostgresConnection(Connection):
         except psycopg.Error as error:
             raise _storage_error(error) from error
 
+    async def fetch_together(self, statements: Sequence[tuple[str, SqlParams]]) -> list[list[Row]]:
+        # A pipeline: every statement sent, then one sync; the server runs them in order and stops
+        # at the first error (the rest are skipped; inside a transaction, the transaction fails).
+        prepared = [numbered(sql, params) for sql, params in statements]
+        cursors = [psycopg.AsyncRawCursor(self.conn, row_factory=_row_factory) for _ in prepared]
+        try:
+            async with self.conn.pipeline():
+                for cursor, statement in zip(cursors, prepared, strict=True):
+                    await cursor.execute(statement.sql, statement.values)
+            rows: list[list[Row]] = []
+            for cursor in cursors:
+                result = cursor.pgresult
+                returned = result is not None and result.status == ExecStatus.TUPLES_OK
+                rows.append(cast(list[Row], await cursor.fetchall()) if returned else [])
+            return rows
+        except psycopg.Error as error:
+            raise _storage_error(error) from error
+        finally:
+            for cursor in cursors:
+                await cursor.close()
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         # One round trip: both statements in one simple query (the key is our own integer).

@@ -189,3 +189,33 @@ async def test_a_postgres_writer_cancelled_while_it_waits_for_the_lock_leaves_no
         async with second.transaction():
             await second.execute("INSERT INTO notes VALUES (2, 'after', 0)")
         assert [row[0] for row in await first.fetch_all("SELECT text FROM notes")] == ["after"]
+
+
+async def test_statements_run_together_in_order_and_each_gives_its_rows(database_location):
+    async with await open_connection(database_location) as conn:
+        await _table(conn)
+        async with conn.transaction():
+            inserted, counted, nothing = await conn.fetch_together([
+                ("INSERT INTO notes VALUES (?, ?, 0) RETURNING note_id", (1, "a lamp")),
+                ("SELECT count(*) FROM notes WHERE text = :text", {"text": "a lamp"}),
+                ("UPDATE notes SET flag = 1 WHERE note_id = ?", (99,)),
+            ])
+        assert ([tuple(row) for row in inserted], [tuple(row) for row in counted], nothing) == ([(1,)], [(1,)], [])
+        with pytest.raises(IntegrityError):
+            async with conn.transaction():
+                await conn.fetch_together([
+                    ("INSERT INTO notes VALUES (2, 'a buoy', 0)", ()),
+                    ("INSERT INTO notes VALUES (3, 'a lamp', 0)", ()),
+                    ("INSERT INTO notes VALUES (4, 'a gull', 0)", ()),
+                ])
+        assert not conn.in_transaction
+        assert [row[0] for row in await conn.fetch_all("SELECT text FROM notes")] == ["a lamp"]
+
+
+async def test_postgres_runs_statements_together_in_one_round_trip(postgres_url):
+    async with await open_connection(postgres_url) as conn:
+        await _table(conn)
+        with counting_round_trips(conn) as together:
+            await conn.fetch_together([(f"INSERT INTO notes VALUES ({n}, 'note {n}', 0)", ()) for n in range(3)])
+        assert together.count == 1
+        assert [row[0] for row in await conn.fetch_all("SELECT count(*) FROM notes")] == [3]
