@@ -78,31 +78,37 @@ async def _turn_recorded(conn: Connection, seq: int, p: TurnRecorded) -> int:
         time_text = story_time_text(p.story_time)
     else:
         time_text = None if old is None else old["story_time"]  # None: the chat's clock
-    inserted = await conn.fetch_all(_INSERT_TURN[p.scene_id is None and old is None], {
+    new_take = old is not None and not _withdrawn(old)
+    turn = {
         "seq": seq, "chat_id": p.chat_id, "role": p.role, "speaker": await as_player(conn, p.chat_id, p.speaker),
         "text": p.text, "source_id": p.source_id, "story_time": time_text, "truncated": int(p.truncated),
         "sibling_group": seq if old is None else old["sibling_group"], "speaker_name": p.speaker_name,
         "answered_with": p.answered_with, "checked_scene": p.scene_id,
         "scene_id": p.scene_id if p.scene_id is not None or old is None else old["scene_id"],
-    })
-    if not inserted:
-        await _explain_rejected_turn(conn, p)
-    if old is not None and not _withdrawn(old):
+    }
+    # The row and what follows from it in one round trip: each later statement writes only if the
+    # row was inserted (else the projection explains why not, and nothing else was written).
+    inserted = "EXISTS (SELECT 1 FROM turns n WHERE n.turn_id = :turn)"
+    if new_take:
+        assert old is not None
         # A new take of a reply is said at that reply's moment: witnessed by whoever witnessed it.
-        await conn.execute(
-            "INSERT INTO turn_witnesses (turn_id, witness) SELECT ?, witness FROM turn_witnesses WHERE turn_id = ?",
-            (seq, old["turn_id"]),
-        )
+        following = [
+            (f"""INSERT INTO turn_witnesses (turn_id, witness)
+                 SELECT :turn, witness FROM turn_witnesses WHERE turn_id = :old AND {inserted}""",
+             {"turn": seq, "old": old["turn_id"]}),
+            (f"UPDATE turns SET superseded_by = :turn WHERE turn_id = :old AND {inserted}", {"turn": seq, "old": old["turn_id"]}),
+        ]
     else:
         # Witnessed by the players and the chat's cast as they are now (who comes later never sees it).
-        await conn.execute(
-            """INSERT INTO turn_witnesses (turn_id, witness)
-               SELECT :turn, player FROM story_players WHERE chat_id = :chat AND active = 1
-               UNION SELECT :turn, character_id FROM story_cast WHERE chat_id = :chat""",
+        following = [(
+            f"""INSERT INTO turn_witnesses (turn_id, witness)
+                SELECT :turn, player FROM story_players WHERE chat_id = :chat AND active = 1 AND {inserted}
+                UNION SELECT :turn, character_id FROM story_cast WHERE chat_id = :chat AND {inserted}""",
             {"turn": seq, "chat": p.chat_id},
-        )
-    if old is not None and not _withdrawn(old):
-        await conn.execute("UPDATE turns SET superseded_by = ? WHERE turn_id = ?", (seq, p.supersedes))
+        )]
+    rows, *_ = await conn.fetch_together([(_INSERT_TURN[p.scene_id is None and old is None], turn), *following])
+    if not rows:
+        await _explain_rejected_turn(conn, p)
     return seq
 
 
