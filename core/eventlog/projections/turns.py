@@ -74,10 +74,11 @@ async def _turn_recorded(conn: Connection, seq: int, p: TurnRecorded) -> int:
         old = await require_row(conn, TurnNotFoundError, "turns", "turn_id", p.supersedes, p.chat_id)
         if old["superseded_by"] is not None and not _withdrawn(old):
             raise IllegalTransitionError("turn", p.supersedes, "superseded", "superseded again")
+    time_text: str | None = None  # None: the chat's clock
     if p.story_time is not None:
         time_text = story_time_text(p.story_time)
-    else:
-        time_text = None if old is None else old["story_time"]  # None: the chat's clock
+    elif old is not None:
+        time_text = old["story_time"]
     new_take = old is not None and not _withdrawn(old)
     turn = {
         "seq": seq, "chat_id": p.chat_id, "role": p.role, "speaker": await as_player(conn, p.chat_id, p.speaker),
