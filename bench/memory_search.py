@@ -21,7 +21,7 @@ are very common, as in real prose.  It then reports:
 
 On PostgreSQL (`--postgres` starts a throwaway server from the machine's binaries,
 `--database-url` names one), `--copy-from` fills the database with a SQLite bench database's
-rows (characters, chats, memories and their witnesses, the full-text index built by its
+rows (characters, chats and their players, memories and their witnesses, the full-text index built by its
 triggers) with COPY: the searches read the same rows however they were written, and writing a
 million events again takes far longer than copying them.
 """
@@ -288,6 +288,7 @@ async def time_appends(db: Database, args: argparse.Namespace) -> tuple[float, f
 COPIED_TABLES = {  # table: its primary key (pages of rows are read in its order)
     "characters": ("character_id",),
     "chats": ("chat_id",),
+    "story_players": ("chat_id", "player"),
     "memories": ("memory_id",),
     "memory_witnesses": ("memory_id", "witness"),
 }

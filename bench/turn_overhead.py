@@ -2,7 +2,7 @@
 
 Not a test (never run by pytest). Usage:
 
-    .venv/bin/python bench/turn_overhead.py [--prior-turns 10000] [--turns 200] [--guest] [--database URL]
+    .venv/bin/python bench/turn_overhead.py [--prior-turns 10000] [--turns 200] [--guest] [--database URL] [--no-analyze]
 
 Builds a chat with `--prior-turns` turns (half player lines, half replies, each
 exchange with its memory and edge change, as the pipeline writes them) in one
@@ -11,7 +11,10 @@ with a zero-latency FakeLLM, so the figure is the engine's own overhead: user
 turn, routing (a classifier call only with `--guest`), prompt assembly, stream
 relay, and the reply transaction (turn, memory, edge, digests).  Prints p50, p90,
 p99 and max in milliseconds, one regenerate's time, and the time to replay the whole log.
-`--database postgresql://...` runs it in that (empty) PostgreSQL database instead of a SQLite file.
+`--database postgresql://...` runs it in that (empty) PostgreSQL database instead of a SQLite file;
+there the built history is analyzed (`VACUUM ANALYZE`, what autovacuum does to a live database's
+tables as they grow) before the turns are timed, unless `--no-analyze`.  Also printed: the
+statements a turn sends, on average (each a round trip to a PostgreSQL server).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from core.services.addressee import AddresseeDecision
 from core.services.memory_write import record_turn_memory
 from core.state import edges as edge_state
 from core.state import turns as turn_state
+from core.storage import Dialect
+from tests.support.statements import counting_statements
 
 HOST, GUEST = "wren-halloway", "odile-marchetti"
 OWNER = "@bench:hs"
@@ -84,7 +89,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-async def run(prior_turns: int, turns: int, guest: bool, database: str | None) -> None:
+async def run(prior_turns: int, turns: int, guest: bool, database: str | None, analyze: bool) -> None:
     rng = random.Random(7)
     fake = FakeLLM(routes={"narrate": REPLY, "addressee": AddresseeDecision(speaker=HOST, confidence="high"), "lifecycle": {},
                            "relationship": {"affinity": 0, "trust": 0, "why": ""}})
@@ -95,16 +100,19 @@ async def run(prior_turns: int, turns: int, guest: bool, database: str | None) -
             started = time.perf_counter()
             await build_history(engine, chat.chat_id, prior_turns, rng)
             print(f"built {prior_turns} prior turns in {time.perf_counter() - started:.1f} s")
+            if analyze and engine.db.dialect is Dialect.POSTGRESQL:
+                await engine.db.writer.execute("VACUUM ANALYZE")
             for i in range(5):  # warm-up
                 [_ async for _ in engine.post_turn(chat.chat_id, line(rng, 12), f"$warm{i}")]
             timings = []
-            for i in range(turns):
-                text = line(rng, 12)
-                t0 = time.perf_counter()
-                async for update in engine.post_turn(chat.chat_id, text, f"$new{i}"):
-                    last = update
-                timings.append((time.perf_counter() - t0) * 1000)
-                assert last.done
+            with counting_statements(engine.db.writer, engine.db.reader) as statements:
+                for i in range(turns):
+                    text = line(rng, 12)
+                    t0 = time.perf_counter()
+                    async for update in engine.post_turn(chat.chat_id, text, f"$new{i}"):
+                        last = update
+                    timings.append((time.perf_counter() - t0) * 1000)
+                    assert last.done
             t0 = time.perf_counter()
             [_ async for _ in engine.regenerate(chat.chat_id)]
             regenerate_ms = (time.perf_counter() - t0) * 1000
@@ -117,6 +125,7 @@ async def run(prior_turns: int, turns: int, guest: bool, database: str | None) -
           f"{turns} turns after {prior_turns} prior turns")
     print(f"engine time per turn (ms): p50 {percentile(timings, 50):.1f}  p90 {percentile(timings, 90):.1f}  "
           f"p99 {percentile(timings, 99):.1f}  max {max(timings):.1f}  mean {statistics.mean(timings):.1f}")
+    print(f"statements per turn: {sum(statements.values()) / turns:.1f} (the turn's own and its after-turn work's)")
     print(f"one regenerate (ms): {regenerate_ms:.1f}")
     print(f"replay of the whole log ({events} events): {replay_s:.1f} s ({'PostgreSQL' if database else 'SQLite'})")
 
@@ -127,8 +136,10 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--guest", action="store_true", help="a two-character chat (adds the routing call)")
     parser.add_argument("--database", default=None, help="an empty PostgreSQL database (postgresql://...) instead of a SQLite file")
+    parser.add_argument("--no-analyze", action="store_true",
+                        help="on PostgreSQL, time the turns right after the build, before its tables are analyzed")
     args = parser.parse_args()
-    asyncio.run(run(args.prior_turns, args.turns, args.guest, args.database))
+    asyncio.run(run(args.prior_turns, args.turns, args.guest, args.database, not args.no_analyze))
 
 
 if __name__ == "__main__":

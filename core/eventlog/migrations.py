@@ -554,3 +554,19 @@ async def _character_owners(conn: Connection) -> None:
         "ALTER TABLE characters ADD COLUMN shared INTEGER NOT NULL DEFAULT 0",
         "CREATE INDEX characters_by_owner ON characters (owner) WHERE owner IS NOT NULL",
     ])
+
+
+@migration("an index of the summaries: a search of a character's own summaries reads the chat's summaries, "
+           "not every memory")
+async def _summaries_index(conn: Connection) -> None:
+    # The same on both backends; PostgreSQL's planner otherwise reads the whole memories table to
+    # find the few summaries among the words' matches.
+    await run_statements(conn, ["CREATE INDEX memories_summaries ON memories (memory_id) WHERE kind = 'summary'"])
+
+
+@migration("an index of the turns a turn superseded: deleting a turn looks them up (a replay, which clears the "
+           "turns, read the whole table for each one)")
+async def _superseded_turns_index(conn: Connection) -> None:
+    await run_statements(conn, [
+        "CREATE INDEX turns_superseded ON turns (superseded_by) WHERE superseded_by IS NOT NULL",
+    ])

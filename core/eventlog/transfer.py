@@ -128,6 +128,9 @@ async def _move(source: Database, target: Database) -> MoveReport:
         if follow is not None:
             await tx.conn.fetch_all(follow)
         await rebuild_projections(tx)
+    if target.dialect is Dialect.POSTGRESQL:
+        # Statistics for the planner now, not when autovacuum comes round to the new tables.
+        await target.writer.execute("ANALYZE")
     expected, rebuilt = await dump_projections(source), await dump_projections(target)
     for table in PROJECTION_TABLES:
         report.rows[table] = len(rebuilt[table])

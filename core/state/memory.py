@@ -257,6 +257,7 @@ def _search_sql(dialect: Dialect, term_count: int, summaries_only: bool = False)
     # (Weights are floats on both backends: PostgreSQL's exact numeric would cost milliseconds.)
     indexed = _indexed_id(dialect)
     summary = (f"""AND EXISTS (SELECT 1 FROM memories s WHERE s.memory_id = {indexed}
+                              AND s.memory_id BETWEEN :low AND :high
                               AND s.kind = 'summary' AND s.summary_of IN ('scene', 'part'))"""
                if summaries_only else "")
     hits = " UNION ALL ".join(
@@ -269,9 +270,8 @@ def _search_sql(dialect: Dialect, term_count: int, summaries_only: bool = False)
                 ORDER BY {indexed} DESC LIMIT :per_term) AS term_{i}"""
         for i in range(term_count)
     )
-    return _in_chat(f"""
-        WITH {_CHAT_BOUNDS},
-        hits(memory_id, term) AS ({hits}),
+    return f"""
+        WITH hits(memory_id, term) AS ({hits}),
         known(n) AS (
             SELECT count(*) FROM memory_witnesses
             WHERE witness = :who AND memory_id BETWEEN :low AND :high),
@@ -288,7 +288,7 @@ def _search_sql(dialect: Dialect, term_count: int, summaries_only: bool = False)
           AND (:only IS NULL OR (:only = 'events' AND m.kind = 'event')
                OR (:only = 'summaries' AND m.kind = 'summary' AND m.summary_of IN ('scene', 'part')))
         ORDER BY relevance DESC, m.memory_id DESC
-        LIMIT :candidates""")
+        LIMIT :candidates"""
 
 
 async def search_memories(
@@ -322,13 +322,15 @@ async def search_memories(
     terms = fts_terms(query)
     if not terms or limit <= 0:
         return []
+    # The chat's memory-id range as values, not computed inside the query: PostgreSQL then plans
+    # each term's scan knowing how many of the index's rows the range holds.
+    low, high = await _chat_memory_range(source, chat_id)
     params: dict[str, Any] = {f"t{i}": term for i, term in enumerate(terms)}
-    params.update(chat_id=chat_id, who=witness_id(character), bias=SIGNIFICANCE_BIAS, per_term=MAX_HITS_PER_TERM,
+    params.update(low=low, high=high, who=witness_id(character), bias=SIGNIFICANCE_BIAS, per_term=MAX_HITS_PER_TERM,
                   candidates=limit * CANDIDATE_FACTOR, before=recorded_before, only=only)
     dialect = read_connection(source).dialect
     rows = await fetch_all(source, _search_sql(dialect, len(terms), only == "summaries"), params)
     if not rows:
-        await _require_chat_exists(source, chat_id)
         return []
     candidates = [(_memory(row), float(row["relevance"])) for row in rows]
     reference = now.replace(tzinfo=None) if now else max(memory.story_time for memory, _ in candidates)
@@ -358,7 +360,8 @@ async def live_summary_ids(source: Readable, scene_id: int, pov: str | None = No
 
 async def _chat_memory_range(source: Readable, chat_id: str) -> tuple[int, int]:
     row = await fetch_one(source, "SELECT chat_num FROM chats WHERE chat_id = ?", (chat_id,))
-    assert row is not None, chat_id
+    if row is None:
+        raise ChatNotFoundError(chat_id)
     return memory_id_range(row["chat_num"])
 
 

@@ -168,14 +168,8 @@ async def get_turn_by_source(source: Readable, chat_id: str, source_id: str) -> 
 async def recent_turns(source: Readable, chat_id: str, limit: int = 20, *, witness: str | None = None) -> list[Turn]:
     """The last `limit` shown (not superseded) turns of the chat, oldest first; with `witness`,
     only the turns that character (or player) witnessed, constrained in SQL."""
-    rows = await fetch_all(
-        source,
-        """SELECT * FROM turns WHERE chat_id = :chat AND superseded_by IS NULL
-             AND (:who IS NULL OR EXISTS (SELECT 1 FROM turn_witnesses w
-                                         WHERE w.turn_id = turns.turn_id AND w.witness = :who))
-           ORDER BY turn_id DESC LIMIT :limit""",
-        {"chat": chat_id, "limit": limit, "who": None if witness is None else witness_id(witness)},
-    )
+    params = {"chat": chat_id, "limit": limit, "who": None if witness is None else witness_id(witness)}
+    rows = await fetch_all(source, f"SELECT * {_shown(params)} ORDER BY turn_id DESC LIMIT :limit", params)
     return [_turn(r) for r in reversed(rows)]
 
 
@@ -277,10 +271,17 @@ async def shown_story_turns(source: Readable, chat_id: str) -> list[Turn]:
     return [_turn(r) for r in rows]
 
 
-_WITNESSED_SHOWN = """FROM turns WHERE chat_id = :chat AND superseded_by IS NULL
-      AND (:up_to IS NULL OR turn_id <= :up_to)
-      AND (:who IS NULL OR EXISTS (SELECT 1 FROM turn_witnesses w
-                                  WHERE w.turn_id = turns.turn_id AND w.witness = :who))"""
+def _shown(params: dict[str, Any]) -> str:
+    """FROM and WHERE of a chat's shown turns (`:chat`), only those `:who` witnessed and with turn_id
+    up to `:up_to` where given. A filter not given is left out of the SQL rather than written
+    `:who IS NULL OR ...`: PostgreSQL plans an OR'd EXISTS as a subquery reading every turn that
+    witness saw in every chat, where a plain EXISTS is a join on this chat's turns."""
+    sql = "FROM turns WHERE chat_id = :chat AND superseded_by IS NULL"
+    if params.get("up_to") is not None:
+        sql += " AND turn_id <= :up_to"
+    if params.get("who") is not None:
+        sql += " AND EXISTS (SELECT 1 FROM turn_witnesses w WHERE w.turn_id = turns.turn_id AND w.witness = :who)"
+    return sql
 
 
 async def witnessed_turns_up_to(
@@ -290,9 +291,14 @@ async def witnessed_turns_up_to(
     oldest first, and how many such turns the chat holds in all (their ordinals end there)."""
     params = {"chat": chat_id, "who": None if witness is None else witness_id(witness), "up_to": up_to_turn_id,
               "limit": limit}
-    rows = await fetch_all(source, f"SELECT * {_WITNESSED_SHOWN} ORDER BY turn_id DESC LIMIT :limit", params)
-    total = await fetch_count(source, f"SELECT count(*) {_WITNESSED_SHOWN}", params)
-    return [_turn(r) for r in reversed(rows)], total
+    if limit <= 0:
+        return [], await fetch_count(source, f"SELECT count(*) {_shown(params)}", params)
+    # The count rides along in the same statement (one round trip, not two).
+    rows = await fetch_all(
+        source, f"SELECT *, (SELECT count(*) {_shown(params)}) AS shown_total {_shown(params)} ORDER BY turn_id DESC LIMIT :limit",
+        params,
+    )
+    return [_turn(r) for r in reversed(rows)], rows[0]["shown_total"] if rows else 0
 
 
 async def witnessed_scene_turns(

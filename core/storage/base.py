@@ -73,6 +73,12 @@ class Connection(ABC):
     async def execute_many(self, sql: str, params: Iterable[SqlParams]) -> None:
         """Run one statement once per set of parameters."""
 
+    async def fetch_together(self, statements: Sequence[tuple[str, SqlParams]]) -> list[list[Row]]:
+        """Run the statements in order and return each one's rows (a write's RETURNING): a later one
+        sees what an earlier one wrote, but cannot take its rows as parameters. PostgreSQL gets them
+        all in one round trip; an error in one raises once they have run (or been skipped)."""
+        return [await self.fetch_all(sql, params) for sql, params in statements]
+
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """A write transaction holding the database's write lock: committed when the block ends,

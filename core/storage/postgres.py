@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Dumper, Loader
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import RowMaker
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 from psycopg.types.string import StrDumper, TextLoader
@@ -66,8 +66,11 @@ def _row_class(names: tuple[str, ...]) -> type[PgRow]:
 
 
 def _row_factory(cursor: Any) -> RowMaker[PgRow]:
-    description = cursor.description or ()
-    return cast(RowMaker[PgRow], _row_class(tuple(column.name for column in description)))
+    # The column names straight from the result: `cursor.description` would build a Column
+    # object per column for every statement, a fifth of a short statement's time in Python.
+    result = cursor.pgresult
+    names = () if result is None else tuple(result.fname(i).decode() for i in range(result.nfields))
+    return cast(RowMaker[PgRow], _row_class(names))
 
 
 class _BoolAsInteger(Dumper):
@@ -123,7 +126,9 @@ class PostgresConnection(Connection):
         try:
             async with psycopg.AsyncRawCursor(self.conn, row_factory=_row_factory) as cursor:
                 await cursor.execute(statement.sql, statement.values)
-                fetched = await cursor.fetchall() if rows and cursor.description is not None else []
+                result = cursor.pgresult
+                returned_rows = result is not None and result.status == ExecStatus.TUPLES_OK
+                fetched = await cursor.fetchall() if rows and returned_rows else []
                 return cast(list[Row], fetched), cursor.rowcount
         except psycopg.Error as error:
             raise _storage_error(error) from error
@@ -147,11 +152,32 @@ class PostgresConnection(Connection):
         except psycopg.Error as error:
             raise _storage_error(error) from error
 
+    async def fetch_together(self, statements: Sequence[tuple[str, SqlParams]]) -> list[list[Row]]:
+        # A pipeline: every statement sent, then one sync; the server runs them in order and stops
+        # at the first error (the rest are skipped; inside a transaction, the transaction fails).
+        prepared = [numbered(sql, params) for sql, params in statements]
+        cursors = [psycopg.AsyncRawCursor(self.conn, row_factory=_row_factory) for _ in prepared]
+        try:
+            async with self.conn.pipeline():
+                for cursor, statement in zip(cursors, prepared, strict=True):
+                    await cursor.execute(statement.sql, statement.values)
+            rows: list[list[Row]] = []
+            for cursor in cursors:
+                result = cursor.pgresult
+                returned = result is not None and result.status == ExecStatus.TUPLES_OK
+                rows.append(cast(list[Row], await cursor.fetchall()) if returned else [])
+            return rows
+        except psycopg.Error as error:
+            raise _storage_error(error) from error
+        finally:
+            for cursor in cursors:
+                await cursor.close()
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        await self.execute("BEGIN")
+        # One round trip: both statements in one simple query (the key is our own integer).
+        await self._begin_locked()
         try:
-            await self.execute("SELECT pg_advisory_xact_lock(?)", (self.lock_key,))
             yield
         except BaseException:
             # Shielded so that a cancelled caller still leaves no transaction open.
@@ -162,6 +188,17 @@ class PostgresConnection(Connection):
         except Exception:
             if self.in_transaction:
                 await asyncio.shield(self._end("ROLLBACK"))
+            raise
+
+    async def _begin_locked(self) -> None:
+        try:
+            await self.conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(self.lock_key)})")
+        except BaseException as error:
+            # (Cancelled while waiting for the lock, the transaction is open: end it all the same.)
+            if self.in_transaction:
+                await asyncio.shield(self._end("ROLLBACK"))
+            if isinstance(error, psycopg.Error):
+                raise _storage_error(error) from error
             raise
 
     async def _end(self, statement: str) -> None:

@@ -13,6 +13,7 @@ from core.errors import StoryMoveError
 from core.eventlog import EVENT_MODELS, open_database
 from core.eventlog.transfer import move_stories
 from core.state import digests, edges
+from core.storage import open_connection
 from tests.core.prompts.scripted import (
     play_group_scripted_story,
     play_long_scripted_story,
@@ -106,3 +107,12 @@ async def test_stories_of_every_event_kind_move_into_postgresql_and_agree(tmp_pa
     assert kinds == set(EVENT_MODELS), sorted(set(EVENT_MODELS) - kinds)
     report = await move_stories(source, postgres_url)
     assert report.agree, report.differences
+
+
+async def test_stories_moved_into_postgresql_are_analyzed_for_the_planner(postgres_url):
+    """PostgreSQL plans a query by its tables' statistics, which a fresh copy lacks until autovacuum
+    comes round: the move gathers them, so the bot's first turns are planned on the real sizes."""
+    await move_stories(LEGACY, postgres_url)
+    async with await open_connection(postgres_url) as conn:
+        rows = await conn.fetch_all("SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = current_schema()")
+    assert {"events", "turns", "turn_witnesses", "memories", "memory_witnesses", "memories_fts"} <= {row[0] for row in rows}

@@ -90,3 +90,33 @@ async def test_the_postgres_index_holds_exactly_the_live_memories(tmp_path, post
         await conn.execute("DELETE FROM memories")
         assert await indexed() == set()
     await db.close()
+
+
+async def test_a_search_of_summaries_alone_reads_the_summaries_not_every_memory(tmp_path, postgres_url):
+    """The search of a character's own summaries (a few per scene) starts from the summaries of the
+    chat, through their index: scanning every memory of every chat would grow with the database."""
+    story = await _story(tmp_path)
+    db = await open_database(postgres_url)
+    try:
+        await _copy(story, db.writer)
+        for n in range(5):
+            await memory.record_memory(db, "c", f"Scene {n}: the lamplighter kept the harbour lantern lit.", ["ada"],
+                                       kind="summary", pov="ada")
+        await db.writer.execute("ANALYZE")
+        sent: list[tuple[str, object]] = []
+        fetch_all = db.reader.fetch_all
+
+        async def recording(sql, params=()):
+            sent.append((sql, params))
+            return await fetch_all(sql, params)
+
+        db.reader.fetch_all = recording  # type: ignore[method-assign]
+        found = await memory.search_memories(db, "c", "ada", "lamplighter lantern", only="summaries")
+        del db.reader.fetch_all
+        assert len(found) == 5 and all(hit.memory.kind == "summary" for hit in found)
+        search, params = sent[-1]
+        plan = "\n".join(row[0] for row in await db.reader.fetch_all(f"EXPLAIN {search}", params))
+        assert "Seq Scan on memories " not in plan, plan
+    finally:
+        await db.close()
+        await story.close()

@@ -8,6 +8,7 @@ import pytest
 
 from core.storage import Dialect, IntegrityError, StorageError, open_connection
 from core.storage.paramstyle import numbered
+from tests.support.postgres import counting_round_trips
 
 
 async def _table(conn) -> None:
@@ -144,3 +145,77 @@ async def test_an_optional_filter_reads_alike_given_or_not(database_location):
         by_text = "SELECT note_id FROM notes WHERE (:text IS NULL OR text = :text) ORDER BY note_id"
         assert [r[0] for r in await conn.fetch_all(by_text, {"text": "b"})] == [2]
         assert [r[0] for r in await conn.fetch_all(by_text, {"text": None})] == [1, 2, 3]
+
+
+async def test_a_postgres_write_transaction_costs_two_round_trips(postgres_url):
+    """BEGIN and the write lock go in one round trip, COMMIT in another: each turn has two transactions."""
+    async with await open_connection(postgres_url) as conn:
+        await _table(conn)
+        with counting_round_trips(conn) as empty:
+            async with conn.transaction():
+                pass
+        with counting_round_trips(conn) as one_write:
+            async with conn.transaction():
+                await conn.execute("INSERT INTO notes VALUES (1, 'a lamp', 0)")
+        assert (empty.count, one_write.count) == (2, 3)
+
+
+async def test_a_postgres_writer_cancelled_while_it_waits_for_the_lock_leaves_nothing_open(postgres_url):
+    async with await open_connection(postgres_url) as first, await open_connection(postgres_url) as second:
+        await _table(first)
+        holding = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold_the_lock() -> None:
+            async with first.transaction():
+                holding.set()
+                await release.wait()
+
+        holder = asyncio.create_task(hold_the_lock())
+        await holding.wait()
+
+        async def wait_for_the_lock() -> None:
+            async with second.transaction():
+                await second.execute("INSERT INTO notes VALUES (1, 'never', 0)")
+
+        waiter = asyncio.create_task(wait_for_the_lock())
+        await asyncio.sleep(0.2)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert not second.in_transaction
+        release.set()
+        await holder
+        async with second.transaction():
+            await second.execute("INSERT INTO notes VALUES (2, 'after', 0)")
+        assert [row[0] for row in await first.fetch_all("SELECT text FROM notes")] == ["after"]
+
+
+async def test_statements_run_together_in_order_and_each_gives_its_rows(database_location):
+    async with await open_connection(database_location) as conn:
+        await _table(conn)
+        async with conn.transaction():
+            inserted, counted, nothing = await conn.fetch_together([
+                ("INSERT INTO notes VALUES (?, ?, 0) RETURNING note_id", (1, "a lamp")),
+                ("SELECT count(*) FROM notes WHERE text = :text", {"text": "a lamp"}),
+                ("UPDATE notes SET flag = 1 WHERE note_id = ?", (99,)),
+            ])
+        assert ([tuple(row) for row in inserted], [tuple(row) for row in counted], nothing) == ([(1,)], [(1,)], [])
+        with pytest.raises(IntegrityError):
+            async with conn.transaction():
+                await conn.fetch_together([
+                    ("INSERT INTO notes VALUES (2, 'a buoy', 0)", ()),
+                    ("INSERT INTO notes VALUES (3, 'a lamp', 0)", ()),
+                    ("INSERT INTO notes VALUES (4, 'a gull', 0)", ()),
+                ])
+        assert not conn.in_transaction
+        assert [row[0] for row in await conn.fetch_all("SELECT text FROM notes")] == ["a lamp"]
+
+
+async def test_postgres_runs_statements_together_in_one_round_trip(postgres_url):
+    async with await open_connection(postgres_url) as conn:
+        await _table(conn)
+        with counting_round_trips(conn) as together:
+            await conn.fetch_together([(f"INSERT INTO notes VALUES ({n}, 'note {n}', 0)", ()) for n in range(3)])
+        assert together.count == 1
+        assert [row[0] for row in await conn.fetch_all("SELECT count(*) FROM notes")] == [3]

@@ -32,11 +32,13 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import pq
 
 SUPERUSER = "rpbot"
 MISSING = (
@@ -182,6 +184,33 @@ class LocalPostgres:
                 self.process.wait()
             self.process = None
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@dataclass
+class RoundTrips:
+    """Round trips to the server counted by `counting_round_trips` (read `count` after the block)."""
+
+    traces: list[Path] = field(default_factory=list)
+    count: int = 0
+
+
+@contextmanager
+def counting_round_trips(*connections: object) -> Iterator[RoundTrips]:
+    """Count the round trips these connections (`core.storage`'s PostgreSQL ones) make to the server
+    inside the block: libpq's own protocol trace, one ReadyForQuery from the server ending each."""
+    counted = RoundTrips()
+    with tempfile.TemporaryDirectory(prefix="rpbot-trace-") as tmp, ExitStack() as tracing:
+        for number, connection in enumerate(connections):
+            pgconn = connection.conn.pgconn  # type: ignore[attr-defined]
+            trace = Path(tmp) / f"{number}.trace"
+            traced = tracing.enter_context(trace.open("w"))
+            pgconn.trace(traced.fileno())
+            pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+            tracing.callback(pgconn.untrace)
+            counted.traces.append(trace)
+        yield counted
+        tracing.close()
+        counted.count = sum(trace.read_text().count("\tReadyForQuery\t") for trace in counted.traces)
 
 
 def postgres_or_skip() -> LocalPostgres:

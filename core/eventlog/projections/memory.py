@@ -67,6 +67,22 @@ def _insert_memory(dialect: Dialect) -> str:
 _INSERT_MEMORY = {dialect: _insert_memory(dialect) for dialect in Dialect}
 
 
+def _insert_witnesses(dialect: Dialect) -> str:
+    """The witnesses of the memory event `:seq` recorded: the chat's newest memory, if that event's."""
+    return f"""
+    INSERT INTO memory_witnesses (memory_id, witness)
+    SELECT m.memory_id, w.value
+    FROM chats c
+    JOIN memories m ON m.memory_id = (SELECT MAX(n.memory_id) FROM memories n
+                                      WHERE n.memory_id BETWEEN c.chat_num << {MEMORY_ID_BITS}
+                                                            AND ((c.chat_num + 1) << {MEMORY_ID_BITS}) - 1),
+         {json_items(dialect, ':witnesses', 'w')}
+    WHERE c.chat_id = :chat_id AND m.recorded_seq = :seq"""
+
+
+_INSERT_WITNESSES = {dialect: _insert_witnesses(dialect) for dialect in Dialect}
+
+
 async def _explain_rejected_memory(conn: Connection, p: MemoryRecorded, witnesses: list[str]) -> None:
     await chat_clock(conn, p.chat_id)
     await require_known(conn, p.chat_id, witnesses)
@@ -79,22 +95,22 @@ async def _explain_rejected_memory(conn: Connection, p: MemoryRecorded, witnesse
 @projects(MemoryRecorded)
 async def _memory_recorded(conn: Connection, seq: int, p: MemoryRecorded) -> int:
     witnesses = list(dict.fromkeys(await as_players(conn, p.chat_id, p.witnesses)))
-    inserted = await conn.fetch_all(_INSERT_MEMORY[conn.dialect], {
-        "chat_id": p.chat_id, "scene_id": p.scene_id, "kind": p.memory_kind, "pov": p.pov, "text": p.text,
-        "significance": p.significance,
-        "story_time": None if p.story_time is None else story_time_text(p.story_time),
-        "source_turn_id": p.source_turn_id, "seq": seq, "witnesses": json_list(witnesses),
-        "summary_of": p.summary_of or ("scene" if p.memory_kind == "summary" else None),
-        "covers_from": p.covers_from_turn, "covers_to": p.covers_to_turn,
-    })
+    # The row and its witnesses in one round trip: the witnesses' statement finds the memory this
+    # event recorded (none if it was rejected: the projection then explains why).
+    inserted, _ = await conn.fetch_together([
+        (_INSERT_MEMORY[conn.dialect], {
+            "chat_id": p.chat_id, "scene_id": p.scene_id, "kind": p.memory_kind, "pov": p.pov, "text": p.text,
+            "significance": p.significance,
+            "story_time": None if p.story_time is None else story_time_text(p.story_time),
+            "source_turn_id": p.source_turn_id, "seq": seq, "witnesses": json_list(witnesses),
+            "summary_of": p.summary_of or ("scene" if p.memory_kind == "summary" else None),
+            "covers_from": p.covers_from_turn, "covers_to": p.covers_to_turn,
+        }),
+        (_INSERT_WITNESSES[conn.dialect], {"chat_id": p.chat_id, "seq": seq, "witnesses": json_list(witnesses)}),
+    ])
     if not inserted:
         await _explain_rejected_memory(conn, p, witnesses)
-    memory_id = int(next(iter(inserted))[0])
-    await conn.execute(
-        f"INSERT INTO memory_witnesses (memory_id, witness) SELECT ?, w.value FROM {json_items(conn.dialect, '?', 'w')}",
-        (memory_id, json_list(witnesses)),
-    )
-    return memory_id
+    return int(next(iter(inserted))[0])
 
 
 async def _set_retracted(conn: Connection, chat_id: str, memory_id: int, retracted: bool) -> None:

@@ -31,8 +31,29 @@ from core.eventlog.projections.base import (
 from core.storage import Connection, Row
 
 
-@projects(TurnRecorded)
-async def _turn_recorded(conn: Connection, seq: int, p: TurnRecorded) -> int:
+def _insert_turn(open_main_scene: bool) -> str:
+    """The new turn's row, its scene and time taken from the chat where not given (the open main
+    scene, if `open_main_scene`; the story clock): one statement, which inserts nothing when the
+    chat holds a turn of that source already, or the chat or a given scene is not there."""
+    scene = ("(SELECT s.scene_id FROM scenes s WHERE s.chat_id = c.chat_id AND s.kind = 'main' AND s.closed_at IS NULL)"
+             if open_main_scene else ":scene_id")
+    return f"""
+    INSERT INTO turns (turn_id, chat_id, scene_id, role, speaker, text, source_id,
+                       story_time, truncated, sibling_group, speaker_name, answered_with)
+    SELECT :seq, c.chat_id, {scene}, :role, :speaker, :text, :source_id,
+           COALESCE(:story_time, c.clock), :truncated, :sibling_group, :speaker_name, :answered_with
+    FROM chats c
+    WHERE c.chat_id = :chat_id
+      AND NOT EXISTS (SELECT 1 FROM turns d WHERE d.chat_id = c.chat_id AND d.source_id = :source_id)
+      AND (:checked_scene IS NULL
+           OR EXISTS (SELECT 1 FROM scenes s WHERE s.scene_id = :checked_scene AND s.chat_id = c.chat_id))
+    RETURNING turn_id"""
+
+
+_INSERT_TURN = {open_main_scene: _insert_turn(open_main_scene) for open_main_scene in (False, True)}
+
+
+async def _explain_rejected_turn(conn: Connection, p: TurnRecorded) -> None:
     if p.source_id is not None:
         duplicate = await fetch_one(
             conn, "SELECT turn_id FROM turns WHERE chat_id = ? AND source_id = ?", (p.chat_id, p.source_id)
@@ -41,46 +62,54 @@ async def _turn_recorded(conn: Connection, seq: int, p: TurnRecorded) -> int:
             raise ConflictError(
                 f"chat {p.chat_id!r} already has turn {duplicate['turn_id']} for source {p.source_id!r}"
             )
+    await chat_clock(conn, p.chat_id)
+    await scene_or_open_main(conn, p.chat_id, p.scene_id)
+    raise RuntimeError(f"turn_recorded rejected for no known reason: {p!r}")
+
+
+@projects(TurnRecorded)
+async def _turn_recorded(conn: Connection, seq: int, p: TurnRecorded) -> int:
     old = None
     if p.supersedes is not None:
         old = await require_row(conn, TurnNotFoundError, "turns", "turn_id", p.supersedes, p.chat_id)
         if old["superseded_by"] is not None and not _withdrawn(old):
             raise IllegalTransitionError("turn", p.supersedes, "superseded", "superseded again")
-    if p.scene_id is not None or old is None:
-        scene_id = await scene_or_open_main(conn, p.chat_id, p.scene_id)
-    else:
-        scene_id = old["scene_id"]
+    time_text: str | None = None  # None: the chat's clock
     if p.story_time is not None:
         time_text = story_time_text(p.story_time)
     elif old is not None:
         time_text = old["story_time"]
-    else:
-        time_text = await chat_clock(conn, p.chat_id)
-    sibling_group = seq if old is None else old["sibling_group"]
-    speaker = await as_player(conn, p.chat_id, p.speaker)
-    await conn.execute(
-        """INSERT INTO turns (turn_id, chat_id, scene_id, role, speaker, text, source_id,
-                              story_time, truncated, sibling_group, speaker_name, answered_with)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (seq, p.chat_id, scene_id, p.role, speaker, p.text, p.source_id, time_text,
-         int(p.truncated), sibling_group, p.speaker_name, p.answered_with),
-    )
-    if old is not None and not _withdrawn(old):
+    new_take = old is not None and not _withdrawn(old)
+    turn = {
+        "seq": seq, "chat_id": p.chat_id, "role": p.role, "speaker": await as_player(conn, p.chat_id, p.speaker),
+        "text": p.text, "source_id": p.source_id, "story_time": time_text, "truncated": int(p.truncated),
+        "sibling_group": seq if old is None else old["sibling_group"], "speaker_name": p.speaker_name,
+        "answered_with": p.answered_with, "checked_scene": p.scene_id,
+        "scene_id": p.scene_id if p.scene_id is not None or old is None else old["scene_id"],
+    }
+    # The row and what follows from it in one round trip: each later statement writes only if the
+    # row was inserted (else the projection explains why not, and nothing else was written).
+    inserted = "EXISTS (SELECT 1 FROM turns n WHERE n.turn_id = :turn)"
+    if new_take:
+        assert old is not None
         # A new take of a reply is said at that reply's moment: witnessed by whoever witnessed it.
-        await conn.execute(
-            "INSERT INTO turn_witnesses (turn_id, witness) SELECT ?, witness FROM turn_witnesses WHERE turn_id = ?",
-            (seq, old["turn_id"]),
-        )
+        following = [
+            (f"""INSERT INTO turn_witnesses (turn_id, witness)
+                 SELECT :turn, witness FROM turn_witnesses WHERE turn_id = :old AND {inserted}""",
+             {"turn": seq, "old": old["turn_id"]}),
+            (f"UPDATE turns SET superseded_by = :turn WHERE turn_id = :old AND {inserted}", {"turn": seq, "old": old["turn_id"]}),
+        ]
     else:
         # Witnessed by the players and the chat's cast as they are now (who comes later never sees it).
-        await conn.execute(
-            """INSERT INTO turn_witnesses (turn_id, witness)
-               SELECT :turn, player FROM story_players WHERE chat_id = :chat AND active = 1
-               UNION SELECT :turn, character_id FROM story_cast WHERE chat_id = :chat""",
+        following = [(
+            f"""INSERT INTO turn_witnesses (turn_id, witness)
+                SELECT :turn, player FROM story_players WHERE chat_id = :chat AND active = 1 AND {inserted}
+                UNION SELECT :turn, character_id FROM story_cast WHERE chat_id = :chat AND {inserted}""",
             {"turn": seq, "chat": p.chat_id},
-        )
-    if old is not None and not _withdrawn(old):
-        await conn.execute("UPDATE turns SET superseded_by = ? WHERE turn_id = ?", (seq, p.supersedes))
+        )]
+    rows, *_ = await conn.fetch_together([(_INSERT_TURN[p.scene_id is None and old is None], turn), *following])
+    if not rows:
+        await _explain_rejected_turn(conn, p)
     return seq
 
 
