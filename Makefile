@@ -19,11 +19,17 @@ ELEMENT_CLIENT := tests/element/node_modules/.package-lock.json
 $(ELEMENT_CLIENT): tests/element/package-lock.json
 	cd tests/element && npm ci --no-audit --no-fund
 
+# The suite runs in parallel (pytest-xdist): the real-Synapse tests mostly wait (on rate limits, the
+# bot, the homeserver), so more workers than cores pay. Each worker starts its own homeservers and
+# takes one test at a time from a queue that hands out the long ones first (tests/conftest.py).
+TEST_WORKERS ?= 4
+PARALLEL = -n $(TEST_WORKERS) --dist load --maxschedchunk 1
+
 test: $(STAMP) $(ELEMENT_CLIENT)
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest $(PARALLEL)
 
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -m "not synapse"
+	$(VENV)/bin/python -m pytest $(PARALLEL) -m "not synapse"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -152,6 +152,7 @@ class MatrixSender:
         self.client = client
         self.max_rate_limit_waits = max_rate_limit_waits
         self.on_rate_limited = on_rate_limited
+        self._invited_at_creation: dict[str, set[str]] = {}  # encrypted rooms we made, until their first line
 
     async def _with_rate_limit(
         self,
@@ -185,19 +186,31 @@ class MatrixSender:
             await asyncio.sleep(0.05)
 
     async def wait_for_new_members_keys(self, room_id: str, timeout_s: float = 10.0) -> None:
-        """In an encrypted room, wait until the devices of members the bot has never tracked are
-        known (the sync loop queries them right after the sync that shows them), so that the
-        message's room key reaches them: a new story room's first line would otherwise race it."""
+        """In an encrypted room, wait until the members it was made with are shown by a sync (one can
+        show a new room before the homeserver has written its invites) and the devices of members the
+        bot has never tracked are known (the sync loop queries them right after the sync that shows
+        them), so that the message's room key reaches them: a new story room's first line would
+        otherwise race both."""
         olm = getattr(self.client, "olm", None)
         room = self.client.rooms.get(room_id)
+        invited = self._invited_at_creation.pop(room_id, set())
         if not olm or room is None or not room.encrypted:
             return
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while (set(room.users) & olm.users_for_key_query) - olm.tracked_users:
+        while (invited - set(room.users)) or (set(room.users) & olm.users_for_key_query) - olm.tracked_users:
             if asyncio.get_running_loop().time() > deadline:
                 log.warning("sending in %s before the devices of its new members are known", room_id)
                 return
             await asyncio.sleep(0.05)
+
+    async def _room_send(self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str) -> Any:
+        try:
+            return await self.client.room_send(room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True)
+        except KeyError:
+            # nio drops a room's outbound session when a member comes or goes; if that lands while it
+            # shares the session, it fails with a KeyError before sending. Again: a new session is made.
+            log.info("the room key of %s changed while it was shared; sending again", room_id)
+            return await self.client.room_send(room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True)
 
     async def send(self, event: OutgoingEvent) -> str | None:
         """Perform one outgoing event; return the new event id where there is one."""
@@ -205,13 +218,7 @@ class MatrixSender:
             case SendMessage(room_id, content, txn_id, event_type):
                 await self.wait_for_room(room_id)
                 await self.wait_for_new_members_keys(room_id)
-                response = await self._with_rate_limit(
-                    "send",
-                    room_id,
-                    lambda: self.client.room_send(
-                        room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True
-                    ),
-                )
+                response = await self._with_rate_limit("send", room_id, lambda: self._room_send(room_id, event_type, content, txn_id))
                 if isinstance(response, ErrorResponse):
                     raise SendFailed("send", response)
                 return response.event_id
@@ -311,5 +318,8 @@ class MatrixSender:
         )
         if isinstance(response, RoomCreateError) or not isinstance(response, RoomCreateResponse):
             raise SendFailed("createRoom", response)
+        encrypted = any(state.get("type") == "m.room.encryption" for state in request.kwargs.get("initial_state", []))
+        if encrypted and request.kwargs.get("invite"):
+            self._invited_at_creation[response.room_id] = set(request.kwargs["invite"])
         return response.room_id
 

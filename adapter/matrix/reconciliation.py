@@ -287,6 +287,11 @@ def plan_reconciliation(
             plan.user_writes.append(wanted_user)
         if owner not in lobbies_of or not stories_of.get(owner):
             plan.users_to_finish.append(owner)
+    for room in cached_rooms.values():  # the bot took a player's invite, then stopped before their Space was made
+        owner = room.matrix_user_id
+        if room.room_type == RoomType.INVITE and owner not in spaces_of and owner not in cached_users and allowed(owner):
+            if owner not in plan.users_to_finish:
+                plan.users_to_finish.append(owner)
     return plan
 
 

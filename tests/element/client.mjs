@@ -5,7 +5,8 @@
 // default ("exclude insecure devices": only devices signed by their owner get room keys,
 // and only their messages decrypt), or, with --all-devices, the old mode.
 // The Python side (tests/support/element_js.py) talks to it by JSON lines: commands on
-// stdin ({"id", "cmd": "send", "room_id", "body"}; "devices" with "user_id"; "verified" with "user_id"
+// stdin ({"id", "cmd": "send", "room_id", "body"}; "devices" with "user_id" (and "download": false for only the
+// device list the crypto tracks, from the rooms it shares with that user); "verified" with "user_id"
 // and "device_id"; "join" with "room_id"; "rooms": the rooms and their membership, highlight count
 // and Element's room settings), and on stdout every message it sees (encrypted or not), with its
 // decryption result and shield, and its sender as Element shows it (the sender's room member at
@@ -88,7 +89,7 @@ for await (const line of readline.createInterface({ input: process.stdin })) {
       const { event_id } = await client.sendMessage(command.room_id, { msgtype: "m.text", body: command.body });
       out({ kind: "result", id: command.id, event_id });
     } else if (command.cmd === "devices") {
-      const devices = await crypto.getUserDeviceInfo([command.user_id], true);
+      const devices = await crypto.getUserDeviceInfo([command.user_id], command.download !== false);
       out({ kind: "result", id: command.id, devices: [...(devices.get(command.user_id)?.keys() ?? [])] });
     } else if (command.cmd === "verified") {
       const status = await crypto.getDeviceVerificationStatus(command.user_id, command.device_id);

@@ -72,7 +72,6 @@ class LineSender(threading.Thread):
 
 
 def run_crash_loop(server: SynapseServer, fake: FakeOpenAIServer, workdir: Path, *, kills: int, seed: int = 8) -> CrashLoopResult:
-    rng = random.Random(seed)
     started = time.monotonic()
     fake.add_rule(tagged_reply(chunk_delay_s=0.05), purpose="narrate")
     account = server.register("rpbot")
@@ -81,7 +80,14 @@ def run_crash_loop(server: SynapseServer, fake: FakeOpenAIServer, workdir: Path,
         allowed_users=["@player-*:localhost"], data_dir=workdir / "data", llm=openai_llm(fake),
     )
     process = BotProcess(config, workdir / "rpbot.log").start()
-    bot = RunningBot(process, account.user_id, server)
+    try:
+        return _crash_loop(RunningBot(process, account.user_id, server), workdir, kills=kills, rng=random.Random(seed), started=started)
+    finally:
+        process.kill()  # a run that failed half-way leaves no bot behind (one stopped cleanly is not running)
+
+
+def _crash_loop(bot: RunningBot, workdir: Path, *, kills: int, rng: random.Random, started: float) -> CrashLoopResult:
+    process, server = bot.process, bot.server
     player = WatchingPlayer(server.url, server.register("player"))
     space_id, lobby, _ = onboard(bot, player)
     player.send_text(lobby, "!new odile")

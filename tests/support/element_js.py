@@ -146,9 +146,10 @@ class ElementClient:
         """room id -> {"membership", "highlights" (the red badge count), "settings" (Element's room settings)}."""
         return {room["room_id"]: room for room in self._command("rooms")["rooms"]}
 
-    def devices_of(self, user_id: str) -> set[str]:
-        """The devices of `user_id` the client knows (from its device list, as it would encrypt to them)."""
-        return set(self._command("devices", user_id=user_id)["devices"])
+    def devices_of(self, user_id: str, *, download: bool = True) -> set[str]:
+        """The devices of `user_id` the client knows (from its device list, as it would encrypt to them);
+        `download=False`: only those its crypto tracks from the encrypted rooms it shares with them."""
+        return set(self._command("devices", user_id=user_id, download=download)["devices"])
 
     def verifies(self, user_id: str, device_id: str) -> bool:
         """Whether the client shows the device as verified by cross-signing."""

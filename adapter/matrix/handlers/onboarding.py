@@ -4,7 +4,8 @@ An invite from a user not in `allowed_users` is rejected with a reason. An
 allowed user's invite is accepted; if they have no Space yet, the bot builds
 the Space, its lobby and a first story room. Everything for one user runs
 under that user's lock, so concurrent invites never make a second Space, and a
-half-finished onboarding (Space made, rooms not yet) is completed, not redone.
+half-finished onboarding (the invite noted or the Space made, rooms not yet) is completed at the
+next start, not redone.
 
 The welcome is the first thing the bot says in the room it was invited to (what the player
 said there before the bot came is answered by it) and links the Space, the Lobby and the
@@ -43,11 +44,11 @@ async def handle_invite(ctx: BotContext, room_id: str, inviter: str) -> None:
         return
     async with ctx.user_locks.hold(inviter):
         known = await get_room_meta(ctx.store, room_id)
+        if known is None:  # noted before joining: a stop while the join is on its way leaves the onboarding to finish
+            await set_room_meta(ctx.store, RoomMeta(room_id, RoomType.INVITE, inviter))
         if not await ctx.sender.join(room_id):
             return
-        if known is None:
-            await set_room_meta(ctx.store, RoomMeta(room_id, RoomType.INVITE, inviter))
-        elif known.room_type != RoomType.INVITE:
+        if known is not None and known.room_type != RoomType.INVITE:
             return  # one of the player's own rooms (a re-invite after leaving): nothing to build
         space_id = await ensure_onboarded(ctx, inviter, notify_room=room_id)
         user = await get_user_meta(ctx.store, inviter)

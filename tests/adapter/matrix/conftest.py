@@ -94,8 +94,11 @@ def start_bot_default_limits(synapse_default_limits: SynapseServer, tmp_path: Pa
         assert process.stop() == 0, process.log_text()[-3000:]
 
 
-def onboard(bot: RunningBot, player: MatrixUser, timeout_s: float = 60) -> tuple[str, str, str]:
-    """Invite the bot as a new player would; join the Space and its rooms; return (space, lobby, story)."""
+def onboard(
+    bot: RunningBot, player: MatrixUser, timeout_s: float = 60, *, after_lobby: Callable[[], object] | None = None
+) -> tuple[str, str, str]:
+    """Invite the bot as a new player would; join the Space and its rooms; return (space, lobby, story).
+    `after_lobby` runs between joining the Lobby and the story (the player's client taking in the Lobby)."""
     player.invite_room = player.create_room(invite=[bot.user_id])  # type: ignore[attr-defined]
     space_id = player.wait_for_invite(room_type="m.space", timeout_s=timeout_s)
     player.join(space_id)
@@ -108,5 +111,7 @@ def onboard(bot: RunningBot, player: MatrixUser, timeout_s: float = 60) -> tuple
     lobby = next(room_id for room_id, room in rooms.items() if room.get("name") == "Lobby")
     story = next(room_id for room_id, room in rooms.items() if room.get("name") != "Lobby")
     player.join(lobby)
+    if after_lobby is not None:
+        after_lobby()
     player.join(story)
     return space_id, lobby, story

@@ -43,6 +43,7 @@ def test_two_players_with_a_slow_model_do_not_wait_for_each_other(start_bot, fak
     assert max(results.values()) < 2 * SLOW_FIRST_TOKEN_S - 0.5, results
 
 
+@pytest.mark.timeout(300)
 def test_stock_rate_limits_two_onboardings_at_once_and_a_story_still_answered(start_bot_default_limits) -> None:
     bot = start_bot_default_limits()
     talker = bot.player()

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.adapter.matrix.conftest import onboard
 from tests.adapter.matrix.test_element_cross_signing import World
 from tests.support.element_js import ElementClient, SeenMessage, ensure_node_client
 from tests.support.fake_openai import FakeOpenAIServer, Reply
@@ -87,7 +86,7 @@ def one_message_replies(fake_openai: FakeOpenAIServer) -> dict:
 def test_every_character_line_is_sent_by_its_character_in_element(world: World, fake_openai: FakeOpenAIServer, encryption: bool) -> None:
     bot = world.start_bot(encryption=encryption, llm=one_message_replies(fake_openai))
     element, user = world.player()
-    space, lobby, one = onboard(world.running(), user, timeout_s=120)
+    space, lobby, one = world.onboard(user, timeout_s=120)
     user.send_text(lobby, "!new wren with odile")
     group = user.wait_for(lambda: next((r["room_id"] for r in user.hierarchy(space) if "&" in r.get("name", "")), None),
                           timeout_s=120, what="the two-character story")

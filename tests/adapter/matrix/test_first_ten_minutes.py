@@ -141,6 +141,7 @@ def normalized(text: str, session: Session) -> str:
     return re.sub(r"mxc://[^\s)\"']+", "mxc://<media>", text)
 
 
+@pytest.mark.timeout(300)
 def test_the_first_ten_minutes_read_as_the_checked_in_transcript(start_bot) -> None:
     bot = start_bot()  # the offline demo model
     player = bot.player()

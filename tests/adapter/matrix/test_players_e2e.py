@@ -97,7 +97,7 @@ def test_friends_play_one_story_each_answered_and_each_a_witness(world: World, f
     friend_sees, friend = world.player()
     named(owner, "Tobin Reyes")
     named(friend, "Mara Vell")
-    _, _, story = onboard(world.running(), owner, timeout_s=120)
+    _, _, story = world.onboard(owner, timeout_s=120)
     owner_sees.wait_for(lambda: character_lines(owner_sees, story, bot), timeout_s=90, what="the greeting")
     owner_sees.send_text(story, "!invite odile")  # a second character, its entrance under its own face
     owner_sees.wait_for(lambda: [m for m in character_lines(owner_sees, story, bot) if m.sender_name == "Captain Odile Marchetti"],

@@ -6,6 +6,7 @@ real `adapter.sqlite3`; the sender records instead of sending.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from nio import SyncResponse
 
 from adapter.config import Config, MatrixConfig, StorageConfig
+from adapter.matrix.handlers.onboarding import handle_invite
 from adapter.matrix.reconciliation import (
     ReconcileReport,
     StoryPlayers,
@@ -280,6 +282,27 @@ def test_a_lobby_invite_an_older_version_left_waiting_is_withdrawn_once_the_bot_
     assert withdrawal.content["membership"] == "leave"
     rooms["!lobby"]["state"][-1] = state_event("m.room.member", {"membership": "join"}, state_key=ALICE)
     assert [w for w in plan_reconciliation(sync(rooms), {}, {}, BOT, "localhost").once_ready if w.room_id == "!lobby"] == []
+
+
+class StoppedWhileJoining(RecordingSender):
+    async def join(self, room_id: str) -> bool:
+        raise asyncio.CancelledError  # the bot stopped while its join was on its way (the homeserver may well complete it)
+
+
+async def test_an_onboarding_cut_before_the_space_was_made_is_finished(store: StateStore) -> None:
+    """The bot stopped while joining a player's invite room, before their Space existed: the invite was
+    noted first, and that onboarding is finished at the next start, as one cut after the Space was made is."""
+    ctx = Context(store)
+    ctx.sender = StoppedWhileJoining()
+    with pytest.raises(asyncio.CancelledError):
+        await handle_invite(ctx, "!dm", ALICE)  # type: ignore[arg-type]
+    cached = await all_room_meta(store)
+    assert cached == {"!dm": RoomMeta("!dm", RoomType.INVITE, ALICE)}
+
+    anyone = lambda _user_id: True  # noqa: E731
+    assert plan_reconciliation(sync({}), cached, {}, BOT, "localhost", allowed=anyone).users_to_finish == [ALICE]
+    assert plan_reconciliation(sync({}), cached, {}, BOT, "localhost", allowed=lambda _user_id: False).users_to_finish == []
+    assert plan_reconciliation(alice_topology(), cached, {}, BOT, "localhost", allowed=anyone).users_to_finish == []
 
 
 async def test_startup_reconciles_before_any_live_event_is_dispatched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
