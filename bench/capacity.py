@@ -146,7 +146,13 @@ def summarize(args: argparse.Namespace, database: BenchDatabase, bot_ids: list[s
     print(f"bot processes: {len(bot_ids)} ({', '.join(bot_ids)}), players split evenly across them")
     print(f"model: {args.ttft:.2f}s to first token, ~2.5s streaming; players think {args.think:.1f}s (x0.5-1.5) between lines, "
           f"{args.turns} lines per room per step; threshold: p99 first text > {threshold:.2f}s")
-    under = [r for r in results if r["first_p99_s"] <= threshold and not r["errors"]]
+    # The capacity is the last step before the first one over the threshold (with --every-step, later
+    # steps back under it do not count).
+    over = [r for r in results if r["first_p99_s"] > threshold or r["errors"]]
+    under = results[:results.index(over[0])] if over else results
+    if over:
+        print(f"over capacity first at {over[0]['players']} players ({over[0]['rooms_talking']} rooms talking): "
+              f"p99 first text {over[0]['first_p99_s']}s, {over[0]['errors']} errors")
     if under:
         best = under[-1]
         postgres = "" if best["postgres_cpu_pct"] is None else f", PostgreSQL CPU {best['postgres_cpu_pct']}%"
@@ -154,6 +160,8 @@ def summarize(args: argparse.Namespace, database: BenchDatabase, bot_ids: list[s
               f"{best['turns_per_min']} turns/min, p99 first text {best['first_p99_s']}s, bot CPU {best['bot_cpu_pct']}% of a core "
               f"(each {best['bot_cpu_pct_each']}), Synapse CPU {best['synapse_cpu_pct']}%{postgres}, "
               f"bot RSS {best['bot_rss_mb']} MB (peak {best['bot_peak_rss_mb']} MB)")
+    else:
+        print("capacity: none, the first step was already over the threshold")
     if len(under) == len(results):
         print("every step stayed under the threshold: raise --players/--steps to find the limit")
     print("bot RSS at the end: " + ", ".join(f"{rss:.1f} MB (peak {peak:.1f} MB)" for rss, peak in final_rss))
