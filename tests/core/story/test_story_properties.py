@@ -539,6 +539,7 @@ async def example(operations: list[tuple[str, str | None]], tail: list[str], loc
         await only_shown.engine.close()
 
 
+@pytest.mark.timeout(300)  # 40 random stories, each played twice; on PostgreSQL under the suite's parallel load ~2 minutes
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_random_stories_keep_their_integrity(backend: str, request: pytest.FixtureRequest) -> None:
     pool: EngineDatabases | None = request.getfixturevalue("engine_databases") if backend == "postgresql" else None
